@@ -1,0 +1,1 @@
+"""Event contracts and event plumbing shared by every dunning service."""

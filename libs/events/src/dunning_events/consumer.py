@@ -1,0 +1,324 @@
+"""The batch consumer loop: getmany -> one DB transaction per batch -> commit offsets after the DB commit.
+
+Poison events go to the group's dead-letter topic with the error and the loop goes on. Transient
+failures (database or broker away) are retried from the batch's first offset, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from opentelemetry.trace import Span
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dunning_events import metrics
+from dunning_events.codec import PoisonEvent, decode
+from dunning_events.envelope import Envelope, EventData
+from dunning_events.inbox import Inbox
+from dunning_events.topics import dead_letter_topic
+from dunning_events.tracing import consume_span
+
+log = logging.getLogger("dunning.consumer")
+
+
+@dataclass
+class ConsumedEvent:
+    """A decoded event with where it came from; `traced()` runs code inside its consumer span."""
+
+    envelope: Envelope[EventData]
+    topic: str
+    partition: int
+    offset: int
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def data(self) -> Any:
+        return self.envelope.data
+
+    @contextmanager
+    def traced(self, group: str) -> Iterator[Span]:
+        ev = self.envelope
+        with consume_span(
+            f"{group} process {ev.type}",
+            self.headers,
+            {
+                "messaging.system": "kafka",
+                "messaging.destination.name": self.topic,
+                "messaging.consumer.group.name": group,
+                "dunning.event_id": str(ev.id),
+                "dunning.tenant_id": ev.tenant_id,
+                "dunning.subject": ev.subject,
+            },
+        ) as s:
+            yield s
+
+
+# A batch handler applies new (not yet seen) events inside the given session's transaction.
+BatchHandler = Callable[[AsyncSession, list[ConsumedEvent]], Awaitable[None]]
+EventHandlerFn = Callable[[AsyncSession, ConsumedEvent], Awaitable[None]]
+
+
+def one_by_one(group: str, handler: EventHandlerFn) -> BatchHandler:
+    """Adapt a per-event handler: each event runs inside its own consumer span, one transaction for all."""
+
+    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+        for ev in events:
+            with ev.traced(group):
+                await handler(session, ev)
+
+    return apply
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say 'try again later' rather than 'this event is bad'."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError, TimeoutError, KafkaError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        # serialization failure, deadlock, admin shutdown, cannot connect now
+        return code in {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+    return False
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        bootstrap_servers: str,
+        session_factory: async_sessionmaker[AsyncSession],
+        inbox: Inbox,
+        handler: BatchHandler,
+        producer: AIOKafkaProducer,
+        max_records: int = 1000,
+        poll_timeout_ms: int = 200,
+        client_id: str | None = None,
+    ) -> None:
+        self.group = group
+        self.topics = list(topics)
+        self.bootstrap_servers = bootstrap_servers
+        self.session_factory = session_factory
+        self.inbox = inbox
+        self.handler = handler
+        self.producer = producer
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.client_id = client_id or group
+        self.dead_letter_topic = dead_letter_topic(group)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._committed: dict[TopicPartition, int] = {}
+        self.connected = False
+        # Fault-injection seam for tests: runs after the DB commit, before offsets are committed.
+        self.after_db_commit_hook: Callable[[], Awaitable[None]] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
+
+    async def stop(self) -> None:
+        """Stop consuming; the batch in hand is finished and its offsets committed first."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        backoff = 0.2
+        while not self._stopping:
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group,
+                client_id=self.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.max_records,
+                fetch_max_wait_ms=self.poll_timeout_ms,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+                metadata_max_age_ms=5_000,
+            )
+            try:
+                await consumer.start()
+                self.connected = True
+                return consumer
+            except Exception as exc:
+                await consumer.stop()
+                log.warning("consumer %s cannot reach the broker (%s); retrying", self.group, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        raise asyncio.CancelledError
+
+    async def _run(self) -> None:
+        try:
+            self._consumer = await self._connect()
+        except asyncio.CancelledError:
+            return
+        consumer = self._consumer
+        backoff = 0.2
+        try:
+            while not self._stopping:
+                try:
+                    batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                    self.connected = True
+                    if batches:
+                        await self._process(consumer, batches)
+                    backoff = 0.2
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_transient(exc):
+                        log.exception("consumer %s: unexpected error; retrying the batch", self.group)
+                    else:
+                        log.warning("consumer %s: %s; retrying the batch in %.1fs", self.group, exc, backoff)
+                    self.connected = not isinstance(exc, KafkaError)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            self.connected = False
+            await consumer.stop()
+            self._consumer = None
+
+    # ------------------------------------------------------------------ one batch
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        started = time.perf_counter()
+        events: list[ConsumedEvent] = []
+        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    env = decode(record.value or b"")
+                except PoisonEvent as exc:
+                    poison.append((record, str(exc)))
+                    continue
+                events.append(
+                    ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
+                )
+        try:
+            try:
+                await self._apply(events)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # Isolate the poison: apply one at a time, dead-letter the ones that fail.
+                log.warning("consumer %s: batch failed (%s); isolating events", self.group, exc)
+                for ev in events:
+                    try:
+                        await self._apply([ev])
+                    except Exception as one_exc:
+                        if is_transient(one_exc):
+                            raise
+                        poison.append((_record_of(batches, ev), f"{type(one_exc).__name__}: {one_exc}"))
+            for record, error in poison:
+                await self._dead_letter(record, error)
+        except BaseException:
+            # Re-read the whole batch after the retry; the inbox skips what was already applied.
+            for tp, records in batches.items():
+                consumer.seek(tp, records[0].offset)
+            raise
+        if self.after_db_commit_hook is not None:
+            await self.after_db_commit_hook()
+        offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in batches.items()}
+        try:
+            await consumer.commit(offsets)
+            self._committed.update({tp: o.offset for tp, o in offsets.items()})
+        except KafkaError as exc:
+            # Effects are committed; a redelivery is harmless (inbox).
+            log.warning("consumer %s: offset commit failed (%s); events may be redelivered", self.group, exc)
+        metrics.BATCH_SECONDS.labels(group=self.group).observe(time.perf_counter() - started)
+        for ev in events:
+            metrics.EVENTS_CONSUMED.labels(group=self.group, topic=ev.topic, outcome="applied").inc()
+
+    async def _apply(self, events: list[ConsumedEvent]) -> None:
+        if not events:
+            return
+        async with self.session_factory() as session, session.begin():
+            fresh = await self.inbox.claim(session, (ev.envelope.id for ev in events))
+            new_events = [ev for ev in events if ev.envelope.id in fresh]
+            if new_events:
+                await self.handler(session, new_events)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        log.error(
+            "consumer %s: dead-lettering %s[%d]@%d: %s",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+        headers = list(record.headers or []) + [
+            ("dlq-error", error.encode()[:4000]),
+            ("dlq-consumer-group", self.group.encode()),
+            ("dlq-source-topic", record.topic.encode()),
+            ("dlq-source-partition", str(record.partition).encode()),
+            ("dlq-source-offset", str(record.offset).encode()),
+        ]
+        await self.producer.send_and_wait(self.dead_letter_topic, value=record.value, key=record.key, headers=headers)
+        metrics.DEAD_LETTERED.labels(group=self.group).inc()
+        metrics.EVENTS_CONSUMED.labels(group=self.group, topic=record.topic, outcome="dead_lettered").inc()
+
+    # ------------------------------------------------------------------ observation
+
+    async def lag(self) -> int | None:
+        """Records on the broker not yet applied and committed; None while not connected/assigned."""
+        consumer = self._consumer
+        if consumer is None or not self.connected:
+            return None
+        assignment = consumer.assignment()
+        if not assignment:
+            return None
+        try:
+            ends = await consumer.end_offsets(list(assignment))
+        except Exception:
+            return None
+        total = 0
+        per_topic: dict[str, int] = {}
+        for tp, end in ends.items():
+            committed = self._committed.get(tp)
+            if committed is None:
+                committed = await consumer.committed(tp) or 0
+                self._committed[tp] = committed
+            behind = max(0, end - committed)
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + behind
+            total += behind
+        for topic, value in per_topic.items():
+            metrics.CONSUMER_LAG.labels(group=self.group, topic=topic).set(value)
+        return total
+
+
+def _record_of(
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], ev: ConsumedEvent
+) -> ConsumerRecord[bytes, bytes]:
+    for record in batches[TopicPartition(ev.topic, ev.partition)]:
+        if record.offset == ev.offset:
+            return record
+    raise LookupError(f"record {ev.topic}[{ev.partition}]@{ev.offset} not in batch")

@@ -1,0 +1,428 @@
+"""Every event type of the platform as a typed, versioned model; the catalogue maps type -> model."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from dunning_events import topics
+from dunning_events.envelope import EventData
+from dunning_events.money import DecimalStr, Money
+
+Channel = Literal["email", "sms", "voice", "letter", "webhook", "task"]
+InvoiceStatus = Literal["open", "paid", "void", "written_off"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ---------------------------------------------------------------- ledger (ledger-sync)
+
+
+class Contact(_Part):
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    role: str = "billing"
+
+
+class ConsentFlags(_Part):
+    """Channels the customer agreed to be contacted on. Automated SMS and calls need consent on record."""
+
+    email: bool = True
+    sms: bool = False
+    voice: bool = False
+    letter: bool = True
+    webhook: bool = True
+
+
+class CustomerUpserted(EventData):
+    event_type: ClassVar[str] = "customer.upserted"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "customer_id"
+    description: ClassVar[str] = "A customer was created or changed in the canonical ledger."
+
+    name: str
+    contacts: list[Contact] = Field(default_factory=list)
+    time_zone: str = "UTC"
+    locale: str = "en"
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, for holiday calendars")
+    tags: list[str] = Field(default_factory=list)
+    segment: str | None = None
+    consent: ConsentFlags = Field(default_factory=ConsentFlags)
+    credit_hold: bool = False
+
+
+class InvoiceSnapshot(EventData):
+    """Fields shared by every invoice event: the invoice as it is after the change."""
+
+    subject_field: ClassVar[str] = "invoice_id"
+
+    invoice_id: str
+    number: str
+    currency: str
+    total: DecimalStr
+    balance: DecimalStr
+    issue_date: date
+    due_date: date | None = None
+    terms: str | None = None
+    status: InvoiceStatus = "open"
+    disputed: bool = False
+
+
+class InvoiceCreated(InvoiceSnapshot):
+    event_type: ClassVar[str] = "invoice.created"
+    topic: ClassVar[str] = topics.LEDGER
+    description: ClassVar[str] = "A new receivable invoice entered the ledger."
+
+
+class FieldChange(_Part):
+    field: str
+    old: str | None
+    new: str | None
+
+
+class InvoiceUpdated(InvoiceSnapshot):
+    event_type: ClassVar[str] = "invoice.updated"
+    topic: ClassVar[str] = topics.LEDGER
+    description: ClassVar[str] = "An invoice changed; `changes` lists each changed field's old and new value."
+
+    changes: list[FieldChange] = Field(default_factory=list)
+
+
+class InvoiceVoided(InvoiceSnapshot):
+    event_type: ClassVar[str] = "invoice.voided"
+    topic: ClassVar[str] = topics.LEDGER
+    description: ClassVar[str] = "An invoice was voided (status void) or written off (status written_off)."
+
+    reason: str | None = None
+
+
+class Allocation(_Part):
+    """Part of a payment or credit note applied to one invoice, with the invoice's resulting balance."""
+
+    invoice_id: str
+    amount: DecimalStr
+    invoice_balance_after: DecimalStr
+    invoice_status_after: InvoiceStatus
+
+
+class PaymentApplied(EventData):
+    event_type: ClassVar[str] = "payment.applied"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "payment_id"
+    description: ClassVar[str] = "A payment was recorded and allocated to invoices."
+
+    payment_id: str
+    currency: str
+    amount: DecimalStr
+    received_on: date
+    allocations: list[Allocation]
+    unapplied: DecimalStr = Field(description="Over-payment kept as unapplied credit")
+
+
+class PaymentReversed(EventData):
+    event_type: ClassVar[str] = "payment.reversed"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "payment_id"
+    description: ClassVar[str] = "A payment was reversed (bounced, charged back); its allocations are undone."
+
+    payment_id: str
+    currency: str
+    amount: DecimalStr
+    reason: str | None = None
+    allocations: list[Allocation] = Field(description="The undone allocations with each invoice's balance after")
+
+
+class CreditNoteApplied(EventData):
+    event_type: ClassVar[str] = "credit_note.applied"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "credit_note_id"
+    description: ClassVar[str] = "A credit note was allocated to invoices, reducing their balances."
+
+    credit_note_id: str
+    currency: str
+    total: DecimalStr
+    issued_on: date
+    allocations: list[Allocation]
+
+
+class DisputeOpened(EventData):
+    event_type: ClassVar[str] = "dispute.opened"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "invoice_id"
+    description: ClassVar[str] = "The customer disputes an invoice; dunning on it pauses."
+
+    invoice_id: str
+    reason: str | None = None
+
+
+class DisputeResolved(EventData):
+    event_type: ClassVar[str] = "dispute.resolved"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "invoice_id"
+    description: ClassVar[str] = "A dispute on an invoice ended; dunning resumes where it was."
+
+    invoice_id: str
+    resolution: str | None = None
+
+
+class LedgerSynced(EventData):
+    event_type: ClassVar[str] = "ledger.synced"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "connector"
+    description: ClassVar[str] = (
+        "A connector finished a sync: the freshness signal. customer_id is `_tenant` (tenant-wide)."
+    )
+
+    connector: str
+    succeeded: bool
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    last_successful_sync_at: AwareDatetime | None
+    records_changed: int = 0
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- steps (policy-engine)
+
+
+class StepInvoice(_Part):
+    invoice_id: str
+    number: str
+    total: DecimalStr
+    balance: DecimalStr
+    due_date: date | None
+    days_overdue: int
+
+
+class Fee(_Part):
+    kind: Literal["fixed", "percentage", "statutory_interest", "compensation"]
+    description: str
+    amount: Money
+
+
+class DunningStepDue(EventData):
+    event_type: ClassVar[str] = "dunning.step.due"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "step_id"
+    description: ClassVar[str] = (
+        "A dunning step is due for a customer: one event per customer, step and currency (consolidated)."
+    )
+
+    step_id: str = Field(description="Deterministic idempotency key: same customer, case and step -> same id")
+    policy_id: str
+    policy_version: int
+    step_index: int
+    step_name: str
+    tone: str
+    template_id: str
+    channels: list[Channel]
+    channel_mode: Literal["all", "fallback"] = Field(
+        default="all", description="all: send on every channel; fallback: try in order until one succeeds"
+    )
+    currency: str
+    amount_due: DecimalStr
+    invoices: list[StepInvoice]
+    fees: list[Fee] = Field(default_factory=list)
+    actions: list[Literal["credit_hold", "hand_off_to_collections", "recommend_write_off"]] = Field(
+        default_factory=list
+    )
+    scheduled_for: AwareDatetime
+    late: bool = Field(default=False, description="True when the step fires after its planned time")
+
+
+class DunningStepCancelled(EventData):
+    event_type: ClassVar[str] = "dunning.step.cancelled"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "step_id"
+    description: ClassVar[str] = "A scheduled dunning step will not be sent; the reason says why."
+
+    step_id: str
+    invoice_ids: list[str]
+    reason: str
+
+
+# ---------------------------------------------------------------- notifications (notifier)
+
+
+class NotificationOutcome(EventData):
+    subject_field: ClassVar[str] = "delivery_id"
+
+    delivery_id: str
+    step_id: str
+    channel: Channel
+    recipient: str | None = Field(default=None, description="Address or number, masked where personal")
+    invoice_ids: list[str] = Field(default_factory=list)
+    provider: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None
+
+
+class NotificationSent(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.sent"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = "The provider accepted the message."
+
+
+class NotificationDelivered(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.delivered"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = "The provider reported the message delivered."
+
+
+class NotificationFailed(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.failed"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = "The message could not be sent; `reason` says why and whether it was permanent."
+
+    permanent: bool = True
+
+
+class NotificationBounced(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.bounced"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = "The message bounced (hard or soft) after being accepted."
+
+    hard: bool = True
+
+
+class NotificationSkipped(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.skipped"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = "The step was not sent on this channel (e.g. all invoices already settled)."
+
+
+class ConsentRevoked(EventData):
+    event_type: ClassVar[str] = "consent.revoked"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    subject_field: ClassVar[str] = "customer_id"
+    description: ClassVar[str] = "A customer opted out of a channel (STOP reply, unsubscribe, hard bounce, complaint)."
+
+    channel: Channel
+    address: str | None = None
+    reason: Literal["stop_reply", "unsubscribe", "hard_bounce", "complaint", "manual"]
+
+
+# ---------------------------------------------------------------- promises (promise-tracker)
+
+RecordedBy = Literal["collector", "customer", "inbound_reply"]
+
+
+class PromiseCreated(EventData):
+    event_type: ClassVar[str] = "promise.created"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "promise_id"
+    description: ClassVar[str] = "A promise-to-pay was recorded; dunning on its invoices pauses until it ends."
+
+    promise_id: str
+    invoice_ids: list[str]
+    currency: str
+    amount: DecimalStr
+    promised_date: date
+    deadline: AwareDatetime = Field(description="End of the promised day in the customer's zone plus grace")
+    recorded_by: RecordedBy
+    plan_id: str | None = None
+    note: str | None = None
+
+
+class PromiseKept(EventData):
+    event_type: ClassVar[str] = "promise.kept"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "promise_id"
+    description: ClassVar[str] = "Payments and credits after the promise reached the promised amount in time."
+
+    promise_id: str
+    invoice_ids: list[str]
+    currency: str
+    amount: DecimalStr
+    received: DecimalStr
+    plan_id: str | None = None
+
+
+class PromiseBroken(EventData):
+    event_type: ClassVar[str] = "promise.broken"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "promise_id"
+    description: ClassVar[str] = "The deadline passed short of the promised amount; dunning re-escalates."
+
+    promise_id: str
+    invoice_ids: list[str]
+    currency: str
+    amount: DecimalStr
+    received: DecimalStr
+    shortfall: DecimalStr
+    partially_kept: bool = Field(description="Something arrived, but less than promised")
+    deadline: AwareDatetime
+    broken_promise_count: int = Field(ge=1, description="Broken promises of this customer so far")
+    plan_id: str | None = None
+
+
+class PromiseCancelled(EventData):
+    event_type: ClassVar[str] = "promise.cancelled"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "promise_id"
+    description: ClassVar[str] = "A promise was withdrawn before its deadline; dunning resumes where it was."
+
+    promise_id: str
+    invoice_ids: list[str]
+    reason: str | None = None
+    plan_id: str | None = None
+
+
+class Instalment(_Part):
+    promise_id: str
+    due_date: date
+    amount: DecimalStr
+
+
+class PlanCreated(EventData):
+    event_type: ClassVar[str] = "plan.created"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "plan_id"
+    description: ClassVar[str] = "A payment plan split a balance into instalments, each tracked as a promise."
+
+    plan_id: str
+    invoice_ids: list[str]
+    currency: str
+    total: DecimalStr
+    instalments: list[Instalment]
+
+
+class PlanDefaulted(EventData):
+    event_type: ClassVar[str] = "plan.defaulted"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "plan_id"
+    description: ClassVar[str] = "A payment plan broke (missed instalment as the policy configures)."
+
+    plan_id: str
+    invoice_ids: list[str]
+    reason: str
+    strikes: int = 0
+
+
+class PlanCompleted(EventData):
+    event_type: ClassVar[str] = "plan.completed"
+    topic: ClassVar[str] = topics.PROMISES
+    subject_field: ClassVar[str] = "plan_id"
+    description: ClassVar[str] = "Every instalment of a payment plan was kept."
+
+    plan_id: str
+    invoice_ids: list[str]
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.event_type: cls
+    for cls in (
+        CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
+        CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced,
+        DunningStepDue, DunningStepCancelled,
+        NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
+        NotificationSkipped, ConsentRevoked,
+        PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,
+        PlanCompleted,
+    )
+}  # fmt: skip

@@ -1,0 +1,20 @@
+"""Prometheus metrics of the event plumbing (every service exposes them on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PUBLISHED = Counter("dunning_events_published_total", "Events published by the outbox relay", ["topic"])
+EVENTS_CONSUMED = Counter(
+    "dunning_events_consumed_total", "Events applied by a consumer group", ["group", "topic", "outcome"]
+)
+DEAD_LETTERED = Counter("dunning_events_dead_lettered_total", "Poison events sent to a dead-letter topic", ["group"])
+CONSUMER_LAG = Gauge("dunning_consumer_lag", "Records not yet applied, per group and topic", ["group", "topic"])
+BATCH_SECONDS = Histogram(
+    "dunning_consumer_batch_seconds",
+    "Time to apply one consumed batch (one database transaction)",
+    ["group"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OUTBOX_BACKLOG = Gauge("dunning_outbox_backlog", "Unpublished outbox rows")
+OUTBOX_OLDEST_AGE = Gauge("dunning_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row")

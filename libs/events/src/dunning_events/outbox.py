@@ -1,0 +1,217 @@
+"""Transactional outbox: events are written with the state change and published by a relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from dunning_events import metrics
+from dunning_events.codec import encode
+from dunning_events.envelope import Envelope
+from dunning_events.topics import partition_key
+from dunning_events.tracing import current_trace_headers, to_kafka_headers
+
+log = logging.getLogger("dunning.outbox")
+
+# One relay at a time per service database publishes, so per-customer order on the wire is the
+# commit order in the outbox even with several replicas; the others stand by (and take over at once).
+_RELAY_LOCK_KEY = 0x0D0B0C5
+
+
+class OutboxWriter:
+    """Adds events to the outbox inside the caller's transaction; commits are the caller's job."""
+
+    def __init__(self, table: Table, on_commit: Callable[[], None] | None = None) -> None:
+        self.table = table
+        self._on_commit = on_commit
+
+    async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        if not events:
+            return
+        trace_headers = current_trace_headers()
+        rows = [
+            {
+                "event_id": ev.id,
+                "event_type": ev.type,
+                "topic": ev.data.topic,
+                "key": partition_key(ev.tenant_id, ev.data.customer_id),
+                "payload": encode(ev),
+                "headers": trace_headers,
+            }
+            for ev in events
+        ]
+        await session.execute(self.table.insert(), rows)
+        if self._on_commit is not None and isinstance(session, AsyncSession):
+            # Wake the relay after commit rather than waiting for its next poll.
+            session.info.setdefault("after_commit", []).append(self._on_commit)
+
+
+@dataclass
+class OutboxStats:
+    backlog: int
+    oldest_age_seconds: float
+
+
+class OutboxRelay:
+    """Publishes unpublished outbox rows in id order, in batches, then marks them published.
+
+    A crash after publishing and before marking re-publishes the batch: duplicates are possible,
+    loss is not; consumers de-duplicate by event id (inbox).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        table: Table,
+        producer: AIOKafkaProducer,
+        batch_size: int = 1000,
+        poll_interval: float = 0.2,
+        retention: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        # Fault-injection seam for tests: runs after the broker acknowledged, before rows are marked.
+        self.after_publish_hook: Callable[[int], Awaitable[None]] | None = None
+        self._last_cleanup = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows were published (0 if idle or another relay leads)."""
+        t = self.table
+        async with self.engine.begin() as conn:
+            leader = await conn.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY)))
+            if not leader:
+                return 0
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [
+                await self.producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.key.encode(),
+                    headers=to_kafka_headers(row.headers or {}),
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            if self.after_publish_hook is not None:
+                await self.after_publish_hook(len(rows))
+            await conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=func.now()))
+        for row in rows:
+            metrics.EVENTS_PUBLISHED.labels(topic=row.topic).inc()
+        return len(rows)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Publish until the outbox is empty (used on shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if await self.publish_batch() == 0 and (await self.stats()).backlog == 0:
+                return
+        log.warning("outbox not empty after %.1fs drain; rows stay for the next start", timeout)
+
+    async def run(self) -> None:
+        backoff = self.poll_interval
+        while not self._stopping:
+            try:
+                published = await self.publish_batch()
+                backoff = self.poll_interval
+                await self._cleanup_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database or broker away: keep the rows, retry later
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                published = 0
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if published == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await self.drain(drain_timeout)
+        except Exception as exc:
+            log.warning("outbox drain on stop failed: %s", exc)
+
+    async def stats(self) -> OutboxStats:
+        t = self.table
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.extract("epoch", func.now() - func.min(t.c.created_at)), 0),
+                    ).where(t.c.published_at.is_(None))
+                )
+            ).one()
+        return OutboxStats(backlog=int(row[0]), oldest_age_seconds=float(row[1]))
+
+    async def _cleanup_published(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_cleanup < 60:
+            return
+        self._last_cleanup = loop.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(self.table).where(
+                    self.table.c.published_at
+                    < func.now() - text(f"interval '{int(self.retention.total_seconds())} seconds'")
+                )
+            )
+
+
+def _install_commit_hooks() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    @event.listens_for(Session, "after_commit")
+    def _after_commit(session: Session) -> None:
+        for callback in session.info.pop("after_commit", []):
+            callback()
+
+    @event.listens_for(Session, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("after_commit", None)
+
+
+_install_commit_hooks()

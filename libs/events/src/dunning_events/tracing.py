@@ -1,0 +1,58 @@
+"""W3C trace context carried in Kafka headers so one trace spans every service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+TRACER_NAME = "dunning"
+
+KafkaHeaders = Sequence[tuple[str, bytes]]
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def current_trace_headers() -> dict[str, str]:
+    """The active span's context as W3C headers (empty when nothing is being traced)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def to_kafka_headers(carrier: Mapping[str, str]) -> list[tuple[str, bytes]]:
+    # A list, not a tuple: instrumentations append to it.
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
+def from_kafka_headers(headers: KafkaHeaders | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in headers or ():
+        if key in ("traceparent", "tracestate") and value is not None:
+            out[key] = value.decode(errors="replace")
+    return out
+
+
+@contextmanager
+def consume_span(name: str, headers: KafkaHeaders | None, attributes: Mapping[str, str]) -> Iterator[Span]:
+    """A consumer span whose parent is the producer's context taken from the record's headers."""
+    parent = _PROPAGATOR.extract(from_kafka_headers(headers))
+    token = otel_context.attach(parent)
+    try:
+        with tracer().start_as_current_span(name, kind=SpanKind.CONSUMER, attributes=dict(attributes)) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
+
+
+@contextmanager
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: str) -> Iterator[Span]:
+    with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as s:
+        yield s

@@ -1,0 +1,1 @@
+"""What every dunning service shares: settings, clock, database, auth, health, logs, lifecycle."""

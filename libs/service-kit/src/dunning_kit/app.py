@@ -1,0 +1,98 @@
+"""The FastAPI application shell every service shares: lifespan, health, readiness, metrics, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from dunning_events.tracing import tracer
+from dunning_kit.auth import ApiKeyRegistry
+from dunning_kit.logs import REDACT
+from dunning_kit.runtime import ServiceRuntime
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        out.append({"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid"), "type": err.get("type")})
+    return out
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"error": "malformed JSON body", "detail": _field_errors(exc)}, status_code=400)
+    return JSONResponse({"error": "validation failed", "detail": _field_errors(exc)}, status_code=422)
+
+
+class _ServerSpanMiddleware(BaseHTTPMiddleware):
+    """A server span per API call, so a trace starts at the ledger-sync call or the ERP webhook."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path in ("/healthz", "/readyz", "/metrics"):
+            return await call_next(request)
+        from opentelemetry.trace import SpanKind
+
+        route = f"{request.method} {request.url.path}"
+        with tracer().start_as_current_span(route, kind=SpanKind.SERVER) as span:
+            response = await call_next(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    version: str = "1.0.0",
+) -> FastAPI:
+    settings = runtime.settings
+    REDACT.add_secret(settings.database_url.split("@")[0].split(":")[-1] if "@" in settings.database_url else None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.api_keys = ApiKeyRegistry.from_settings(settings.api_keys, settings.api_keys_file)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(_ServerSpanMiddleware)
+
+    @app.get("/healthz", tags=["operations"], summary="Process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable")
+    async def readyz() -> JSONResponse:
+        checks = await runtime.readiness()
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> PlainTextResponse:
+        try:
+            await runtime.quiet_report()  # refreshes lag, backlog and timer gauges
+        except Exception:
+            pass
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,205 @@
+"""One service's moving parts and their lifecycle: database, producer, outbox relay, consumers, timers.
+
+Start order: database -> producer -> relay, consumers, timers. Stop order (SIGTERM): stop consuming
+(the batch in hand finishes and commits its offsets) -> stop timers -> flush the outbox -> close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dunning_events import metrics
+from dunning_events.consumer import BatchConsumer, BatchHandler
+from dunning_events.inbox import Inbox
+from dunning_events.kafka import ensure_topics, make_producer
+from dunning_events.outbox import OutboxRelay, OutboxWriter
+from dunning_events.tables import inbox_table, outbox_table
+from dunning_events.topics import ALL_TOPICS, dead_letter_topic
+from dunning_kit.clock import Clock
+from dunning_kit.db import make_engine, make_sessions
+from dunning_kit.settings import ServiceSettings
+from dunning_kit.timers import DueStats, FireDue, TimerLoop
+
+log = logging.getLogger("dunning.runtime")
+
+
+def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """Add the outbox and inbox tables to a service's metadata (its migrations create them)."""
+    return outbox_table(metadata), inbox_table(metadata)
+
+
+@dataclass
+class QuietReport:
+    service: str
+    outbox_backlog: int
+    consumer_lag: dict[str, int | None] = field(default_factory=dict)
+    timers_due: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quiet(self) -> bool:
+        return (
+            self.outbox_backlog == 0
+            and all(v == 0 for v in self.consumer_lag.values())
+            and all(v == 0 for v in self.timers_due.values())
+        )
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: ServiceSettings,
+        clock: Clock,
+        metadata: MetaData,
+        schema: str,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.schema = settings.database_schema or schema
+        self.engine: AsyncEngine = make_engine(settings.database_url, self.schema, settings.db_pool_size)
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
+        self.outbox_table = metadata.tables["outbox"]
+        self.inbox_table = metadata.tables["inbox"]
+        self.producer: AIOKafkaProducer = make_producer(settings.kafka_bootstrap_servers, client_id=name)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            table=self.outbox_table,
+            producer=self.producer,
+            batch_size=settings.outbox_batch_size,
+            poll_interval=settings.outbox_poll_interval,
+        )
+        self.outbox = OutboxWriter(self.outbox_table, on_commit=self.relay.wake)
+        self.consumers: list[BatchConsumer] = []
+        self.timers: list[TimerLoop] = []
+        self.background: list[asyncio.Task[Any]] = []
+        self._producer_ready = asyncio.Event()
+        self._started = False
+        self._starter: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ wiring (composition root)
+
+    def add_consumer(self, group: str, topics: Sequence[str], handler: BatchHandler) -> BatchConsumer:
+        consumer = BatchConsumer(
+            group=group,
+            topics=topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            session_factory=self.sessions,
+            inbox=Inbox(self.inbox_table, group),
+            handler=handler,
+            producer=self.producer,
+            max_records=self.settings.consumer_max_records,
+            client_id=f"{self.name}-{group}",
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats) -> TimerLoop:
+        loop = TimerLoop(name, self.clock, fire_due, due_stats, self.settings.timer_poll_interval)
+        self.timers.append(loop)
+        return loop
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Returns at once; the broker-facing parts start in the background as soon as it is reachable."""
+        self._started = True
+        self._starter = asyncio.create_task(self._start_when_broker_reachable(), name=f"{self.name}-start")
+        for timer in self.timers:
+            timer.start()
+
+    async def _start_when_broker_reachable(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                if self.settings.kafka_create_topics:
+                    await ensure_topics(
+                        self.settings.kafka_bootstrap_servers,
+                        [*ALL_TOPICS, *(dead_letter_topic(c.group) for c in self.consumers)],
+                        partitions=self.settings.kafka_topic_partitions,
+                        attempts=1,
+                    )
+                await self.producer.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: broker not reachable yet (%s); retrying", self.name, exc)
+                await self.producer.stop()
+                self.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=self.name)
+                self.relay.producer = self.producer
+                for c in self.consumers:
+                    c.producer = self.producer
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._producer_ready.set()
+        self.relay.start()
+        for consumer in self.consumers:
+            consumer.start()
+
+    async def wait_started(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._producer_ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self._starter is not None and not self._starter.done():
+            self._starter.cancel()
+            await asyncio.gather(self._starter, return_exceptions=True)
+        await asyncio.gather(*(c.stop() for c in self.consumers), return_exceptions=True)
+        await asyncio.gather(*(t.stop() for t in self.timers), return_exceptions=True)
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        if self._producer_ready.is_set():
+            await self.relay.stop(drain_timeout=self.settings.shutdown_grace_seconds / 2)
+        await self.producer.stop()
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------------ observation
+
+    async def database_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def broker_ok(self) -> bool:
+        if not self._producer_ready.is_set():
+            return False
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self.producer.client.force_metadata_update())
+        except Exception:
+            return False
+
+    async def readiness(self) -> dict[str, bool]:
+        db, broker = await asyncio.gather(self.database_ok(), self.broker_ok())
+        checks = {"database": db, "broker": broker}
+        for consumer in self.consumers:
+            checks[f"consumer:{consumer.group}"] = consumer.connected
+        return checks
+
+    async def quiet_report(self) -> QuietReport:
+        stats = await self.relay.stats()
+        metrics.OUTBOX_BACKLOG.set(stats.backlog)
+        metrics.OUTBOX_OLDEST_AGE.set(stats.oldest_age_seconds)
+        report = QuietReport(service=self.name, outbox_backlog=stats.backlog)
+        for consumer in self.consumers:
+            report.consumer_lag[consumer.group] = await consumer.lag()
+        for timer in self.timers:
+            report.timers_due[timer.name] = await timer.due_now()
+        return report

@@ -1,0 +1,45 @@
+"""Run one service in production mode: `python -m dunning_kit.serve <service>` (or `python -m <package>`).
+
+Settings come from the environment; time from the system clock. SIGTERM drains (see runtime.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from dunning_kit.clock import SystemClock
+from dunning_kit.logs import configure_logging
+from dunning_kit.services import spec
+from dunning_kit.telemetry import configure_tracing
+
+
+def serve(service: str) -> None:
+    s = spec(service)
+    module = s.bootstrap()
+    settings = module.Settings()
+    configure_logging(s.name, settings.log_level, settings.log_format)
+    configure_tracing(s.name)
+    runtime = module.build_runtime(settings, SystemClock())
+    app = module.create_app(runtime)
+    logging.getLogger("dunning").info("%s listening on %s:%d", s.name, settings.http_host, settings.http_port)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("service", help="ledger-sync | policy-engine | notifier | promise-tracker")
+    serve(parser.parse_args().service)
+
+
+if __name__ == "__main__":
+    main()

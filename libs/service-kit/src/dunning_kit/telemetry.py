@@ -1,0 +1,30 @@
+"""OpenTelemetry set-up from the standard OTEL_* variables: off unless OTEL_TRACES_EXPORTER asks for it."""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+_configured = False
+
+
+def configure_tracing(service: str, exporter: SpanExporter | None = None) -> None:
+    """Install a tracer provider once per process. Tests pass an in-memory exporter."""
+    global _configured
+    if _configured:
+        return
+    wanted = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower()
+    if (exporter is None and wanted in ("", "none")) or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}))
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _configured = True

@@ -1,0 +1,288 @@
+"""Test harness: real PostgreSQL and a real broker, the four services in-process on real sockets,
+one shared simulated clock, and `wait_until_quiet` (no due timers, empty outboxes, no consumer lag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from dunning_kit.auth import hash_key
+from dunning_kit.clock import Clock
+from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from dunning_kit.migrations import upgrade
+from dunning_kit.runtime import QuietReport, ServiceRuntime
+from dunning_kit.services import SERVICES, ServiceSpec
+
+T = TypeVar("T")
+
+# Keys every test stack accepts: two tenants, so isolation tests have someone to try to reach.
+TEST_KEYS = {
+    "acme-api-key": ("acme", "api"),
+    "acme-admin-key": ("acme", "admin"),
+    "globex-api-key": ("globex", "api"),
+    "globex-admin-key": ("globex", "admin"),
+}
+TEST_API_KEYS = ",".join(f"{tenant}:{scope}:{hash_key(key)}" for key, (tenant, scope) in TEST_KEYS.items())
+TEMPLATE_DB = "dunning_template"
+
+
+async def poll_until(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+) -> T:
+    """Call `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+class PostgresBackend:
+    """The session's PostgreSQL server plus a migrated template database every test copies."""
+
+    def __init__(self, server_url: str, admin: Callable[[str, str], str], stop: Callable[[], None]) -> None:
+        self.server_url = server_url
+        self._admin = admin
+        self._stop = stop
+
+    @classmethod
+    def embedded(cls) -> PostgresBackend:
+        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="dunning-test-pg-")) / "data").start()
+        backend = cls(pg.url, pg.psql, pg.destroy)
+        backend.embedded_server = pg  # type: ignore[attr-defined]
+        return backend
+
+    @classmethod
+    def containers(cls) -> PostgresBackend:
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:17", driver="asyncpg").start()
+        url = container.get_connection_url().rsplit("/", 1)[0]
+
+        def admin(db: str, sql: str) -> str:
+            code, out = container.exec(["psql", "-U", container.username, "-d", db, "-Atc", sql])
+            if code:
+                raise RuntimeError(out.decode())
+            return str(out.decode())
+
+        return cls(url, admin, container.stop)
+
+    def sql(self, sql: str, database: str = "postgres") -> str:
+        return self._admin(database, sql)
+
+    def url(self, database: str) -> str:
+        return f"{self.server_url}/{database}"
+
+    def build_template(self, services: Iterable[ServiceSpec] = SERVICES) -> None:
+        self.sql(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        self.sql(f"CREATE DATABASE {TEMPLATE_DB}")
+        for spec in services:
+            upgrade(spec.migrations_dir, self.url(TEMPLATE_DB), spec.schema)
+
+    def fresh_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._stop()
+
+
+class BrokerBackend:
+    def __init__(self, bootstrap_servers: str, stop: Callable[[], None], restart: Callable[[], None] | None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.stop = stop
+        self.restart = restart
+
+    @classmethod
+    def embedded(cls) -> BrokerBackend:
+        broker = EmbeddedBroker().start()
+        backend = cls(broker.bootstrap_servers, broker.stop, broker.restart)
+        backend.embedded_broker = broker  # type: ignore[attr-defined]
+        return backend
+
+    @classmethod
+    def containers(cls) -> BrokerBackend:
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer().start()
+        return cls(container.get_bootstrap_server(), container.stop, None)
+
+
+def use_containers() -> bool:
+    return os.environ.get("DUNNING_TEST_BACKEND", "embedded") == "containers"
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    runtime: ServiceRuntime
+    app: FastAPI
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    base_url: str
+
+    def client(self, key: str | None = "acme-api-key", **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def start_service(
+    spec: ServiceSpec,
+    *,
+    database_url: str,
+    bootstrap_servers: str,
+    clock: Clock,
+    overrides: dict[str, Any] | None = None,
+) -> RunningService:
+    """Build the service through its own composition root and serve it with uvicorn on a free port."""
+    module = spec.bootstrap()
+    port = free_port()
+    settings = module.Settings(
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap_servers,
+        http_host="127.0.0.1",
+        http_port=port,
+        api_keys=TEST_API_KEYS,
+        public_base_url=f"http://127.0.0.1:{port}",
+        timer_poll_interval=0.2,
+        outbox_poll_interval=0.05,
+        **(overrides or {}),
+    )
+    runtime: ServiceRuntime = module.build_runtime(settings, clock)
+    app: FastAPI = module.create_app(runtime)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(), name=f"uvicorn-{spec.name}")
+    running = RunningService(spec, runtime, app, server, task, f"http://127.0.0.1:{port}")
+
+    async def up() -> bool:
+        if task.done():
+            task.result()  # surface a start-up failure
+        return bool(server.started)
+
+    await poll_until(up, timeout=30, what=f"{spec.name} to serve HTTP")
+    await runtime.wait_started()
+    await wait_for_assignment([runtime])
+    return running
+
+
+async def wait_for_assignment(runtimes: Iterable[ServiceRuntime], timeout: float = 30) -> None:
+    """Consumers have joined their groups and own partitions (before that, lag is unknown)."""
+
+    async def assigned() -> bool:
+        for rt in runtimes:
+            for consumer in rt.consumers:
+                if await consumer.lag() is None:
+                    return False
+        return True
+
+    await poll_until(assigned, timeout=timeout, what="consumer group assignment")
+
+
+async def wait_until_quiet(
+    runtimes: Iterable[ServiceRuntime], *, timeout: float = 30.0, settle: int = 2
+) -> list[QuietReport]:
+    """Wait until no service has due timers, unpublished outbox rows or consumer lag, `settle` polls in a row."""
+    rts = list(runtimes)
+    streak = 0
+    reports: list[QuietReport] = []
+
+    async def quiet() -> bool:
+        nonlocal streak, reports
+        reports = [await rt.quiet_report() for rt in rts]
+        streak = streak + 1 if all(r.quiet for r in reports) else 0
+        return streak >= settle
+
+    try:
+        await poll_until(quiet, timeout=timeout, interval=0.05, what="the system to be quiet")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {[r for r in reports if not r.quiet]}") from None
+    return reports
+
+
+@dataclass
+class Platform:
+    """All four services, one database (a schema each), one broker, one simulated clock."""
+
+    clock: Any
+    services: dict[str, RunningService] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> RunningService:
+        return self.services[name]
+
+    @property
+    def runtimes(self) -> list[ServiceRuntime]:
+        return [s.runtime for s in self.services.values()]
+
+    async def wait_until_quiet(self, timeout: float = 30.0) -> list[QuietReport]:
+        return await wait_until_quiet(self.runtimes, timeout=timeout)
+
+    async def advance(self, **delta: float) -> None:
+        """Advance the shared clock, then wait until every consequence has played out."""
+        from datetime import timedelta
+
+        await self.wait_until_quiet()
+        self.clock.advance(timedelta(**delta))
+        await self.wait_until_quiet()
+
+    async def stop(self) -> None:
+        for svc in reversed(list(self.services.values())):
+            await svc.stop()
+
+
+async def start_platform(
+    *,
+    database_url: str,
+    bootstrap_servers: str,
+    clock: Clock,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    only: Iterable[str] | None = None,
+) -> Platform:
+    platform = Platform(clock=clock)
+    wanted = [s for s in SERVICES if not only or s.name in set(only)]
+    # Concurrently: each consumer group's first join waits out the broker's rebalance delay.
+    results = await asyncio.gather(
+        *(
+            start_service(
+                spec,
+                database_url=database_url,
+                bootstrap_servers=bootstrap_servers,
+                clock=clock,
+                overrides=(overrides or {}).get(spec.name),
+            )
+            for spec in wanted
+        ),
+        return_exceptions=True,
+    )
+    for spec, result in zip(wanted, results, strict=True):
+        if isinstance(result, RunningService):
+            platform.services[spec.name] = result
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        with contextlib.suppress(Exception):
+            await platform.stop()
+        raise failures[0]
+    return platform

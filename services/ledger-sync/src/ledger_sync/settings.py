@@ -1,0 +1,9 @@
+"""ledger-sync settings (environment variables; see the README's settings table)."""
+
+from pydantic import Field
+
+from dunning_kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_port: int = Field(8001, description="Port of the ledger-sync API")

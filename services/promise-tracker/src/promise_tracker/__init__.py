@@ -1,0 +1,1 @@
+"""promise_tracker"""
