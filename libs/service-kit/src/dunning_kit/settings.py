@@ -36,3 +36,6 @@ class ServiceSettings(BaseSettings):
     timer_batch_size: int = Field(1000, description="Most due timers one claim takes")
     shutdown_grace_seconds: float = Field(20.0, description="Time allowed to drain on SIGTERM")
     public_base_url: str = Field("http://127.0.0.1:8000", description="Base URL customers' links point at")
+    self_service_signing_key: str = Field(
+        "dev-only-change-me", description="HMAC key of customer links (same value in notifier and promise-tracker)"
+    )
