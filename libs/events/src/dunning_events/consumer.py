@@ -209,6 +209,17 @@ class BatchConsumer:
     async def _process(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
+        try:
+            await self._apply_and_commit(consumer, batches)
+        except BaseException:
+            # Whatever failed, read the whole batch again on the next poll; the inbox skips what was applied.
+            for tp, records in batches.items():
+                consumer.seek(tp, records[0].offset)
+            raise
+
+    async def _apply_and_commit(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         started = time.perf_counter()
         events: list[ConsumedEvent] = []
         poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
@@ -223,27 +234,21 @@ class BatchConsumer:
                     ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
                 )
         try:
-            try:
-                await self._apply(events)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                # Isolate the poison: apply one at a time, dead-letter the ones that fail.
-                log.warning("consumer %s: batch failed (%s); isolating events", self.group, exc)
-                for ev in events:
-                    try:
-                        await self._apply([ev])
-                    except Exception as one_exc:
-                        if is_transient(one_exc):
-                            raise
-                        poison.append((_record_of(batches, ev), f"{type(one_exc).__name__}: {one_exc}"))
-            for record, error in poison:
-                await self._dead_letter(record, error)
-        except BaseException:
-            # Re-read the whole batch after the retry; the inbox skips what was already applied.
-            for tp, records in batches.items():
-                consumer.seek(tp, records[0].offset)
-            raise
+            await self._apply(events)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Isolate the poison: apply one at a time, dead-letter the ones that fail.
+            log.warning("consumer %s: batch failed (%s); isolating events", self.group, exc)
+            for ev in events:
+                try:
+                    await self._apply([ev])
+                except Exception as one_exc:
+                    if is_transient(one_exc):
+                        raise
+                    poison.append((_record_of(batches, ev), f"{type(one_exc).__name__}: {one_exc}"))
+        for record, error in poison:
+            await self._dead_letter(record, error)
         if self.after_db_commit_hook is not None:
             await self.after_db_commit_hook()
         offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in batches.items()}

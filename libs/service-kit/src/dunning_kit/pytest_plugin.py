@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.devfakes.smtp_sink import SmtpSink
@@ -17,6 +21,22 @@ from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_
 
 # A Monday morning, so business-day arithmetic in tests starts from an ordinary day.
 SIM_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+_EXPORTER: InMemorySpanExporter | None = None
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    """Finished spans of this test (tracing is installed once per process with an in-memory exporter)."""
+    global _EXPORTER
+    if _EXPORTER is None:
+        _EXPORTER = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+    _EXPORTER.clear()
+    return _EXPORTER
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,86 @@
+"""Event contracts: codec round trips, money rules, and the committed schemas are not stale."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from dunning_events.codec import PoisonEvent, UnknownEventType, decode, encode
+from dunning_events.envelope import new_event
+from dunning_events.events import EVENT_TYPES, Allocation, PaymentApplied
+from dunning_events.money import Money, from_minor, round_money, to_minor
+from dunning_events.schema_export import SCHEMA_DIR, render_all
+from dunning_events.topics import ALL_TOPICS, partition_key
+
+
+def payment() -> PaymentApplied:
+    return PaymentApplied(
+        customer_id="C-1",
+        payment_id="P-1",
+        currency="EUR",
+        amount=Decimal("100.10"),
+        received_on=date(2026, 3, 3),
+        allocations=[
+            Allocation(
+                invoice_id="I-1",
+                amount=Decimal("100.10"),
+                invoice_balance_after=Decimal("0.00"),
+                invoice_status_after="paid",
+            )
+        ],
+        unapplied=Decimal("0.00"),
+    )
+
+
+def test_an_event_round_trips_through_json_with_exact_decimals() -> None:
+    ev = new_event(payment(), tenant_id="acme", source="test", occurred_at=datetime(2026, 3, 3, tzinfo=UTC))
+    raw = encode(ev)
+    assert b'"amount":"100.10"' in raw, "money travels as a decimal string"
+    back = decode(raw)
+    assert back == ev
+    assert back.data.amount == Decimal("100.10")
+    assert back.subject == "P-1"
+
+
+def test_the_partition_key_is_tenant_and_customer() -> None:
+    assert partition_key("acme", "C-1") == "acme:C-1"
+
+
+def test_decode_names_what_is_wrong() -> None:
+    with pytest.raises(UnknownEventType, match=r"unknown event type 'invoice\.exploded'"):
+        decode(b'{"type": "invoice.exploded"}')
+    ev = json.loads(encode(new_event(payment(), tenant_id="acme", source="t", occurred_at=datetime.now(UTC))))
+    ev["data"]["amount"] = "ten"
+    with pytest.raises(PoisonEvent, match=r"data\.amount"):
+        decode(json.dumps(ev))
+    ev["schema_version"] = 99
+    with pytest.raises(PoisonEvent, match="newer than this consumer knows"):
+        decode(json.dumps(ev))
+
+
+def test_money_is_never_a_float_and_respects_minor_units() -> None:
+    with pytest.raises(ValidationError, match="never a float"):
+        Money(amount=10.5, currency="EUR")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="unknown currency"):
+        Money(amount=Decimal("1"), currency="EUX")
+    assert to_minor(Decimal("4820.00"), "EUR") == 482000
+    assert to_minor(Decimal("500"), "JPY") == 500
+    assert from_minor(1, "KWD") == Decimal("0.001")
+    with pytest.raises(ValueError, match="more decimals"):
+        to_minor(Decimal("1.005"), "EUR")
+    assert round_money(Decimal("2.345"), "EUR") == Decimal("2.34")
+
+
+def test_every_event_type_lives_on_a_known_topic() -> None:
+    assert {m.topic for m in EVENT_TYPES.values()} == set(ALL_TOPICS)
+
+
+def test_committed_schemas_and_asyncapi_are_not_stale() -> None:
+    expected = render_all()
+    committed = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.json")}
+    stale = sorted(name for name in expected.keys() | committed.keys() if expected.get(name) != committed.get(name))
+    assert not stale, f"regenerate with `python -m dunning_events.schema_export`; stale: {stale}"

@@ -1,0 +1,217 @@
+"""The event plumbing on the real broker and real PostgreSQL: inbox, outbox relay, dead letters, tracing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events import topics
+from dunning_events.codec import decode, encode
+from dunning_events.consumer import BatchConsumer, ConsumedEvent, one_by_one
+from dunning_events.envelope import Envelope, new_event
+from dunning_events.events import InvoiceCreated
+from dunning_events.inbox import Inbox
+from dunning_events.outbox import OutboxRelay, OutboxWriter
+from dunning_events.topics import partition_key
+from dunning_events.tracing import span
+from dunning_kit.testing import BrokerBackend, poll_until
+
+from .conftest import PlumbingDb, applied, inbox, outbox
+
+GROUP = "plumbing-test"
+
+
+def invoice_event(n: int, customer: str = "C-1") -> Envelope[InvoiceCreated]:
+    return new_event(
+        InvoiceCreated(
+            customer_id=customer,
+            invoice_id=f"INV-{n}",
+            number=f"{n:04d}",
+            currency="EUR",
+            total=Decimal("100.00"),
+            balance=Decimal("100.00"),
+            issue_date=date(2026, 3, 1),
+            due_date=date(2026, 3, 31),
+        ),
+        tenant_id="acme",
+        source="test",
+        occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+    )
+
+
+async def count_effect(session: AsyncSession, ev: ConsumedEvent) -> None:
+    if ev.envelope.subject == "INV-poison":
+        raise ValueError("this invoice cannot be applied")
+    stmt = insert(applied).values(subject=ev.envelope.subject, times=1)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=[applied.c.subject], set_={"times": applied.c.times + 1})
+    )
+
+
+def make_consumer(db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer) -> BatchConsumer:
+    return BatchConsumer(
+        group=GROUP,
+        topics=[topics.LEDGER],
+        bootstrap_servers=broker.bootstrap_servers,
+        session_factory=db.sessions,
+        inbox=Inbox(inbox, GROUP),
+        handler=one_by_one(GROUP, count_effect),
+        producer=producer,
+        max_records=100,
+    )
+
+
+async def publish(producer: AIOKafkaProducer, *events: Envelope[InvoiceCreated]) -> None:
+    for ev in events:
+        await producer.send_and_wait(
+            topics.LEDGER, encode(ev), key=partition_key(ev.tenant_id, ev.customer_id).encode()
+        )
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4()}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[tuple[bytes, dict[str, bytes]]] = []
+    try:
+
+        async def enough() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                got.extend((r.value or b"", dict(r.headers or ())) for r in records)
+            return len(got) >= expect
+
+        await poll_until(enough, timeout=20, what=f"{expect} records on {topic}")
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_a_redelivered_event_changes_nothing(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    consumer = make_consumer(db, broker, producer)
+    # Crash between the DB commit and the offset commit: the batch is read again.
+    crashes = {"left": 1}
+
+    async def crash_once() -> None:
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise ConnectionError("simulated crash before the offset commit")
+
+    consumer.after_db_commit_hook = crash_once
+    consumer.start()
+    try:
+        first = invoice_event(1)
+        await publish(producer, first, invoice_event(2))
+        await poll_until(lambda: _offsets_committed(consumer), what="offsets committed after the retry")
+        await publish(producer, first)  # the broker redelivers the same event id
+        await poll_until(lambda: _offsets_committed(consumer), what="the duplicate to be consumed")
+    finally:
+        await consumer.stop()
+    assert crashes["left"] == 0, "the crash was injected"
+    assert await db.times_applied() == {"INV-1": 1, "INV-2": 1}
+
+
+async def _offsets_committed(consumer: BatchConsumer) -> bool:
+    return await consumer.lag() == 0
+
+
+async def test_outbox_rows_survive_a_relay_crash_after_publish(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    events = [invoice_event(n) for n in range(5)]
+    async with db.sessions() as session, session.begin():
+        await OutboxWriter(outbox).add(session, events)
+
+    crashing = OutboxRelay(engine=db.engine, table=outbox, producer=producer)
+
+    async def crash(_published: int) -> None:
+        raise RuntimeError("relay killed after the broker acknowledged, before marking rows")
+
+    crashing.after_publish_hook = crash
+    with pytest.raises(RuntimeError):
+        await crashing.publish_batch()
+    assert await db.unpublished() == 5, "nothing was marked published"
+
+    recovered = OutboxRelay(engine=db.engine, table=outbox, producer=producer)
+    assert await recovered.publish_batch() == 5
+    assert await db.unpublished() == 0
+
+    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=10)
+    ids = [decode(value).id for value, _ in seen]
+    assert sorted(set(ids)) == sorted(e.id for e in events), "every event arrived (duplicates allowed)"
+    assert len(ids) == 10, "the crashed batch was published twice, not lost"
+
+
+async def test_two_relays_never_publish_concurrently_and_keep_order(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    events = [invoice_event(n) for n in range(300)]
+    async with db.sessions() as session, session.begin():
+        await OutboxWriter(outbox).add(session, events)
+    relays = [OutboxRelay(engine=db.engine, table=outbox, producer=producer, batch_size=50) for _ in range(2)]
+
+    async def drain(relay: OutboxRelay) -> int:
+        total = 0
+        while (n := await relay.publish_batch()) or await db.unpublished():
+            total += n
+            await asyncio.sleep(0)
+        return total
+
+    published = await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(published) == 300
+    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=300)
+    order = [decode(v).subject for v, _ in seen]
+    assert order == [e.subject for e in events], "one customer's events keep their commit order"
+
+
+async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    consumer = make_consumer(db, broker, producer)
+    consumer.start()
+    try:
+        key = b"acme:C-1"
+        await producer.send_and_wait(topics.LEDGER, b"{not json", key=key)
+        await producer.send_and_wait(topics.LEDGER, b'{"type": "invoice.created", "data": {}}', key=key)
+        await publish(producer, invoice_event(0).model_copy(update={"subject": "INV-poison"}))
+        await publish(producer, invoice_event(7))
+        await poll_until(db.times_applied, what="the good event to be applied")
+        await poll_until(lambda: _offsets_committed(consumer), what="the batch to be committed")
+    finally:
+        await consumer.stop()
+    assert await db.times_applied() == {"INV-7": 1}
+    dead = await read_topic(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=3)
+    errors = [headers["dlq-error"].decode() for _, headers in dead]
+    assert "not JSON" in errors[0]
+    assert "data.customer_id" in errors[1] and "Field required" in errors[1]
+    assert "cannot be applied" in errors[2]
+    assert all(h["dlq-source-topic"] == topics.LEDGER.encode() for _, h in dead)
+
+
+async def test_trace_context_travels_from_the_writer_to_the_consumer_span(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer, span_exporter
+) -> None:
+    with span("POST /v1/invoices") as api_span:
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, [invoice_event(9)])
+    await OutboxRelay(engine=db.engine, table=outbox, producer=producer).publish_batch()
+    consumer = make_consumer(db, broker, producer)
+    consumer.start()
+    try:
+        await poll_until(db.times_applied, what="the event to be applied")
+    finally:
+        await consumer.stop()
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
+    consume = spans[f"{GROUP} process invoice.created"]
+    assert consume.context.trace_id == api_span.get_span_context().trace_id
+    assert consume.parent is not None and consume.parent.span_id == api_span.get_span_context().span_id
