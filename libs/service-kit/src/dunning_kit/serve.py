@@ -6,6 +6,7 @@ Settings come from the environment; time from the system clock. SIGTERM drains (
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 
 import uvicorn
@@ -17,6 +18,11 @@ from dunning_kit.telemetry import configure_tracing
 
 
 def serve(service: str) -> None:
+    asyncio.run(_serve(service))
+
+
+async def _serve(service: str) -> None:
+    # The runtime is built inside the running loop: aiokafka's clients refuse to be created outside one.
     s = spec(service)
     module = s.bootstrap()
     settings = module.Settings()
@@ -25,7 +31,7 @@ def serve(service: str) -> None:
     runtime = module.build_runtime(settings, SystemClock())
     app = module.create_app(runtime)
     logging.getLogger("dunning").info("%s listening on %s:%d", s.name, settings.http_host, settings.http_port)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -33,6 +39,7 @@ def serve(service: str) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+    await uvicorn.Server(config).serve()
 
 
 def main() -> None:
