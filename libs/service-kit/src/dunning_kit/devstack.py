@@ -1,0 +1,248 @@
+"""`make up`: the whole platform on one machine with embedded defaults; Ctrl-C (or `make down`) stops it.
+
+Starts (unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere) an embedded PostgreSQL and an
+embedded Tansu broker, runs every service's migrations, then the four services, a local SMTP sink and a
+fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from dunning_kit.auth import hash_key
+from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, wait_for_port
+from dunning_kit.migrations import upgrade
+from dunning_kit.services import REPO_ROOT, SERVICES
+
+RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
+DEV_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
+
+
+@dataclass
+class Ports:
+    postgres: int = int(os.environ.get("DEV_PG_PORT", "55432"))
+    kafka: int = int(os.environ.get("DEV_KAFKA_PORT", "19092"))
+    smtp: int = int(os.environ.get("DEV_SMTP_PORT", "1025"))
+    twilio: int = int(os.environ.get("DEV_TWILIO_PORT", "8025"))
+    base: int = int(os.environ.get("DEV_HTTP_BASE_PORT", "8001"))
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class DevStack:
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+        self.pg: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.logs = RUN_DIR / "logs"
+
+    # ------------------------------------------------------------------ infrastructure
+
+    def database_url(self) -> str:
+        external = os.environ.get("DATABASE_URL")
+        if external:
+            _say(f"PostgreSQL: external ({external.split('@')[-1]})")
+            return external
+        self.pg = EmbeddedPostgres(RUN_DIR / "pg", port=self.ports.postgres).start()
+        if "dunning" not in self.pg.psql("postgres", "SELECT datname FROM pg_database").split():
+            self.pg.psql("postgres", "CREATE DATABASE dunning")
+        return self.pg.dsn("dunning")
+
+    def bootstrap_servers(self) -> str:
+        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if external:
+            _say(f"Kafka: external ({external})")
+            return external
+        self.broker = EmbeddedBroker(port=self.ports.kafka, log_file=self.logs / "broker.log").start()
+        return self.broker.bootstrap_servers
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        proc = subprocess.Popen(
+            [sys.executable, *args], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+        self.children.append((name, proc))
+        return proc
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def up(self, timeout: float = 90.0) -> dict[str, str]:
+        started = time.monotonic()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        db_url = self.database_url()
+        kafka = self.bootstrap_servers()
+        _say("migrating: " + ", ".join(s.name for s in SERVICES))
+        for s in SERVICES:
+            upgrade(s.migrations_dir, db_url, s.schema)
+
+        self.spawn("smtp-sink", ["-m", "dunning_kit.devfakes.smtp_sink", "--port", str(self.ports.smtp),
+                                 "--maildir", str(RUN_DIR / "mail")], {})  # fmt: skip
+        twilio_url = ""
+        if importlib.util.find_spec("dunning_kit.devfakes.twilio") is not None:
+            self.spawn("fake-twilio", ["-m", "dunning_kit.devfakes.twilio", "--port", str(self.ports.twilio)], {})
+            twilio_url = f"http://127.0.0.1:{self.ports.twilio}"
+
+        api_keys = ",".join(f"{t}:{scope}:{hash_key(k)}" for k, (t, scope) in DEV_KEYS.items())
+        urls: dict[str, str] = {}
+        for offset, s in enumerate(SERVICES):
+            port = self.ports.base + offset
+            urls[s.name] = f"http://127.0.0.1:{port}"
+            env = {
+                "DATABASE_URL": db_url,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka,
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(port),
+                "API_KEYS": api_keys,
+                "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
+                "PUBLIC_BASE_URL": urls[s.name],
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(self.ports.smtp),
+                "DEV_MODE": "true",
+                "PROMISE_TRACKER_PUBLIC_URL": f"http://127.0.0.1:{self.ports.base + 3}",
+            }
+            if twilio_url:
+                env["TWILIO_BASE_URL"] = twilio_url
+            self.spawn(s.name, ["-m", "dunning_kit.serve", s.name], env)
+
+        wait_for_port(self.ports.smtp, 30)
+        deadline = started + timeout
+        for name, url in urls.items():
+            self._wait_ready(name, url, deadline)
+        _say(f"\nall services ready in {time.monotonic() - started:.1f}s\n")
+        rows = [(name, url, f"{url}/docs") for name, url in urls.items()]
+        rows.append(("smtp sink", f"smtp://127.0.0.1:{self.ports.smtp}", f"mail stored in {RUN_DIR / 'mail'}"))
+        if twilio_url:
+            rows.append(("fake twilio", twilio_url, "Twilio REST API stand-in"))
+        if self.pg:
+            rows.append(("postgresql", self.pg.dsn("dunning"), "embedded"))
+        if self.broker:
+            rows.append(("kafka", self.broker.bootstrap_servers, "embedded Tansu (memory storage)"))
+        for name, where, note in rows:
+            _say(f"  {name:<16} {where:<48} {note}")
+        _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
+        _say(f"  sent messages: {urls['notifier']}/dev/outbox\n  Ctrl-C or `make down` stops everything.")
+        return urls
+
+    def _wait_ready(self, name: str, url: str, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            for child_name, proc in self.children:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{child_name} exited with {proc.returncode}; see {self.logs / child_name}.log")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        _say(f"  {name} ready")
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{name} was not ready at {url}/readyz in time")
+
+    def down(self) -> None:
+        for _name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                _say(f"  {name} did not stop in 30s; killing it")
+                proc.kill()
+        self.children.clear()
+        if self.broker:
+            self.broker.stop()
+        if self.pg:
+            self.pg.stop()
+        _say("stopped")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    pidfile = RUN_DIR / "devstack.pid"
+    stack = DevStack(Ports())
+    stopping = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    pidfile.write_text(str(os.getpid()))
+    try:
+        urls = stack.up(timeout=args.timeout)
+        (RUN_DIR / "urls.json").write_text(json.dumps(urls))
+        while not stopping["now"]:
+            for name, proc in stack.children:
+                if proc.poll() is not None:
+                    _say(f"{name} exited with {proc.returncode}; stopping (see {stack.logs / name}.log)")
+                    stopping["now"] = True
+            time.sleep(0.5)
+        _say("\nstopping...")
+        return 0
+    except Exception as exc:
+        _say(f"make up failed: {exc}")
+        return 1
+    finally:
+        stack.down()
+        pidfile.unlink(missing_ok=True)
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    pidfile = RUN_DIR / "devstack.pid"
+    if not pidfile.exists():
+        _say("nothing is running (no .run/devstack.pid)")
+        return 0
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return 0
+    for _ in range(120):
+        if not pidfile.exists():
+            _say("stopped")
+            return 0
+        time.sleep(0.5)
+    _say("the stack did not stop within 60s")
+    return 1
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    stack = DevStack(Ports())
+    try:
+        url = stack.database_url()
+        for s in SERVICES:
+            upgrade(s.migrations_dir, url, s.schema)
+            _say(f"{s.name}: migrated")
+    finally:
+        if stack.pg:
+            stack.pg.stop()
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start everything and wait for Ctrl-C")
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds allowed for every service to be ready")
+    sub.add_parser("down", help="stop a running `up`")
+    sub.add_parser("migrate", help="run every service's migrations (embedded DB unless DATABASE_URL is set)")
+    args = parser.parse_args()
+    raise SystemExit({"up": cmd_up, "down": cmd_down, "migrate": cmd_migrate}[args.command](args))
+
+
+if __name__ == "__main__":
+    main()
