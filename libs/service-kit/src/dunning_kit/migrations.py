@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool, text
+from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -28,9 +28,11 @@ def run_env(target_metadata: MetaData, default_schema: str) -> None:
     """Body of every service's migrations/env.py (online mode, asyncpg)."""
     cfg = context.config
     url = cfg.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("set sqlalchemy.url (DATABASE_URL) for migrations")
     schema = cfg.attributes.get("schema") or default_schema
 
-    def do_run(connection: object) -> None:
+    def do_run(connection: Connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

@@ -44,7 +44,6 @@ async def poll_until(
     """Call `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    last: Any = None
     while True:
         last = await check()
         if last:
@@ -173,7 +172,6 @@ async def start_service(
     runtime: ServiceRuntime = module.build_runtime(settings, clock)
     app: FastAPI = module.create_app(runtime)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name=f"uvicorn-{spec.name}")
     running = RunningService(spec, runtime, app, server, task, f"http://127.0.0.1:{port}")
 

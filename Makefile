@@ -1,0 +1,58 @@
+# Two commands: `make up` runs the whole platform on embedded defaults, `make test` runs the suite.
+# Needs only Python 3.11+ and make: the first target bootstraps uv into .tools/ and the workspace into .venv/.
+
+PYTHON_BOOT ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install up down test test-fast bench lint migrate schemas browser-deps clean
+
+$(UV):
+	$(PYTHON_BOOT) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --all-packages --locked --quiet
+	@touch $@
+
+install: $(STAMP) ## create .venv with every service, lib and dev tool (from uv.lock)
+
+up: install ## start PostgreSQL, the broker, the four services, SMTP sink and fake Twilio; Ctrl-C stops
+	$(PY) -m dunning_kit.devstack up
+
+down: ## stop what `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m dunning_kit.devstack down; else echo "nothing to stop"; fi
+
+browser-deps: ## Debian's chromium for the self-service page's browser test (root + apt only)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: browser tests will be skipped"; \
+	fi
+
+test: install browser-deps ## the whole suite on real PostgreSQL and the real broker
+	$(PY) -m pytest
+
+test-fast: install ## the suite without the slow fault-injection tests
+	$(PY) -m pytest -m "not slow"
+
+bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
+	$(PY) -m tests.bench.run
+
+lint: install ## ruff (lint + format check) and mypy (strict on libs/events)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+migrate: install ## run every service's migrations (embedded PostgreSQL unless DATABASE_URL is set)
+	$(PY) -m dunning_kit.devstack migrate
+
+schemas: install ## regenerate the committed JSON Schemas and AsyncAPI document
+	$(PY) -m dunning_events.schema_export
+
+clean: ## remove the environment and local state
+	rm -rf $(TOOLS) $(VENV) .run .bench
