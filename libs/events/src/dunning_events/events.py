@@ -39,6 +39,16 @@ class ConsentFlags(_Part):
     webhook: bool = True
 
 
+class PostalAddress(_Part):
+    """Where letters go (the notifier's letter channel)."""
+
+    lines: list[str] = Field(default_factory=list, description="Street lines")
+    postal_code: str = ""
+    city: str = ""
+    region: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+
 class CustomerUpserted(EventData):
     event_type: ClassVar[str] = "customer.upserted"
     topic: ClassVar[str] = topics.LEDGER
@@ -54,6 +64,7 @@ class CustomerUpserted(EventData):
     segment: str | None = None
     consent: ConsentFlags = Field(default_factory=ConsentFlags)
     credit_hold: bool = False
+    postal_address: PostalAddress | None = Field(default=None, description="Billing address for letters")
 
 
 class InvoiceSnapshot(EventData):
