@@ -56,3 +56,19 @@ def consume_span(name: str, headers: KafkaHeaders | None, attributes: Mapping[st
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: str) -> Iterator[Span]:
     with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as s:
         yield s
+
+
+@contextmanager
+def resumed_span(name: str, carrier: Mapping[str, str] | None, **attributes: str) -> Iterator[Span]:
+    """A span continuing a trace saved with a durable record (a timer row, a delivery row).
+
+    Work that happens later than the event that caused it (a timer firing days after) keeps one trace:
+    store `current_trace_headers()` with the record, resume it here when the record is acted on.
+    """
+    parent = _PROPAGATOR.extract(dict(carrier or {}))
+    token = otel_context.attach(parent)
+    try:
+        with tracer().start_as_current_span(name, attributes=attributes) as s:
+            yield s
+    finally:
+        otel_context.detach(token)
