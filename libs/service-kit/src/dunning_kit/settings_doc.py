@@ -6,6 +6,8 @@ The README's settings section is this output; a test fails when a setting is mis
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 from dunning_kit.services import SERVICES
 from dunning_kit.settings import ServiceSettings
@@ -46,5 +48,17 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: Path) -> None:
+    """Replace the README's settings section (between the settings markers) with the current table."""
+    text = path.read_text()
+    start, end = "<!-- settings:start -->", "<!-- settings:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{markdown()}\n{end}{tail}")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if len(sys.argv) > 2 and sys.argv[1] == "--write":
+        write_readme(Path(sys.argv[2]))
+    else:
+        print(markdown())
