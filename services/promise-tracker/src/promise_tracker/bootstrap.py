@@ -1,6 +1,8 @@
-"""Composition root of promise-tracker."""
+"""Composition root of promise-tracker: the ledger consumer, the deadline timer, the API and the pages."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -9,19 +11,32 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.adapters import orm
-from promise_tracker.service_layer.handlers import project_ledger
+from promise_tracker.entrypoints.api import router as api_router
+from promise_tracker.service_layer import deadlines
+from promise_tracker.service_layer.matching import make_ledger_handler
 from promise_tracker.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
 
 LEDGER_GROUP = "promise-tracker.ledger"
+DEADLINE_TIMER = "promise-deadlines"
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(
         name="promise-tracker", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
     )
-    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], project_ledger)
+    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_handler(runtime.outbox, clock, LEDGER_GROUP))
+
+    async def fire_due(now: datetime) -> int:
+        async with runtime.sessions() as session, session.begin():
+            return await deadlines.fire_due(session, runtime.outbox, now, settings.timer_batch_size)
+
+    async def due_stats(now: datetime) -> tuple[int, float]:
+        async with runtime.sessions() as session:
+            return await deadlines.due_stats(session, now)
+
+    runtime.add_timer(DEADLINE_TIMER, fire_due, due_stats)
     return runtime
 
 
@@ -29,6 +44,6 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
     return create_service_app(
         runtime,
         title="promise-tracker",
-        description="Promises-to-pay and payment plans.",
-        routers=[],
+        description="Promises-to-pay and payment plans: recording, matching, deadlines, self-service.",
+        routers=[api_router],
     )

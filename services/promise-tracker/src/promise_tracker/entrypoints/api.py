@@ -1,0 +1,228 @@
+"""promise-tracker API v1: thin routes over the PromiseBook commands and the views, one transaction each."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from dunning_events.money import to_minor
+from dunning_kit.auth import Admin, Tenant
+from dunning_kit.runtime import ServiceRuntime
+from promise_tracker.domain.promises import PromiseRejected
+from promise_tracker.domain.rules import PromiseRules
+from promise_tracker.entrypoints.schemas import CancelIn, PlanIn, PromiseIn, PromiseRulesIn
+from promise_tracker.service_layer import views
+from promise_tracker.service_layer.book import NewPlan, NewPromise, NotActive, NotFound, PromiseBook
+from promise_tracker.service_layer.rules import load_rules, save_rules
+
+router = APIRouter(prefix="/v1", tags=["promises"])
+Status = Literal["active", "kept", "partially_kept", "broken", "cancelled"]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
+    runtime = _runtime(request)
+    settings = runtime.settings
+    return PromiseBook(
+        session,
+        runtime.outbox,
+        runtime.clock.now(),
+        tenant_id,
+        settings.default_rules(),  # type: ignore[attr-defined]
+        settings.promise_deadline_settle_seconds,  # type: ignore[attr-defined]
+    )
+
+
+def rejected(exc: PromiseRejected) -> JSONResponse:
+    return JSONResponse(
+        {"error": "validation failed", "detail": [{"field": e.field, "reason": e.reason} for e in exc.errors]},
+        status_code=422,
+    )
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(404, detail=f"{what} not found")
+
+
+# ---------------------------------------------------------------- promises
+
+
+@router.post("/promises", status_code=201, summary="Record a promise-to-pay")
+async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -> JSONResponse:
+    try:
+        async with _runtime(request).sessions() as session, session.begin():
+            promise = await book(request, session, principal.tenant_id).record_promise(
+                NewPromise(
+                    customer_id=body.customer_id,
+                    invoice_ids=body.invoice_ids,
+                    amount_minor=to_minor(body.amount, body.currency),
+                    currency=body.currency,
+                    promised_date=body.promised_date,
+                    recorded_by=body.recorded_by,
+                    note=body.note,
+                )
+            )
+    except PromiseRejected as exc:
+        return rejected(exc)
+    async with _runtime(request).sessions() as session:
+        view = await views.get_promise(session, principal.tenant_id, promise["promise_id"])
+    return JSONResponse(view, status_code=201)
+
+
+def _cursor(raw: str | None) -> tuple[datetime, str] | None:
+    if not raw:
+        return None
+    try:
+        at, promise_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), promise_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(
+            422, detail={"error": "validation failed", "detail": [{"field": "cursor", "reason": "malformed cursor"}]}
+        ) from exc
+
+
+@router.get("/promises", summary="List promises (filter by customer, invoice, status, plan)")
+async def list_promises(
+    principal: Tenant,
+    request: Request,
+    customer_id: str | None = None,
+    invoice_id: str | None = None,
+    status: Status | None = None,
+    plan_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
+        items, after = await views.list_promises(
+            session, principal.tenant_id, customer_id=customer_id, invoice_id=invoice_id, status=status,
+            plan_id=plan_id, limit=limit, after=_cursor(cursor),
+        )  # fmt: skip
+    next_cursor = base64.urlsafe_b64encode(f"{after[0].isoformat()}|{after[1]}".encode()).decode() if after else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/promises/{promise_id}", summary="One promise")
+async def get_promise(promise_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
+        view = await views.get_promise(session, principal.tenant_id, promise_id)
+    if view is None:
+        raise _not_found("promise")
+    return view
+
+
+@router.post("/promises/{promise_id}/cancel", summary="Withdraw an active promise (emits promise.cancelled)")
+async def cancel_promise(
+    promise_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
+) -> dict[str, Any]:
+    try:
+        async with _runtime(request).sessions() as session, session.begin():
+            await book(request, session, principal.tenant_id).cancel_promise(promise_id, body.reason if body else None)
+    except NotFound:
+        raise _not_found("promise") from None
+    except NotActive as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    async with _runtime(request).sessions() as session:
+        return await views.get_promise(session, principal.tenant_id, promise_id) or {}
+
+
+# ---------------------------------------------------------------- plans
+
+
+@router.post("/plans", status_code=201, summary="Create a payment plan (each instalment is a promise)")
+async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSONResponse:
+    try:
+        async with _runtime(request).sessions() as session, session.begin():
+            plan, _ = await book(request, session, principal.tenant_id).create_plan(
+                NewPlan(
+                    customer_id=body.customer_id,
+                    invoice_ids=body.invoice_ids,
+                    currency=body.currency,
+                    total_minor=None if body.total is None else to_minor(body.total, body.currency),
+                    instalment_count=body.instalment_count,
+                    first_due_date=body.first_due_date,
+                    interval=body.interval,
+                    recorded_by=body.recorded_by,
+                    note=body.note,
+                )
+            )
+    except PromiseRejected as exc:
+        return rejected(exc)
+    async with _runtime(request).sessions() as session:
+        view = await views.get_plan(session, principal.tenant_id, plan["plan_id"])
+    return JSONResponse(view, status_code=201)
+
+
+@router.get("/plans", summary="List payment plans")
+async def list_plans(
+    principal: Tenant,
+    request: Request,
+    customer_id: str | None = None,
+    status: Literal["active", "completed", "defaulted", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
+        items = await views.list_plans(
+            session, principal.tenant_id, customer_id=customer_id, status=status, limit=limit
+        )
+    return {"items": items}
+
+
+@router.get("/plans/{plan_id}", summary="One payment plan with its instalments")
+async def get_plan(plan_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
+        view = await views.get_plan(session, principal.tenant_id, plan_id)
+    if view is None:
+        raise _not_found("plan")
+    return view
+
+
+@router.post("/plans/{plan_id}/cancel", summary="Withdraw a plan: its open instalments are cancelled")
+async def cancel_plan(
+    plan_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
+) -> dict[str, Any]:
+    try:
+        async with _runtime(request).sessions() as session, session.begin():
+            await book(request, session, principal.tenant_id).cancel_plan(plan_id, body.reason if body else None)
+    except NotFound:
+        raise _not_found("plan") from None
+    except NotActive as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    async with _runtime(request).sessions() as session:
+        return await views.get_plan(session, principal.tenant_id, plan_id) or {}
+
+
+# ---------------------------------------------------------------- customers and rules
+
+
+@router.get("/customers/{customer_id}/promise-record", summary="Kept and broken promises of a customer")
+async def promise_record(customer_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
+        record = await views.promise_record(session, principal.tenant_id, customer_id)
+    if record is None:
+        raise _not_found("customer")
+    return record
+
+
+@router.get("/admin/promise-rules", tags=["admin"], summary="The tenant's promise rules (defaults if never set)")
+async def get_rules(principal: Admin, request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())  # type: ignore[attr-defined]
+    return asdict(rules)
+
+
+@router.put("/admin/promise-rules", tags=["admin"], summary="Set the tenant's promise rules")
+async def put_rules(body: PromiseRulesIn, principal: Admin, request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+    rules = PromiseRules(**body.model_dump())
+    async with runtime.sessions() as session, session.begin():
+        await save_rules(session, principal.tenant_id, rules, runtime.clock.now())
+    return asdict(rules)

@@ -1,0 +1,279 @@
+"""How promises end: kept, partially kept, broken or cancelled, and what that does to their plan.
+
+Everything is set-wise (one statement per kind of change for a whole batch), because the deadline
+timer resolves thousands of promises per transaction. Events are written to the outbox in the order a
+consumer must see them: for a defaulting plan the remaining instalments are cancelled first, then the
+missed one is reported broken, then plan.defaulted, so a consumer that re-escalates on promise.broken
+"when nothing else stands" sees nothing else standing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.envelope import Envelope, EventData, new_event
+from dunning_events.events import (
+    PlanCompleted,
+    PlanDefaulted,
+    PromiseBroken,
+    PromiseCancelled,
+    PromiseKept,
+)
+from dunning_events.money import from_minor
+from dunning_events.outbox import OutboxWriter
+from promise_tracker.adapters import orm
+from promise_tracker.domain.plans import on_missed_instalment
+from promise_tracker.domain.promises import Verdict
+
+SOURCE = "promise-tracker"
+Ending = Verdict | str  # "kept" | "partially_kept" | "broken" | "cancelled"
+
+
+@dataclass
+class Resolution:
+    """One promise ending. `row` is a promises row (or anything with its columns)."""
+
+    row: Any
+    ending: Ending
+    received_minor: int
+    reason: str | None = None
+
+
+class Outcomes:
+    def __init__(self, session: AsyncSession, outbox: OutboxWriter, now: datetime) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.now = now
+        self._events: list[Envelope[EventData]] = []
+
+    def emit(self, data: EventData, tenant_id: str, cause: Envelope[EventData] | None = None) -> None:
+        self._events.append(new_event(data, tenant_id=tenant_id, source=SOURCE, occurred_at=self.now, caused_by=cause))
+
+    async def flush(self) -> None:
+        await self.outbox.add(self.session, self._events)
+        self._events = []
+
+    # ------------------------------------------------------------------ ending promises
+
+    async def resolve(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None) -> None:
+        """Record the endings, adjust customer counters, release invoices, emit events, settle plans."""
+        if not resolutions:
+            return
+        p = orm.promises
+        await self.session.execute(
+            update(p)
+            .where(
+                p.c.tenant_id == bindparam("b_tenant"),
+                p.c.promise_id == bindparam("b_promise"),
+                p.c.status == "active",
+            )
+            .values(
+                status=bindparam("b_status"),
+                received_minor=bindparam("b_received"),
+                resolved_at=self.now,
+                reason=bindparam("b_reason"),
+            )
+            .execution_options(synchronize_session=False),
+            [
+                {
+                    "b_tenant": r.row.tenant_id,
+                    "b_promise": r.row.promise_id,
+                    "b_status": r.ending,
+                    "b_received": r.received_minor,
+                    "b_reason": r.reason,
+                }
+                for r in resolutions
+            ],
+        )
+        standalone = [(r.row.tenant_id, r.row.promise_id) for r in resolutions if r.row.plan_id is None]
+        if standalone:
+            c = orm.commitments.c
+            await self.session.execute(
+                delete(orm.commitments).where(
+                    c.holder_kind == "promise", tuple_(c.tenant_id, c.holder_id).in_(standalone)
+                )
+            )
+        broken_counts = await self._count(resolutions)
+
+        by_plan: dict[tuple[str, str], list[Resolution]] = defaultdict(list)
+        for r in resolutions:
+            if r.row.plan_id is None:
+                self._emit_ending(r, broken_counts, cause)
+            else:
+                by_plan[(r.row.tenant_id, r.row.plan_id)].append(r)
+        for (tenant_id, plan_id), plan_resolutions in by_plan.items():
+            await self._settle_plan(tenant_id, plan_id, plan_resolutions, broken_counts, cause)
+
+    async def _count(self, resolutions: Sequence[Resolution]) -> dict[tuple[str, str], int]:
+        """Bump kept/broken counters per customer; return each broken promise's running count."""
+        per_customer: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for r in resolutions:
+            key = (r.row.tenant_id, r.row.customer_id)
+            if r.ending == "kept":
+                per_customer[key][0] += 1
+            elif r.ending in ("broken", "partially_kept"):
+                per_customer[key][1] += 1
+        if not per_customer:
+            return {}
+        cu = orm.customers
+        stmt = insert(cu).values(
+            [
+                {"tenant_id": t, "customer_id": c, "kept_promise_count": kept, "broken_promise_count": broken}
+                for (t, c), (kept, broken) in per_customer.items()
+            ]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[cu.c.tenant_id, cu.c.customer_id],
+            set_={
+                "kept_promise_count": cu.c.kept_promise_count + stmt.excluded.kept_promise_count,
+                "broken_promise_count": cu.c.broken_promise_count + stmt.excluded.broken_promise_count,
+            },
+        ).returning(cu.c.tenant_id, cu.c.customer_id, cu.c.broken_promise_count)
+        totals = {
+            (row.tenant_id, row.customer_id): row.broken_promise_count for row in await self.session.execute(stmt)
+        }
+        # Number the batch's broken promises per customer in deadline order, ending at the new total.
+        running: dict[tuple[str, str], int] = {k: totals[k] - v[1] for k, v in per_customer.items()}
+        counts: dict[tuple[str, str], int] = {}
+        for r in sorted(resolutions, key=lambda r: r.row.deadline):
+            if r.ending in ("broken", "partially_kept"):
+                key = (r.row.tenant_id, r.row.customer_id)
+                running[key] += 1
+                counts[(r.row.tenant_id, r.row.promise_id)] = running[key]
+        return counts
+
+    def _emit_ending(
+        self, r: Resolution, broken_counts: dict[tuple[str, str], int], cause: Envelope[EventData] | None
+    ) -> None:
+        row = r.row
+        common = {"customer_id": row.customer_id, "promise_id": row.promise_id, "invoice_ids": list(row.invoice_ids)}
+        if r.ending == "cancelled":
+            self.emit(PromiseCancelled(**common, reason=r.reason, plan_id=row.plan_id), row.tenant_id, cause)
+            return
+        amount = from_minor(row.amount_minor, row.currency)
+        received = from_minor(r.received_minor, row.currency)
+        if r.ending == "kept":
+            self.emit(
+                PromiseKept(**common, currency=row.currency, amount=amount, received=received, plan_id=row.plan_id),
+                row.tenant_id,
+                cause,
+            )
+            return
+        self.emit(
+            PromiseBroken(
+                **common,
+                currency=row.currency,
+                amount=amount,
+                received=received,
+                shortfall=from_minor(row.amount_minor - max(r.received_minor, 0), row.currency),
+                partially_kept=r.ending == "partially_kept",
+                deadline=row.deadline,
+                broken_promise_count=broken_counts[(row.tenant_id, row.promise_id)],
+                plan_id=row.plan_id,
+            ),
+            row.tenant_id,
+            cause,
+        )
+
+    # ------------------------------------------------------------------ plans
+
+    async def _settle_plan(
+        self,
+        tenant_id: str,
+        plan_id: str,
+        ended: list[Resolution],
+        broken_counts: dict[tuple[str, str], int],
+        cause: Envelope[EventData] | None,
+    ) -> None:
+        pl = orm.plans
+        plan = (
+            await self.session.execute(
+                select(pl).where(pl.c.tenant_id == tenant_id, pl.c.plan_id == plan_id).with_for_update()
+            )
+        ).first()
+        if plan is None or plan.status != "active":
+            for r in ended:
+                self._emit_ending(r, broken_counts, cause)
+            return
+        strikes, defaulted = plan.strikes, False
+        for r in sorted(ended, key=lambda r: r.row.instalment_index):
+            if r.ending in ("broken", "partially_kept"):
+                decision = on_missed_instalment(plan.on_missed, strikes, plan.max_strikes)
+                strikes, defaulted = decision.strikes, decision.defaulted
+                if defaulted:
+                    break
+        if defaulted:
+            reason = "instalment missed" if plan.on_missed == "cancel" else f"{strikes} instalments missed"
+            await self._cancel_active_instalments(tenant_id, plan_id, f"plan defaulted: {reason}", cause)
+            for r in ended:
+                self._emit_ending(r, broken_counts, cause)
+            await self._end_plan(plan, "defaulted", reason, strikes)
+            self.emit(
+                PlanDefaulted(
+                    customer_id=plan.customer_id, plan_id=plan_id, invoice_ids=list(plan.invoice_ids),
+                    reason=reason, strikes=strikes,
+                ),
+                tenant_id,
+                cause,
+            )  # fmt: skip
+            return
+        for r in ended:
+            self._emit_ending(r, broken_counts, cause)
+        p = orm.promises.c
+        still_active = await self.session.scalar(
+            select(p.promise_id).where(p.tenant_id == tenant_id, p.plan_id == plan_id, p.status == "active").limit(1)
+        )
+        if still_active is None:
+            await self._end_plan(plan, "completed", None, strikes)
+            self.emit(
+                PlanCompleted(customer_id=plan.customer_id, plan_id=plan_id, invoice_ids=list(plan.invoice_ids)),
+                tenant_id,
+                cause,
+            )
+        elif strikes != plan.strikes:
+            await self.session.execute(
+                update(pl).where(pl.c.tenant_id == tenant_id, pl.c.plan_id == plan_id).values(strikes=strikes)
+            )
+
+    async def _end_plan(self, plan: Any, status: str, reason: str | None, strikes: int) -> None:
+        pl = orm.plans.c
+        await self.session.execute(
+            update(orm.plans)
+            .where(pl.tenant_id == plan.tenant_id, pl.plan_id == plan.plan_id)
+            .values(status=status, reason=reason, strikes=strikes, resolved_at=self.now)
+        )
+        c = orm.commitments.c
+        await self.session.execute(
+            delete(orm.commitments).where(
+                c.tenant_id == plan.tenant_id, c.holder_kind == "plan", c.holder_id == plan.plan_id
+            )
+        )
+
+    async def _cancel_active_instalments(
+        self, tenant_id: str, plan_id: str, reason: str, cause: Envelope[EventData] | None
+    ) -> int:
+        p = orm.promises
+        rows = (
+            await self.session.execute(
+                update(p)
+                .where(p.c.tenant_id == tenant_id, p.c.plan_id == plan_id, p.c.status == "active")
+                .values(status="cancelled", resolved_at=self.now, reason=reason)
+                .returning(p)
+            )
+        ).all()
+        for row in sorted(rows, key=lambda r: r.instalment_index):
+            self._emit_ending(Resolution(row, "cancelled", row.received_minor, reason), {}, cause)
+        return len(rows)
+
+    async def cancel_plan(self, plan: Any, reason: str, cause: Envelope[EventData] | None = None) -> None:
+        """Withdraw a plan: its open instalments are cancelled (dunning resumes), the plan ends cancelled."""
+        await self._cancel_active_instalments(plan.tenant_id, plan.plan_id, reason, cause)
+        await self._end_plan(plan, "cancelled", reason, plan.strikes)
