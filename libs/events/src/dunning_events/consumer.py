@@ -259,8 +259,12 @@ class BatchConsumer:
             # Effects are committed; a redelivery is harmless (inbox).
             log.warning("consumer %s: offset commit failed (%s); events may be redelivered", self.group, exc)
         metrics.BATCH_SECONDS.labels(group=self.group).observe(time.perf_counter() - started)
+        applied = metrics.EVENTS_CONSUMED.labels(group=self.group, topic=self.topics[0], outcome="applied")
         for ev in events:
-            metrics.EVENTS_CONSUMED.labels(group=self.group, topic=ev.topic, outcome="applied").inc()
+            if ev.topic != self.topics[0]:
+                applied = metrics.EVENTS_CONSUMED.labels(group=self.group, topic=ev.topic, outcome="applied")
+            applied.inc()
+            _log_applied(self.group, ev)
 
     async def _apply(self, events: list[ConsumedEvent]) -> None:
         if not events:
@@ -318,6 +322,28 @@ class BatchConsumer:
         for topic, value in per_topic.items():
             metrics.CONSUMER_LAG.labels(group=self.group, topic=topic).set(value)
         return total
+
+
+def _log_applied(group: str, ev: ConsumedEvent) -> None:
+    """One structured line per applied event: tenant, subject, event id and the trace it belongs to."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    env = ev.envelope
+    traceparent = next((v for k, v in ev.headers if k == "traceparent"), b"").decode(errors="replace")
+    trace_id = traceparent.split("-")[1] if traceparent.count("-") >= 3 else None
+    log.info(
+        "%s applied %s",
+        group,
+        env.type,
+        extra={
+            "tenant_id": env.tenant_id,
+            "subject": env.subject,
+            "event_id": str(env.id),
+            "event_type": env.type,
+            "trace_id": trace_id,
+            "consumer_group": group,
+        },
+    )
 
 
 def _record_of(

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
-from dunning_kit.logs import REDACT
+from dunning_kit.logs import register_secret_settings
 from dunning_kit.runtime import ServiceRuntime
 
 
@@ -59,7 +59,7 @@ def create_service_app(
     version: str = "1.0.0",
 ) -> FastAPI:
     settings = runtime.settings
-    REDACT.add_secret(settings.database_url.split("@")[0].split(":")[-1] if "@" in settings.database_url else None)
+    register_secret_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

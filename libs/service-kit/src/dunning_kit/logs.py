@@ -16,7 +16,9 @@ _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 _BEARER = re.compile(r"(?i)(bearer\s+|api[_-]?key[\"'=: ]+|password[\"'=: ]+|secret[\"'=: ]+)([^\s\"',]+)")
 
-_CONTEXT_FIELDS = ("tenant_id", "subject", "event_id", "event_type", "customer_id", "invoice_id", "step_id")
+_CONTEXT_FIELDS = (
+    "tenant_id", "subject", "event_id", "event_type", "customer_id", "invoice_id", "step_id", "consumer_group",
+)  # fmt: skip
 
 
 class Redactor:
@@ -43,6 +45,19 @@ def _mask_digits(match: re.Match[str]) -> str:
 
 REDACT = Redactor()
 
+_SECRET_SETTING = ("password", "token", "secret", "api_key", "signing_key", "private_key")
+
+
+def register_secret_settings(settings: object) -> None:
+    """Every setting whose name says it is a secret is never printed, whatever logs it."""
+    for name in getattr(type(settings), "model_fields", {}):
+        if any(marker in name for marker in _SECRET_SETTING):
+            value = getattr(settings, name, None)
+            REDACT.add_secret(value if isinstance(value, str) else None)
+    url = getattr(settings, "database_url", "")
+    if "@" in url and ":" in url.split("@")[0].split("//")[-1]:
+        REDACT.add_secret(url.split("@")[0].split("//")[-1].split(":", 1)[1])
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
@@ -62,7 +77,10 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 doc[name] = str(value)
         ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            doc["trace_id"] = trace_id
+        elif ctx.is_valid:
             doc["trace_id"] = format(ctx.trace_id, "032x")
             doc["span_id"] = format(ctx.span_id, "016x")
         if record.exc_info:
