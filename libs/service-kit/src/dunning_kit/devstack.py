@@ -42,11 +42,14 @@ def _say(msg: str) -> None:
 
 
 class DevStack:
-    def __init__(self, ports: Ports) -> None:
+    def __init__(self, ports: Ports, extra_env: dict[str, dict[str, str]] | None = None) -> None:
         self.ports = ports
+        self.extra_env = extra_env or {}
         self.pg: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.service_env: dict[str, dict[str, str]] = {}
+        self.urls: dict[str, str] = {}
         self.logs = RUN_DIR / "logs"
 
     # ------------------------------------------------------------------ infrastructure
@@ -115,7 +118,10 @@ class DevStack:
             }
             if twilio_url:
                 env["TWILIO_BASE_URL"] = twilio_url
-            self.spawn(s.name, ["-m", "dunning_kit.serve", s.name], env)
+            env.update(self.extra_env.get(s.name, {}))
+            self.service_env[s.name] = env
+            self.start_service(s.name)
+        self.urls = urls
 
         wait_for_port(self.ports.smtp, 30)
         deadline = started + timeout
@@ -135,6 +141,28 @@ class DevStack:
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
         _say(f"  sent messages: {urls['notifier']}/dev/outbox\n  Ctrl-C or `make down` stops everything.")
         return urls
+
+    # ------------------------------------------------------------------ one service (fault tests use these)
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        return self.spawn(name, ["-m", "dunning_kit.serve", name], self.service_env[name])
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        for child_name, proc in reversed(self.children):
+            if child_name == name:
+                return proc
+        raise KeyError(name)
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal one service and wait for it to exit; returns its exit code."""
+        proc = self.process(name)
+        proc.send_signal(sig)
+        code = proc.wait(timeout)
+        self.children = [(n, p) for n, p in self.children if p is not proc]
+        return code
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        self._wait_ready(name, self.urls[name], time.monotonic() + timeout)
 
     def _wait_ready(self, name: str, url: str, deadline: float) -> None:
         while time.monotonic() < deadline:
