@@ -1,0 +1,637 @@
+"""The Kubernetes manifests: every overlay renders, validates against the Kubernetes schemas, and keeps the rules."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from dunning_events import topics as topic_names
+from dunning_kit.services import SERVICES, ServiceSpec
+from dunning_kit.settings import ServiceSettings
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+ENVIRONMENTS = ("dev", "prod")
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def _kustomize() -> list[str]:
+    # Debian's kubectl ships kustomize (`kubectl kustomize`); a standalone kustomize works the same.
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    pytest.fail("neither kustomize nor kubectl is installed: the manifests cannot be rendered")
+
+
+@cache
+def render(directory: Path) -> tuple[dict[str, Any], ...]:
+    done = subprocess.run([*_kustomize(), str(directory)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kustomize failed on {directory}:\n{done.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def overlay_dirs() -> list[Path]:
+    """Every renderable overlay (Components are only rendered through the overlays that include them)."""
+    out = []
+    for file in sorted((K8S / "overlays").rglob("kustomization.yaml")):
+        if yaml.safe_load(file.read_text()).get("kind", "Kustomization") == "Kustomization":
+            out.append(file.parent)
+    return out
+
+
+@dataclass
+class Environment:
+    """One environment's three renders: the services, their migration Jobs and the Kafka topics."""
+
+    name: str
+    services: tuple[dict[str, Any], ...]
+    migrations: tuple[dict[str, Any], ...]
+    topics: tuple[dict[str, Any], ...]
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        yield from (*self.services, *self.migrations, *self.topics)
+
+    def find(self, kind: str, name: str | None = None, objects: tuple[dict[str, Any], ...] | None = None) -> list:
+        return [
+            o
+            for o in (objects if objects is not None else tuple(self.all()))
+            if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        ]
+
+    def one(self, kind: str, name: str) -> dict[str, Any]:
+        found = self.find(kind, name)
+        assert len(found) == 1, f"{self.name}: expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
+
+@pytest.fixture(scope="session", params=ENVIRONMENTS)
+def environment(request: pytest.FixtureRequest) -> Environment:
+    base = K8S / "overlays" / request.param
+    return Environment(request.param, render(base), render(base / "migrations"), render(base / "topics"))
+
+
+# ---------------------------------------------------------------------------------------------- what the code says
+
+
+@dataclass
+class Consumer:
+    group: str
+    topics: list[str]
+
+
+@dataclass
+class ServiceFacts:
+    spec: ServiceSpec
+    consumers: list[Consumer] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def settings_class(self) -> type:
+        return importlib.import_module(f"{self.spec.package}.settings").Settings
+
+
+def _module_file(module: str) -> Path | None:
+    head, *rest = module.split(".")
+    for src in [*REPO.glob("libs/*/src"), *REPO.glob("services/*/src")]:
+        base = src / head
+        if base.is_dir():
+            candidate = base.joinpath(*rest)
+            for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+                if path.exists():
+                    return path
+    return None
+
+
+def _resolve(expr: ast.expr, file: Path, depth: int = 0) -> Any:
+    """Statically evaluate a constant-ish expression (string, list, module constant, imported constant)."""
+    if depth > 5:
+        raise ValueError("too deep")
+    if isinstance(expr, ast.Constant):
+        return expr.value
+    if isinstance(expr, ast.List | ast.Tuple):
+        return [_resolve(e, file, depth) for e in expr.elts]
+    tree = ast.parse(file.read_text())
+    if isinstance(expr, ast.Name):
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == expr.id for t in node.targets):
+                return _resolve(node.value, file, depth + 1)
+            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == expr.id and node.value:
+                return _resolve(node.value, file, depth + 1)
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    if (alias.asname or alias.name) == expr.id:
+                        target = _module_file(node.module)
+                        if target is None:
+                            raise ValueError(f"cannot find module {node.module}")
+                        return _resolve(ast.Name(alias.name), target, depth + 1)
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    if (alias.asname or alias.name) == expr.value.id:
+                        target = _module_file(f"{node.module}.{alias.name}")
+                        if target is not None:
+                            return _resolve(ast.Name(expr.attr), target, depth + 1)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if (alias.asname or alias.name) == expr.value.id:
+                        target = _module_file(alias.name)
+                        if target is not None:
+                            return _resolve(ast.Name(expr.attr), target, depth + 1)
+    raise ValueError(f"cannot resolve {ast.unparse(expr)} in {file}")
+
+
+def consumers_of(spec: ServiceSpec) -> list[Consumer]:
+    """The `runtime.add_consumer(group, topics, handler)` calls of a service's composition root."""
+    file = spec.directory / "src" / spec.package / "bootstrap.py"
+    out = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_consumer":
+            args = {
+                **dict(zip(("group", "topics"), node.args, strict=False)),
+                **{k.arg: k.value for k in node.keywords},
+            }
+            try:
+                out.append(Consumer(_resolve(args["group"], file), _resolve(args["topics"], file)))
+            except (KeyError, ValueError) as exc:
+                pytest.fail(f"{file}: cannot read an add_consumer call statically ({exc}); use constants")
+    return out
+
+
+@pytest.fixture(scope="session")
+def services() -> list[ServiceFacts]:
+    return [ServiceFacts(s, consumers_of(s)) for s in SERVICES]
+
+
+@pytest.fixture(scope="session")
+def expected_topics(services: list[ServiceFacts]) -> set[str]:
+    groups = {c.group for s in services for c in s.consumers}
+    return {*topic_names.ALL_TOPICS, *(topic_names.dead_letter_topic(g) for g in groups)}
+
+
+# The oldest Kubernetes the manifests promise to work on, and the newest schema the validator ships.
+KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+STRIMZI = "kafka.strimzi.io/v1beta2"
+PRE_STOP_SECONDS = 5
+DNS_PORTS = {("UDP", 53), ("TCP", 53)}
+POSTGRES_PORTS = {("TCP", 5432)}
+KAFKA_PORTS = {("TCP", 9092), ("TCP", 9093)}
+PROVIDER_PORTS = {("TCP", 443), ("TCP", 587), ("TCP", 465)}  # notifier only: HTTPS APIs and SMTP submission
+PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+SECRET_NAME = re.compile(r"(password|secret|token|api_key|signing_key|private_key|^api_keys$|^database_url$)")
+LINK_SIGNERS = {"notifier", "promise-tracker"}  # sign / verify customer links
+CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions); {} selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        present, value = e["key"] in labels, labels.get(e["key"])
+        if not {
+            "In": lambda e=e, v=value: v in e["values"],
+            "NotIn": lambda e=e, v=value: v not in e["values"],
+            "Exists": lambda p=present: p,
+            "DoesNotExist": lambda p=present: not p,
+        }[e["operator"]]():
+            return False
+    return True
+
+
+def policies_for(objects: tuple[dict[str, Any], ...], labels: dict[str, str], direction: str) -> list[dict]:
+    """The NetworkPolicy rules of one direction ("ingress"/"egress") that apply to a pod with these labels."""
+    rules = []
+    for p in objects:
+        if (
+            p["kind"] == "NetworkPolicy"
+            and selects(p["spec"]["podSelector"], labels)
+            and direction.capitalize() in p["spec"].get("policyTypes", [])
+        ):
+            rules.extend(p["spec"].get(direction) or [])
+    return rules
+
+
+def ports_of(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {(p.get("protocol", "TCP"), p["port"]) for r in rules for p in r.get("ports") or []}
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def deployment(env: Environment, service: ServiceFacts) -> dict[str, Any]:
+    return env.one("Deployment", service.name)
+
+
+def config_values(env: Environment, workload: dict[str, Any]) -> dict[str, str]:
+    """What the container's environment will hold from ConfigMaps and literal values."""
+    values: dict[str, str] = {}
+    container = pod_spec(workload)["containers"][0]
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            values.update(env.one("ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container.get("env", []):
+        if "value" in var:
+            values[var["name"]] = var["value"]
+    return values
+
+
+def secret_refs(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        var["name"]: var["valueFrom"]["secretKeyRef"]
+        for var in pod_spec(workload)["containers"][0].get("env", [])
+        if "secretKeyRef" in var.get("valueFrom", {})
+    }
+
+
+def secret_fields(service: ServiceFacts) -> dict[str, Any]:
+    """Settings fields that hold credentials this service needs, with their defaults.
+
+    Its own credential fields, plus the inherited ones it uses: the connection string and API keys (read by the
+    shared kit for every service) and the customer-link signing key (notifier and promise-tracker only: the
+    setting's own description says so; the other services must not hold it).
+    """
+    out = {}
+    for name, info in service.settings_class().model_fields.items():
+        if not SECRET_NAME.search(name) or (name.endswith(("_file", "_url", "_public_key")) and name != "database_url"):
+            continue
+        inherited = name in ServiceSettings.model_fields
+        if not inherited or name in ("database_url", "api_keys") or service.name in LINK_SIGNERS:
+            out[name] = info.default
+    return out
+
+
+def all_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [(str(d.relative_to(K8S)), o) for d in overlay_dirs() for o in render(d)]
+
+
+# ---------------------------------------------------------------------------------------------- rendering and schemas
+
+
+def test_every_environment_has_services_migrations_and_topics_overlays() -> None:
+    found = {str(d.relative_to(K8S / "overlays")) for d in overlay_dirs()}
+    expected = {f"{env}{part}" for env in ENVIRONMENTS for part in ("", "/migrations", "/topics")}
+    assert found == expected
+
+
+@pytest.mark.parametrize("overlay", overlay_dirs(), ids=lambda d: str(d.relative_to(K8S / "overlays")))
+def test_every_kubernetes_object_validates_against_the_schemas(overlay) -> None:
+    objects = render(overlay)
+    assert objects, f"{overlay} renders nothing"
+    for obj in objects:
+        if obj["apiVersion"] == STRIMZI:
+            continue  # a custom resource: checked structurally below
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid on {version}: {exc.message}")
+
+
+def test_schema_validation_rejects_a_misspelt_field() -> None:
+    # Proves the validation above is strict enough to catch a typo in a probe.
+    broken = yaml.safe_load(yaml.safe_dump(next(o for o in render(K8S / "overlays/prod") if o["kind"] == "Deployment")))
+    probe = pod_spec(broken)["containers"][0]["readinessProbe"]
+    probe["httpGett"] = probe.pop("httpGet")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_nothing_is_left_in_the_default_namespace(environment: Environment) -> None:
+    namespaces = {o["metadata"].get("namespace") for o in (*environment.services, *environment.migrations)}
+    assert len(namespaces) == 1 and None not in namespaces and "default" not in namespaces
+    assert {o["metadata"].get("namespace") for o in environment.topics} == {"kafka"}
+
+
+# ---------------------------------------------------------------------------------------------- every Deployment and its companions
+
+
+def test_every_service_has_deployment_service_pdb_hpa_account_and_ingress_policy(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    env = environment
+    assert {d["metadata"]["name"] for d in env.find("Deployment")} == {s.name for s in services}
+    for service in services:
+        deploy = deployment(env, service)
+        labels = pod_labels(deploy)
+        assert selects(deploy["spec"]["selector"], labels)
+        assert "replicas" not in deploy["spec"], "the HPA owns the replica count"
+        port = pod_spec(deploy)["containers"][0]["ports"][0]
+        assert (port["name"], port["containerPort"]) == ("http", service.spec.port)
+
+        svc = env.one("Service", service.name)
+        assert svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(service.spec.port, "http")]
+
+        pdb = env.one("PodDisruptionBudget", service.name)
+        assert selects(pdb["spec"]["selector"], labels)
+        assert pdb["spec"].get("maxUnavailable") == 1
+
+        hpa = env.one("HorizontalPodAutoscaler", service.name)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": service.name}
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        assert cpu, f"{service.name}: HPA without a CPU target"
+
+        account = env.one("ServiceAccount", pod_spec(deploy)["serviceAccountName"])
+        assert account["automountServiceAccountToken"] is False
+        assert pod_spec(deploy)["automountServiceAccountToken"] is False
+
+        ingress = policies_for(env.services, labels, "ingress")
+        assert ingress and ports_of(ingress) == {("TCP", service.spec.port)}
+
+
+def test_hpas_never_scale_a_consumer_group_past_its_partitions(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in environment.find("KafkaTopic")}
+    for service in services:
+        hpa = environment.one("HorizontalPodAutoscaler", service.name)
+        for consumer in service.consumers:
+            for topic in consumer.topics:
+                assert hpa["spec"]["maxReplicas"] <= partitions[topic], (
+                    f"{service.name} may scale to {hpa['spec']['maxReplicas']} but {topic} has {partitions[topic]} partitions"
+                )
+
+
+def test_prod_scales_every_consumer_group_on_its_lag(services: list[ServiceFacts]) -> None:
+    objects = render(K8S / "overlays/prod")
+    for service in services:
+        hpa = next(
+            o for o in objects if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == service.name
+        )
+        lag = {
+            m["external"]["metric"]["selector"]["matchLabels"]["group"]
+            for m in hpa["spec"]["metrics"]
+            if m["type"] == "External" and m["external"]["metric"]["name"] == "dunning_consumer_lag"
+        }
+        assert lag == {c.group for c in service.consumers}, service.name
+
+
+def test_dev_needs_no_external_metrics_adapter() -> None:
+    for hpa in (o for o in render(K8S / "overlays/dev") if o["kind"] == "HorizontalPodAutoscaler"):
+        assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource"}
+
+
+# ---------------------------------------------------------------------------------------------- pods: probes, shutdown, lockdown
+
+
+def test_probes_check_health_and_readiness_on_the_service_port(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    for service in services:
+        container = pod_spec(deployment(environment, service))["containers"][0]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_grace_period_covers_pre_stop_and_the_drain(environment: Environment, services: list[ServiceFacts]) -> None:
+    for service in services:
+        deploy = deployment(environment, service)
+        container = pod_spec(deploy)["containers"][0]
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(PRE_STOP_SECONDS)]
+        drain = float(
+            config_values(environment, deploy).get(
+                "SHUTDOWN_GRACE_SECONDS", ServiceSettings.model_fields["shutdown_grace_seconds"].default
+            )
+        )
+        grace = pod_spec(deploy)["terminationGracePeriodSeconds"]
+        assert grace >= 30 and grace >= PRE_STOP_SECONDS + drain + 5, f"{service.name}: {grace}s < preStop + {drain}s"
+
+
+@pytest.mark.parametrize("overlay", overlay_dirs(), ids=lambda d: str(d.relative_to(K8S / "overlays")))
+def test_every_pod_runs_locked_down_with_limits_and_pinned_images(overlay) -> None:
+    workloads = [o for o in render(overlay) if o["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet")]
+    for workload in workloads:
+        name = f"{workload['kind']}/{workload['metadata']['name']}"
+        spec = pod_spec(workload)
+        pod_ctx = spec.get("securityContext", {})
+        assert spec.get("automountServiceAccountToken") is False, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), name
+        assert all("hostPath" not in v for v in spec.get("volumes", [])), name
+        for c in containers(workload):
+            ctx = {**pod_ctx, **c.get("securityContext", {})}
+            assert ctx.get("runAsNonRoot") is True and ctx.get("runAsUser", 0) > 0, name
+            assert ctx.get("readOnlyRootFilesystem") is True, name
+            assert ctx.get("allowPrivilegeEscalation") is False, name
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in c["securityContext"]["capabilities"], name
+            resources = c["resources"]
+            for kind in ("cpu", "memory"):
+                assert kind in resources["requests"] and kind in resources["limits"], f"{name}: {kind} unbounded"
+            image = c["image"]
+            assert "@sha256:" in image or re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1]), f"{name}: {image}"
+            assert not image.endswith(":latest"), f"{name}: {image}"
+
+
+def test_one_release_runs_one_image_tag_everywhere(environment: Environment) -> None:
+    tags = {
+        c["image"].rsplit(":", 1)[-1]
+        for w in (*environment.find("Deployment"), *environment.find("Job"))
+        for c in containers(w)
+    }
+    assert len(tags) == 1 and "latest" not in tags, tags
+
+
+# ---------------------------------------------------------------------------------------------- configuration and secrets
+
+
+def test_configuration_keys_are_settings_the_services_read(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    for service in services:
+        deploy = deployment(environment, service)
+        fields = {f.upper() for f in service.settings_class().model_fields}
+        names = set(config_values(environment, deploy)) | set(secret_refs(deploy))
+        unknown = {n for n in names if n not in fields and not n.startswith("OTEL_")}
+        assert not unknown, f"{service.name} is given settings it does not have: {sorted(unknown)}"
+        values = config_values(environment, deploy)
+        assert values["KAFKA_CREATE_TOPICS"] == "false", "Strimzi owns the topics in Kubernetes"
+        assert values["HTTP_PORT"] == str(service.spec.port)
+        assert values["LOG_FORMAT"] == "json"
+
+
+def test_no_secret_is_written_in_the_repository(environment: Environment) -> None:
+    for obj in environment.all():
+        assert obj["kind"] != "Secret", f"a literal Secret {obj['metadata']['name']} is committed"
+    for cm in environment.find("ConfigMap"):
+        for key, value in cm["data"].items():
+            assert not SECRET_NAME.search(key.lower()), f"{cm['metadata']['name']} holds {key}"
+            assert not CREDENTIALS_IN_URL.search(value), f"{cm['metadata']['name']}: credentials in {key}"
+    for workload in (*environment.find("Deployment"), *environment.find("Job")):
+        for c in containers(workload):
+            for var in c.get("env", []):
+                if SECRET_NAME.search(var["name"].lower()):
+                    assert "secretKeyRef" in var.get("valueFrom", {}), f"{var['name']} is not a Secret reference"
+
+
+def test_every_credential_a_service_uses_comes_from_a_secret(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    for service in services:
+        refs = secret_refs(deployment(environment, service))
+        for field_name, default in secret_fields(service).items():
+            ref = refs.get(field_name.upper())
+            assert ref, f"{service.name}: {field_name.upper()} is not wired to a Secret"
+            # A credential with a built-in (development) default must never silently fall back to it.
+            if default is not None:
+                assert not ref.get("optional"), f"{service.name}: {field_name.upper()} must be required"
+
+
+def test_only_services_that_sign_customer_links_hold_the_signing_key(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    for service in services:
+        holds = "SELF_SERVICE_SIGNING_KEY" in secret_refs(deployment(environment, service))
+        assert holds == ("self_service_signing_key" in secret_fields(service)), service.name
+
+
+# ---------------------------------------------------------------------------------------------- network policies
+
+
+def test_namespace_denies_all_traffic_by_default(environment: Environment) -> None:
+    deny = [
+        p
+        for p in environment.find("NetworkPolicy")
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny, "no default-deny NetworkPolicy"
+
+
+def test_each_service_reaches_only_postgres_kafka_and_dns(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    for service in services:
+        egress = policies_for(environment.services, pod_labels(deployment(environment, service)), "egress")
+        assert all(rule.get("to") and rule.get("ports") for rule in egress), "an egress rule open to anything"
+        allowed = DNS_PORTS | POSTGRES_PORTS | KAFKA_PORTS | (PROVIDER_PORTS if service.name == "notifier" else set())
+        ports = ports_of(egress)
+        assert ports >= DNS_PORTS | POSTGRES_PORTS | KAFKA_PORTS, f"{service.name} misses {allowed - ports}"
+        assert ports <= allowed, f"{service.name} may also reach {ports - allowed}"
+
+
+def test_notifier_reaches_providers_but_not_private_networks(environment: Environment) -> None:
+    labels = pod_labels(environment.one("Deployment", "notifier"))
+    rules = [r for r in policies_for(environment.services, labels, "egress") if ports_of([r]) & PROVIDER_PORTS]
+    assert rules and ports_of(rules) == PROVIDER_PORTS
+    for rule in rules:
+        for peer in rule["to"]:
+            assert set(peer) == {"ipBlock"}, "provider egress must not open cluster peers"
+            assert set(peer["ipBlock"].get("except", [])) >= PRIVATE_RANGES, peer
+
+
+def test_postgres_egress_points_at_a_configured_database(environment: Environment) -> None:
+    policy = environment.one("NetworkPolicy", "allow-postgres")
+    for peer in policy["spec"]["egress"][0]["to"]:
+        assert peer.get("ipBlock", {}).get("cidr") != "192.0.2.0/24", "the base placeholder was not replaced"
+
+
+def test_migration_jobs_reach_only_postgres_and_dns(environment: Environment) -> None:
+    # The Job's traffic is governed by the policies the services overlay installs in the same namespace.
+    for job in environment.find("Job"):
+        labels = pod_labels(job)
+        assert ports_of(policies_for(environment.services, labels, "egress")) == DNS_PORTS | POSTGRES_PORTS
+        assert policies_for(environment.services, labels, "ingress") == []
+
+
+# ---------------------------------------------------------------------------------------------- migrations
+
+
+def test_every_service_has_a_migration_job_for_this_release(
+    environment: Environment, services: list[ServiceFacts]
+) -> None:
+    jobs = {pod_labels(j)["app.kubernetes.io/name"]: j for j in environment.find("Job")}
+    assert set(jobs) == {s.name for s in services}
+    for service in services:
+        job, deploy = jobs[service.name], deployment(environment, service)
+        container = pod_spec(job)["containers"][0]
+        image = pod_spec(deploy)["containers"][0]["image"]
+        assert container["image"] == image, "migrations must run the release being rolled out"
+        assert container["command"] == ["python", "-m", "dunning_kit.migrate", service.name]
+        tag = image.rsplit(":", 1)[-1].replace(".", "-")
+        assert job["metadata"]["name"] == f"{service.name}-migrate-{tag}", "a release needs Jobs of its own name"
+        assert job["metadata"]["namespace"] == deploy["metadata"]["namespace"]
+        assert job["spec"]["parallelism"] == 1 and job["spec"]["backoffLimit"] >= 1
+        assert pod_spec(job)["restartPolicy"] == "Never"
+        assert secret_refs(job)["DATABASE_URL"] == secret_refs(deploy)["DATABASE_URL"]
+        account = environment.one("ServiceAccount", pod_spec(job)["serviceAccountName"])
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_the_migration_command_exists() -> None:
+    import importlib.util
+
+    assert importlib.util.find_spec("dunning_kit.migrate"), "python -m dunning_kit.migrate is what the Jobs run"
+
+
+# ---------------------------------------------------------------------------------------------- Strimzi topics
+
+
+def test_every_topic_and_dead_letter_topic_is_declared(environment: Environment, expected_topics: set[str]) -> None:
+    declared = [t["spec"]["topicName"] for t in environment.find("KafkaTopic")]
+    assert len(declared) == len(set(declared)), "a topic is declared twice"
+    assert set(declared) == expected_topics
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_kafka_topics_are_well_formed_strimzi_resources(env: str) -> None:
+    # kubernetes-validate has no schema for Strimzi's CRDs: these are the fields the Topic Operator reads.
+    for topic in render(K8S / "overlays" / env / "topics"):
+        name = topic["metadata"]["name"]
+        assert topic["apiVersion"] == STRIMZI and topic["kind"] == "KafkaTopic", name
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", name), f"{name} is not a valid object name"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "dunning-kafka", name
+        spec = topic["spec"]
+        assert set(spec) <= {"topicName", "partitions", "replicas", "config"}, f"{name}: unknown {set(spec)}"
+        assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", spec["topicName"]), name
+        assert isinstance(spec["partitions"], int) and spec["partitions"] >= 1, name
+        assert isinstance(spec["replicas"], int) and spec["replicas"] >= 1, name
+        config = spec["config"]
+        assert config["cleanup.policy"] == "delete", name
+        assert isinstance(config["retention.ms"], int) and config["retention.ms"] >= 24 * 3600 * 1000, name
+        assert 1 <= config["min.insync.replicas"] <= spec["replicas"], name
+        if env == "prod":
+            assert spec["replicas"] >= 3 and config["min.insync.replicas"] >= 2, f"{name}: not durable in prod"
+
+
+def test_dead_letter_topics_keep_the_order_events_failed_in(environment: Environment) -> None:
+    for topic in environment.find("KafkaTopic"):
+        if topic["spec"]["topicName"].startswith("dunning.dlq."):
+            assert topic["spec"]["partitions"] == 1, "one partition: a replay re-applies dead letters in order"
