@@ -1,18 +1,26 @@
-"""ledger-sync's tables: the canonical ledger per tenant. Money is stored in integer minor units."""
+"""ledger-sync's tables: the canonical ledger per tenant, plus sync state. Money is integer minor units.
+
+Invariant kept by the service layer (and checked by tests): for every invoice
+    balance_minor = total_minor - Σ allocations - Σ credit_allocations - cancelled_minor
+where cancelled_minor is what a void or a write-off took off the books.
+"""
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -36,6 +44,10 @@ customers = Table(
     Column("segment", String(100)),
     Column("consent", JSONB, nullable=False, server_default="{}"),
     Column("credit_hold", Boolean, nullable=False, server_default="false"),
+    # Which door the record came through (api, csv, quickbooks, ...) and the ERP's own change stamp,
+    # so an older copy arriving late (webhook after CDC) never overwrites a newer one.
+    Column("source", String(40), nullable=False, server_default="api"),
+    Column("erp_updated_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -49,15 +61,28 @@ invoices = Table(
     Column("currency", String(3), nullable=False),
     Column("total_minor", BigInteger, nullable=False),
     Column("balance_minor", BigInteger, nullable=False),
+    Column("cancelled_minor", BigInteger, nullable=False, server_default="0"),
     Column("issue_date", Date, nullable=False),
     Column("due_date", Date),
     Column("terms", String(100)),
     Column("status", String(20), nullable=False, server_default="open"),
     Column("disputed", Boolean, nullable=False, server_default="false"),
+    Column("dispute_reason", Text),
+    Column("source", String(40), nullable=False, server_default="api"),
+    Column("erp_updated_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
+    CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
+    CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_within_total"),
+    CheckConstraint("status IN ('open','paid','void','written_off')", name="ck_invoices_status"),
 )
 Index("ix_invoices_customer", invoices.c.tenant_id, invoices.c.customer_id)
+Index(
+    "ix_invoices_open_due",
+    invoices.c.tenant_id,
+    invoices.c.due_date,
+    postgresql_where=text("status = 'open'"),
+)
 
 payments = Table(
     "payments",
@@ -69,9 +94,17 @@ payments = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("unapplied_minor", BigInteger, nullable=False),
     Column("received_on", Date, nullable=False),
+    Column("reference", String(200)),
     Column("status", String(20), nullable=False, server_default="applied"),
+    Column("reversal_reason", Text),
+    Column("source", String(40), nullable=False, server_default="api"),
+    Column("erp_updated_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
+    CheckConstraint("unapplied_minor >= 0", name="ck_payments_unapplied_not_negative"),
+    CheckConstraint("status IN ('applied','reversed')", name="ck_payments_status"),
 )
+Index("ix_payments_customer", payments.c.tenant_id, payments.c.customer_id)
 
 allocations = Table(
     "allocations",
@@ -82,4 +115,123 @@ allocations = Table(
     Column("amount_minor", BigInteger, nullable=False),
     ForeignKeyConstraint(["tenant_id", "payment_id"], ["payments.tenant_id", "payments.payment_id"]),
     ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.invoice_id"]),
+    CheckConstraint("amount_minor > 0", name="ck_allocations_positive"),
 )
+Index("ix_allocations_invoice", allocations.c.tenant_id, allocations.c.invoice_id)
+
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("credit_note_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("number", String(100)),
+    Column("currency", String(3), nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("remaining_minor", BigInteger, nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("status", String(20), nullable=False, server_default="open"),
+    Column("source", String(40), nullable=False, server_default="api"),
+    Column("erp_updated_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
+    CheckConstraint("remaining_minor >= 0", name="ck_credit_notes_remaining_not_negative"),
+)
+
+credit_allocations = Table(
+    "credit_allocations",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("credit_note_id", String(200), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "credit_note_id"], ["credit_notes.tenant_id", "credit_notes.credit_note_id"]),
+    ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.invoice_id"]),
+    CheckConstraint("amount_minor > 0", name="ck_credit_allocations_positive"),
+)
+Index("ix_credit_allocations_invoice", credit_allocations.c.tenant_id, credit_allocations.c.invoice_id)
+
+# Idempotency-Key on POST: the first response is stored in the write's own transaction and replayed.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per tenant and connector: its settings and secrets, cursor, schedule and freshness.
+connections = Table(
+    "connections",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("connector", String(40), primary_key=True),
+    # The ERP's own id of the company (QBO realmId, Xero tenantId, Stripe account): routes webhooks.
+    Column("external_account", String(200)),
+    Column("config", JSONB, nullable=False, server_default="{}"),
+    Column("credentials", JSONB, nullable=False, server_default="{}"),
+    Column("cursor", JSONB, nullable=False, server_default="{}"),
+    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("sync_interval_s", Integer, nullable=False, server_default="900"),
+    Column("next_sync_at", DateTime(timezone=True)),
+    Column("reconcile_interval_s", Integer, nullable=False, server_default="86400"),
+    Column("next_reconcile_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("records_changed", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_connections_account", connections.c.connector, connections.c.external_account)
+Index("ix_connections_next_sync", connections.c.next_sync_at, postgresql_where=text("enabled"))
+
+# Webhook notifications are stored at once (the ERP wants a fast 200) and applied by a timer loop.
+webhook_notices = Table(
+    "webhook_notices",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(100), nullable=False),
+    Column("connector", String(40), nullable=False),
+    Column("entity", String(40), nullable=False),
+    Column("entity_id", String(200), nullable=False),
+    Column("operation", String(40), nullable=False),
+    Column("payload", JSONB),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("error", Text),
+)
+Index("ix_webhook_notices_due", webhook_notices.c.due_at, postgresql_where=text("processed_at IS NULL"))
+
+# An ERP record we could not map or apply: kept with its error so the sync goes on and a human can look.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(100), nullable=False),
+    Column("connector", String(40), nullable=False),
+    Column("entity", String(40), nullable=False),
+    Column("entity_id", String(200)),
+    Column("error", Text, nullable=False),
+    Column("payload", JSONB),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_quarantine_tenant", quarantine.c.tenant_id, quarantine.c.connector)
+
+# What the last reconciliation found that re-applying the ERP's records could not explain.
+drift = Table(
+    "drift",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(100), nullable=False),
+    Column("connector", String(40), nullable=False),
+    Column("invoice_id", String(200), nullable=False),
+    Column("ledger_balance_minor", BigInteger, nullable=False),
+    Column("erp_balance_minor", BigInteger, nullable=False),
+    Column("found_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_drift_tenant", drift.c.tenant_id, drift.c.connector)

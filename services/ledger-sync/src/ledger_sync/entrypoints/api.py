@@ -1,49 +1,282 @@
-"""ledger-sync REST API v1: thin routes over the Ledger commands, one transaction per request."""
+"""ledger-sync REST API v1: thin routes over the Ledger, one transaction per request.
+
+Every route needs a tenant API key; an id of another tenant is simply not found (404).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from dunning_kit.auth import Tenant
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.ledger import LedgerRuleViolation
-from ledger_sync.entrypoints.schemas import CustomerIn, InvoiceIn, PaymentIn, WriteResult
-from ledger_sync.service_layer.commands import Ledger, Outcome
+from ledger_sync.entrypoints import idempotency
+from ledger_sync.entrypoints.schemas import (
+    CreditNoteIn,
+    CreditNoteOut,
+    CreditNotePage,
+    CustomerIn,
+    CustomerOut,
+    CustomerPage,
+    InvoiceIn,
+    InvoiceOut,
+    InvoicePage,
+    PaymentIn,
+    PaymentOut,
+    PaymentPage,
+    ReasonIn,
+    ResolutionIn,
+    WriteResult,
+)
+from ledger_sync.service_layer.ledger import Ledger, NotFound, RowResult
+from ledger_sync.service_layer.queries import LedgerQueries
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed JSON"},
+    401: {"description": "Missing or invalid API key"},
+    404: {"description": "No such object for this tenant"},
+    422: {"description": "A field is wrong: `detail[].field` names it, `detail[].reason` says why"},
+}
 
-def _result(outcome: Outcome) -> JSONResponse:
-    body = WriteResult(
-        id=outcome.id, created=outcome.created, changed=bool(outcome.events), events=[e.type for e in outcome.events]
-    )
-    return JSONResponse(body.model_dump(), status_code=201 if outcome.created else 200)
+
+def error(status: int, message: str, field: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": [{"field": field, "reason": reason}]}, status_code=status)
 
 
-async def _run(request: Request, tenant: str, action: str, body: object) -> JSONResponse:
+def _row(row: RowResult) -> tuple[int, dict[str, Any]]:
+    body = WriteResult(id=row.id, created=row.created, changed=row.changed, events=row.events).model_dump()
+    return (201 if row.created else 200), body
+
+
+async def write(request: Request, tenant_id: str, action: Callable[[Ledger], Awaitable[RowResult]]) -> JSONResponse:
+    """Run one write in one transaction, honouring Idempotency-Key; nothing is written on any error."""
     runtime: ServiceRuntime = request.app.state.runtime
+    key = request.headers.get(idempotency.HEADER)
+    if key is not None and not 0 < len(key) <= idempotency.MAX_KEY_LENGTH:
+        return error(
+            422, "validation failed", idempotency.HEADER, f"must be 1 to {idempotency.MAX_KEY_LENGTH} characters"
+        )
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, await request.body())
     try:
         async with runtime.sessions() as session, session.begin():
-            ledger = Ledger(session, runtime.outbox, runtime.clock, tenant)
-            outcome = await getattr(ledger, action)(body)
+            if key:
+                stored = await idempotency.claim(session, tenant_id, key, fingerprint)
+                if stored is not None:
+                    if stored.request_hash != fingerprint:
+                        return error(
+                            422,
+                            "idempotency key reused",
+                            idempotency.HEADER,
+                            "this key was already used with a different request; use a new key for a new request",
+                        )
+                    return JSONResponse(
+                        stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+                    )
+            status, body = _row(await action(Ledger(session, runtime.outbox, runtime.clock, tenant_id)))
+            if key:
+                await idempotency.remember(session, tenant_id, key, status, body)
     except LedgerRuleViolation as exc:
-        return JSONResponse(
-            {"error": "validation failed", "detail": [{"field": exc.field, "reason": exc.reason}]}, status_code=422
-        )
-    return _result(outcome)
+        return error(422, "validation failed", exc.field, exc.reason)
+    except NotFound as exc:
+        return error(404, "not found", "id", f"no such object: {exc.args[0]!r}")
+    return JSONResponse(body, status_code=status)
 
 
-@router.post("/customers", response_model=WriteResult, summary="Create or update a customer by external id")
+# ---------------------------------------------------------------------------------------------- writes
+
+
+@router.post("/customers", response_model=WriteResult, status_code=201, responses=WRITE_RESPONSES,
+             summary="Create or update a customer by external id")  # fmt: skip
 async def upsert_customer(body: CustomerIn, principal: Tenant, request: Request) -> JSONResponse:
-    return await _run(request, principal.tenant_id, "upsert_customer", body)
+    return await write(request, principal.tenant_id, lambda ledger: _one(ledger.upsert_customers([body])))
 
 
-@router.post("/invoices", response_model=WriteResult, summary="Create or update an invoice by external id")
+@router.post("/invoices", response_model=WriteResult, status_code=201, responses=WRITE_RESPONSES,
+             summary="Create or update an invoice by external id (changes emit invoice.updated)")  # fmt: skip
 async def upsert_invoice(body: InvoiceIn, principal: Tenant, request: Request) -> JSONResponse:
-    return await _run(request, principal.tenant_id, "upsert_invoice", body)
+    return await write(request, principal.tenant_id, lambda ledger: _one(ledger.upsert_invoices([body])))
 
 
-@router.post("/payments", response_model=WriteResult, summary="Record a payment and its allocations")
+@router.post("/payments", response_model=WriteResult, status_code=201, responses=WRITE_RESPONSES,
+             summary="Record a payment and its allocations (over-payment is kept as unapplied credit)")  # fmt: skip
 async def record_payment(body: PaymentIn, principal: Tenant, request: Request) -> JSONResponse:
-    return await _run(request, principal.tenant_id, "record_payment", body)
+    return await write(request, principal.tenant_id, lambda ledger: _one(ledger.record_payments([body])))
+
+
+@router.post("/credit-notes", response_model=WriteResult, status_code=201, responses=WRITE_RESPONSES,
+             summary="Record a credit note and its allocations to invoices")  # fmt: skip
+async def record_credit_note(body: CreditNoteIn, principal: Tenant, request: Request) -> JSONResponse:
+    return await write(request, principal.tenant_id, lambda ledger: _one(ledger.record_credit_notes([body])))
+
+
+async def _one(pending: Awaitable[Any]) -> RowResult:
+    result = await pending
+    return result.one()  # type: ignore[no-any-return]
+
+
+@router.post("/invoices/{invoice_id}/void", response_model=WriteResult, responses=WRITE_RESPONSES,
+             summary="Void an invoice (its payments and credits become unapplied credit); emits invoice.voided")  # fmt: skip
+async def void_invoice(
+    invoice_id: str, principal: Tenant, request: Request, body: ReasonIn | None = None
+) -> JSONResponse:
+    reason = body.reason if body else None
+    return await write(request, principal.tenant_id, lambda ledger: ledger.close_invoice(invoice_id, "void", reason))
+
+
+@router.post("/invoices/{invoice_id}/write-off", response_model=WriteResult, responses=WRITE_RESPONSES,
+             summary="Write off an invoice's open balance; emits invoice.voided with status written_off")  # fmt: skip
+async def write_off_invoice(
+    invoice_id: str, principal: Tenant, request: Request, body: ReasonIn | None = None
+) -> JSONResponse:
+    reason = body.reason if body else None
+    return await write(
+        request, principal.tenant_id, lambda ledger: ledger.close_invoice(invoice_id, "written_off", reason)
+    )
+
+
+@router.post("/invoices/{invoice_id}/dispute", response_model=WriteResult, responses=WRITE_RESPONSES,
+             summary="Open a dispute on an invoice (dunning pauses); emits dispute.opened")  # fmt: skip
+async def open_dispute(
+    invoice_id: str, principal: Tenant, request: Request, body: ReasonIn | None = None
+) -> JSONResponse:
+    reason = body.reason if body else None
+    return await write(
+        request, principal.tenant_id, lambda ledger: ledger.set_dispute(invoice_id, open_=True, note=reason)
+    )
+
+
+@router.post("/invoices/{invoice_id}/dispute/resolve", response_model=WriteResult, responses=WRITE_RESPONSES,
+             summary="Resolve an invoice's dispute (dunning resumes); emits dispute.resolved")  # fmt: skip
+async def resolve_dispute(
+    invoice_id: str, principal: Tenant, request: Request, body: ResolutionIn | None = None
+) -> JSONResponse:
+    note = body.resolution if body else None
+    return await write(
+        request, principal.tenant_id, lambda ledger: ledger.set_dispute(invoice_id, open_=False, note=note)
+    )
+
+
+@router.post("/payments/{payment_id}/reverse", response_model=WriteResult, responses=WRITE_RESPONSES,
+             summary="Reverse a payment (bounced, charged back): invoices reopen; emits payment.reversed")  # fmt: skip
+async def reverse_payment(
+    payment_id: str, principal: Tenant, request: Request, body: ReasonIn | None = None
+) -> JSONResponse:
+    reason = body.reason if body else None
+    return await write(request, principal.tenant_id, lambda ledger: ledger.reverse_payment(payment_id, reason))
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+Limit = Query(50, ge=1, le=500, description="Page size")
+CursorQ = Query(None, description="`next_cursor` of the previous page")
+
+
+def _not_found(kind: str, object_id: str) -> JSONResponse:
+    return error(404, "not found", "id", f"no {kind} {object_id!r}")
+
+
+async def _read(request: Request, tenant_id: str, fn: Callable[[LedgerQueries], Awaitable[Any]]) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
+    async with runtime.sessions() as session:
+        try:
+            return await fn(LedgerQueries(session, tenant_id))
+        except LedgerRuleViolation as exc:
+            return error(422, "validation failed", exc.field, exc.reason)
+
+
+@router.get("/customers", response_model=CustomerPage, summary="List customers")
+async def list_customers(
+    principal: Tenant, request: Request, limit: int = Limit, cursor: str | None = CursorQ, segment: str | None = None
+) -> Any:
+    page = await _read(request, principal.tenant_id, lambda q: q.customers(limit=limit, cursor=cursor, segment=segment))
+    return page if isinstance(page, JSONResponse) else page.__dict__
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerOut, responses={404: {}}, summary="Get a customer")
+async def get_customer(customer_id: str, principal: Tenant, request: Request) -> Any:
+    found = await _read(request, principal.tenant_id, lambda q: q.customer(customer_id))
+    return found if found is not None else _not_found("customer", customer_id)
+
+
+@router.get(
+    "/invoices", response_model=InvoicePage, summary="List invoices (filters: status, customer, overdue as of a date)"
+)
+async def list_invoices(
+    principal: Tenant,
+    request: Request,
+    limit: int = Limit,
+    cursor: str | None = CursorQ,
+    status: Literal["open", "paid", "void", "written_off"] | None = None,
+    customer_id: str | None = None,
+    overdue_as_of: date | None = Query(None, description="Only open invoices whose due date is before this date"),
+) -> Any:
+    today = request.app.state.runtime.clock.now().date()
+    page = await _read(
+        request,
+        principal.tenant_id,
+        lambda q: q.invoices(
+            limit=limit, cursor=cursor, status=status, customer_id=customer_id, overdue_as_of=overdue_as_of, today=today
+        ),
+    )
+    return page if isinstance(page, JSONResponse) else page.__dict__
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses={404: {}},
+            summary="Get an invoice with the payments and credits applied to it")  # fmt: skip
+async def get_invoice(invoice_id: str, principal: Tenant, request: Request) -> Any:
+    today = request.app.state.runtime.clock.now().date()
+    found = await _read(request, principal.tenant_id, lambda q: q.invoice(invoice_id, today))
+    return found if found is not None else _not_found("invoice", invoice_id)
+
+
+@router.get("/payments", response_model=PaymentPage, summary="List payments")
+async def list_payments(
+    principal: Tenant,
+    request: Request,
+    limit: int = Limit,
+    cursor: str | None = CursorQ,
+    customer_id: str | None = None,
+) -> Any:
+    page = await _read(
+        request, principal.tenant_id, lambda q: q.payments(limit=limit, cursor=cursor, customer_id=customer_id)
+    )
+    return page if isinstance(page, JSONResponse) else page.__dict__
+
+
+@router.get(
+    "/payments/{payment_id}",
+    response_model=PaymentOut,
+    responses={404: {}},
+    summary="Get a payment and its allocations",
+)
+async def get_payment(payment_id: str, principal: Tenant, request: Request) -> Any:
+    found = await _read(request, principal.tenant_id, lambda q: q.payment(payment_id))
+    return found if found is not None else _not_found("payment", payment_id)
+
+
+@router.get("/credit-notes", response_model=CreditNotePage, summary="List credit notes")
+async def list_credit_notes(
+    principal: Tenant,
+    request: Request,
+    limit: int = Limit,
+    cursor: str | None = CursorQ,
+    customer_id: str | None = None,
+) -> Any:
+    page = await _read(
+        request, principal.tenant_id, lambda q: q.credit_notes(limit=limit, cursor=cursor, customer_id=customer_id)
+    )
+    return page if isinstance(page, JSONResponse) else page.__dict__
+
+
+@router.get("/credit-notes/{credit_note_id}", response_model=CreditNoteOut, responses={404: {}},
+            summary="Get a credit note and its allocations")  # fmt: skip
+async def get_credit_note(credit_note_id: str, principal: Tenant, request: Request) -> Any:
+    found = await _read(request, principal.tenant_id, lambda q: q.credit_note(credit_note_id))
+    return found if found is not None else _not_found("credit note", credit_note_id)

@@ -1,0 +1,864 @@
+"""What happens when a money fact arrives: validate against the ledger, change it, emit events (outbox).
+
+Every write is batch-first (the API passes a batch of one; CSV import and connectors pass up to a
+thousand): one query loads what the batch touches, the pure rules in domain.ledger plan the change,
+a few multi-row statements write it, and the events go to the outbox in the same transaction.
+An upsert that changes nothing writes nothing and emits nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.envelope import Envelope, EventData, new_event
+from dunning_events.events import (
+    Allocation,
+    CreditNoteApplied,
+    CustomerUpserted,
+    DisputeOpened,
+    DisputeResolved,
+    FieldChange,
+    InvoiceCreated,
+    InvoiceUpdated,
+    InvoiceVoided,
+    PaymentApplied,
+    PaymentReversed,
+)
+from dunning_events.money import from_minor, to_minor
+from dunning_events.outbox import OutboxWriter
+from dunning_kit.clock import Clock
+from ledger_sync.adapters import orm
+from ledger_sync.domain.ledger import (
+    AllocationDelta,
+    Change,
+    InvoiceState,
+    InvoiceTerms,
+    LedgerRuleViolation,
+    plan_allocations,
+    plan_close,
+    plan_invoice_upsert,
+)
+from ledger_sync.domain.records import (
+    AllocationRecord,
+    CreditNoteRecord,
+    CustomerRecord,
+    InvoiceRecord,
+    PaymentRecord,
+)
+
+SOURCE = "ledger-sync"
+R = TypeVar("R")
+
+
+class NotFound(LookupError):
+    """The tenant has no such object (another tenant's object is also 'not found')."""
+
+
+@dataclass
+class RowResult:
+    id: str
+    created: bool
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+@dataclass
+class BatchResult:
+    rows: list[RowResult | None]
+    errors: dict[int, LedgerRuleViolation] = field(default_factory=dict)
+    events: list[Envelope[EventData]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(1 for r in self.rows if r is not None and r.changed)
+
+    def one(self) -> RowResult:
+        if self.errors:
+            raise next(iter(self.errors.values()))
+        row = self.rows[0]
+        assert row is not None
+        return row
+
+
+def _minor(amount: Decimal, currency: str, where: str) -> int:
+    try:
+        return to_minor(amount, currency)
+    except ValueError as exc:
+        raise LedgerRuleViolation(where, str(exc)) from None
+
+
+def _invoice_state(row: Any) -> InvoiceState:
+    return InvoiceState(
+        invoice_id=row.invoice_id,
+        customer_id=row.customer_id,
+        number=row.number,
+        currency=row.currency,
+        total=row.total_minor,
+        balance=row.balance_minor,
+        issue_date=row.issue_date,
+        due_date=row.due_date,
+        terms=row.terms,
+        status=row.status,
+        cancelled=row.cancelled_minor,
+        disputed=row.disputed,
+        dispute_reason=row.dispute_reason,
+        source=row.source,
+        erp_updated_at=row.erp_updated_at,
+    )
+
+
+def _is_stale(stamp: datetime | None, stored: datetime | None) -> bool:
+    """An ERP copy older than the one we hold (a late webhook fetch) must not roll the ledger back."""
+    return stamp is not None and stored is not None and stamp < stored
+
+
+def _text(value: object, currency: str, field_name: str) -> str | None:
+    if value is None:
+        return None
+    if field_name in ("total", "balance") and isinstance(value, int):
+        return format(from_minor(value, currency), "f")
+    return str(value)
+
+
+class Ledger:
+    """The ledger's write side for one tenant, inside the caller's transaction (the caller commits)."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        outbox: OutboxWriter,
+        clock: Clock,
+        tenant_id: str,
+        *,
+        source: str = "api",
+        correlation_id: uuid.UUID | None = None,
+    ) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.clock = clock
+        self.tenant_id = tenant_id
+        self.source = source
+        self.correlation_id = correlation_id or uuid.uuid4()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _event(self, data: EventData) -> Envelope[EventData]:
+        return new_event(
+            data,
+            tenant_id=self.tenant_id,
+            source=SOURCE,
+            occurred_at=self.clock.now(),
+            correlation_id=self.correlation_id,
+        )
+
+    async def _emit(self, result: BatchResult) -> BatchResult:
+        await self.outbox.add(self.session, result.events)
+        return result
+
+    async def _known_customers(self, ids: set[str]) -> set[str]:
+        if not ids:
+            return set()
+        c = orm.customers.c
+        rows = await self.session.execute(
+            select(c.customer_id).where(c.tenant_id == self.tenant_id, c.customer_id.in_(ids))
+        )
+        return set(rows.scalars())
+
+    async def load_invoices(self, ids: set[str], *, lock: bool = True) -> dict[str, InvoiceState]:
+        if not ids:
+            return {}
+        i = orm.invoices.c
+        stmt = select(orm.invoices).where(i.tenant_id == self.tenant_id, i.invoice_id.in_(ids)).order_by(i.invoice_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        rows = await self.session.execute(stmt)
+        return {r.invoice_id: _invoice_state(r) for r in rows}
+
+    async def _write_invoice_balances(self, invoices: Sequence[InvoiceState]) -> None:
+        if not invoices:
+            return
+        i = orm.invoices.c
+        stmt = (
+            update(orm.invoices)
+            .where(and_(i.tenant_id == bindparam("t"), i.invoice_id == bindparam("iid")))
+            .values(
+                balance_minor=bindparam("bal"),
+                status=bindparam("st"),
+                cancelled_minor=bindparam("can"),
+                updated_at=bindparam("now"),
+            )
+        )
+        now = self.clock.now()
+        conn = await self.session.connection()
+        await conn.execute(
+            stmt,
+            [
+                {
+                    "t": self.tenant_id,
+                    "iid": s.invoice_id,
+                    "bal": s.balance,
+                    "st": s.status,
+                    "can": s.cancelled,
+                    "now": now,
+                }
+                for s in invoices
+            ],
+        )
+
+    def _snapshot(self, cls: type[Any], s: InvoiceState, **extra: Any) -> Any:
+        return cls(
+            customer_id=s.customer_id,
+            invoice_id=s.invoice_id,
+            number=s.number,
+            currency=s.currency,
+            total=from_minor(s.total, s.currency),
+            balance=from_minor(s.balance, s.currency),
+            issue_date=s.issue_date,
+            due_date=s.due_date,
+            terms=s.terms,
+            status=s.status,
+            disputed=s.disputed,
+            **extra,
+        )
+
+    def _invoice_updated(self, s: InvoiceState, changes: Sequence[Change]) -> Envelope[EventData]:
+        return self._event(
+            self._snapshot(
+                InvoiceUpdated,
+                s,
+                changes=[
+                    FieldChange(
+                        field=c.field, old=_text(c.old, s.currency, c.field), new=_text(c.new, s.currency, c.field)
+                    )
+                    for c in changes
+                ],
+            )
+        )
+
+    @staticmethod
+    def _allocations(deltas: Sequence[AllocationDelta], currency: str) -> list[Allocation]:
+        return [
+            Allocation(
+                invoice_id=d.invoice_id,
+                amount=from_minor(abs(d.delta), currency),
+                invoice_balance_after=from_minor(d.balance_after, currency),
+                invoice_status_after=d.status_after,  # type: ignore[arg-type]
+            )
+            for d in deltas
+        ]
+
+    # ------------------------------------------------------------------ customers
+
+    async def upsert_customers(
+        self,
+        records: Sequence[CustomerRecord],
+        stamps: Sequence[datetime | None] | None = None,
+        *,
+        skip_invalid: bool = False,
+    ) -> BatchResult:
+        c = orm.customers.c
+        ids = {r.id for r in records}
+        existing = {
+            row.customer_id: row
+            for row in (
+                await self.session.execute(
+                    select(orm.customers)
+                    .where(c.tenant_id == self.tenant_id, c.customer_id.in_(ids))
+                    .order_by(c.customer_id)
+                    .with_for_update()
+                )
+            ).mappings()
+        }
+        result = BatchResult(rows=[])
+        writes: dict[str, dict[str, Any]] = {}
+        created: set[str] = set()
+        now = self.clock.now()
+        for n, rec in enumerate(records):
+            stamp = stamps[n] if stamps else None
+            contacts = rec.all_contacts()
+            values: dict[str, Any] = {
+                "name": rec.name,
+                "contacts": [x.model_dump() for x in contacts],
+                "time_zone": rec.time_zone,
+                "locale": rec.locale,
+                "country": rec.country,
+                "tags": rec.tags,
+                "segment": rec.segment,
+                "consent": rec.consent.model_dump(),
+                "credit_hold": rec.credit_hold,
+            }
+            current = writes.get(rec.id) or existing.get(rec.id)
+            if current is not None and (
+                _is_stale(stamp, current.get("erp_updated_at")) or all(current[k] == v for k, v in values.items())
+            ):
+                result.rows.append(RowResult(rec.id, created=False))
+                continue
+            is_new = current is None
+            if is_new:
+                created.add(rec.id)
+            writes[rec.id] = {
+                **values,
+                "tenant_id": self.tenant_id,
+                "customer_id": rec.id,
+                "source": self.source,
+                "erp_updated_at": stamp,
+                "updated_at": now,
+            }
+            ev = self._event(
+                CustomerUpserted(
+                    customer_id=rec.id,
+                    name=rec.name,
+                    contacts=contacts,
+                    time_zone=rec.time_zone,
+                    locale=rec.locale,
+                    country=rec.country,
+                    tags=rec.tags,
+                    segment=rec.segment,
+                    consent=rec.consent,
+                    credit_hold=rec.credit_hold,
+                )
+            )
+            result.events.append(ev)
+            result.rows.append(RowResult(rec.id, created=is_new, events=[ev.type]))
+        if writes:
+            stmt = insert(orm.customers)
+            cols = [k for k in next(iter(writes.values())) if k not in ("tenant_id", "customer_id")]
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[c.tenant_id, c.customer_id], set_={k: stmt.excluded[k] for k in cols}
+                ),
+                list(writes.values()),
+            )
+        return await self._emit(result)
+
+    # ------------------------------------------------------------------ invoices
+
+    async def upsert_invoices(
+        self,
+        records: Sequence[InvoiceRecord],
+        stamps: Sequence[datetime | None] | None = None,
+        *,
+        skip_invalid: bool = False,
+    ) -> BatchResult:
+        existing = await self.load_invoices({r.id for r in records})
+        known = await self._known_customers({r.customer_id for r in records})
+        result = BatchResult(rows=[])
+        writes: dict[str, InvoiceState] = {}
+        for n, rec in enumerate(records):
+            stamp = stamps[n] if stamps else None
+            try:
+                if rec.customer_id not in known:
+                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
+                current = writes.get(rec.id) or existing.get(rec.id)
+                if current is not None and _is_stale(stamp, current.erp_updated_at):
+                    result.rows.append(RowResult(rec.id, created=False))
+                    continue
+                terms = InvoiceTerms(
+                    invoice_id=rec.id,
+                    customer_id=rec.customer_id,
+                    number=rec.number,
+                    currency=rec.currency,
+                    total=_minor(rec.total, rec.currency, "total"),
+                    issue_date=rec.issue_date,
+                    due_date=rec.due_date,
+                    terms=rec.terms,
+                )
+                state, changes = plan_invoice_upsert(current, terms)
+            except LedgerRuleViolation as exc:
+                if not skip_invalid:
+                    raise
+                result.errors[n] = exc
+                result.rows.append(None)
+                continue
+            if current is not None and not changes:
+                if stamp is not None and stamp != current.erp_updated_at:
+                    writes[rec.id] = replace(current, erp_updated_at=stamp)  # remember the newer stamp, silently
+                result.rows.append(RowResult(rec.id, created=False))
+                continue
+            state = replace(state, source=self.source if current is None else current.source, erp_updated_at=stamp)
+            writes[rec.id] = state
+            if current is None:
+                ev = self._event(self._snapshot(InvoiceCreated, state))
+            else:
+                ev = self._invoice_updated(state, changes)
+            result.events.append(ev)
+            result.rows.append(RowResult(rec.id, created=current is None and rec.id not in existing, events=[ev.type]))
+        await self._write_invoices(list(writes.values()))
+        return await self._emit(result)
+
+    async def _write_invoices(self, states: Sequence[InvoiceState]) -> None:
+        if not states:
+            return
+        now = self.clock.now()
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "invoice_id": s.invoice_id,
+                "customer_id": s.customer_id,
+                "number": s.number,
+                "currency": s.currency,
+                "total_minor": s.total,
+                "balance_minor": s.balance,
+                "cancelled_minor": s.cancelled,
+                "issue_date": s.issue_date,
+                "due_date": s.due_date,
+                "terms": s.terms,
+                "status": s.status,
+                "disputed": s.disputed,
+                "dispute_reason": s.dispute_reason,
+                "source": s.source,
+                "erp_updated_at": s.erp_updated_at,
+                "updated_at": now,
+            }
+            for s in states
+        ]
+        stmt = insert(orm.invoices)
+        i = orm.invoices.c
+        cols = [k for k in rows[0] if k not in ("tenant_id", "invoice_id")]
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[i.tenant_id, i.invoice_id], set_={k: stmt.excluded[k] for k in cols}
+            ),
+            rows,
+        )
+
+    async def close_invoice(self, invoice_id: str, status: str, reason: str | None = None) -> RowResult:
+        """Void (status void) or write off (status written_off); both emit invoice.voided."""
+        invoices = await self.load_invoices({invoice_id})
+        inv = invoices.get(invoice_id)
+        if inv is None:
+            raise NotFound(invoice_id)
+        if inv.status == status:
+            return RowResult(invoice_id, created=False)
+        if status == "void" and inv.applied:
+            inv = await self._release_allocations(inv)
+        closed = plan_close(inv, status)
+        await self._write_invoice_balances([closed])
+        ev = self._event(self._snapshot(InvoiceVoided, closed, reason=reason))
+        await self.outbox.add(self.session, [ev])
+        return RowResult(invoice_id, created=False, events=[ev.type])
+
+    async def _release_allocations(self, inv: InvoiceState) -> InvoiceState:
+        """A voided invoice hands its payments and credits back: they become unapplied credit."""
+        a, p = orm.allocations.c, orm.payments.c
+        released = (
+            await self.session.execute(
+                delete(orm.allocations)
+                .where(a.tenant_id == self.tenant_id, a.invoice_id == inv.invoice_id)
+                .returning(a.payment_id, a.amount_minor)
+            )
+        ).all()
+        for payment_id, amount in released:
+            await self.session.execute(
+                update(orm.payments)
+                .where(p.tenant_id == self.tenant_id, p.payment_id == payment_id)
+                .values(unapplied_minor=p.unapplied_minor + amount)
+            )
+        ca, cn = orm.credit_allocations.c, orm.credit_notes.c
+        credited = (
+            await self.session.execute(
+                delete(orm.credit_allocations)
+                .where(ca.tenant_id == self.tenant_id, ca.invoice_id == inv.invoice_id)
+                .returning(ca.credit_note_id, ca.amount_minor)
+            )
+        ).all()
+        for note_id, amount in credited:
+            await self.session.execute(
+                update(orm.credit_notes)
+                .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == note_id)
+                .values(remaining_minor=cn.remaining_minor + amount)
+            )
+        back = sum(x for _, x in released) + sum(x for _, x in credited)
+        return replace(inv, balance=inv.balance + back)
+
+    async def set_dispute(self, invoice_id: str, *, open_: bool, note: str | None = None) -> RowResult:
+        invoices = await self.load_invoices({invoice_id})
+        inv = invoices.get(invoice_id)
+        if inv is None:
+            raise NotFound(invoice_id)
+        if inv.disputed == open_:
+            return RowResult(invoice_id, created=False)
+        i = orm.invoices.c
+        await self.session.execute(
+            update(orm.invoices)
+            .where(i.tenant_id == self.tenant_id, i.invoice_id == invoice_id)
+            .values(disputed=open_, dispute_reason=note if open_ else None, updated_at=self.clock.now())
+        )
+        data: EventData = (
+            DisputeOpened(customer_id=inv.customer_id, invoice_id=invoice_id, reason=note)
+            if open_
+            else DisputeResolved(customer_id=inv.customer_id, invoice_id=invoice_id, resolution=note)
+        )
+        ev = self._event(data)
+        await self.outbox.add(self.session, [ev])
+        return RowResult(invoice_id, created=False, events=[ev.type])
+
+    # ------------------------------------------------------------------ payments and credit notes
+
+    async def _existing_allocations(self, table: Any, key: str, ids: set[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        if not ids:
+            return out
+        rows = await self.session.execute(
+            select(table.c[key], table.c.invoice_id, table.c.amount_minor).where(
+                table.c.tenant_id == self.tenant_id, table.c[key].in_(ids)
+            )
+        )
+        for doc_id, invoice_id, amount in rows:
+            out.setdefault(doc_id, {})[invoice_id] = amount
+        return out
+
+    def _requested(self, allocations: Sequence[AllocationRecord], currency: str) -> list[tuple[str, int]]:
+        return [
+            (a.invoice_id, _minor(a.amount, currency, f"allocations[{i}].amount")) for i, a in enumerate(allocations)
+        ]
+
+    async def record_payments(
+        self,
+        records: Sequence[PaymentRecord],
+        stamps: Sequence[datetime | None] | None = None,
+        *,
+        skip_invalid: bool = False,
+    ) -> BatchResult:
+        p = orm.payments.c
+        ids = {r.id for r in records}
+        existing = {
+            row.payment_id: row
+            for row in (
+                await self.session.execute(
+                    select(orm.payments)
+                    .where(p.tenant_id == self.tenant_id, p.payment_id.in_(ids))
+                    .order_by(p.payment_id)
+                    .with_for_update()
+                )
+            )
+        }
+        old_allocs = await self._existing_allocations(orm.allocations, "payment_id", set(existing))
+        wanted_invoices = {a.invoice_id for r in records for a in r.allocations} | {
+            inv for allocs in old_allocs.values() for inv in allocs
+        }
+        invoices = await self.load_invoices(wanted_invoices)
+        known = await self._known_customers({r.customer_id for r in records})
+        result = BatchResult(rows=[])
+        payment_rows: dict[str, dict[str, Any]] = {}
+        alloc_sets: dict[str, dict[str, int]] = {}
+        touched: dict[str, InvoiceState] = {}
+        now = self.clock.now()
+        for n, rec in enumerate(records):
+            stamp = stamps[n] if stamps else None
+            try:
+                row = payment_rows.get(rec.id) or (existing[rec.id]._asdict() if rec.id in existing else None)
+                old = alloc_sets.get(rec.id, old_allocs.get(rec.id, {}))
+                if rec.customer_id not in known:
+                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
+                amount = _minor(rec.amount, rec.currency, "amount")
+                requested = self._requested(rec.allocations, rec.currency)
+                if row is not None:
+                    same = (
+                        row["amount_minor"] == amount
+                        and row["currency"] == rec.currency
+                        and row["customer_id"] == rec.customer_id
+                        and row["received_on"] == rec.received_on
+                        and row["reference"] == rec.reference
+                        and old == dict(requested)
+                    )
+                    if same or _is_stale(stamp, row["erp_updated_at"]):
+                        result.rows.append(RowResult(rec.id, created=False))
+                        continue
+                    if row["status"] == "reversed":
+                        raise LedgerRuleViolation("id", f"payment {rec.id!r} was reversed; it can no longer change")
+                plan = plan_allocations(
+                    document="payment",
+                    currency=rec.currency,
+                    customer_id=rec.customer_id,
+                    amount=amount,
+                    old=old,
+                    new=requested,
+                    invoices=invoices,
+                )
+            except LedgerRuleViolation as exc:
+                if not skip_invalid:
+                    raise
+                result.errors[n] = exc
+                result.rows.append(None)
+                continue
+            invoices.update(plan.invoices)
+            touched.update(plan.invoices)
+            alloc_sets[rec.id] = dict(requested)
+            payment_rows[rec.id] = {
+                "tenant_id": self.tenant_id,
+                "payment_id": rec.id,
+                "customer_id": rec.customer_id,
+                "currency": rec.currency,
+                "amount_minor": amount,
+                "unapplied_minor": plan.unapplied,
+                "received_on": rec.received_on,
+                "reference": rec.reference,
+                "status": "applied",
+                "reversal_reason": None,
+                "source": self.source if row is None else row["source"],
+                "erp_updated_at": stamp,
+                "updated_at": now,
+            }
+            events: list[Envelope[EventData]] = []
+            if plan.given_back:
+                events.append(
+                    self._event(
+                        PaymentReversed(
+                            customer_id=rec.customer_id,
+                            payment_id=rec.id,
+                            currency=rec.currency,
+                            amount=from_minor(sum(-d.delta for d in plan.given_back), rec.currency),
+                            reason="allocations changed at the source",
+                            allocations=self._allocations(plan.given_back, rec.currency),
+                        )
+                    )
+                )
+            if row is None or plan.applied or not plan.given_back:
+                events.append(
+                    self._event(
+                        PaymentApplied(
+                            customer_id=rec.customer_id,
+                            payment_id=rec.id,
+                            currency=rec.currency,
+                            amount=rec.amount,
+                            received_on=rec.received_on,
+                            allocations=self._allocations(plan.applied, rec.currency),
+                            unapplied=from_minor(plan.unapplied, rec.currency),
+                        )
+                    )
+                )
+            result.events.extend(events)
+            result.rows.append(RowResult(rec.id, created=row is None, events=[e.type for e in events]))
+        if payment_rows:
+            stmt = insert(orm.payments)
+            cols = [k for k in next(iter(payment_rows.values())) if k not in ("tenant_id", "payment_id")]
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[p.tenant_id, p.payment_id], set_={k: stmt.excluded[k] for k in cols}
+                ),
+                list(payment_rows.values()),
+            )
+            await self._replace_allocations(orm.allocations, "payment_id", alloc_sets)
+            await self._write_invoice_balances(list(touched.values()))
+        return await self._emit(result)
+
+    async def _replace_allocations(self, table: Any, key: str, sets: dict[str, dict[str, int]]) -> None:
+        if not sets:
+            return
+        await self.session.execute(
+            delete(table).where(table.c.tenant_id == self.tenant_id, table.c[key].in_(list(sets)))
+        )
+        rows = [
+            {"tenant_id": self.tenant_id, key: doc_id, "invoice_id": inv, "amount_minor": amount}
+            for doc_id, allocs in sets.items()
+            for inv, amount in allocs.items()
+        ]
+        if rows:
+            await self.session.execute(insert(table), rows)
+
+    async def reverse_payment(self, payment_id: str, reason: str | None = None) -> RowResult:
+        """A bounced or charged-back payment: its allocations are undone and the invoices reopen."""
+        p = orm.payments.c
+        row = (
+            await self.session.execute(
+                select(orm.payments).where(p.tenant_id == self.tenant_id, p.payment_id == payment_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound(payment_id)
+        if row.status == "reversed":
+            return RowResult(payment_id, created=False)
+        old = (await self._existing_allocations(orm.allocations, "payment_id", {payment_id})).get(payment_id, {})
+        invoices = await self.load_invoices(set(old))
+        plan = plan_allocations(
+            document="payment",
+            currency=row.currency,
+            customer_id=row.customer_id,
+            amount=row.amount_minor,
+            old=old,
+            new=[],
+            invoices=invoices,
+        )
+        await self.session.execute(
+            update(orm.payments)
+            .where(p.tenant_id == self.tenant_id, p.payment_id == payment_id)
+            .values(status="reversed", reversal_reason=reason, unapplied_minor=0, updated_at=self.clock.now())
+        )
+        await self._replace_allocations(orm.allocations, "payment_id", {payment_id: {}})
+        await self._write_invoice_balances(list(plan.invoices.values()))
+        ev = self._event(
+            PaymentReversed(
+                customer_id=row.customer_id,
+                payment_id=payment_id,
+                currency=row.currency,
+                amount=from_minor(row.amount_minor, row.currency),
+                reason=reason,
+                allocations=self._allocations(plan.given_back, row.currency),
+            )
+        )
+        await self.outbox.add(self.session, [ev])
+        return RowResult(payment_id, created=False, events=[ev.type])
+
+    async def record_credit_notes(
+        self,
+        records: Sequence[CreditNoteRecord],
+        stamps: Sequence[datetime | None] | None = None,
+        *,
+        skip_invalid: bool = False,
+    ) -> BatchResult:
+        cn = orm.credit_notes.c
+        ids = {r.id for r in records}
+        existing = {
+            row.credit_note_id: row
+            for row in (
+                await self.session.execute(
+                    select(orm.credit_notes)
+                    .where(cn.tenant_id == self.tenant_id, cn.credit_note_id.in_(ids))
+                    .order_by(cn.credit_note_id)
+                    .with_for_update()
+                )
+            )
+        }
+        old_allocs = await self._existing_allocations(orm.credit_allocations, "credit_note_id", set(existing))
+        wanted_invoices = {a.invoice_id for r in records for a in r.allocations} | {
+            inv for allocs in old_allocs.values() for inv in allocs
+        }
+        invoices = await self.load_invoices(wanted_invoices)
+        known = await self._known_customers({r.customer_id for r in records})
+        result = BatchResult(rows=[])
+        note_rows: dict[str, dict[str, Any]] = {}
+        alloc_sets: dict[str, dict[str, int]] = {}
+        touched: dict[str, InvoiceState] = {}
+        now = self.clock.now()
+        for n, rec in enumerate(records):
+            stamp = stamps[n] if stamps else None
+            try:
+                row = note_rows.get(rec.id) or (existing[rec.id]._asdict() if rec.id in existing else None)
+                old = alloc_sets.get(rec.id, old_allocs.get(rec.id, {}))
+                if rec.customer_id not in known:
+                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
+                total = _minor(rec.total, rec.currency, "total")
+                requested = self._requested(rec.allocations, rec.currency)
+                if row is not None:
+                    same = (
+                        row["total_minor"] == total
+                        and row["currency"] == rec.currency
+                        and row["customer_id"] == rec.customer_id
+                        and row["issued_on"] == rec.issued_on
+                        and row["number"] == rec.number
+                        and old == dict(requested)
+                    )
+                    if same or _is_stale(stamp, row["erp_updated_at"]):
+                        result.rows.append(RowResult(rec.id, created=False))
+                        continue
+                plan = plan_allocations(
+                    document="credit note",
+                    currency=rec.currency,
+                    customer_id=rec.customer_id,
+                    amount=total,
+                    old=old,
+                    new=requested,
+                    invoices=invoices,
+                )
+            except LedgerRuleViolation as exc:
+                if not skip_invalid:
+                    raise
+                result.errors[n] = exc
+                result.rows.append(None)
+                continue
+            before = {k: invoices[k] for k in plan.invoices}
+            invoices.update(plan.invoices)
+            touched.update(plan.invoices)
+            alloc_sets[rec.id] = dict(requested)
+            note_rows[rec.id] = {
+                "tenant_id": self.tenant_id,
+                "credit_note_id": rec.id,
+                "customer_id": rec.customer_id,
+                "number": rec.number,
+                "currency": rec.currency,
+                "total_minor": total,
+                "remaining_minor": plan.unapplied,
+                "issued_on": rec.issued_on,
+                "status": "open" if plan.unapplied else "applied",
+                "source": self.source if row is None else row["source"],
+                "erp_updated_at": stamp,
+                "updated_at": now,
+            }
+            events: list[Envelope[EventData]] = []
+            # Credit taken back (a credit note edited or voided at the source) shows as invoice.updated.
+            for d in plan.given_back:
+                inv, was = plan.invoices[d.invoice_id], before[d.invoice_id]
+                changes = [Change("balance", was.balance, inv.balance)]
+                if was.status != inv.status:
+                    changes.append(Change("status", was.status, inv.status))
+                events.append(self._invoice_updated(inv, changes))
+            if row is None or plan.applied:
+                events.append(
+                    self._event(
+                        CreditNoteApplied(
+                            customer_id=rec.customer_id,
+                            credit_note_id=rec.id,
+                            currency=rec.currency,
+                            total=rec.total,
+                            issued_on=rec.issued_on,
+                            allocations=self._allocations(plan.applied, rec.currency),
+                        )
+                    )
+                )
+            result.events.extend(events)
+            result.rows.append(RowResult(rec.id, created=row is None, events=[e.type for e in events]))
+        if note_rows:
+            stmt = insert(orm.credit_notes)
+            cols = [k for k in next(iter(note_rows.values())) if k not in ("tenant_id", "credit_note_id")]
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[cn.tenant_id, cn.credit_note_id], set_={k: stmt.excluded[k] for k in cols}
+                ),
+                list(note_rows.values()),
+            )
+            await self._replace_allocations(orm.credit_allocations, "credit_note_id", alloc_sets)
+            await self._write_invoice_balances(list(touched.values()))
+        return await self._emit(result)
+
+
+async def invariant_violations(session: AsyncSession, tenant_id: str | None = None) -> list[tuple[str, str]]:
+    """Invoices whose stored balance is not total - allocations - credits - cancelled (should be none)."""
+    i, a, ca = orm.invoices.c, orm.allocations.c, orm.credit_allocations.c
+    paid = (
+        select(a.tenant_id, a.invoice_id, a.amount_minor.label("amt"))
+        .union_all(select(ca.tenant_id, ca.invoice_id, ca.amount_minor))
+        .subquery()
+    )
+    applied = (
+        select(paid.c.tenant_id, paid.c.invoice_id, func.sum(paid.c.amt).label("applied"))
+        .group_by(paid.c.tenant_id, paid.c.invoice_id)
+        .subquery()
+    )
+    stmt = (
+        select(i.tenant_id, i.invoice_id)
+        .select_from(
+            orm.invoices.outerjoin(
+                applied, and_(applied.c.tenant_id == i.tenant_id, applied.c.invoice_id == i.invoice_id)
+            )
+        )
+        .where(i.balance_minor != i.total_minor - func.coalesce(applied.c.applied, 0) - i.cancelled_minor)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(i.tenant_id == tenant_id)
+    return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+
+
+__all__ = ["BatchResult", "Ledger", "LedgerRuleViolation", "NotFound", "RowResult", "invariant_violations"]
