@@ -46,8 +46,9 @@ class LedgerFeed:
 
     async def send(self, data: EventData, occurred_at: datetime | None = None) -> Envelope[EventData]:
         env = new_event(data, tenant_id=self.tenant, source="ledger-sync", occurred_at=occurred_at or self.clock.now())
+        self.last_sent, self.last_raw = env, encode(env)
         await self.producer.send_and_wait(
-            topics.LEDGER, value=encode(env), key=partition_key(self.tenant, data.customer_id).encode()
+            topics.LEDGER, value=self.last_raw, key=partition_key(self.tenant, data.customer_id).encode()
         )
         return env
 
@@ -224,6 +225,21 @@ async def promise_events(tracker: RunningService, broker: Any) -> AsyncIterator[
     try:
         yield reader
     finally:
+        await reader.stop()
+
+
+@pytest_asyncio.fixture
+async def topic_reader(broker: Any) -> AsyncIterator[Any]:
+    """Open readers of any topic (e.g. a dead-letter topic); closed at the end of the test."""
+    readers: list[TopicReader] = []
+
+    async def open_reader(topic: str) -> TopicReader:
+        reader = await read_topic(broker.bootstrap_servers, topic)
+        readers.append(reader)
+        return reader
+
+    yield open_reader
+    for reader in readers:
         await reader.stop()
 
 

@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('balance_minor', sa.BigInteger(), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id'], unique=False)

@@ -38,6 +38,9 @@ invoices = Table(
     Column("balance_minor", BigInteger, nullable=False),
     Column("due_date", Date),
     Column("status", String(20), nullable=False),
+    # When (business time) nothing was owed any more; NULL while a balance is open. A promise whose
+    # invoices were all settled by its deadline, however, cannot be broken.
+    Column("settled_at", DateTime(timezone=True)),
     Index("ix_invoices_customer", "tenant_id", "customer_id"),
 )
 

@@ -5,9 +5,9 @@ one statement per kind of change.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, any_, exists, func, select
+from sqlalchemy import and_, any_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.outbox import OutboxWriter
@@ -19,12 +19,12 @@ from promise_tracker.service_layer.outcomes import Outcomes, Resolution
 async def fire_due(session: AsyncSession, outbox: OutboxWriter, now: datetime, limit: int) -> int:
     p = orm.promises
     i = orm.invoices.c
-    # Nothing left to pay on any covered invoice (however it got settled) means the promise cannot be broken.
+    # Nothing left to pay on any covered invoice by the deadline (however it got settled) means the
+    # promise cannot be broken. A late payment that settles the invoice after the deadline does not save it.
     owing = exists().where(
         i.tenant_id == p.c.tenant_id,
         i.invoice_id == any_(p.c.invoice_ids),
-        i.status == "open",
-        i.balance_minor > 0,
+        or_(i.settled_at.is_(None), i.settled_at >= p.c.deadline + timedelta(seconds=1)),
     )
     due = (
         await session.execute(

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,9 +65,15 @@ class Matcher:
             "status": d.status,
             "due_date": d.due_date,
         }
-        stmt = insert(t).values(tenant_id=env.tenant_id, invoice_id=d.invoice_id, **values)
+        owed = d.status == "open" and d.balance > 0
+        stmt = insert(t).values(
+            tenant_id=env.tenant_id, invoice_id=d.invoice_id, settled_at=None if owed else env.occurred_at, **values
+        )
         await self.session.execute(
-            stmt.on_conflict_do_update(index_elements=[t.c.tenant_id, t.c.invoice_id], set_=values)
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.tenant_id, t.c.invoice_id],
+                set_={**values, "settled_at": _settled_at(owed, env.occurred_at)},
+            )
         )
 
     async def on_invoice_voided(self, env: Envelope[InvoiceVoided]) -> None:
@@ -105,7 +111,7 @@ class Matcher:
         touched: dict[str, Any] = {}  # promise_id -> row with the up-to-date received_minor
         tz = await self._time_zone(env.tenant_id, env.data.customer_id)
         for alloc in allocations:
-            await self._apply_balance(env.tenant_id, alloc, currency)
+            await self._apply_balance(env, alloc, currency)
             holder = await self._holder(env.tenant_id, alloc.invoice_id)
             if holder is None:
                 continue
@@ -145,7 +151,7 @@ class Matcher:
         d = env.data
         touched: dict[str, Any] = {}
         for alloc in d.allocations:
-            await self._apply_balance(env.tenant_id, alloc, d.currency)
+            await self._apply_balance(env, alloc, d.currency)
             r = orm.receipts.c
             counted = dict(
                 (
@@ -181,8 +187,10 @@ class Matcher:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _apply_balance(self, tenant_id: str, alloc: Allocation, currency: str) -> None:
+    async def _apply_balance(self, env: Envelope[Any], alloc: Allocation, currency: str) -> None:
         i = orm.invoices.c
+        tenant_id = env.tenant_id
+        owed = alloc.invoice_status_after == "open" and alloc.invoice_balance_after > 0
         found = (
             await self.session.execute(
                 update(orm.invoices)
@@ -190,6 +198,7 @@ class Matcher:
                 .values(
                     balance_minor=to_minor(alloc.invoice_balance_after, currency),
                     status=alloc.invoice_status_after,
+                    settled_at=_settled_at(owed, env.occurred_at),
                 )
                 .returning(i.invoice_id)
             )
@@ -262,6 +271,11 @@ class Matcher:
                 .where(p.tenant_id == row.tenant_id, p.promise_id == row.promise_id)
                 .values(received_minor=row.received_minor)
             )
+
+
+def _settled_at(owed: bool, occurred_at: datetime) -> Any:
+    """Keep the first moment an invoice was settled; clear it when a balance opens again."""
+    return null() if owed else func.coalesce(orm.invoices.c.settled_at, occurred_at)
 
 
 def _mutable(row: Any) -> SimpleNamespace:
