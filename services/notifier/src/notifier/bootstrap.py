@@ -1,6 +1,9 @@
-"""Composition root of the notifier."""
+"""Composition root of the notifier: settings -> providers, renderer, dispatcher, consumers, routes."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
@@ -9,27 +12,128 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from notifier.adapters import orm
-from notifier.adapters.email_smtp import SmtpEmail
-from notifier.entrypoints.api import router
-from notifier.service_layer.handlers import Dispatcher, make_ledger_projector, make_step_recorder
+from notifier.adapters.channels.http import RateLimiter
+from notifier.adapters.channels.letter import DropFolderLetters, PrintApiLetters
+from notifier.adapters.channels.sendgrid import SendGridEmail
+from notifier.adapters.channels.smtp import SmtpEmail
+from notifier.adapters.channels.task import CollectorTasks
+from notifier.adapters.channels.twilio import TwilioClient, TwilioSms, TwilioVoice
+from notifier.adapters.channels.webhook import SignedWebhooks
+from notifier.adapters.ledger_watermark import LedgerWatermark
+from notifier.domain.default_templates import PARTIALS
+from notifier.domain.rendering import Renderer
+from notifier.domain.retry import RetryPolicy
+from notifier.entrypoints import api, callbacks, customer_pages, dev, templates_api
+from notifier.service_layer.compose import Composer
+from notifier.service_layer.dispatcher import Dispatcher, ProviderRegistry
+from notifier.service_layer.projections import make_ledger_projector
+from notifier.service_layer.steps import make_step_recorder
 from notifier.settings import Settings
 
-__all__ = ["Settings", "build_runtime", "create_app"]
+__all__ = ["Notifier", "Settings", "build_runtime", "create_app"]
 
 LEDGER_GROUP = "notifier.ledger"
 STEPS_GROUP = "notifier.steps"
+
+
+@dataclass
+class Notifier:
+    """What the routes need besides the runtime (reachable as `runtime.notifier`)."""
+
+    settings: Settings
+    clock: Clock
+    renderer: Renderer
+    composer: Composer
+    providers: ProviderRegistry
+    dispatcher: Dispatcher
+
+
+def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -> ProviderRegistry:
+    def today():  # type: ignore[no-untyped-def]
+        return clock.now().astimezone(ZoneInfo("UTC")).date()
+
+    twilio = TwilioClient(
+        settings.twilio_base_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        RateLimiter(settings.rate_limit_twilio_per_s),
+        settings.provider_timeout_seconds,
+    )
+    return ProviderRegistry(
+        {
+            "smtp": SmtpEmail(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.email_from,
+                settings.smtp_username,
+                settings.smtp_password,
+                settings.smtp_starttls,
+                settings.smtp_use_tls,
+                settings.smtp_validate_certs,
+                settings.smtp_timeout_seconds,
+                settings.smtp_pool_size,
+                RateLimiter(settings.rate_limit_smtp_per_s),
+            ),
+            "sendgrid": SendGridEmail(
+                settings.sendgrid_api_base_url,
+                settings.sendgrid_api_key,
+                RateLimiter(settings.rate_limit_sendgrid_per_s),
+                settings.provider_timeout_seconds,
+            ),
+            "twilio_sms": TwilioSms(twilio),
+            "twilio_voice": TwilioVoice(twilio),
+            "print_api": PrintApiLetters(
+                settings.print_api_base_url,
+                settings.print_api_key,
+                RateLimiter(settings.rate_limit_print_per_s),
+                today,
+            ),
+            "drop_folder": DropFolderLetters(settings.letter_drop_folder, today),
+            "webhook": SignedWebhooks(
+                RateLimiter(settings.rate_limit_webhook_per_s), settings.provider_timeout_seconds
+            ),
+            "collector": CollectorTasks(runtime.sessions, clock.now),
+        }
+    )
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(name="notifier", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
     runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
-    email = SmtpEmail(
-        settings.smtp_host, settings.smtp_port, settings.email_from, settings.smtp_username, settings.smtp_password,
-        settings.smtp_starttls,
-    )  # fmt: skip
-    dispatcher = Dispatcher(runtime.sessions, runtime.outbox, clock, email, settings.dispatch_batch_size)
+    renderer = Renderer(PARTIALS)
+    composer = Composer(settings, renderer)
+    providers = build_providers(settings, clock, runtime)
+    watermark = (
+        LedgerWatermark(settings.kafka_bootstrap_servers, topics.LEDGER, LEDGER_GROUP, runtime.sessions)
+        if settings.ledger_catch_up_required
+        else None
+    )
+    dispatcher = Dispatcher(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        clock=clock,
+        composer=composer,
+        providers=providers,
+        retry=RetryPolicy(settings.max_send_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+        batch_size=settings.dispatch_batch_size,
+        watermark=watermark,
+        stuck_after_seconds=settings.sending_stuck_after_seconds,
+    )
     runtime.add_timer("deliveries", dispatcher.dispatch_due, dispatcher.due_stats)
+    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher)  # type: ignore[attr-defined]
+
+    # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime
+    # has stopped its timers, so no send is cut off mid-call by our own shutdown.
+    runtime_stop = runtime.stop
+
+    async def stop() -> None:
+        await runtime_stop()
+        await providers.aclose()
+        if watermark is not None:
+            await watermark.close()
+
+    runtime.stop = stop  # type: ignore[method-assign]
     return runtime
 
 
@@ -37,6 +141,6 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
     return create_service_app(
         runtime,
         title="notifier",
-        description="Templates, channels, at-most-once delivery and receipts.",
-        routers=[router],
+        description="Templates, channels, at-most-once delivery, receipts and opt-outs.",
+        routers=[api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router],
     )

@@ -1,16 +1,72 @@
 """notifier settings (environment variables; see the README's settings table)."""
 
+from pathlib import Path
+
 from pydantic import Field
 
 from dunning_kit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    http_port: int = Field(8003, description="Port of the notifier API and dev page")
+    http_port: int = Field(8003, description="Port of the notifier API, callbacks and dev page")
+    dev_mode: bool = Field(False, description="Serve GET /dev/outbox without a key (never in production)")
+
+    # ---- email over SMTP (the default email provider)
     smtp_host: str = Field("127.0.0.1", description="SMTP server host")
     smtp_port: int = Field(1025, description="SMTP server port")
     smtp_username: str | None = Field(None, description="SMTP user (auth only when set)")
     smtp_password: str | None = Field(None, description="SMTP password")
-    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
-    email_from: str = Field("Accounts Receivable <ar@example.com>", description="From address of reminders")
-    dispatch_batch_size: int = Field(200, description="Most deliveries one dispatcher batch claims")
+    smtp_starttls: bool = Field(False, description="Upgrade the connection with STARTTLS (port 587)")
+    smtp_use_tls: bool = Field(False, description="Implicit TLS from the first byte (port 465)")
+    smtp_validate_certs: bool = Field(True, description="Verify the SMTP server's certificate")
+    smtp_pool_size: int = Field(8, description="SMTP connections kept open and used concurrently")
+    smtp_timeout_seconds: float = Field(15.0, description="SMTP command timeout")
+    email_from: str = Field("Accounts Receivable <ar@example.com>", description="Default From of reminders")
+
+    # ---- email over the SendGrid v3 API
+    sendgrid_api_base_url: str = Field("https://api.sendgrid.com", description="SendGrid API base URL")
+    sendgrid_api_key: str | None = Field(None, description="SendGrid API key (Bearer)")
+    sendgrid_webhook_public_key: str | None = Field(
+        None, description="Base64 DER P-256 public key that verifies the SendGrid event webhook"
+    )
+
+    # ---- SMS and voice over Twilio
+    twilio_base_url: str = Field(
+        "https://api.twilio.com", description="Twilio REST base URL (the local fake under `make up`)"
+    )
+    twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="Twilio Account SID")
+    twilio_auth_token: str = Field("dev-twilio-auth-token", description="Twilio auth token (Basic auth, signatures)")
+    twilio_from_number: str = Field("+15005550006", description="Default sender number (E.164)")
+    twilio_messaging_service_sid: str | None = Field(None, description="Send SMS through a Messaging Service")
+    default_phone_region: str = Field("US", description="Region assumed for phone numbers without +country")
+
+    # ---- letters
+    letter_provider: str = Field("drop_folder", description="print_api or drop_folder")
+    letter_drop_folder: Path = Field(Path(".run/letters"), description="Where PDFs go when letter_provider=drop_folder")
+    print_api_base_url: str = Field("https://api.lob.com", description="Print-and-mail API base URL (Lob-shaped)")
+    print_api_key: str | None = Field(None, description="Print-and-mail API key (Basic auth user)")
+
+    # ---- customer links
+    promise_tracker_public_url: str = Field(
+        "http://127.0.0.1:8004", description="Public base URL of the promise-tracker's self-service page"
+    )
+    link_ttl_days: int = Field(30, description="Days a payment or promise link in a reminder stays valid")
+    unsubscribe_ttl_days: int = Field(365, description="Days an unsubscribe link stays valid")
+
+    # ---- dispatcher, retries, limits
+    dispatch_batch_size: int = Field(500, description="Most deliveries one dispatcher batch claims")
+    max_send_attempts: int = Field(5, description="Attempts before a transient failure becomes notification.failed")
+    retry_base_seconds: float = Field(60.0, description="First retry delay; doubles each attempt (with jitter)")
+    retry_max_seconds: float = Field(3600.0, description="Longest delay between two attempts")
+    sending_stuck_after_seconds: float = Field(
+        900.0, description="A delivery left `sending` this long (crash mid-call) is marked `unknown`, never re-sent"
+    )
+    rate_limit_smtp_per_s: float = Field(2000.0, description="Most SMTP messages per second")
+    rate_limit_sendgrid_per_s: float = Field(500.0, description="Most SendGrid API calls per second")
+    rate_limit_twilio_per_s: float = Field(100.0, description="Most Twilio API calls per second (messages + calls)")
+    rate_limit_print_per_s: float = Field(20.0, description="Most print-and-mail API calls per second")
+    rate_limit_webhook_per_s: float = Field(200.0, description="Most outbound webhook calls per second")
+    provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider HTTP call")
+    ledger_catch_up_required: bool = Field(
+        True, description="Hold a send until the ledger projection has applied what is on the broker"
+    )

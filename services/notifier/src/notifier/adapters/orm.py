@@ -1,8 +1,10 @@
-"""notifier's tables: projections (customers, invoice balances) and one delivery record per idempotency key."""
+"""notifier's tables: projections (customers, invoice balances, ledger positions), one delivery record per
+idempotency key, tenant configuration and templates, the suppression list, collector tasks and receipts."""
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -28,7 +30,10 @@ customers = Table(
     Column("name", Text, nullable=False),
     Column("locale", String(16), nullable=False, server_default="en"),
     Column("time_zone", String(64), nullable=False, server_default="UTC"),
+    Column("country", String(2)),
     Column("contacts", JSONB, nullable=False, server_default="[]"),
+    Column("consent", JSONB, nullable=False, server_default="{}"),
+    Column("postal_address", JSONB),
 )
 
 invoice_balances = Table(
@@ -39,8 +44,21 @@ invoice_balances = Table(
     Column("customer_id", String(200), nullable=False),
     Column("number", String(100), nullable=False),
     Column("currency", String(3), nullable=False),
+    Column("total_minor", BigInteger, nullable=False, server_default="0"),
     Column("balance_minor", BigInteger, nullable=False),
+    Column("due_date", Date),
     Column("status", String(20), nullable=False),
+)
+Index("ix_invoice_balances_customer", invoice_balances.c.tenant_id, invoice_balances.c.customer_id)
+
+# How far the ledger projection has applied each partition of dunning.ledger.v1, written in the same
+# transaction as the projection: the dispatcher compares it with the broker's end offsets before a send.
+ledger_positions = Table(
+    "ledger_positions",
+    metadata,
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
 )
 
 deliveries = Table(
@@ -53,16 +71,94 @@ deliveries = Table(
     Column("channel", String(20), nullable=False),
     # (tenant, customer, step, channel): created before the provider call, so nothing is sent twice.
     Column("idempotency_key", String(400), nullable=False, unique=True),
+    # pending -> sending -> sent -> delivered | bounced; or failed | skipped | cancelled | unknown
     Column("status", String(20), nullable=False, server_default="pending"),
     Column("step", JSONB, nullable=False),
+    Column("channel_mode", String(10), nullable=False, server_default="all"),
+    Column("fallback_channels", JSONB, nullable=False, server_default="[]"),
+    Column("provider", String(40)),
     Column("recipient", Text),
+    Column("template_id", String(100)),
+    Column("locale", String(16)),
     Column("subject", Text),
     Column("body_text", Text),
+    Column("body_html", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("error", Text),
     Column("provider_message_id", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("correlation_id", UUID(as_uuid=True)),  # of the step event: one flow from ERP to the message
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ix_deliveries_pending", deliveries.c.next_attempt_at, postgresql_where=deliveries.c.status == "pending")
+Index("ix_deliveries_sending", deliveries.c.updated_at, postgresql_where=deliveries.c.status == "sending")
+Index("ix_deliveries_provider_message", deliveries.c.provider_message_id)
+Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
+Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
+
+tenant_settings = Table(
+    "tenant_settings",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("config", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("template_id", String(100), primary_key=True),
+    Column("locale", String(16), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("body_text", Text, nullable=False),
+    Column("body_html", Text),
+    Column("sms", Text),
+    Column("voice", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Addresses and numbers that must not be contacted again (opt-out, STOP, hard bounce, complaint).
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("kind", String(10), primary_key=True),  # email | phone
+    Column("address", String(320), primary_key=True),
+    Column("reason", String(20), nullable=False),
+    Column("customer_id", String(200)),
+    Column("detail", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+collector_tasks = Table(
+    "collector_tasks",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(100), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("delivery_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("step_id", String(100), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default="{}"),
+    Column("status", String(20), nullable=False, server_default="open"),
+    Column("note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+)
+Index("ix_collector_tasks_tenant_status", collector_tasks.c.tenant_id, collector_tasks.c.status)
+
+# Provider callbacks already applied (a provider retries its webhooks; each is applied once).
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("provider", String(40), primary_key=True),
+    Column("provider_event_id", String(300), primary_key=True),
+    Column("delivery_id", UUID(as_uuid=True)),
+    Column("status", String(40), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False, server_default="{}"),
+)

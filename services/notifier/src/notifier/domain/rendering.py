@@ -1,60 +1,179 @@
-"""Rendering a reminder: sandboxed Jinja2 (customers edit templates), amounts and dates by Babel."""
+"""Rendering a reminder: sandboxed Jinja2 (tenants edit templates), amounts and dates formatted by Babel.
+
+Templates are customer-editable, so they run in Jinja's SandboxedEnvironment: no attribute starting with
+`_` (the `''.__class__.__mro__` / `cycler.__init__.__globals__` route of template-injection CVEs such as
+ERPNext's CVE-2025-66434), no unsafe callables, bounded `range`, and guarded `*`/`**` so a template cannot
+allocate gigabytes. Undefined names fail loudly (StrictUndefined): a typo is a clear error, not a blank.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
+from functools import lru_cache
+from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import DictLoader, StrictUndefined, Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-_ENV = SandboxedEnvironment(autoescape=False)
+PARTS: tuple[str, ...] = ("subject", "text", "html", "sms", "voice")
+MAX_PART_CHARS = 50_000
+MAX_OUTPUT_CHARS = 500_000
+_MAX_REPEAT = 10_000
 
-DEFAULT_SUBJECT = "Payment reminder: {{ invoices|length }} open invoice{{ 's' if invoices|length > 1 }} ({{ total }})"
-DEFAULT_BODY = """Dear {{ customer_name }},
 
-this is a reminder that the following invoice{{ 's are' if invoices|length > 1 else ' is' }} due:
-{% for inv in invoices %}
-  Invoice {{ inv.number }}: {{ inv.balance }} (due {{ inv.due_date }})
-{%- endfor %}
+class TemplateRenderError(Exception):
+    """A template failed to render; `part` names which one, the message says why."""
 
-Total due: {{ total }}
-
-Kind regards,
-Accounts Receivable
-"""
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(f"template part '{part}': {message}")
+        self.part = part
+        self.message = message
 
 
 @dataclass(frozen=True)
-class Rendered:
+class TemplateSource:
+    template_id: str
+    locale: str
     subject: str
     text: str
+    html: str | None = None
+    sms: str | None = None
+    voice: str | None = None
+    origin: str = "shipped"  # shipped or tenant
+
+    def part(self, name: str) -> str | None:
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    text: str
+    html: str | None = None
+    sms: str | None = None
+    voice: str | None = None
+    template_id: str = ""
+    locale: str = "en"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class _Sandbox(SandboxedEnvironment):
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise SecurityError("exponent too large")
+            return operator.pow(left, right)
+        if isinstance(left, str | list | tuple) and isinstance(right, int) and right * len(left) > _MAX_REPEAT:
+            raise SecurityError("repetition too large")
+        if isinstance(right, str | list | tuple) and isinstance(left, int) and left * len(right) > _MAX_REPEAT:
+            raise SecurityError("repetition too large")
+        return operator.mul(left, right)
+
+
+def _env(partials: Mapping[str, str], autoescape: bool) -> _Sandbox:
+    env = _Sandbox(loader=DictLoader(dict(partials)), autoescape=autoescape, undefined=StrictUndefined)
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    return env
+
+
+class Renderer:
+    """Compiles template parts once (cached by source) and renders them with a context."""
+
+    def __init__(self, partials: Mapping[str, str]) -> None:
+        self.text_env = _env(partials, autoescape=False)
+        self.html_env = _env(partials, autoescape=True)
+        self._compile = lru_cache(maxsize=4096)(self._compile_uncached)
+
+    def _compile_uncached(self, html: bool, source: str) -> Template:
+        env = self.html_env if html else self.text_env
+        return env.from_string(source)
+
+    def check_syntax(self, part: str, source: str) -> str | None:
+        """None when the part compiles, else the error (for a 422 naming the field)."""
+        if len(source) > MAX_PART_CHARS:
+            return f"longer than {MAX_PART_CHARS} characters"
+        try:
+            self._compile(part == "html", source)
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            return f"{exc.message or exc}" + (f" (line {line})" if line else "")
+        return None
+
+    def render(
+        self, template: TemplateSource, context: Mapping[str, Any], parts: tuple[str, ...] = PARTS
+    ) -> RenderedMessage:
+        """Render the parts a channel needs (an SMS does not pay for the HTML)."""
+        out: dict[str, str | None] = {}
+        for part in PARTS:
+            source = template.part(part) if part in parts else None
+            if source is None:
+                out[part] = None
+                continue
+            try:
+                text = self._compile(part == "html", source).render(context)
+            except SecurityError as exc:
+                raise TemplateRenderError(part, f"blocked by the sandbox: {exc}") from exc
+            except TemplateError as exc:
+                raise TemplateRenderError(part, str(exc)) from exc
+            except (ArithmeticError, TypeError, ValueError) as exc:
+                raise TemplateRenderError(part, f"{type(exc).__name__}: {exc}") from exc
+            if len(text) > MAX_OUTPUT_CHARS:
+                raise TemplateRenderError(part, "rendered output too large")
+            out[part] = text.strip() if part in ("subject", "sms") else text
+        subject = " ".join((out["subject"] or "").split())  # a header must be one line
+        return RenderedMessage(
+            subject=subject,
+            text=out["text"] or "",
+            html=out["html"],
+            sms=out["sms"],
+            voice=out["voice"],
+            template_id=template.template_id,
+            locale=template.locale,
+        )
+
+
+def source_hash(template: TemplateSource) -> str:
+    h = hashlib.sha256()
+    for part in PARTS:
+        h.update((template.part(part) or "").encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- locale-aware formatting
+
+
+@lru_cache(maxsize=256)
+def babel_locale(locale: str) -> Locale:
+    """`de`, `de-DE`, `de_DE` -> a Babel locale; unknown -> English."""
+    try:
+        return Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return Locale.parse("en")
+
+
+def language_of(locale: str) -> str:
+    return babel_locale(locale).language
 
 
 def money(amount: Decimal, currency: str, locale: str) -> str:
-    return format_currency(amount, currency, locale=locale)
+    """`$4,820.00` (en-US), `4.820,00 €` (de-DE)."""
+    return format_currency(amount, currency, locale=babel_locale(locale))
 
 
-def render_reminder(step: dict, customer_name: str, locale: str) -> Rendered:  # type: ignore[type-arg]
-    currency = step["currency"]
-    invoices = [
-        {
-            "number": inv["number"],
-            "balance": money(Decimal(inv["balance"]), currency, locale),
-            "due_date": format_date(_date(inv["due_date"]), format="medium", locale=locale) if inv["due_date"] else "",
-        }
-        for inv in step["invoices"]
-    ]
-    ctx = {
-        "customer_name": customer_name,
-        "invoices": invoices,
-        "total": money(Decimal(step["amount_due"]), currency, locale),
-    }
-    return Rendered(_ENV.from_string(DEFAULT_SUBJECT).render(ctx), _ENV.from_string(DEFAULT_BODY).render(ctx))
-
-
-def _date(value: str):  # type: ignore[no-untyped-def]
-    from datetime import date
-
-    return date.fromisoformat(value)
+def day(value: date | str | None, locale: str) -> str:
+    if value is None or value == "":
+        return ""
+    d = value if isinstance(value, date) else date.fromisoformat(str(value))
+    return format_date(d, format="medium", locale=babel_locale(locale))

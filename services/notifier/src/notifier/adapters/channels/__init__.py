@@ -1,0 +1,1 @@
+"""Provider adapters: each implements `ChannelProvider.send(OutboundMessage) -> SendReceipt`."""

@@ -1,0 +1,53 @@
+"""Webhook: a signed POST to the tenant's endpoint, per the Standard Webhooks spec (`standardwebhooks`).
+
+`webhook-id` is the delivery id, which receivers use to de-duplicate, so a timed-out call may be retried
+safely. A 410 means the endpoint is gone: the delivery fails permanently.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from notifier.adapters.channels.http import RateLimiter, call
+from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
+
+
+class SignedWebhooks:
+    name = "webhook"
+
+    def __init__(self, limiter: RateLimiter, timeout: float = 10.0) -> None:
+        self.limiter = limiter
+        self.http = httpx.AsyncClient(timeout=timeout)
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        if not message.webhook_secret:
+            raise PermanentSendError("webhook: the tenant's endpoint has no signing secret configured")
+        body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False)
+        # Receivers check the timestamp against their own wall clock (5 minutes of skew), so this one is
+        # real time even when the rest of the service runs on a simulated clock.
+        timestamp = datetime.now(UTC)
+        signature = Webhook(message.webhook_secret).sign(message.delivery_id, timestamp, body)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message.delivery_id,
+            "webhook-timestamp": str(int(timestamp.timestamp())),
+            "webhook-signature": signature,
+        }
+        await call(
+            self.http,
+            self.name,
+            "POST",
+            message.recipient,
+            idempotent=True,
+            limiter=self.limiter,
+            content=body.encode(),
+            headers=headers,
+        )
+        return SendReceipt(provider=self.name, provider_message_id=message.delivery_id)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

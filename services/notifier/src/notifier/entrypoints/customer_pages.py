@@ -1,0 +1,114 @@
+"""Signed customer-facing pages (no API key; the token is the authorisation): the pay link and the
+unsubscribe link (a page with a confirm button, and RFC 8058 one-click POST)."""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from dunning_events.money import from_minor
+from dunning_kit import signed_links
+from notifier.adapters import orm
+from notifier.domain.rendering import money
+from notifier.entrypoints.api import load_config
+from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.service_layer.dispatcher import add_suppression
+
+router = APIRouter(tags=["customer pages"])
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f'<title>{escape(title)}</title></head><body style="font-family:sans-serif;max-width:40em;margin:2em auto">'
+        f"<h1>{escape(title)}</h1>{body}</body></html>",
+        status_code=status,
+    )
+
+
+def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
+    n = notifier_of(request)
+    try:
+        payload = signed_links.verify(n.settings.self_service_signing_key, token, n.clock.now())
+    except signed_links.ExpiredLink:
+        return _page("This link has expired", "<p>Please use the link in our most recent message.</p>", 410)
+    except signed_links.InvalidLink:
+        return _page("This link is not valid", "<p>The link is damaged or incomplete.</p>", 400)
+    if payload.get("purpose") != purpose:
+        return _page("This link is not valid", "<p>The link is not meant for this page.</p>", 400)
+    return payload
+
+
+@router.get("/pay", summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open")
+async def pay(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "pay")
+    if isinstance(payload, HTMLResponse):
+        return payload
+    tenant_id, customer_id = str(payload["tenant_id"]), str(payload["customer_id"])
+    invoice_ids = [str(i) for i in payload.get("invoice_ids", [])]  # type: ignore[union-attr]
+    config = await load_config(request, tenant_id)
+    if config.branding.payment_portal_url:
+        query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
+        sep = "&" if "?" in str(config.branding.payment_portal_url) else "?"
+        return RedirectResponse(f"{config.branding.payment_portal_url}{sep}{query}", status_code=303)
+    b = orm.invoice_balances.c
+    async with runtime_of(request).sessions() as session:
+        rows = (
+            await session.execute(
+                select(b.number, b.currency, b.balance_minor, b.status)
+                .where(b.tenant_id == tenant_id, b.customer_id == customer_id, b.invoice_id.in_(invoice_ids))
+                .order_by(b.number)
+            )
+        ).all()
+    items = "".join(
+        f"<tr><td>{escape(r.number)}</td><td style='text-align:right'>"
+        f"{escape(money(from_minor(r.balance_minor, r.currency), r.currency, 'en') if r.status == 'open' else 'settled')}</td></tr>"
+        for r in rows
+    )
+    company = escape(config.branding.company_name or "us")
+    instructions = escape(config.branding.footer or "")
+    return _page(
+        f"Pay {company}",
+        f"<table><thead><tr><th>Invoice</th><th>Open</th></tr></thead><tbody>{items}</tbody></table>"
+        f"<p>{instructions}</p>",
+    )
+
+
+@router.get("/unsubscribe", summary="Unsubscribe page (asks to confirm)")
+async def unsubscribe_page(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "unsubscribe")
+    if isinstance(payload, HTMLResponse):
+        return payload
+    return _page(
+        "Unsubscribe",
+        f"<p>Stop payment reminders by {escape(str(payload['channel']))} to <strong>{escape(str(payload['address']))}</strong>?</p>"
+        f'<form method="post" action="/unsubscribe?{urlencode({"token": token})}">'
+        '<button type="submit">Unsubscribe</button></form>',
+    )
+
+
+@router.post("/unsubscribe", summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")
+async def unsubscribe(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "unsubscribe")
+    if isinstance(payload, HTMLResponse):
+        return payload
+    runtime = runtime_of(request)
+    channel = str(payload["channel"])
+    async with runtime.sessions() as session, session.begin():
+        events = await add_suppression(
+            session,
+            str(payload["tenant_id"]),
+            "email" if channel == "email" else "phone",
+            str(payload["address"]),
+            "unsubscribe",
+            str(payload["customer_id"]),
+            channel,
+            "unsubscribe link",
+            runtime.clock.now(),
+        )
+        await runtime.outbox.add(session, events)
+    return _page("You are unsubscribed", "<p>You will not receive further payment reminders at this address.</p>")

@@ -1,0 +1,69 @@
+"""Development page: every message the notifier sent, newest first (only when DEV_MODE is on)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from notifier.adapters import orm
+from notifier.entrypoints.deps import notifier_of, runtime_of
+
+router = APIRouter(tags=["development"])
+
+_STATUS_COLOURS = {
+    "sent": "#2e7d32",
+    "delivered": "#1b5e20",
+    "failed": "#c62828",
+    "bounced": "#c62828",
+    "skipped": "#757575",
+    "pending": "#f9a825",
+    "sending": "#f9a825",
+    "unknown": "#6a1b9a",
+}
+
+
+@router.get("/dev/outbox", response_class=HTMLResponse, include_in_schema=False)
+async def outbox_page(request: Request, limit: int = 200) -> HTMLResponse:
+    # Lists every tenant's messages with no key: only ever on a developer's machine.
+    if not notifier_of(request).settings.dev_mode:
+        raise HTTPException(404, detail="not found")
+    d = orm.deliveries.c
+    async with runtime_of(request).sessions() as session:
+        rows = (
+            await session.execute(
+                select(
+                    d.created_at,
+                    d.tenant_id,
+                    d.channel,
+                    d.provider,
+                    d.recipient,
+                    d.subject,
+                    d.body_text,
+                    d.status,
+                    d.error,
+                )
+                .order_by(d.created_at.desc(), d.id)
+                .limit(min(limit, 1000))
+            )
+        ).all()
+    body = "".join(
+        "<tr>"
+        f"<td>{escape(r.created_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{escape(r.tenant_id)}</td>"
+        f"<td>{escape(r.channel)}</td><td>{escape(r.provider or '')}</td><td>{escape(r.recipient or '')}</td>"
+        f"<td><details><summary>{escape(r.subject or '(no subject)')}</summary><pre>{escape(r.body_text or '')}</pre></details></td>"
+        f"<td style='color:{_STATUS_COLOURS.get(r.status, '#000')}'>{escape(r.status)}"
+        f"{'<br><small>' + escape(r.error) + '</small>' if r.error else ''}</td>"
+        "</tr>"
+        for r in rows
+    )
+    return HTMLResponse(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">'
+        "<title>notifier outbox (dev)</title><style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;width:100%}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}pre{white-space:pre-wrap}</style>"
+        f"</head><body><h1>Messages sent ({len(rows)})</h1><table><thead><tr><th>When</th><th>Tenant</th><th>Channel</th>"
+        f"<th>Provider</th><th>Recipient</th><th>Subject / body</th><th>Status</th></tr></thead><tbody>{body}</tbody></table>"
+        "</body></html>"
+    )

@@ -1,0 +1,278 @@
+"""Templates API: the shipped defaults and the tenant's own (per id and locale), and previews.
+
+Templates are customer-editable Jinja2, rendered only in the sandbox (see domain/rendering.py); saving
+checks the syntax of every part and answers 422 naming the part.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from dunning_events.money import from_minor
+from dunning_kit.auth import Admin, Tenant
+from notifier.adapters import orm
+from notifier.domain.context import Branding, build_context
+from notifier.domain.default_templates import SHIPPED, TONES
+from notifier.domain.last_look import last_look
+from notifier.domain.rendering import PARTS, TemplateRenderError, TemplateSource
+from notifier.domain.template_choice import choose_template
+from notifier.entrypoints.api import load_config
+from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.service_layer.dispatcher import template_from_row
+
+router = APIRouter(prefix="/v1/templates", tags=["templates"])
+
+TEMPLATE_ID = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
+LOCALE = r"^[a-z]{2}([-_][A-Z]{2})?$"
+
+
+class TemplateIn(BaseModel):
+    locale: str = Field(pattern=LOCALE, description="e.g. en, de, de-DE")
+    subject: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=50_000)
+    html: str | None = Field(None, max_length=50_000)
+    sms: str | None = Field(None, max_length=2000)
+    voice: str | None = Field(None, max_length=5000)
+
+
+def _out(t: TemplateSource) -> dict[str, Any]:
+    return {"template_id": t.template_id, "locale": t.locale, "origin": t.origin, **{p: t.part(p) for p in PARTS}}
+
+
+async def _tenant_templates(
+    request: Request, tenant_id: str, template_id: str | None = None
+) -> dict[tuple[str, str], TemplateSource]:
+    tp = orm.templates.c
+    query = select(orm.templates).where(tp.tenant_id == tenant_id)
+    if template_id is not None:
+        query = query.where(tp.template_id == template_id)
+    async with runtime_of(request).sessions() as session:
+        rows = (await session.execute(query)).mappings().all()
+    return {(r["template_id"], r["locale"]): template_from_row(r) for r in rows}
+
+
+@router.get("", summary="Templates: shipped defaults and the tenant's own")
+async def list_templates(principal: Tenant, request: Request) -> dict[str, Any]:
+    own = await _tenant_templates(request, principal.tenant_id)
+    items = [{"template_id": tid, "locale": loc, "origin": "tenant"} for (tid, loc) in sorted(own)]
+    items += [
+        {"template_id": tid, "locale": loc, "origin": "shipped", "tone": TONES[tid][0], "overridden": (tid, loc) in own}
+        for (tid, loc) in sorted(SHIPPED)
+    ]
+    return {"templates": items}
+
+
+@router.get("/{template_id}", summary="One template as it would be used for a locale")
+async def get_template(principal: Tenant, request: Request, template_id: str, locale: str = "en") -> dict[str, Any]:
+    own = await _tenant_templates(request, principal.tenant_id, template_id)
+    chosen = choose_template(own, template_id, locale)
+    if chosen is None:
+        raise not_found("template")
+    return _out(chosen)
+
+
+@router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)")
+async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
+    import re
+
+    if not re.match(TEMPLATE_ID, template_id):
+        return unprocessable([("template_id", "lower-case letters, digits, _ and - only (1-100)")])
+    renderer = notifier_of(request).renderer
+    errors = [
+        (part, err)
+        for part in PARTS
+        if (src := getattr(body, part)) is not None and (err := renderer.check_syntax(part, src))
+    ]
+    if errors:
+        return unprocessable(errors)
+    runtime = runtime_of(request)
+    values = {
+        "subject": body.subject,
+        "body_text": body.text,
+        "body_html": body.html,
+        "sms": body.sms,
+        "voice": body.voice,
+        "updated_at": runtime.clock.now(),
+    }
+    tp = orm.templates.c
+    async with runtime.sessions() as session, session.begin():
+        stmt = insert(orm.templates).values(
+            tenant_id=principal.tenant_id, template_id=template_id, locale=body.locale, **values
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=[tp.tenant_id, tp.template_id, tp.locale], set_=values)
+        )
+    return _out(
+        TemplateSource(template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant")
+    )
+
+
+@router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
+async def delete_template(principal: Admin, request: Request, template_id: str, locale: str) -> Response:
+    tp = orm.templates.c
+    async with runtime_of(request).sessions() as session, session.begin():
+        gone = (
+            await session.execute(
+                delete(orm.templates)
+                .where(tp.tenant_id == principal.tenant_id, tp.template_id == template_id, tp.locale == locale)
+                .returning(tp.template_id)
+            )
+        ).first()
+    if gone is None:
+        raise not_found("template")
+    return Response(status_code=204)
+
+
+class PreviewIn(BaseModel):
+    locale: str | None = Field(None, pattern=LOCALE, description="Default: the customer's, else the tenant's")
+    channel: Literal["email", "sms", "voice", "letter", "webhook", "task"] = "email"
+    customer_id: str | None = Field(None, description="Render with this customer's real open invoices")
+    invoice_ids: list[str] | None = Field(None, description="Limit to these invoices (with customer_id)")
+    template: TemplateIn | None = Field(None, description="Unsaved edits to preview instead of the stored template")
+
+
+def _sample(locale: str, today: date) -> tuple[str, str, list[dict[str, Any]]]:
+    currency = "EUR" if locale.startswith("de") else "USD"
+    invoices = [
+        {
+            "invoice_id": "SAMPLE-1",
+            "number": "2026-0042",
+            "total": "4820.00",
+            "balance": "4820.00",
+            "due_date": (today - timedelta(days=12)).isoformat(),
+            "days_overdue": 12,
+        },
+        {
+            "invoice_id": "SAMPLE-2",
+            "number": "2026-0057",
+            "total": "1250.00",
+            "balance": "750.00",
+            "due_date": (today - timedelta(days=5)).isoformat(),
+            "days_overdue": 5,
+        },
+    ]
+    return "Initech GmbH" if currency == "EUR" else "Initech Inc.", currency, invoices
+
+
+@router.post("/{template_id}/preview", summary="Render a template with sample or real data")
+async def preview_template(principal: Tenant, request: Request, template_id: str, body: PreviewIn) -> Any:
+    n = notifier_of(request)
+    runtime = runtime_of(request)
+    config = await load_config(request, principal.tenant_id)
+    now = runtime.clock.now()
+    customer: dict[str, Any] | None = None
+    if body.customer_id is not None:
+        c = orm.customers.c
+        async with runtime.sessions() as session:
+            row = (
+                (
+                    await session.execute(
+                        select(orm.customers).where(
+                            c.tenant_id == principal.tenant_id, c.customer_id == body.customer_id
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            customer = dict(row) if row else None
+            if customer is None:
+                raise not_found("customer")
+            b = orm.invoice_balances.c
+            query = select(orm.invoice_balances).where(
+                b.tenant_id == principal.tenant_id,
+                b.customer_id == body.customer_id,
+                b.status == "open",
+                b.balance_minor > 0,
+            )
+            if body.invoice_ids:
+                query = query.where(b.invoice_id.in_(body.invoice_ids))
+            open_rows = (await session.execute(query.order_by(b.due_date, b.invoice_id))).mappings().all()
+        if not open_rows:
+            return unprocessable([("customer_id", "the customer has no open invoices to remind of")])
+        currency = open_rows[0]["currency"]
+        name = str(customer["name"])
+        invoices = [
+            {
+                "invoice_id": r["invoice_id"],
+                "number": r["number"],
+                "total": str(from_minor(r["total_minor"], currency)),
+                "balance": str(from_minor(r["balance_minor"], currency)),
+                "due_date": r["due_date"].isoformat() if r["due_date"] else None,
+                "days_overdue": max(0, (now.date() - r["due_date"]).days) if r["due_date"] else 0,
+            }
+            for r in open_rows
+            if r["currency"] == currency
+        ]
+        locale = body.locale or customer.get("locale") or config.default_locale
+    else:
+        locale = body.locale or config.default_locale
+        name, currency, invoices = _sample(locale, now.date())
+    if body.template is not None:
+        errors = [
+            (f"template.{p}", err)
+            for p in PARTS
+            if (src := getattr(body.template, p)) is not None and (err := n.renderer.check_syntax(p, src))
+        ]
+        if errors:
+            return unprocessable(errors)
+        t = body.template
+        template: TemplateSource | None = TemplateSource(
+            template_id, t.locale, t.subject, t.text, t.html, t.sms, t.voice, "tenant"
+        )
+    else:
+        template = choose_template(
+            await _tenant_templates(request, principal.tenant_id, template_id),
+            template_id,
+            locale,
+            config.default_locale,
+        )
+    if template is None:
+        raise not_found("template")
+    step = {
+        "template_id": template_id,
+        "currency": currency,
+        "invoices": invoices,
+        "step_name": "preview",
+        "tone": TONES.get(template_id, ("",))[0],
+    }
+    look = last_look(invoices, {}, currency)
+    row = {"tenant_id": principal.tenant_id, "customer_id": body.customer_id or "SAMPLE", "channel": body.channel}
+    links = n.composer.links(
+        row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if body.channel == "email" else None
+    )
+    context = build_context(
+        customer_id=row["customer_id"],
+        customer_name=name,
+        contact_name=None,
+        locale=locale,
+        currency=currency,
+        look=look,
+        step=step,
+        branding=Branding.from_config(config.branding_dict()),
+        links=links,
+        today=now.date(),
+    )
+    try:
+        rendered = n.renderer.render(template, context)
+    except TemplateRenderError as exc:
+        return unprocessable([(f"template.{exc.part}", exc.message)])
+    return {
+        "template_id": template.template_id,
+        "locale": template.locale,
+        "origin": template.origin,
+        "channel": body.channel,
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+        "sms": rendered.sms,
+        "voice": rendered.voice,
+        "total": context["total_with_fees"],
+        "sample": body.customer_id is None,
+    }

@@ -1,0 +1,108 @@
+"""What the notifier keeps from dunning.ledger.v1: customers (contacts, locale, consent, address) and the
+current balance of every invoice - the last look reads them - plus how far each partition was applied."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.consumer import ConsumedEvent
+from dunning_events.envelope import Envelope
+from dunning_events.events import CreditNoteApplied, CustomerUpserted, InvoiceCreated, PaymentApplied
+from dunning_events.money import to_minor
+from notifier.adapters import orm
+
+
+async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) -> None:
+    d = env.data
+    values = {
+        "name": d.name,
+        "locale": d.locale,
+        "time_zone": d.time_zone,
+        "country": d.country,
+        "contacts": [c.model_dump() for c in d.contacts],
+        "consent": d.consent.model_dump(),
+        "postal_address": d.postal_address.model_dump() if d.postal_address else None,
+    }
+    stmt = insert(orm.customers).values(tenant_id=env.tenant_id, customer_id=d.customer_id, **values)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=[orm.customers.c.tenant_id, orm.customers.c.customer_id], set_=values)
+    )
+
+
+async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> None:
+    """created, updated and voided all carry the invoice as it is now."""
+    d = env.data
+    values = {
+        "balance_minor": to_minor(d.balance, d.currency),
+        "total_minor": to_minor(d.total, d.currency),
+        "status": d.status,
+        "number": d.number,
+        "due_date": d.due_date,
+        "currency": d.currency,
+        "customer_id": d.customer_id,
+    }
+    stmt = insert(orm.invoice_balances).values(tenant_id=env.tenant_id, invoice_id=d.invoice_id, **values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[orm.invoice_balances.c.tenant_id, orm.invoice_balances.c.invoice_id], set_=values
+        )
+    )
+
+
+async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
+    """payment.applied, payment.reversed and credit_note.applied carry each invoice's balance after."""
+    d = env.data
+    b = orm.invoice_balances.c
+    for a in d.allocations:
+        await session.execute(
+            update(orm.invoice_balances)
+            .where(b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id)
+            .values(balance_minor=to_minor(a.invoice_balance_after, d.currency), status=a.invoice_status_after)
+        )
+
+
+LEDGER_HANDLERS: dict[str, Callable[[AsyncSession, Any], Awaitable[None]]] = {
+    "customer.upserted": on_customer,
+    "invoice.created": on_invoice,
+    "invoice.updated": on_invoice,
+    "invoice.voided": on_invoice,
+    "payment.applied": on_allocations,
+    "payment.reversed": on_allocations,
+    "credit_note.applied": on_allocations,
+}
+
+
+async def record_positions(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+    """Next offset per partition, in the projection's transaction (GREATEST: a redelivery never moves it back)."""
+    latest: dict[tuple[str, int], int] = {}
+    for ev in events:
+        key = (ev.topic, ev.partition)
+        latest[key] = max(latest.get(key, -1), ev.offset + 1)
+    if not latest:
+        return
+    stmt = insert(orm.ledger_positions).values(
+        [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(latest.items())]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[orm.ledger_positions.c.topic, orm.ledger_positions.c.partition],
+            set_={"next_offset": func.greatest(orm.ledger_positions.c.next_offset, stmt.excluded.next_offset)},
+        )
+    )
+
+
+def make_ledger_projector(group: str):  # type: ignore[no-untyped-def]
+    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+        for ev in events:
+            handler = LEDGER_HANDLERS.get(ev.type)
+            if handler is not None:
+                with ev.traced(group):
+                    await handler(session, ev.envelope)
+        await record_positions(session, events)
+
+    return apply

@@ -1,0 +1,86 @@
+"""What the notifier does with dunning.steps.v1: one delivery record per (tenant, customer, step, channel),
+written before anything is sent; a cancelled step cancels its deliveries that have not started."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.consumer import ConsumedEvent
+from dunning_events.envelope import Envelope
+from dunning_events.events import DunningStepCancelled, DunningStepDue
+from dunning_kit.clock import Clock
+from notifier.adapters import orm
+
+
+def idempotency_key(tenant_id: str, customer_id: str, step_id: str, channel: str) -> str:
+    return f"{tenant_id}:{customer_id}:{step_id}:{channel}"
+
+
+def delivery_rows(env: Envelope[DunningStepDue], now: datetime) -> list[dict[str, Any]]:
+    """`all`: a record per channel. `fallback`: only the first; the next is created if it fails."""
+    d = env.data
+    step = d.model_dump(mode="json")
+    channels = list(dict.fromkeys(d.channels))
+    if d.channel_mode == "fallback":
+        plan = [(channels[0], channels[1:])] if channels else []
+    else:
+        plan = [(c, []) for c in channels]
+    return [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": env.tenant_id,
+            "customer_id": d.customer_id,
+            "step_id": d.step_id,
+            "channel": channel,
+            "idempotency_key": idempotency_key(env.tenant_id, d.customer_id, d.step_id, channel),
+            "step": step,
+            "channel_mode": d.channel_mode,
+            "fallback_channels": rest,
+            "next_attempt_at": now,
+            "correlation_id": env.correlation_id,
+        }
+        for channel, rest in plan
+    ]
+
+
+async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        # The unique key makes a redelivered step (or a second fallback attempt) a no-op.
+        await session.execute(
+            insert(orm.deliveries)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[orm.deliveries.c.idempotency_key])
+        )
+
+
+async def cancel_step(session: AsyncSession, env: Envelope[DunningStepCancelled], now: datetime) -> None:
+    d = orm.deliveries.c
+    await session.execute(
+        update(orm.deliveries)
+        .where(d.tenant_id == env.tenant_id, d.step_id == env.data.step_id, d.status == "pending")
+        .values(status="cancelled", error=f"step cancelled: {env.data.reason}", updated_at=now)
+    )
+
+
+def make_step_recorder(clock: Clock, group: str):  # type: ignore[no-untyped-def]
+    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
+        rows: list[dict[str, Any]] = []
+        now = clock.now()
+        for ev in events:
+            with ev.traced(group):
+                if ev.type == "dunning.step.due":
+                    rows.extend(delivery_rows(ev.envelope, now))  # type: ignore[arg-type]
+                elif ev.type == "dunning.step.cancelled":
+                    await insert_deliveries(session, rows)  # keep order: a due then cancelled step ends cancelled
+                    rows = []
+                    await cancel_step(session, ev.envelope, now)  # type: ignore[arg-type]
+        for i in range(0, len(rows), 1000):
+            await insert_deliveries(session, rows[i : i + 1000])
+
+    return apply
