@@ -244,6 +244,10 @@ class DunningStepDue(EventData):
     )
     scheduled_for: AwareDatetime
     late: bool = Field(default=False, description="True when the step fires after its planned time")
+    deliver_until: AwareDatetime | None = Field(
+        default=None,
+        description="End of the debtor's allowed contact window (quiet hours, local time): do not deliver after it",
+    )
 
 
 class DunningStepCancelled(EventData):

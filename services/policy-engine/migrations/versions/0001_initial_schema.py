@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:38:18.197790
 """
 
 from collections.abc import Sequence
@@ -28,24 +27,72 @@ def upgrade() -> None:
     sa.Column('total_minor', sa.BigInteger(), nullable=False),
     sa.Column('balance_minor', sa.BigInteger(), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=True),
-    sa.Column('status', sa.String(length=20), server_default='open', nullable=False),
+    sa.Column('status', sa.String(length=10), server_default='open', nullable=False),
+    sa.Column('pause_reasons', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
+    sa.Column('promise_ids', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
+    sa.Column('plan_id', sa.String(length=200), nullable=True),
+    sa.Column('block_reason', sa.Text(), nullable=True),
+    sa.Column('policy_id', sa.String(length=80), nullable=True),
+    sa.Column('policy_version', sa.Integer(), nullable=True),
+    sa.Column('next_step', sa.String(length=80), nullable=True),
+    sa.Column('planned_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('next_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('shift_days', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('done_steps', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
+    sa.Column('last_offset', sa.Integer(), nullable=True),
+    sa.Column('last_tone', sa.String(length=20), nullable=True),
+    sa.Column('last_sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_step_id', sa.String(length=36), nullable=True),
+    sa.Column('went_late', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('in_default', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('compensation_charged', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('replan', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('closed_reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
+    op.create_index('ix_cases_customer', 'cases', ['tenant_id', 'customer_id'], unique=False)
+    op.create_index('ix_cases_next_at', 'cases', ['next_at', 'tenant_id', 'customer_id'], unique=False, postgresql_where=sa.text('next_at IS NOT NULL'))
+    op.create_table('contact_attempts',
+    sa.Column('delivery_id', sa.String(length=100), nullable=False),
+    sa.Column('invoice_id', sa.String(length=200), nullable=False),
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('customer_id', sa.String(length=200), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('delivery_id', 'invoice_id')
+    )
+    op.create_index('ix_contacts_debtor', 'contact_attempts', ['tenant_id', 'customer_id', 'channel', 'at'], unique=False)
     op.create_table('customers',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('customer_id', sa.String(length=200), nullable=False),
-    sa.Column('time_zone', sa.String(length=64), server_default='UTC', nullable=False),
+    sa.Column('known', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('time_zone', sa.String(length=64), nullable=True),
     sa.Column('locale', sa.String(length=16), server_default='en', nullable=False),
     sa.Column('country', sa.String(length=2), nullable=True),
+    sa.Column('segment', sa.String(length=100), nullable=True),
+    sa.Column('tags', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
     sa.Column('consent', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
+    sa.Column('revoked', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
+    sa.Column('blocked', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('block_reason', sa.Text(), nullable=True),
+    sa.Column('late_invoice_count', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
+    op.create_index('ix_customers_segment', 'customers', ['tenant_id', 'segment'], unique=False)
     op.create_table('inbox',
     sa.Column('consumer_group', sa.String(length=200), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('consumer_group', 'event_id')
+    )
+    op.create_table('ledger_freshness',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('connector', sa.String(length=100), nullable=False),
+    sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_report_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('tenant_id', 'connector')
     )
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -61,6 +108,23 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id')
     )
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_table('policies',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('policy_id', sa.String(length=80), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('document', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('retired_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('tenant_id', 'policy_id', 'version')
+    )
+    op.create_table('policy_assignments',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('scope', sa.String(length=10), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=False),
+    sa.Column('policy_id', sa.String(length=80), nullable=False),
+    sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'scope', 'target')
+    )
     op.create_table('timeline',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -75,34 +139,25 @@ def upgrade() -> None:
     )
     op.create_index('ix_timeline_customer', 'timeline', ['tenant_id', 'customer_id', 'id'], unique=False)
     op.create_index('ix_timeline_invoice', 'timeline', ['tenant_id', 'invoice_id', 'id'], unique=False)
-    op.create_table('timers',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
-    sa.Column('tenant_id', sa.String(length=100), nullable=False),
-    sa.Column('customer_id', sa.String(length=200), nullable=False),
-    sa.Column('invoice_id', sa.String(length=200), nullable=False),
-    sa.Column('step_index', sa.Integer(), nullable=False),
-    sa.Column('step_name', sa.String(length=100), nullable=False),
-    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('status', sa.String(length=20), server_default='pending', nullable=False),
-    sa.Column('fired_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id')
-    )
-    op.create_index('ix_timers_invoice', 'timers', ['tenant_id', 'invoice_id'], unique=False)
-    op.create_index('ix_timers_pending_due', 'timers', ['due_at'], unique=False, postgresql_where=sa.text("status = 'pending'"))
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.drop_index('ix_timers_pending_due', table_name='timers', postgresql_where=sa.text("status = 'pending'"))
-    op.drop_index('ix_timers_invoice', table_name='timers')
-    op.drop_table('timers')
     op.drop_index('ix_timeline_invoice', table_name='timeline')
     op.drop_index('ix_timeline_customer', table_name='timeline')
     op.drop_table('timeline')
+    op.drop_table('policy_assignments')
+    op.drop_table('policies')
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
+    op.drop_table('ledger_freshness')
     op.drop_table('inbox')
+    op.drop_index('ix_customers_segment', table_name='customers')
     op.drop_table('customers')
+    op.drop_index('ix_contacts_debtor', table_name='contact_attempts')
+    op.drop_table('contact_attempts')
+    op.drop_index('ix_cases_next_at', table_name='cases', postgresql_where=sa.text('next_at IS NOT NULL'))
+    op.drop_index('ix_cases_customer', table_name='cases')
     op.drop_table('cases')
     # ### end Alembic commands ###

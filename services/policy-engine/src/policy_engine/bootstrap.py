@@ -1,8 +1,8 @@
-"""Composition root of the policy engine."""
+"""Composition root of the policy engine: consumers, the durable timer, the API."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -12,29 +12,48 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
-from policy_engine.service_layer.handlers import Engine, due_stats, make_ledger_handler
+from policy_engine.service_layer.firing import due_stats, fire_due
+from policy_engine.service_layer.handlers import EngineConfig, make_event_handler
+from policy_engine.service_layer.policy_book import PolicyBook
 from policy_engine.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
 
 LEDGER_GROUP = "policy-engine.ledger"
+PROMISES_GROUP = "policy-engine.promises"
+NOTIFICATIONS_GROUP = "policy-engine.notifications"
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        stale_after=timedelta(hours=settings.stale_ledger_after_hours),
+        recall_window=timedelta(hours=settings.recall_window_hours),
+    )
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(
         name="policy-engine", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
     )
-    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_handler(runtime.outbox, clock, LEDGER_GROUP))
+    config = engine_config(settings)
+    book = PolicyBook()
+    runtime.extras = {"config": config, "book": book}  # type: ignore[attr-defined]
+    for group, topic in (
+        (LEDGER_GROUP, topics.LEDGER),
+        (PROMISES_GROUP, topics.PROMISES),
+        (NOTIFICATIONS_GROUP, topics.NOTIFICATIONS),
+    ):
+        runtime.add_consumer(group, [topic], make_event_handler(runtime.outbox, clock, config, book, group))
 
-    async def fire_due(now: datetime) -> int:
+    async def fire(now: datetime) -> int:
         async with runtime.sessions() as session, session.begin():
-            return await Engine(session, runtime.outbox, clock).fire_due(now, settings.timer_batch_size)
+            return await fire_due(session, runtime.outbox, config, book, now, settings.timer_batch_size)
 
     async def stats(now: datetime) -> tuple[int, float]:
         async with runtime.sessions() as session:
             return await due_stats(session, now)
 
-    runtime.add_timer("dunning-steps", fire_due, stats)
+    runtime.add_timer("dunning-steps", fire, stats)
     return runtime
 
 
@@ -42,6 +61,7 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
     return create_service_app(
         runtime,
         title="policy-engine",
-        description="Dunning policies, durable timers and the decision timeline.",
+        description="Dunning policies, durable timers, the rules that decide who is contacted, when, how and why, "
+        "and the decision timeline.",
         routers=[router],
     )

@@ -7,3 +7,12 @@ from dunning_kit.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     http_port: int = Field(8002, description="Port of the policy-engine API")
+    stale_ledger_after_hours: float = Field(
+        26.0,
+        description="A tenant whose connector's last successful sync is older than this gets no dunning step "
+        "(API-only tenants, which never report a sync, are never stale)",
+    )
+    recall_window_hours: float = Field(
+        72.0, description="A step sent this recently is recalled (dunning.step.cancelled) when its invoice settles"
+    )
+    preview_max_cases: int = Field(20000, description="Most open cases one preview call simulates")

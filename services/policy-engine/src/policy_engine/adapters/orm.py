@@ -1,7 +1,9 @@
-"""policy-engine's tables: projections of the ledger, dunning cases, durable timers, the decision timeline."""
+"""policy-engine's tables: ledger projections, policies and assignments, dunning cases (whose next_at is the
+durable timer), contact attempts, ledger freshness and the decision timeline."""
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -12,8 +14,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from dunning_kit.runtime import plumbing_tables
 
@@ -26,10 +29,43 @@ customers = Table(
     metadata,
     Column("tenant_id", String(100), primary_key=True),
     Column("customer_id", String(200), primary_key=True),
-    Column("time_zone", String(64), nullable=False, server_default="UTC"),
+    # False while only known from an invoice or an API block (customer.upserted not seen yet).
+    Column("known", Boolean, nullable=False, server_default=text("false")),
+    Column("time_zone", String(64)),
     Column("locale", String(16), nullable=False, server_default="en"),
     Column("country", String(2)),
+    Column("segment", String(100)),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
     Column("consent", JSONB, nullable=False, server_default="{}"),
+    # Opt-outs (consent.revoked): kept apart from the ERP's consent flags, which never override them.
+    Column("revoked", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("blocked", Boolean, nullable=False, server_default=text("false")),
+    Column("block_reason", Text),
+    Column("late_invoice_count", Integer, nullable=False, server_default="0"),
+    Column("broken_promise_count", Integer, nullable=False, server_default="0"),
+)
+Index("ix_customers_segment", customers.c.tenant_id, customers.c.segment)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("policy_id", String(80), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set on every version when the policy is deleted: cases bound to it move to another policy.
+    Column("retired_at", DateTime(timezone=True)),
+)
+
+assignments = Table(
+    "policy_assignments",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("scope", String(10), primary_key=True),  # customer | segment
+    Column("target", String(200), primary_key=True),
+    Column("policy_id", String(80), nullable=False),
+    Column("assigned_at", DateTime(timezone=True), nullable=False),
 )
 
 cases = Table(
@@ -43,26 +79,60 @@ cases = Table(
     Column("total_minor", BigInteger, nullable=False),
     Column("balance_minor", BigInteger, nullable=False),
     Column("due_date", Date),
-    Column("status", String(20), nullable=False, server_default="open"),
+    Column("status", String(10), nullable=False, server_default="open"),  # open | idle | closed
+    Column("pause_reasons", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("promise_ids", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("plan_id", String(200)),
+    Column("block_reason", Text),
+    Column("policy_id", String(80)),
+    Column("policy_version", Integer),
+    Column("next_step", String(80)),
+    Column("planned_at", DateTime(timezone=True)),
+    # The durable timer: when the engine next looks at this case (NULL: nothing pending or paused).
+    Column("next_at", DateTime(timezone=True)),
+    Column("shift_days", Integer, nullable=False, server_default="0"),
+    Column("done_steps", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("last_offset", Integer),
+    Column("last_tone", String(20)),
+    Column("last_sent_at", DateTime(timezone=True)),
+    Column("last_step_id", String(36)),
+    Column("went_late", Boolean, nullable=False, server_default=text("false")),
+    Column("in_default", Boolean, nullable=False, server_default=text("false")),
+    Column("compensation_charged", Boolean, nullable=False, server_default=text("false")),
+    Column("replan", Boolean, nullable=False, server_default=text("false")),
     Column("closed_reason", Text),
 )
+# Claimed in (next_at, customer) order so one customer's invoices due together land in one batch.
+Index(
+    "ix_cases_next_at",
+    cases.c.next_at,
+    cases.c.tenant_id,
+    cases.c.customer_id,
+    postgresql_where=cases.c.next_at.isnot(None),
+)
+Index("ix_cases_customer", cases.c.tenant_id, cases.c.customer_id)
 
-timers = Table(
-    "timers",
+contacts = Table(
+    "contact_attempts",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("delivery_id", String(100), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
     Column("tenant_id", String(100), nullable=False),
     Column("customer_id", String(200), nullable=False),
-    Column("invoice_id", String(200), nullable=False),
-    Column("step_index", Integer, nullable=False),
-    Column("step_name", String(100), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("status", String(20), nullable=False, server_default="pending"),
-    Column("fired_at", DateTime(timezone=True)),
+    Column("channel", String(10), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
-# Only pending timers are ever scanned by due time.
-Index("ix_timers_pending_due", timers.c.due_at, postgresql_where=timers.c.status == "pending")
-Index("ix_timers_invoice", timers.c.tenant_id, timers.c.invoice_id)
+Index("ix_contacts_debtor", contacts.c.tenant_id, contacts.c.customer_id, contacts.c.channel, contacts.c.at)
+
+ledger_freshness = Table(
+    "ledger_freshness",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("connector", String(100), primary_key=True),
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("last_report_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+)
 
 timeline = Table(
     "timeline",

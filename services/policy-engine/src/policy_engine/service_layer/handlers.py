@@ -1,245 +1,592 @@
-"""What the policy engine does when a ledger event arrives or a timer fires. The HANDLERS table is the index."""
+"""What the policy engine does when an event arrives or an operator acts. The HANDLERS table is the index:
+"what happens when a payment arrives" is `on_allocations`.
+
+Each handler loads the cases it touches (locked), applies the domain rules (policy_engine.domain.cases),
+and writes back cases, timeline notes and events (outbox) in the consumer's one transaction.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
+    ConsentRevoked,
     CreditNoteApplied,
     CustomerUpserted,
+    DisputeOpened,
+    DisputeResolved,
     DunningStepCancelled,
-    DunningStepDue,
     InvoiceCreated,
+    InvoiceUpdated,
     InvoiceVoided,
+    LedgerSynced,
+    NotificationSent,
     PaymentApplied,
-    StepInvoice,
+    PaymentReversed,
+    PlanCompleted,
+    PlanCreated,
+    PlanDefaulted,
+    PromiseBroken,
+    PromiseCancelled,
+    PromiseCreated,
+    PromiseKept,
 )
-from dunning_events.money import from_minor, to_minor
+from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
-from policy_engine.adapters import orm
-from policy_engine.domain.policy import DEFAULT_POLICY, step_due_at
+from policy_engine.adapters import repository as repo
+from policy_engine.domain import cases as rules
+from policy_engine.domain.cases import Case, Debtor
+from policy_engine.domain.fees import interest
+from policy_engine.domain.policy import Policy, StatutoryInterest
+from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
 SOURCE = "policy-engine"
 _STEP_NS = uuid.UUID("6d1f1c1e-6a57-4c59-9a43-5b7f3c1d2e10")
 
 
-def step_id(tenant_id: str, customer_id: str, invoice_id: str, policy_id: str, step_index: int) -> str:
-    """Deterministic: the same case and step always get the same id (the notifier's idempotency key)."""
-    return str(uuid.uuid5(_STEP_NS, f"{tenant_id}|{customer_id}|{invoice_id}|{policy_id}|{step_index}"))
+def step_id(tenant: str, customer: str, policy_id: str, step: str, currency: str, invoice_ids: Iterable[str]) -> str:
+    """Deterministic: the same customer, policy step, currency and invoices always give the same id
+    (the notifier's idempotency key)."""
+    key = "|".join([tenant, customer, policy_id, step, currency, *sorted(invoice_ids)])
+    return str(uuid.uuid5(_STEP_NS, key))
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    stale_after: timedelta = timedelta(hours=26)
+    recall_window: timedelta = timedelta(days=3)
+
+
+@dataclass
+class _Cancel:
+    case: Case
+    step_id: str
+    reason: str
+
+
+@dataclass
 class Engine:
-    def __init__(self, session: AsyncSession, outbox: OutboxWriter, clock: Clock) -> None:
-        self.session = session
-        self.outbox = outbox
-        self.clock = clock
+    session: AsyncSession
+    outbox: OutboxWriter
+    clock: Clock
+    config: EngineConfig
+    book: PolicyBook
+    _apg: asyncpg.Connection | None = None
+    _policies: dict[str, dict[str, Policy]] = field(default_factory=dict)
+    _cancels: list[_Cancel] = field(default_factory=list)
 
-    async def _note(
-        self,
-        tenant: str,
-        customer: str,
-        invoice: str | None,
-        kind: str,
-        reason: str,
-        step: str | None = None,
-        **detail: object,
-    ) -> None:
-        await self.session.execute(
-            orm.timeline.insert().values(
-                tenant_id=tenant, customer_id=customer, invoice_id=invoice, at=self.clock.now(), kind=kind,
-                step_name=step, reason=reason, detail=detail,
-            )
-        )  # fmt: skip
+    async def db(self) -> asyncpg.Connection:
+        if self._apg is None:
+            self._apg = await repo.driver(self.session)
+        return self._apg
 
-    async def _emit(self, data: EventData, tenant: str, cause: Envelope[EventData] | None) -> None:
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # ------------------------------------------------------------------ shared steps
+
+    async def policies(self, tenant: str) -> dict[str, Policy]:
+        if tenant not in self._policies:
+            self._policies[tenant] = await self.book.for_tenant(await self.db(), tenant)
+        return self._policies[tenant]
+
+    async def debtor(self, tenant: str, customer: str) -> Debtor:
+        return (await repo.load_debtors(await self.db(), [(tenant, customer)]))[(tenant, customer)]
+
+    async def policy_for(self, case: Case, debtor: Debtor, *, resolve: bool = False) -> Policy:
+        """The case's bound policy at its current version; re-resolved when asked, when the case is flagged
+        for replanning, or when its policy was retired."""
+        policies = await self.policies(case.tenant_id)
+        if not resolve and not case.replan and case.policy_id in policies:
+            return policies[case.policy_id]  # type: ignore[index]
+        assignments = await load_assignments(await self.db(), case.tenant_id, [debtor.customer_id], [debtor.segment])
+        policy, _why = rules.resolve_policy(debtor, case, policies, assignments)
+        return policy
+
+    async def load(self, tenant: str, invoice_ids: Iterable[str]) -> dict[str, Case]:
+        return await repo.load_cases(await self.db(), tenant, invoice_ids)
+
+    def close(self, case: Case, reason: str, policy: Policy | None = None) -> None:
+        """Stop dunning for good: cancel the pending step and recall a step sent moments ago."""
+        balance_before = case.balance
+        pending = rules.close(case, reason)
+        self._after_stop(case, pending, reason)
+        if policy is not None and case.notes:
+            accrued = _accrued_interest(policy, case, balance_before, self.now)
+            if accrued:
+                case.notes[-1].detail["statutory_interest_accrued"] = accrued
+
+    def make_idle(self, case: Case, reason: str) -> None:
+        self._after_stop(case, rules.make_idle(case, reason), reason)
+
+    def _after_stop(self, case: Case, pending: str | None, reason: str) -> None:
+        if pending is not None and case.policy_id is not None:
+            sid = step_id(case.tenant_id, case.customer_id, case.policy_id, pending, case.currency, [case.invoice_id])
+            self._cancels.append(_Cancel(case, sid, reason))
+            if case.notes:
+                case.notes[-1].detail["step_id"] = sid
+        recent = case.last_sent_at is not None and self.now - case.last_sent_at <= self.config.recall_window
+        if recent and case.last_step_id is not None:
+            # The notifier may still hold that step (retrying, waiting for the window): take this invoice off it.
+            self._cancels.append(_Cancel(case, case.last_step_id, f"{reason} (recalled: already sent to the notifier)"))
+            if case.notes:
+                case.notes[-1].detail["recalled_step_id"] = case.last_step_id
+
+    async def flush(self, cases: Iterable[Case], cause: Envelope[Any] | None = None) -> None:
+        cases = list(cases)
+        apg = await self.db()
+        await repo.save_cases(apg, cases)
+        await repo.write_notes(apg, cases, self.now)
+        if self._cancels:
+            await self.emit(
+                [
+                    (c.case.tenant_id, DunningStepCancelled(
+                        customer_id=c.case.customer_id, step_id=c.step_id, invoice_ids=[c.case.invoice_id],
+                        reason=c.reason,
+                    ))
+                    for c in self._cancels
+                ],
+                cause,
+            )  # fmt: skip
+            self._cancels.clear()
+
+    async def emit(self, items: list[tuple[str, EventData]], cause: Envelope[Any] | None) -> None:
         await self.outbox.add(
             self.session,
-            [new_event(data, tenant_id=tenant, source=SOURCE, occurred_at=self.clock.now(), caused_by=cause)],
+            [
+                new_event(data, tenant_id=tenant, source=SOURCE, occurred_at=self.now, caused_by=cause)
+                for tenant, data in items
+            ],
         )
 
-    # ------------------------------------------------------------------ ledger events
+    async def pause(
+        self, tenant: str, invoice_ids: Iterable[str], *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (),
+        cause: str = "", mutate: Callable[[Case], None] | None = None, env: Envelope[Any] | None = None,
+    ) -> list[Case]:  # fmt: skip
+        cases = list((await self.load(tenant, invoice_ids)).values())
+        for case in cases:
+            if mutate is not None:
+                mutate(case)
+            debtor = await self.debtor(tenant, case.customer_id)
+            policy = await self.policy_for(case, debtor)
+            rules.set_pause(case, debtor, policy, self.now, add=add, remove=remove, cause=cause)
+        await self.flush(cases, env)
+        return cases
+
+    # ------------------------------------------------------------------ ledger: customers
 
     async def on_customer_upserted(self, env: Envelope[CustomerUpserted]) -> None:
         d = env.data
-        values = {"time_zone": d.time_zone, "locale": d.locale, "country": d.country, "consent": d.consent.model_dump()}
-        stmt = insert(orm.customers).values(tenant_id=env.tenant_id, customer_id=d.customer_id, **values)
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[orm.customers.c.tenant_id, orm.customers.c.customer_id], set_=values
-            )
+        apg = await self.db()
+        old = await apg.fetchrow(
+            "SELECT known, time_zone, country, segment, tags FROM customers WHERE tenant_id = $1 AND customer_id = $2 "
+            "FOR UPDATE",
+            env.tenant_id,
+            d.customer_id,
         )
+        new = (d.time_zone, d.country, d.segment, sorted(d.tags))
+        await apg.execute(
+            "INSERT INTO customers (tenant_id, customer_id, known, time_zone, locale, country, segment, tags, consent) "
+            "VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8::text::jsonb) ON CONFLICT (tenant_id, customer_id) DO UPDATE "
+            "SET known = true, time_zone = EXCLUDED.time_zone, locale = EXCLUDED.locale, country = EXCLUDED.country, "
+            "segment = EXCLUDED.segment, tags = EXCLUDED.tags, consent = EXCLUDED.consent",
+            env.tenant_id, d.customer_id, d.time_zone, d.locale, d.country, d.segment, sorted(d.tags),
+            json.dumps(d.consent.model_dump()),
+        )  # fmt: skip
+        changed = (
+            old is None
+            or not old["known"]
+            or (old["time_zone"], old["country"], old["segment"], sorted(old["tags"])) != new
+        )
+        if changed:
+            # Their time zone, calendar or applicable policy may have changed: the timer loop re-plans them.
+            await flag_replan(apg, "tenant_id = $1 AND customer_id = $2", env.tenant_id, d.customer_id, now=self.now)
 
-    async def on_invoice_created(self, env: Envelope[InvoiceCreated]) -> None:
+    async def on_consent_revoked(self, env: Envelope[ConsentRevoked]) -> None:
+        d = env.data
+        apg = await self.db()
+        await repo.ensure_customer(apg, env.tenant_id, d.customer_id)
+        await apg.execute(
+            "UPDATE customers SET revoked = array_append(revoked, $3) WHERE tenant_id = $1 AND customer_id = $2 "
+            "AND NOT ($3 = ANY(revoked))",
+            env.tenant_id, d.customer_id, d.channel,
+        )  # fmt: skip
+        await repo.write_customer_note(
+            apg, env.tenant_id, d.customer_id, self.now, "skipped",
+            f"{d.channel} opted out ({d.reason.replace('_', ' ')}): no further {d.channel} contact", channel=d.channel,
+        )  # fmt: skip
+
+    async def on_notification_sent(self, env: Envelope[NotificationSent]) -> None:
+        """Contact caps count what was really sent, as the notifier reports it."""
+        d = env.data
+        await (await self.db()).executemany(
+            "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(d.delivery_id, inv, env.tenant_id, d.customer_id, d.channel, env.occurred_at) for inv in (d.invoice_ids or [""])],
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ ledger: invoices
+
+    async def on_invoice_created(self, env: Envelope[InvoiceCreated] | Envelope[InvoiceUpdated]) -> None:
         d = env.data
         tenant = env.tenant_id
-        stmt = insert(orm.cases).values(
+        existing = await self.load(tenant, [d.invoice_id])
+        if existing:
+            await self.on_invoice_updated(env)  # type: ignore[arg-type]
+            return
+        case = Case(
             tenant_id=tenant, invoice_id=d.invoice_id, customer_id=d.customer_id, number=d.number,
             currency=d.currency, total_minor=to_minor(d.total, d.currency),
-            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date, status="open",
-        ).on_conflict_do_nothing()  # fmt: skip
-        if (await self.session.execute(stmt)).rowcount == 0:
-            return
-        if d.due_date is None:
-            await self._note(tenant, d.customer_id, d.invoice_id, "skipped", "no dunning: the invoice has no due date")
-            return
-        tz = await self.session.scalar(
-            select(orm.customers.c.time_zone).where(
-                orm.customers.c.tenant_id == tenant, orm.customers.c.customer_id == d.customer_id
-            )
-        )
-        for step in DEFAULT_POLICY.steps:
-            due_at = step_due_at(DEFAULT_POLICY, step, d.due_date, tz or "UTC")
-            await self.session.execute(
-                orm.timers.insert().values(
-                    tenant_id=tenant, customer_id=d.customer_id, invoice_id=d.invoice_id, step_index=step.index,
-                    step_name=step.name, due_at=due_at,
-                )
-            )  # fmt: skip
-            await self._note(
-                tenant, d.customer_id, d.invoice_id, "scheduled", f"{step.name} scheduled for {due_at.isoformat()}",
-                step.name, due_at=due_at.isoformat(),
-            )  # fmt: skip
+            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date,
+        )  # fmt: skip
+        debtor = await self.debtor(tenant, d.customer_id)
+        if d.disputed:
+            case.pause_reasons.append("dispute")
+        if debtor.blocked:
+            case.pause_reasons.append("customer_block")
+        policy = await self.policy_for(case, debtor, resolve=True)
+        if d.status in ("void", "written_off"):
+            case.status = "closed"
+            case.closed_reason = f"no dunning: the invoice is {_status_text(d.status)}"
+            case.note("skipped", case.closed_reason)
+            case.policy_id, case.policy_version = policy.id, policy.version
+        else:
+            rules.start(case, debtor, policy, self.now)
+        apg = await self.db()
+        await repo.insert_case(apg, case)
+        await repo.write_notes(apg, [case], self.now)
 
-    async def on_allocations(self, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
+    async def on_invoice_updated(self, env: Envelope[InvoiceUpdated]) -> None:
         d = env.data
-        for alloc in d.allocations:
-            await self.session.execute(
-                update(orm.cases)
-                .where(orm.cases.c.tenant_id == env.tenant_id, orm.cases.c.invoice_id == alloc.invoice_id)
-                .values(balance_minor=to_minor(alloc.invoice_balance_after, d.currency))
-            )
-            if alloc.invoice_status_after != "open":
-                await self._close(env, alloc.invoice_id, "cancelled: the invoice was paid")
+        tenant = env.tenant_id
+        case = (await self.load(tenant, [d.invoice_id])).get(d.invoice_id)
+        if case is None:
+            await self.on_invoice_created(env)
+            return
+        old_due, old_balance = case.due_date, case.balance_minor
+        case.number = d.number
+        case.total_minor = to_minor(d.total, d.currency)
+        case.balance_minor = to_minor(d.balance, d.currency)
+        case.due_date = d.due_date
+        debtor = await self.debtor(tenant, case.customer_id)
+        policy = await self.policy_for(case, debtor)
+        if d.status in ("void", "written_off"):
+            self.close(case, f"cancelled: the invoice was {_status_text(d.status)}")
+        elif d.status == "paid" or case.balance_minor <= 0:
+            new_balance, case.balance_minor = case.balance_minor, old_balance
+            self.close(case, "cancelled: the invoice was paid", policy)
+            case.balance_minor = new_balance
+        else:
+            if d.disputed != ("dispute" in case.pause_reasons):
+                if d.disputed:
+                    rules.set_pause(case, debtor, policy, self.now, add=("dispute",), cause="invoice marked disputed")
+                else:
+                    rules.set_pause(case, debtor, policy, self.now, remove=("dispute",), cause="dispute cleared")
+            if case.status == "closed":
+                if case.closed_reason and "paid" in case.closed_reason:
+                    case.status, case.closed_reason = "open", None
+                    rules.start(case, debtor, policy, self.now, "the invoice is open again")
+            elif case.status == "idle":
+                if rules.no_dunning_reason(case, policy) is None:
+                    rules.start(case, debtor, policy, self.now, "the invoice qualifies for dunning again")
+            else:
+                why_not = rules.no_dunning_reason(case, policy)
+                if why_not is not None:
+                    self.make_idle(case, why_not)
+                elif old_due != case.due_date:
+                    rules.replan(case, debtor, policy, self.now, f"due date changed from {old_due} to {case.due_date}")
+        await self.flush([case], env)
 
     async def on_invoice_voided(self, env: Envelope[InvoiceVoided]) -> None:
-        await self._close(env, env.data.invoice_id, f"cancelled: the invoice was {env.data.status.replace('_', ' ')}")
-
-    async def _close(self, env: Envelope[EventData], invoice_id: str, reason: str) -> None:
-        tenant = env.tenant_id
-        case = (
-            await self.session.execute(
-                update(orm.cases)
-                .where(
-                    orm.cases.c.tenant_id == tenant, orm.cases.c.invoice_id == invoice_id, orm.cases.c.status == "open"
-                )
-                .values(status="closed", closed_reason=reason)
-                .returning(orm.cases.c.customer_id)
-            )
-        ).first()
+        case = (await self.load(env.tenant_id, [env.data.invoice_id])).get(env.data.invoice_id)
         if case is None:
             return
-        cancelled = (
-            await self.session.execute(
-                update(orm.timers)
-                .where(orm.timers.c.tenant_id == tenant, orm.timers.c.invoice_id == invoice_id,
-                       orm.timers.c.status == "pending")
-                .values(status="cancelled")
-                .returning(orm.timers.c.step_index, orm.timers.c.step_name)
-            )
-        ).all()  # fmt: skip
-        for row in cancelled:
-            await self._note(tenant, case.customer_id, invoice_id, "cancelled", reason, row.step_name)
-            await self._emit(
-                DunningStepCancelled(
-                    customer_id=case.customer_id,
-                    step_id=step_id(tenant, case.customer_id, invoice_id, DEFAULT_POLICY.policy_id, row.step_index),
-                    invoice_ids=[invoice_id],
-                    reason=reason,
-                ),
-                tenant,
-                env,
-            )
+        self.close(case, f"cancelled: the invoice was {_status_text(env.data.status)}")
+        await self.flush([case], env)
 
-    # ------------------------------------------------------------------ timers
+    async def on_allocations(self, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
+        """A payment or credit note settled (part of) invoices: stop at once on settled ones; partial ones go on
+        with the new balance (or stop if it is now below the policy minimum)."""
+        d = env.data
+        is_payment = isinstance(d, PaymentApplied)
+        cases = await self.load(env.tenant_id, [a.invoice_id for a in d.allocations])
+        touched = []
+        for alloc in d.allocations:
+            case = cases.get(alloc.invoice_id)
+            if case is None:
+                continue
+            touched.append(case)
+            balance_after = to_minor(alloc.invoice_balance_after, case.currency)
+            debtor = await self.debtor(env.tenant_id, case.customer_id)
+            policy = await self.policy_for(case, debtor)
+            if alloc.invoice_status_after in ("void", "written_off"):
+                self.close(case, f"cancelled: the invoice was {_status_text(alloc.invoice_status_after)}")
+            elif alloc.invoice_status_after == "paid" or balance_after <= 0:
+                self.close(case, "cancelled: the invoice was paid" if is_payment
+                           else "cancelled: the invoice was credited to zero", policy)  # fmt: skip
+            elif case.status == "open":
+                case.balance_minor = balance_after
+                why_not = rules.no_dunning_reason(case, policy)
+                if why_not is not None:
+                    self.make_idle(case, why_not)
+            case.balance_minor = balance_after
+        await self.flush(touched, env)
 
-    async def fire_due(self, now: datetime, limit: int) -> int:
-        t = orm.timers.c
-        due = (
-            await self.session.execute(
-                select(orm.timers)
-                .where(t.status == "pending", t.due_at <= now)
-                .order_by(t.due_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+    async def on_payment_reversed(self, env: Envelope[PaymentReversed]) -> None:
+        d = env.data
+        cases = await self.load(env.tenant_id, [a.invoice_id for a in d.allocations])
+        touched = []
+        for alloc in d.allocations:
+            case = cases.get(alloc.invoice_id)
+            if case is None:
+                continue
+            touched.append(case)
+            case.balance_minor = to_minor(alloc.invoice_balance_after, case.currency)
+            if alloc.invoice_status_after != "open":
+                continue
+            debtor = await self.debtor(env.tenant_id, case.customer_id)
+            policy = await self.policy_for(case, debtor)
+            settled = (
+                case.status == "closed"
+                and case.closed_reason is not None
+                and ("paid" in case.closed_reason or "credited" in case.closed_reason)
             )
-        ).all()
-        for timer in due:
-            await self._fire(timer, now)
-        return len(due)
+            if settled or (case.status == "idle" and rules.no_dunning_reason(case, policy) is None):
+                case.status, case.closed_reason = "open", None
+                rules.start(case, debtor, policy, self.now, f"payment {d.payment_id} reversed")
+        await self.flush(touched, env)
 
-    async def _fire(self, timer: object, now: datetime) -> None:
-        tm = timer  # a Row of timers
-        c = orm.cases.c
-        case = (
-            await self.session.execute(
-                select(orm.cases).where(c.tenant_id == tm.tenant_id, c.invoice_id == tm.invoice_id)  # type: ignore[attr-defined]
-            )
-        ).first()
-        await self.session.execute(
-            update(orm.timers).where(orm.timers.c.id == tm.id).values(status="fired", fired_at=now)  # type: ignore[attr-defined]
-        )
-        if case is None or case.status != "open" or case.balance_minor <= 0:
+    async def on_dispute_opened(self, env: Envelope[DisputeOpened]) -> None:
+        why = "dispute opened" + (f": {env.data.reason}" if env.data.reason else "")
+        await self.pause(env.tenant_id, [env.data.invoice_id], add=("dispute",), cause=why, env=env)
+
+    async def on_dispute_resolved(self, env: Envelope[DisputeResolved]) -> None:
+        why = "dispute resolved" + (f": {env.data.resolution}" if env.data.resolution else "")
+        await self.pause(env.tenant_id, [env.data.invoice_id], remove=("dispute",), cause=why, env=env)
+
+    async def on_ledger_synced(self, env: Envelope[LedgerSynced]) -> None:
+        d = env.data
+        apg = await self.db()
+        success = d.finished_at if d.succeeded else d.last_successful_sync_at
+        await apg.execute(
+            "INSERT INTO ledger_freshness (tenant_id, connector, last_success_at, last_report_at, last_error) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, connector) DO UPDATE SET "
+            "last_success_at = GREATEST(ledger_freshness.last_success_at, EXCLUDED.last_success_at), "
+            "last_report_at = GREATEST(ledger_freshness.last_report_at, EXCLUDED.last_report_at), "
+            "last_error = EXCLUDED.last_error",
+            env.tenant_id, d.connector, success, d.finished_at, d.error,
+        )  # fmt: skip
+        stale = await repo.stale_tenants(apg, [env.tenant_id], self.now, self.config.stale_after)
+        if env.tenant_id in stale:
             return
-        step = DEFAULT_POLICY.steps[tm.step_index]  # type: ignore[attr-defined]
-        balance = from_minor(case.balance_minor, case.currency)
-        days_overdue = max(0, (now.date() - case.due_date).days) if case.due_date else 0
-        sid = step_id(case.tenant_id, case.customer_id, case.invoice_id, DEFAULT_POLICY.policy_id, step.index)
-        await self._emit(
-            DunningStepDue(
-                customer_id=case.customer_id, step_id=sid, policy_id=DEFAULT_POLICY.policy_id,
-                policy_version=DEFAULT_POLICY.version, step_index=step.index, step_name=step.name, tone=step.tone,
-                template_id=step.template_id, channels=list(step.channels), currency=case.currency,
-                amount_due=balance,
-                invoices=[StepInvoice(invoice_id=case.invoice_id, number=case.number,
-                                      total=from_minor(case.total_minor, case.currency), balance=balance,
-                                      due_date=case.due_date, days_overdue=days_overdue)],
-                scheduled_for=tm.due_at,  # type: ignore[attr-defined]
-                late=(now - tm.due_at).total_seconds() > 3600,  # type: ignore[attr-defined]
-            ),
-            case.tenant_id,
-            None,
+        cases = await repo.load_where(apg, "tenant_id = $1 AND 'stale_ledger' = ANY(pause_reasons)", env.tenant_id)
+        for case in cases:
+            debtor = await self.debtor(case.tenant_id, case.customer_id)
+            policy = await self.policy_for(case, debtor)
+            rules.set_pause(case, debtor, policy, self.now, remove=("stale_ledger",),
+                            cause=f"connector {d.connector} synced at {d.finished_at.isoformat()}")  # fmt: skip
+        await self.flush(cases, env)
+
+    # ------------------------------------------------------------------ promises and plans
+
+    async def on_promise_created(self, env: Envelope[PromiseCreated]) -> None:
+        d = env.data
+
+        def add(case: Case) -> None:
+            if d.promise_id not in case.promise_ids:
+                case.promise_ids.append(d.promise_id)
+
+        cause = f"promise {d.promise_id}: {d.amount} {d.currency} by {d.promised_date}"
+        await self.pause(env.tenant_id, d.invoice_ids, add=("promise",), cause=cause, mutate=add, env=env)
+
+    async def _promise_ended(self, env: Envelope[Any], promise_id: str, invoice_ids: list[str], cause: str) -> None:
+        cases = list((await self.load(env.tenant_id, invoice_ids)).values())
+        for case in cases:
+            if promise_id in case.promise_ids:
+                case.promise_ids.remove(promise_id)
+            if case.promise_ids:
+                continue  # another promise still stands
+            debtor = await self.debtor(env.tenant_id, case.customer_id)
+            policy = await self.policy_for(case, debtor)
+            rules.set_pause(case, debtor, policy, self.now, remove=("promise",), cause=cause)
+        await self.flush(cases, env)
+
+    async def on_promise_kept(self, env: Envelope[PromiseKept]) -> None:
+        await self._promise_ended(env, env.data.promise_id, env.data.invoice_ids, f"promise {env.data.promise_id} kept")
+
+    async def on_promise_cancelled(self, env: Envelope[PromiseCancelled]) -> None:
+        d = env.data
+        await self._promise_ended(env, d.promise_id, d.invoice_ids, f"promise {d.promise_id} cancelled")
+
+    async def on_promise_broken(self, env: Envelope[PromiseBroken]) -> None:
+        d = env.data
+        apg = await self.db()
+        await repo.ensure_customer(apg, env.tenant_id, d.customer_id)
+        await apg.execute(
+            "UPDATE customers SET broken_promise_count = GREATEST(broken_promise_count, $3) "
+            "WHERE tenant_id = $1 AND customer_id = $2",
+            env.tenant_id, d.customer_id, d.broken_promise_count,
         )  # fmt: skip
-        await self._note(
-            case.tenant_id, case.customer_id, case.invoice_id, "sent", f"{step.name} due: sent to the notifier",
-            step.name, step_id=sid, channels=list(step.channels),
+        why = f"promise {d.promise_id} broken (shortfall {d.shortfall} {d.currency})"
+        await self._re_escalate(env, d.invoice_ids, why, promise_id=d.promise_id)
+
+    async def on_plan_created(self, env: Envelope[PlanCreated]) -> None:
+        d = env.data
+
+        def bind(case: Case) -> None:
+            case.plan_id = d.plan_id
+
+        cause = f"payment plan {d.plan_id}: {len(d.instalments)} instalments, {d.total} {d.currency}"
+        await self.pause(env.tenant_id, d.invoice_ids, add=("payment_plan",), cause=cause, mutate=bind, env=env)
+
+    async def on_plan_completed(self, env: Envelope[PlanCompleted]) -> None:
+        d = env.data
+
+        def unbind(case: Case) -> None:
+            case.plan_id = None
+
+        cause = f"payment plan {d.plan_id} completed"
+        await self.pause(env.tenant_id, d.invoice_ids, remove=("payment_plan",), cause=cause, mutate=unbind, env=env)
+
+    async def on_plan_defaulted(self, env: Envelope[PlanDefaulted]) -> None:
+        d = env.data
+        await self._re_escalate(env, d.invoice_ids, f"payment plan {d.plan_id} defaulted ({d.reason})", plan=True)
+
+    async def _re_escalate(
+        self, env: Envelope[Any], invoice_ids: list[str], why: str, *, promise_id: str | None = None,
+        plan: bool = False,
+    ) -> None:  # fmt: skip
+        cases = list((await self.load(env.tenant_id, invoice_ids)).values())
+        for case in cases:
+            if promise_id is not None and promise_id in case.promise_ids:
+                case.promise_ids.remove(promise_id)
+            if plan:
+                case.plan_id = None
+            if not case.promise_ids and "promise" in case.pause_reasons:
+                case.pause_reasons.remove("promise")
+            if plan and "payment_plan" in case.pause_reasons:
+                case.pause_reasons.remove("payment_plan")
+            debtor = await self.debtor(env.tenant_id, case.customer_id)
+            # The customer may now be a chronic promise-breaker, which another policy may be for.
+            policy = await self.policy_for(case, debtor, resolve=True)
+            rule = policy.doc.on_plan_defaulted if plan else policy.doc.on_promise_broken
+            rules.escalate(case, debtor, policy, self.now, rule, why)
+        await self.flush(cases, env)
+
+    # ------------------------------------------------------------------ operator actions (API)
+
+    async def set_customer_block(self, tenant: str, customer: str, reason: str | None) -> None:
+        apg = await self.db()
+        await repo.ensure_customer(apg, tenant, customer)
+        await apg.execute(
+            "UPDATE customers SET blocked = true, block_reason = $3 WHERE tenant_id = $1 AND customer_id = $2",
+            tenant, customer, reason,
         )  # fmt: skip
+        cause = "customer dunning block set" + (f": {reason}" if reason else "")
+        await repo.write_customer_note(apg, tenant, customer, self.now, "paused", cause)
+        ids = [
+            c.invoice_id
+            for c in await repo.load_where(apg, "tenant_id = $1 AND customer_id = $2", tenant, customer, lock=False)
+        ]
+        await self.pause(tenant, ids, add=("customer_block",), cause=cause)
+
+    async def clear_customer_block(self, tenant: str, customer: str) -> None:
+        apg = await self.db()
+        await apg.execute(
+            "UPDATE customers SET blocked = false, block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
+            tenant, customer,
+        )  # fmt: skip
+        await repo.write_customer_note(apg, tenant, customer, self.now, "resumed", "customer dunning block cleared")
+        ids = [
+            c.invoice_id
+            for c in await repo.load_where(apg, "tenant_id = $1 AND customer_id = $2", tenant, customer, lock=False)
+        ]
+        await self.pause(tenant, ids, remove=("customer_block",), cause="customer dunning block cleared")
+
+    async def set_invoice_block(self, tenant: str, invoice_id: str, reason: str | None) -> bool:
+        def note_reason(case: Case) -> None:
+            case.block_reason = reason
+
+        cause = "invoice dunning block set" + (f": {reason}" if reason else "")
+        return bool(await self.pause(tenant, [invoice_id], add=("invoice_block",), cause=cause, mutate=note_reason))
+
+    async def clear_invoice_block(self, tenant: str, invoice_id: str) -> bool:
+        def clear(case: Case) -> None:
+            case.block_reason = None
+
+        cause = "invoice dunning block cleared"
+        return bool(await self.pause(tenant, [invoice_id], remove=("invoice_block",), cause=cause, mutate=clear))
 
 
-Handler = Callable[[Engine, Envelope], Awaitable[None]]  # type: ignore[type-arg]
+async def flag_replan(apg: asyncpg.Connection, where: str, *args: Any, now: datetime) -> int:
+    """Ask the timer loop to re-resolve the policy and re-plan the next step of open cases (set-wise; the
+    loop does the work in batches). Paused cases are re-planned when they resume."""
+    n = len(args)
+    status = await apg.execute(
+        f"UPDATE cases SET replan = true, next_at = CASE WHEN next_at IS NULL THEN NULL ELSE LEAST(next_at, ${n + 1}) END "
+        f"WHERE status = 'open' AND {where}",
+        *args,
+        now,
+    )
+    return int(status.split()[-1])
+
+
+def _status_text(status: str) -> str:
+    return {"void": "voided", "written_off": "written off", "paid": "paid"}.get(status, status)
+
+
+def _accrued_interest(policy: Policy, case: Case, balance: Any, now: datetime) -> str | None:
+    """Statutory interest the creditor may still claim once the principal is paid (it is not lost)."""
+    rule = next((f for s in policy.steps for f in s.fees if isinstance(f, StatutoryInterest)), None)
+    if rule is None or case.due_date is None:
+        return None
+    amount = interest(balance, rule, case.due_date, now.date(), case.currency)
+    return f"{amount} {case.currency}" if amount > 0 else None
+
+
+Handler = Callable[[Engine, Any], Awaitable[None]]
 
 HANDLERS: dict[str, Handler] = {
+    # dunning.ledger.v1
     "customer.upserted": Engine.on_customer_upserted,
     "invoice.created": Engine.on_invoice_created,
+    "invoice.updated": Engine.on_invoice_updated,
+    "invoice.voided": Engine.on_invoice_voided,
     "payment.applied": Engine.on_allocations,
     "credit_note.applied": Engine.on_allocations,
-    "invoice.voided": Engine.on_invoice_voided,
+    "payment.reversed": Engine.on_payment_reversed,
+    "dispute.opened": Engine.on_dispute_opened,
+    "dispute.resolved": Engine.on_dispute_resolved,
+    "ledger.synced": Engine.on_ledger_synced,
+    # dunning.promises.v1
+    "promise.created": Engine.on_promise_created,
+    "promise.kept": Engine.on_promise_kept,
+    "promise.cancelled": Engine.on_promise_cancelled,
+    "promise.broken": Engine.on_promise_broken,
+    "plan.created": Engine.on_plan_created,
+    "plan.completed": Engine.on_plan_completed,
+    "plan.defaulted": Engine.on_plan_defaulted,
+    # dunning.notifications.v1
+    "notification.sent": Engine.on_notification_sent,
+    "consent.revoked": Engine.on_consent_revoked,
 }
 
 
-async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
-    t = orm.timers.c
-    row = (
-        await session.execute(
-            select(func.count(), func.coalesce(func.extract("epoch", now - func.min(t.due_at)), 0)).where(
-                t.status == "pending", t.due_at <= now
-            )
-        )
-    ).one()
-    return int(row[0]), float(row[1])
-
-
-def make_ledger_handler(outbox: OutboxWriter, clock: Clock, group: str):  # type: ignore[no-untyped-def]
+def make_event_handler(outbox: OutboxWriter, clock: Clock, config: EngineConfig, book: PolicyBook, group: str):  # type: ignore[no-untyped-def]
     async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
-        engine = Engine(session, outbox, clock)
+        engine = Engine(session, outbox, clock, config, book)
         for ev in events:
             handler = HANDLERS.get(ev.type)
             if handler is not None:

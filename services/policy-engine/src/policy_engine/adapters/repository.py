@@ -1,0 +1,248 @@
+"""Reading and writing cases, debtors, freshness, contact attempts and the timeline — set-wise.
+
+Statements go straight to the asyncpg connection under the session's transaction: a batch of thousands
+of cases is one UPDATE over unnest()ed arrays and one COPY into the timeline, not a statement per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy_engine.domain.cases import Case, Debtor
+
+# Arrays of arrays cannot be unnest()ed row by row, so list columns travel joined by the ASCII unit
+# separator (never part of a step name, a pause code or an id from an ERP).
+SEP = "\x1f"
+
+CASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Case) if f.name != "notes")
+_LIST_COLUMNS = {"pause_reasons", "promise_ids", "done_steps"}
+_PG_TYPES = {
+    "tenant_id": "text", "invoice_id": "text", "customer_id": "text", "number": "text", "currency": "text",
+    "total_minor": "int8", "balance_minor": "int8", "due_date": "date", "status": "text",
+    "pause_reasons": "text", "promise_ids": "text", "plan_id": "text", "block_reason": "text",
+    "policy_id": "text", "policy_version": "int4", "next_step": "text", "planned_at": "timestamptz",
+    "next_at": "timestamptz", "shift_days": "int4", "done_steps": "text", "last_offset": "int4",
+    "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
+    "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "closed_reason": "text",
+}  # fmt: skip
+assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column type"
+
+_SELECT_CASES = "SELECT " + ", ".join(CASE_COLUMNS) + " FROM cases"
+_KEYS = ("tenant_id", "invoice_id")
+_UPDATE_CASES = (
+    "UPDATE cases AS c SET "
+    + ", ".join(
+        f"{col} = string_to_array(u.{col}, chr(31))" if col in _LIST_COLUMNS else f"{col} = u.{col}"
+        for col in CASE_COLUMNS
+        if col not in _KEYS
+    )
+    + " FROM unnest("
+    + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(CASE_COLUMNS, start=1))
+    + ") AS u("
+    + ", ".join(CASE_COLUMNS)
+    + ") WHERE c.tenant_id = u.tenant_id AND c.invoice_id = u.invoice_id"
+)
+_INSERT_CASE = (
+    "INSERT INTO cases ("
+    + ", ".join(CASE_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(
+        f"string_to_array(${i}::text, chr(31))" if col in _LIST_COLUMNS else f"${i}::{_PG_TYPES[col]}"
+        for i, col in enumerate(CASE_COLUMNS, start=1)
+    )
+    + ") ON CONFLICT (tenant_id, invoice_id) DO NOTHING"
+)
+_TIMELINE_COLUMNS = ["tenant_id", "customer_id", "invoice_id", "at", "kind", "step_name", "reason", "detail"]
+
+
+async def driver(session: AsyncSession) -> asyncpg.Connection:
+    """The session's asyncpg connection, inside the session's transaction (begun if it was not yet)."""
+    conn = await session.connection()
+    fairy = await conn.get_raw_connection()
+    if getattr(fairy.dbapi_connection, "_transaction", None) is None:
+        await conn.execute(text("SELECT 1"))  # SQLAlchemy begins its transaction lazily
+    return fairy.driver_connection  # type: ignore[return-value]
+
+
+def case_from_record(record: asyncpg.Record) -> Case:
+    return Case(**dict(record))
+
+
+def _column_arrays(cases: Sequence[Case]) -> list[list[Any]]:
+    arrays: list[list[Any]] = []
+    for col in CASE_COLUMNS:
+        if col in _LIST_COLUMNS:
+            arrays.append([SEP.join(getattr(c, col)) for c in cases])
+        else:
+            arrays.append([getattr(c, col) for c in cases])
+    return arrays
+
+
+async def save_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
+    if cases:
+        await apg.execute(_UPDATE_CASES, *_column_arrays(cases))
+
+
+async def insert_case(apg: asyncpg.Connection, case: Case) -> bool:
+    """Insert a new case; False if the invoice already has one."""
+    args = [SEP.join(getattr(case, col)) if col in _LIST_COLUMNS else getattr(case, col) for col in CASE_COLUMNS]
+    status = await apg.execute(_INSERT_CASE, *args)
+    return status.endswith(" 1")
+
+
+async def load_cases(
+    apg: asyncpg.Connection, tenant_id: str, invoice_ids: Iterable[str], *, lock: bool = True
+) -> dict[str, Case]:
+    rows = await apg.fetch(
+        _SELECT_CASES
+        + " WHERE tenant_id = $1 AND invoice_id = ANY($2::text[]) ORDER BY invoice_id"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        list(dict.fromkeys(invoice_ids)),
+    )
+    return {r["invoice_id"]: case_from_record(r) for r in rows}
+
+
+async def load_where(
+    apg: asyncpg.Connection, where: str, *args: Any, lock: bool = True, limit: int | None = None
+) -> list[Case]:
+    rows = await apg.fetch(
+        f"{_SELECT_CASES} WHERE {where} ORDER BY tenant_id, invoice_id"
+        + (f" LIMIT {int(limit)}" if limit is not None else "")
+        + (" FOR UPDATE" if lock else ""),
+        *args,
+    )
+    return [case_from_record(r) for r in rows]
+
+
+async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[Case]:
+    """Due cases, locked; SKIP LOCKED lets every replica claim a different batch at the same time. Other due
+    cases of the same customers are claimed too, so a customer's invoices at one step go out as one message."""
+    rows = await apg.fetch(
+        f"{_SELECT_CASES} WHERE next_at <= $1 ORDER BY next_at, tenant_id, customer_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    if not rows:
+        return []
+    claimed = [case_from_record(r) for r in rows]
+    keys = {(c.tenant_id, c.customer_id) for c in claimed}
+    seen = {(c.tenant_id, c.invoice_id) for c in claimed}
+    tenants, customers = zip(*keys, strict=True)
+    companions = await apg.fetch(
+        f"{_SELECT_CASES} WHERE next_at <= $1 AND (tenant_id, customer_id) IN "
+        "(SELECT * FROM unnest($2::text[], $3::text[])) FOR UPDATE SKIP LOCKED",
+        now,
+        list(tenants),
+        list(customers),
+    )
+    claimed.extend(case_from_record(r) for r in companions if (r["tenant_id"], r["invoice_id"]) not in seen)
+    return claimed
+
+
+async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Debtor]:
+    keys = list(set(keys))
+    out = {k: Debtor(customer_id=k[1]) for k in keys}
+    if not keys:
+        return out
+    tenants, customers = zip(*keys, strict=True)
+    rows = await apg.fetch(
+        "SELECT tenant_id, customer_id, time_zone, country, segment, tags, consent, revoked, blocked, "
+        "late_invoice_count, broken_promise_count FROM customers WHERE (tenant_id, customer_id) IN "
+        "(SELECT * FROM unnest($1::text[], $2::text[]))",
+        list(tenants),
+        list(customers),
+    )
+    for r in rows:
+        consent = r["consent"]
+        out[(r["tenant_id"], r["customer_id"])] = Debtor(
+            customer_id=r["customer_id"],
+            time_zone=r["time_zone"],
+            country=r["country"],
+            segment=r["segment"],
+            tags=frozenset(r["tags"]),
+            consent=json.loads(consent) if isinstance(consent, str) else dict(consent or {}),
+            revoked=frozenset(r["revoked"]),
+            blocked=r["blocked"],
+            late_invoice_count=r["late_invoice_count"],
+            broken_promise_count=r["broken_promise_count"],
+        )
+    return out
+
+
+async def ensure_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
+    await apg.execute(
+        "INSERT INTO customers (tenant_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", tenant_id, customer_id
+    )
+
+
+async def stale_tenants(
+    apg: asyncpg.Connection, tenants: Iterable[str], now: datetime, threshold: timedelta
+) -> dict[str, str]:
+    """Tenants whose ledger is stale, with the reason. A tenant that never reported a connector sync
+    (API-only) is never stale: its ledger is whatever the API was told."""
+    rows = await apg.fetch(
+        "SELECT tenant_id, connector, last_success_at FROM ledger_freshness WHERE tenant_id = ANY($1::text[])",
+        list(set(tenants)),
+    )
+    out: dict[str, str] = {}
+    for r in rows:
+        last = r["last_success_at"]
+        if last is None:
+            out[r["tenant_id"]] = f"connector {r['connector']} never completed a successful sync"
+        elif now - last > threshold:
+            out[r["tenant_id"]] = (
+                f"connector {r['connector']} last synced successfully at {last.isoformat()}, "
+                f"more than {threshold.total_seconds() / 3600:g}h ago"
+            )
+    return out
+
+
+async def contact_attempts(
+    apg: asyncpg.Connection, keys: Iterable[tuple[str, str]], channels: Iterable[str], since: datetime
+) -> list[asyncpg.Record]:
+    keys = list(set(keys))
+    if not keys:
+        return []
+    tenants, customers = zip(*keys, strict=True)
+    return await apg.fetch(
+        "SELECT tenant_id, customer_id, invoice_id, channel, delivery_id, at FROM contact_attempts "
+        "WHERE (tenant_id, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+        "AND channel = ANY($3::text[]) AND at > $4",
+        list(tenants),
+        list(customers),
+        list(set(channels)),
+        since,
+    )
+
+
+async def write_notes(apg: asyncpg.Connection, cases: Iterable[Case], at: datetime) -> int:
+    """Append every case's collected notes to the timeline (COPY) and clear them."""
+    records = []
+    for c in cases:
+        for n in c.notes:
+            records.append(
+                (c.tenant_id, c.customer_id, c.invoice_id, at, n.kind, n.step, n.reason, json.dumps(n.detail))
+            )
+        c.notes.clear()
+    if records:
+        await apg.copy_records_to_table("timeline", records=records, columns=_TIMELINE_COLUMNS)
+    return len(records)
+
+
+async def write_customer_note(
+    apg: asyncpg.Connection, tenant_id: str, customer_id: str, at: datetime, kind: str, reason: str, **detail: Any
+) -> None:
+    await apg.execute(
+        "INSERT INTO timeline (tenant_id, customer_id, invoice_id, at, kind, reason, detail) "
+        "VALUES ($1, $2, NULL, $3, $4, $5, $6::text::jsonb)",
+        tenant_id, customer_id, at, kind, reason, json.dumps(detail),
+    )  # fmt: skip

@@ -1,0 +1,611 @@
+"""A dunning case (one open invoice) and every rule that moves it: start, plan, pause, resume, escalate,
+fire, cancel. Pure: the service layer loads a case, calls these, and writes back the case and its notes.
+
+Every decision appends a Note (the timeline entry: kind, reason, step, detail), so nothing the engine
+decides is unexplained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from dunning_events.money import from_minor
+from policy_engine.domain.calendar import ContactWindow
+from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+PAUSE_TEXT = {
+    "dispute": "the invoice is disputed",
+    "promise": "a promise to pay is active",
+    "payment_plan": "a payment plan is active",
+    "invoice_block": "the invoice has a dunning block",
+    "customer_block": "the customer has a dunning block",
+    "stale_ledger": "the ledger data is stale",
+}
+
+# Channels that need consent on record before any automated contact (TCPA); the others need only
+# the absence of an opt-out.
+CONSENT_REQUIRED = frozenset({"sms", "voice"})
+NO_CONSENT_NEEDED = frozenset({"task"})
+
+
+def pause_text(reasons: list[str] | set[str]) -> str:
+    return ", ".join(PAUSE_TEXT.get(r, r) for r in sorted(reasons))
+
+
+@dataclass
+class Note:
+    kind: str  # scheduled | sent | skipped | paused | resumed | cancelled | escalated
+    reason: str
+    step: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Debtor:
+    """What the engine knows of a customer (a projection of customer.upserted and friends)."""
+
+    customer_id: str
+    time_zone: str | None = None
+    country: str | None = None
+    segment: str | None = None
+    tags: frozenset[str] = frozenset()
+    consent: dict[str, bool] = field(default_factory=dict)
+    revoked: frozenset[str] = frozenset()
+    blocked: bool = False
+    late_invoice_count: int = 0
+    broken_promise_count: int = 0
+
+    def may_contact_on(self, channel: str) -> str | None:
+        """None if the channel may be used, else why not."""
+        if channel in NO_CONSENT_NEEDED:
+            return None
+        if channel in self.revoked:
+            return f"{channel}: the customer opted out"
+        if channel in CONSENT_REQUIRED:
+            return None if self.consent.get(channel) is True else f"{channel}: no consent on record"
+        return None if self.consent.get(channel, True) else f"{channel}: the customer did not consent"
+
+
+@dataclass
+class Case:
+    """One invoice under dunning: a mutable working copy of its row."""
+
+    tenant_id: str
+    invoice_id: str
+    customer_id: str
+    number: str
+    currency: str
+    total_minor: int
+    balance_minor: int
+    due_date: date | None
+    status: str = "open"  # open | idle (no dunning, may revive) | closed
+    pause_reasons: list[str] = field(default_factory=list)
+    promise_ids: list[str] = field(default_factory=list)
+    plan_id: str | None = None
+    block_reason: str | None = None
+    policy_id: str | None = None
+    policy_version: int | None = None
+    next_step: str | None = None
+    planned_at: datetime | None = None
+    next_at: datetime | None = None
+    shift_days: int = 0  # days the remaining schedule moved because of pauses
+    done_steps: list[str] = field(default_factory=list)
+    last_offset: int | None = None
+    last_tone: str | None = None
+    last_sent_at: datetime | None = None
+    last_step_id: str | None = None
+    went_late: bool = False
+    in_default: bool = False
+    compensation_charged: bool = False
+    replan: bool = False
+    closed_reason: str | None = None
+    notes: list[Note] = field(default_factory=list)
+
+    def note(self, kind: str, reason: str, step: str | None = None, **detail: Any) -> None:
+        self.notes.append(Note(kind, reason, step, detail))
+
+    @property
+    def balance(self) -> Decimal:
+        return from_minor(self.balance_minor, self.currency)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.pause_reasons)
+
+    def nominal_day(self, step: Step) -> date:
+        assert self.due_date is not None
+        return self.due_date + timedelta(days=step.offset_days + self.shift_days)
+
+    def clear_timer(self) -> None:
+        self.next_at = None
+
+
+def window(policy: Policy, debtor: Debtor) -> ContactWindow:
+    return ContactWindow.for_debtor(policy.doc, debtor.time_zone, debtor.country)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+# ---------------------------------------------------------------- which policy
+
+
+def applies(doc: PolicyDocument, debtor: Debtor, case: Case) -> bool:
+    a = doc.applies_to
+    if a.segments and debtor.segment not in a.segments:
+        return False
+    if a.tags_any and not debtor.tags.intersection(a.tags_any):
+        return False
+    if a.tags_none and debtor.tags.intersection(a.tags_none):
+        return False
+    if a.currencies and case.currency not in a.currencies:
+        return False
+    if a.amount.min is not None and case.balance < a.amount.min:
+        return False
+    if a.amount.max is not None and case.balance > a.amount.max:
+        return False
+    late_elsewhere = debtor.late_invoice_count - (1 if case.went_late else 0)
+    if a.late_payer == "first_time" and late_elsewhere > 0:
+        return False
+    if a.late_payer == "chronic" and late_elsewhere < a.chronic_late_after:
+        return False
+    chronic_breaker = debtor.broken_promise_count >= a.chronic_promise_breaker_after
+    if a.promise_breaker == "chronic" and not chronic_breaker:
+        return False
+    return not (a.promise_breaker == "not_chronic" and chronic_breaker)
+
+
+def resolve_policy(
+    debtor: Debtor, case: Case, policies: dict[str, Policy], assignments: dict[tuple[str, str], str]
+) -> tuple[Policy, str]:
+    """The customer's assignment, else their segment's, else the first policy (by priority) whose
+    applicability matches, else the default."""
+    pid = assignments.get(("customer", debtor.customer_id))
+    if pid in policies:
+        return policies[pid], "assigned to the customer"
+    if debtor.segment is not None:
+        pid = assignments.get(("segment", debtor.segment))
+        if pid in policies:
+            return policies[pid], f"assigned to segment {debtor.segment}"
+    for p in sorted(policies.values(), key=lambda p: (p.doc.priority, p.id)):
+        if applies(p.doc, debtor, case):
+            return p, "its applicability matches"
+    return policies["default"], "the default policy"
+
+
+# ---------------------------------------------------------------- starting, planning
+
+
+def no_dunning_reason(case: Case, policy: Policy) -> str | None:
+    if case.due_date is None:
+        return "no dunning: the invoice has no due date"
+    if case.balance_minor <= 0:
+        return "no dunning: the balance is zero"
+    minimum = policy.minimum_minor(case.currency)
+    if case.balance_minor < minimum:
+        return (
+            f"no dunning: the balance {case.balance} {case.currency} is below the policy minimum "
+            f"{from_minor(minimum, case.currency)} {case.currency}"
+        )
+    return None
+
+
+def _bind(case: Case, policy: Policy) -> None:
+    case.policy_id = policy.id
+    case.policy_version = policy.version
+
+
+def schedule(case: Case, policy: Policy, w: ContactWindow, step: Step, not_before: datetime, why: str = "") -> None:
+    at = w.plan(case.nominal_day(step), not_before)
+    case.next_step = step.name
+    case.planned_at = at
+    case.next_at = None if case.paused else at
+    _bind(case, policy)
+    reason = f"{step.name} scheduled for {_iso(at)}" + (f" ({why})" if why else "")
+    case.note("scheduled", reason, step.name, planned_at=_iso(at), policy=policy.id, policy_version=policy.version)
+
+
+def _exhausted(case: Case, policy: Policy) -> None:
+    case.next_step = None
+    case.planned_at = None
+    case.next_at = None
+    _bind(case, policy)
+
+
+def start(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str = "") -> None:
+    """A new case, or one that revives: schedule the step that fits the invoice's age.
+
+    An invoice entering dunning after some of its steps' days (an import of old invoices, a late sync)
+    starts at the latest step whose day has come; the earlier ones are skipped and logged, never sent
+    in a burst.
+    """
+    _bind(case, policy)
+    reason = no_dunning_reason(case, policy)
+    if reason is not None:
+        case.status = "idle"
+        case.next_step = None
+        case.clear_timer()
+        case.note("skipped", reason)
+        return
+    case.status = "open"
+    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+    if not remaining:
+        _exhausted(case, policy)
+        return
+    w = window(policy, debtor)
+    today = w.local_date(now)
+    reached = [s for s in remaining if case.nominal_day(s) <= today]
+    step = reached[-1] if reached else remaining[0]
+    for skipped in reached[:-1]:
+        case.note(
+            "skipped",
+            f"{skipped.name}: its day ({case.nominal_day(skipped)}) had passed when dunning started",
+            skipped.name,
+        )
+        _mark_done(case, skipped)
+    schedule(case, policy, w, step, now, why or f"policy {policy.id} v{policy.version}")
+    if case.paused:
+        case.note("paused", f"paused: {pause_text(case.pause_reasons)}", step.name)
+
+
+def _mark_done(case: Case, step: Step) -> None:
+    if step.name not in case.done_steps:
+        case.done_steps.append(step.name)
+    case.last_offset = step.offset_days if case.last_offset is None else max(case.last_offset, step.offset_days)
+
+
+def pending_step(case: Case, policy: Policy) -> Step | None:
+    """The step the case waits for in this policy version (by name; else the next one not yet handled)."""
+    if case.next_step is not None:
+        step = policy.step_by_name.get(case.next_step)
+        if (
+            step is not None
+            and step.name not in case.done_steps
+            and (case.last_offset is None or step.offset_days > case.last_offset)
+        ):
+            return step
+    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+    return remaining[0] if remaining else None
+
+
+def _not_before(case: Case, policy: Policy, now: datetime) -> datetime:
+    if case.last_sent_at is None:
+        return now
+    return max(now, case.last_sent_at + timedelta(days=policy.doc.min_days_between_steps))
+
+
+def replan(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str) -> None:
+    """Re-derive the pending step and its moment (new policy version, new assignment, new due date, new
+    time zone). Steps already sent are never sent again: a version applies from the case's next step."""
+    case.replan = False
+    if case.status != "open":
+        _bind(case, policy)
+        return
+    step = pending_step(case, policy)
+    if step is None:
+        changed = case.next_step is not None
+        _exhausted(case, policy)
+        if changed:
+            case.note("skipped", f"no further step in policy {policy.id} v{policy.version} ({why})")
+        return
+    w = window(policy, debtor)
+    at = w.plan(case.nominal_day(step), _not_before(case, policy, now))
+    same = (step.name, at, policy.id, policy.version) == (
+        case.next_step, case.planned_at, case.policy_id, case.policy_version,
+    )  # fmt: skip
+    if not same:
+        schedule(case, policy, w, step, _not_before(case, policy, now), why)
+
+
+# ---------------------------------------------------------------- pauses
+
+
+def set_pause(
+    case: Case,
+    debtor: Debtor,
+    policy: Policy,
+    now: datetime,
+    *,
+    add: tuple[str, ...] = (),
+    remove: tuple[str, ...] = (),
+    cause: str = "",
+) -> None:
+    old = set(case.pause_reasons)
+    new = (old | set(add)) - set(remove)
+    if new == old:
+        return
+    case.pause_reasons = sorted(new)
+    if case.status != "open":
+        return  # the flags are kept so a revived case starts paused
+    suffix = f" ({cause})" if cause else ""
+    if not old:
+        case.clear_timer()
+        case.note("paused", f"paused: {pause_text(new)}{suffix}", case.next_step, reasons=sorted(new))
+    elif not new:
+        resume(case, debtor, policy, now, f"{pause_text(old)} no longer" + suffix)
+    elif new - old:
+        case.note("paused", f"paused: also {pause_text(new - old)}{suffix}", case.next_step, reasons=sorted(new))
+    else:
+        case.note(
+            "paused",
+            f"still paused: {pause_text(new)} ({pause_text(old - new)} ended{suffix.replace(' (', ': ').rstrip(')')})",
+            case.next_step,
+            reasons=sorted(new),
+        )
+
+
+def resume(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str) -> None:
+    """Continue where it was: the pending step at its own moment if that is still ahead, else at the next
+    allowed moment; the rest of the schedule keeps its spacing (it moves by the days the pause cost)."""
+    step = pending_step(case, policy)
+    if step is None:
+        _exhausted(case, policy)
+        case.note("resumed", f"resumed: {why}; no further step")
+        return
+    w = window(policy, debtor)
+    today = w.local_date(now)
+    if case.due_date is not None and case.nominal_day(step) < today:
+        case.shift_days += (today - case.nominal_day(step)).days
+    at = w.plan(case.nominal_day(step), _not_before(case, policy, now))
+    case.next_step = step.name
+    case.planned_at = at
+    case.next_at = at
+    _bind(case, policy)
+    case.note("resumed", f"resumed: {why}; {step.name} at {_iso(at)}", step.name, planned_at=_iso(at))
+
+
+def escalate(case: Case, debtor: Debtor, policy: Policy, now: datetime, rule: ReEscalation, why: str) -> None:
+    """After a broken promise or a defaulted plan: jump to the next firmer step, `delay_business_days`
+    business days later, inside the contact window."""
+    if case.status != "open":
+        return
+    if rule.action == "resume":
+        if not case.paused:
+            resume(case, debtor, policy, now, why)
+        return
+    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+    if not remaining:
+        _exhausted(case, policy)
+        case.note("escalated", f"{why}: no further step to escalate to")
+        return
+    base = TONE_RANK[case.last_tone] if case.last_tone else TONE_RANK[remaining[0].tone]
+    target = next((s for s in remaining if TONE_RANK[s.tone] > base), remaining[-1])
+    for skipped in remaining[: remaining.index(target)]:
+        case.note("skipped", f"{skipped.name}: passed over by escalation ({why})", skipped.name)
+        _mark_done(case, skipped)
+    w = window(policy, debtor)
+    day = w.add_business_days(w.local_date(now), rule.delay_business_days)
+    if case.due_date is not None and case.nominal_day(target) < day:
+        case.shift_days += (day - case.nominal_day(target)).days
+    at = w.plan(day, now)
+    case.next_step = target.name
+    case.planned_at = at
+    case.next_at = None if case.paused else at
+    _bind(case, policy)
+    case.note("escalated", f"{why}: escalating to {target.name} at {_iso(at)}", target.name, planned_at=_iso(at),
+              tone=target.tone)  # fmt: skip
+    if case.paused:
+        case.note("paused", f"still paused: {pause_text(case.pause_reasons)}", target.name)
+
+
+# ---------------------------------------------------------------- closing
+
+
+def close(case: Case, reason: str, kind: str = "cancelled") -> str | None:
+    """Stop dunning for good (paid, void, written off, credited to zero). Returns the pending step that is
+    cancelled, if any."""
+    if case.status == "closed":
+        return None
+    cancelled = case.next_step if case.status == "open" else None
+    case.status = "closed"
+    case.closed_reason = reason
+    case.clear_timer()
+    case.note(kind, reason, cancelled)
+    case.next_step = None
+    return cancelled
+
+
+def make_idle(case: Case, reason: str) -> str | None:
+    """No dunning for now (e.g. below the minimum after a partial payment); a balance increase revives it."""
+    if case.status != "open":
+        return None
+    cancelled = case.next_step
+    case.status = "idle"
+    case.clear_timer()
+    case.note("cancelled", reason, cancelled)
+    return cancelled
+
+
+# ---------------------------------------------------------------- firing
+
+
+@dataclass
+class CapCheck:
+    """Contact attempts already made, as counted from notification.sent."""
+
+    attempts: Callable[[Case, ContactCap], tuple[int, datetime | None]]  # (count in window, oldest in window)
+
+
+@dataclass
+class Firing:
+    case: Case
+    step: Step
+    policy: Policy
+    channels: list[str]
+    dropped: dict[str, str]
+    late_by: timedelta | None
+    deliver_until: datetime
+
+
+def decide(
+    case: Case, debtor: Debtor, policy: Policy, now: datetime, stale_reason: str | None, caps: CapCheck
+) -> Firing | None:
+    """The case's timer fired: send the pending step, or explain why not and what happens instead."""
+    if case.status != "open" or case.paused:
+        case.clear_timer()
+        return None
+    if case.replan or case.policy_version != policy.version or case.policy_id != policy.id:
+        replan(case, debtor, policy, now, f"policy {policy.id} v{policy.version}")
+        if case.next_at is None or case.next_at > now:
+            return None
+    if stale_reason is not None:
+        set_pause(case, debtor, policy, now, add=("stale_ledger",), cause=stale_reason)
+        return None
+    reason = no_dunning_reason(case, policy)
+    if reason is not None:
+        make_idle(case, reason)
+        return None
+    step = pending_step(case, policy)
+    if step is None:
+        _exhausted(case, policy)
+        return None
+    if step.name != case.next_step:
+        replan(case, debtor, policy, now, "the pending step is no longer in the policy")
+        return None
+    w = window(policy, debtor)
+    step = _supersede(case, policy, w, step, now)
+    if step.offset_days < 0 and case.due_date is not None and w.local_date(now) > case.due_date:
+        case.note("skipped", f"{step.name}: a reminder before the due date is never sent after it "
+                  f"({case.due_date})", step.name)  # fmt: skip
+        _mark_done(case, step)
+        _schedule_next(case, debtor, policy, w, now)
+        return None
+    late_by = None
+    if case.planned_at is not None and now - case.planned_at > timedelta(minutes=policy.doc.late_grace_minutes):
+        late_by = now - case.planned_at
+        if policy.doc.late_step == "skip":
+            case.note(
+                "skipped",
+                f"{step.name}: planned for {_iso(case.planned_at)}, reached {_fmt_delta(late_by)} late "
+                "(the engine was not running or behind); the policy says late_step: skip",
+                step.name, planned_at=_iso(case.planned_at),
+            )  # fmt: skip
+            _mark_done(case, step)
+            _schedule_next(case, debtor, policy, w, now)
+            return None
+    if not w.allowed(now):
+        at = w.next_allowed(now)
+        case.next_at = at
+        if late_by is None:
+            case.planned_at = at
+        case.note("scheduled", f"{step.name} moved to {_iso(at)}: outside the debtor's contact window "
+                  f"({w.start:%H:%M}-{w.end:%H:%M} local, business days)", step.name, planned_at=_iso(at))  # fmt: skip
+        return None
+    channels: list[str] = []
+    dropped: dict[str, str] = {}
+    cap_frees: list[datetime] = []
+    for channel in step.channels:
+        why_not = debtor.may_contact_on(channel)
+        if why_not is None:
+            for cap in policy.cap_by_channel.get(channel, ()):
+                count, oldest = caps.attempts(case, cap)
+                if count >= cap.max_attempts:
+                    about = "this debt" if cap.per == "debt" else "this debtor"
+                    why_not = (f"{channel}: contact cap reached ({count} attempts about {about} in the last "
+                               f"{cap.per_days} days, at most {cap.max_attempts})")  # fmt: skip
+                    if oldest is not None:
+                        cap_frees.append(oldest + timedelta(days=cap.per_days))
+                    break
+        if why_not is None:
+            channels.append(channel)
+        else:
+            dropped[channel] = why_not
+    if not channels:
+        if cap_frees:
+            at = w.next_allowed(max(cap_frees))
+            case.next_at = at
+            case.note("scheduled", f"{step.name} moved to {_iso(at)}: " + "; ".join(dropped.values()), step.name,
+                      planned_at=_iso(at), dropped=dropped)  # fmt: skip
+            return None
+        case.note("skipped", f"{step.name}: no allowed channel: " + "; ".join(dropped.values()), step.name,
+                  dropped=dropped)  # fmt: skip
+        _mark_done(case, step)
+        _schedule_next(case, debtor, policy, w, now)
+        return None
+    return Firing(case, step, policy, channels, dropped, late_by, w.window_end(now))
+
+
+def _supersede(case: Case, policy: Policy, w: ContactWindow, step: Step, now: datetime) -> Step:
+    """Reached late (downtime, a backlog): when later steps are due too, only the latest one — the one that
+    fits the invoice's age now — goes out; the earlier ones are skipped and logged, never sent in a burst."""
+    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+    if step not in remaining:
+        return step
+    after = remaining[remaining.index(step) + 1 :]
+    overdue = [s for s in after if w.plan(case.nominal_day(s), _EPOCH) <= now]
+    if not overdue:
+        return step
+    latest = overdue[-1]
+    for passed in remaining[remaining.index(step) : remaining.index(latest)]:
+        case.note("skipped", f"{passed.name}: superseded by {latest.name}, which is due too (reached late)",
+                  passed.name)  # fmt: skip
+        _mark_done(case, passed)
+    case.next_step = latest.name
+    case.planned_at = w.plan(case.nominal_day(latest), _EPOCH)
+    return latest
+
+
+def mark_sent(
+    firing: Firing, debtor: Debtor, now: datetime, step_id: str, fees: list[dict[str, Any]], waived: list[str]
+) -> None:
+    case, step, policy = firing.case, firing.step, firing.policy
+    late = firing.late_by
+    reason = f"{step.name} due: sent to the notifier"
+    if late is not None:
+        reason += f", {_fmt_delta(late)} late (planned for {_iso(case.planned_at)}; the engine was not running or behind)"  # type: ignore[arg-type]
+    detail: dict[str, Any] = {"step_id": step_id, "channels": firing.channels, "tone": step.tone,
+                              "template_id": step.template_id}  # fmt: skip
+    if firing.dropped:
+        detail["dropped"] = firing.dropped
+    if fees:
+        detail["fees"] = fees
+    if waived:
+        detail["fees_waived"] = waived
+    if late is not None:
+        detail["late"] = True
+    case.note("sent", reason, step.name, **detail)
+    _mark_done(case, step)
+    case.last_tone = step.tone
+    case.last_sent_at = now
+    case.last_step_id = step_id
+    if step.offset_days > 0:
+        case.in_default = True
+    for action in step.actions:
+        text = {
+            "hand_off_to_collections": "handed off to collections",
+            "credit_hold": "credit hold requested for the account",
+            "recommend_write_off": "write-off recommended",
+        }[action]
+        case.note("escalated", f"{step.name}: {text}", step.name, action=action)
+    if "hand_off_to_collections" in step.actions:
+        case.status = "closed"
+        case.closed_reason = "handed off to collections"
+        case.next_step = None
+        case.clear_timer()
+        return
+    _schedule_next(case, debtor, policy, window(policy, debtor), now)
+
+
+def _schedule_next(case: Case, debtor: Debtor, policy: Policy, w: ContactWindow, now: datetime) -> None:
+    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+    if not remaining:
+        _exhausted(case, policy)
+        case.note("skipped", f"no further step in policy {policy.id} v{policy.version}")
+        return
+    schedule(case, policy, w, remaining[0], _not_before(case, policy, now))
+
+
+def _fmt_delta(delta: timedelta) -> str:
+    total = int(delta.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes and not days else ""]
+    return " ".join(p for p in parts if p) or "0m"

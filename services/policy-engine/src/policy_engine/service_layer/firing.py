@@ -1,0 +1,227 @@
+"""The durable timer: claim due cases in batches, decide every one set-wise, emit consolidated steps.
+
+One batch is one transaction: the claim (FOR UPDATE SKIP LOCKED, so replicas never take the same case),
+the decisions, the updated cases, the timeline and the dunning.step.due events (outbox) commit together
+or not at all — a crash re-fires the batch, never half of it, and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.envelope import new_event
+from dunning_events.events import DunningStepDue, Fee, StepInvoice
+from dunning_events.money import Money, from_minor
+from dunning_events.outbox import OutboxWriter
+from policy_engine.adapters import repository as repo
+from policy_engine.domain import cases as rules
+from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
+from policy_engine.domain.fees import InvoiceFacts, days_overdue, step_fees
+from policy_engine.domain.policy import ContactCap, Policy
+from policy_engine.service_layer.handlers import SOURCE, EngineConfig, step_id
+from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
+
+
+async def fire_due(
+    session: AsyncSession, outbox: OutboxWriter, config: EngineConfig, book: PolicyBook, now: datetime, limit: int
+) -> int:
+    """Decide one batch of due cases; returns how many were decided (0: nothing due)."""
+    apg = await repo.driver(session)
+    cases = await repo.claim_due(apg, now, limit)
+    if not cases:
+        return 0
+    keys = {(c.tenant_id, c.customer_id) for c in cases}
+    tenants = {c.tenant_id for c in cases}
+    debtors = await repo.load_debtors(apg, keys)
+    policies = await book.current(apg, tenants)
+    stale = await repo.stale_tenants(apg, tenants, now, config.stale_after)
+    bound = await _bind_policies(apg, cases, debtors, policies)
+    caps = await _cap_check(apg, cases, bound, now)
+
+    firings: list[Firing] = []
+    for case in cases:
+        debtor = debtors[(case.tenant_id, case.customer_id)]
+        firing = rules.decide(case, debtor, bound[id(case)], now, stale.get(case.tenant_id), caps)
+        if firing is not None:
+            firings.append(firing)
+
+    envelopes = []
+    newly_late: dict[tuple[str, str], int] = defaultdict(int)
+    for group in _consolidate(firings):
+        first = group[0]
+        debtor = debtors[(first.case.tenant_id, first.case.customer_id)]
+        envelopes.append(_step_due(group, debtor, now))
+        for f in group:
+            if f.step.offset_days > 0 and not f.case.went_late:
+                f.case.went_late = True
+                newly_late[(f.case.tenant_id, f.case.customer_id)] += 1
+
+    await repo.save_cases(apg, cases)
+    await repo.write_notes(apg, cases, now)
+    await outbox.add(session, envelopes)
+    if newly_late:
+        await _count_late(apg, newly_late)
+    return len(cases)
+
+
+async def _bind_policies(
+    apg: asyncpg.Connection,
+    cases: list[Case],
+    debtors: dict[tuple[str, str], Debtor],
+    policies: dict[str, dict[str, Policy]],
+) -> dict[int, Policy]:
+    """Each case's policy: its bound one at the current version, or — when flagged for re-planning or its
+    policy was retired — the one that resolves now (assignment, applicability, default)."""
+    bound: dict[int, Policy] = {}
+    unresolved: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        tenant_policies = policies[case.tenant_id]
+        if case.replan or case.policy_id not in tenant_policies:
+            unresolved[case.tenant_id].append(case)
+        else:
+            bound[id(case)] = tenant_policies[case.policy_id]  # type: ignore[index]
+    for tenant, group in unresolved.items():
+        ds = [debtors[(tenant, c.customer_id)] for c in group]
+        assignments = await load_assignments(apg, tenant, [d.customer_id for d in ds], [d.segment for d in ds])
+        for case, debtor in zip(group, ds, strict=True):
+            bound[id(case)], _ = rules.resolve_policy(debtor, case, policies[tenant], assignments)
+    return bound
+
+
+async def _cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int, Policy], now: datetime) -> CapCheck:
+    """Load the contact attempts the batch's capped channels need (none when no pending step uses one)."""
+    channels: set[str] = set()
+    longest = 0
+    for case in cases:
+        policy = bound[id(case)]
+        step = policy.step_by_name.get(case.next_step or "")
+        if step is None:
+            continue
+        for ch in step.channels:
+            for cap in policy.cap_by_channel.get(ch, ()):
+                channels.add(ch)
+                longest = max(longest, cap.per_days)
+    attempts: dict[tuple[str, str, str], list[tuple[str, str, datetime]]] = defaultdict(list)
+    if channels:
+        rows = await repo.contact_attempts(
+            apg, {(c.tenant_id, c.customer_id) for c in cases}, channels, now - timedelta(days=longest)
+        )
+        for r in rows:
+            attempts[(r["tenant_id"], r["customer_id"], r["channel"])].append(
+                (r["invoice_id"], r["delivery_id"], r["at"])
+            )
+
+    def count(case: Case, cap: ContactCap) -> tuple[int, datetime | None]:
+        since = now - timedelta(days=cap.per_days)
+        rows = [a for a in attempts.get((case.tenant_id, case.customer_id, cap.channel), ()) if a[2] > since]
+        if cap.per == "debt":
+            rows = [a for a in rows if a[0] == case.invoice_id]
+        deliveries: dict[str, datetime] = {}
+        for _inv, delivery, at in rows:
+            deliveries[delivery] = at
+        return len(deliveries), (min(deliveries.values()) if deliveries else None)
+
+    return CapCheck(count)
+
+
+def _consolidate(firings: Iterable[Firing]) -> list[list[Firing]]:
+    """One message per customer, step and currency (and channel set, so a capped channel never reaches a
+    debt it must not); per invoice when the policy says so."""
+    groups: dict[tuple[Any, ...], list[Firing]] = defaultdict(list)
+    for f in firings:
+        c = f.case
+        key: tuple[Any, ...] = (c.tenant_id, c.customer_id, c.currency, f.policy.id, f.policy.version, f.step.name,
+                                tuple(f.channels))  # fmt: skip
+        if f.policy.doc.consolidation == "per_invoice":
+            key += (c.invoice_id,)
+        groups[key].append(f)
+    return list(groups.values())
+
+
+def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> Any:
+    first = group[0]
+    case, step, policy = first.case, first.step, first.policy
+    tenant, currency = case.tenant_id, case.currency
+    group.sort(key=lambda f: f.case.invoice_id)
+    sid = step_id(tenant, case.customer_id, policy.id, step.name, currency, [f.case.invoice_id for f in group])
+    today = rules.window(policy, debtor).local_date(now)  # days overdue as the debtor counts them
+    facts = [
+        InvoiceFacts(f.case.invoice_id, f.case.number, f.case.balance, f.case.due_date, f.case.in_default,
+                     f.case.compensation_charged)
+        for f in group
+    ]  # fmt: skip
+    fees = step_fees(step, facts, currency, today, debtor.country)
+    for f in group:
+        if f.case.invoice_id in fees.compensation_for:
+            f.case.compensation_charged = True
+        mine = [
+            {"kind": line.kind, "description": line.description, "amount": f"{line.amount} {currency}"}
+            for line in fees.lines
+            if line.invoice_id in (None, f.case.invoice_id)
+        ]
+        rules.mark_sent(f, debtor, now, sid, mine, fees.waived)
+    balances = [f.case.balance for f in group]
+    data = DunningStepDue(
+        customer_id=case.customer_id,
+        step_id=sid,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        step_index=policy.steps.index(step),
+        step_name=step.name,
+        tone=step.tone,
+        template_id=step.template_id,
+        channels=first.channels,  # type: ignore[arg-type]
+        channel_mode=step.channel_mode,
+        currency=currency,
+        amount_due=sum(balances, Decimal(0)),
+        invoices=[
+            StepInvoice(
+                invoice_id=f.case.invoice_id,
+                number=f.case.number,
+                total=from_minor(f.case.total_minor, currency),
+                balance=f.case.balance,
+                due_date=f.case.due_date,
+                days_overdue=days_overdue(f.case.due_date, today),
+            )
+            for f in group
+        ],
+        fees=[
+            Fee(kind=line.kind, description=line.description, amount=Money(amount=line.amount, currency=currency))  # type: ignore[arg-type]
+            for line in fees.lines
+        ],
+        actions=list(step.actions),
+        scheduled_for=min(f.case.planned_at or now for f in group),
+        late=any(f.late_by is not None for f in group),
+        deliver_until=min(f.deliver_until for f in group),
+    )
+    return new_event(data, tenant_id=tenant, source=SOURCE, occurred_at=now)
+
+
+async def _count_late(apg: asyncpg.Connection, newly_late: dict[tuple[str, str], int]) -> None:
+    """Late-payer history (first-time vs chronic): how many of a customer's invoices ever went overdue."""
+    keys = sorted(newly_late)
+    await apg.execute(
+        "INSERT INTO customers (tenant_id, customer_id, late_invoice_count) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::int4[]) ON CONFLICT (tenant_id, customer_id) "
+        "DO UPDATE SET late_invoice_count = customers.late_invoice_count + EXCLUDED.late_invoice_count",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [newly_late[k] for k in keys],
+    )
+
+
+async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
+    apg = await repo.driver(session)
+    row = await apg.fetchrow(
+        "SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM $1::timestamptz - min(next_at)), 0)::float8 AS oldest "
+        "FROM cases WHERE next_at <= $1",
+        now,
+    )
+    return int(row["n"]), float(row["oldest"])
