@@ -120,14 +120,16 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _resolve(expr: ast.expr, file: Path, depth: int = 0) -> Any:
+def _resolve(expr: ast.expr, file: Path, depth: int = 0, local: dict[str, Any] | None = None) -> Any:
     """Statically evaluate a constant-ish expression (string, list, module constant, imported constant)."""
     if depth > 5:
         raise ValueError("too deep")
+    if isinstance(expr, ast.Name) and local and expr.id in local:
+        return local[expr.id]
     if isinstance(expr, ast.Constant):
         return expr.value
     if isinstance(expr, ast.List | ast.Tuple):
-        return [_resolve(e, file, depth) for e in expr.elts]
+        return [_resolve(e, file, depth, local) for e in expr.elts]
     tree = ast.parse(file.read_text())
     if isinstance(expr, ast.Name):
         for node in tree.body:
@@ -159,21 +161,35 @@ def _resolve(expr: ast.expr, file: Path, depth: int = 0) -> Any:
     raise ValueError(f"cannot resolve {ast.unparse(expr)} in {file}")
 
 
+def _bind(target: ast.expr, value: Any) -> dict[str, Any]:
+    if isinstance(target, ast.Name):
+        return {target.id: value}
+    if isinstance(target, ast.Tuple | ast.List):
+        return {k: v for t, item in zip(target.elts, value, strict=True) for k, v in _bind(t, item).items()}
+    raise ValueError(f"cannot bind {ast.unparse(target)}")
+
+
+def _add_consumer_calls(node: ast.AST, file: Path, local: dict[str, Any]) -> Iterator[Consumer]:
+    """Walk the code; a `for` over a literal sequence is unrolled so its loop variables resolve."""
+    if isinstance(node, ast.For):
+        for item in _resolve(node.iter, file, local=local):
+            for child in node.body:
+                yield from _add_consumer_calls(child, file, {**local, **_bind(node.target, item)})
+        return
+    if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_consumer":
+        args = {**dict(zip(("group", "topics"), node.args, strict=False)), **{k.arg: k.value for k in node.keywords}}
+        yield Consumer(_resolve(args["group"], file, local=local), _resolve(args["topics"], file, local=local))
+    for child in ast.iter_child_nodes(node):
+        yield from _add_consumer_calls(child, file, local)
+
+
 def consumers_of(spec: ServiceSpec) -> list[Consumer]:
     """The `runtime.add_consumer(group, topics, handler)` calls of a service's composition root."""
     file = spec.directory / "src" / spec.package / "bootstrap.py"
-    out = []
-    for node in ast.walk(ast.parse(file.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_consumer":
-            args = {
-                **dict(zip(("group", "topics"), node.args, strict=False)),
-                **{k.arg: k.value for k in node.keywords},
-            }
-            try:
-                out.append(Consumer(_resolve(args["group"], file), _resolve(args["topics"], file)))
-            except (KeyError, ValueError) as exc:
-                pytest.fail(f"{file}: cannot read an add_consumer call statically ({exc}); use constants")
-    return out
+    try:
+        return list(_add_consumer_calls(ast.parse(file.read_text()), file, {}))
+    except (KeyError, ValueError) as exc:
+        pytest.fail(f"{file}: cannot read the add_consumer calls statically ({exc}); name groups by constants")
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +206,7 @@ def expected_topics(services: list[ServiceFacts]) -> set[str]:
 # The oldest Kubernetes the manifests promise to work on, and the newest schema the validator ships.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 STRIMZI = "kafka.strimzi.io/v1beta2"
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
 PRE_STOP_SECONDS = 5
 DNS_PORTS = {("UDP", 53), ("TCP", 53)}
 POSTGRES_PORTS = {("TCP", 5432)}
@@ -303,6 +320,7 @@ def all_objects() -> list[tuple[str, dict[str, Any]]]:
 def test_every_environment_has_services_migrations_and_topics_overlays() -> None:
     found = {str(d.relative_to(K8S / "overlays")) for d in overlay_dirs()}
     expected = {f"{env}{part}" for env in ENVIRONMENTS for part in ("", "/migrations", "/topics")}
+    expected.add("prod/monitoring")  # optional: needs the Prometheus Operator's CRDs
     assert found == expected
 
 
@@ -311,8 +329,8 @@ def test_every_kubernetes_object_validates_against_the_schemas(overlay) -> None:
     objects = render(overlay)
     assert objects, f"{overlay} renders nothing"
     for obj in objects:
-        if obj["apiVersion"] == STRIMZI:
-            continue  # a custom resource: checked structurally below
+        if obj["apiVersion"] in (STRIMZI, PROMETHEUS_OPERATOR):
+            continue  # custom resources: checked structurally below
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
@@ -635,3 +653,52 @@ def test_dead_letter_topics_keep_the_order_events_failed_in(environment: Environ
     for topic in environment.find("KafkaTopic"):
         if topic["spec"]["topicName"].startswith("dunning.dlq."):
             assert topic["spec"]["partitions"] == 1, "one partition: a replay re-applies dead letters in order"
+
+
+# ---------------------------------------------------------------------------------------------- monitoring
+
+
+def exposed_metrics() -> set[str]:
+    """Metric names the code registers with prometheus_client (what /metrics can ever show)."""
+    source = "\n".join(p.read_text() for p in [*REPO.glob("libs/*/src/**/*.py"), *REPO.glob("services/*/src/**/*.py")])
+    return set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"(dunning_[a-z0-9_]+)\"", source))
+
+
+def test_alerts_only_use_metrics_the_services_expose() -> None:
+    objects = render(K8S / "overlays/prod/monitoring")
+    rules = [r for o in objects if o["kind"] == "PrometheusRule" for g in o["spec"]["groups"] for r in g["rules"]]
+    assert rules
+    exposed = exposed_metrics()
+    assert {"dunning_consumer_lag", "dunning_outbox_oldest_age_seconds"} <= exposed
+    for rule in rules:
+        used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\bdunning_[a-z0-9_]+", rule["expr"])}
+        used = {m for m in used if m in exposed or m + "_total" not in exposed}
+        assert used or rule["expr"].lstrip().startswith("sum by (namespace, app_kubernetes_io_name) (up{"), rule[
+            "alert"
+        ]
+        assert used <= exposed, f"{rule['alert']} uses metrics nothing exposes: {used - exposed}"
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+
+
+def test_alert_runbook_links_point_at_readme_sections() -> None:
+    readme = (REPO / "deploy" / "README.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", readme, re.M)}
+    objects = render(K8S / "overlays/prod/monitoring")
+    for o in objects:
+        for g in o.get("spec", {}).get("groups", []):
+            for r in g["rules"]:
+                link = r["annotations"].get("runbook")
+                if link:
+                    assert link.split("#", 1)[1] in anchors, f"{r['alert']}: {link} has no section"
+
+
+def test_pod_monitor_scrapes_every_service(services: list[ServiceFacts]) -> None:
+    monitor = next(o for o in render(K8S / "overlays/prod/monitoring") if o["kind"] == "PodMonitor")
+    prod = render(K8S / "overlays/prod")
+    for service in services:
+        deploy = next(o for o in prod if o["kind"] == "Deployment" and o["metadata"]["name"] == service.name)
+        assert selects(monitor["spec"]["selector"], pod_labels(deploy))
+        assert (
+            monitor["spec"]["podMetricsEndpoints"][0]["port"] == pod_spec(deploy)["containers"][0]["ports"][0]["name"]
+        )
