@@ -12,6 +12,7 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.adapters import orm
 from promise_tracker.entrypoints.api import router as api_router
+from promise_tracker.entrypoints.self_service import router as self_service_router
 from promise_tracker.service_layer import deadlines
 from promise_tracker.service_layer.matching import make_ledger_handler
 from promise_tracker.settings import Settings
@@ -45,5 +46,5 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         runtime,
         title="promise-tracker",
         description="Promises-to-pay and payment plans: recording, matching, deadlines, self-service.",
-        routers=[api_router],
+        routers=[api_router, self_service_router],
     )
