@@ -13,7 +13,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from dunning_events.money import ISO_CURRENCIES, minor_units
 
@@ -78,18 +87,21 @@ CurrencyAmounts = Annotated[dict[str, Decimal], Field(default_factory=dict)]
 def _time(value: Any) -> Any:
     if isinstance(value, time):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
-        hh, mm = (int(p) for p in value.strip().split(":"))
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}(:00)?", value.strip()):
+        hh, mm = (int(p) for p in value.strip().split(":")[:2])
         if hh < 24 and mm < 60:
             return time(hh, mm)
     raise ValueError("must be a local time like 08:00")
 
 
+LocalTime = Annotated[time, PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str, when_used="json")]
+
+
 class QuietHours(_Part):
     """Contact is allowed from `start` (inclusive) to `end` (exclusive), in the debtor's local time."""
 
-    start: time = EARLIEST_CONTACT
-    end: time = LATEST_CONTACT
+    start: LocalTime = EARLIEST_CONTACT
+    end: LocalTime = LATEST_CONTACT
 
     _t = field_validator("start", "end", mode="before")(_time)
 
@@ -256,7 +268,7 @@ class PolicyDocument(_Part):
     time_zone: str = Field("customer", description="`customer` (the debtor's own zone) or an IANA zone name")
     calendar: Calendar = Field(default_factory=Calendar)
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
-    send_time: time = Field(time(10, 0), description="Local time steps are planned for")
+    send_time: LocalTime = Field(time(10, 0), description="Local time steps are planned for")
     minimum_balance: CurrencyAmounts
     consolidation: Literal["per_customer", "per_invoice"] = "per_customer"
     late_step: Literal["send", "skip"] = Field(

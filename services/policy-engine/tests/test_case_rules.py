@@ -1,0 +1,152 @@
+"""The case rules on their own (pure): starting, firing, pausing, escalating, skipping — each with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from policy_engine.domain import cases as rules
+from policy_engine.domain.cases import CapCheck, Case, Debtor
+from policy_engine.domain.policy import DEFAULT_POLICY, Policy, ReEscalation, validate_policy
+
+BERLIN = Debtor("C-1", time_zone="Europe/Berlin", country="DE")
+NO_CAPS = CapCheck(lambda case, cap: (0, None))
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def new_case(due: date | None = date(2026, 3, 12), balance: int = 100_000) -> Case:
+    return Case("acme", "I-1", "C-1", "N-1", "EUR", balance, balance, due)
+
+
+def kinds(case: Case) -> list[tuple[str, str | None]]:
+    return [(n.kind, n.step) for n in case.notes]
+
+
+def test_a_new_invoice_is_scheduled_for_its_first_step_at_10_local() -> None:
+    case = new_case()
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    assert (case.next_step, case.next_at) == ("pre_due_reminder", utc(2026, 3, 9, 9))  # Sat 7th -> Mon 9th
+
+
+def test_an_imported_old_invoice_starts_at_the_step_fitting_its_age_not_with_a_burst() -> None:
+    case = new_case(due=date(2026, 1, 20))  # 41 days overdue on 2026-03-02
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    assert case.next_step == "firm_reminder_1"
+    assert [k for k, _ in kinds(case)] == ["skipped"] * 5 + ["scheduled"]
+    assert case.next_at == utc(2026, 3, 2, 9)  # now is inside the window
+
+
+def test_no_due_date_zero_balance_or_below_minimum_means_no_dunning_with_the_reason() -> None:
+    minimum = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"), "minimum_balance": {"EUR": 20}}), 2)
+    for case, policy, reason in (
+        (new_case(due=None), DEFAULT_POLICY, "no due date"),
+        (new_case(balance=0), DEFAULT_POLICY, "balance is zero"),
+        (new_case(balance=1999), minimum, "below the policy minimum 20.00 EUR"),
+    ):
+        rules.start(case, BERLIN, policy, utc(2026, 3, 2, 9))
+        assert case.status == "idle" and case.next_at is None
+        assert reason in case.notes[-1].reason
+
+
+def fire(case: Case, now: datetime, debtor: Debtor = BERLIN, policy: Policy = DEFAULT_POLICY, **kw: object):  # type: ignore[no-untyped-def]
+    return rules.decide(case, debtor, policy, now, kw.get("stale"), kw.get("caps", NO_CAPS))  # type: ignore[arg-type]
+
+
+def test_after_downtime_the_latest_due_step_supersedes_the_earlier_ones_and_says_it_is_late() -> None:
+    case = new_case()
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    firing = fire(case, utc(2026, 3, 13, 9))  # pre-due (9th) and due-date notice (12th) both passed
+    assert firing is not None and firing.step.name == "due_date_notice"
+    assert firing.late_by == timedelta(days=1)
+    assert kinds(case)[-1] == ("skipped", "pre_due_reminder")
+    assert "superseded by due_date_notice" in case.notes[-1].reason
+
+
+def test_late_step_skip_policy_skips_a_late_step_with_the_reason() -> None:
+    skip = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"), "late_step": "skip"}), 2)
+    case = new_case()
+    rules.start(case, BERLIN, skip, utc(2026, 3, 2, 9))
+    assert fire(case, utc(2026, 3, 9, 13), policy=skip) is None
+    assert kinds(case)[-2:] == [("skipped", "pre_due_reminder"), ("scheduled", "due_date_notice")]
+    assert "late_step: skip" in case.notes[-2].reason
+
+
+def test_a_step_reached_outside_the_window_moves_to_the_next_allowed_moment() -> None:
+    case = new_case()
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    case.planned_at = utc(2026, 3, 9, 20, 30)  # 21:30 Berlin
+    assert fire(case, utc(2026, 3, 9, 20, 30)) is None
+    assert case.next_at == utc(2026, 3, 10, 7)  # 08:00 Berlin next day
+    assert "outside the debtor's contact window" in case.notes[-1].reason
+
+
+def sms_step_case() -> Case:
+    case = new_case(due=date(2026, 1, 1))
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 6, 9))
+    assert case.next_step == "sms_escalation"
+    return case
+
+
+def test_no_sms_without_consent_and_an_opt_out_blocks_the_channel() -> None:
+    case = sms_step_case()
+    firing = fire(case, utc(2026, 3, 6, 9))
+    assert firing is not None and firing.channels == ["email"]
+    assert firing.dropped == {"sms": "sms: no consent on record"}
+    consented = Debtor("C-1", time_zone="Europe/Berlin", country="DE", consent={"sms": True})
+    assert fire(sms_step_case(), utc(2026, 3, 6, 9), consented).channels == ["sms", "email"]  # type: ignore[union-attr]
+    opted_out = Debtor("C-1", time_zone="Europe/Berlin", consent={"sms": True}, revoked=frozenset({"sms", "email"}))
+    case = sms_step_case()
+    assert fire(case, utc(2026, 3, 6, 9), opted_out) is None
+    assert case.notes[-2].kind == "skipped" and "no allowed channel" in case.notes[-2].reason
+
+
+def test_a_call_capped_at_7_attempts_in_7_days_waits_until_the_cap_frees() -> None:
+    case = new_case(due=date(2026, 1, 1))
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 13, 9))
+    assert case.next_step == "call_escalation"
+    consented = Debtor("C-1", time_zone="Europe/Berlin", country="DE", consent={"voice": True})
+    oldest = utc(2026, 3, 8, 10)
+    capped = CapCheck(lambda c, cap: (7, oldest))
+    firing = fire(case, utc(2026, 3, 13, 9), consented, caps=capped)
+    # voice is capped; the fallback channel (task for a collector) still goes out
+    assert firing is not None and firing.channels == ["task"] and "contact cap reached" in firing.dropped["voice"]
+    only_voice = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"), "steps": [
+        {"name": "call", "offset_days": 70, "channels": ["voice"], "template_id": "t", "tone": "urgent"}]}), 3)  # fmt: skip
+    case = new_case(due=date(2026, 1, 1))
+    rules.start(case, BERLIN, only_voice, utc(2026, 3, 13, 9))
+    assert fire(case, utc(2026, 3, 13, 9), consented, only_voice, caps=capped) is None
+    assert case.next_at == utc(2026, 3, 16, 7)  # 15th 10:00 UTC frees the cap; a Sunday -> Monday 08:00 Berlin
+
+
+def test_a_pause_keeps_the_step_and_resume_continues_where_it_was_shifting_the_rest() -> None:
+    case = new_case()
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    rules.set_pause(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 3, 9), add=("dispute",), cause="dispute opened")
+    assert case.next_at is None and case.next_step == "pre_due_reminder"
+    rules.set_pause(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 20, 9), remove=("dispute",), cause="resolved")
+    assert kinds(case)[-2:] == [("paused", "pre_due_reminder"), ("resumed", "pre_due_reminder")]
+    assert case.next_at == utc(2026, 3, 20, 9) and case.shift_days == 13
+
+
+def test_a_broken_promise_escalates_to_the_next_firmer_step_on_the_next_business_day() -> None:
+    case = new_case(due=date(2026, 2, 20))
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))  # follow_up_2 (gentle) is pending
+    case.last_tone = "gentle"
+    rules.set_pause(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 10), add=("promise",))
+    case.pause_reasons.remove("promise")
+    rules.escalate(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 6, 15), ReEscalation(), "promise P-1 broken")
+    # Friday afternoon -> Monday 10:00 Berlin; follow-ups passed over; the first firm reminder goes out.
+    assert (case.next_step, case.next_at) == ("firm_reminder_1", utc(2026, 3, 9, 9))
+    assert [k for k, _ in kinds(case)][-3:] == ["skipped", "skipped", "escalated"]
+
+
+def test_a_pre_due_reminder_is_never_sent_after_the_due_date() -> None:
+    only_pre = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"), "steps": [
+        {"name": "pre", "offset_days": -3, "channels": ["email"], "template_id": "t", "tone": "friendly"},
+        {"name": "late", "offset_days": 20, "channels": ["email"], "template_id": "t", "tone": "firm"}]}), 4)  # fmt: skip
+    case = new_case()
+    rules.start(case, BERLIN, only_pre, utc(2026, 3, 2, 9))
+    assert fire(case, utc(2026, 3, 13, 9), policy=only_pre) is None
+    assert "never sent after it" in case.notes[-2].reason and case.next_step == "late"
