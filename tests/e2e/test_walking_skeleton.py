@@ -47,7 +47,15 @@ async def test_due_date_reminder_reaches_the_smtp_sink(platform: Platform, smtp_
     assert "4,820.00" in body or "4.820,00" in body
     async with platform["policy-engine"].client() as api:
         entries = (await api.get("/v1/invoices/INV-2026-0042/timeline")).json()["entries"]
-    assert [e["kind"] for e in entries] == ["scheduled", "sent"]
+    # The default policy: pre-due reminder (day -5) then the due-date notice. The clock jumps 11 days at once,
+    # so both are overdue when the engine looks: the due-date notice supersedes the stale pre-due reminder
+    # (skipped, with the reason), is sent, and the first follow-up is scheduled.
+    assert [(e["kind"], e["step"]) for e in entries] == [
+        ("scheduled", "pre_due_reminder"),
+        ("skipped", "pre_due_reminder"),
+        ("sent", "due_date_notice"),
+        ("scheduled", "follow_up_1"),
+    ], entries
 
 
 async def test_payment_before_due_date_means_no_email_and_a_cancelled_reminder(
@@ -75,6 +83,7 @@ async def test_payment_before_due_date_means_no_email_and_a_cancelled_reminder(
     async with platform["policy-engine"].client() as api:
         entries = (await api.get("/v1/invoices/INV-2026-0042/timeline")).json()["entries"]
     kinds = [e["kind"] for e in entries]
+    # Only the next step is ever scheduled (the pre-due reminder); paid before it: cancelled, nothing sent.
     assert kinds == ["scheduled", "cancelled"], entries
     assert "paid" in entries[-1]["reason"]
 
