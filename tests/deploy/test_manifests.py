@@ -661,7 +661,7 @@ def test_dead_letter_topics_keep_the_order_events_failed_in(environment: Environ
 def exposed_metrics() -> set[str]:
     """Metric names the code registers with prometheus_client (what /metrics can ever show)."""
     source = "\n".join(p.read_text() for p in [*REPO.glob("libs/*/src/**/*.py"), *REPO.glob("services/*/src/**/*.py")])
-    return set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"(dunning_[a-z0-9_]+)\"", source))
+    return set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"((?:dunning|notifier)_[a-z0-9_]+)\"", source))
 
 
 def test_alerts_only_use_metrics_the_services_expose() -> None:
@@ -671,7 +671,10 @@ def test_alerts_only_use_metrics_the_services_expose() -> None:
     exposed = exposed_metrics()
     assert {"dunning_consumer_lag", "dunning_outbox_oldest_age_seconds"} <= exposed
     for rule in rules:
-        used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\bdunning_[a-z0-9_]+", rule["expr"])}
+        used = {
+            re.sub(r"_(bucket|sum|count)$", "", m)
+            for m in re.findall(r"\b(?:dunning|notifier)_[a-z0-9_]+", rule["expr"])
+        }
         used = {m for m in used if m in exposed or m + "_total" not in exposed}
         assert used or rule["expr"].lstrip().startswith("sum by (namespace, app_kubernetes_io_name) (up{"), rule[
             "alert"
