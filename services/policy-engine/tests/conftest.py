@@ -75,6 +75,19 @@ class EngineHarness:
         self.clock.set(instant)
         await self.quiet()
 
+    async def run_until_idle(self, invoice_id: str, max_steps: int = 50) -> None:
+        """Move the clock to each moment the case's timer is set for (as a real clock would pass it)."""
+        await self.quiet()
+        for _ in range(max_steps):
+            state = await self.state(invoice_id)
+            if state["next_at"] is None:
+                return
+            at = datetime.fromisoformat(state["next_at"])
+            if at > self.clock.now():
+                self.clock.set(at)
+            await self.quiet()
+        raise AssertionError(f"{invoice_id} still has a step pending after {max_steps} moves")
+
     def api(self, key: str | None = "acme-api-key") -> Any:
         return self.svc.client(key)
 
