@@ -105,7 +105,13 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     composer = Composer(settings, renderer)
     providers = build_providers(settings, clock, runtime)
     watermark = (
-        LedgerWatermark(settings.kafka_bootstrap_servers, topics.LEDGER, LEDGER_GROUP, runtime.sessions)
+        LedgerWatermark(
+            settings.kafka_bootstrap_servers,
+            topics.LEDGER,
+            LEDGER_GROUP,
+            runtime.sessions,
+            settings.ledger_catch_up_wait_seconds,
+        )
         if settings.ledger_catch_up_required
         else None
     )

@@ -14,7 +14,6 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,9 +42,11 @@ class LedgerWatermark:
     async def _offsets_client(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._consumer is None:
+                # In the ledger consumer's group but never subscribed: it never joins (no rebalance), yet it
+                # can read the group's committed offsets.
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.bootstrap_servers,
-                    group_id=None,
+                    group_id=self.group,
                     enable_auto_commit=False,
                     client_id="notifier-ledger-watermark",
                     metadata_max_age_ms=5_000,
@@ -78,18 +79,14 @@ class LedgerWatermark:
             rows = (await session.execute(select(p.partition, p.next_offset).where(p.topic == self.topic))).all()
         return {int(r[0]): int(r[1]) for r in rows}
 
-    async def committed_offsets(self) -> dict[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="notifier-ledger-watermark")
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(self.group)
-        finally:
-            await admin.close()
-        return {
-            tp.partition: int(meta.offset)
-            for tp, meta in offsets.items()
-            if tp.topic == self.topic and meta.offset >= 0
-        }
+    async def committed_offsets(self, partitions: list[int]) -> dict[int, int]:
+        consumer = await self._offsets_client()
+        out: dict[int, int] = {}
+        for p in partitions:
+            committed = await consumer.committed(TopicPartition(self.topic, p))
+            if committed is not None:
+                out[p] = int(committed)
+        return out
 
     @staticmethod
     def behind(ends: dict[int, int], applied: dict[int, int]) -> dict[int, int]:
@@ -105,7 +102,7 @@ class LedgerWatermark:
             await asyncio.sleep(0.02)
             lagging = self.behind(ends, await self.applied_positions())
         if lagging:
-            committed = await self.committed_offsets()
+            committed = await self.committed_offsets(sorted(lagging))
             applied = await self.applied_positions()
             merged = {p: max(applied.get(p, 0), committed.get(p, 0)) for p in set(applied) | set(committed)}
             lagging = self.behind(ends, merged)

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -444,7 +444,7 @@ class Dispatcher:
                 follow_ups.append(nxt)
         async with self.sessions() as session, session.begin():
             # `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
-            in_flight = d.status.in_(("sending", "unknown"))
+            in_flight = or_(d.status == "sending", d.status == "unknown")  # no IN: executemany
             if sent:
                 await session.execute(
                     update(orm.deliveries)
@@ -498,7 +498,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ crash recovery (report, never re-send)
 
     async def _sweep_stuck(self, now: datetime) -> None:
-        if time.monotonic() - self._last_sweep < 30:
+        if time.monotonic() - self._last_sweep < min(30.0, self.stuck_after_seconds / 2):
             return
         self._last_sweep = time.monotonic()
         d = orm.deliveries.c

@@ -1,0 +1,189 @@
+"""Test and bench helpers: produce the ledger's and the policy engine's events to the broker exactly as
+those services would, and read dunning.notifications.v1 back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from dunning_events.codec import decode, encode
+from dunning_events.envelope import Envelope, EventData, new_event
+from dunning_events.events import (
+    Allocation,
+    ConsentFlags,
+    Contact,
+    CustomerUpserted,
+    DunningStepCancelled,
+    DunningStepDue,
+    InvoiceCreated,
+    PaymentApplied,
+    PostalAddress,
+    StepInvoice,
+)
+from dunning_events.topics import partition_key
+from dunning_kit.clock import Clock
+from dunning_kit.testing import poll_until
+
+
+class EventFeed:
+    """Publishes ledger and step events for one tenant, keyed like the real producers."""
+
+    def __init__(self, producer: AIOKafkaProducer, clock: Clock, tenant_id: str = "acme") -> None:
+        self.producer = producer
+        self.clock = clock
+        self.tenant_id = tenant_id
+
+    async def publish(self, *data: EventData, tenant_id: str | None = None) -> list[Envelope[Any]]:
+        tenant = tenant_id or self.tenant_id
+        envelopes = [new_event(d, tenant_id=tenant, source="test", occurred_at=self.clock.now()) for d in data]
+        for env in envelopes:
+            await self.producer.send_and_wait(
+                env.data.topic, value=encode(env), key=partition_key(tenant, env.data.customer_id).encode()
+            )
+        return envelopes
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
+        await self.producer.send_and_wait(topic, value=value, key=key)
+
+    # ---------------------------------------------------------------- builders
+
+    @staticmethod
+    def customer(
+        customer_id: str = "C-1",
+        name: str = "Initech GmbH",
+        email: str | None = "ap@initech.example",
+        phone: str | None = None,
+        locale: str = "en",
+        country: str | None = None,
+        consent: dict[str, bool] | None = None,
+        postal: PostalAddress | None = None,
+        time_zone: str = "Europe/Berlin",
+    ) -> CustomerUpserted:
+        return CustomerUpserted(
+            customer_id=customer_id, name=name, locale=locale, country=country, time_zone=time_zone,
+            contacts=[Contact(name="Accounts Payable", email=email, phone=phone, role="billing")],
+            consent=ConsentFlags(**(consent or {})), postal_address=postal,
+        )  # fmt: skip
+
+    def invoice(
+        self,
+        invoice_id: str = "INV-1",
+        customer_id: str = "C-1",
+        number: str = "2026-0042",
+        total: str = "4820.00",
+        balance: str | None = None,
+        currency: str = "EUR",
+        due_in_days: int = -10,
+    ) -> InvoiceCreated:
+        today = self.clock.now().date()
+        return InvoiceCreated(
+            customer_id=customer_id, invoice_id=invoice_id, number=number, currency=currency, total=Decimal(total),
+            balance=Decimal(balance if balance is not None else total), issue_date=today - timedelta(days=30),
+            due_date=today + timedelta(days=due_in_days),
+        )  # fmt: skip
+
+    def payment(
+        self, invoice_id: str, amount: str, balance_after: str, customer_id: str = "C-1", currency: str = "EUR",
+        payment_id: str = "PAY-1",
+    ) -> PaymentApplied:  # fmt: skip
+        return PaymentApplied(
+            customer_id=customer_id, payment_id=payment_id, currency=currency, amount=Decimal(amount),
+            received_on=self.clock.now().date(), unapplied=Decimal(0),
+            allocations=[Allocation(invoice_id=invoice_id, amount=Decimal(amount), invoice_balance_after=Decimal(balance_after),
+                                    invoice_status_after="paid" if Decimal(balance_after) == 0 else "open")],
+        )  # fmt: skip
+
+    def step(
+        self,
+        step_id: str = "S-1",
+        customer_id: str = "C-1",
+        invoices: Sequence[tuple[str, str, str]] = (("INV-1", "2026-0042", "4820.00"),),
+        channels: Sequence[str] = ("email",),
+        channel_mode: str = "all",
+        template_id: str = "due_date_notice",
+        tone: str = "neutral",
+        currency: str = "EUR",
+        days_overdue: int = 10,
+        fees: Sequence[Any] = (),
+    ) -> DunningStepDue:
+        due: date = self.clock.now().date() - timedelta(days=days_overdue)
+        items = [
+            StepInvoice(
+                invoice_id=i, number=n, total=Decimal(b), balance=Decimal(b), due_date=due, days_overdue=days_overdue
+            )
+            for i, n, b in invoices
+        ]
+        return DunningStepDue(
+            customer_id=customer_id, step_id=step_id, policy_id="default", policy_version=1, step_index=1,
+            step_name=template_id, tone=tone, template_id=template_id, channels=list(channels),  # type: ignore[arg-type]
+            channel_mode=channel_mode,  # type: ignore[arg-type]
+            currency=currency, amount_due=sum((i.balance for i in items), Decimal(0)), invoices=items, fees=list(fees),
+            scheduled_for=self.clock.now(),
+        )  # fmt: skip
+
+    @staticmethod
+    def cancelled(step_id: str, invoice_ids: list[str], customer_id: str = "C-1") -> DunningStepCancelled:
+        return DunningStepCancelled(customer_id=customer_id, step_id=step_id, invoice_ids=invoice_ids, reason="paid")
+
+
+async def open_feed(bootstrap_servers: str, clock: Clock, tenant_id: str = "acme") -> EventFeed:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=False, linger_ms=1)
+    await producer.start()
+    return EventFeed(producer, clock, tenant_id)
+
+
+class TopicReader:
+    """Every event on a topic from the beginning, read in the background (no consumer group)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.events: list[Envelope[EventData]] = []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for record in records:
+                    with contextlib.suppress(Exception):
+                        self.events.append(decode(record.value or b""))
+
+    def of_type(self, event_type: str) -> list[Envelope[Any]]:
+        return [e for e in self.events if e.type == event_type]
+
+    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 20) -> list[Envelope[Any]]:
+        async def enough() -> list[Envelope[Any]] | None:
+            found = self.of_type(event_type)
+            return found if len(found) >= count else None
+
+        return await poll_until(enough, timeout=timeout, what=f"{count} x {event_type}")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+
+async def read_topic(bootstrap_servers: str, topic: str) -> TopicReader:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+
+    async def partitions() -> set[int] | None:
+        await consumer._client.force_metadata_update()
+        return consumer.partitions_for_topic(topic)
+
+    parts = await poll_until(partitions, timeout=20, what=f"partitions of {topic}")
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return TopicReader(consumer)
+
+
+def at(clock: Clock, **delta: float) -> datetime:
+    return clock.now() + timedelta(**delta)
