@@ -88,6 +88,16 @@ class EngineHarness:
             await self.quiet()
         raise AssertionError(f"{invoice_id} still has a step pending after {max_steps} moves")
 
+    async def next_moment(self, invoice_id: str) -> None:
+        """Move the clock to the moment the case's timer is set for, and let it fire."""
+        await self.quiet()
+        state = await self.state(invoice_id)
+        assert state["next_at"] is not None, state
+        at = datetime.fromisoformat(state["next_at"])
+        if at > self.clock.now():
+            self.clock.set(at)
+        await self.quiet()
+
     def api(self, key: str | None = "acme-api-key") -> Any:
         return self.svc.client(key)
 
