@@ -91,8 +91,8 @@ class FakeSendGrid:
             "X-Twilio-Email-Event-Webhook-Signature": self.sign(timestamp, body),
             "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
         }
-        if tamper:
-            body = body.replace(b"delivered", b"bounce").replace(b'"event": "bounce"', b'"event": "delivered"')
+        if tamper:  # what a man in the middle would do: change the body after it was signed
+            body = body.replace(b'"delivered"', b'"bounce"').replace(b'"processed"', b'"spamreport"') + b" "
         return await self._http.post(url, content=body, headers=headers)
 
     def _build_app(self) -> FastAPI:
