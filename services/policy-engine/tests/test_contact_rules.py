@@ -1,0 +1,109 @@
+"""Contact caps, consent and opt-outs, quiet hours, and the stale-ledger rule on the real stack."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from dunning_events.envelope import TENANT_WIDE
+from dunning_events.events import ConsentRevoked, LedgerSynced, NotificationSent
+
+from .conftest import EngineHarness, customer, invoice, start_engine
+
+
+def calls(cid: str, invoice_id: str, n: int) -> list[NotificationSent]:
+    return [
+        NotificationSent(customer_id=cid, delivery_id=f"{cid}-call-{i}", step_id="s", channel="voice",
+                         invoice_ids=[invoice_id])
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days(engine: EngineHarness) -> None:
+    await engine.publish(customer("C-1", voice=True), customer("C-2", voice=True))
+    await engine.publish(*calls("C-1", "CAPPED", 7), *calls("C-2", "FREE", 6))
+    await engine.quiet()
+    overdue = engine.today - timedelta(days=70)  # the call escalation is the step that fits their age
+    await engine.publish(invoice("CAPPED", "C-1", due=overdue), invoice("FREE", "C-2", due=overdue))
+    await engine.quiet()
+
+    steps = {s.customer_id: s for s in await engine.steps_due()}
+    assert steps["C-1"].step_name == steps["C-2"].step_name == "call_escalation"
+    assert steps["C-1"].channels == ["task"]  # voice capped; the collector task (fallback) still goes out
+    assert steps["C-2"].channels == ["voice", "task"]
+    sent = [e for e in await engine.timeline("CAPPED") if e["kind"] == "sent"][0]
+    assert sent["detail"]["dropped"]["voice"] == (
+        "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
+    )
+
+
+async def test_no_sms_without_consent_and_an_opted_out_channel_is_never_used(engine: EngineHarness) -> None:
+    await engine.publish(customer("C-1", sms=False), customer("C-2", sms=True), customer("C-3"))
+    await engine.publish(ConsentRevoked(customer_id="C-3", channel="email", reason="unsubscribe"))
+    await engine.quiet()
+    overdue = engine.today - timedelta(days=63)  # sms escalation: sms + email
+    await engine.publish(invoice("A", "C-1", due=overdue), invoice("B", "C-2", due=overdue),
+                         invoice("C", "C-3", due=engine.today + timedelta(days=3)))  # fmt: skip
+    await engine.quiet()
+
+    steps = {s.customer_id: s for s in await engine.steps_due()}
+    assert steps["C-1"].channels == ["email"]
+    assert steps["C-2"].channels == ["sms", "email"]
+    assert "C-3" not in steps  # its only channel is email, which it opted out of
+    skipped = [e for e in await engine.timeline("C") if e["kind"] == "skipped"][0]
+    assert skipped["reason"] == "pre_due_reminder: no allowed channel: email: the customer opted out"
+    dropped = [e for e in await engine.timeline("A") if e["kind"] == "sent"][0]["detail"]["dropped"]
+    assert dropped == {"sms": "sms: no consent on record"}
+
+
+async def test_a_step_reached_after_hours_moves_to_8_local_and_goes_out_late_saying_so(
+    engine: EngineHarness, database_url: str, broker, clock  # type: ignore[no-untyped-def]
+) -> None:
+    la = ZoneInfo("America/Los_Angeles")
+    await engine.publish(customer("C-1", time_zone="America/Los_Angeles", country="US"),
+                         invoice("INV-1", due=engine.today + timedelta(days=10)))  # fmt: skip
+    await engine.quiet()
+    planned = datetime.fromisoformat((await engine.state("INV-1"))["next_at"])
+    assert planned.astimezone(la).hour == 10
+
+    # The engine is down while the step's moment passes; it comes back at 21:30 in Los Angeles.
+    await engine.svc.stop()
+    clock.set(datetime(2026, 3, 10, 21, 30, tzinfo=la))
+    engine.services[0] = await start_engine(database_url, broker, clock)
+    await engine.quiet()
+    assert await engine.steps_due() == []
+    moved = (await engine.timeline("INV-1"))[-1]
+    assert moved["kind"] == "scheduled" and "outside the debtor's contact window" in moved["reason"]
+    assert datetime.fromisoformat(moved["detail"]["planned_at"]) == datetime(2026, 3, 11, 8, 0, tzinfo=la)
+
+    await engine.next_moment("INV-1")
+    (step,) = await engine.steps_due()
+    assert step.late and step.step_name == "pre_due_reminder"
+    sent = [e for e in await engine.timeline("INV-1") if e["kind"] == "sent"][0]
+    assert "late (planned for" in sent["reason"] and sent["at"] == "2026-03-11T15:00:00+00:00"
+
+
+def synced(at: datetime) -> LedgerSynced:
+    return LedgerSynced(customer_id=TENANT_WIDE, connector="qbo", succeeded=True, started_at=at, finished_at=at,
+                        last_successful_sync_at=at)  # fmt: skip
+
+
+async def test_a_stale_ledger_sends_nothing_and_says_why_until_a_sync_succeeds(engine: EngineHarness) -> None:
+    await engine.publish(synced(engine.clock.now()))
+    await engine.publish(customer("C-1"), invoice("INV-1", due=engine.today + timedelta(days=3)))
+    # An API-only tenant (no connector ever reported a sync) is never stale.
+    await engine.publish(customer("G-1"), invoice("G-INV", "G-1", due=engine.today + timedelta(days=3)), tenant="globex")
+    await engine.quiet()
+    await engine.advance(days=3)  # the due-date notice's moment; the last sync is 72h old
+
+    steps = await engine.steps_due()
+    assert [(s.customer_id, s.step_name) for s in steps if s.customer_id == "C-1"] == [("C-1", "pre_due_reminder")]
+    assert ("G-1", "due_date_notice") in [(s.customer_id, s.step_name) for s in steps]
+    paused = (await engine.timeline("INV-1"))[-1]
+    assert paused["kind"] == "paused"
+    assert paused["reason"].startswith("paused: the ledger data is stale (connector qbo last synced successfully at")
+
+    await engine.publish(synced(engine.clock.now()))
+    await engine.quiet()
+    assert [e["kind"] for e in await engine.timeline("INV-1")][-3:] == ["resumed", "sent", "scheduled"]
+    assert (await engine.steps_due())[-1].step_name == "due_date_notice"
