@@ -11,7 +11,7 @@ import logging
 
 import uvicorn
 
-from dunning_kit.clock import SystemClock
+from dunning_kit.clock import clock_from_settings
 from dunning_kit.logs import configure_logging
 from dunning_kit.services import spec
 from dunning_kit.telemetry import configure_tracing
@@ -28,7 +28,7 @@ async def _serve(service: str) -> None:
     settings = module.Settings()
     configure_logging(s.name, settings.log_level, settings.log_format)
     configure_tracing(s.name)
-    runtime = module.build_runtime(settings, SystemClock())
+    runtime = module.build_runtime(settings, clock_from_settings(settings.clock_file))
     app = module.create_app(runtime)
     logging.getLogger("dunning").info("%s listening on %s:%d", s.name, settings.http_host, settings.http_port)
     config = uvicorn.Config(

@@ -39,3 +39,6 @@ class ServiceSettings(BaseSettings):
     self_service_signing_key: str = Field(
         "dev-only-change-me", description="HMAC key of customer links (same value in notifier and promise-tracker)"
     )
+    clock_file: Path | None = Field(
+        None, description="Simulations and fault tests only: read the time from this file, shared by all services"
+    )
