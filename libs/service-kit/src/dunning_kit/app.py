@@ -39,7 +39,7 @@ class _ServerSpanMiddleware(BaseHTTPMiddleware):
     """A server span per API call, so a trace starts at the ledger-sync call or the ERP webhook."""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path in ("/healthz", "/readyz", "/metrics"):
+        if request.url.path in ("/healthz", "/readyz", "/quietz", "/metrics"):
             return await call_next(request)
         from opentelemetry.trace import SpanKind
 
@@ -84,6 +84,18 @@ def create_service_app(
         checks = await runtime.readiness()
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/quietz", tags=["operations"], summary="Nothing in flight: no outbox backlog, lag or due timers")
+    async def quietz() -> JSONResponse:
+        # Simulations and fault tests wait on this after moving the clock; ops can read it as a drain check.
+        report = await runtime.quiet_report()
+        body = {
+            "quiet": report.quiet,
+            "outbox_backlog": report.outbox_backlog,
+            "consumer_lag": report.consumer_lag,
+            "timers_due": report.timers_due,
+        }
+        return JSONResponse(body, status_code=200 if report.quiet else 503)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def prometheus_metrics() -> PlainTextResponse:
