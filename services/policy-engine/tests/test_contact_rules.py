@@ -31,7 +31,7 @@ async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days(
     assert steps["C-1"].step_name == steps["C-2"].step_name == "call_escalation"
     assert steps["C-1"].channels == ["task"]  # voice capped; the collector task (fallback) still goes out
     assert steps["C-2"].channels == ["voice", "task"]
-    sent = [e for e in await engine.timeline("CAPPED") if e["kind"] == "sent"][0]
+    sent = next(e for e in await engine.timeline("CAPPED") if e["kind"] == "sent")
     assert sent["detail"]["dropped"]["voice"] == (
         "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
     )
@@ -50,14 +50,17 @@ async def test_no_sms_without_consent_and_an_opted_out_channel_is_never_used(eng
     assert steps["C-1"].channels == ["email"]
     assert steps["C-2"].channels == ["sms", "email"]
     assert "C-3" not in steps  # its only channel is email, which it opted out of
-    skipped = [e for e in await engine.timeline("C") if e["kind"] == "skipped"][0]
+    skipped = next(e for e in await engine.timeline("C") if e["kind"] == "skipped")
     assert skipped["reason"] == "pre_due_reminder: no allowed channel: email: the customer opted out"
-    dropped = [e for e in await engine.timeline("A") if e["kind"] == "sent"][0]["detail"]["dropped"]
+    dropped = next(e for e in await engine.timeline("A") if e["kind"] == "sent")["detail"]["dropped"]
     assert dropped == {"sms": "sms: no consent on record"}
 
 
 async def test_a_step_reached_after_hours_moves_to_8_local_and_goes_out_late_saying_so(
-    engine: EngineHarness, database_url: str, broker, clock  # type: ignore[no-untyped-def]
+    engine: EngineHarness,
+    database_url: str,
+    broker,
+    clock,  # type: ignore[no-untyped-def]
 ) -> None:
     la = ZoneInfo("America/Los_Angeles")
     await engine.publish(customer("C-1", time_zone="America/Los_Angeles", country="US"),
@@ -79,7 +82,7 @@ async def test_a_step_reached_after_hours_moves_to_8_local_and_goes_out_late_say
     await engine.next_moment("INV-1")
     (step,) = await engine.steps_due()
     assert step.late and step.step_name == "pre_due_reminder"
-    sent = [e for e in await engine.timeline("INV-1") if e["kind"] == "sent"][0]
+    sent = next(e for e in await engine.timeline("INV-1") if e["kind"] == "sent")
     assert "late (planned for" in sent["reason"] and sent["at"] == "2026-03-11T15:00:00+00:00"
 
 
@@ -92,7 +95,9 @@ async def test_a_stale_ledger_sends_nothing_and_says_why_until_a_sync_succeeds(e
     await engine.publish(synced(engine.clock.now()))
     await engine.publish(customer("C-1"), invoice("INV-1", due=engine.today + timedelta(days=3)))
     # An API-only tenant (no connector ever reported a sync) is never stale.
-    await engine.publish(customer("G-1"), invoice("G-INV", "G-1", due=engine.today + timedelta(days=3)), tenant="globex")
+    await engine.publish(
+        customer("G-1"), invoice("G-INV", "G-1", due=engine.today + timedelta(days=3)), tenant="globex"
+    )
     await engine.quiet()
     await engine.advance(days=3)  # the due-date notice's moment; the last sync is 72h old
 

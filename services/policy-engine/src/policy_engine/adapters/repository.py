@@ -123,29 +123,48 @@ async def load_where(
     return [case_from_record(r) for r in rows]
 
 
+# Advisory-lock namespace of per-customer timer claims (two-int form: classid 23, objid = key hash).
+_CLAIM_NS = 23
+_CUSTOMER_HASH = "(hashtext(tenant_id || ':' || customer_id)::bigint & 4294967295)"
+
+
 async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[Case]:
-    """Due cases, locked; SKIP LOCKED lets every replica claim a different batch at the same time. Other due
-    cases of the same customers are claimed too, so a customer's invoices at one step go out as one message."""
-    rows = await apg.fetch(
-        f"{_SELECT_CASES} WHERE next_at <= $1 ORDER BY next_at, tenant_id, customer_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    """Claim due cases a whole customer at a time, so one customer's invoices at one step always go out as one
+    message, even with several replicas.
+
+    1. Candidates: due cases in (next_at, customer) order, leaving out customers another replica holds now.
+    2. A transaction-scoped advisory lock per customer (try: a customer taken meanwhile is simply left out).
+    3. Every due case of the customers held, locked FOR UPDATE. Only the holder of a customer's advisory lock
+       locks its cases in bulk, so replicas never wait on each other; each due case is decided exactly once.
+    """
+    candidates = await apg.fetch(
+        "SELECT tenant_id, customer_id FROM cases WHERE next_at <= $1 AND "
+        f"{_CUSTOMER_HASH} NOT IN (SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' "
+        f"AND classid = {_CLAIM_NS} AND objsubid = 2) "
+        "ORDER BY next_at, tenant_id, customer_id LIMIT $2",
         now,
         limit,
     )
-    if not rows:
+    keys = list(dict.fromkeys((r["tenant_id"], r["customer_id"]) for r in candidates))
+    if not keys:
         return []
-    claimed = [case_from_record(r) for r in rows]
-    keys = {(c.tenant_id, c.customer_id) for c in claimed}
-    seen = {(c.tenant_id, c.invoice_id) for c in claimed}
     tenants, customers = zip(*keys, strict=True)
-    companions = await apg.fetch(
-        f"{_SELECT_CASES} WHERE next_at <= $1 AND (tenant_id, customer_id) IN "
-        "(SELECT * FROM unnest($2::text[], $3::text[])) FOR UPDATE SKIP LOCKED",
-        now,
+    held = await apg.fetch(
+        "SELECT t, c FROM unnest($1::text[], $2::text[]) AS k(t, c) "
+        f"WHERE pg_try_advisory_xact_lock({_CLAIM_NS}, hashtext(t || ':' || c))",
         list(tenants),
         list(customers),
     )
-    claimed.extend(case_from_record(r) for r in companions if (r["tenant_id"], r["invoice_id"]) not in seen)
-    return claimed
+    if not held:
+        return []
+    rows = await apg.fetch(
+        f"{_SELECT_CASES} WHERE next_at <= $1 AND (tenant_id, customer_id) IN "
+        "(SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY tenant_id, customer_id, invoice_id FOR UPDATE",
+        now,
+        [r["t"] for r in held],
+        [r["c"] for r in held],
+    )
+    return [case_from_record(r) for r in rows]
 
 
 async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Debtor]:

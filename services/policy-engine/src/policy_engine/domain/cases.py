@@ -559,7 +559,9 @@ def mark_sent(
     late = firing.late_by
     reason = f"{step.name} due: sent to the notifier"
     if late is not None:
-        reason += f", {_fmt_delta(late)} late (planned for {_iso(case.planned_at)}; the engine was not running or behind)"  # type: ignore[arg-type]
+        reason += (
+            f", {_fmt_delta(late)} late (planned for {_iso(case.planned_at)}; the engine was not running or behind)"  # type: ignore[arg-type]
+        )
     detail: dict[str, Any] = {"step_id": step_id, "channels": firing.channels, "tone": step.tone,
                               "template_id": step.template_id}  # fmt: skip
     if firing.dropped:
