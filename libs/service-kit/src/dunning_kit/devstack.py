@@ -42,15 +42,18 @@ def _say(msg: str) -> None:
 
 
 class DevStack:
-    def __init__(self, ports: Ports, extra_env: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, ports: Ports, extra_env: dict[str, dict[str, str]] | None = None, run_dir: Path = RUN_DIR
+    ) -> None:
         self.ports = ports
+        self.run_dir = run_dir
         self.extra_env = extra_env or {}
         self.pg: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.service_env: dict[str, dict[str, str]] = {}
         self.urls: dict[str, str] = {}
-        self.logs = RUN_DIR / "logs"
+        self.logs = run_dir / "logs"
 
     # ------------------------------------------------------------------ infrastructure
 
@@ -59,7 +62,7 @@ class DevStack:
         if external:
             _say(f"PostgreSQL: external ({external.split('@')[-1]})")
             return external
-        self.pg = EmbeddedPostgres(RUN_DIR / "pg", port=self.ports.postgres).start()
+        self.pg = EmbeddedPostgres(self.run_dir / "pg", port=self.ports.postgres).start()
         if "dunning" not in self.pg.psql("postgres", "SELECT datname FROM pg_database").split():
             self.pg.psql("postgres", "CREATE DATABASE dunning")
         return self.pg.dsn("dunning")
@@ -92,7 +95,7 @@ class DevStack:
             upgrade(s.migrations_dir, db_url, s.schema)
 
         self.spawn("smtp-sink", ["-m", "dunning_kit.devfakes.smtp_sink", "--port", str(self.ports.smtp),
-                                 "--maildir", str(RUN_DIR / "mail")], {})  # fmt: skip
+                                 "--maildir", str(self.run_dir / "mail")], {})  # fmt: skip
         twilio_url = ""
         if importlib.util.find_spec("dunning_kit.devfakes.twilio") is not None:
             self.spawn("fake-twilio", ["-m", "dunning_kit.devfakes.twilio", "--port", str(self.ports.twilio)], {})
@@ -129,7 +132,7 @@ class DevStack:
             self._wait_ready(name, url, deadline)
         _say(f"\nall services ready in {time.monotonic() - started:.1f}s\n")
         rows = [(name, url, f"{url}/docs") for name, url in urls.items()]
-        rows.append(("smtp sink", f"smtp://127.0.0.1:{self.ports.smtp}", f"mail stored in {RUN_DIR / 'mail'}"))
+        rows.append(("smtp sink", f"smtp://127.0.0.1:{self.ports.smtp}", f"mail stored in {self.run_dir / 'mail'}"))
         if twilio_url:
             rows.append(("fake twilio", twilio_url, "Twilio REST API stand-in"))
         if self.pg:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -15,6 +18,19 @@ from dunning_kit.clock import clock_from_settings
 from dunning_kit.logs import configure_logging
 from dunning_kit.services import spec
 from dunning_kit.telemetry import configure_tracing
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM after shutdown (exit status 143); we own the signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for open connections
+        self.should_exit = True
 
 
 def serve(service: str) -> None:
@@ -39,7 +55,13 @@ async def _serve(service: str) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
-    await uvicorn.Server(config).serve()
+    server = _DrainingServer(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGTERM starts the drain (lifespan shutdown: stop consuming, finish the batch, flush the outbox);
+        # the process then exits 0, which Kubernetes reads as a clean stop.
+        loop.add_signal_handler(sig, server.request_exit)
+    await server.serve()
 
 
 def main() -> None:

@@ -1,0 +1,135 @@
+"""Fault-injection harness: every service as its own OS process (so SIGKILL is real), one embedded
+PostgreSQL and broker, a real SMTP sink, and a shared simulated clock in a file (CLOCK_FILE)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dunning_kit.clock import set_file_clock
+from dunning_kit.devstack import DevStack, Ports
+from dunning_kit.embedded import free_port
+from dunning_kit.pytest_plugin import SIM_START
+from dunning_kit.services import SERVICES
+from dunning_kit.testing import poll_until
+
+KEY = {"Authorization": "Bearer dev-acme-key"}
+
+
+@dataclass
+class ProcessPlatform:
+    stack: DevStack
+    run_dir: Path
+    clock_file: Path
+    now: datetime
+
+    def url(self, service: str) -> str:
+        return self.stack.urls[service]
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url(service), headers=KEY, timeout=30)
+
+    def advance(self, **delta: float) -> None:
+        self.now = self.now + timedelta(**delta)
+        set_file_clock(self.clock_file, self.now)
+
+    async def quiet(self, timeout: float = 60) -> None:
+        """Every service reports no outbox backlog, no consumer lag and no due timers, twice in a row."""
+        streak = 0
+
+        async def all_quiet() -> bool:
+            nonlocal streak
+            async with httpx.AsyncClient(timeout=5) as http:
+                codes = []
+                for s in SERVICES:
+                    try:
+                        codes.append((await http.get(f"{self.url(s.name)}/quietz")).status_code)
+                    except httpx.HTTPError:
+                        codes.append(0)
+            streak = streak + 1 if all(c == 200 for c in codes) else 0
+            return streak >= 2
+
+        await poll_until(all_quiet, timeout=timeout, interval=0.2, what="every service to be quiet")
+
+    async def ready(self, service: str) -> int:
+        async with httpx.AsyncClient(timeout=3) as http:
+            try:
+                return (await http.get(f"{self.url(service)}/readyz")).status_code
+            except httpx.HTTPError:
+                return 0
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        out = []
+        for path in sorted((self.run_dir / "mail").glob("*.eml")):
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            out.append(msg)  # type: ignore[arg-type]
+        return out
+
+    def sql(self, query: str) -> list[list[str]]:
+        assert self.stack.pg is not None
+        text = self.stack.pg.psql("dunning", query)
+        return [line.split("|") for line in text.splitlines() if line]
+
+    def restart(self, service: str) -> None:
+        self.stack.start_service(service)
+        self.stack.wait_ready(service, timeout=60)
+
+
+@pytest.fixture
+def process_platform(tmp_path: Path) -> Iterator[ProcessPlatform]:
+    clock_file = tmp_path / "clock"
+    set_file_clock(clock_file, SIM_START)
+    common = {
+        "CLOCK_FILE": str(clock_file),
+        "TIMER_POLL_INTERVAL": "0.2",
+        "OUTBOX_POLL_INTERVAL": "0.05",
+        "LOG_LEVEL": "INFO",
+        "SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    ports = Ports(
+        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_four_free_ports()
+    )
+    stack = DevStack(ports, extra_env={s.name: dict(common) for s in SERVICES}, run_dir=tmp_path)
+    try:
+        stack.up(timeout=90)
+        yield ProcessPlatform(stack, tmp_path, clock_file, SIM_START)
+    finally:
+        stack.down()
+
+
+def _four_free_ports() -> int:
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        if base > 60000:
+            continue
+        ok = True
+        for p in range(base, base + 4):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no four consecutive free ports")
+
+
+async def gather_limited(coros: list, limit: int = 16) -> list:  # type: ignore[type-arg]
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c):  # type: ignore[no-untyped-def]
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
