@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
             "from the ERP is counted (the deadline itself does not move)"
         ),
     )
+    promise_deadline_workers: int = Field(
+        2, ge=1, le=16, description="Deadline batches claimed concurrently per replica (FOR UPDATE SKIP LOCKED)"
+    )
     self_service_plan_interval: Literal["weekly", "fortnightly", "monthly"] = Field(
         "monthly", description="Instalment interval of plans customers request on the self-service page"
     )

@@ -1,50 +1,61 @@
 """The durable deadline timer: promises whose check time has come are claimed in batches (FOR UPDATE
-SKIP LOCKED, so replicas share the work) and judged set-wise: one claim, one verdict pass in Python,
-one statement per kind of change.
+SKIP LOCKED, so replicas share the work) and judged set-wise: one statement claims, judges and records a
+batch; then one statement per kind of consequence (counters, invoices released, events).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, any_, exists, func, or_, select
+from sqlalchemy import DateTime, Integer, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.outbox import OutboxWriter
 from promise_tracker.adapters import orm
-from promise_tracker.domain.promises import judge_at_deadline
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution
+
+# Claim, judge and record in one statement: the verdict is decided set-wise in PostgreSQL, so each due
+# promise is written once (a separate SELECT ... FOR UPDATE would write every row twice). The CASE is
+# domain.promises.judge_at_deadline in SQL; the boundary tests in test_matching.py pin both.
+# "settled": nothing was owed on any covered invoice by the deadline, however it got settled (a late
+# payment that settles the invoice after the deadline does not save the promise).
+_CLAIM_AND_JUDGE = text(
+    """
+    WITH due AS (
+        SELECT p.tenant_id, p.promise_id,
+               NOT EXISTS (
+                   SELECT 1 FROM invoices AS i
+                   WHERE i.tenant_id = p.tenant_id AND i.invoice_id = ANY (p.invoice_ids)
+                     AND (i.settled_at IS NULL OR i.settled_at >= p.deadline + interval '1 second')
+               ) AS settled
+        FROM promises AS p
+        WHERE p.status = 'active' AND p.check_at <= :now
+        ORDER BY p.check_at
+        LIMIT :limit
+        FOR UPDATE OF p SKIP LOCKED
+    )
+    UPDATE promises AS p
+    SET status = CASE
+            WHEN p.received_minor >= p.amount_minor OR due.settled THEN 'kept'
+            WHEN p.received_minor > 0 THEN 'partially_kept'
+            ELSE 'broken'
+        END,
+        resolved_at = :now
+    FROM due
+    WHERE p.tenant_id = due.tenant_id AND p.promise_id = due.promise_id
+    RETURNING p.*
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)), bindparam("limit", type_=Integer))
 
 
 async def fire_due(session: AsyncSession, outbox: OutboxWriter, now: datetime, limit: int) -> int:
-    p = orm.promises
-    i = orm.invoices.c
-    # Nothing left to pay on any covered invoice by the deadline (however it got settled) means the
-    # promise cannot be broken. A late payment that settles the invoice after the deadline does not save it.
-    owing = exists().where(
-        i.tenant_id == p.c.tenant_id,
-        i.invoice_id == any_(p.c.invoice_ids),
-        or_(i.settled_at.is_(None), i.settled_at >= p.c.deadline + timedelta(seconds=1)),
-    )
-    due = (
-        await session.execute(
-            select(p, (~owing).label("settled"))
-            .where(and_(p.c.status == "active", p.c.check_at <= now))
-            .order_by(p.c.check_at)
-            .limit(limit)
-            .with_for_update(of=p, skip_locked=True)
-        )
-    ).all()
-    if not due:
+    judged = (await session.execute(_CLAIM_AND_JUDGE, {"now": now, "limit": limit})).all()
+    if not judged:
         return 0
-    resolutions = []
-    for row in due:
-        outcome = judge_at_deadline(row.amount_minor, row.received_minor, row.settled)
-        resolutions.append(Resolution(row, outcome.verdict, row.received_minor))
     outcomes = Outcomes(session, outbox, now)
-    await outcomes.resolve(resolutions)
+    await outcomes.resolve([Resolution(row, row.status, row.received_minor) for row in judged], recorded=True)
     await outcomes.flush()
-    return len(due)
+    return len(judged)
 
 
 async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:

@@ -9,14 +9,16 @@ missed one is reported broken, then plan.defaulted, so a consumer that re-escala
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text, bindparam, delete, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.envelope import Envelope, EventData, new_event
@@ -34,6 +36,44 @@ from promise_tracker.domain.plans import on_missed_instalment
 from promise_tracker.domain.promises import Verdict
 
 SOURCE = "promise-tracker"
+
+
+@functools.cache
+def _envelope_of(model: type[EventData]) -> type[Envelope[Any]]:
+    return Envelope[model]  # type: ignore[valid-type]
+
+
+# Set-wise statements over arrays (one round trip and one cached plan per batch, whatever its size).
+_END_PROMISES = text(
+    "UPDATE promises AS p SET status = u.status, received_minor = u.received, resolved_at = :now, reason = u.reason "
+    "FROM unnest(:tenants, :ids, :statuses, :received, :reasons) AS u(tenant_id, promise_id, status, received, reason) "
+    "WHERE p.tenant_id = u.tenant_id AND p.promise_id = u.promise_id AND p.status = 'active'"
+).bindparams(
+    bindparam("tenants", type_=ARRAY(String)),
+    bindparam("ids", type_=ARRAY(String)),
+    bindparam("statuses", type_=ARRAY(String)),
+    bindparam("received", type_=ARRAY(BigInteger)),
+    bindparam("reasons", type_=ARRAY(Text)),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+_RELEASE_PROMISE_INVOICES = text(
+    "DELETE FROM commitments AS c USING unnest(:tenants, :ids) AS u(tenant_id, holder_id) "
+    "WHERE c.tenant_id = u.tenant_id AND c.holder_id = u.holder_id AND c.holder_kind = 'promise'"
+).bindparams(bindparam("tenants", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(String)))
+_COUNT_PER_CUSTOMER = text(
+    "INSERT INTO customers (tenant_id, customer_id, kept_promise_count, broken_promise_count) "
+    "SELECT * FROM unnest(:tenants, :customers, :kept, :broken) "
+    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET "
+    "kept_promise_count = customers.kept_promise_count + EXCLUDED.kept_promise_count, "
+    "broken_promise_count = customers.broken_promise_count + EXCLUDED.broken_promise_count "
+    "RETURNING tenant_id, customer_id, broken_promise_count"
+).bindparams(
+    bindparam("tenants", type_=ARRAY(String)),
+    bindparam("customers", type_=ARRAY(String)),
+    bindparam("kept", type_=ARRAY(Integer)),
+    bindparam("broken", type_=ARRAY(Integer)),
+)
+
 Ending = Verdict | str  # "kept" | "partially_kept" | "broken" | "cancelled"
 
 
@@ -57,49 +97,57 @@ class Outcomes:
     def emit(self, data: EventData, tenant_id: str, cause: Envelope[EventData] | None = None) -> None:
         self._events.append(new_event(data, tenant_id=tenant_id, source=SOURCE, occurred_at=self.now, caused_by=cause))
 
+    def emit_built(
+        self, model: type[EventData], tenant_id: str, cause: Envelope[EventData] | None, **fields: Any
+    ) -> None:
+        """Like emit, for payloads this service assembled from its own rows (already the right types):
+        skips re-validation, which is most of an event's cost when the deadline timer writes thousands."""
+        data = model.model_construct(**fields)
+        correlation = cause.correlation_id if cause is not None else uuid.uuid4()
+        self._events.append(
+            _envelope_of(model).model_construct(
+                id=uuid.uuid4(), type=model.event_type, schema_version=model.schema_version, source=SOURCE,
+                occurred_at=self.now, tenant_id=tenant_id, subject=data.subject(), correlation_id=correlation,
+                causation_id=cause.id if cause is not None else None, data=data,
+            )
+        )  # fmt: skip
+
     async def flush(self) -> None:
         await self.outbox.add(self.session, self._events)
         self._events = []
 
     # ------------------------------------------------------------------ ending promises
 
-    async def resolve(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None) -> None:
-        """Record the endings, adjust customer counters, release invoices, emit events, settle plans."""
+    async def resolve(
+        self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None, *, recorded: bool = False
+    ) -> None:
+        """Record the endings (unless the caller already did), adjust customer counters, release invoices,
+        emit events, settle plans."""
         if not resolutions:
             return
-        p = orm.promises
+        if not recorded:
+            await self._record_endings(resolutions)
+        await self._after_endings(resolutions, cause)
+
+    async def _record_endings(self, resolutions: Sequence[Resolution]) -> None:
         await self.session.execute(
-            update(p)
-            .where(
-                p.c.tenant_id == bindparam("b_tenant"),
-                p.c.promise_id == bindparam("b_promise"),
-                p.c.status == "active",
-            )
-            .values(
-                status=bindparam("b_status"),
-                received_minor=bindparam("b_received"),
-                resolved_at=self.now,
-                reason=bindparam("b_reason"),
-            )
-            .execution_options(synchronize_session=False),
-            [
-                {
-                    "b_tenant": r.row.tenant_id,
-                    "b_promise": r.row.promise_id,
-                    "b_status": r.ending,
-                    "b_received": r.received_minor,
-                    "b_reason": r.reason,
-                }
-                for r in resolutions
-            ],
+            _END_PROMISES,
+            {
+                "tenants": [r.row.tenant_id for r in resolutions],
+                "ids": [r.row.promise_id for r in resolutions],
+                "statuses": [r.ending for r in resolutions],
+                "received": [r.received_minor for r in resolutions],
+                "reasons": [r.reason for r in resolutions],
+                "now": self.now,
+            },
         )
-        standalone = [(r.row.tenant_id, r.row.promise_id) for r in resolutions if r.row.plan_id is None]
+
+    async def _after_endings(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None) -> None:
+        standalone = [r.row for r in resolutions if r.row.plan_id is None]
         if standalone:
-            c = orm.commitments.c
             await self.session.execute(
-                delete(orm.commitments).where(
-                    c.holder_kind == "promise", tuple_(c.tenant_id, c.holder_id).in_(standalone)
-                )
+                _RELEASE_PROMISE_INVOICES,
+                {"tenants": [r.tenant_id for r in standalone], "ids": [r.promise_id for r in standalone]},
             )
         broken_counts = await self._count(resolutions)
 
@@ -123,22 +171,18 @@ class Outcomes:
                 per_customer[key][1] += 1
         if not per_customer:
             return {}
-        cu = orm.customers
-        stmt = insert(cu).values(
-            [
-                {"tenant_id": t, "customer_id": c, "kept_promise_count": kept, "broken_promise_count": broken}
-                for (t, c), (kept, broken) in per_customer.items()
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[cu.c.tenant_id, cu.c.customer_id],
-            set_={
-                "kept_promise_count": cu.c.kept_promise_count + stmt.excluded.kept_promise_count,
-                "broken_promise_count": cu.c.broken_promise_count + stmt.excluded.broken_promise_count,
-            },
-        ).returning(cu.c.tenant_id, cu.c.customer_id, cu.c.broken_promise_count)
+        keys = list(per_customer)
         totals = {
-            (row.tenant_id, row.customer_id): row.broken_promise_count for row in await self.session.execute(stmt)
+            (row.tenant_id, row.customer_id): row.broken_promise_count
+            for row in await self.session.execute(
+                _COUNT_PER_CUSTOMER,
+                {
+                    "tenants": [t for t, _ in keys],
+                    "customers": [c for _, c in keys],
+                    "kept": [per_customer[k][0] for k in keys],
+                    "broken": [per_customer[k][1] for k in keys],
+                },
+            )
         }
         # Number the batch's broken promises per customer in deadline order, ending at the new total.
         running: dict[tuple[str, str], int] = {k: totals[k] - v[1] for k, v in per_customer.items()}
@@ -161,27 +205,23 @@ class Outcomes:
         amount = from_minor(row.amount_minor, row.currency)
         received = from_minor(r.received_minor, row.currency)
         if r.ending == "kept":
-            self.emit(
-                PromiseKept(**common, currency=row.currency, amount=amount, received=received, plan_id=row.plan_id),
-                row.tenant_id,
-                cause,
-            )
+            self.emit_built(
+                PromiseKept, row.tenant_id, cause,
+                **common, currency=row.currency, amount=amount, received=received, plan_id=row.plan_id,
+            )  # fmt: skip
             return
-        self.emit(
-            PromiseBroken(
-                **common,
-                currency=row.currency,
-                amount=amount,
-                received=received,
-                shortfall=from_minor(row.amount_minor - max(r.received_minor, 0), row.currency),
-                partially_kept=r.ending == "partially_kept",
-                deadline=row.deadline,
-                broken_promise_count=broken_counts[(row.tenant_id, row.promise_id)],
-                plan_id=row.plan_id,
-            ),
-            row.tenant_id,
-            cause,
-        )
+        self.emit_built(
+            PromiseBroken, row.tenant_id, cause,
+            **common,
+            currency=row.currency,
+            amount=amount,
+            received=received,
+            shortfall=from_minor(row.amount_minor - max(r.received_minor, 0), row.currency),
+            partially_kept=r.ending == "partially_kept",
+            deadline=row.deadline,
+            broken_promise_count=broken_counts[(row.tenant_id, row.promise_id)],
+            plan_id=row.plan_id,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ plans
 
