@@ -52,7 +52,7 @@ async def _seed(database_url: str, n: int) -> None:
                 "customers", schema_name=SCHEMA, columns=["tenant_id", "customer_id", "time_zone"],
                 records=[("acme", f"C-{c:06d}", "UTC") for c in range(customers)],
             )  # fmt: skip
-            invoices, promises, commitments = [], [], []
+            invoices, promises, commitments, timers = [], [], [], []
             for i in range(n):
                 cluster = i % CLUSTERS + 1
                 check_at = DAY + timedelta(hours=cluster)
@@ -62,9 +62,10 @@ async def _seed(database_url: str, n: int) -> None:
                 invoices.append(("acme", invoice, customer, f"{i:07d}", "EUR", 50_000, 50_000, "open"))
                 promises.append(
                     ("acme", promise, customer, [invoice], "EUR", 50_000, 0, (check_at - timedelta(days=1)).date(),
-                     check_at - timedelta(seconds=1), check_at, "collector", "active", created)
+                     check_at - timedelta(seconds=1), "collector", "active", created)
                 )  # fmt: skip
                 commitments.append(("acme", invoice, "promise", promise))
+                timers.append(("acme", promise, check_at))
             await apg.copy_records_to_table(
                 "invoices", schema_name=SCHEMA, records=invoices,
                 columns=["tenant_id", "invoice_id", "customer_id", "number", "currency", "total_minor",
@@ -73,13 +74,17 @@ async def _seed(database_url: str, n: int) -> None:
             await apg.copy_records_to_table(
                 "promises", schema_name=SCHEMA, records=promises,
                 columns=["tenant_id", "promise_id", "customer_id", "invoice_ids", "currency", "amount_minor",
-                         "received_minor", "promised_date", "deadline", "check_at", "recorded_by", "status",
+                         "received_minor", "promised_date", "deadline", "recorded_by", "status",
                          "created_at"],
             )  # fmt: skip
             await apg.copy_records_to_table(
                 "commitments", schema_name=SCHEMA, records=commitments,
                 columns=["tenant_id", "invoice_id", "holder_kind", "holder_id"],
             )  # fmt: skip
+            await apg.copy_records_to_table(
+                "deadline_timers", schema_name=SCHEMA, records=timers, columns=["tenant_id", "promise_id", "check_at"]
+            )
+            await apg.execute(f"ANALYZE {SCHEMA}.deadline_timers")
             await apg.execute(f"ANALYZE {SCHEMA}.promises; ANALYZE {SCHEMA}.invoices; ANALYZE {SCHEMA}.customers")
     finally:
         await engine.dispose()

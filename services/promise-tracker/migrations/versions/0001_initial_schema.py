@@ -36,6 +36,13 @@ def upgrade() -> None:
     sa.Column('kept_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
+    op.create_table('deadline_timers',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('promise_id', sa.String(length=64), nullable=False),
+    sa.Column('check_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'promise_id')
+    )
+    op.create_index('ix_deadline_timers_due', 'deadline_timers', ['check_at'], unique=False)
     op.create_table('inbox',
     sa.Column('consumer_group', sa.String(length=200), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -111,7 +118,6 @@ def upgrade() -> None:
     sa.Column('received_minor', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('promised_date', sa.Date(), nullable=False),
     sa.Column('deadline', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('check_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('recorded_by', sa.String(length=20), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('plan_id', sa.String(length=64), nullable=True),
@@ -123,8 +129,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'promise_id')
     )
     op.create_index('ix_promises_customer', 'promises', ['tenant_id', 'customer_id', 'created_at'], unique=False)
-    op.create_index('ix_promises_due', 'promises', ['check_at'], unique=False, postgresql_where=sa.text("status = 'active'"))
-    op.create_index('ix_promises_plan', 'promises', ['tenant_id', 'plan_id', 'instalment_index'], unique=False)
+    op.create_index('ix_promises_plan', 'promises', ['tenant_id', 'plan_id', 'instalment_index'], unique=False, postgresql_where=sa.text('plan_id IS NOT NULL'))
     op.create_table('receipts',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -147,8 +152,7 @@ def downgrade() -> None:
     op.drop_index('ix_receipts_source', table_name='receipts')
     op.drop_index('ix_receipts_promise', table_name='receipts')
     op.drop_table('receipts')
-    op.drop_index('ix_promises_plan', table_name='promises')
-    op.drop_index('ix_promises_due', table_name='promises', postgresql_where=sa.text("status = 'active'"))
+    op.drop_index('ix_promises_plan', table_name='promises', postgresql_where=sa.text('plan_id IS NOT NULL'))
     op.drop_index('ix_promises_customer', table_name='promises')
     op.drop_table('promises')
     op.drop_table('promise_rules')
@@ -159,6 +163,8 @@ def downgrade() -> None:
     op.drop_index('ix_invoices_customer', table_name='invoices')
     op.drop_table('invoices')
     op.drop_table('inbox')
+    op.drop_index('ix_deadline_timers_due', table_name='deadline_timers')
+    op.drop_table('deadline_timers')
     op.drop_table('customers')
     op.drop_index('ix_commitments_holder', table_name='commitments')
     op.drop_table('commitments')

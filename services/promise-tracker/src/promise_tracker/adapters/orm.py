@@ -109,8 +109,6 @@ promises = Table(
     Column("received_minor", BigInteger, nullable=False, server_default="0"),
     Column("promised_date", Date, nullable=False),
     Column("deadline", DateTime(timezone=True), nullable=False),
-    # The durable deadline timer: when the check runs (deadline + 1 s + settle). Claimed with SKIP LOCKED.
-    Column("check_at", DateTime(timezone=True), nullable=False),
     Column("recorded_by", String(20), nullable=False),
     Column("note", Text),
     Column("plan_id", String(64)),
@@ -119,9 +117,20 @@ promises = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),
     Column("reason", Text),
-    Index("ix_promises_due", "check_at", postgresql_where=text("status = 'active'")),
+    # No index mentions status, so ending a promise can be a HOT update (no index writes).
     Index("ix_promises_customer", "tenant_id", "customer_id", "created_at"),
-    Index("ix_promises_plan", "tenant_id", "plan_id", "instalment_index"),
+    Index("ix_promises_plan", "tenant_id", "plan_id", "instalment_index", postgresql_where=text("plan_id IS NOT NULL")),
+)
+
+# The durable deadline timers: one narrow row per active promise, due at deadline + 1 s + settle window.
+# Claimed in batches with FOR UPDATE SKIP LOCKED and deleted when fired (or when the promise ends sooner).
+deadline_timers = Table(
+    "deadline_timers",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("promise_id", String(64), primary_key=True),
+    Column("check_at", DateTime(timezone=True), nullable=False),
+    Index("ix_deadline_timers_due", "check_at"),
 )
 
 # One row per invoice covered by an active promise or plan: the primary key is what makes

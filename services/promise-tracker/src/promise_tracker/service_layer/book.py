@@ -134,6 +134,7 @@ class PromiseBook:
         )
         promise = self._promise_values(new, tz, rules.grace_days)
         await self.session.execute(orm.promises.insert().values(**promise))
+        await self._start_timers([promise])
         await self._commit_invoices(new.invoice_ids, "promise", promise["promise_id"])
         await self.outbox.add(self.session, [self._created_event(promise)])
         return promise
@@ -157,7 +158,6 @@ class PromiseBook:
             "received_minor": 0,
             "promised_date": new.promised_date,
             "deadline": deadline,
-            "check_at": check_at_for(deadline, self.settle_seconds),
             "recorded_by": new.recorded_by,
             "note": new.note,
             "plan_id": plan_id,
@@ -180,6 +180,19 @@ class PromiseBook:
             note=promise["note"],
         )
         return new_event(data, tenant_id=self.tenant_id, source="promise-tracker", occurred_at=self.now)
+
+    async def _start_timers(self, promises: list[dict[str, Any]]) -> None:
+        await self.session.execute(
+            orm.deadline_timers.insert(),
+            [
+                {
+                    "tenant_id": self.tenant_id,
+                    "promise_id": p["promise_id"],
+                    "check_at": check_at_for(p["deadline"], self.settle_seconds),
+                }
+                for p in promises
+            ],
+        )
 
     async def _commit_invoices(self, invoice_ids: list[str], kind: str, holder_id: str) -> None:
         await self.session.execute(
@@ -261,6 +274,7 @@ class PromiseBook:
         ]
         await self.session.execute(orm.plans.insert().values(**plan))
         await self.session.execute(orm.promises.insert(), instalments)
+        await self._start_timers(instalments)
         await self._commit_invoices(new.invoice_ids, "plan", plan_id)
 
         created = PlanCreated(

@@ -22,27 +22,29 @@ from promise_tracker.service_layer.outcomes import Outcomes, Resolution
 _CLAIM_AND_JUDGE = text(
     """
     WITH due AS (
-        SELECT p.tenant_id, p.promise_id,
-               NOT EXISTS (
-                   SELECT 1 FROM invoices AS i
-                   WHERE i.tenant_id = p.tenant_id AND i.invoice_id = ANY (p.invoice_ids)
-                     AND (i.settled_at IS NULL OR i.settled_at >= p.deadline + interval '1 second')
-               ) AS settled
-        FROM promises AS p
-        WHERE p.status = 'active' AND p.check_at <= :now
-        ORDER BY p.check_at
+        SELECT tenant_id, promise_id FROM deadline_timers
+        WHERE check_at <= :now
+        ORDER BY check_at
         LIMIT :limit
-        FOR UPDATE OF p SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
+    ), fired AS (
+        DELETE FROM deadline_timers AS t USING due
+        WHERE t.tenant_id = due.tenant_id AND t.promise_id = due.promise_id
+        RETURNING t.tenant_id, t.promise_id
     )
     UPDATE promises AS p
     SET status = CASE
-            WHEN p.received_minor >= p.amount_minor OR due.settled THEN 'kept'
+            WHEN p.received_minor >= p.amount_minor OR NOT EXISTS (
+                SELECT 1 FROM invoices AS i
+                WHERE i.tenant_id = p.tenant_id AND i.invoice_id = ANY (p.invoice_ids)
+                  AND (i.settled_at IS NULL OR i.settled_at >= p.deadline + interval '1 second')
+            ) THEN 'kept'
             WHEN p.received_minor > 0 THEN 'partially_kept'
             ELSE 'broken'
         END,
         resolved_at = :now
-    FROM due
-    WHERE p.tenant_id = due.tenant_id AND p.promise_id = due.promise_id
+    FROM fired
+    WHERE p.tenant_id = fired.tenant_id AND p.promise_id = fired.promise_id AND p.status = 'active'
     RETURNING p.*
     """
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)), bindparam("limit", type_=Integer))
@@ -51,6 +53,7 @@ _CLAIM_AND_JUDGE = text(
 async def fire_due(session: AsyncSession, outbox: OutboxWriter, now: datetime, limit: int) -> int:
     judged = (await session.execute(_CLAIM_AND_JUDGE, {"now": now, "limit": limit})).all()
     if not judged:
+        # Timers whose promise already ended are deleted with the claim; nothing else to do.
         return 0
     outcomes = Outcomes(session, outbox, now)
     await outcomes.resolve([Resolution(row, row.status, row.received_minor) for row in judged], recorded=True)
@@ -59,11 +62,11 @@ async def fire_due(session: AsyncSession, outbox: OutboxWriter, now: datetime, l
 
 
 async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
-    p = orm.promises.c
+    t = orm.deadline_timers.c
     row = (
         await session.execute(
-            select(func.count(), func.coalesce(func.extract("epoch", now - func.min(p.check_at)), 0)).where(
-                p.status == "active", p.check_at <= now
+            select(func.count(), func.coalesce(func.extract("epoch", now - func.min(t.check_at)), 0)).where(
+                t.check_at <= now
             )
         )
     ).one()

@@ -56,6 +56,10 @@ _END_PROMISES = text(
     bindparam("reasons", type_=ARRAY(Text)),
     bindparam("now", type_=DateTime(timezone=True)),
 )
+_STOP_TIMERS = text(
+    "DELETE FROM deadline_timers AS t USING unnest(:tenants, :ids) AS u(tenant_id, promise_id) "
+    "WHERE t.tenant_id = u.tenant_id AND t.promise_id = u.promise_id"
+).bindparams(bindparam("tenants", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(String)))
 _RELEASE_PROMISE_INVOICES = text(
     "DELETE FROM commitments AS c USING unnest(:tenants, :ids) AS u(tenant_id, holder_id) "
     "WHERE c.tenant_id = u.tenant_id AND c.holder_id = u.holder_id AND c.holder_kind = 'promise'"
@@ -140,6 +144,13 @@ class Outcomes:
                 "reasons": [r.reason for r in resolutions],
                 "now": self.now,
             },
+        )
+        await self._stop_timers([r.row for r in resolutions])
+
+    async def _stop_timers(self, rows: Sequence[Any]) -> None:
+        """A promise that ended before its deadline needs no check any more."""
+        await self.session.execute(
+            _STOP_TIMERS, {"tenants": [r.tenant_id for r in rows], "ids": [r.promise_id for r in rows]}
         )
 
     async def _after_endings(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None) -> None:
@@ -309,6 +320,8 @@ class Outcomes:
                 .returning(p)
             )
         ).all()
+        if rows:
+            await self._stop_timers(rows)
         for row in sorted(rows, key=lambda r: r.instalment_index):
             self._emit_ending(Resolution(row, "cancelled", row.received_minor, reason), {}, cause)
         return len(rows)
