@@ -31,7 +31,7 @@ from promise_tracker.domain.promises import (
     validate_promise,
 )
 from promise_tracker.domain.rules import PromiseRules
-from promise_tracker.service_layer.outcomes import Outcomes, Resolution
+from promise_tracker.service_layer.outcomes import Outcomes, Resolution, lock_timers
 from promise_tracker.service_layer.rules import load_rules
 
 
@@ -205,6 +205,7 @@ class PromiseBook:
 
     async def cancel_promise(self, promise_id: str, reason: str | None) -> None:
         p = orm.promises.c
+        await lock_timers(self.session, self.tenant_id, promise_id=promise_id)
         row = (
             await self.session.execute(
                 select(orm.promises).where(p.tenant_id == self.tenant_id, p.promise_id == promise_id).with_for_update()
@@ -301,6 +302,7 @@ class PromiseBook:
 
     async def cancel_plan(self, plan_id: str, reason: str | None) -> None:
         pl = orm.plans.c
+        await lock_timers(self.session, self.tenant_id, plan_id=plan_id)
         plan = (
             await self.session.execute(
                 select(orm.plans).where(pl.tenant_id == self.tenant_id, pl.plan_id == plan_id).with_for_update()

@@ -30,7 +30,7 @@ from dunning_kit.clock import Clock
 from promise_tracker.adapters import orm
 from promise_tracker.domain.plans import spread_over_instalments
 from promise_tracker.domain.promises import counts_toward
-from promise_tracker.service_layer.outcomes import Outcomes, Resolution
+from promise_tracker.service_layer.outcomes import Outcomes, Resolution, lock_timers
 
 
 class UnknownInvoice(Exception):
@@ -219,6 +219,10 @@ class Matcher:
         p = orm.promises.c
         kind, holder_id = holder
         match = p.plan_id == holder_id if kind == "plan" else p.promise_id == holder_id
+        if kind == "plan":
+            await lock_timers(self.session, tenant_id, plan_id=holder_id)
+        else:
+            await lock_timers(self.session, tenant_id, promise_id=holder_id)
         return list(
             (
                 await self.session.execute(
@@ -232,6 +236,7 @@ class Matcher:
 
     async def _promise(self, tenant_id: str, promise_id: str) -> Any:
         p = orm.promises.c
+        await lock_timers(self.session, tenant_id, promise_id=promise_id)
         return (
             await self.session.execute(
                 select(orm.promises).where(p.tenant_id == tenant_id, p.promise_id == promise_id).with_for_update()
@@ -240,6 +245,7 @@ class Matcher:
 
     async def _plan(self, tenant_id: str, plan_id: str) -> Any:
         pl = orm.plans.c
+        await lock_timers(self.session, tenant_id, plan_id=plan_id)
         return (
             await self.session.execute(
                 select(orm.plans).where(pl.tenant_id == tenant_id, pl.plan_id == plan_id).with_for_update()

@@ -91,6 +91,25 @@ class Resolution:
     reason: str | None = None
 
 
+async def lock_timers(
+    session: AsyncSession, tenant_id: str, *, promise_id: str | None = None, plan_id: str | None = None
+) -> None:
+    """Lock the deadline timers of the promises about to be changed, before the promises themselves.
+
+    The deadline timer locks a timer and then its promise; taking them in the same order here means a
+    payment or a cancellation racing a deadline waits for the check instead of deadlocking with it.
+    """
+    t, p = orm.deadline_timers.c, orm.promises.c
+    match = p.promise_id == promise_id if promise_id is not None else p.plan_id == plan_id
+    await session.execute(
+        select(t.promise_id)
+        .join(orm.promises, (p.tenant_id == t.tenant_id) & (p.promise_id == t.promise_id))
+        .where(t.tenant_id == tenant_id, match)
+        .order_by(t.promise_id)
+        .with_for_update(of=orm.deadline_timers)
+    )  # fmt: skip
+
+
 class Outcomes:
     def __init__(self, session: AsyncSession, outbox: OutboxWriter, now: datetime) -> None:
         self.session = session
