@@ -22,6 +22,7 @@ from dunning_kit.services import SERVICES
 from dunning_kit.testing import poll_until
 
 KEY = {"Authorization": "Bearer dev-acme-key"}
+DISPATCH_BATCH = 50
 
 
 @dataclass
@@ -97,7 +98,10 @@ def process_platform(tmp_path: Path) -> Iterator[ProcessPlatform]:
     ports = Ports(
         postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_four_free_ports()
     )
-    stack = DevStack(ports, extra_env={s.name: dict(common) for s in SERVICES}, run_dir=tmp_path)
+    extra = {s.name: dict(common) for s in SERVICES}
+    # At most once means a crash leaves the claimed batch in doubt (never re-sent): keep it small here.
+    extra["notifier"]["DISPATCH_BATCH_SIZE"] = str(DISPATCH_BATCH)
+    stack = DevStack(ports, extra_env=extra, run_dir=tmp_path)
     try:
         stack.up(timeout=90)
         yield ProcessPlatform(stack, tmp_path, clock_file, SIM_START)
