@@ -53,7 +53,10 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         async with runtime.sessions() as session:
             return await due_stats(session, now)
 
-    runtime.add_timer("dunning-steps", fire, stats)
+    # Several loops overlap one batch's database round trips with another's decisions; the per-customer
+    # claim keeps them (and other replicas) on disjoint customers.
+    for worker in range(max(1, settings.step_timer_workers)):
+        runtime.add_timer("dunning-steps" if worker == 0 else f"dunning-steps-{worker}", fire, stats)
     return runtime
 
 

@@ -15,4 +15,7 @@ class Settings(ServiceSettings):
     recall_window_hours: float = Field(
         72.0, description="A step sent this recently is recalled (dunning.step.cancelled) when its invoice settles"
     )
+    step_timer_workers: int = Field(
+        2, description="Timer loops per replica deciding due steps concurrently (they claim disjoint customers)"
+    )
     preview_max_cases: int = Field(20000, description="Most open cases one preview call simulates")

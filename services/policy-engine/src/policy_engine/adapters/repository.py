@@ -16,6 +16,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from policy_engine.adapters.step_events import OUTBOX_COLUMNS
 from policy_engine.domain.cases import Case, Debtor
 
 # Arrays of arrays cannot be unnest()ed row by row, so list columns travel joined by the ASCII unit
@@ -73,7 +74,11 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
 
 
 def case_from_record(record: asyncpg.Record) -> Case:
-    return Case(**dict(record))
+    # Every column is a Case field: fill the instance directly (the hot path decodes thousands per batch).
+    case = Case.__new__(Case)
+    case.__dict__.update(record.items())
+    case.notes = []
+    return case
 
 
 def _column_arrays(cases: Sequence[Case]) -> list[list[Any]]:
@@ -89,6 +94,24 @@ def _column_arrays(cases: Sequence[Case]) -> list[list[Any]]:
 async def save_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
     if cases:
         await apg.execute(_UPDATE_CASES, *_column_arrays(cases))
+
+
+_INSERT_CASES = (
+    "INSERT INTO cases ("
+    + ", ".join(CASE_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"string_to_array(u.{col}, chr(31))" if col in _LIST_COLUMNS else f"u.{col}" for col in CASE_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(CASE_COLUMNS, start=1))
+    + ") AS u("
+    + ", ".join(CASE_COLUMNS)
+    + ") ON CONFLICT (tenant_id, invoice_id) DO NOTHING"
+)
+
+
+async def insert_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
+    if cases:
+        await apg.execute(_INSERT_CASES, *_column_arrays(cases))
 
 
 async def insert_case(apg: asyncpg.Connection, case: Case) -> bool:
@@ -197,6 +220,35 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
     return out
 
 
+async def lock_customers(
+    apg: asyncpg.Connection, tenant_id: str, customer_ids: Sequence[str]
+) -> dict[str, asyncpg.Record]:
+    rows = await apg.fetch(
+        "SELECT customer_id, known, time_zone, country, segment, tags FROM customers WHERE tenant_id = $1 "
+        "AND customer_id = ANY($2::text[]) ORDER BY customer_id FOR UPDATE",
+        tenant_id,
+        list(customer_ids),
+    )
+    return {r["customer_id"]: r for r in rows}
+
+
+async def upsert_customers(apg: asyncpg.Connection, tenant_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """rows: (customer_id, time_zone, locale, country, segment, tags joined by SEP, consent JSON)."""
+    if not rows:
+        return
+    cols = list(zip(*rows, strict=True))
+    await apg.execute(
+        "INSERT INTO customers (tenant_id, customer_id, known, time_zone, locale, country, segment, tags, consent) "
+        "SELECT $1, u.c, true, u.tz, u.loc, u.cc, u.seg, string_to_array(u.tags, chr(31)), u.consent::jsonb "
+        "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+        "AS u(c, tz, loc, cc, seg, tags, consent) ON CONFLICT (tenant_id, customer_id) DO UPDATE SET known = true, "
+        "time_zone = EXCLUDED.time_zone, locale = EXCLUDED.locale, country = EXCLUDED.country, "
+        "segment = EXCLUDED.segment, tags = EXCLUDED.tags, consent = EXCLUDED.consent",
+        tenant_id,
+        *[list(c) for c in cols],
+    )
+
+
 async def ensure_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
     await apg.execute(
         "INSERT INTO customers (tenant_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", tenant_id, customer_id
@@ -265,3 +317,9 @@ async def write_customer_note(
         "VALUES ($1, $2, NULL, $3, $4, $5, $6::text::jsonb)",
         tenant_id, customer_id, at, kind, reason, json.dumps(detail),
     )  # fmt: skip
+
+
+async def copy_outbox(apg: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:
+    """Events already encoded (see step_events): COPY into the outbox, in order."""
+    if records:
+        await apg.copy_records_to_table("outbox", records=records, columns=OUTBOX_COLUMNS)

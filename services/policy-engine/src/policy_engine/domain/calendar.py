@@ -58,6 +58,10 @@ def _holidays(country: str, year: int) -> frozenset[date]:
         return frozenset()
 
 
+# (weekend, holiday country, day) -> business day? Shared by every window: the same few calendars recur.
+_BUSINESS_DAYS: dict[tuple[frozenset[int], str | None, date], bool] = {}
+
+
 @dataclass(frozen=True)
 class ContactWindow:
     """Everything needed to place a step in time for one debtor under one policy."""
@@ -93,9 +97,16 @@ class ContactWindow:
     def is_business_day(self, day: date) -> bool:
         if not self.business_days_only:
             return True
-        if day.weekday() in self.weekend:
-            return False
-        return not (self.holiday_country and day in _holidays(self.holiday_country.upper(), day.year))
+        key = (self.weekend, self.holiday_country, day)
+        known = _BUSINESS_DAYS.get(key)
+        if known is None:
+            known = day.weekday() not in self.weekend and not (
+                self.holiday_country and day in _holidays(self.holiday_country.upper(), day.year)
+            )
+            if len(_BUSINESS_DAYS) > 200_000:
+                _BUSINESS_DAYS.clear()
+            _BUSINESS_DAYS[key] = known
+        return known
 
     def roll_forward(self, day: date) -> date:
         for _ in range(400):
@@ -153,11 +164,17 @@ class ContactWindow:
 
     def plan(self, day: date, not_before: datetime) -> datetime:
         """A step's moment: its (business) day at the send time, never before `not_before`, inside the window."""
-        planned = self.at(self.roll_forward(day), self.send_time)
-        return self.next_allowed(max(planned, not_before))
+        planned = _nominal_moment(self, day)
+        return planned if planned >= not_before else self.next_allowed(not_before)
 
     def window_end(self, instant: datetime) -> datetime:
         """The end of the allowed window the instant is in (the notifier must not deliver after it)."""
         return min(
             datetime.combine(instant.astimezone(z).date(), self.end, tzinfo=z).astimezone(UTC) for z in self.checked
         )
+
+
+@lru_cache(maxsize=100_000)
+def _nominal_moment(w: ContactWindow, day: date) -> datetime:
+    """The first allowed moment from the step day's send time (the same for every case on that day)."""
+    return w.next_allowed(w.at(w.roll_forward(day), w.send_time))

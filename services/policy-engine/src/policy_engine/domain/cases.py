@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from dunning_events.money import from_minor
+from dunning_events.money import from_minor, minor_units
 from policy_engine.domain.calendar import ContactWindow
 from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
 
@@ -112,7 +112,8 @@ class Case:
 
     @property
     def balance(self) -> Decimal:
-        return from_minor(self.balance_minor, self.currency)
+        # Decimal(int).scaleb(-units) already has the currency's exponent: no quantize needed.
+        return Decimal(self.balance_minor).scaleb(-minor_units(self.currency))
 
     @property
     def paused(self) -> bool:
@@ -127,7 +128,11 @@ class Case:
 
 
 def window(policy: Policy, debtor: Debtor) -> ContactWindow:
-    return ContactWindow.for_debtor(policy.doc, debtor.time_zone, debtor.country)
+    key = (debtor.time_zone, debtor.country)
+    found = policy.windows.get(key)
+    if found is None:
+        found = policy.windows[key] = ContactWindow.for_debtor(policy.doc, debtor.time_zone, debtor.country)
+    return found
 
 
 def _iso(at: datetime) -> str:
@@ -538,8 +543,11 @@ def _supersede(case: Case, policy: Policy, w: ContactWindow, step: Step, now: da
     remaining = policy.remaining_steps(case.done_steps, case.last_offset)
     if step not in remaining:
         return step
-    after = remaining[remaining.index(step) + 1 :]
-    overdue = [s for s in after if w.plan(case.nominal_day(s), _EPOCH) <= now]
+    overdue = []
+    for later in remaining[remaining.index(step) + 1 :]:
+        if w.plan(case.nominal_day(later), _EPOCH) > now:
+            break  # offsets only grow: no step after this one is due either
+        overdue.append(later)
     if not overdue:
         return step
     latest = overdue[-1]

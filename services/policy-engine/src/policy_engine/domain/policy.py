@@ -342,6 +342,11 @@ class Policy:
         return {s.name: s for s in self.doc.steps}
 
     @cached_property
+    def windows(self) -> dict[tuple[str | None, str | None], Any]:
+        """ContactWindow per (time zone, country), built once per policy version (see cases.window)."""
+        return {}
+
+    @cached_property
     def cap_by_channel(self) -> dict[str, list[ContactCap]]:
         out: dict[str, list[ContactCap]] = {}
         for cap in self.doc.contact_caps:

@@ -16,16 +16,15 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events.envelope import new_event
-from dunning_events.events import DunningStepDue, Fee, StepInvoice
-from dunning_events.money import Money, from_minor
+from dunning_events.money import minor_units
 from dunning_events.outbox import OutboxWriter
 from policy_engine.adapters import repository as repo
+from policy_engine.adapters.step_events import FeeRow, OutboxRow, StepInvoiceRow, step_due_row
 from policy_engine.domain import cases as rules
 from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
 from policy_engine.domain.fees import InvoiceFacts, days_overdue, step_fees
 from policy_engine.domain.policy import ContactCap, Policy
-from policy_engine.service_layer.handlers import SOURCE, EngineConfig, step_id
+from policy_engine.service_layer.handlers import EngineConfig, step_id
 from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
 
@@ -52,12 +51,12 @@ async def fire_due(
         if firing is not None:
             firings.append(firing)
 
-    envelopes = []
+    rows: list[OutboxRow] = []
     newly_late: dict[tuple[str, str], int] = defaultdict(int)
     for group in _consolidate(firings):
         first = group[0]
         debtor = debtors[(first.case.tenant_id, first.case.customer_id)]
-        envelopes.append(_step_due(group, debtor, now))
+        rows.append(_step_due(group, debtor, now))
         for f in group:
             if f.step.offset_days > 0 and not f.case.went_late:
                 f.case.went_late = True
@@ -65,7 +64,11 @@ async def fire_due(
 
     await repo.save_cases(apg, cases)
     await repo.write_notes(apg, cases, now)
-    await outbox.add(session, envelopes)
+    await repo.copy_outbox(apg, [r.record() for r in rows])
+    if rows:
+        wake = getattr(outbox, "_on_commit", None)  # the relay's wake-up after commit, as OutboxWriter.add does
+        if wake is not None:
+            session.info.setdefault("after_commit", []).append(wake)
     if newly_late:
         await _count_late(apg, newly_late)
     return len(cases)
@@ -145,30 +148,36 @@ def _consolidate(firings: Iterable[Firing]) -> list[list[Firing]]:
     return list(groups.values())
 
 
-def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> Any:
+def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
     first = group[0]
     case, step, policy = first.case, first.step, first.policy
     tenant, currency = case.tenant_id, case.currency
     group.sort(key=lambda f: f.case.invoice_id)
     sid = step_id(tenant, case.customer_id, policy.id, step.name, currency, [f.case.invoice_id for f in group])
     today = rules.window(policy, debtor).local_date(now)  # days overdue as the debtor counts them
+    units = minor_units(currency)
+    balances = [f.case.balance for f in group]
     facts = [
-        InvoiceFacts(f.case.invoice_id, f.case.number, f.case.balance, f.case.due_date, f.case.in_default,
+        InvoiceFacts(f.case.invoice_id, f.case.number, bal, f.case.due_date, f.case.in_default,
                      f.case.compensation_charged)
-        for f in group
+        for f, bal in zip(group, balances, strict=True)
     ]  # fmt: skip
     fees = step_fees(step, facts, currency, today, debtor.country)
-    for f in group:
-        if f.case.invoice_id in fees.compensation_for:
-            f.case.compensation_charged = True
+    invoices = []
+    for f, bal in zip(group, balances, strict=True):
+        c = f.case
+        invoices.append(StepInvoiceRow(c.invoice_id, c.number, Decimal(c.total_minor).scaleb(-units), bal,
+                                       c.due_date, days_overdue(c.due_date, today)))  # fmt: skip
+        if c.invoice_id in fees.compensation_for:
+            c.compensation_charged = True
         mine = [
             {"kind": line.kind, "description": line.description, "amount": f"{line.amount} {currency}"}
             for line in fees.lines
-            if line.invoice_id in (None, f.case.invoice_id)
-        ]
+            if line.invoice_id in (None, c.invoice_id)
+        ] if fees.lines else []  # fmt: skip
         rules.mark_sent(f, debtor, now, sid, mine, fees.waived)
-    balances = [f.case.balance for f in group]
-    data = DunningStepDue(
+    return step_due_row(
+        tenant_id=tenant,
         customer_id=case.customer_id,
         step_id=sid,
         policy_id=policy.id,
@@ -177,31 +186,18 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> Any:
         step_name=step.name,
         tone=step.tone,
         template_id=step.template_id,
-        channels=first.channels,  # type: ignore[arg-type]
+        channels=first.channels,
         channel_mode=step.channel_mode,
         currency=currency,
         amount_due=sum(balances, Decimal(0)),
-        invoices=[
-            StepInvoice(
-                invoice_id=f.case.invoice_id,
-                number=f.case.number,
-                total=from_minor(f.case.total_minor, currency),
-                balance=f.case.balance,
-                due_date=f.case.due_date,
-                days_overdue=days_overdue(f.case.due_date, today),
-            )
-            for f in group
-        ],
-        fees=[
-            Fee(kind=line.kind, description=line.description, amount=Money(amount=line.amount, currency=currency))  # type: ignore[arg-type]
-            for line in fees.lines
-        ],
+        invoices=invoices,
+        fees=[FeeRow(line.kind, line.description, line.amount, currency) for line in fees.lines],
         actions=list(step.actions),
         scheduled_for=min(f.case.planned_at or now for f in group),
         late=any(f.late_by is not None for f in group),
         deliver_until=min(f.deliver_until for f in group),
+        occurred_at=now,
     )
-    return new_event(data, tenant_id=tenant, source=SOURCE, occurred_at=now)
 
 
 async def _count_late(apg: asyncpg.Connection, newly_late: dict[tuple[str, str], int]) -> None:

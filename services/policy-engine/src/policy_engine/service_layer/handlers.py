@@ -214,6 +214,78 @@ class Engine:
             # Their time zone, calendar or applicable policy may have changed: the timer loop re-plans them.
             await flag_replan(apg, "tenant_id = $1 AND customer_id = $2", env.tenant_id, d.customer_id, now=self.now)
 
+    async def on_customers_upserted(self, envs: list[Envelope[CustomerUpserted]]) -> None:
+        """A run of customer.upserted applied set-wise (the last one wins when a customer repeats)."""
+        by_tenant: dict[str, dict[str, CustomerUpserted]] = {}
+        for env in envs:
+            by_tenant.setdefault(env.tenant_id, {})[env.data.customer_id] = env.data
+        apg = await self.db()
+        for tenant, latest in by_tenant.items():
+            old = await repo.lock_customers(apg, tenant, sorted(latest))
+            await repo.upsert_customers(apg, tenant, [
+                (d.customer_id, d.time_zone, d.locale, d.country, d.segment, repo.SEP.join(sorted(d.tags)),
+                 json.dumps(d.consent.model_dump()))
+                for d in latest.values()
+            ])  # fmt: skip
+            changed = [
+                cid for cid, d in latest.items()
+                if cid not in old or not old[cid]["known"]
+                or (old[cid]["time_zone"], old[cid]["country"], old[cid]["segment"], sorted(old[cid]["tags"]))
+                != (d.time_zone, d.country, d.segment, sorted(d.tags))
+            ]  # fmt: skip
+            if changed:
+                await flag_replan(
+                    apg, "tenant_id = $1 AND customer_id = ANY($2::text[])", tenant, changed, now=self.now
+                )
+
+    async def on_invoices_created(self, envs: list[Envelope[InvoiceCreated]]) -> None:
+        """A run of invoice.created (distinct invoices) applied set-wise: one read of the debtors, policies and
+        assignments, one insert, one COPY of the timeline."""
+        apg = await self.db()
+        new_cases: list[Case] = []
+        for tenant in dict.fromkeys(env.tenant_id for env in envs):
+            mine = [env for env in envs if env.tenant_id == tenant]
+            existing = await self.load(tenant, [env.data.invoice_id for env in mine])
+            fresh = [env for env in mine if env.data.invoice_id not in existing]
+            for env in mine:
+                if env.data.invoice_id in existing:
+                    await self.on_invoice_updated(env)  # type: ignore[arg-type]
+            debtors = await repo.load_debtors(apg, {(tenant, env.data.customer_id) for env in fresh})
+            policies = await self.policies(tenant)
+            assignments = await load_assignments(
+                apg, tenant, [d.customer_id for d in debtors.values()], [d.segment for d in debtors.values()]
+            )
+            for env in fresh:
+                debtor = debtors[(tenant, env.data.customer_id)]
+                case = self._new_case(env, debtor)
+                policy, _ = rules.resolve_policy(debtor, case, policies, assignments)
+                self._begin(case, env.data, debtor, policy)
+                new_cases.append(case)
+        await repo.insert_cases(apg, new_cases)
+        await repo.write_notes(apg, new_cases, self.now)
+
+    def _new_case(self, env: Envelope[InvoiceCreated] | Envelope[InvoiceUpdated], debtor: Debtor) -> Case:
+        d = env.data
+        case = Case(
+            tenant_id=env.tenant_id, invoice_id=d.invoice_id, customer_id=d.customer_id, number=d.number,
+            currency=d.currency, total_minor=to_minor(d.total, d.currency),
+            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date,
+        )  # fmt: skip
+        if d.disputed:
+            case.pause_reasons.append("dispute")
+        if debtor.blocked:
+            case.pause_reasons.append("customer_block")
+        return case
+
+    def _begin(self, case: Case, d: InvoiceCreated | InvoiceUpdated, debtor: Debtor, policy: Policy) -> None:
+        if d.status in ("void", "written_off"):
+            case.status = "closed"
+            case.closed_reason = f"no dunning: the invoice is {_status_text(d.status)}"
+            case.note("skipped", case.closed_reason)
+            case.policy_id, case.policy_version = policy.id, policy.version
+        else:
+            rules.start(case, debtor, policy, self.now)
+
     async def on_consent_revoked(self, env: Envelope[ConsentRevoked]) -> None:
         d = env.data
         apg = await self.db()
@@ -246,24 +318,10 @@ class Engine:
         if existing:
             await self.on_invoice_updated(env)  # type: ignore[arg-type]
             return
-        case = Case(
-            tenant_id=tenant, invoice_id=d.invoice_id, customer_id=d.customer_id, number=d.number,
-            currency=d.currency, total_minor=to_minor(d.total, d.currency),
-            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date,
-        )  # fmt: skip
         debtor = await self.debtor(tenant, d.customer_id)
-        if d.disputed:
-            case.pause_reasons.append("dispute")
-        if debtor.blocked:
-            case.pause_reasons.append("customer_block")
+        case = self._new_case(env, debtor)
         policy = await self.policy_for(case, debtor, resolve=True)
-        if d.status in ("void", "written_off"):
-            case.status = "closed"
-            case.closed_reason = f"no dunning: the invoice is {_status_text(d.status)}"
-            case.note("skipped", case.closed_reason)
-            case.policy_id, case.policy_version = policy.id, policy.version
-        else:
-            rules.start(case, debtor, policy, self.now)
+        self._begin(case, d, debtor, policy)
         apg = await self.db()
         await repo.insert_case(apg, case)
         await repo.write_notes(apg, [case], self.now)
@@ -584,13 +642,47 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+# Bulk types arriving in runs (an ERP sync, a CSV import): applied set-wise by these.
+RUN_HANDLERS: dict[str, Callable[[Engine, list[Any]], Awaitable[None]]] = {
+    "invoice.created": Engine.on_invoices_created,
+    "customer.upserted": Engine.on_customers_upserted,
+}
+
+
+def _run_of(events: list[ConsumedEvent], start: int) -> list[ConsumedEvent]:
+    """Consecutive events of one type; an invoice.created run stops before an invoice it already holds."""
+    kind = events[start].type
+    run = [events[start]]
+    seen = {events[start].envelope.subject}
+    for ev in events[start + 1 :]:
+        if ev.type != kind or (kind == "invoice.created" and ev.envelope.subject in seen):
+            break
+        run.append(ev)
+        seen.add(ev.envelope.subject)
+    return run
+
+
 def make_event_handler(outbox: OutboxWriter, clock: Clock, config: EngineConfig, book: PolicyBook, group: str):  # type: ignore[no-untyped-def]
     async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
         engine = Engine(session, outbox, clock, config, book)
-        for ev in events:
+        i = 0
+        while i < len(events):
+            ev = events[i]
+            run_handler = RUN_HANDLERS.get(ev.type)
+            if run_handler is not None:
+                # A run of the same bulk type is applied set-wise, in place: order with other events is kept.
+                run = _run_of(events, i)
+                with ev.traced(group):
+                    await run_handler(engine, [r.envelope for r in run])
+                for other in run[1:]:
+                    with other.traced(group):
+                        pass  # each event keeps its consumer span (its trace goes on from here)
+                i += len(run)
+                continue
             handler = HANDLERS.get(ev.type)
             if handler is not None:
                 with ev.traced(group):
                     await handler(engine, ev.envelope)
+            i += 1
 
     return apply

@@ -1,0 +1,127 @@
+"""dunning.step.due on the hot path: the envelope's JSON written directly, byte-for-byte the document that
+`Envelope[DunningStepDue].model_dump_json()` produces (tests/test_step_events.py holds the two together),
+and COPY'd into the outbox — pydantic costs more than the decision itself at 10,000 decisions a second."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dunning_events.events import DunningStepDue
+from dunning_events.topics import partition_key
+
+
+def _instant(at: datetime) -> str:
+    text = at.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text  # pydantic writes UTC as Z
+
+
+@dataclass
+class StepInvoiceRow:
+    invoice_id: str
+    number: str
+    total: Decimal
+    balance: Decimal
+    due_date: date | None
+    days_overdue: int
+
+
+@dataclass
+class FeeRow:
+    kind: str
+    description: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass
+class OutboxRow:
+    event_id: uuid.UUID
+    key: str
+    payload: bytes
+
+    def record(self) -> tuple[Any, ...]:
+        return (self.event_id, DunningStepDue.event_type, DunningStepDue.topic, self.key, self.payload, "{}")
+
+
+OUTBOX_COLUMNS = ["event_id", "event_type", "topic", "key", "payload", "headers"]
+
+
+def step_due_row(
+    *,
+    tenant_id: str,
+    customer_id: str,
+    step_id: str,
+    policy_id: str,
+    policy_version: int,
+    step_index: int,
+    step_name: str,
+    tone: str,
+    template_id: str,
+    channels: list[str],
+    channel_mode: str,
+    currency: str,
+    amount_due: Decimal,
+    invoices: list[StepInvoiceRow],
+    fees: list[FeeRow],
+    actions: list[str],
+    scheduled_for: datetime,
+    late: bool,
+    deliver_until: datetime | None,
+    occurred_at: datetime,
+) -> OutboxRow:
+    event_id = uuid.uuid4()
+    doc = {
+        "id": str(event_id),
+        "type": DunningStepDue.event_type,
+        "schema_version": DunningStepDue.schema_version,
+        "source": "policy-engine",
+        "occurred_at": _instant(occurred_at),
+        "tenant_id": tenant_id,
+        "subject": step_id,
+        "correlation_id": str(event_id),
+        "causation_id": None,
+        "data": {
+            "customer_id": customer_id,
+            "step_id": step_id,
+            "policy_id": policy_id,
+            "policy_version": policy_version,
+            "step_index": step_index,
+            "step_name": step_name,
+            "tone": tone,
+            "template_id": template_id,
+            "channels": channels,
+            "channel_mode": channel_mode,
+            "currency": currency,
+            "amount_due": str(amount_due),
+            "invoices": [
+                {
+                    "invoice_id": i.invoice_id,
+                    "number": i.number,
+                    "total": str(i.total),
+                    "balance": str(i.balance),
+                    "due_date": i.due_date.isoformat() if i.due_date else None,
+                    "days_overdue": i.days_overdue,
+                }
+                for i in invoices
+            ],
+            "fees": [
+                {
+                    "kind": f.kind,
+                    "description": f.description,
+                    "amount": {"amount": str(f.amount), "currency": f.currency},
+                }
+                for f in fees
+            ],
+            "actions": actions,
+            "scheduled_for": _instant(scheduled_for),
+            "late": late,
+            "deliver_until": _instant(deliver_until) if deliver_until else None,
+        },
+    }
+    payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return OutboxRow(event_id, partition_key(tenant_id, customer_id), payload)

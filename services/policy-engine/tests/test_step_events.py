@@ -1,0 +1,48 @@
+"""The hot path writes dunning.step.due as JSON itself: it must be exactly the contract's document."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from dunning_events.codec import decode
+from dunning_events.envelope import Envelope
+from dunning_events.events import DunningStepDue, Fee, StepInvoice
+from dunning_events.money import Money
+from policy_engine.adapters.step_events import FeeRow, StepInvoiceRow, step_due_row
+
+
+def test_the_fast_encoding_is_the_document_pydantic_writes_and_decodes_to_the_same_event() -> None:
+    at = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+    row = step_due_row(
+        tenant_id="acme", customer_id="C-1", step_id="s-1", policy_id="default", policy_version=3, step_index=5,
+        step_name="firm_reminder_1", tone="firm", template_id="firm", channels=["email", "letter"],
+        channel_mode="fallback", currency="EUR", amount_due=Decimal("1250.50"),
+        invoices=[StepInvoiceRow("I-1", "N-1", Decimal("2000.00"), Decimal("1250.50"), date(2026, 2, 1), 38),
+                  StepInvoiceRow("I-2", "N-ü", Decimal("0.00"), Decimal("0.00"), None, 0)],
+        fees=[FeeRow("statutory_interest", "Zinsen auf N-1 für 38 Tage", Decimal("13.21"), "EUR")],
+        actions=["credit_hold"], scheduled_for=at, late=True, deliver_until=datetime(2026, 3, 11, 20, tzinfo=UTC),
+        occurred_at=at,
+    )  # fmt: skip
+    data = DunningStepDue(
+        customer_id="C-1", step_id="s-1", policy_id="default", policy_version=3, step_index=5,
+        step_name="firm_reminder_1", tone="firm", template_id="firm", channels=["email", "letter"],
+        channel_mode="fallback", currency="EUR", amount_due=Decimal("1250.50"),
+        invoices=[StepInvoice(invoice_id="I-1", number="N-1", total=Decimal("2000.00"), balance=Decimal("1250.50"),
+                              due_date=date(2026, 2, 1), days_overdue=38),
+                  StepInvoice(invoice_id="I-2", number="N-ü", total=Decimal("0.00"), balance=Decimal("0.00"),
+                              due_date=None, days_overdue=0)],
+        fees=[Fee(kind="statutory_interest", description="Zinsen auf N-1 für 38 Tage",
+                  amount=Money(amount=Decimal("13.21"), currency="EUR"))],
+        actions=["credit_hold"], scheduled_for=at, late=True, deliver_until=datetime(2026, 3, 11, 20, tzinfo=UTC),
+    )  # fmt: skip
+    reference = Envelope[DunningStepDue](
+        id=row.event_id, type="dunning.step.due", schema_version=1, source="policy-engine", occurred_at=at,
+        tenant_id="acme", subject="s-1", correlation_id=row.event_id, causation_id=None, data=data,
+    )  # fmt: skip
+    assert json.loads(row.payload) == json.loads(reference.model_dump_json())
+    assert decode(row.payload) == reference
+    assert row.key == "acme:C-1"
+    assert isinstance(row.event_id, uuid.UUID)
