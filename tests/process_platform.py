@@ -1,5 +1,6 @@
-"""Fault-injection harness: every service as its own OS process (so SIGKILL is real), one embedded
-PostgreSQL and broker, a real SMTP sink, and a shared simulated clock in a file (CLOCK_FILE)."""
+"""Process-per-service platform for fault and observability tests: every service its own OS process
+(so SIGKILL is real), one embedded PostgreSQL and broker, a real SMTP sink, and a shared simulated clock
+in a file (CLOCK_FILE)."""
 
 from __future__ import annotations
 
@@ -79,9 +80,19 @@ class ProcessPlatform:
         text = self.stack.pg.psql("dunning", query)
         return [line.split("|") for line in text.splitlines() if line]
 
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted((self.run_dir / "logs").glob("*.log")))
+
     def restart(self, service: str) -> None:
         self.stack.start_service(service)
         self.stack.wait_ready(service, timeout=60)
+
+
+# Planted in every service's settings; no log line may ever contain them.
+PLANTED_SECRETS = {
+    "TWILIO_AUTH_TOKEN": "planted-twilio-token-7f3a9c",
+    "SELF_SERVICE_SIGNING_KEY": "planted-link-key-51be02",
+}
 
 
 @pytest.fixture
@@ -94,6 +105,7 @@ def process_platform(tmp_path: Path) -> Iterator[ProcessPlatform]:
         "OUTBOX_POLL_INTERVAL": "0.05",
         "LOG_LEVEL": "INFO",
         "SHUTDOWN_GRACE_SECONDS": "20",
+        **PLANTED_SECRETS,
     }
     ports = Ports(
         postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_four_free_ports()

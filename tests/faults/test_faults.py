@@ -14,8 +14,7 @@ import pytest
 
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import poll_until
-
-from .conftest import DISPATCH_BATCH, ProcessPlatform, gather_limited
+from tests.process_platform import DISPATCH_BATCH, ProcessPlatform, gather_limited
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
