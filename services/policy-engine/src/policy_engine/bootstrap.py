@@ -43,7 +43,9 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         (PROMISES_GROUP, topics.PROMISES),
         (NOTIFICATIONS_GROUP, topics.NOTIFICATIONS),
     ):
-        runtime.add_consumer(group, [topic], make_event_handler(runtime.outbox, clock, config, book, group))
+        consumer = runtime.add_consumer(group, [topic], make_event_handler(runtime.outbox, clock, config, book, group))
+        # A payment must stop dunning at once: fetch with a short wait rather than the kit's default.
+        consumer.poll_timeout_ms = settings.consumer_fetch_wait_ms
 
     async def fire(now: datetime) -> int:
         async with runtime.sessions() as session, session.begin():

@@ -18,4 +18,9 @@ class Settings(ServiceSettings):
     step_timer_workers: int = Field(
         2, description="Timer loops per replica deciding due steps concurrently (they claim disjoint customers)"
     )
+    consumer_fetch_wait_ms: int = Field(
+        25,
+        description="Longest the consumers wait on the broker for more events: bounds how long a payment can sit "
+        "unread (payment -> cancellation latency)",
+    )
     preview_max_cases: int = Field(20000, description="Most open cases one preview call simulates")

@@ -62,9 +62,13 @@ def _holidays(country: str, year: int) -> frozenset[date]:
 _BUSINESS_DAYS: dict[tuple[frozenset[int], str | None, date], bool] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ContactWindow:
-    """Everything needed to place a step in time for one debtor under one policy."""
+    """Everything needed to place a step in time for one debtor under one policy.
+
+    Compared by identity (windows are built once per policy version and debtor zone, see cases.window), so
+    the planning caches keyed on a window hash it in constant time.
+    """
 
     primary: ZoneInfo  # dates and the send time are read in this zone
     checked: tuple[ZoneInfo, ...]  # quiet hours must hold in every one of these

@@ -649,40 +649,51 @@ RUN_HANDLERS: dict[str, Callable[[Engine, list[Any]], Awaitable[None]]] = {
 }
 
 
-def _run_of(events: list[ConsumedEvent], start: int) -> list[ConsumedEvent]:
-    """Consecutive events of one type; an invoice.created run stops before an invoice it already holds."""
-    kind = events[start].type
-    run = [events[start]]
-    seen = {events[start].envelope.subject}
-    for ev in events[start + 1 :]:
-        if ev.type != kind or (kind == "invoice.created" and ev.envelope.subject in seen):
-            break
-        run.append(ev)
-        seen.add(ev.envelope.subject)
-    return run
+def _layers(events: list[ConsumedEvent]) -> list[list[ConsumedEvent]]:
+    """Split a batch into layers that can each be applied set-wise without changing any outcome.
+
+    Events of different customers commute (partitioning orders only each customer's events), so a layer
+    holds at most one step of every customer's sequence, in order: a customer's k-th event is in a later
+    layer than its (k-1)-th — except that consecutive invoice.created of distinct invoices of one customer
+    share a layer (they touch different cases). A layer's bulk types then run as one set-wise call each.
+    """
+    layers: list[list[ConsumedEvent]] = []
+    state: dict[tuple[str, str], tuple[int, str, set[str]]] = {}  # customer -> (layer, last type, invoices)
+    for ev in events:
+        key = (ev.envelope.tenant_id, ev.envelope.customer_id)
+        prev = state.get(key)
+        if prev is None:
+            layer, invoices = 0, set()
+        elif prev[1] == ev.type == "invoice.created" and ev.envelope.subject not in prev[2]:
+            layer, invoices = prev[0], prev[2]
+        else:
+            layer, invoices = prev[0] + 1, set()
+        invoices.add(ev.envelope.subject)
+        state[key] = (layer, ev.type, invoices)
+        while len(layers) <= layer:
+            layers.append([])
+        layers[layer].append(ev)
+    return layers
 
 
 def make_event_handler(outbox: OutboxWriter, clock: Clock, config: EngineConfig, book: PolicyBook, group: str):  # type: ignore[no-untyped-def]
     async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
         engine = Engine(session, outbox, clock, config, book)
-        i = 0
-        while i < len(events):
-            ev = events[i]
-            run_handler = RUN_HANDLERS.get(ev.type)
-            if run_handler is not None:
-                # A run of the same bulk type is applied set-wise, in place: order with other events is kept.
-                run = _run_of(events, i)
-                with ev.traced(group):
-                    await run_handler(engine, [r.envelope for r in run])
+        for layer in _layers(events):
+            bulk: dict[str, list[ConsumedEvent]] = {}
+            for ev in layer:
+                if ev.type in RUN_HANDLERS:
+                    bulk.setdefault(ev.type, []).append(ev)
+                    continue
+                handler = HANDLERS.get(ev.type)
+                if handler is not None:
+                    with ev.traced(group):
+                        await handler(engine, ev.envelope)
+            for kind, run in bulk.items():
+                with run[0].traced(group):
+                    await RUN_HANDLERS[kind](engine, [r.envelope for r in run])
                 for other in run[1:]:
                     with other.traced(group):
                         pass  # each event keeps its consumer span (its trace goes on from here)
-                i += len(run)
-                continue
-            handler = HANDLERS.get(ev.type)
-            if handler is not None:
-                with ev.traced(group):
-                    await handler(engine, ev.envelope)
-            i += 1
 
     return apply
