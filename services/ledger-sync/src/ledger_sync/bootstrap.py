@@ -9,6 +9,7 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
 from ledger_sync.entrypoints.api import router
+from ledger_sync.entrypoints.imports_api import router as imports_router
 from ledger_sync.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
@@ -23,5 +24,5 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         runtime,
         title="ledger-sync",
         description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant.",
-        routers=[router],
+        routers=[router, imports_router],
     )

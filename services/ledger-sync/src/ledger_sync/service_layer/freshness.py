@@ -1,0 +1,90 @@
+"""Freshness: per tenant and connector, when the last successful sync finished (and the ledger.synced event).
+
+The policy engine refuses to dun on stale data; this is the fact it decides on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.envelope import TENANT_WIDE, Envelope, new_event
+from dunning_events.events import LedgerSynced
+from dunning_events.outbox import OutboxWriter
+from dunning_kit.clock import Clock
+from ledger_sync.adapters import orm
+
+SOURCE = "ledger-sync"
+
+
+async def record_sync(
+    session: AsyncSession,
+    outbox: OutboxWriter,
+    clock: Clock,
+    tenant_id: str,
+    connector: str,
+    *,
+    started_at: datetime,
+    succeeded: bool,
+    records_changed: int = 0,
+    error: str | None = None,
+) -> Envelope[LedgerSynced]:
+    """Record a finished sync (in the caller's transaction) and emit ledger.synced."""
+    now = clock.now()
+    c = orm.connections.c
+    values: dict[str, Any] = {"last_attempt_at": now, "last_error": None if succeeded else error, "updated_at": now}
+    if succeeded:
+        values["last_success_at"] = now
+        values["records_changed"] = records_changed
+    stmt = insert(orm.connections).values(
+        tenant_id=tenant_id,
+        connector=connector,
+        # A connection row that appears only because of a sync (CSV import) is not a scheduled connector.
+        enabled=False,
+        **values,
+    )
+    last_success = await session.scalar(
+        stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values).returning(c.last_success_at)
+    )
+    ev = new_event(
+        LedgerSynced(
+            customer_id=TENANT_WIDE,
+            connector=connector,
+            succeeded=succeeded,
+            started_at=started_at,
+            finished_at=now,
+            last_successful_sync_at=last_success,
+            records_changed=records_changed,
+            error=error,
+        ),
+        tenant_id=tenant_id,
+        source=SOURCE,
+        occurred_at=now,
+    )
+    await outbox.add(session, [ev])
+    return ev
+
+
+async def freshness(session: AsyncSession, tenant_id: str, now: datetime) -> list[dict[str, Any]]:
+    c = orm.connections.c
+    rows = await session.execute(
+        select(c.connector, c.enabled, c.last_success_at, c.last_attempt_at, c.last_error, c.records_changed)
+        .where(c.tenant_id == tenant_id)
+        .order_by(c.connector)
+    )
+    return [
+        {
+            "connector": r.connector,
+            "scheduled": r.enabled,
+            "last_successful_sync_at": r.last_success_at.isoformat() if r.last_success_at else None,
+            "age_seconds": (now - r.last_success_at).total_seconds() if r.last_success_at else None,
+            "last_attempt_at": r.last_attempt_at.isoformat() if r.last_attempt_at else None,
+            "last_error": r.last_error,
+            "records_changed": r.records_changed,
+        }
+        for r in rows
+    ]

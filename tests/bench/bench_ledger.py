@@ -1,0 +1,157 @@
+"""ledger-sync's figure: a CSV import of 100,000 invoices, from the HTTP upload to the events on the broker.
+
+The clock runs from the start of the upload until the broker holds one invoice.created per invoice
+(counted by the topic's end offsets) and the import's ledger.synced; that includes parsing, validation,
+the batched upserts, the outbox writes, the commit and the relay publishing everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from dunning_events import topics
+from dunning_events.kafka import ensure_topics
+from dunning_kit.embedded import free_port
+from dunning_kit.testing import TEST_API_KEYS, poll_until
+
+from .harness import BenchContext, Figure
+
+CUSTOMERS = 2_000
+
+
+class BrokerCounter:
+    """Counts the records arriving on the ledger topic (reading them: Tansu's end offsets under-count)."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="bench-ledger-count")
+        self.created = 0
+        self.synced = 0
+        self.expected = 0
+        self.done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer.topics()
+        tps = [
+            TopicPartition(topics.LEDGER, p) for p in sorted(self.consumer.partitions_for_topic(topics.LEDGER) or [])
+        ]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)  # resolve "end" now, before anything is published
+        self._task = asyncio.create_task(self._count())
+
+    async def _count(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                for r in records:
+                    if b'"type":"invoice.created"' in (r.value or b""):
+                        self.created += 1
+                    elif b'"type":"ledger.synced"' in (r.value or b""):
+                        self.synced += 1
+            if self.expected and self.created >= self.expected and self.synced:
+                self.done.set()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+
+async def _csv(n: int) -> AsyncIterator[bytes]:
+    yield b"id,customer_id,number,currency,total,issue_date,due_date,terms\n"
+    for start in range(0, n, 5_000):
+        rows = [
+            f"INV-{k:07d},C-{k % CUSTOMERS:05d},2026-{k:07d},EUR,{k % 9_000 + 100}.{k % 100:02d},2026-03-01,2026-03-31,net30\n"
+            for k in range(start, min(n, start + 5_000))
+        ]
+        yield "".join(rows).encode()
+
+
+@contextlib.asynccontextmanager
+async def ledger_sync_process(database_url: str, bootstrap_servers: str) -> AsyncIterator[str]:
+    """ledger-sync in its own process, as deployed (`python -m ledger_sync`), so the bench's client and
+    broker reader do not share its interpreter; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "API_KEYS": TEST_API_KEYS,
+        "LOG_LEVEL": "WARNING",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "ledger_sync", env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        if proc.returncode is not None:
+            raise RuntimeError(f"ledger-sync exited with {proc.returncode}")
+        try:
+            async with httpx.AsyncClient() as c:
+                return (await c.get(f"{base}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        await poll_until(ready, timeout=60, interval=0.2, what="ledger-sync to be ready")
+        yield base
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    n = ctx.n(100_000)
+    await ensure_topics(ctx.broker.bootstrap_servers)
+    counter = BrokerCounter(ctx.broker.bootstrap_servers)
+    headers = {"Authorization": "Bearer acme-api-key", "content-type": "text/csv"}
+    async with (
+        ledger_sync_process(ctx.fresh_database(), ctx.broker.bootstrap_servers) as base,
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as api,
+    ):
+        try:
+            customers = "id,name,email,time_zone\n" + "".join(
+                f"C-{k:05d},Customer {k},ap{k}@example.test,Europe/Berlin\n" for k in range(CUSTOMERS)
+            )
+            r = await api.post("/v1/imports/customers", content=customers.encode())
+            r.raise_for_status()
+            counter.expected = n  # every invoice.created and the import's ledger.synced
+            await counter.start()
+            started = time.perf_counter()
+            r = await api.post("/v1/imports/invoices", content=_csv(n))
+            committed_s = time.perf_counter() - started
+            r.raise_for_status()
+            assert r.json()["imported"] == n, r.text[:300]
+            await counter.done.wait()
+            total_s = time.perf_counter() - started
+        finally:
+            await counter.stop()
+    return [
+        Figure(
+            "csv_import_invoices_per_s",
+            n / total_s,
+            "invoices/s",
+            "raw_pg_batched_upsert_rows_per_s",
+            f"{n} invoices: HTTP upload -> validated, upserted, outbox -> all events on the broker ({total_s:.1f}s)",
+        ),
+        Figure(
+            "csv_import_committed_invoices_per_s",
+            n / committed_s,
+            "invoices/s",
+            "raw_pg_batched_upsert_rows_per_s",
+            f"{n} invoices until the import request returned ({committed_s:.1f}s; events publish meanwhile)",
+        ),
+    ]
