@@ -35,8 +35,8 @@ DAY = datetime(2026, 3, 10, tzinfo=UTC)
 CLUSTERS = 24
 PROMISES_PER_CUSTOMER = 5
 SCHEMA = "promise_tracker"
-BATCH = int(os.environ.get("BENCH_PROMISE_BATCH", "2000"))
-WORKERS = int(os.environ.get("BENCH_PROMISE_WORKERS", "2"))
+BATCH = int(os.environ.get("BENCH_PROMISE_BATCH", "1000"))  # the service defaults: TIMER_BATCH_SIZE
+WORKERS = int(os.environ.get("BENCH_PROMISE_WORKERS", "2"))  # PROMISE_DEADLINE_WORKERS
 
 
 async def _seed(database_url: str, n: int) -> None:
