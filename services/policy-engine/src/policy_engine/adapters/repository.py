@@ -81,9 +81,9 @@ def case_from_record(record: asyncpg.Record) -> Case:
     return case
 
 
-def _column_arrays(cases: Sequence[Case]) -> list[list[Any]]:
+def _column_arrays(cases: Sequence[Case], columns: Sequence[str] = CASE_COLUMNS) -> list[list[Any]]:
     arrays: list[list[Any]] = []
-    for col in CASE_COLUMNS:
+    for col in columns:
         if col in _LIST_COLUMNS:
             arrays.append([SEP.join(getattr(c, col)) for c in cases])
         else:
@@ -91,9 +91,41 @@ def _column_arrays(cases: Sequence[Case]) -> list[list[Any]]:
     return arrays
 
 
-async def save_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
-    if cases:
+def _update_statement(columns: Sequence[str]) -> str:
+    cols = [*_KEYS, *(c for c in columns if c not in _KEYS)]
+    return (
+        "UPDATE cases AS c SET "
+        + ", ".join(
+            f"{col} = string_to_array(u.{col}, chr(31))" if col in _LIST_COLUMNS else f"{col} = u.{col}"
+            for col in cols
+            if col not in _KEYS
+        )
+        + " FROM unnest("
+        + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(cols, start=1))
+        + ") AS u("
+        + ", ".join(cols)
+        + ") WHERE c.tenant_id = u.tenant_id AND c.invoice_id = u.invoice_id"
+    )
+
+
+# What a timer decision may change (ledger facts and pause flags are the event handlers' business).
+TIMER_COLUMNS: tuple[str, ...] = (
+    "tenant_id", "invoice_id", "status", "pause_reasons", "policy_id", "policy_version", "next_step", "planned_at",
+    "next_at", "shift_days", "done_steps", "last_offset", "last_tone", "last_sent_at", "last_step_id", "went_late",
+    "in_default", "compensation_charged", "replan", "closed_reason",
+)  # fmt: skip
+_UPDATE_TIMER = _update_statement(TIMER_COLUMNS)
+
+
+async def save_cases(apg: asyncpg.Connection, cases: Sequence[Case], columns: Sequence[str] = CASE_COLUMNS) -> None:
+    if not cases:
+        return
+    if columns is CASE_COLUMNS:
         await apg.execute(_UPDATE_CASES, *_column_arrays(cases))
+    else:
+        cols = [*_KEYS, *(c for c in columns if c not in _KEYS)]
+        await apg.execute(_UPDATE_TIMER if columns is TIMER_COLUMNS else _update_statement(columns),
+                          *_column_arrays(cases, cols))  # fmt: skip
 
 
 _INSERT_CASES = (

@@ -173,12 +173,16 @@ class ContactWindow:
 
     def window_end(self, instant: datetime) -> datetime:
         """The end of the allowed window the instant is in (the notifier must not deliver after it)."""
-        return min(
-            datetime.combine(instant.astimezone(z).date(), self.end, tzinfo=z).astimezone(UTC) for z in self.checked
-        )
+        return _window_end(self, instant)
 
 
 @lru_cache(maxsize=100_000)
 def _nominal_moment(w: ContactWindow, day: date) -> datetime:
     """The first allowed moment from the step day's send time (the same for every case on that day)."""
     return w.next_allowed(w.at(w.roll_forward(day), w.send_time))
+
+
+@lru_cache(maxsize=10_000)
+def _window_end(w: ContactWindow, instant: datetime) -> datetime:
+    # One batch decides thousands of cases at the same instant: computed once per window and instant.
+    return min(datetime.combine(instant.astimezone(z).date(), w.end, tzinfo=z).astimezone(UTC) for z in w.checked)

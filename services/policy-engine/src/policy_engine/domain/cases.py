@@ -382,7 +382,7 @@ def escalate(case: Case, debtor: Debtor, policy: Policy, now: datetime, rule: Re
         return
     base = TONE_RANK[case.last_tone] if case.last_tone else TONE_RANK[remaining[0].tone]
     target = next((s for s in remaining if TONE_RANK[s.tone] > base), remaining[-1])
-    for skipped in remaining[: remaining.index(target)]:
+    for skipped in remaining[: next(i for i, s in enumerate(remaining) if s is target)]:
         case.note("skipped", f"{skipped.name}: passed over by escalation ({why})", skipped.name)
         _mark_done(case, skipped)
     w = window(policy, debtor)
@@ -541,17 +541,19 @@ def _supersede(case: Case, policy: Policy, w: ContactWindow, step: Step, now: da
     """Reached late (downtime, a backlog): when later steps are due too, only the latest one — the one that
     fits the invoice's age now — goes out; the earlier ones are skipped and logged, never sent in a burst."""
     remaining = policy.remaining_steps(case.done_steps, case.last_offset)
-    if step not in remaining:
+    # Steps are pydantic models: find positions by identity (equality would compare every field).
+    at = next((i for i, s in enumerate(remaining) if s is step), None)
+    if at is None:
         return step
     overdue = []
-    for later in remaining[remaining.index(step) + 1 :]:
+    for later in remaining[at + 1 :]:
         if w.plan(case.nominal_day(later), _EPOCH) > now:
             break  # offsets only grow: no step after this one is due either
         overdue.append(later)
     if not overdue:
         return step
     latest = overdue[-1]
-    for passed in remaining[remaining.index(step) : remaining.index(latest)]:
+    for passed in remaining[at : at + 1 + len(overdue) - 1]:
         case.note("skipped", f"{passed.name}: superseded by {latest.name}, which is due too (reached late)",
                   passed.name)  # fmt: skip
         _mark_done(case, passed)

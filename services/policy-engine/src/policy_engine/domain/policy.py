@@ -342,6 +342,10 @@ class Policy:
         return {s.name: s for s in self.doc.steps}
 
     @cached_property
+    def index_of(self) -> dict[str, int]:
+        return {s.name: i for i, s in enumerate(self.doc.steps)}
+
+    @cached_property
     def windows(self) -> dict[tuple[str | None, str | None], Any]:
         """ContactWindow per (time zone, country), built once per policy version (see cases.window)."""
         return {}

@@ -62,7 +62,7 @@ async def fire_due(
                 f.case.went_late = True
                 newly_late[(f.case.tenant_id, f.case.customer_id)] += 1
 
-    await repo.save_cases(apg, cases)
+    await repo.save_cases(apg, cases, repo.TIMER_COLUMNS)
     await repo.write_notes(apg, cases, now)
     await repo.copy_outbox(apg, [r.record() for r in rows])
     if rows:
@@ -182,7 +182,7 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
         step_id=sid,
         policy_id=policy.id,
         policy_version=policy.version,
-        step_index=policy.steps.index(step),
+        step_index=policy.index_of[step.name],
         step_name=step.name,
         tone=step.tone,
         template_id=step.template_id,
