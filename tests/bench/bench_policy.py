@@ -43,7 +43,7 @@ TARGET = DAY + timedelta(days=1)  # Wednesday 10:00 CET: every seeded step is pl
 ZONES = [("Europe/Berlin", "DE"), ("Europe/Paris", "FR"), ("Europe/Rome", "IT"), ("Europe/Madrid", "ES"),
          ("Europe/Amsterdam", "NL"), ("Europe/Vienna", "AT")]  # fmt: skip
 INVOICES_PER_CUSTOMER = 4
-BATCH = int(os.environ.get("BENCH_POLICY_BATCH", "2000"))
+BATCH = int(os.environ.get("BENCH_POLICY_BATCH", "1000"))
 WORKERS = int(os.environ.get("BENCH_POLICY_WORKERS", "2"))
 BACKGROUND_BURSTS_PER_S = float(os.environ.get("BENCH_POLICY_BACKGROUND_BURSTS", "20"))  # x ~55 events
 

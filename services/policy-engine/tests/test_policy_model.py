@@ -159,3 +159,15 @@ def test_remaining_steps_never_include_what_was_handled_even_across_versions() -
     assert [s.name for s in v2.remaining_steps(["a", "b"], 5)] == ["b2", "c"]
     # A renamed step at an offset already passed is not sent either.
     assert [s.name for s in v2.remaining_steps(["x"], 5)] == ["b2", "c"]
+
+
+def test_policy_files_are_validated_from_the_command_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from policy_engine.validate import main
+
+    good = tmp_path / "eu.yaml"
+    good.write_text(EXAMPLE_YAML)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "b", "steps": [step("a", "1")]}))
+    assert main([str(good)]) == 0
+    assert main([str(good), str(bad)]) == 1
+    assert f"{bad}: steps[0].offset_days: must be an integer" in capsys.readouterr().out
