@@ -34,7 +34,8 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=20), server_default='en', nullable=False),
     sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('kept_promise_count', sa.Integer(), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
+    sa.PrimaryKeyConstraint('tenant_id', 'customer_id'),
+    postgresql_with={'fillfactor': 80}
     )
     op.create_table('deadline_timers',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -126,7 +127,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
-    sa.PrimaryKeyConstraint('tenant_id', 'promise_id')
+    sa.PrimaryKeyConstraint('tenant_id', 'promise_id'),
+    postgresql_with={'fillfactor': 70}
     )
     op.create_index('ix_promises_customer', 'promises', ['tenant_id', 'customer_id', 'created_at'], unique=False)
     op.create_index('ix_promises_plan', 'promises', ['tenant_id', 'plan_id', 'instalment_index'], unique=False, postgresql_where=sa.text('plan_id IS NOT NULL'))

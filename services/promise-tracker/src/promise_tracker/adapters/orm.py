@@ -55,6 +55,7 @@ customers = Table(
     # Chronic promise-breakers: published on every promise.broken so policies can treat them differently.
     Column("broken_promise_count", Integer, nullable=False, server_default="0"),
     Column("kept_promise_count", Integer, nullable=False, server_default="0"),
+    postgresql_with={"fillfactor": 80},  # counters change often: room for in-place (HOT) updates
 )
 
 # ---------------------------------------------------------------- per-tenant promise rules
@@ -117,9 +118,11 @@ promises = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),
     Column("reason", Text),
-    # No index mentions status, so ending a promise can be a HOT update (no index writes).
+    # No index mentions status, received or resolved_at, so ending a promise can be a HOT update.
     Index("ix_promises_customer", "tenant_id", "customer_id", "created_at"),
     Index("ix_promises_plan", "tenant_id", "plan_id", "instalment_index", postgresql_where=text("plan_id IS NOT NULL")),
+    # Room on every page for the new version of a row: matching and the deadline check then update in place.
+    postgresql_with={"fillfactor": 70},
 )
 
 # The durable deadline timers: one narrow row per active promise, due at deadline + 1 s + settle window.

@@ -1,37 +1,43 @@
 """The durable deadline timer: promises whose check time has come are claimed in batches (FOR UPDATE
-SKIP LOCKED, so replicas share the work) and judged set-wise: one statement claims, judges and records a
-batch; then one statement per kind of consequence (counters, invoices released, events).
+SKIP LOCKED, so replicas share the work) and judged set-wise: one statement claims a batch, one judges and
+records it; then one statement per kind of consequence (counters, invoices released, events).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, bindparam, func, select, text
+from sqlalchemy import DateTime, Integer, String, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.outbox import OutboxWriter
 from promise_tracker.adapters import orm
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution
 
-# Claim, judge and record in one statement: the verdict is decided set-wise in PostgreSQL, so each due
-# promise is written once (a separate SELECT ... FOR UPDATE would write every row twice). The CASE is
-# domain.promises.judge_at_deadline in SQL; the boundary tests in test_matching.py pin both.
-# "settled": nothing was owed on any covered invoice by the deadline, however it got settled (a late
-# payment that settles the invoice after the deadline does not save the promise).
-_CLAIM_AND_JUDGE = text(
+# Claim: take a batch of due timers (FOR UPDATE SKIP LOCKED: replicas and workers never take the same
+# ones) and delete them, by row address so the plan stays a handful of index and TID lookups however
+# large the tables grow.
+_CLAIM = text(
     """
-    WITH due AS (
-        SELECT tenant_id, promise_id FROM deadline_timers
+    DELETE FROM deadline_timers
+    WHERE ctid = ANY (ARRAY (
+        SELECT ctid FROM deadline_timers
         WHERE check_at <= :now
         ORDER BY check_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
-    ), fired AS (
-        DELETE FROM deadline_timers AS t USING due
-        WHERE t.tenant_id = due.tenant_id AND t.promise_id = due.promise_id
-        RETURNING t.tenant_id, t.promise_id
-    )
+    ))
+    RETURNING tenant_id, promise_id
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)), bindparam("limit", type_=Integer))
+
+# Judge and record set-wise: each due promise is written once, with its verdict. The CASE is
+# domain.promises.judge_at_deadline in SQL; the boundary tests in test_matching.py pin both.
+# "Settled": nothing was owed on any covered invoice by the deadline, however it got settled (a late
+# payment that settles the invoice after the deadline does not save the promise).
+_JUDGE = text(
+    """
     UPDATE promises AS p
     SET status = CASE
             WHEN p.received_minor >= p.amount_minor OR NOT EXISTS (
@@ -43,22 +49,31 @@ _CLAIM_AND_JUDGE = text(
             ELSE 'broken'
         END,
         resolved_at = :now
-    FROM fired
-    WHERE p.tenant_id = fired.tenant_id AND p.promise_id = fired.promise_id AND p.status = 'active'
+    FROM unnest(:tenants, :ids) AS due(tenant_id, promise_id)
+    WHERE p.tenant_id = due.tenant_id AND p.promise_id = due.promise_id AND p.status = 'active'
     RETURNING p.*
     """
-).bindparams(bindparam("now", type_=DateTime(timezone=True)), bindparam("limit", type_=Integer))
+).bindparams(
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("tenants", type_=ARRAY(String)),
+    bindparam("ids", type_=ARRAY(String)),
+)
 
 
 async def fire_due(session: AsyncSession, outbox: OutboxWriter, now: datetime, limit: int) -> int:
-    judged = (await session.execute(_CLAIM_AND_JUDGE, {"now": now, "limit": limit})).all()
-    if not judged:
-        # Timers whose promise already ended are deleted with the claim; nothing else to do.
+    claimed = (await session.execute(_CLAIM, {"now": now, "limit": limit})).all()
+    if not claimed:
         return 0
+    judged = (
+        await session.execute(
+            _JUDGE, {"now": now, "tenants": [c.tenant_id for c in claimed], "ids": [c.promise_id for c in claimed]}
+        )
+    ).all()
+    # A timer whose promise already ended is simply gone now (ending a promise deletes its timer too).
     outcomes = Outcomes(session, outbox, now)
     await outcomes.resolve([Resolution(row, row.status, row.received_minor) for row in judged], recorded=True)
     await outcomes.flush()
-    return len(judged)
+    return len(claimed)
 
 
 async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
