@@ -1,4 +1,4 @@
-"""Composition root of ledger-sync: builds the runtime and the app; nothing else constructs adapters."""
+"""Composition root of ledger-sync: builds the runtime, the sync machinery and the app."""
 
 from __future__ import annotations
 
@@ -8,21 +8,44 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
+from ledger_sync.connectors.registry import FACTORIES
 from ledger_sync.entrypoints.api import router
+from ledger_sync.entrypoints.connectors_api import router as connectors_router
+from ledger_sync.entrypoints.connectors_api import webhooks
 from ledger_sync.entrypoints.imports_api import router as imports_router
+from ledger_sync.service_layer.sync import SyncService
 from ledger_sync.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
-    return ServiceRuntime(name="ledger-sync", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
+    runtime = ServiceRuntime(
+        name="ledger-sync", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
+    )
+    sync = SyncService(
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        clock=clock,
+        factories=FACTORIES,
+        notice_batch=settings.webhook_notice_batch,
+    )
+    runtime.sync = sync  # type: ignore[attr-defined]
+    # Webhook notices are applied by a durable-timer loop (acknowledged fast, processed asynchronously);
+    # scheduled syncs and the daily reconciliation likewise.
+    runtime.add_timer("webhook-notices", sync.process_notices, sync.notices_due)
+    runtime.add_timer("connector-syncs", sync.fire_due_syncs, sync.syncs_due)
+    return runtime
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         runtime,
         title="ledger-sync",
-        description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant.",
-        routers=[router, imports_router],
+        description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant; "
+        "REST API, bulk CSV import, ERP connectors and their webhooks.",
+        routers=[router, imports_router, connectors_router, webhooks],
     )
+    app.state.sync = runtime.sync  # type: ignore[attr-defined]
+    return app

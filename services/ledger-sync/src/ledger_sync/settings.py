@@ -7,3 +7,9 @@ from dunning_kit.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     http_port: int = Field(8001, description="Port of the ledger-sync API")
+    quickbooks_webhook_verifier_token: str = Field(
+        "", description="Intuit app's webhook verifier token (checks `intuit-signature`); empty refuses all"
+    )
+    xero_webhook_key: str = Field("", description="Xero app's webhook signing key (checks `x-xero-signature`)")
+    import_batch_size: int = Field(1000, description="CSV rows per batch (and per transaction in pass 2)")
+    webhook_notice_batch: int = Field(200, description="Webhook notices one timer pass claims")

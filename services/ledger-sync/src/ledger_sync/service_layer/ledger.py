@@ -793,6 +793,50 @@ class Ledger:
         await self.outbox.add(self.session, [ev])
         return RowResult(payment_id, created=False, events=[ev.type])
 
+    async def void_credit_note(self, credit_note_id: str) -> RowResult:
+        """A credit note voided or deleted at the source: its credit leaves the invoices it sat on."""
+        cn = orm.credit_notes.c
+        row = (
+            await self.session.execute(
+                select(orm.credit_notes)
+                .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == credit_note_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound(credit_note_id)
+        if row.status == "void":
+            return RowResult(credit_note_id, created=False)
+        old = (await self._existing_allocations(orm.credit_allocations, "credit_note_id", {credit_note_id})).get(
+            credit_note_id, {}
+        )
+        invoices = await self.load_invoices(set(old))
+        plan = plan_allocations(
+            document="credit note",
+            currency=row.currency,
+            customer_id=row.customer_id,
+            amount=row.total_minor,
+            old=old,
+            new=[],
+            invoices=invoices,
+        )
+        await self.session.execute(
+            update(orm.credit_notes)
+            .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == credit_note_id)
+            .values(status="void", remaining_minor=0, updated_at=self.clock.now())
+        )
+        await self._replace_allocations(orm.credit_allocations, "credit_note_id", {credit_note_id: {}})
+        await self._write_invoice_balances(list(plan.invoices.values()))
+        events = []
+        for d in plan.given_back:
+            inv, was = plan.invoices[d.invoice_id], invoices[d.invoice_id]
+            changes = [Change("balance", was.balance, inv.balance)]
+            if was.status != inv.status:
+                changes.append(Change("status", was.status, inv.status))
+            events.append(self._invoice_updated(inv, changes))
+        await self.outbox.add(self.session, events)
+        return RowResult(credit_note_id, created=False, events=[e.type for e in events])
+
     async def record_credit_notes(
         self,
         records: Sequence[CreditNoteRecord],

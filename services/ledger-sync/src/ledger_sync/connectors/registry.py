@@ -1,0 +1,41 @@
+"""Which connectors exist: how to build one for a tenant's connection, and how to read its webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dunning_kit.clock import Clock
+from ledger_sync.connectors import quickbooks
+from ledger_sync.connectors.base import Connector, WebhookReceiver
+from ledger_sync.connectors.http import ErpHttp, OAuth2RefreshToken, Sleep
+from ledger_sync.service_layer.sync import Connection, ConnectorFactory
+
+SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _quickbooks(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+    cfg = conn.config
+    if not conn.external_account:
+        raise ValueError("a QuickBooks connection needs external_account = the realmId")
+    auth = OAuth2RefreshToken(
+        token_url=cfg.get("token_url", quickbooks.TOKEN_URL),
+        client_id=cfg.get("client_id", ""),
+        client_secret=conn.credentials.get("client_secret", ""),
+        credentials=conn.credentials,
+        save=save,
+        now=clock.now,
+    )
+    http = ErpHttp(
+        cfg.get("base_url", quickbooks.API_URL), auth, sleep=sleep, max_attempts=int(cfg.get("max_attempts", 6))
+    )
+    return quickbooks.QuickBooks(http, conn.external_account, cfg, clock.now)
+
+
+FACTORIES: dict[str, ConnectorFactory] = {
+    quickbooks.NAME: _quickbooks,
+}
+
+RECEIVERS: dict[str, WebhookReceiver] = {
+    quickbooks.NAME: quickbooks.QuickBooksWebhooks(),
+}

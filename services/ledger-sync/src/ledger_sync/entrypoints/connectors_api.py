@@ -1,0 +1,191 @@
+"""Connector administration (admin key), quarantine and drift (tenant key), and the ERP webhook endpoints.
+
+Webhooks carry no API key: the ERP's signature is the authentication. A forged one gets 401 and
+nothing is written; a good one is stored and acknowledged at once, and applied by a timer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from dunning_kit.auth import Admin, Tenant
+from dunning_kit.runtime import ServiceRuntime
+from ledger_sync.adapters import orm
+from ledger_sync.connectors.base import SignatureError
+from ledger_sync.connectors.registry import FACTORIES, RECEIVERS
+from ledger_sync.entrypoints.api import error
+from ledger_sync.service_layer.ledger import NotFound
+from ledger_sync.service_layer.sync import SyncService
+
+log = logging.getLogger("ledger_sync.webhooks")
+router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
+webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+SECRET_KEYS = ("client_secret", "refresh_token", "access_token", "api_key", "webhook_secret",
+               "token_secret", "consumer_secret")  # fmt: skip
+
+
+class ConnectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    external_account: str | None = Field(None, description="The ERP's id of the company: QBO realmId, Xero tenantId")
+    config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings (base_url, client_id, ...)")
+    credentials: dict[str, Any] = Field(default_factory=dict, description="Secrets and tokens; never returned")
+    enabled: bool = True
+    sync_interval_s: int = Field(900, ge=60)
+    reconcile_interval_s: int = Field(86_400, ge=300)
+    first_sync_in_s: int = Field(0, ge=0, description="Delay before the scheduler's first sync")
+
+
+def _sync(request: Request) -> SyncService:
+    return request.app.state.sync  # type: ignore[no-any-return]
+
+
+def _unknown(name: str) -> JSONResponse:
+    return error(404, "not found", "connector", f"no connector {name!r} (known: {', '.join(sorted(FACTORIES))})")
+
+
+@router.put("/{name}", summary="Configure a tenant's connector (admin key)")
+async def configure(name: str, body: ConnectionIn, principal: Admin, request: Request) -> Any:
+    if name not in FACTORIES:
+        return _unknown(name)
+    runtime: ServiceRuntime = request.app.state.runtime
+    now = runtime.clock.now()
+    from datetime import timedelta
+
+    values = {
+        "external_account": body.external_account,
+        "config": body.config,
+        "credentials": body.credentials,
+        "enabled": body.enabled,
+        "sync_interval_s": body.sync_interval_s,
+        "reconcile_interval_s": body.reconcile_interval_s,
+        "next_sync_at": now + timedelta(seconds=body.first_sync_in_s or body.sync_interval_s),
+        "next_reconcile_at": now + timedelta(seconds=body.reconcile_interval_s),
+        "updated_at": now,
+    }
+    c = orm.connections.c
+    async with runtime.sessions() as session, session.begin():
+        stmt = insert(orm.connections).values(tenant_id=principal.tenant_id, connector=name, **values)
+        await session.execute(stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values))
+    return {"connector": name, "enabled": body.enabled}
+
+
+@router.get("", summary="The tenant's connectors, their cursors and freshness (no secrets)")
+async def list_connectors(principal: Admin, request: Request) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
+    c = orm.connections.c
+    async with runtime.sessions() as session:
+        rows = (await session.execute(select(orm.connections).where(c.tenant_id == principal.tenant_id))).mappings()
+        return {
+            "connectors": [
+                {
+                    "connector": r["connector"],
+                    "external_account": r["external_account"],
+                    "config": r["config"],
+                    "credentials": sorted(r["credentials"]),  # which secrets are set, never their values
+                    "cursor": r["cursor"],
+                    "enabled": r["enabled"],
+                    "next_sync_at": r["next_sync_at"].isoformat() if r["next_sync_at"] else None,
+                    "last_success_at": r["last_success_at"].isoformat() if r["last_success_at"] else None,
+                    "last_error": r["last_error"],
+                }
+                for r in rows
+            ]
+        }
+
+
+@router.post("/{name}/sync", summary="Run a sync now and wait for it (admin key)")
+async def sync_now(name: str, principal: Admin, request: Request) -> Any:
+    try:
+        outcome = await _sync(request).run_sync(principal.tenant_id, name)
+    except NotFound:
+        return _unknown(name)
+    if outcome.skipped:
+        return JSONResponse(outcome.as_dict(), status_code=409)
+    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+
+
+@router.post("/{name}/reconcile", summary="Compare the ledger with the ERP now and correct drift (admin key)")
+async def reconcile_now(name: str, principal: Admin, request: Request) -> Any:
+    try:
+        outcome = await _sync(request).reconcile(principal.tenant_id, name)
+    except NotFound:
+        return _unknown(name)
+    if outcome.skipped:
+        return JSONResponse(outcome.as_dict(), status_code=409)
+    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+
+
+@router.get("/{name}/quarantine", summary="ERP records that could not be applied, with their errors")
+async def quarantined(name: str, principal: Tenant, request: Request, limit: int = Query(100, ge=1, le=1000)) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
+    q = orm.quarantine.c
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(orm.quarantine)
+            .where(q.tenant_id == principal.tenant_id, q.connector == name)
+            .order_by(q.id)
+            .limit(limit)
+        )
+        return {
+            "items": [
+                {"entity": r.entity, "entity_id": r.entity_id, "error": r.error, "payload": r.payload,
+                 "quarantined_at": r.quarantined_at.isoformat()}
+                for r in rows
+            ]
+        }  # fmt: skip
+
+
+@router.get("/{name}/drift", summary="Balances that still differ from the ERP after reconciliation")
+async def drift(name: str, principal: Tenant, request: Request) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
+    d = orm.drift.c
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(orm.drift).where(d.tenant_id == principal.tenant_id, d.connector == name).order_by(d.id)
+        )
+        return {
+            "items": [
+                {"invoice_id": r.invoice_id, "ledger_balance_minor": r.ledger_balance_minor,
+                 "erp_balance_minor": r.erp_balance_minor, "found_at": r.found_at.isoformat()}
+                for r in rows
+            ]
+        }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ webhooks
+
+
+def _app_secret(request: Request, name: str) -> str:
+    settings = request.app.state.runtime.settings
+    return str(
+        {"quickbooks": settings.quickbooks_webhook_verifier_token, "xero": settings.xero_webhook_key}.get(name, "")
+    )
+
+
+async def _receive(request: Request, name: str, secret: str, tenant_id: str | None = None) -> Response:
+    body = await request.body()
+    receiver = RECEIVERS[name]
+    try:
+        receiver.verify(request.headers, body, secret)
+    except SignatureError as exc:
+        log.warning("%s webhook refused: %s", name, exc)
+        return Response(status_code=401)
+    try:
+        notices = receiver.notices(body)
+    except ValueError as exc:
+        return error(400, "malformed webhook", "(body)", str(exc))
+    await _sync(request).store_notices(name, notices, tenant_id)
+    return Response(status_code=200)
+
+
+@webhooks.post("/quickbooks", summary="QuickBooks Online webhooks (legacy and CloudEvents), intuit-signature")
+async def quickbooks_webhook(request: Request) -> Response:
+    return await _receive(request, "quickbooks", _app_secret(request, "quickbooks"))
