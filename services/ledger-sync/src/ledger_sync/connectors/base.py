@@ -140,8 +140,8 @@ class Connector(Protocol):
 class WebhookReceiver(Protocol):
     """The webhook side of a connector (class-level: verification needs no connection)."""
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
-        """Raise SignatureError unless the body is signed with `secret`."""
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: datetime | None = None) -> None:
+        """Raise SignatureError unless the body is signed with `secret` (and fresh, where the ERP stamps it)."""
         ...
 
     def notices(self, body: bytes) -> list[Notice]: ...

@@ -329,7 +329,7 @@ class QuickBooksWebhooks:
 
     header = "intuit-signature"
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: datetime | None = None) -> None:
         presented = headers.get(self.header, "")
         expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
         if not secret or not hmac.compare_digest(presented.encode(), expected.encode()):

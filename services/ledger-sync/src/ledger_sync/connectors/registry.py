@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dunning_kit.clock import Clock
-from ledger_sync.connectors import quickbooks
+from ledger_sync.connectors import quickbooks, stripe
 from ledger_sync.connectors.base import Connector, WebhookReceiver
-from ledger_sync.connectors.http import ErpHttp, OAuth2RefreshToken, Sleep
+from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
 from ledger_sync.service_layer.sync import Connection, ConnectorFactory
 
 SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
@@ -32,10 +32,24 @@ def _quickbooks(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cl
     return quickbooks.QuickBooks(http, conn.external_account, cfg, clock.now)
 
 
+def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+    cfg = conn.config
+    http = ErpHttp(
+        cfg.get("base_url", stripe.API_URL),
+        BearerToken(conn.credentials.get("api_key", "")),
+        sleep=sleep,
+        max_attempts=int(cfg.get("max_attempts", 6)),
+        default_headers={"Stripe-Version": cfg.get("api_version", "2024-06-20")},
+    )
+    return stripe.Stripe(http, cfg, clock.now)
+
+
 FACTORIES: dict[str, ConnectorFactory] = {
     quickbooks.NAME: _quickbooks,
+    stripe.NAME: _stripe,
 }
 
 RECEIVERS: dict[str, WebhookReceiver] = {
     quickbooks.NAME: quickbooks.QuickBooksWebhooks(),
+    stripe.NAME: stripe.StripeWebhooks(),
 }

@@ -174,7 +174,7 @@ async def _receive(request: Request, name: str, secret: str, tenant_id: str | No
     body = await request.body()
     receiver = RECEIVERS[name]
     try:
-        receiver.verify(request.headers, body, secret)
+        receiver.verify(request.headers, body, secret, now=request.app.state.runtime.clock.now())
     except SignatureError as exc:
         log.warning("%s webhook refused: %s", name, exc)
         return Response(status_code=401)
@@ -189,3 +189,11 @@ async def _receive(request: Request, name: str, secret: str, tenant_id: str | No
 @webhooks.post("/quickbooks", summary="QuickBooks Online webhooks (legacy and CloudEvents), intuit-signature")
 async def quickbooks_webhook(request: Request) -> Response:
     return await _receive(request, "quickbooks", _app_secret(request, "quickbooks"))
+
+
+@webhooks.post("/stripe/{tenant_id}", summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
+async def stripe_webhook(tenant_id: str, request: Request) -> Response:
+    conn = await _sync(request).connection(tenant_id, "stripe")
+    # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
+    secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
+    return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)
