@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dunning_kit.clock import Clock
-from ledger_sync.connectors import quickbooks, stripe
+from ledger_sync.connectors import quickbooks, stripe, xero
 from ledger_sync.connectors.base import Connector, WebhookReceiver
 from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
 from ledger_sync.service_layer.sync import Connection, ConnectorFactory
@@ -44,7 +44,30 @@ def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock)
     return stripe.Stripe(http, cfg, clock.now)
 
 
+def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+    cfg = conn.config
+    if not conn.external_account:
+        raise ValueError("a Xero connection needs external_account = the Xero tenantId")
+    auth = OAuth2RefreshToken(
+        token_url=cfg.get("token_url", xero.TOKEN_URL),
+        client_id=cfg.get("client_id", ""),
+        client_secret=conn.credentials.get("client_secret", ""),
+        credentials=conn.credentials,
+        save=save,
+        now=clock.now,
+    )
+    http = ErpHttp(
+        cfg.get("base_url", xero.API_URL),
+        auth,
+        sleep=sleep,
+        max_attempts=int(cfg.get("max_attempts", 6)),
+        default_headers={"xero-tenant-id": conn.external_account},
+    )
+    return xero.Xero(http, cfg, clock.now)
+
+
 FACTORIES: dict[str, ConnectorFactory] = {
+    xero.NAME: _xero,
     quickbooks.NAME: _quickbooks,
     stripe.NAME: _stripe,
 }
@@ -52,4 +75,5 @@ FACTORIES: dict[str, ConnectorFactory] = {
 RECEIVERS: dict[str, WebhookReceiver] = {
     quickbooks.NAME: quickbooks.QuickBooksWebhooks(),
     stripe.NAME: stripe.StripeWebhooks(),
+    xero.NAME: xero.XeroWebhooks(),
 }

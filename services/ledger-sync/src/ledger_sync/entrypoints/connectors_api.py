@@ -197,3 +197,8 @@ async def stripe_webhook(tenant_id: str, request: Request) -> Response:
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
     return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)
+
+
+@webhooks.post("/xero", summary="Xero webhooks (and the intent-to-receive probe), x-xero-signature")
+async def xero_webhook(request: Request) -> Response:
+    return await _receive(request, "xero", _app_secret(request, "xero"))
