@@ -195,3 +195,18 @@ def test_a_date_is_formatted_for_the_locale() -> None:
 
     assert day(date(2026, 3, 12), "de-DE") == "12.03.2026"
     assert day(date(2026, 3, 12), "en-US") == "Mar 12, 2026"
+
+
+@pytest.mark.parametrize(("currency", "locale"), [
+    ("USD", "en-US"), ("EUR", "de-DE"), ("CHF", "de-CH"), ("EUR", "fr-FR"), ("EUR", "nl"), ("JPY", "ja"),
+    ("INR", "hi-IN"), ("KWD", "ar"), ("SEK", "sv"), ("GBP", "en-GB"),
+])  # fmt: skip
+def test_the_money_shortcut_formats_exactly_as_babel(currency: str, locale: str) -> None:
+    from babel.numbers import format_currency
+
+    from notifier.domain.rendering import babel_locale
+
+    rng = random.Random(f"{currency}{locale}")
+    for _ in range(500):
+        amount = Decimal(rng.randint(-(10**9), 10**9)).scaleb(-rng.choice([0, 1, 2, 3]))
+        assert money(amount, currency, locale) == format_currency(amount, currency, locale=babel_locale(locale))

@@ -126,7 +126,11 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         watermark=watermark,
         stuck_after_seconds=settings.sending_stuck_after_seconds,
     )
-    runtime.add_timer("deliveries", dispatcher.dispatch_due, dispatcher.due_stats)
+    for worker in range(settings.dispatch_workers):
+        # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
+        runtime.add_timer(
+            "deliveries" if worker == 0 else f"deliveries-{worker}", dispatcher.dispatch_due, dispatcher.due_stats
+        )
     runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher)  # type: ignore[attr-defined]
 
     # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime

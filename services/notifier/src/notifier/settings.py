@@ -55,6 +55,12 @@ class Settings(ServiceSettings):
 
     # ---- dispatcher, retries, limits
     dispatch_batch_size: int = Field(500, description="Most deliveries one dispatcher batch claims")
+    dispatch_workers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Dispatcher loops per replica (one renders/records while another waits on providers)",
+    )
     max_send_attempts: int = Field(5, description="Attempts before a transient failure becomes notification.failed")
     retry_base_seconds: float = Field(60.0, description="First retry delay; doubles each attempt (with jitter)")
     retry_max_seconds: float = Field(3600.0, description="Longest delay between two attempts")

@@ -280,6 +280,11 @@ class FakeTwilio:
                                  "next_page_uri": None, "previous_page_uri": None,
                                  "uri": f"/{API}/Accounts/{account_sid}/Messages.json"})  # fmt: skip
 
+        @app.get("/_fake/stats", include_in_schema=False)
+        async def stats() -> JSONResponse:
+            """Not Twilio's: how many messages and calls this fake accepted (for benches and scripts)."""
+            return JSONResponse({"messages": len(self.messages), "calls": len(self.calls)})
+
         @app.get("/", response_class=HTMLResponse, include_in_schema=False)
         async def index() -> HTMLResponse:
             rows = "".join(

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from notifier.domain.last_look import LastLook
@@ -27,6 +28,10 @@ class Branding:
     phone: str | None = None
     email: str | None = None
     footer: str = ""
+
+    @cached_property
+    def as_context(self) -> dict[str, Any]:
+        return {**asdict(self), "address_lines": list(self.address_lines)}
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Branding:
@@ -78,7 +83,7 @@ def build_context(
     return {
         "customer": {"id": customer_id, "name": customer_name},
         "contact_name": contact_name or customer_name,
-        "company": {**asdict(branding), "address_lines": list(branding.address_lines)},
+        "company": branding.as_context,
         "invoices": invoices,
         "invoice_count": len(invoices),
         "invoice_numbers": ", ".join(i["number"] for i in invoices),

@@ -76,8 +76,18 @@ class BatchContext:
     templates: dict[str, dict[tuple[str, str], TemplateSource]] = field(default_factory=dict)
     suppressed: dict[tuple[str, str, str], str] = field(default_factory=dict)  # -> reason
 
+    brandings: dict[str, Branding] = field(default_factory=dict)
+
     def config(self, tenant_id: str) -> TenantConfig:
-        return self.configs.get(tenant_id) or TenantConfig()
+        return self.configs.get(tenant_id) or _DEFAULT_CONFIG
+
+    def branding(self, tenant_id: str) -> Branding:
+        if tenant_id not in self.brandings:
+            self.brandings[tenant_id] = Branding.from_config(self.config(tenant_id).branding_dict())
+        return self.brandings[tenant_id]
+
+
+_DEFAULT_CONFIG = TenantConfig()
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ class Composer:
         links = self.links(
             row, [i.invoice_id for i in look.open_invoices], now, recipient.address if offers_opt_out else None
         )
-        branding = Branding.from_config(config.branding_dict())
+        branding = ctx.branding(tenant_id)
         tz = _zone((customer or {}).get("time_zone"))
         context = build_context(
             customer_id=row["customer_id"],

@@ -39,6 +39,12 @@ class RateLimiter:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+def provider_timeout(seconds: float) -> httpx.Timeout:
+    """Connect/read/write bounded; no pool timeout: a batch queues for a free connection on our side, and
+    that wait must never turn into a failed (and retried) send."""
+    return httpx.Timeout(seconds, pool=None)
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:

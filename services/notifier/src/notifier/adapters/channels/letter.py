@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, call, json_or_empty
+from notifier.adapters.channels.http import RateLimiter, call, json_or_empty, provider_timeout
 from notifier.adapters.pdf import render_letter_pdf
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
@@ -32,7 +32,9 @@ class PrintApiLetters:
     ) -> None:
         self.limiter = limiter
         self.today = today
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), auth=(api_key or "", ""), timeout=timeout)
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), auth=(api_key or "", ""), timeout=provider_timeout(timeout)
+        )
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         _require_address(message)

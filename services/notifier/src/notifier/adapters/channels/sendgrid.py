@@ -10,7 +10,7 @@ from email.utils import parseaddr
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, call
+from notifier.adapters.channels.http import RateLimiter, call, provider_timeout
 from notifier.domain.messages import OutboundMessage, SendReceipt
 
 
@@ -22,7 +22,7 @@ class SendGridEmail:
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key or ''}"},
-            timeout=timeout,
+            timeout=provider_timeout(timeout),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
         )
 

@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, json_or_empty, retry_after_seconds
+from notifier.adapters.channels.http import RateLimiter, json_or_empty, provider_timeout, retry_after_seconds
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt, TransientSendError
 from notifier.domain.rendering import babel_locale
 
@@ -34,7 +34,7 @@ class TwilioClient:
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=(account_sid, auth_token),
-            timeout=timeout,
+            timeout=provider_timeout(timeout),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
         )
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from notifier.adapters.channels.http import RateLimiter, call
+from notifier.adapters.channels.http import RateLimiter, call, provider_timeout
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
 
@@ -21,7 +21,7 @@ class SignedWebhooks:
 
     def __init__(self, limiter: RateLimiter, timeout: float = 10.0) -> None:
         self.limiter = limiter
-        self.http = httpx.AsyncClient(timeout=timeout)
+        self.http = httpx.AsyncClient(timeout=provider_timeout(timeout))
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         if not message.webhook_secret:

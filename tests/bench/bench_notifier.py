@@ -1,0 +1,189 @@
+"""notifier's figures: step events on the broker -> messages accepted by the provider.
+
+- email_sent_per_s: N `dunning.step.due` events (email channel, one invoice each) produced to the steps
+  topic; from the first produce until a local SMTP sink has accepted the N-th message. Everything a real
+  send does is in the loop: consume + delivery records, the ledger catch-up check, claim with SKIP LOCKED,
+  the last look, sandboxed rendering (text + HTML, Babel formatting, signed links), pooled concurrent SMTP,
+  outcome records + notification.sent through the outbox. Baseline: raw_consume_per_s.
+- sms_sent_per_s: the same for SMS against the local fake of the Twilio Messages API (form POST, JSON).
+
+The providers run in processes of their own, as real ones would (in-process they would share the
+notifier's CPU and event loop): the SMTP sink only counts what it accepted (the dev sink parses and stores
+each mail, which would measure the sink); the Twilio fake is dunning_kit.devfakes.twilio. The notifier runs
+on a broker of its own so the ledger topic holds only this run's events (the ledger catch-up check must
+otherwise first consume what other bench modules produced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+
+from dunning_events.codec import encode
+from dunning_events.envelope import new_event
+from dunning_events.topics import partition_key
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.db import make_engine
+from dunning_kit.embedded import free_port, wait_for_port
+from dunning_kit.services import spec
+from dunning_kit.testing import BrokerBackend, poll_until, start_service, wait_until_quiet
+from notifier.testing import EventFeed
+
+from .harness import BenchContext, Figure
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SCHEMA = "notifier"
+WORKERS = int(os.environ.get("BENCH_NOTIFIER_WORKERS", "2"))
+BATCH = int(os.environ.get("BENCH_NOTIFIER_BATCH", "500"))
+
+
+class CountingSink:
+    """An SMTP server that accepts every message and only counts it."""
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.counter.get_lock():
+            self.counter.value += 1
+        return "250 accepted"
+
+
+def _sink_process(port: int, counter: Any, stop: Any) -> None:
+    controller = Controller(CountingSink(counter), hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    stop.wait()
+    controller.stop()
+
+
+def _twilio_process(port: int) -> None:
+    from dunning_kit.devfakes.twilio import FakeTwilio
+
+    async def serve() -> None:
+        async with FakeTwilio(auto_callbacks=False, port=port):
+            await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+async def _seed(database_url: str, n: int, channel: str) -> None:
+    """The notifier's projections as the ledger would have left them (COPY, not the point of this bench)."""
+    engine = make_engine(database_url, SCHEMA, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            apg: Any = (await conn.get_raw_connection()).driver_connection
+            contacts = '[{"name": "AP", "email": "ap%d@example.com", "phone": "+1415555%04d", "role": "billing"}]'
+            await apg.copy_records_to_table(
+                "customers", schema_name=SCHEMA,
+                columns=["tenant_id", "customer_id", "name", "locale", "time_zone", "contacts", "consent"],
+                records=[("acme", f"{channel}-C-{i}", f"Customer {i} GmbH", "de-DE" if i % 2 else "en-US", "Europe/Berlin",
+                          contacts % (i, i % 10000), '{"email": true, "sms": true}') for i in range(n)],
+            )  # fmt: skip
+            await apg.copy_records_to_table(
+                "invoice_balances", schema_name=SCHEMA,
+                columns=["tenant_id", "invoice_id", "customer_id", "number", "currency", "total_minor", "balance_minor", "status"],
+                records=[("acme", f"{channel}-INV-{i}", f"{channel}-C-{i}", f"2026-{i:05d}", "EUR", 482000, 482000, "open")
+                         for i in range(n)],
+            )  # fmt: skip
+            await apg.execute(f"ANALYZE {SCHEMA}.customers; ANALYZE {SCHEMA}.invoice_balances")
+    finally:
+        await engine.dispose()
+
+
+async def _produce_steps(bootstrap: str, n: int, channel: str, clock: SimulatedClock) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    feed = EventFeed(producer, clock)
+    try:
+        futures = []
+        for i in range(n):
+            step = feed.step(
+                f"S-{channel}-{i}", customer_id=f"{channel}-C-{i}", invoices=[(f"{channel}-INV-{i}", f"2026-{i:05d}", "4820.00")],
+                channels=[channel], template_id="firm_reminder" if channel == "email" else "escalation_sms",
+            )  # fmt: skip
+            env = new_event(step, tenant_id="acme", source="bench", occurred_at=NOW)
+            futures.append(
+                await producer.send(
+                    "dunning.steps.v1", encode(env), key=partition_key("acme", step.customer_id).encode()
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _measure(ctx: BenchContext, channel: str, n: int, overrides: dict[str, Any], accepted: Any) -> float:
+    broker = BrokerBackend.embedded()
+    database_url = ctx.fresh_database()
+    await _seed(database_url, n, channel)
+    clock = SimulatedClock(NOW)
+    svc = await start_service(
+        spec("notifier"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
+        overrides={"dispatch_batch_size": BATCH, "dispatch_workers": WORKERS, "consumer_max_records": 2000,
+                   "smtp_pool_size": 32, "rate_limit_smtp_per_s": 1e6, "rate_limit_twilio_per_s": 1e6,
+                   "log_level": "WARNING", **overrides},
+    )  # fmt: skip
+    try:
+        started = time.perf_counter()
+        await _produce_steps(broker.bootstrap_servers, n, channel, clock)
+
+        async def all_accepted() -> bool:
+            return await accepted() >= n
+
+        await poll_until(all_accepted, timeout=600, interval=0.02, what=f"{n} {channel} messages accepted")
+        elapsed = time.perf_counter() - started
+        await wait_until_quiet([svc.runtime], timeout=120)
+        return n / elapsed
+    finally:
+        await svc.stop()
+        broker.stop()
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    mp = multiprocessing.get_context("spawn")
+    n = ctx.n(20_000)
+    counter, stop = mp.Value("l", 0), mp.Event()
+    port = free_port()
+    sink = mp.Process(target=_sink_process, args=(port, counter, stop), daemon=True)
+    sink.start()
+    try:
+        await asyncio.to_thread(wait_for_port, port, 30)
+
+        async def smtp_accepted() -> int:
+            return int(counter.value)
+
+        email_rate = await _measure(ctx, "email", n, {"smtp_host": "127.0.0.1", "smtp_port": port}, smtp_accepted)
+    finally:
+        stop.set()
+        sink.join(10)
+    n_sms = ctx.n(10_000)
+    port = free_port()
+    twilio = mp.Process(target=_twilio_process, args=(port,), daemon=True)
+    twilio.start()
+    try:
+        await asyncio.to_thread(wait_for_port, port, 30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def sms_accepted() -> int:
+                return int((await http.get("/_fake/stats")).json()["messages"])
+
+            sms_rate = await _measure(ctx, "sms", n_sms, {"twilio_base_url": f"http://127.0.0.1:{port}"}, sms_accepted)
+    finally:
+        twilio.terminate()
+        twilio.join(10)
+    return [
+        Figure("email_sent_per_s", email_rate, "msg/s", baseline="raw_consume_per_s",
+               note=f"{n} step events -> SMTP accepted (render text+HTML, pooled SMTP, records + events); target >= 1000"),
+        Figure("sms_sent_per_s", sms_rate, "msg/s", baseline="raw_consume_per_s",
+               note=f"{n_sms} step events -> fake Twilio Messages API accepted"),
+    ]  # fmt: skip
