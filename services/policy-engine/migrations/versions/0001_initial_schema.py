@@ -75,7 +75,6 @@ def upgrade() -> None:
     sa.Column('revoked', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
     sa.Column('blocked', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('block_reason', sa.Text(), nullable=True),
-    sa.Column('late_invoice_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )

@@ -41,7 +41,6 @@ customers = Table(
     Column("revoked", ARRAY(Text), nullable=False, server_default="{}"),
     Column("blocked", Boolean, nullable=False, server_default=text("false")),
     Column("block_reason", Text),
-    Column("late_invoice_count", Integer, nullable=False, server_default="0"),
     Column("broken_promise_count", Integer, nullable=False, server_default="0"),
 )
 Index("ix_customers_segment", customers.c.tenant_id, customers.c.segment)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -189,8 +189,10 @@ async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[
 
     1. Candidates: due cases in (next_at, customer) order, leaving out customers another replica holds now.
     2. A transaction-scoped advisory lock per customer (try: a customer taken meanwhile is simply left out).
-    3. Every due case of the customers held, locked FOR UPDATE. Only the holder of a customer's advisory lock
-       locks its cases in bulk, so replicas never wait on each other; each due case is decided exactly once.
+    3. Every due case of the customers held, locked FOR UPDATE SKIP LOCKED. Only the holder of a customer's
+       advisory lock locks its cases in bulk, so replicas never wait on each other; a case an event handler
+       holds at that moment (a payment arriving) is left for the next round rather than waited for, so the
+       timer never waits on a consumer and the two cannot deadlock. Each due case is decided exactly once.
     """
     candidates = await apg.fetch(
         "SELECT tenant_id, customer_id FROM cases WHERE next_at <= $1 AND "
@@ -214,7 +216,8 @@ async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[
         return []
     rows = await apg.fetch(
         f"{_SELECT_CASES} WHERE next_at <= $1 AND (tenant_id, customer_id) IN "
-        "(SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY tenant_id, customer_id, invoice_id FOR UPDATE",
+        "(SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY tenant_id, customer_id, invoice_id "
+        "FOR UPDATE SKIP LOCKED",
         now,
         [r["t"] for r in held],
         [r["c"] for r in held],
@@ -230,7 +233,7 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
     tenants, customers = zip(*keys, strict=True)
     rows = await apg.fetch(
         "SELECT tenant_id, customer_id, time_zone, country, segment, tags, consent, revoked, blocked, "
-        "late_invoice_count, broken_promise_count FROM customers WHERE (tenant_id, customer_id) IN "
+        "broken_promise_count FROM customers WHERE (tenant_id, customer_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[]))",
         list(tenants),
         list(customers),
@@ -246,10 +249,24 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
             consent=json.loads(consent) if isinstance(consent, str) else dict(consent or {}),
             revoked=frozenset(r["revoked"]),
             blocked=r["blocked"],
-            late_invoice_count=r["late_invoice_count"],
             broken_promise_count=r["broken_promise_count"],
         )
     return out
+
+
+async def with_late_history(apg: asyncpg.Connection, debtors: Sequence[Debtor], tenant_id: str) -> list[Debtor]:
+    """The debtors with their late-payer history (invoices that went past their due date unpaid), counted
+    from the cases when a policy is resolved: the timer never writes customer rows, so it never waits on
+    an event handler that holds one."""
+    ids = sorted({d.customer_id for d in debtors})
+    rows = await apg.fetch(
+        "SELECT customer_id, count(*) AS n FROM cases WHERE tenant_id = $1 AND customer_id = ANY($2::text[]) "
+        "AND went_late GROUP BY customer_id",
+        tenant_id,
+        ids,
+    )
+    counts = {r["customer_id"]: r["n"] for r in rows}
+    return [replace(d, late_invoice_count=counts.get(d.customer_id, 0)) for d in debtors]
 
 
 async def lock_customers(

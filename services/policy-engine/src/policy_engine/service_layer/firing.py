@@ -52,15 +52,13 @@ async def fire_due(
             firings.append(firing)
 
     rows: list[OutboxRow] = []
-    newly_late: dict[tuple[str, str], int] = defaultdict(int)
     for group in _consolidate(firings):
         first = group[0]
         debtor = debtors[(first.case.tenant_id, first.case.customer_id)]
         rows.append(_step_due(group, debtor, now))
         for f in group:
-            if f.step.offset_days > 0 and not f.case.went_late:
-                f.case.went_late = True
-                newly_late[(f.case.tenant_id, f.case.customer_id)] += 1
+            if f.step.offset_days > 0:
+                f.case.went_late = True  # late-payer history (first-time vs chronic) counts these
 
     await repo.save_cases(apg, cases, repo.TIMER_COLUMNS)
     await repo.write_notes(apg, cases, now)
@@ -69,8 +67,6 @@ async def fire_due(
         wake = getattr(outbox, "_on_commit", None)  # the relay's wake-up after commit, as OutboxWriter.add does
         if wake is not None:
             session.info.setdefault("after_commit", []).append(wake)
-    if newly_late:
-        await _count_late(apg, newly_late)
     return len(cases)
 
 
@@ -91,7 +87,7 @@ async def _bind_policies(
         else:
             bound[id(case)] = tenant_policies[case.policy_id]  # type: ignore[index]
     for tenant, group in unresolved.items():
-        ds = [debtors[(tenant, c.customer_id)] for c in group]
+        ds = await repo.with_late_history(apg, [debtors[(tenant, c.customer_id)] for c in group], tenant)
         assignments = await load_assignments(apg, tenant, [d.customer_id for d in ds], [d.segment for d in ds])
         for case, debtor in zip(group, ds, strict=True):
             bound[id(case)], _ = rules.resolve_policy(debtor, case, policies[tenant], assignments)
@@ -197,19 +193,6 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
         late=any(f.late_by is not None for f in group),
         deliver_until=min(f.deliver_until for f in group),
         occurred_at=now,
-    )
-
-
-async def _count_late(apg: asyncpg.Connection, newly_late: dict[tuple[str, str], int]) -> None:
-    """Late-payer history (first-time vs chronic): how many of a customer's invoices ever went overdue."""
-    keys = sorted(newly_late)
-    await apg.execute(
-        "INSERT INTO customers (tenant_id, customer_id, late_invoice_count) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::int4[]) ON CONFLICT (tenant_id, customer_id) "
-        "DO UPDATE SET late_invoice_count = customers.late_invoice_count + EXCLUDED.late_invoice_count",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [newly_late[k] for k in keys],
     )
 
 

@@ -111,7 +111,9 @@ class Engine:
         policies = await self.policies(case.tenant_id)
         if not resolve and not case.replan and case.policy_id in policies:
             return policies[case.policy_id]  # type: ignore[index]
-        assignments = await load_assignments(await self.db(), case.tenant_id, [debtor.customer_id], [debtor.segment])
+        apg = await self.db()
+        assignments = await load_assignments(apg, case.tenant_id, [debtor.customer_id], [debtor.segment])
+        (debtor,) = await repo.with_late_history(apg, [debtor], case.tenant_id)
         policy, _why = rules.resolve_policy(debtor, case, policies, assignments)
         return policy
 
@@ -250,7 +252,8 @@ class Engine:
             for env in mine:
                 if env.data.invoice_id in existing:
                     await self.on_invoice_updated(env)  # type: ignore[arg-type]
-            debtors = await repo.load_debtors(apg, {(tenant, env.data.customer_id) for env in fresh})
+            loaded = await repo.load_debtors(apg, {(tenant, env.data.customer_id) for env in fresh})
+            debtors = dict(zip(loaded, await repo.with_late_history(apg, list(loaded.values()), tenant), strict=True))
             policies = await self.policies(tenant)
             assignments = await load_assignments(
                 apg, tenant, [d.customer_id for d in debtors.values()], [d.segment for d in debtors.values()]
