@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dunning_kit.clock import Clock
-from ledger_sync.connectors import quickbooks, stripe, xero
+from ledger_sync.connectors import netsuite, quickbooks, stripe, xero
 from ledger_sync.connectors.base import Connector, WebhookReceiver
 from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
 from ledger_sync.service_layer.sync import Connection, ConnectorFactory
@@ -66,7 +66,29 @@ def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -
     return xero.Xero(http, cfg, clock.now)
 
 
+def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+    cfg, creds = conn.config, conn.credentials
+    account = conn.external_account or cfg.get("account", "")
+    if not account:
+        raise ValueError("a NetSuite connection needs external_account = the account id (e.g. 1234567_SB1)")
+    auth = netsuite.OAuth1TokenBased(
+        account=account,
+        consumer_key=creds.get("consumer_key", ""),
+        consumer_secret=creds.get("consumer_secret", ""),
+        token_id=creds.get("token_id", ""),
+        token_secret=creds.get("token_secret", ""),
+    )
+    http = ErpHttp(
+        cfg.get("base_url", netsuite.rest_host(account)),
+        auth,
+        sleep=sleep,
+        max_attempts=int(cfg.get("max_attempts", 6)),
+    )
+    return netsuite.NetSuite(http, cfg, clock.now)
+
+
 FACTORIES: dict[str, ConnectorFactory] = {
+    netsuite.NAME: _netsuite,
     xero.NAME: _xero,
     quickbooks.NAME: _quickbooks,
     stripe.NAME: _stripe,
