@@ -7,6 +7,7 @@ or not at all — a crash re-fires the batch, never half of it, and nothing is s
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -27,6 +28,10 @@ from policy_engine.domain.policy import ContactCap, Policy
 from policy_engine.service_layer.handlers import EngineConfig, step_id
 from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
+# Decisions are CPU work on the event loop the consumers share: yield this often so that a payment's
+# handler (a few short round trips) is never held up by a whole batch's worth of decisions.
+YIELD_EVERY = 100
+
 
 async def fire_due(
     session: AsyncSession, outbox: OutboxWriter, config: EngineConfig, book: PolicyBook, now: datetime, limit: int
@@ -45,14 +50,18 @@ async def fire_due(
     caps = await _cap_check(apg, cases, bound, now)
 
     firings: list[Firing] = []
-    for case in cases:
+    for n, case in enumerate(cases, start=1):
         debtor = debtors[(case.tenant_id, case.customer_id)]
         firing = rules.decide(case, debtor, bound[id(case)], now, stale.get(case.tenant_id), caps)
         if firing is not None:
             firings.append(firing)
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the consumers run: a payment must not wait for a whole batch's CPU
 
     rows: list[OutboxRow] = []
-    for group in _consolidate(firings):
+    for n, group in enumerate(_consolidate(firings), start=1):
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         first = group[0]
         debtor = debtors[(first.case.tenant_id, first.case.customer_id)]
         rows.append(_step_due(group, debtor, now))
