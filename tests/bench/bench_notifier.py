@@ -43,6 +43,7 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SCHEMA = "notifier"
 WORKERS = int(os.environ.get("BENCH_NOTIFIER_WORKERS", "2"))
 BATCH = int(os.environ.get("BENCH_NOTIFIER_BATCH", "500"))
+SINKS = int(os.environ.get("BENCH_SMTP_SINKS", "2"))
 
 
 class CountingSink:
@@ -57,8 +58,15 @@ class CountingSink:
         return "250 accepted"
 
 
+class _SharedPortController(Controller):
+    """Several sink processes accept on one port (SO_REUSEPORT), as a relay's workers would."""
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, host=self.hostname, port=self.port, reuse_port=True)
+
+
 def _sink_process(port: int, counter: Any, stop: Any) -> None:
-    controller = Controller(CountingSink(counter), hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller = _SharedPortController(CountingSink(counter), hostname="127.0.0.1", port=port, ready_timeout=10)
     controller.start()
     stop.wait()
     controller.stop()
@@ -154,8 +162,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
     n = ctx.n(20_000)
     counter, stop = mp.Value("l", 0), mp.Event()
     port = free_port()
-    sink = mp.Process(target=_sink_process, args=(port, counter, stop), daemon=True)
-    sink.start()
+    sinks = [mp.Process(target=_sink_process, args=(port, counter, stop), daemon=True) for _ in range(SINKS)]
+    for sink in sinks:
+        sink.start()
     try:
         await asyncio.to_thread(wait_for_port, port, 30)
 
@@ -165,8 +174,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
         email_rate = await _measure(ctx, "email", n, {"smtp_host": "127.0.0.1", "smtp_port": port}, smtp_accepted)
     finally:
         stop.set()
-        sink.join(10)
-    n_sms = ctx.n(10_000)
+        for sink in sinks:
+            sink.join(10)
+    n_sms = ctx.n(5_000)
     port = free_port()
     twilio = mp.Process(target=_twilio_process, args=(port,), daemon=True)
     twilio.start()

@@ -58,6 +58,7 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
         settings.twilio_auth_token,
         RateLimiter(settings.rate_limit_twilio_per_s),
         settings.provider_timeout_seconds,
+        settings.provider_max_connections,
     )
     return ProviderRegistry(
         {
@@ -79,6 +80,7 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
                 settings.sendgrid_api_key,
                 RateLimiter(settings.rate_limit_sendgrid_per_s),
                 settings.provider_timeout_seconds,
+                settings.provider_max_connections,
             ),
             "twilio_sms": TwilioSms(twilio),
             "twilio_voice": TwilioVoice(twilio),

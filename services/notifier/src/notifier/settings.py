@@ -72,6 +72,9 @@ class Settings(ServiceSettings):
     rate_limit_twilio_per_s: float = Field(100.0, description="Most Twilio API calls per second (messages + calls)")
     rate_limit_print_per_s: float = Field(20.0, description="Most print-and-mail API calls per second")
     rate_limit_webhook_per_s: float = Field(200.0, description="Most outbound webhook calls per second")
+    provider_max_connections: int = Field(
+        10, ge=1, description="Concurrent HTTP connections per provider API (more only adds queueing on both sides)"
+    )
     provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider HTTP call")
     ledger_catch_up_wait_seconds: float = Field(
         5.0, description="How long one dispatch round waits for the ledger projection before holding its sends"

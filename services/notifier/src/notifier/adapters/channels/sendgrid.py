@@ -17,13 +17,15 @@ from notifier.domain.messages import OutboundMessage, SendReceipt
 class SendGridEmail:
     name = "sendgrid"
 
-    def __init__(self, base_url: str, api_key: str | None, limiter: RateLimiter, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None, limiter: RateLimiter, timeout: float = 10.0, max_connections: int = 10
+    ) -> None:
         self.limiter = limiter
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key or ''}"},
             timeout=provider_timeout(timeout),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     def payload(self, message: OutboundMessage) -> dict[str, object]:

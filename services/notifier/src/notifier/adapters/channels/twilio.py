@@ -26,7 +26,13 @@ _SAY_LANGUAGES = {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "i
 
 class TwilioClient:
     def __init__(
-        self, base_url: str, account_sid: str, auth_token: str, limiter: RateLimiter, timeout: float = 10.0
+        self,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        limiter: RateLimiter,
+        timeout: float = 10.0,
+        max_connections: int = 10,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -35,7 +41,7 @@ class TwilioClient:
             base_url=base_url.rstrip("/"),
             auth=(account_sid, auth_token),
             timeout=provider_timeout(timeout),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     async def aclose(self) -> None:
