@@ -150,3 +150,35 @@ def test_a_pre_due_reminder_is_never_sent_after_the_due_date() -> None:
     rules.start(case, BERLIN, only_pre, utc(2026, 3, 2, 9))
     assert fire(case, utc(2026, 3, 13, 9), policy=only_pre) is None
     assert "never sent after it" in case.notes[-2].reason and case.next_step == "late"
+
+
+def test_which_policy_customer_assignment_then_segment_then_applicability_by_priority_then_default() -> None:
+    def pol(pid: str, priority: int, **applies: object) -> Policy:
+        doc = {**DEFAULT_POLICY.doc.model_dump(mode="json"), "id": pid, "priority": priority, "applies_to": applies}
+        return Policy(validate_policy(doc), 1)
+
+    policies = {
+        "default": DEFAULT_POLICY,
+        "chronic": pol("chronic", 10, late_payer="chronic", chronic_late_after=3),
+        "first": pol("first", 20, late_payer="first_time"),
+        "usd-big": pol("usd-big", 5, currencies=["USD"], amount={"min": 500}),
+        "vip": pol("vip", 1, tags_any=["vip"]),
+    }
+    case = new_case()
+
+    def resolved(debtor: Debtor, c: Case = case, assignments: dict[tuple[str, str], str] | None = None) -> str:
+        return rules.resolve_policy(debtor, c, policies, assignments or {})[0].id
+
+    assert resolved(Debtor("C-1", late_invoice_count=0)) == "first"
+    assert resolved(Debtor("C-1", late_invoice_count=3)) == "chronic"
+    # This invoice's own lateness does not count towards the customer's history.
+    late_case = new_case()
+    late_case.went_late = True
+    assert resolved(Debtor("C-1", late_invoice_count=3), late_case) == "default"
+    assert resolved(Debtor("C-1", tags=frozenset({"vip"}), late_invoice_count=5)) == "vip"
+    usd = Case("acme", "I-2", "C-1", "N-2", "USD", 60_000, 60_000, date(2026, 3, 12))
+    assert resolved(Debtor("C-1", late_invoice_count=1), usd) == "usd-big"
+    seg = Debtor("C-1", segment="smb", late_invoice_count=0)
+    assert resolved(seg, assignments={("segment", "smb"): "chronic"}) == "chronic"
+    both = {("segment", "smb"): "chronic", ("customer", "C-1"): "vip"}
+    assert resolved(seg, assignments=both) == "vip"

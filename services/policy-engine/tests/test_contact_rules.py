@@ -108,6 +108,12 @@ async def test_a_stale_ledger_sends_nothing_and_says_why_until_a_sync_succeeds(e
     assert paused["kind"] == "paused"
     assert paused["reason"].startswith("paused: the ledger data is stale (connector qbo last synced successfully at")
 
+    failed = LedgerSynced(customer_id=TENANT_WIDE, connector="qbo", succeeded=False, started_at=engine.clock.now(),
+                          finished_at=engine.clock.now(), last_successful_sync_at=None, error="401 from QuickBooks")  # fmt: skip
+    await engine.publish(failed)
+    await engine.quiet()
+    assert (await engine.state("INV-1"))["paused_by"] == ["stale_ledger"]  # a failed sync is no freshness
+
     await engine.publish(synced(engine.clock.now()))
     await engine.quiet()
     assert [e["kind"] for e in await engine.timeline("INV-1")][-3:] == ["resumed", "sent", "scheduled"]
