@@ -23,6 +23,7 @@ from dunning_events.events import (
     PaymentApplied,
 )
 from dunning_events.topics import partition_key
+from dunning_events.tracing import current_trace_headers, to_kafka_headers
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, RunningService, start_service, wait_until_quiet
@@ -53,7 +54,10 @@ class EngineHarness:
         for data in datas:
             env = new_event(data, tenant_id=tenant, source="test", occurred_at=self.clock.now())
             await self.producer.send_and_wait(
-                data.topic, encode(env), key=partition_key(tenant, data.customer_id).encode()
+                data.topic,
+                encode(env),
+                key=partition_key(tenant, data.customer_id).encode(),
+                headers=to_kafka_headers(current_trace_headers()),  # as the outbox relay does
             )
             out.append(env)
         self.published.extend(out)

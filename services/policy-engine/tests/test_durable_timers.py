@@ -97,3 +97,41 @@ async def test_an_event_the_engine_cannot_interpret_is_dead_lettered_and_the_eng
 
     assert await poll_until(dead_letters, what="two dead letters") == 2
     _ = read_topic  # the DLQ holds raw bytes (one is not JSON): counted by offsets, not decoded
+
+
+async def test_a_step_fired_days_later_continues_the_trace_of_the_invoice_that_opened_the_case(
+    span_exporter,
+    engine: EngineHarness,  # type: ignore[no-untyped-def]
+) -> None:
+    from dunning_events.tracing import current_trace_headers, span
+
+    with span("erp webhook"):
+        parent = current_trace_headers()
+        origin = parent["traceparent"].split("-")[1]
+        await engine.publish(customer(), invoice("INV-1", due=engine.today + timedelta(days=10)))
+    await engine.next_moment("INV-1")
+
+    spans = span_exporter.get_finished_spans()
+    decide = [s for s in spans if s.name == "policy-engine decide pre_due_reminder"]
+    assert decide and format(decide[0].context.trace_id, "032x") == origin
+    raw = [r for r in await _raw_steps(engine.bootstrap) if r[0] == b"traceparent"]
+    assert raw and raw[0][1].decode().split("-")[1] == origin  # the event carries the trace to the notifier
+
+
+async def _raw_steps(bootstrap: str) -> list[tuple[bytes, bytes]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topics.STEPS, p) for p in consumer.partitions_for_topic(topics.STEPS) or []]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        headers: list[tuple[bytes, bytes]] = []
+        for records in (await consumer.getmany(timeout_ms=2000)).values():
+            for r in records:
+                headers += [(k.encode(), v) for k, v in r.headers or []]
+        return headers
+    finally:
+        await consumer.stop()

@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('compensation_charged', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('replan', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('closed_reason', sa.Text(), nullable=True),
+    sa.Column('trace', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_cases_customer', 'cases', ['tenant_id', 'customer_id'], unique=False)

@@ -100,6 +100,8 @@ cases = Table(
     Column("compensation_charged", Boolean, nullable=False, server_default=text("false")),
     Column("replan", Boolean, nullable=False, server_default=text("false")),
     Column("closed_reason", Text),
+    # W3C traceparent of the event that opened the case: a step fired days later continues that trace.
+    Column("trace", String(64)),
 )
 # Claimed in (next_at, customer) order so one customer's invoices due together land in one batch.
 Index(

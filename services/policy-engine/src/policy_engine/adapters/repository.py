@@ -33,6 +33,7 @@ _PG_TYPES = {
     "next_at": "timestamptz", "shift_days": "int4", "done_steps": "text", "last_offset": "int4",
     "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
     "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "closed_reason": "text",
+    "trace": "text",
 }  # fmt: skip
 assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column type"
 

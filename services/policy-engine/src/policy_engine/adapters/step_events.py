@@ -43,9 +43,11 @@ class OutboxRow:
     event_id: uuid.UUID
     key: str
     payload: bytes
+    headers: dict[str, str]
 
     def record(self) -> tuple[Any, ...]:
-        return (self.event_id, DunningStepDue.event_type, DunningStepDue.topic, self.key, self.payload, "{}")
+        headers = json.dumps(self.headers) if self.headers else "{}"
+        return (self.event_id, DunningStepDue.event_type, DunningStepDue.topic, self.key, self.payload, headers)
 
 
 OUTBOX_COLUMNS = ["event_id", "event_type", "topic", "key", "payload", "headers"]
@@ -73,6 +75,7 @@ def step_due_row(
     late: bool,
     deliver_until: datetime | None,
     occurred_at: datetime,
+    headers: dict[str, str] | None = None,
 ) -> OutboxRow:
     event_id = uuid.uuid4()
     doc = {
@@ -124,4 +127,4 @@ def step_due_row(
         },
     }
     payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    return OutboxRow(event_id, partition_key(tenant_id, customer_id), payload)
+    return OutboxRow(event_id, partition_key(tenant_id, customer_id), payload, headers or {})

@@ -105,6 +105,7 @@ class Case:
     compensation_charged: bool = False
     replan: bool = False
     closed_reason: str | None = None
+    trace: str | None = None
     notes: list[Note] = field(default_factory=list)
 
     def note(self, kind: str, reason: str, step: str | None = None, **detail: Any) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import minor_units
 from dunning_events.outbox import OutboxWriter
+from dunning_events.tracing import current_trace_headers, resumed_span
 from policy_engine.adapters import repository as repo
 from policy_engine.adapters.step_events import FeeRow, OutboxRow, StepInvoiceRow, step_due_row
 from policy_engine.domain import cases as rules
@@ -181,7 +182,13 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
             if line.invoice_id in (None, c.invoice_id)
         ] if fees.lines else []  # fmt: skip
         rules.mark_sent(f, debtor, now, sid, mine, fees.waived)
+    # The decision continues the trace of the event that opened the case (the invoice's arrival, days ago);
+    # the event carries it on, so one trace runs from the ERP to the notifier's send.
+    parent = {"traceparent": case.trace} if case.trace else None
+    with resumed_span(f"policy-engine decide {step.name}", parent, **{"dunning.step_id": sid}):
+        headers = current_trace_headers()
     return step_due_row(
+        headers=headers,
         tenant_id=tenant,
         customer_id=case.customer_id,
         step_id=sid,

@@ -43,6 +43,7 @@ from dunning_events.events import (
 )
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
+from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
 from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
@@ -85,6 +86,8 @@ class Engine:
     _apg: asyncpg.Connection | None = None
     _policies: dict[str, dict[str, Policy]] = field(default_factory=dict)
     _cancels: list[_Cancel] = field(default_factory=list)
+    # traceparent of each event's consumer span (bulk runs are applied outside the events' own spans)
+    trace_of: dict[uuid.UUID, str | None] = field(default_factory=dict)
 
     async def db(self) -> asyncpg.Connection:
         if self._apg is None:
@@ -261,6 +264,7 @@ class Engine:
             for env in fresh:
                 debtor = debtors[(tenant, env.data.customer_id)]
                 case = self._new_case(env, debtor)
+                case.trace = self.trace_of.get(env.id)
                 policy, _ = rules.resolve_policy(debtor, case, policies, assignments)
                 self._begin(case, env.data, debtor, policy)
                 new_cases.append(case)
@@ -323,6 +327,7 @@ class Engine:
             return
         debtor = await self.debtor(tenant, d.customer_id)
         case = self._new_case(env, debtor)
+        case.trace = current_trace_headers().get("traceparent")
         policy = await self.policy_for(case, debtor, resolve=True)
         self._begin(case, d, debtor, policy)
         apg = await self.db()
@@ -693,10 +698,11 @@ def make_event_handler(outbox: OutboxWriter, clock: Clock, config: EngineConfig,
                     with ev.traced(group):
                         await handler(engine, ev.envelope)
             for kind, run in bulk.items():
-                with run[0].traced(group):
-                    await RUN_HANDLERS[kind](engine, [r.envelope for r in run])
                 for other in run[1:]:
-                    with other.traced(group):
-                        pass  # each event keeps its consumer span (its trace goes on from here)
+                    with other.traced(group):  # each event keeps its consumer span; its trace goes on from it
+                        engine.trace_of[other.envelope.id] = current_trace_headers().get("traceparent")
+                with run[0].traced(group):
+                    engine.trace_of[run[0].envelope.id] = current_trace_headers().get("traceparent")
+                    await RUN_HANDLERS[kind](engine, [r.envelope for r in run])
 
     return apply
