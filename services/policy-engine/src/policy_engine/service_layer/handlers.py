@@ -625,7 +625,8 @@ def _accrued_interest(policy: Policy, case: Case, balance: Any, now: datetime) -
 Handler = Callable[[Engine, Any], Awaitable[None]]
 
 HANDLERS: dict[str, Handler] = {
-    # dunning.ledger.v1
+    # dunning.ledger.v1 (customer.upserted and invoice.created arrive in bulk: see RUN_HANDLERS, which the
+    # consumer uses for them; these one-event forms serve the API and invoice.updated for an unknown invoice)
     "customer.upserted": Engine.on_customer_upserted,
     "invoice.created": Engine.on_invoice_created,
     "invoice.updated": Engine.on_invoice_updated,
