@@ -97,6 +97,8 @@ Index("ix_deliveries_sending", deliveries.c.updated_at, postgresql_where=deliver
 Index("ix_deliveries_provider_message", deliveries.c.provider_message_id)
 Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
 Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
+# Who a STOP reply or a bounce is about: the addresses and numbers we have messaged.
+Index("ix_deliveries_recipient", deliveries.c.recipient)
 
 tenant_settings = Table(
     "tenant_settings",
