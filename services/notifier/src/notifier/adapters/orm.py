@@ -89,6 +89,8 @@ deliveries = Table(
     Column("provider_message_id", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("correlation_id", UUID(as_uuid=True)),  # of the step event: one flow from ERP to the message
+    # W3C context of the step event's consumer span: the send, minutes or days later, continues that trace.
+    Column("trace_context", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import ConsentRevoked, NotificationFailed, NotificationSent, NotificationSkipped
 from dunning_events.outbox import OutboxWriter
+from dunning_events.tracing import resumed_span
 from dunning_kit.clock import Clock
 from notifier.adapters import orm
 from notifier.adapters.ledger_watermark import LedgerWatermark
@@ -367,7 +368,12 @@ class Dispatcher:
         if provider is None:
             return Outcome(row, send, error=PermanentSendError(f"provider '{send.provider}' is not configured"))
         try:
-            receipt = await provider.send(send.message)
+            with resumed_span(
+                f"notifier send {row['channel']}",
+                row.get("trace_context"),
+                **{"dunning.delivery_id": str(row["id"]), "dunning.provider": send.provider},
+            ):
+                receipt = await provider.send(send.message)
         except SendError as exc:
             return Outcome(row, send, error=exc)
         except Exception as exc:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
 from dunning_events.events import DunningStepCancelled, DunningStepDue
+from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
 from notifier.adapters import orm
 
@@ -27,6 +28,7 @@ def delivery_rows(env: Envelope[DunningStepDue], now: datetime) -> list[dict[str
     d = env.data
     step = d.model_dump(mode="json")
     channels = list(dict.fromkeys(d.channels))
+    trace_context = current_trace_headers()  # called inside the step event's consumer span
     if d.channel_mode == "fallback":
         plan = [(channels[0], channels[1:])] if channels else []
     else:
@@ -44,6 +46,7 @@ def delivery_rows(env: Envelope[DunningStepDue], now: datetime) -> list[dict[str
             "fallback_channels": rest,
             "next_attempt_at": now,
             "correlation_id": env.correlation_id,
+            "trace_context": trace_context,
         }
         for channel, rest in plan
     ]
