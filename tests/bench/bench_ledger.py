@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -55,9 +56,10 @@ class BrokerCounter:
             batch = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batch.values():
                 for r in records:
-                    if b'"type":"invoice.created"' in (r.value or b""):
+                    kind = json.loads(r.value or b"{}").get("type")
+                    if kind == "invoice.created":
                         self.created += 1
-                    elif b'"type":"ledger.synced"' in (r.value or b""):
+                    elif kind == "ledger.synced":
                         self.synced += 1
             if self.expected and self.created >= self.expected and self.synced:
                 self.done.set()

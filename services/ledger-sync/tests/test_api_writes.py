@@ -240,3 +240,29 @@ async def test_total_below_what_is_paid_is_422(harness: LedgerHarness) -> None:
     await harness.post("/v1/payments", payment())
     r = await harness.post("/v1/invoices", invoice(total="50.00"))
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "total"
+
+
+@pytest.mark.parametrize(
+    ("currency", "total"), [("EUR", "4820.00"), ("JPY", "120000"), ("KWD", "12.345"), ("EUR", "0.00")]
+)
+async def test_invoice_created_built_by_postgresql_is_the_codecs_envelope(
+    harness: LedgerHarness, currency: str, total: str
+) -> None:
+    """New invoices' events are written by SQL (adapters/bulk_invoices.py): they must be byte-for-byte
+    what the codec would write for the same envelope, whatever the currency's minor units."""
+    import json
+
+    from dunning_events.codec import encode
+
+    await seed(harness, invoice(currency=currency, total=total, terms=None))
+    created = next(e for e in await harness.events() if e.type == "invoice.created")
+    async with harness.service.runtime.sessions() as s:
+        from sqlalchemy import select
+
+        from ledger_sync.adapters import orm
+
+        raw = await s.scalar(select(orm.outbox.c.payload).where(orm.outbox.c.event_type == "invoice.created"))
+    assert json.loads(raw) == json.loads(encode(created))
+    assert str(created.data.total) == total and str(created.data.balance) == total
+    assert created.data.status == ("paid" if total == "0.00" else "open")
+    assert created.data.terms is None and created.subject == "INV-1" and created.customer_id == "C-1"

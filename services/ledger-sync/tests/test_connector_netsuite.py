@@ -29,6 +29,7 @@ async def configure(h: LedgerHarness, fake: FakeNetSuite, base: str, token_secre
     async with h.client(ADMIN) as api:
         put = await api.put("/v1/connectors/netsuite", json={
             "external_account": ACCOUNT, "config": {"base_url": base, "page_size": 2},
+            "sync_interval_s": 30 * 86400, "reconcile_interval_s": 30 * 86400,  # the test runs syncs itself
             "credentials": {"consumer_key": fake.consumer_key, "consumer_secret": fake.consumer_secret,
                             "token_id": fake.token_id, "token_secret": token_secret or fake.token_secret},
         })  # fmt: skip

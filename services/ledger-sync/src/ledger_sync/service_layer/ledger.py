@@ -37,6 +37,7 @@ from dunning_events.money import from_minor, to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.bulk_invoices import insert_new_invoices
 from ledger_sync.domain.ledger import (
     AllocationDelta,
     Change,
@@ -46,6 +47,7 @@ from ledger_sync.domain.ledger import (
     plan_allocations,
     plan_close,
     plan_invoice_upsert,
+    settle_status,
 )
 from ledger_sync.domain.records import (
     AllocationRecord,
@@ -79,6 +81,11 @@ class BatchResult:
     rows: list[RowResult | None]
     errors: dict[int, LedgerRuleViolation] = field(default_factory=dict)
     events: list[Envelope[EventData]] = field(default_factory=list)
+    sql_emitted: int = 0  # events written to the outbox by the bulk SQL path (adapters/bulk_invoices.py)
+
+    @property
+    def emitted(self) -> int:
+        return len(self.events) + self.sql_emitted
 
     @property
     def changed(self) -> int:
@@ -415,15 +422,17 @@ class Ledger:
         for n, terms in enumerate(terms_of):
             if terms is not None:
                 first.setdefault(terms.invoice_id, n)
-        fresh = {
-            inv_id: replace(
-                plan_invoice_upsert(None, terms_of[n])[0],  # type: ignore[arg-type]
-                source=self.source,
-                erp_updated_at=stamps[n] if stamps else None,
-            )
-            for inv_id, n in first.items()
-        }
-        inserted = await self._insert_new_invoices(list(fresh.values()))
+        fresh = {inv_id: self._new_invoice(terms_of[n], stamps[n] if stamps else None) for inv_id, n in first.items()}  # type: ignore[arg-type]
+        inserted = await insert_new_invoices(
+            self.session,
+            tenant_id=self.tenant_id,
+            source=self.source,
+            states=list(fresh.values()),
+            now=self.clock.now(),
+            correlation_id=self.correlation_id,
+            wake=getattr(self.outbox, "_on_commit", None),
+        )
+        result.sql_emitted += len(inserted)
         existing = await self.load_invoices({i for i in first if i not in inserted})
 
         writes: dict[str, InvoiceState] = {}
@@ -435,11 +444,8 @@ class Ledger:
                 continue
             stamp = stamps[n] if stamps else None
             if first.get(rec.id) == n and rec.id in inserted:
-                state = fresh[rec.id]
-                current_of[rec.id] = state
-                ev = self._event(self._snapshot(InvoiceCreated, state))
-                result.events.append(ev)
-                result.rows.append(RowResult(rec.id, created=True, events=[ev.type]))
+                current_of[rec.id] = fresh[rec.id]
+                result.rows.append(RowResult(rec.id, created=True, events=[InvoiceCreated.event_type]))
                 continue
             current = current_of[rec.id]
             if _is_stale(stamp, current.erp_updated_at):
@@ -468,13 +474,21 @@ class Ledger:
         await self._write_invoices(list(writes.values()))
         return await self._emit(result)
 
-    async def _insert_new_invoices(self, states: Sequence[InvoiceState]) -> set[str]:
-        if not states:
-            return set()
-        rows = self._invoice_rows(states)
-        stmt = insert(orm.invoices).on_conflict_do_nothing().returning(orm.invoices.c.invoice_id)
-        # RETURNING with a list of rows: SQLAlchemy batches it as multi-row VALUES ("insertmanyvalues").
-        return set((await self.session.execute(stmt, rows)).scalars())
+    def _new_invoice(self, terms: InvoiceTerms, stamp: datetime | None) -> InvoiceState:
+        return InvoiceState(
+            invoice_id=terms.invoice_id,
+            customer_id=terms.customer_id,
+            number=terms.number,
+            currency=terms.currency,
+            total=terms.total,
+            balance=terms.total,
+            issue_date=terms.issue_date,
+            due_date=terms.due_date,
+            terms=terms.terms,
+            status=settle_status(terms.total, "open"),
+            source=self.source,
+            erp_updated_at=stamp,
+        )
 
     def _invoice_rows(self, states: Sequence[InvoiceState]) -> list[dict[str, Any]]:
         now = self.clock.now()

@@ -215,16 +215,16 @@ class SyncService:
     async def _dispatch(self, ledger: Ledger, change: Change) -> int:
         stamps = [change.stamp]
         if isinstance(change, UpsertCustomer):
-            return len((await ledger.upsert_customers([change.record], stamps)).events)
+            return (await ledger.upsert_customers([change.record], stamps)).emitted
         if isinstance(change, UpsertInvoice):
-            n = len((await ledger.upsert_invoices([change.record], stamps)).events)
+            n = (await ledger.upsert_invoices([change.record], stamps)).emitted
             if change.close:
                 n += len((await ledger.close_invoice(change.record.id, change.close, change.reason)).events)
             return n
         if isinstance(change, UpsertPayment):
-            return len((await ledger.record_payments([change.record], stamps)).events)
+            return (await ledger.record_payments([change.record], stamps)).emitted
         if isinstance(change, UpsertCreditNote):
-            return len((await ledger.record_credit_notes([change.record], stamps)).events)
+            return (await ledger.record_credit_notes([change.record], stamps)).emitted
         try:
             if isinstance(change, InvoiceGone):
                 return len((await ledger.close_invoice(change.invoice_id, "void", change.reason)).events)
