@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import asyncio
 import importlib
 import re
 import shutil
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from dunning_events import topics as topic_names
+from dunning_kit.clock import SystemClock
 from dunning_kit.services import SERVICES, ServiceSpec
 from dunning_kit.settings import ServiceSettings
 
@@ -108,88 +109,21 @@ class ServiceFacts:
         return importlib.import_module(f"{self.spec.package}.settings").Settings
 
 
-def _module_file(module: str) -> Path | None:
-    head, *rest = module.split(".")
-    for src in [*REPO.glob("libs/*/src"), *REPO.glob("services/*/src")]:
-        base = src / head
-        if base.is_dir():
-            candidate = base.joinpath(*rest)
-            for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-                if path.exists():
-                    return path
-    return None
-
-
-def _resolve(expr: ast.expr, file: Path, depth: int = 0, local: dict[str, Any] | None = None) -> Any:
-    """Statically evaluate a constant-ish expression (string, list, module constant, imported constant)."""
-    if depth > 5:
-        raise ValueError("too deep")
-    if isinstance(expr, ast.Name) and local and expr.id in local:
-        return local[expr.id]
-    if isinstance(expr, ast.Constant):
-        return expr.value
-    if isinstance(expr, ast.List | ast.Tuple):
-        return [_resolve(e, file, depth, local) for e in expr.elts]
-    tree = ast.parse(file.read_text())
-    if isinstance(expr, ast.Name):
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == expr.id for t in node.targets):
-                return _resolve(node.value, file, depth + 1)
-            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == expr.id and node.value:
-                return _resolve(node.value, file, depth + 1)
-            if isinstance(node, ast.ImportFrom) and node.module:
-                for alias in node.names:
-                    if (alias.asname or alias.name) == expr.id:
-                        target = _module_file(node.module)
-                        if target is None:
-                            raise ValueError(f"cannot find module {node.module}")
-                        return _resolve(ast.Name(alias.name), target, depth + 1)
-    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.module:
-                for alias in node.names:
-                    if (alias.asname or alias.name) == expr.value.id:
-                        target = _module_file(f"{node.module}.{alias.name}")
-                        if target is not None:
-                            return _resolve(ast.Name(expr.attr), target, depth + 1)
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if (alias.asname or alias.name) == expr.value.id:
-                        target = _module_file(alias.name)
-                        if target is not None:
-                            return _resolve(ast.Name(expr.attr), target, depth + 1)
-    raise ValueError(f"cannot resolve {ast.unparse(expr)} in {file}")
-
-
-def _bind(target: ast.expr, value: Any) -> dict[str, Any]:
-    if isinstance(target, ast.Name):
-        return {target.id: value}
-    if isinstance(target, ast.Tuple | ast.List):
-        return {k: v for t, item in zip(target.elts, value, strict=True) for k, v in _bind(t, item).items()}
-    raise ValueError(f"cannot bind {ast.unparse(target)}")
-
-
-def _add_consumer_calls(node: ast.AST, file: Path, local: dict[str, Any]) -> Iterator[Consumer]:
-    """Walk the code; a `for` over a literal sequence is unrolled so its loop variables resolve."""
-    if isinstance(node, ast.For):
-        for item in _resolve(node.iter, file, local=local):
-            for child in node.body:
-                yield from _add_consumer_calls(child, file, {**local, **_bind(node.target, item)})
-        return
-    if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_consumer":
-        args = {**dict(zip(("group", "topics"), node.args, strict=False)), **{k.arg: k.value for k in node.keywords}}
-        yield Consumer(_resolve(args["group"], file, local=local), _resolve(args["topics"], file, local=local))
-    for child in ast.iter_child_nodes(node):
-        yield from _add_consumer_calls(child, file, local)
-
-
 def consumers_of(spec: ServiceSpec) -> list[Consumer]:
-    """The `runtime.add_consumer(group, topics, handler)` calls of a service's composition root."""
-    file = spec.directory / "src" / spec.package / "bootstrap.py"
-    try:
-        return list(_add_consumer_calls(ast.parse(file.read_text()), file, {}))
-    except (KeyError, ValueError) as exc:
-        pytest.fail(f"{file}: cannot read the add_consumer calls statically ({exc}); name groups by constants")
+    """The consumer groups a service's composition root really wires (built, never started)."""
+
+    async def build() -> list[Consumer]:
+        module = spec.bootstrap()
+        settings = module.Settings(
+            database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none", kafka_bootstrap_servers="127.0.0.1:1"
+        )
+        runtime = module.build_runtime(settings, SystemClock())
+        try:
+            return [Consumer(c.group, list(c.topics)) for c in runtime.consumers]
+        finally:
+            await runtime.engine.dispose()
+
+    return asyncio.run(build())
 
 
 @pytest.fixture(scope="session")
