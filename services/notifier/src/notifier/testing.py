@@ -3,16 +3,14 @@ those services would, and read dunning.notifications.v1 back."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from dunning_events.codec import decode, encode
+from dunning_events.codec import encode
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -28,7 +26,7 @@ from dunning_events.events import (
 )
 from dunning_events.topics import partition_key
 from dunning_kit.clock import Clock
-from dunning_kit.testing import poll_until
+from dunning_kit.testing import TopicReader, poll_until, read_topic  # noqa: F401 - re-exported for the tests
 
 
 class EventFeed:
@@ -136,53 +134,6 @@ async def open_feed(bootstrap_servers: str, clock: Clock, tenant_id: str = "acme
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=False, linger_ms=1)
     await producer.start()
     return EventFeed(producer, clock, tenant_id)
-
-
-class TopicReader:
-    """Every event on a topic from the beginning, read in the background (no consumer group)."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
-        self.events: list[Envelope[EventData]] = []
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                for record in records:
-                    with contextlib.suppress(Exception):
-                        self.events.append(decode(record.value or b""))
-
-    def of_type(self, event_type: str) -> list[Envelope[Any]]:
-        return [e for e in self.events if e.type == event_type]
-
-    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 20) -> list[Envelope[Any]]:
-        async def enough() -> list[Envelope[Any]] | None:
-            found = self.of_type(event_type)
-            return found if len(found) >= count else None
-
-        return await poll_until(enough, timeout=timeout, what=f"{count} x {event_type}")
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-
-async def read_topic(bootstrap_servers: str, topic: str) -> TopicReader:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-
-    async def partitions() -> set[int] | None:
-        await consumer._client.force_metadata_update()
-        return consumer.partitions_for_topic(topic)
-
-    parts = await poll_until(partitions, timeout=20, what=f"partitions of {topic}")
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return TopicReader(consumer)
 
 
 def at(clock: Clock, **delta: float) -> datetime:

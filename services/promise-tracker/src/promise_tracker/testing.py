@@ -3,16 +3,13 @@ ledger-sync on the broker, and a reader of any topic. Used only by tests; import
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
-from dunning_events.codec import decode, encode
+from dunning_events.codec import encode
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -25,7 +22,7 @@ from dunning_events.events import (
 )
 from dunning_events.topics import partition_key
 from dunning_kit.clock import SimulatedClock
-from dunning_kit.testing import poll_until
+from dunning_kit.testing import TopicReader, poll_until, read_topic  # noqa: F401 - re-exported for the tests
 
 TENANT = "acme"
 
@@ -133,52 +130,3 @@ class LedgerFeed:
                 status="void",
             )
         )  # fmt: skip
-
-
-class TopicReader:
-    """Every event on a topic since the test began, read by a background task (no consumer group)."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
-        self.events: list[Envelope[EventData]] = []
-        self.raw: list[Any] = []
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                for record in records:
-                    self.raw.append(record)
-                    with contextlib.suppress(Exception):
-                        self.events.append(decode(record.value or b""))
-
-    def of_type(self, event_type: str) -> list[Envelope[Any]]:
-        return [e for e in self.events if e.type == event_type]
-
-    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 20) -> list[Envelope[Any]]:
-        async def enough() -> list[Envelope[Any]] | None:
-            found = self.of_type(event_type)
-            return found if len(found) >= count else None
-
-        return await poll_until(enough, timeout=timeout, what=f"{count} x {event_type}")
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-
-async def read_topic(bootstrap_servers: str, topic: str) -> TopicReader:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-
-    async def partitions() -> set[int] | None:
-        await consumer._client.force_metadata_update()
-        return consumer.partitions_for_topic(topic)
-
-    parts = await poll_until(partitions, what=f"topic {topic}")
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return TopicReader(consumer)

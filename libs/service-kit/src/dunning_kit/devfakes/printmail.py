@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from dunning_kit.devfakes.asgi_server import AsgiServer
@@ -53,7 +53,7 @@ class FakePrintApi:
                 return JSONResponse(self._by_key[key])
             form = await request.form()
             upload = form.get("file")
-            pdf = await upload.read() if hasattr(upload, "read") else b""
+            pdf = await upload.read() if isinstance(upload, UploadFile) else b""
             if not pdf.startswith(b"%PDF"):
                 return JSONResponse({"error": {"message": "file must be a PDF", "status_code": 422}}, status_code=422)
             if not form.get("to[address_line1]"):
