@@ -43,6 +43,9 @@ async def main(only: list[str]) -> int:
         for name in modules(only):
             print(f"running {name} ...", flush=True)
             started = time.perf_counter()
+            # A fresh broker per module: one module's events must not land in the next one's topics.
+            ctx.broker.stop()
+            ctx.broker = BrokerBackend.embedded()
             try:
                 module = importlib.import_module(f"tests.bench.{name}")
                 figures.extend(await module.run(ctx))
@@ -51,7 +54,7 @@ async def main(only: list[str]) -> int:
                 traceback.print_exc()
             print(f"  {name} took {time.perf_counter() - started:.1f}s", flush=True)
     finally:
-        broker.stop()
+        ctx.broker.stop()
         pg.stop()
 
     print(f"\n{'figure':<38} {'value':>14} {'unit':<10} {'ratio':>8}  baseline")
