@@ -4,6 +4,7 @@ mid-batch converges, the broker and PostgreSQL restart under load. The six invar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections import Counter
 from datetime import timedelta
@@ -175,11 +176,13 @@ async def test_postgres_restart_under_load_recovers_and_loses_no_accepted_write(
                     return
 
     async def watch() -> None:
+        # Sample readiness every 100 ms until the load ends (woken at once when it does).
         while not stop.is_set():
             for s in ("policy-engine", "notifier"):
                 if await pp.ready(s) != 200:
                     not_ready_seen.add(s)
-            await asyncio.sleep(0.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.1)
 
     tasks = [asyncio.create_task(load()), asyncio.create_task(watch())]
     await poll_until(lambda: _len_at_least(accepted, 40), timeout=60, what="load to start")
