@@ -130,6 +130,8 @@ class DevStack:
         deadline = started + timeout
         for name, url in urls.items():
             self._wait_ready(name, url, deadline)
+        # Written before the banner, so whoever reads the banner finds the addresses.
+        (self.run_dir / "urls.json").write_text(json.dumps(urls))
         _say(f"\nall services ready in {time.monotonic() - started:.1f}s\n")
         rows = [(name, url, f"{url}/docs") for name, url in urls.items()]
         rows.append(("smtp sink", f"smtp://127.0.0.1:{self.ports.smtp}", f"mail stored in {self.run_dir / 'mail'}"))
@@ -213,8 +215,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     pidfile.write_text(str(os.getpid()))
     try:
-        urls = stack.up(timeout=args.timeout)
-        (RUN_DIR / "urls.json").write_text(json.dumps(urls))
+        stack.up(timeout=args.timeout)
         while not stopping["now"]:
             for name, proc in stack.children:
                 if proc.poll() is not None:
