@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dunning_kit.embedded import free_port
+from dunning_kit.embedded import free_port, wait_until_closed
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,6 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
     assert "stopped" in rest
     http_ports = [ports["DEV_HTTP_BASE_PORT"] + i for i in range(4)]
     ours = [*http_ports, ports["DEV_PG_PORT"], ports["DEV_KAFKA_PORT"], ports["DEV_SMTP_PORT"]]
-    deadline = time.monotonic() + 10  # sockets in teardown may take a moment to close
-    while (still_open := [p for p in ours if _listening(p)]) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # Sockets in teardown may take a moment to close.
+    still_open = [p for p in ours if not wait_until_closed(p, timeout=10)]
     assert still_open == [], f"still listening after stop: {still_open}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest_asyncio
@@ -65,7 +66,7 @@ async def test_suiteql_and_payment_records_fill_the_ledger_then_poll_by_last_mod
     fake.invoice("101", "7", "120.00")
     fake.invoice("102", "7", "30.50")
     fake.invoice("103", "7", "9.99", currency="4")
-    fake.payment("900", "7", 150.5, {"101": 120.0, "102": 30.5})
+    fake.payment("900", "7", Decimal("150.5"), {"101": Decimal("120.0"), "102": Decimal("30.5")})
     out = await sync(h)
     assert out["succeeded"], out
     assert (await h.get("/v1/invoices/101")).json()["status"] == "paid"

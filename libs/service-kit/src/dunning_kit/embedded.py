@@ -37,6 +37,19 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def wait_until_closed(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    """True once nothing listens on host:port any more (polled until `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server in `data_dir`, on 127.0.0.1:`port`."""

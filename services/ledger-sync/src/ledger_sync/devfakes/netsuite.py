@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -49,13 +50,15 @@ class FakeNetSuite:
                              "foreignamountremaining": remaining if remaining is not None else total, "status": status,
                              "lastmodifieddate": self._touch("invoice", id), "links": []}  # fmt: skip
 
-    def payment(self, id: str, customer: str, amount: float, applied: dict[str, float], currency: str = "1") -> None:
+    def payment(
+        self, id: str, customer: str, amount: Decimal, applied: dict[str, Decimal], currency: str = "1"
+    ) -> None:
         self.payments[id] = {
             "links": [{"rel": "self", "href": f"/services/rest/record/v1/customerpayment/{id}"}],
             "id": id, "tranId": f"PYMT{id}", "tranDate": "2026-03-10", "customer": {"id": customer, "refName": customer},
-            "currency": {"id": currency, "refName": "US Dollar"}, "payment": amount,
+            "currency": {"id": currency, "refName": "US Dollar"}, "payment": float(amount),
             "lastModifiedDate": self._touch("payment", id) + "Z",
-            "apply": {"items": [{"doc": {"id": inv}, "amount": amt, "apply": True, "type": "Invoice"} for inv, amt in applied.items()]},
+            "apply": {"items": [{"doc": {"id": inv}, "amount": float(amt), "apply": True, "type": "Invoice"} for inv, amt in applied.items()]},
         }  # fmt: skip
 
     # ------------------------------------------------------------------ OAuth 1.0a TBA
