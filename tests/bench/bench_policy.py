@@ -16,12 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
@@ -29,8 +36,9 @@ from dunning_events.codec import encode
 from dunning_events.envelope import new_event
 from dunning_events.events import Allocation, CustomerUpserted, InvoiceCreated, PaymentApplied
 from dunning_events.topics import partition_key
-from dunning_kit.clock import SimulatedClock
+from dunning_kit.clock import SimulatedClock, set_file_clock
 from dunning_kit.db import make_engine
+from dunning_kit.embedded import free_port
 from dunning_kit.services import spec
 from dunning_kit.testing import poll_until, start_service, wait_until_quiet
 from policy_engine.domain.policy import DEFAULT_POLICY
@@ -45,6 +53,8 @@ ZONES = [("Europe/Berlin", "DE"), ("Europe/Paris", "FR"), ("Europe/Rome", "IT"),
 INVOICES_PER_CUSTOMER = 4
 BATCH = int(os.environ.get("BENCH_POLICY_BATCH", "1000"))
 WORKERS = int(os.environ.get("BENCH_POLICY_WORKERS", "2"))
+# Replicas of the engine, each its own OS process (as pods are), sharing a simulated clock in a file.
+REPLICAS = int(os.environ.get("BENCH_POLICY_REPLICAS", "2"))
 BACKGROUND_BURSTS_PER_S = float(os.environ.get("BENCH_POLICY_BACKGROUND_BURSTS", "20"))  # x ~55 events
 
 _CASE_COLUMNS = [
@@ -98,11 +108,52 @@ async def _seed(database_url: str, n: int, spread: timedelta | None = None) -> N
         await engine.dispose()
 
 
-def _outbox_empty(runtime: Any) -> Any:
-    async def check() -> bool:
-        return (await runtime.relay.stats()).backlog == 0
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    return check
+
+def _spawn_replica(
+    database_url: str, bootstrap: str, clock_file: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One policy-engine replica as its own OS process (`python -m policy_engine`), as it runs in a pod."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CLOCK_FILE": str(clock_file),
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "TIMER_BATCH_SIZE": str(BATCH),
+        "STEP_TIMER_WORKERS": str(WORKERS),
+        "TIMER_POLL_INTERVAL": "0.2",
+        "OUTBOX_POLL_INTERVAL": "0.05",
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "policy_engine"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def _until_quiet(urls: list[str], procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Every replica answers /quietz 200 (no backlog, lag or due timers): started, assigned, idle."""
+    async with httpx.AsyncClient(timeout=5) as http:
+
+        async def quiet() -> bool:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a policy-engine replica exited with {proc.returncode}")
+            for url in urls:
+                try:
+                    if (await http.get(f"{url}/quietz")).status_code != 200:
+                        return False
+                except httpx.HTTPError:
+                    return False
+            return True
+
+        await poll_until(quiet, timeout=timeout, interval=0.25, what="the policy-engine replicas to be quiet")
 
 
 async def _decisions(ctx: BenchContext) -> list[Figure]:
@@ -111,51 +162,67 @@ async def _decisions(ctx: BenchContext) -> list[Figure]:
     started = time.perf_counter()
     await _seed(database_url, n)
     seed_s = time.perf_counter() - started
-    clock = SimulatedClock(DAY)
-    svc = await start_service(
-        spec("policy-engine"), database_url=database_url, bootstrap_servers=ctx.broker.bootstrap_servers,
-        clock=clock, overrides={"timer_batch_size": BATCH, "step_timer_workers": WORKERS},
-    )  # fmt: skip
-    runtime = svc.runtime
-    commits: list[tuple[float, int]] = []
-    for timer in runtime.timers:
-        fire = timer.fire_due
-
-        async def observed(now: datetime, fire: Any = fire) -> int:
-            decided = await fire(now)
-            if decided:
-                commits.append((time.perf_counter(), decided))
-            return decided
-
-        timer.fire_due = observed
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    clock_file = run_dir / "clock"
+    set_file_clock(clock_file, DAY)
+    replicas = [
+        _spawn_replica(database_url, ctx.broker.bootstrap_servers, clock_file, run_dir / f"replica-{i}.log")
+        for i in range(REPLICAS)
+    ]
+    procs = [p for p, _ in replicas]
+    engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
-        await wait_until_quiet([runtime], timeout=120)
-        stepped = time.perf_counter()
-        clock.set(TARGET)
-
-        async def all_decided() -> bool:
-            return sum(d for _, d in commits) >= n
-
-        await poll_until(all_decided, timeout=3600, interval=0.5, what="every due step to be decided")
-        busy_s = commits[-1][0] - stepped
-        await poll_until(_outbox_empty(runtime), timeout=3600, interval=0.5, what="the relay to publish the steps")
-        publish_s = time.perf_counter() - stepped
-        async with runtime.engine.connect() as conn:
+        await _until_quiet([u for _, u in replicas], procs, timeout=180)
+        async with engine.connect() as conn:
             apg: Any = (await conn.get_raw_connection()).driver_connection
+
+            async def nothing_due() -> bool:
+                # A claimed batch's cases stay due to everyone else until its transaction commits, so the
+                # first poll that finds none due is at or after the last batch's commit (never before).
+                for proc in procs:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"a policy-engine replica exited with {proc.returncode}")
+                return not await apg.fetchval("SELECT EXISTS (SELECT 1 FROM cases WHERE next_at <= $1)", TARGET)
+
+            cpu_before = [_cpu_seconds(p.pid) for p in procs]
+            stepped = time.perf_counter()
+            set_file_clock(clock_file, TARGET)
+            await poll_until(nothing_due, timeout=3600, interval=0.1, what="every due step to be decided")
+            busy_s = time.perf_counter() - stepped
+            cpu_s = sum(_cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+
+            async def outbox_empty() -> bool:
+                return not await apg.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
+
+            await poll_until(outbox_empty, timeout=3600, interval=0.25, what="the relay to publish the steps")
+            publish_s = time.perf_counter() - stepped
             events = await apg.fetchval("SELECT count(*) FROM outbox")
             timeline = await apg.fetchval("SELECT count(*) FROM timeline")
+            sent = await apg.fetchval("SELECT count(*) FROM timeline WHERE kind = 'sent'")
     finally:
-        await svc.stop()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.to_thread(proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await engine.dispose()
+        shutil.rmtree(run_dir, ignore_errors=True)
         # A million cases and two million timeline rows would keep autovacuum busy under the next module.
         name = database_url.rsplit("/", 1)[1]
         await asyncio.to_thread(ctx.pg.sql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    assert sent == n, f"{sent} steps sent for {n} due cases"
     return [
         Figure(
             "policy_decisions_per_s", n / busy_s, "decisions/s", "raw_pg_batched_upsert_rows_per_s",
             f"{n} due cases ({n // INVOICES_PER_CUSTOMER} customers, 6 CET countries, every default step) decided in "
-            f"{busy_s:.1f}s by {WORKERS} timer loops x {BATCH}-case claims, relay publishing alongside; "
-            f"{events} consolidated dunning.step.due events, {timeline} timeline entries; all published after "
-            f"{publish_s:.1f}s; seeding by COPY took {seed_s:.1f}s",
+            f"{busy_s:.1f}s by {REPLICAS} policy-engine replica processes (each {WORKERS} timer loops x "
+            f"{BATCH}-case claims, one relay publishing alongside) on a {os.cpu_count()}-core machine shared with "
+            f"PostgreSQL and the broker; {cpu_s / n * 1e6:.0f} us of replica CPU per decision; {events} consolidated "
+            f"dunning.step.due events, {timeline} timeline entries; all published after {publish_s:.1f}s; "
+            f"seeding by COPY took {seed_s:.1f}s",
         ),
     ]  # fmt: skip
 
