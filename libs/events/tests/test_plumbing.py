@@ -20,7 +20,7 @@ from dunning_events.events import InvoiceCreated
 from dunning_events.inbox import Inbox
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.topics import partition_key
-from dunning_events.tracing import span
+from dunning_events.tracing import child_trace_headers, current_trace_headers, span
 from dunning_kit.testing import BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, applied, inbox, outbox
@@ -215,3 +215,18 @@ async def test_trace_context_travels_from_the_writer_to_the_consumer_span(
     consume = spans[f"{GROUP} process invoice.created"]
     assert consume.context.trace_id == api_span.get_span_context().trace_id
     assert consume.parent is not None and consume.parent.span_id == api_span.get_span_context().span_id
+
+
+def test_child_trace_headers_continue_the_stored_trace_with_a_new_span(span_exporter) -> None:
+    with span("invoice arrives") as origin:
+        stored = current_trace_headers()
+    headers = child_trace_headers("policy-engine decide first_reminder", stored, **{"dunning.step_id": "S-1"})
+    child = next(s for s in span_exporter.get_finished_spans() if s.name == "policy-engine decide first_reminder")
+    origin_ctx = origin.get_span_context()
+    assert child.context.trace_id == origin_ctx.trace_id
+    assert child.parent is not None and child.parent.span_id == origin_ctx.span_id
+    assert child.attributes["dunning.step_id"] == "S-1"
+    assert headers["traceparent"].startswith(f"00-{origin_ctx.trace_id:032x}-{child.context.span_id:016x}-")
+    # A record without a stored trace starts a new one rather than failing.
+    fresh = child_trace_headers("policy-engine decide due_date_notice", None)
+    assert fresh["traceparent"].split("-")[1] != f"{origin_ctx.trace_id:032x}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from dunning_events.envelope import Envelope, EventData
@@ -26,7 +26,7 @@ def encode(event: Envelope[Any]) -> bytes:
 def decode(raw: bytes | str) -> Envelope[EventData]:
     """Parse and validate an event; any defect raises PoisonEvent naming the field and the reason."""
     try:
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)  # several times faster than json.loads; the consumers decode every record
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonEvent(f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):

@@ -16,8 +16,13 @@ TRACER_NAME = "dunning"
 KafkaHeaders = Sequence[tuple[str, bytes]]
 
 
+# One proxy tracer for the process: it follows whatever provider is installed later, and asking the SDK
+# for a tracer per span costs more than the span itself.
+_TRACER = trace.get_tracer(TRACER_NAME)
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -72,3 +77,19 @@ def resumed_span(name: str, carrier: Mapping[str, str] | None, **attributes: str
             yield s
     finally:
         otel_context.detach(token)
+
+
+def child_trace_headers(name: str, carrier: Mapping[str, str] | None, **attributes: str) -> dict[str, str]:
+    """W3C headers of a new span that continues `carrier`'s trace, for batch work that stamps many records.
+
+    The span is started and ended at once without becoming the current span: no context attach/detach and
+    no context managers per record, which is most of what `resumed_span` + `current_trace_headers` cost.
+    When nothing records spans (no SDK installed) the parent's context is passed on unchanged, as with
+    `resumed_span`.
+    """
+    parent = _PROPAGATOR.extract(dict(carrier)) if carrier else None
+    s = tracer().start_span(name, context=parent, attributes=attributes)
+    s.end()
+    headers: dict[str, str] = {}
+    _PROPAGATOR.inject(headers, context=trace.set_span_in_context(s))
+    return headers
