@@ -14,6 +14,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dunning_kit.telemetry import configure_tracing
 from dunning_kit.testing import BrokerBackend, PostgresBackend
 
 from .harness import BenchContext, Figure
@@ -29,6 +30,9 @@ def modules(only: list[str]) -> list[str]:
 
 async def main(only: list[str]) -> int:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
+    # As `serve` does in production: spans are created (not exported unless OTEL_TRACES_EXPORTER says so), so
+    # the figures include what tracing costs.
+    configure_tracing("bench")
     pg = PostgresBackend.embedded()
     await asyncio.to_thread(pg.build_template)  # alembic runs its own event loop
     broker = BrokerBackend.embedded()
