@@ -6,6 +6,7 @@ delivery. SendGrid takes no idempotency key, so a timeout after the request went
 
 from __future__ import annotations
 
+import asyncio
 from email.utils import parseaddr
 
 import httpx
@@ -21,6 +22,7 @@ class SendGridEmail:
         self, base_url: str, api_key: str | None, limiter: RateLimiter, timeout: float = 10.0, max_connections: int = 10
     ) -> None:
         self.limiter = limiter
+        self.slots = asyncio.Semaphore(max_connections)  # see http.call
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key or ''}"},
@@ -67,6 +69,7 @@ class SendGridEmail:
             "/v3/mail/send",
             idempotent=False,
             limiter=self.limiter,
+            slots=self.slots,
             json=self.payload(message),
         )
         return SendReceipt(provider=self.name, provider_message_id=response.headers.get("x-message-id"))

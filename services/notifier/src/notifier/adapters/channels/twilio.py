@@ -7,6 +7,7 @@ Twilio takes no idempotency key on these endpoints, so a timeout after the reque
 
 from __future__ import annotations
 
+import asyncio
 from xml.sax.saxutils import escape
 
 import httpx
@@ -37,6 +38,9 @@ class TwilioClient:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.limiter = limiter
+        # At most as many requests in httpx as it has connections: httpcore re-scans its whole queue of
+        # waiting requests on every release, so a batch of 500 queued in it costs O(n^2) CPU.
+        self.slots = asyncio.Semaphore(max_connections)
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=(account_sid, auth_token),
@@ -53,7 +57,8 @@ async def _create(client: TwilioClient, resource: str, form: dict[str, str]) -> 
     await client.limiter.acquire()
     url = f"/2010-04-01/Accounts/{client.account_sid}/{resource}.json"
     try:
-        response = await client.http.post(url, data=form)
+        async with client.slots:
+            response = await client.http.post(url, data=form)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TransientSendError(f"twilio: cannot connect ({type(exc).__name__})", provider="twilio") from exc
     except httpx.TransportError as exc:
