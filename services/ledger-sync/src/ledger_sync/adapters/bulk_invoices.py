@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events.money import minor_units
 from dunning_events.topics import LEDGER
 from dunning_events.tracing import current_trace_headers
-from ledger_sync.domain.ledger import InvoiceState
+from ledger_sync.domain.ledger import InvoiceTerms
 
 STAGE = "ledger_sync_new_invoices"
 _COLUMNS = ("ord", "invoice_id", "customer_id", "number", "currency", "total_minor", "exponent", "issue_date",
@@ -74,23 +74,25 @@ async def insert_new_invoices(
     *,
     tenant_id: str,
     source: str,
-    states: Sequence[InvoiceState],
+    new: Sequence[tuple[InvoiceTerms, datetime | None]],
     now: datetime,
     correlation_id: uuid.UUID,
     wake: Any = None,
 ) -> set[str]:
-    """Insert the invoices that do not exist yet, with their invoice.created events; returns their ids."""
-    if not states:
+    """Insert the invoices that do not exist yet (terms and ERP change stamp), with their invoice.created
+    events; returns the ids inserted."""
+    if not new:
         return set()
     conn = await session.connection()
     await conn.execute(text(_CREATE))
     await conn.execute(text(f"TRUNCATE {STAGE}"))
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
+    exponent = {currency: minor_units(currency) for currency in {t.currency for t, _ in new}}
     records = [
-        (n, s.invoice_id, s.customer_id, s.number, s.currency, s.total, minor_units(s.currency), s.issue_date,
-         s.due_date, s.terms, s.erp_updated_at)
-        for n, s in enumerate(states)
+        (n, t.invoice_id, t.customer_id, t.number, t.currency, t.total, exponent[t.currency], t.issue_date,
+         t.due_date, t.terms, stamp)
+        for n, (t, stamp) in enumerate(new)
     ]  # fmt: skip
     await driver.copy_records_to_table(STAGE, records=records, columns=_COLUMNS)
     rows = await conn.execute(

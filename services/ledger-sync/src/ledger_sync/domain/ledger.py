@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import NamedTuple
 
 CLOSED = ("void", "written_off")
 
@@ -47,9 +48,11 @@ class InvoiceState:
         return self.total - self.balance - self.cancelled
 
 
-@dataclass(frozen=True)
-class InvoiceTerms:
-    """The fields of an invoice an upsert may set (balance and status follow from the ledger)."""
+class InvoiceTerms(NamedTuple):
+    """The fields of an invoice an upsert may set (balance and status follow from the ledger).
+
+    A named tuple rather than a dataclass: a bulk import builds 100,000 of them, and a tuple is built
+    in a fraction of a frozen dataclass's time (and pickles as plain values)."""
 
     invoice_id: str
     customer_id: str

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dunning_events.events import ConsentFlags, Contact
 from dunning_events.money import ISO_CURRENCIES, DecimalStr, minor_units, to_minor
+from ledger_sync.domain.ledger import InvoiceTerms
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
@@ -134,6 +135,13 @@ class InvoiceRecord(_Record):
 
     def total_minor(self) -> int:
         return to_minor(self.total, self.currency)
+
+    def ledger_terms(self) -> InvoiceTerms:
+        """What the ledger needs of it, in minor units (ValueError if the total is finer than the currency)."""
+        return InvoiceTerms(
+            self.id, self.customer_id, self.number, self.currency, self.total_minor(), self.issue_date,
+            self.due_date, self.terms,
+        )  # fmt: skip
 
 
 class AllocationRecord(_Record):

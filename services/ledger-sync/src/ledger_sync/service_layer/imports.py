@@ -20,16 +20,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import IO, Any
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
 from ledger_sync.domain.csv_format import FORMATS, CsvError, CsvFormat
-from ledger_sync.domain.records import InvoiceRecord
+from ledger_sync.domain.ledger import InvoiceTerms
 from ledger_sync.service_layer.freshness import record_sync
 from ledger_sync.service_layer.ledger import BatchResult, Ledger
 
@@ -86,7 +84,7 @@ class ImportReport:
         return body
 
 
-Batch = list[tuple[int, BaseModel]]
+Batch = list[tuple[int, Any]]  # (line, record): InvoiceTerms for invoices, else the pydantic record
 
 
 class _Rows:
@@ -115,6 +113,7 @@ class _Rows:
         return not errors
 
     def batches(self) -> Iterator[Batch]:
+        read, key = self.fmt.reader(self.names), self.fmt.key
         batch: Batch = []
         last_line = 1
         while True:
@@ -126,15 +125,15 @@ class _Rows:
             if row is None:
                 break
             line, last_line = last_line + 1, self.reader.line_num
-            if not any(cell.strip() for cell in row):
+            if not row or (not row[0].strip() and not any(cell.strip() for cell in row)):
                 continue  # blank lines are not rows
             self.report.rows += 1
-            record, errors = self.fmt.parse(line, self.names, row)
+            record, errors = read(line, row)
             for err in errors:
                 self.report.add(err)
             if record is None:
                 continue
-            record_id = record.id  # type: ignore[attr-defined]
+            record_id = key(record)
             if record_id in self.seen:
                 self.report.add(CsvError(line, "id", f"{record_id!r} already appears on line {self.seen[record_id]}"))
                 continue
@@ -230,39 +229,22 @@ async def _spooled(spool: IO[bytes]) -> AsyncIterator[Batch]:
         yield [_expand(item) for item in items]
 
 
-def _compact(line: int, record: BaseModel) -> Any:
-    """Validated invoices travel through the spool as plain tuples (pickling models costs ~40 us each)."""
-    if isinstance(record, InvoiceRecord):
-        r = record
-        return (line, r.id, r.customer_id, r.number, r.currency, str(r.total), r.issue_date.toordinal(),
-                r.due_date.toordinal() if r.due_date else None, r.terms)  # fmt: skip
+def _compact(line: int, record: Any) -> Any:
+    """Checked invoices travel through the spool as plain tuples (pickling models costs ~40 us each)."""
+    if isinstance(record, InvoiceTerms):
+        due = record.due_date
+        return (line, *record[:5], record.issue_date.toordinal(), due.toordinal() if due else None, record.terms)
     return (line, record)
 
 
-def _expand(item: Any) -> tuple[int, BaseModel]:
+def _expand(item: Any) -> tuple[int, Any]:
     if len(item) == 2:
         return item  # type: ignore[no-any-return]
     line, id_, customer, number, currency, total, issued, due, terms = item
-    # Already validated in pass 1: a plain carrier with the record's fields, no second validation.
-    record = _ValidInvoice(
-        id_, customer, number, currency, Decimal(total), date.fromordinal(issued),
+    return line, InvoiceTerms(
+        id_, customer, number, currency, total, date.fromordinal(issued),
         date.fromordinal(due) if due is not None else None, terms,
     )  # fmt: skip
-    return line, record  # type: ignore[return-value]
-
-
-@dataclass(frozen=True, slots=True)
-class _ValidInvoice:
-    """The fields of an InvoiceRecord that passed validation in pass 1 (duck-types it for the Ledger)."""
-
-    id: str
-    customer_id: str
-    number: str
-    currency: str
-    total: Decimal
-    issue_date: date
-    due_date: date | None
-    terms: str | None
 
 
 async def _one_transaction(

@@ -106,6 +106,13 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
         raise LedgerRuleViolation(where, str(exc)) from None
 
 
+def _terms_of(record: InvoiceRecord) -> InvoiceTerms:
+    try:
+        return record.ledger_terms()
+    except ValueError as exc:
+        raise LedgerRuleViolation("total", str(exc)) from None
+
+
 def _invoice_state(row: Any) -> InvoiceState:
     return InvoiceState(
         invoice_id=row.invoice_id,
@@ -360,33 +367,45 @@ class Ledger:
 
     # ------------------------------------------------------------------ invoices
 
-    async def check_invoices(self, records: Sequence[InvoiceRecord]) -> dict[int, LedgerRuleViolation]:
-        """Validate a batch against the ledger as it stands, writing nothing (an import's first pass)."""
-        known = await self._known_customers({r.customer_id for r in records})
-        existing = await self.load_invoices({r.id for r in records}, lock=False)
-        errors: dict[int, LedgerRuleViolation] = {}
-        for n, rec in enumerate(records):
+    def _checked_terms(
+        self, records: Sequence[InvoiceRecord | InvoiceTerms], known: set[str]
+    ) -> list[InvoiceTerms | LedgerRuleViolation]:
+        """Each record as terms in minor units, or what is wrong with it that needs no invoice lookup."""
+        out: list[InvoiceTerms | LedgerRuleViolation] = []
+        for rec in records:
             try:
-                if rec.customer_id not in known:
-                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
-                terms = InvoiceTerms(
-                    invoice_id=rec.id,
-                    customer_id=rec.customer_id,
-                    number=rec.number,
-                    currency=rec.currency,
-                    total=_minor(rec.total, rec.currency, "total"),
-                    issue_date=rec.issue_date,
-                    due_date=rec.due_date,
-                    terms=rec.terms,
-                )
-                plan_invoice_upsert(existing.get(rec.id), terms)
+                terms = rec if isinstance(rec, InvoiceTerms) else _terms_of(rec)
+                if terms.customer_id not in known:
+                    raise LedgerRuleViolation("customer_id", f"unknown customer {terms.customer_id!r}")
+                out.append(terms)
+            except LedgerRuleViolation as exc:
+                out.append(exc)
+        return out
+
+    async def check_invoices(self, records: Sequence[InvoiceRecord | InvoiceTerms]) -> dict[int, LedgerRuleViolation]:
+        """Validate a batch against the ledger as it stands, writing nothing (an import's first pass).
+
+        Takes validated records or InvoiceTerms (the CSV import reads clean rows straight to terms)."""
+        known = await self._known_customers({r.customer_id for r in records})
+        checked = self._checked_terms(records, known)
+        existing = await self.load_invoices({t.invoice_id for t in checked if isinstance(t, InvoiceTerms)}, lock=False)
+        errors: dict[int, LedgerRuleViolation] = {}
+        for n, terms in enumerate(checked):
+            if isinstance(terms, LedgerRuleViolation):
+                errors[n] = terms
+                continue
+            current = existing.get(terms.invoice_id)
+            if current is None:
+                continue  # a new invoice: nothing in the ledger it could contradict
+            try:
+                plan_invoice_upsert(current, terms)
             except LedgerRuleViolation as exc:
                 errors[n] = exc
         return errors
 
     async def upsert_invoices(
         self,
-        records: Sequence[InvoiceRecord],
+        records: Sequence[InvoiceRecord | InvoiceTerms],
         stamps: Sequence[datetime | None] | None = None,
         *,
         skip_invalid: bool = False,
@@ -394,27 +413,14 @@ class Ledger:
         known = await self._known_customers({r.customer_id for r in records})
         result = BatchResult(rows=[])
         terms_of: list[InvoiceTerms | None] = []
-        for n, rec in enumerate(records):
-            try:
-                if rec.customer_id not in known:
-                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
-                terms_of.append(
-                    InvoiceTerms(
-                        invoice_id=rec.id,
-                        customer_id=rec.customer_id,
-                        number=rec.number,
-                        currency=rec.currency,
-                        total=_minor(rec.total, rec.currency, "total"),
-                        issue_date=rec.issue_date,
-                        due_date=rec.due_date,
-                        terms=rec.terms,
-                    )
-                )
-            except LedgerRuleViolation as exc:
+        for n, terms in enumerate(self._checked_terms(records, known)):
+            if isinstance(terms, LedgerRuleViolation):
                 if not skip_invalid:
-                    raise
-                result.errors[n] = exc
+                    raise terms
+                result.errors[n] = terms
                 terms_of.append(None)
+            else:
+                terms_of.append(terms)
 
         # New invoices go in with one INSERT .. ON CONFLICT DO NOTHING (the bulk-import fast path, no
         # lookup); only ids that already existed are loaded, locked and diffed.
@@ -422,12 +428,11 @@ class Ledger:
         for n, terms in enumerate(terms_of):
             if terms is not None:
                 first.setdefault(terms.invoice_id, n)
-        fresh = {inv_id: self._new_invoice(terms_of[n], stamps[n] if stamps else None) for inv_id, n in first.items()}  # type: ignore[arg-type]
         inserted = await insert_new_invoices(
             self.session,
             tenant_id=self.tenant_id,
             source=self.source,
-            states=list(fresh.values()),
+            new=[(terms_of[n], stamps[n] if stamps else None) for n in first.values()],  # type: ignore[misc]
             now=self.clock.now(),
             correlation_id=self.correlation_id,
             wake=getattr(self.outbox, "_on_commit", None),
@@ -437,19 +442,22 @@ class Ledger:
 
         writes: dict[str, InvoiceState] = {}
         current_of: dict[str, InvoiceState] = dict(existing)
-        for n, rec in enumerate(records):
-            terms = terms_of[n]
+        created = [InvoiceCreated.event_type]
+        for n, terms in enumerate(terms_of):
             if terms is None:
                 result.rows.append(None)
                 continue
+            invoice_id = terms.invoice_id
             stamp = stamps[n] if stamps else None
-            if first.get(rec.id) == n and rec.id in inserted:
-                current_of[rec.id] = fresh[rec.id]
-                result.rows.append(RowResult(rec.id, created=True, events=[InvoiceCreated.event_type]))
+            if invoice_id in inserted and first[invoice_id] == n:
+                result.rows.append(RowResult(invoice_id, created=True, events=created))
                 continue
-            current = current_of[rec.id]
+            current = current_of.get(invoice_id)
+            if current is None:  # inserted by an earlier row of this batch: its state as inserted
+                k = first[invoice_id]
+                current = current_of[invoice_id] = self._new_invoice(terms_of[k], stamps[k] if stamps else None)  # type: ignore[arg-type]
             if _is_stale(stamp, current.erp_updated_at):
-                result.rows.append(RowResult(rec.id, created=False))
+                result.rows.append(RowResult(invoice_id, created=False))
                 continue
             try:
                 state, changes = plan_invoice_upsert(current, terms)
@@ -461,16 +469,16 @@ class Ledger:
                 continue
             if not changes:
                 if stamp is not None and stamp != current.erp_updated_at:
-                    writes[rec.id] = current_of[rec.id] = replace(
+                    writes[invoice_id] = current_of[invoice_id] = replace(
                         current, erp_updated_at=stamp
                     )  # newer stamp, silently
-                result.rows.append(RowResult(rec.id, created=False))
+                result.rows.append(RowResult(invoice_id, created=False))
                 continue
             state = replace(state, erp_updated_at=stamp or current.erp_updated_at)
-            writes[rec.id] = current_of[rec.id] = state
+            writes[invoice_id] = current_of[invoice_id] = state
             ev = self._invoice_updated(state, changes)
             result.events.append(ev)
-            result.rows.append(RowResult(rec.id, created=False, events=[ev.type]))
+            result.rows.append(RowResult(invoice_id, created=False, events=[ev.type]))
         await self._write_invoices(list(writes.values()))
         return await self._emit(result)
 
