@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,7 @@ from dunning_events.codec import decode, encode
 from dunning_events.consumer import BatchConsumer, ConsumedEvent, one_by_one
 from dunning_events.envelope import Envelope, new_event
 from dunning_events.events import InvoiceCreated
-from dunning_events.inbox import Inbox
+from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.topics import partition_key
 from dunning_events.tracing import child_trace_headers, current_trace_headers, span
@@ -230,3 +231,19 @@ def test_child_trace_headers_continue_the_stored_trace_with_a_new_span(span_expo
     # A record without a stored trace starts a new one rather than failing.
     fresh = child_trace_headers("policy-engine decide due_date_notice", None)
     assert fresh["traceparent"].split("-")[1] != f"{origin_ctx.trace_id:032x}"
+
+
+async def test_pruning_forgets_only_event_ids_older_than_the_retention(db: PlumbingDb) -> None:
+    group = Inbox(inbox, GROUP)
+    old = [uuid.uuid4() for _ in range(25)]
+    recent = [uuid.uuid4() for _ in range(5)]
+    async with db.sessions() as session, session.begin():
+        await group.claim(session, old + recent)
+        await session.execute(
+            text("UPDATE inbox SET processed_at = now() - interval '15 days' WHERE event_id = ANY(:ids)"),
+            {"ids": old},
+        )
+    assert await prune_inbox(db.engine, inbox, timedelta(days=14), chunk=10) == 25  # three chunks
+    async with db.sessions() as session, session.begin():
+        assert await group.claim(session, recent) == set(), "recent ids still de-duplicate"
+        assert await group.claim(session, old[:1]) == {old[0]}, "a forgotten id would be applied again"

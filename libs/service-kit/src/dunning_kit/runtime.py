@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dunning_events import metrics
 from dunning_events.consumer import BatchConsumer, BatchHandler
-from dunning_events.inbox import Inbox
+from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.kafka import ensure_topics, make_producer
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.tables import inbox_table, outbox_table
@@ -29,6 +30,8 @@ from dunning_kit.settings import ServiceSettings
 from dunning_kit.timers import DueStats, FireDue, TimerLoop
 
 log = logging.getLogger("dunning.runtime")
+
+HOUSEKEEPING_INTERVAL_S = 600.0  # inbox pruning: rare, and cheap when there is nothing to prune
 
 
 def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -143,8 +146,23 @@ class ServiceRuntime:
                 backoff = min(backoff * 2, 5.0)
         self._producer_ready.set()
         self.relay.start()
+        self.background.append(asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"))
         for consumer in self.consumers:
             consumer.start()
+
+    async def _housekeeping(self) -> None:
+        """Prune the inbox now and then; a failure is logged and retried at the next round."""
+        retention = timedelta(hours=self.settings.inbox_retention_hours)
+        while True:
+            try:
+                removed = await prune_inbox(self.engine, self.inbox_table, retention)
+                if removed:
+                    log.info("%s: pruned %d inbox entries older than %s", self.name, removed, retention)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: inbox pruning failed (%s); retrying later", self.name, exc)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def wait_started(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._producer_ready.wait(), timeout)

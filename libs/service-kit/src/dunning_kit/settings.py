@@ -32,6 +32,11 @@ class ServiceSettings(BaseSettings):
     consumer_max_records: int = Field(1000, description="Most events one consumer batch (one transaction) holds")
     outbox_batch_size: int = Field(1000, description="Most outbox rows one relay batch publishes")
     outbox_poll_interval: float = Field(0.2, description="Seconds the relay waits when the outbox looks empty")
+    inbox_retention_hours: float = Field(
+        768.0,
+        description="Hours an applied event's id is kept for de-duplication: longer than the topics' retention "
+        "(30 days), so even a consumer group replaying its topic from the start applies nothing twice",
+    )
     timer_poll_interval: float = Field(1.0, description="Seconds a timer loop waits when nothing is due")
     timer_batch_size: int = Field(1000, description="Most due timers one claim takes")
     shutdown_grace_seconds: float = Field(20.0, description="Time allowed to drain on SIGTERM")
