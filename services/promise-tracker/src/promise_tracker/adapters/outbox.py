@@ -52,5 +52,9 @@ class SetwiseOutboxWriter(OutboxWriter):
                 "headers": json.dumps(current_trace_headers()),
             },
         )
+        self.wake_after_commit(session)
+
+    def wake_after_commit(self, session: AsyncSession | AsyncConnection) -> None:
+        """Wake the relay once the transaction commits (for rows a statement wrote to the outbox itself)."""
         if self._on_commit is not None and isinstance(session, AsyncSession):
             session.info.setdefault("after_commit", []).append(self._on_commit)

@@ -180,13 +180,22 @@ class Outcomes:
                 {"tenants": [r.tenant_id for r in standalone], "ids": [r.promise_id for r in standalone]},
             )
         broken_counts = await self._count(resolutions)
-
-        by_plan: dict[tuple[str, str], list[Resolution]] = defaultdict(list)
         for r in resolutions:
             if r.row.plan_id is None:
                 self._emit_ending(r, broken_counts, cause)
-            else:
-                by_plan[(r.row.tenant_id, r.row.plan_id)].append(r)
+        await self.settle_plans([r for r in resolutions if r.row.plan_id is not None], broken_counts, cause)
+
+    async def settle_plans(
+        self,
+        instalments: Sequence[Resolution],
+        broken_counts: dict[tuple[str, str], int],
+        cause: Envelope[EventData] | None = None,
+    ) -> None:
+        """Emit the endings of recorded and counted instalments, plan by plan, with what they do to the plan.
+        `broken_counts`: (tenant, promise) -> the customer's running broken-promise count."""
+        by_plan: dict[tuple[str, str], list[Resolution]] = defaultdict(list)
+        for r in instalments:
+            by_plan[(r.row.tenant_id, r.row.plan_id)].append(r)
         for (tenant_id, plan_id), plan_resolutions in by_plan.items():
             await self._settle_plan(tenant_id, plan_id, plan_resolutions, broken_counts, cause)
 
