@@ -4,7 +4,11 @@ concurrently, and the failure classification that at-most-once depends on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import email
+import email.policy
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from dunning_kit.devfakes.smtp_sink import SmtpCounter
 from dunning_kit.embedded import free_port
-from notifier.adapters.channels.smtp import SmtpEmail
+from notifier.adapters.channels.smtp import SmtpEmail, _data_bytes, build_email
 from notifier.domain.messages import OutboundMessage, PermanentSendError, Sender, TransientSendError
 
 
@@ -120,3 +125,69 @@ async def test_refusals_are_classified_and_the_pooled_session_survives_them(tls_
     refused = SmtpEmail("127.0.0.1", free_port(), "ar@example.com")
     with pytest.raises(TransientSendError, match="cannot connect"):
         await refused.send(message("ap@example.com"))
+
+
+async def test_pipelined_sessions_carry_messages_and_survive_a_refusal() -> None:
+    """Against a server that offers PIPELINING, MAIL/RCPT/DATA go out in one write; a refused recipient
+    (the DATA after it is refused too) is classified and the pooled session, reset, carries on."""
+    async with SmtpCounter() as server:
+        smtp = SmtpEmail(server.host, server.port, "ar@example.com", pool_size=3)
+        await asyncio.gather(*(smtp.send(message(f"ap{i}@example.com", i)) for i in range(30)))
+        assert server.count == 30
+        assert len(smtp._idle) <= 3 and all(s.pipelining for s in smtp._idle)
+        with pytest.raises(PermanentSendError, match="recipient refused \\(501") as refused:
+            await smtp.send(message("no-at-sign"))  # a 501 to RCPT: not a hard bounce
+        assert not refused.value.hard_bounce
+        assert (await smtp.send(message("ok@example.com", 99))).provider_message_id
+        assert server.count == 31
+        await smtp.aclose()
+
+
+async def test_a_connection_dropped_after_data_is_an_unknown_outcome_never_retried() -> None:
+    """The server hangs up once the message is on the wire: it may have been delivered (at most once)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 flaky ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-flaky\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.close()
+                return
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    smtp = SmtpEmail("127.0.0.1", port, "ar@example.com", pool_size=1)
+    with pytest.raises(PermanentSendError, match="outcome unknown") as unknown:
+        await smtp.send(message("ap@example.com"))
+    assert unknown.value.permanent and not unknown.value.hard_bounce
+    assert smtp._idle == [], "a broken session is not pooled"
+    await smtp.aclose()
+    server.close()
+
+
+def test_data_is_dot_stuffed_and_crlf_terminated() -> None:
+    assert _data_bytes(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
+    assert _data_bytes(b".x\nend") == b"..x\r\nend\r\n.\r\n"
+    raw = build_email(message("ap@example.com"), "ar@example.com")
+    assert _data_bytes(raw) == raw + b".\r\n", "what build_email writes goes on the wire unchanged"
+
+
+def test_non_ascii_headers_are_encoded_words_the_stdlib_decodes() -> None:
+    subject = "Zahlungserinnerung: Rechnungen 2026-00001, 2026-00002 über 4.820,00 € — bitte begleichen Sie äöü"
+    msg = dataclasses.replace(message("ap@example.com"), subject=subject, recipient_name="Jörg Müller")
+    raw = build_email(msg, "Buchhaltung Ärger <ar@example.com>")
+    words = re.findall(rb"=\?utf-8\?b\?[^?]*\?=", raw)
+    assert len(words) > 3 and all(len(w) <= 75 for w in words), "RFC 2047: encoded words of at most 75 characters"
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n") if line.startswith((b"Subject", b" =?")))
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == subject
+    assert parsed["To"].addresses[0].display_name == "Jörg Müller"
+    assert parsed["From"].addresses[0].display_name == "ACME AR"
