@@ -19,6 +19,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -141,6 +142,39 @@ async def _timer_alone(ctx: BenchContext, n: int) -> float:
     return n / elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_meter(ctx: BenchContext) -> Any:
+    """CPU seconds used so far by this process, the embedded PostgreSQL (postmaster and its backends) and
+    the embedded broker: the wall figures are noisy on a shared machine, CPU per check is not."""
+    server = getattr(ctx.pg, "embedded_server", None)
+    broker = getattr(ctx.broker, "embedded_broker", None)
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0]) if server else None
+    broker_pid = broker._proc.pid if broker is not None and broker._proc is not None else None
+
+    def pg_seconds() -> float:
+        if postmaster is None:
+            return 0.0
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(entry.name) == postmaster or int(stat[1]) == postmaster:
+                        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                except (OSError, ValueError, IndexError):
+                    continue  # a backend that just exited
+        return total
+
+    def read() -> tuple[float, float, float]:
+        return time.process_time(), pg_seconds(), _cpu_seconds(broker_pid) if broker_pid else 0.0
+
+    return read
+
+
 def _outbox_empty(runtime: Any) -> Any:
     async def check() -> bool:
         return (await runtime.relay.stats()).backlog == 0
@@ -183,6 +217,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
     busy_s = 0.0
     try:
         await wait_until_quiet([runtime], timeout=120)
+        cpu = _cpu_meter(ctx)
+        cpu_before = cpu()
         for cluster in range(1, CLUSTERS + 1):
             fired_log.clear()
             drained.clear()
@@ -193,6 +229,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             # The relay finishes publishing the step's events before the clock moves on (the latency
             # figure includes it); a light poll, so the measurement does not load the database itself.
             await poll_until(_outbox_empty(runtime), timeout=300, what="the relay to publish the step's events")
+        cpu_used = [after - before for after, before in zip(cpu(), cpu_before, strict=True)]
         broken_at = await _broken_timestamps(ctx.broker.bootstrap_servers, n)
     finally:
         await svc.stop()
@@ -211,7 +248,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
             "raw_pg_batched_upsert_rows_per_s",
             f"{n} promises in {CLUSTERS} clusters of ~{per_cluster} due at once; set-wise batches of {BATCH} x {WORKERS} "
             f"({busy_s:.1f}s busy in total, relay publishing alongside); the deadline code alone, one batch at a "
-            f"time without relay: {alone:,.0f}/s",
+            f"time without relay: {alone:,.0f}/s; CPU per check, timer + relay + broker: "
+            f"Python {cpu_used[0] / n * 1e6:.0f} µs, PostgreSQL {cpu_used[1] / n * 1e6:.0f} µs, "
+            f"broker {cpu_used[2] / n * 1e6:.0f} µs",
         ),
         Figure(
             "deadline_to_broken_p99_ms",
