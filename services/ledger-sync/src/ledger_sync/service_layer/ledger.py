@@ -9,7 +9,7 @@ An upsert that changes nothing writes nothing and emits nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +40,7 @@ from ledger_sync.adapters import orm
 from ledger_sync.adapters.bulk_invoices import insert_new_invoices
 from ledger_sync.domain.ledger import (
     AllocationDelta,
+    AllocationPlan,
     Change,
     InvoiceState,
     InvoiceTerms,
@@ -150,6 +151,58 @@ def _text(value: object, currency: str, field_name: str) -> str | None:
     if field_name in ("total", "balance") and isinstance(value, int):
         return format(from_minor(value, currency), "f")
     return str(value)
+
+
+@dataclass(frozen=True)
+class _Settlement:
+    """One kind of settling document (a payment, a credit note): money allocated to invoices. What differs
+    between the kinds is only where they are stored and which of their fields an upsert sets."""
+
+    document: str  # as plan_allocations and the error messages name it
+    table: Any
+    allocations: Any  # its allocation table, keyed by (tenant_id, `key`, invoice_id)
+    key: str
+    amount: str  # the record's amount field; also the field errors name
+    amount_column: str
+    remaining_column: str  # what is not allocated (a payment's unapplied credit, a credit note's remaining)
+    terms: Callable[[Any], dict[str, Any]]  # the stored columns the record sets besides amount and allocations
+    state: Callable[[AllocationPlan], dict[str, Any]]  # status columns once its allocations are planned
+    frozen_status: str | None = None  # a stored status that refuses any change
+
+
+_PAYMENT = _Settlement(
+    document="payment",
+    table=orm.payments,
+    allocations=orm.allocations,
+    key="payment_id",
+    amount="amount",
+    amount_column="amount_minor",
+    remaining_column="unapplied_minor",
+    terms=lambda r: {
+        "customer_id": r.customer_id,
+        "currency": r.currency,
+        "received_on": r.received_on,
+        "reference": r.reference,
+    },
+    state=lambda plan: {"status": "applied", "reversal_reason": None},
+    frozen_status="reversed",
+)
+_CREDIT_NOTE = _Settlement(
+    document="credit note",
+    table=orm.credit_notes,
+    allocations=orm.credit_allocations,
+    key="credit_note_id",
+    amount="total",
+    amount_column="total_minor",
+    remaining_column="remaining_minor",
+    terms=lambda r: {
+        "customer_id": r.customer_id,
+        "currency": r.currency,
+        "issued_on": r.issued_on,
+        "number": r.number,
+    },
+    state=lambda plan: {"status": "open" if plan.unapplied else "applied"},
+)
 
 
 class Ledger:
@@ -635,55 +688,141 @@ class Ledger:
         *,
         skip_invalid: bool = False,
     ) -> BatchResult:
-        p = orm.payments.c
+        """Upsert payments: allocations applied to invoices (payment.applied), an edit at the source moves
+        them (payment.reversed for what was given back), what is not allocated stays unapplied credit."""
+        return await self._settle(_PAYMENT, records, stamps, skip_invalid, self._payment_events)
+
+    def _payment_events(
+        self, rec: PaymentRecord, row: dict[str, Any] | None, plan: AllocationPlan, before: dict[str, InvoiceState]
+    ) -> list[Envelope[EventData]]:
+        events: list[Envelope[EventData]] = []
+        if plan.given_back:
+            events.append(
+                self._event(
+                    PaymentReversed(
+                        customer_id=rec.customer_id,
+                        payment_id=rec.id,
+                        currency=rec.currency,
+                        amount=from_minor(sum(-d.delta for d in plan.given_back), rec.currency),
+                        reason="allocations changed at the source",
+                        allocations=self._allocations(plan.given_back, rec.currency),
+                    )
+                )
+            )
+        if row is None or plan.applied or not plan.given_back:
+            events.append(
+                self._event(
+                    PaymentApplied(
+                        customer_id=rec.customer_id,
+                        payment_id=rec.id,
+                        currency=rec.currency,
+                        amount=rec.amount,
+                        received_on=rec.received_on,
+                        allocations=self._allocations(plan.applied, rec.currency),
+                        unapplied=from_minor(plan.unapplied, rec.currency),
+                    )
+                )
+            )
+        return events
+
+    async def record_credit_notes(
+        self,
+        records: Sequence[CreditNoteRecord],
+        stamps: Sequence[datetime | None] | None = None,
+        *,
+        skip_invalid: bool = False,
+    ) -> BatchResult:
+        """Upsert credit notes: credit allocated to invoices (credit_note.applied), the rest kept as remaining
+        credit; credit taken back by an edit at the source shows as invoice.updated."""
+        return await self._settle(_CREDIT_NOTE, records, stamps, skip_invalid, self._credit_note_events)
+
+    def _credit_note_events(
+        self, rec: CreditNoteRecord, row: dict[str, Any] | None, plan: AllocationPlan, before: dict[str, InvoiceState]
+    ) -> list[Envelope[EventData]]:
+        events = [self._balance_given_back(plan.invoices[d.invoice_id], before[d.invoice_id]) for d in plan.given_back]
+        if row is None or plan.applied:
+            events.append(
+                self._event(
+                    CreditNoteApplied(
+                        customer_id=rec.customer_id,
+                        credit_note_id=rec.id,
+                        currency=rec.currency,
+                        total=rec.total,
+                        issued_on=rec.issued_on,
+                        allocations=self._allocations(plan.applied, rec.currency),
+                    )
+                )
+            )
+        return events
+
+    def _balance_given_back(self, inv: InvoiceState, was: InvoiceState) -> Envelope[EventData]:
+        """Credit taken off an invoice (a credit note edited or voided at the source): invoice.updated."""
+        changes = [Change("balance", was.balance, inv.balance)]
+        if was.status != inv.status:
+            changes.append(Change("status", was.status, inv.status))
+        return self._invoice_updated(inv, changes)
+
+    async def _settle(
+        self,
+        kind: _Settlement,
+        records: Sequence[Any],
+        stamps: Sequence[datetime | None] | None,
+        skip_invalid: bool,
+        events_for: Callable[
+            [Any, dict[str, Any] | None, AllocationPlan, dict[str, InvoiceState]], list[Envelope[EventData]]
+        ],
+    ) -> BatchResult:
+        """Upsert settling documents (payments, credit notes: money allocated to invoices) as one batch.
+
+        Loads what the batch touches (the documents, their allocations, the invoices on both sides) locked,
+        plans each document's allocations in order against the balances the ones before it left, then writes
+        documents, allocations and invoice balances with one statement each. A document equal to the stored
+        one (or older, by the ERP's change stamp) changes nothing."""
+        table, key = kind.table, kind.key
         ids = {r.id for r in records}
         existing = {
-            row.payment_id: row
+            getattr(row, key): row
             for row in (
                 await self.session.execute(
-                    select(orm.payments)
-                    .where(p.tenant_id == self.tenant_id, one_of(p.payment_id, ids))
-                    .order_by(p.payment_id)
+                    select(table)
+                    .where(table.c.tenant_id == self.tenant_id, one_of(table.c[key], ids))
+                    .order_by(table.c[key])
                     .with_for_update()
                 )
             )
         }
-        old_allocs = await self._existing_allocations(orm.allocations, "payment_id", set(existing))
+        old_allocs = await self._existing_allocations(kind.allocations, key, set(existing))
         wanted_invoices = {a.invoice_id for r in records for a in r.allocations} | {
             inv for allocs in old_allocs.values() for inv in allocs
         }
         invoices = await self.load_invoices(wanted_invoices)
         known = await self._known_customers({r.customer_id for r in records})
         result = BatchResult(rows=[])
-        payment_rows: dict[str, dict[str, Any]] = {}
+        doc_rows: dict[str, dict[str, Any]] = {}
         alloc_sets: dict[str, dict[str, int]] = {}
         touched: dict[str, InvoiceState] = {}
         now = self.clock.now()
         for n, rec in enumerate(records):
             stamp = stamps[n] if stamps else None
             try:
-                row = payment_rows.get(rec.id) or (existing[rec.id]._asdict() if rec.id in existing else None)
+                row = doc_rows.get(rec.id) or (existing[rec.id]._asdict() if rec.id in existing else None)
                 old = alloc_sets.get(rec.id, old_allocs.get(rec.id, {}))
                 if rec.customer_id not in known:
                     raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
-                amount = _minor(rec.amount, rec.currency, "amount")
+                amount = _minor(getattr(rec, kind.amount), rec.currency, kind.amount)
                 requested = self._requested(rec.allocations, rec.currency)
+                terms = {**kind.terms(rec), kind.amount_column: amount}
                 if row is not None:
-                    same = (
-                        row["amount_minor"] == amount
-                        and row["currency"] == rec.currency
-                        and row["customer_id"] == rec.customer_id
-                        and row["received_on"] == rec.received_on
-                        and row["reference"] == rec.reference
-                        and old == dict(requested)
-                    )
+                    same = all(row[k] == v for k, v in terms.items()) and old == dict(requested)
                     if same or _is_stale(stamp, row["erp_updated_at"]):
                         result.rows.append(RowResult(rec.id, created=False))
                         continue
-                    if row["status"] == "reversed":
-                        raise LedgerRuleViolation("id", f"payment {rec.id!r} was reversed; it can no longer change")
+                    if kind.frozen_status is not None and row["status"] == kind.frozen_status:
+                        raise LedgerRuleViolation(
+                            "id", f"{kind.document} {rec.id!r} was {kind.frozen_status}; it can no longer change"
+                        )
                 plan = plan_allocations(
-                    document="payment",
+                    document=kind.document,
                     currency=rec.currency,
                     customer_id=rec.customer_id,
                     amount=amount,
@@ -697,64 +836,33 @@ class Ledger:
                 result.errors[n] = exc
                 result.rows.append(None)
                 continue
+            before = {k: invoices[k] for k in plan.invoices}
             invoices.update(plan.invoices)
             touched.update(plan.invoices)
             alloc_sets[rec.id] = dict(requested)
-            payment_rows[rec.id] = {
+            doc_rows[rec.id] = {
                 "tenant_id": self.tenant_id,
-                "payment_id": rec.id,
-                "customer_id": rec.customer_id,
-                "currency": rec.currency,
-                "amount_minor": amount,
-                "unapplied_minor": plan.unapplied,
-                "received_on": rec.received_on,
-                "reference": rec.reference,
-                "status": "applied",
-                "reversal_reason": None,
+                key: rec.id,
+                **terms,
+                kind.remaining_column: plan.unapplied,
+                **kind.state(plan),
                 "source": self.source if row is None else row["source"],
                 "erp_updated_at": stamp,
                 "updated_at": now,
             }
-            events: list[Envelope[EventData]] = []
-            if plan.given_back:
-                events.append(
-                    self._event(
-                        PaymentReversed(
-                            customer_id=rec.customer_id,
-                            payment_id=rec.id,
-                            currency=rec.currency,
-                            amount=from_minor(sum(-d.delta for d in plan.given_back), rec.currency),
-                            reason="allocations changed at the source",
-                            allocations=self._allocations(plan.given_back, rec.currency),
-                        )
-                    )
-                )
-            if row is None or plan.applied or not plan.given_back:
-                events.append(
-                    self._event(
-                        PaymentApplied(
-                            customer_id=rec.customer_id,
-                            payment_id=rec.id,
-                            currency=rec.currency,
-                            amount=rec.amount,
-                            received_on=rec.received_on,
-                            allocations=self._allocations(plan.applied, rec.currency),
-                            unapplied=from_minor(plan.unapplied, rec.currency),
-                        )
-                    )
-                )
+            events = events_for(rec, row, plan, before)
             result.events.extend(events)
             result.rows.append(RowResult(rec.id, created=row is None, events=[e.type for e in events]))
-        if payment_rows:
-            stmt = insert(orm.payments)
-            cols = [k for k in next(iter(payment_rows.values())) if k not in ("tenant_id", "payment_id")]
+        if doc_rows:
+            stmt = insert(table)
+            cols = [k for k in next(iter(doc_rows.values())) if k not in ("tenant_id", key)]
             await self.session.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=[p.tenant_id, p.payment_id], set_={k: stmt.excluded[k] for k in cols}
+                    index_elements=[table.c.tenant_id, table.c[key]], set_={k: stmt.excluded[k] for k in cols}
                 ),
-                list(payment_rows.values()),
+                list(doc_rows.values()),
             )
-            await self._replace_allocations(orm.allocations, "payment_id", alloc_sets)
+            await self._replace_allocations(kind.allocations, key, alloc_sets)
             await self._write_invoice_balances(list(touched.values()))
         return await self._emit(result)
 
@@ -849,136 +957,11 @@ class Ledger:
         )
         await self._replace_allocations(orm.credit_allocations, "credit_note_id", {credit_note_id: {}})
         await self._write_invoice_balances(list(plan.invoices.values()))
-        events = []
-        for d in plan.given_back:
-            inv, was = plan.invoices[d.invoice_id], invoices[d.invoice_id]
-            changes = [Change("balance", was.balance, inv.balance)]
-            if was.status != inv.status:
-                changes.append(Change("status", was.status, inv.status))
-            events.append(self._invoice_updated(inv, changes))
+        events = [
+            self._balance_given_back(plan.invoices[d.invoice_id], invoices[d.invoice_id]) for d in plan.given_back
+        ]
         await self.outbox.add(self.session, events)
         return RowResult(credit_note_id, created=False, events=[e.type for e in events])
-
-    async def record_credit_notes(
-        self,
-        records: Sequence[CreditNoteRecord],
-        stamps: Sequence[datetime | None] | None = None,
-        *,
-        skip_invalid: bool = False,
-    ) -> BatchResult:
-        cn = orm.credit_notes.c
-        ids = {r.id for r in records}
-        existing = {
-            row.credit_note_id: row
-            for row in (
-                await self.session.execute(
-                    select(orm.credit_notes)
-                    .where(cn.tenant_id == self.tenant_id, one_of(cn.credit_note_id, ids))
-                    .order_by(cn.credit_note_id)
-                    .with_for_update()
-                )
-            )
-        }
-        old_allocs = await self._existing_allocations(orm.credit_allocations, "credit_note_id", set(existing))
-        wanted_invoices = {a.invoice_id for r in records for a in r.allocations} | {
-            inv for allocs in old_allocs.values() for inv in allocs
-        }
-        invoices = await self.load_invoices(wanted_invoices)
-        known = await self._known_customers({r.customer_id for r in records})
-        result = BatchResult(rows=[])
-        note_rows: dict[str, dict[str, Any]] = {}
-        alloc_sets: dict[str, dict[str, int]] = {}
-        touched: dict[str, InvoiceState] = {}
-        now = self.clock.now()
-        for n, rec in enumerate(records):
-            stamp = stamps[n] if stamps else None
-            try:
-                row = note_rows.get(rec.id) or (existing[rec.id]._asdict() if rec.id in existing else None)
-                old = alloc_sets.get(rec.id, old_allocs.get(rec.id, {}))
-                if rec.customer_id not in known:
-                    raise LedgerRuleViolation("customer_id", f"unknown customer {rec.customer_id!r}")
-                total = _minor(rec.total, rec.currency, "total")
-                requested = self._requested(rec.allocations, rec.currency)
-                if row is not None:
-                    same = (
-                        row["total_minor"] == total
-                        and row["currency"] == rec.currency
-                        and row["customer_id"] == rec.customer_id
-                        and row["issued_on"] == rec.issued_on
-                        and row["number"] == rec.number
-                        and old == dict(requested)
-                    )
-                    if same or _is_stale(stamp, row["erp_updated_at"]):
-                        result.rows.append(RowResult(rec.id, created=False))
-                        continue
-                plan = plan_allocations(
-                    document="credit note",
-                    currency=rec.currency,
-                    customer_id=rec.customer_id,
-                    amount=total,
-                    old=old,
-                    new=requested,
-                    invoices=invoices,
-                )
-            except LedgerRuleViolation as exc:
-                if not skip_invalid:
-                    raise
-                result.errors[n] = exc
-                result.rows.append(None)
-                continue
-            before = {k: invoices[k] for k in plan.invoices}
-            invoices.update(plan.invoices)
-            touched.update(plan.invoices)
-            alloc_sets[rec.id] = dict(requested)
-            note_rows[rec.id] = {
-                "tenant_id": self.tenant_id,
-                "credit_note_id": rec.id,
-                "customer_id": rec.customer_id,
-                "number": rec.number,
-                "currency": rec.currency,
-                "total_minor": total,
-                "remaining_minor": plan.unapplied,
-                "issued_on": rec.issued_on,
-                "status": "open" if plan.unapplied else "applied",
-                "source": self.source if row is None else row["source"],
-                "erp_updated_at": stamp,
-                "updated_at": now,
-            }
-            events: list[Envelope[EventData]] = []
-            # Credit taken back (a credit note edited or voided at the source) shows as invoice.updated.
-            for d in plan.given_back:
-                inv, was = plan.invoices[d.invoice_id], before[d.invoice_id]
-                changes = [Change("balance", was.balance, inv.balance)]
-                if was.status != inv.status:
-                    changes.append(Change("status", was.status, inv.status))
-                events.append(self._invoice_updated(inv, changes))
-            if row is None or plan.applied:
-                events.append(
-                    self._event(
-                        CreditNoteApplied(
-                            customer_id=rec.customer_id,
-                            credit_note_id=rec.id,
-                            currency=rec.currency,
-                            total=rec.total,
-                            issued_on=rec.issued_on,
-                            allocations=self._allocations(plan.applied, rec.currency),
-                        )
-                    )
-                )
-            result.events.extend(events)
-            result.rows.append(RowResult(rec.id, created=row is None, events=[e.type for e in events]))
-        if note_rows:
-            stmt = insert(orm.credit_notes)
-            cols = [k for k in next(iter(note_rows.values())) if k not in ("tenant_id", "credit_note_id")]
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[cn.tenant_id, cn.credit_note_id], set_={k: stmt.excluded[k] for k in cols}
-                ),
-                list(note_rows.values()),
-            )
-            await self._replace_allocations(orm.credit_allocations, "credit_note_id", alloc_sets)
-            await self._write_invoice_balances(list(touched.values()))
-        return await self._emit(result)
 
 
 async def invariant_violations(session: AsyncSession, tenant_id: str | None = None) -> list[tuple[str, str]]:
