@@ -19,6 +19,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +36,7 @@ from aiokafka import AIOKafkaProducer
 from dunning_events.codec import encode
 from dunning_events.envelope import new_event
 from dunning_events.topics import partition_key
-from dunning_kit.clock import SimulatedClock
+from dunning_kit.clock import SimulatedClock, set_file_clock
 from dunning_kit.db import make_engine
 from dunning_kit.embedded import free_port, wait_for_port
 from dunning_kit.services import spec
@@ -45,6 +50,8 @@ SCHEMA = "notifier"
 WORKERS = int(os.environ.get("BENCH_NOTIFIER_WORKERS", "2"))
 BATCH = int(os.environ.get("BENCH_NOTIFIER_BATCH", "500"))
 SINKS = int(os.environ.get("BENCH_SMTP_SINKS", "1"))
+# The notifier as separate replica processes (0: in the bench process, e.g. for py-spy).
+REPLICAS = int(os.environ.get("BENCH_NOTIFIER_REPLICAS", "2"))
 
 
 def _sink_process(port: int, counter: Any, stop: Any) -> None:
@@ -133,11 +140,104 @@ def _cpu_seconds(pid: int) -> float:
 @dataclass
 class Run:
     rate: float
-    cpu_us: float  # notifier (this process: the service plus the bench's producer and polling) per message
+    cpu_us: float  # the notifier per message (its replica processes; in-process: this whole process)
     provider_cpu_us: float  # the sink / fake per message
 
     def note(self) -> str:
-        return f"CPU/msg: notifier {self.cpu_us:,.0f} µs, provider fake {self.provider_cpu_us:,.0f} µs"
+        where = f"{REPLICAS} notifier replica processes" if REPLICAS else "notifier in the bench process"
+        return (
+            f"{where} on {os.cpu_count()} cores shared with PostgreSQL, the broker and the provider fake; CPU per "
+            f"message: notifier {self.cpu_us:,.0f} µs, provider fake {self.provider_cpu_us:,.0f} µs"
+        )
+
+
+def _settings(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dispatch_batch_size": BATCH, "dispatch_workers": WORKERS, "consumer_max_records": 2000, "smtp_pool_size": 32,
+        "rate_limit_smtp_per_s": 1e6, "rate_limit_twilio_per_s": 1e6, "log_level": "WARNING", **overrides,
+    }  # fmt: skip
+
+
+class _Replicas:
+    """The notifier as REPLICAS OS processes (`python -m notifier`, as in its pods) on one database and
+    broker, under a file clock: consumer-group members for the steps, SKIP LOCKED dispatchers, one relay."""
+
+    def __init__(self, database_url: str, bootstrap: str, overrides: dict[str, Any]) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="bench-notifier-"))
+        clock_file = self.run_dir / "clock"
+        set_file_clock(clock_file, NOW)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+        for i in range(REPLICAS):
+            port = free_port()
+            env = {
+                **os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "CLOCK_FILE": str(clock_file), "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+                "TIMER_POLL_INTERVAL": "0.2", "OUTBOX_POLL_INTERVAL": "0.05",
+                **{k.upper(): str(v) for k, v in _settings(overrides).items()},
+            }  # fmt: skip
+            with (self.run_dir / f"replica-{i}.log").open("wb") as out:
+                self.procs.append(
+                    subprocess.Popen([sys.executable, "-m", "notifier"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+            self.urls.append(f"http://127.0.0.1:{port}")
+
+    def cpu(self) -> float:
+        return sum(_cpu_seconds(p.pid) for p in self.procs)
+
+    async def quiet(self, timeout: float) -> None:
+        """Every replica answers /quietz 200: started, assigned, nothing in its outbox, lag or timers."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def quiet() -> bool:
+                for proc in self.procs:
+                    if proc.poll() is not None:
+                        log = (self.run_dir / f"replica-{self.procs.index(proc)}.log").read_text()[-3000:]
+                        raise RuntimeError(f"a notifier replica exited with {proc.returncode}:\n{log}")
+                for url in self.urls:
+                    try:
+                        if (await http.get(f"{url}/quietz")).status_code != 200:
+                            return False
+                    except httpx.HTTPError:
+                        return False
+                return True
+
+            await poll_until(quiet, timeout=timeout, interval=0.1, what="the notifier replicas to be quiet")
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.to_thread(proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class _InProcess:
+    """The notifier in the bench's own process (BENCH_NOTIFIER_REPLICAS=0: for profiling with py-spy)."""
+
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
+
+    @classmethod
+    async def start(cls, database_url: str, bootstrap: str, overrides: dict[str, Any]) -> _InProcess:
+        svc = await start_service(
+            spec("notifier"), database_url=database_url, bootstrap_servers=bootstrap, clock=SimulatedClock(NOW),
+            overrides=_settings(overrides),
+        )  # fmt: skip
+        return cls(svc)
+
+    def cpu(self) -> float:
+        return time.process_time()
+
+    async def quiet(self, timeout: float) -> None:
+        await wait_until_quiet([self.svc.runtime], timeout=timeout)
+
+    async def stop(self) -> None:
+        await self.svc.stop()
 
 
 async def _measure(
@@ -146,31 +246,46 @@ async def _measure(
     broker = BrokerBackend.embedded()
     database_url = ctx.fresh_database()
     await _seed(database_url, n, channel)
-    clock = SimulatedClock(NOW)
-    svc = await start_service(
-        spec("notifier"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
-        overrides={"dispatch_batch_size": BATCH, "dispatch_workers": WORKERS, "consumer_max_records": 2000,
-                   "smtp_pool_size": 32, "rate_limit_smtp_per_s": 1e6, "rate_limit_twilio_per_s": 1e6,
-                   "log_level": "WARNING", **overrides},
-    )  # fmt: skip
+    if REPLICAS:
+        notifier: _Replicas | _InProcess = _Replicas(database_url, broker.bootstrap_servers, overrides)
+    else:
+        notifier = await _InProcess.start(database_url, broker.bootstrap_servers, overrides)
     try:
-        started, cpu0 = time.perf_counter(), time.process_time()
+        await notifier.quiet(timeout=120)
+        started, cpu0 = time.perf_counter(), notifier.cpu()
         provider0 = sum(_cpu_seconds(pid) for pid in provider_pids)
-        await _produce_steps(broker.bootstrap_servers, n, channel, clock)
+        await _produce_steps(broker.bootstrap_servers, n, channel, SimulatedClock(NOW))
 
         async def all_accepted() -> bool:
             return await accepted() >= n
 
         await poll_until(all_accepted, timeout=600, interval=0.02, what=f"{n} {channel} messages accepted")
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+        elapsed, cpu = time.perf_counter() - started, notifier.cpu() - cpu0
         provider = sum(_cpu_seconds(pid) for pid in provider_pids) - provider0
-        await wait_until_quiet([svc.runtime], timeout=120)
+        await notifier.quiet(timeout=120)
+        await _check_records(database_url, n, channel)
         run = Run(n / elapsed, cpu / n * 1e6, provider / n * 1e6)
         print(f"  {channel}: {n} in {elapsed:.1f}s = {run.rate:,.0f} msg/s; {run.note()}", flush=True)
         return run
     finally:
-        await svc.stop()
+        await notifier.stop()
         broker.stop()
+
+
+async def _check_records(database_url: str, n: int, channel: str) -> None:
+    """Every message the provider took has its delivery record `sent` and its notification.sent in the
+    outbox - exactly one each (at most once across replicas)."""
+    engine = make_engine(database_url, SCHEMA, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            apg: Any = (await conn.get_raw_connection()).driver_connection
+            sent = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.deliveries WHERE status = 'sent'")
+            other = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.deliveries WHERE status <> 'sent'")
+            events = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE event_type = 'notification.sent'")
+    finally:
+        await engine.dispose()
+    if (sent, other, events) != (n, 0, n):
+        raise AssertionError(f"{channel}: {sent} sent / {other} other deliveries, {events} notification.sent for {n}")
 
 
 async def run(ctx: BenchContext) -> list[Figure]:
