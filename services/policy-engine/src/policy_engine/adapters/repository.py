@@ -10,9 +10,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,11 +86,13 @@ def case_from_record(record: asyncpg.Record) -> Case:
 
 def _column_arrays(cases: Sequence[Case], columns: Sequence[str] = CASE_COLUMNS) -> list[list[Any]]:
     arrays: list[list[Any]] = []
+    join = SEP.join
     for col in columns:
+        get = attrgetter(col)
         if col in _LIST_COLUMNS:
-            arrays.append([SEP.join(getattr(c, col)) for c in cases])
+            arrays.append([join(get(c)) for c in cases])
         else:
-            arrays.append([getattr(c, col) for c in cases])
+            arrays.append(list(map(get, cases)))
     return arrays
 
 
@@ -247,7 +251,7 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
             country=r["country"],
             segment=r["segment"],
             tags=frozenset(r["tags"]),
-            consent=json.loads(consent) if isinstance(consent, str) else dict(consent or {}),
+            consent=orjson.loads(consent) if isinstance(consent, str) else dict(consent or {}),
             revoked=frozenset(r["revoked"]),
             blocked=r["blocked"],
             broken_promise_count=r["broken_promise_count"],
@@ -348,11 +352,13 @@ async def contact_attempts(
 async def write_notes(apg: asyncpg.Connection, cases: Iterable[Case], at: datetime) -> int:
     """Append every case's collected notes to the timeline (COPY) and clear them."""
     records = []
+    append = records.append
     for c in cases:
+        if not c.notes:
+            continue
+        tenant, customer, invoice = c.tenant_id, c.customer_id, c.invoice_id
         for n in c.notes:
-            records.append(
-                (c.tenant_id, c.customer_id, c.invoice_id, at, n.kind, n.step, n.reason, json.dumps(n.detail))
-            )
+            append((tenant, customer, invoice, at, n.kind, n.step, n.reason, orjson.dumps(n.detail).decode()))
         c.notes.clear()
     if records:
         await apg.copy_records_to_table("timeline", records=records, columns=_TIMELINE_COLUMNS)

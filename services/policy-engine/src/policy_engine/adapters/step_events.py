@@ -4,12 +4,13 @@ and COPY'd into the outbox — pydantic costs more than the decision itself at 1
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from dunning_events.events import DunningStepDue
 from dunning_events.topics import partition_key
@@ -20,7 +21,7 @@ def _instant(at: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text  # pydantic writes UTC as Z
 
 
-@dataclass
+@dataclass(slots=True)
 class StepInvoiceRow:
     invoice_id: str
     number: str
@@ -30,7 +31,7 @@ class StepInvoiceRow:
     days_overdue: int
 
 
-@dataclass
+@dataclass(slots=True)
 class FeeRow:
     kind: str
     description: str
@@ -38,7 +39,7 @@ class FeeRow:
     currency: str
 
 
-@dataclass
+@dataclass(slots=True)
 class OutboxRow:
     event_id: uuid.UUID
     key: str
@@ -46,7 +47,7 @@ class OutboxRow:
     headers: dict[str, str]
 
     def record(self) -> tuple[Any, ...]:
-        headers = json.dumps(self.headers) if self.headers else "{}"
+        headers = orjson.dumps(self.headers).decode() if self.headers else "{}"
         return (self.event_id, DunningStepDue.event_type, DunningStepDue.topic, self.key, self.payload, headers)
 
 
@@ -126,5 +127,5 @@ def step_due_row(
             "deliver_until": _instant(deliver_until) if deliver_until else None,
         },
     }
-    payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = orjson.dumps(doc)  # compact UTF-8, as pydantic writes it
     return OutboxRow(event_id, partition_key(tenant_id, customer_id), payload, headers or {})

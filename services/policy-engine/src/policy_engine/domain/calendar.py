@@ -186,3 +186,15 @@ def _nominal_moment(w: ContactWindow, day: date) -> datetime:
 def _window_end(w: ContactWindow, instant: datetime) -> datetime:
     # One batch decides thousands of cases at the same instant: computed once per window and instant.
     return min(datetime.combine(instant.astimezone(z).date(), w.end, tzinfo=z).astimezone(UTC) for z in w.checked)
+
+
+@lru_cache(maxsize=10_000)
+def allowed_at(w: ContactWindow, instant: datetime) -> bool:
+    """`w.allowed(instant)`, once per window and instant: a batch decides thousands of cases at one instant."""
+    return w.allowed(instant)
+
+
+@lru_cache(maxsize=10_000)
+def local_day(w: ContactWindow, instant: datetime) -> date:
+    """`w.local_date(instant)`, once per window and instant."""
+    return w.local_date(instant)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from dunning_events.money import from_minor, minor_units
-from policy_engine.domain.calendar import ContactWindow
+from policy_engine.domain.calendar import ContactWindow, allowed_at
 from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,7 +38,7 @@ def pause_text(reasons: list[str] | set[str]) -> str:
     return ", ".join(PAUSE_TEXT.get(r, r) for r in sorted(reasons))
 
 
-@dataclass
+@dataclass(slots=True)
 class Note:
     kind: str  # scheduled | sent | skipped | paused | resumed | cancelled | escalated
     reason: str
@@ -214,8 +214,11 @@ def schedule(case: Case, policy: Policy, w: ContactWindow, step: Step, not_befor
     case.planned_at = at
     case.next_at = None if case.paused else at
     _bind(case, policy)
-    reason = f"{step.name} scheduled for {_iso(at)}" + (f" ({why})" if why else "")
-    case.note("scheduled", reason, step.name, planned_at=_iso(at), policy=policy.id, policy_version=policy.version)
+    iso = at.isoformat()
+    reason = f"{step.name} scheduled for {iso} ({why})" if why else f"{step.name} scheduled for {iso}"
+    case.notes.append(
+        Note("scheduled", reason, step.name, {"planned_at": iso, "policy": policy.id, "policy_version": policy.version})
+    )
 
 
 def _exhausted(case: Case, policy: Policy) -> None:
@@ -439,7 +442,7 @@ class CapCheck:
     attempts: Callable[[Case, ContactCap], tuple[int, datetime | None]]  # (count in window, oldest in window)
 
 
-@dataclass
+@dataclass(slots=True)
 class Firing:
     case: Case
     step: Step
@@ -496,7 +499,7 @@ def decide(
             _mark_done(case, step)
             _schedule_next(case, debtor, policy, w, now)
             return None
-    if not w.allowed(now):
+    if not allowed_at(w, now):  # the same instant for a whole batch: computed once per window
         at = w.next_allowed(now)
         case.next_at = at
         if late_by is None:
@@ -542,10 +545,15 @@ def _supersede(case: Case, policy: Policy, w: ContactWindow, step: Step, now: da
     """Reached late (downtime, a backlog): when later steps are due too, only the latest one — the one that
     fits the invoice's age now — goes out; the earlier ones are skipped and logged, never sent in a burst."""
     remaining = policy.remaining_steps(case.done_steps, case.last_offset)
-    # Steps are pydantic models: find positions by identity (equality would compare every field).
-    at = next((i for i, s in enumerate(remaining) if s is step), None)
-    if at is None:
-        return step
+    # Steps are pydantic models: find positions by identity (equality would compare every field). The pending
+    # step is nearly always the first one remaining.
+    if remaining and remaining[0] is step:
+        at = 0
+    else:
+        found = next((i for i, s in enumerate(remaining) if s is step), None)
+        if found is None:
+            return step
+        at = found
     overdue = []
     for later in remaining[at + 1 :]:
         if w.plan(case.nominal_day(later), _EPOCH) > now:
@@ -583,7 +591,7 @@ def mark_sent(
         detail["fees_waived"] = waived
     if late is not None:
         detail["late"] = True
-    case.note("sent", reason, step.name, **detail)
+    case.notes.append(Note("sent", reason, step.name, detail))
     _mark_done(case, step)
     case.last_tone = step.tone
     case.last_sent_at = now
@@ -591,11 +599,7 @@ def mark_sent(
     if step.offset_days > 0:
         case.in_default = True
     for action in step.actions:
-        text = {
-            "hand_off_to_collections": "handed off to collections",
-            "credit_hold": "credit hold requested for the account",
-            "recommend_write_off": "write-off recommended",
-        }[action]
+        text = _ACTION_TEXT[action]
         case.note("escalated", f"{step.name}: {text}", step.name, action=action)
     if "hand_off_to_collections" in step.actions:
         case.status = "closed"
@@ -604,6 +608,13 @@ def mark_sent(
         case.clear_timer()
         return
     _schedule_next(case, debtor, policy, window(policy, debtor), now)
+
+
+_ACTION_TEXT = {
+    "hand_off_to_collections": "handed off to collections",
+    "credit_hold": "credit hold requested for the account",
+    "recommend_write_off": "write-off recommended",
+}
 
 
 def _schedule_next(case: Case, debtor: Debtor, policy: Policy, w: ContactWindow, now: datetime) -> None:

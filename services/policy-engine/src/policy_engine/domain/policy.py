@@ -357,16 +357,36 @@ class Policy:
             out.setdefault(cap.channel, []).append(cap)
         return out
 
-    def remaining_steps(self, done: tuple[str, ...] | list[str], last_offset: int | None) -> list[Step]:
+    @cached_property
+    def _remaining(self) -> dict[tuple[tuple[str, ...], int | None], tuple[Step, ...]]:
+        return {}
+
+    @cached_property
+    def _minimum_minor(self) -> dict[str, int]:
+        return {}
+
+    def remaining_steps(self, done: tuple[str, ...] | list[str], last_offset: int | None) -> tuple[Step, ...]:
         """Steps not yet sent or skipped, after the last one handled. Across versions a step is the same
-        step by name, and nothing at or before the last handled offset is ever sent again."""
-        return [
-            s for s in self.doc.steps if s.name not in done and (last_offset is None or s.offset_days > last_offset)
-        ]
+        step by name, and nothing at or before the last handled offset is ever sent again.
+
+        Memoised per (steps handled, last offset): the same few histories recur across every case, and the
+        timer asks for every decision. A tuple, so no caller can change the shared answer."""
+        key = (tuple(done), last_offset)
+        found = self._remaining.get(key)
+        if found is None:
+            found = tuple(
+                s for s in self.doc.steps if s.name not in done and (last_offset is None or s.offset_days > last_offset)
+            )
+            if len(self._remaining) < 10_000:
+                self._remaining[key] = found
+        return found
 
     def minimum_minor(self, currency: str) -> int:
-        amount = self.doc.minimum_balance.get(currency)
-        return 0 if amount is None else int(amount.scaleb(minor_units(currency)))
+        found = self._minimum_minor.get(currency)
+        if found is None:
+            amount = self.doc.minimum_balance.get(currency)
+            found = self._minimum_minor[currency] = 0 if amount is None else int(amount.scaleb(minor_units(currency)))
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {**self.doc.model_dump(mode="json"), "version": self.version}
