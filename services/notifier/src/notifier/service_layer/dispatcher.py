@@ -40,7 +40,7 @@ from notifier.domain.rendering import TemplateSource
 from notifier.domain.retry import GiveUp, RetryAt, RetryPolicy, after_failure
 from notifier.domain.tenant_config import TenantConfig
 from notifier.service_layer.compose import BatchContext, Composer, Fail, Recipient, Send, Skip
-from notifier.service_layer.steps import idempotency_key
+from notifier.service_layer.steps import idempotency_key, insert_deliveries
 
 log = logging.getLogger("notifier.dispatcher")
 SOURCE = "notifier"
@@ -355,11 +355,7 @@ class Dispatcher:
 
     async def _insert_follow_ups(self, session: AsyncSession, follow_ups: list[dict[str, Any]]) -> None:
         if follow_ups:
-            await session.execute(
-                insert(orm.deliveries)
-                .values(follow_ups)
-                .on_conflict_do_nothing(index_elements=[orm.deliveries.c.idempotency_key])
-            )
+            await insert_deliveries(session, follow_ups)
 
     # ------------------------------------------------------------------ the provider call
 
