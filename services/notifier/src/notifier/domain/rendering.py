@@ -69,6 +69,22 @@ class RenderedMessage:
 class _Sandbox(SandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**"])
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`company.company_name` on the context's plain dicts: the key first. Jinja tries the Python
+        attribute first and only falls back to the item after an AttributeError - an exception per lookup,
+        a tenth of a reminder's render. Items of a dict are data, never reachable internals, so nothing the
+        sandbox guards is skipped; anything else (and a name that is not a key) takes the sandbox's path."""
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def make_globals(self, d: Any) -> Any:
+        """A plain dict instead of Jinja's ChainMap over the environment's globals: every render (and every
+        include/extends inside it) copies the globals into a new context, and iterating a ChainMap runs in
+        Python - a tenth of the CPU of rendering a reminder. Our environments' globals never change after
+        they are built, which is the case the ChainMap exists for."""
+        return {**self.globals, **(d or {})}
+
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
             if isinstance(right, int | float) and abs(right) > 100:
@@ -83,7 +99,13 @@ class _Sandbox(SandboxedEnvironment):
 
 def _env(partials: Mapping[str, str], autoescape: bool) -> _Sandbox:
     env = _Sandbox(
-        loader=DictLoader(dict(partials)), autoescape=autoescape, undefined=StrictUndefined, auto_reload=False
+        loader=DictLoader(dict(partials)),
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        auto_reload=False,
+        # The partials are a fixed handful: a plain dict (unbounded) instead of Jinja's locked LRU cache,
+        # which every {% include %} / {% extends %} of every render goes through.
+        cache_size=-1,
     )
     env.trim_blocks = True
     env.lstrip_blocks = True
