@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -17,6 +18,16 @@ from dunning_events.topics import partition_key
 
 
 def _instant(at: datetime) -> str:
+    # Equal instants in other zones compare equal, so only UTC ones (all the engine computes) are cached.
+    return _instant_utc(at) if at.tzinfo is UTC else _format(at)
+
+
+@lru_cache(maxsize=4096)  # a batch's messages share a handful of instants (now, the planned moments)
+def _instant_utc(at: datetime) -> str:
+    return _format(at)
+
+
+def _format(at: datetime) -> str:
     text = at.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text  # pydantic writes UTC as Z
 
@@ -79,15 +90,16 @@ def step_due_row(
     headers: dict[str, str] | None = None,
 ) -> OutboxRow:
     event_id = uuid.uuid4()
+    eid = str(event_id)
     doc = {
-        "id": str(event_id),
+        "id": eid,
         "type": DunningStepDue.event_type,
         "schema_version": DunningStepDue.schema_version,
         "source": "policy-engine",
         "occurred_at": _instant(occurred_at),
         "tenant_id": tenant_id,
         "subject": step_id,
-        "correlation_id": str(event_id),
+        "correlation_id": eid,
         "causation_id": None,
         "data": {
             "customer_id": customer_id,

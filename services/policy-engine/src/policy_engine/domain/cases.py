@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from dunning_events.money import from_minor, minor_units
@@ -137,6 +138,12 @@ def window(policy: Policy, debtor: Debtor) -> ContactWindow:
 
 
 def _iso(at: datetime) -> str:
+    # Equal instants in other zones compare equal, so only UTC ones (all the engine computes) are cached.
+    return _iso_utc(at) if at.tzinfo is UTC else at.isoformat()
+
+
+@lru_cache(maxsize=4096)  # planned moments recur across thousands of cases (one per window and day)
+def _iso_utc(at: datetime) -> str:
     return at.isoformat()
 
 
@@ -214,7 +221,7 @@ def schedule(case: Case, policy: Policy, w: ContactWindow, step: Step, not_befor
     case.planned_at = at
     case.next_at = None if case.paused else at
     _bind(case, policy)
-    iso = at.isoformat()
+    iso = _iso(at)
     reason = f"{step.name} scheduled for {iso} ({why})" if why else f"{step.name} scheduled for {iso}"
     case.notes.append(
         Note("scheduled", reason, step.name, {"planned_at": iso, "policy": policy.id, "policy_version": policy.version})

@@ -7,6 +7,7 @@ and writes back cases, timeline notes and events (outbox) in the consumer's one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -54,13 +55,19 @@ from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
 SOURCE = "policy-engine"
 _STEP_NS = uuid.UUID("6d1f1c1e-6a57-4c59-9a43-5b7f3c1d2e10")
+_STEP_NS_BYTES = _STEP_NS.bytes
 
 
 def step_id(tenant: str, customer: str, policy_id: str, step: str, currency: str, invoice_ids: Iterable[str]) -> str:
     """Deterministic: the same customer, policy step, currency and invoices always give the same id
     (the notifier's idempotency key)."""
     key = "|".join([tenant, customer, policy_id, step, currency, *sorted(invoice_ids)])
-    return str(uuid.uuid5(_STEP_NS, key))
+    # str(uuid.uuid5(_STEP_NS, key)) without the UUID object (the timer computes one per message).
+    b = bytearray(hashlib.sha1(_STEP_NS_BYTES + key.encode()).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50  # version 5
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
