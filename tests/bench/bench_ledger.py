@@ -90,6 +90,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds(ctx: BenchContext) -> float | None:
+    """CPU of the embedded PostgreSQL server and its backends so far (None when it is not embedded)."""
+    server = getattr(ctx.pg, "embedded_server", None)
+    if server is None:
+        return None
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @dataclasses.dataclass
 class Service:
     base_url: str
@@ -157,6 +177,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             counter.expected = n  # every invoice.created and the import's ledger.synced
             await counter.start()
             started, cpu_started = time.perf_counter(), [cpu_seconds(r.pid) for r in replicas]
+            pg_started = postgres_cpu_seconds(ctx)
             r = await api.post("/v1/imports/invoices", content=_csv(n))
             committed_s = time.perf_counter() - started
             r.raise_for_status()
@@ -166,7 +187,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
             per_replica = [(cpu_seconds(r.pid) - c) / n * 1e6 for r, c in zip(replicas, cpu_started, strict=True)]
             cpu_us = sum(per_replica)
             split = " + ".join(f"{c:.0f}" for c in per_replica)
-            print(f"  ledger-sync CPU {cpu_us:.0f} ({split}) us/invoice over {total_s:.1f}s", flush=True)
+            pg_now = postgres_cpu_seconds(ctx)
+            pg_us = f"{(pg_now - pg_started) / n * 1e6:.0f}" if pg_now is not None and pg_started is not None else "?"
+            print(
+                f"  ledger-sync CPU {cpu_us:.0f} ({split}) us/invoice, PostgreSQL CPU {pg_us} us/invoice "
+                f"over {total_s:.1f}s",
+                flush=True,
+            )
         finally:
             await counter.stop()
     return [
@@ -177,7 +204,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             "raw_pg_batched_upsert_rows_per_s",
             f"{n} invoices: HTTP upload -> validated, upserted, outbox -> all events on the broker ({total_s:.1f}s); "
             f"{REPLICAS} ledger-sync replica process(es), CPU {cpu_us:.0f} us/invoice "
-            f"(import + relay; per replica {split}, the first one takes the upload)",
+            f"(import + relay; per replica {split}, the first one takes the upload); PostgreSQL CPU {pg_us} us/invoice",
         ),
         Figure(
             "csv_import_committed_invoices_per_s",
