@@ -4,8 +4,10 @@ nothing is recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +31,7 @@ from notifier.service_layer.receipts import (
 log = logging.getLogger("notifier.callbacks")
 router = APIRouter(prefix="/callbacks", tags=["provider callbacks"])
 
+_SID_GRACE_S = 2.0
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -74,12 +77,30 @@ def _twilio_receipt(fields: dict[str, str]) -> tuple[str, str, Receipt, str | No
     return sid, status, "progress", None
 
 
+async def _sid_recorded(runtime: Any, sid: str) -> bool:
+    """A status callback can overtake the record of its own send: Twilio answers the create call and may
+    post `sent`/`completed` before the dispatcher's outcome transaction (which stores the sid) commits.
+    Look again for a moment before treating the sid as unknown (a wall-clock wait: it is about real
+    seconds at the provider)."""
+    deadline = time.monotonic() + _SID_GRACE_S
+    while True:
+        async with runtime.sessions() as session:
+            if await delivery_by_provider_id(session, sid) is not None:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
 @router.post("/twilio/status", summary="Twilio message and call status callbacks")
 async def twilio_status(request: Request) -> Response:
     fields = await _verified_twilio_form(request)
     sid, status, kind, reason = _twilio_receipt(fields)
     runtime = runtime_of(request)
     now = runtime.clock.now()
+    if sid and not await _sid_recorded(runtime, sid):
+        log.warning("twilio status %s for unknown sid %s", status, sid)
+        return Response(status_code=204)
     async with runtime.sessions() as session, session.begin():
         delivery = await delivery_by_provider_id(session, sid) if sid else None
         if delivery is None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -55,6 +56,60 @@ class Outcome:
     send: Send
     receipt: SendReceipt | None = None
     error: SendError | None = None
+
+
+# The per-batch statements take one array per column (asyncpg encodes them in C): SQLAlchemy's executemany
+# builds a parameter dict per row in Python, which cost more than the statements themselves.
+_CLAIM = text(
+    "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
+    "ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_MARK_SENDING = text(
+    """
+    UPDATE deliveries AS d
+    SET status = 'sending', provider = u.provider, recipient = u.recipient, template_id = u.template,
+        locale = u.locale, subject = u.subject, body_text = u.body_text, body_html = u.body_html,
+        attempts = d.attempts + 1, updated_at = now()
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_provider AS text[]), CAST(:b_recipient AS text[]),
+                CAST(:b_template AS text[]), CAST(:b_locale AS text[]), CAST(:b_subject AS text[]),
+                CAST(:b_text AS text[]), CAST(:b_html AS text[]))
+         AS u(id, provider, recipient, template, locale, subject, body_text, body_html)
+    WHERE d.id = u.id
+    """
+)
+_CLOSE = text(
+    """
+    UPDATE deliveries AS d SET status = u.status, error = u.error, recipient = u.recipient, updated_at = now()
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS text[]), CAST(:b_error AS text[]),
+                CAST(:b_recipient AS text[])) AS u(id, status, error, recipient)
+    WHERE d.id = u.id
+    """
+)
+# `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
+_MARK_SENT = text(
+    """
+    UPDATE deliveries AS d
+    SET status = 'sent', provider_message_id = u.pmid, provider = u.provider, error = NULL, sent_at = :now,
+        updated_at = now()
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
+    WHERE d.id = u.id AND d.status IN ('sending', 'unknown')
+    """
+)
+_JSON_COLUMNS = ("step", "fallback_channels", "trace_context")
+
+
+def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A claimed row as a dict, its JSONB columns parsed (a textual query returns them as JSON text)."""
+    out = dict(row)
+    for key in _JSON_COLUMNS:
+        if isinstance(out[key], str | bytes):
+            out[key] = orjson.loads(out[key])
+    return out
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """[{"b_id": .., "b_x": ..}, ...] -> {"b_id": [..], "b_x": [..]}: the arrays an unnest statement takes."""
+    return {key: [r[key] for r in rows] for key in rows[0]}
 
 
 class ProviderRegistry:
@@ -177,22 +232,11 @@ class Dispatcher:
             ) is not None
 
     async def _claim(self, now: datetime) -> tuple[int, list[tuple[dict[str, Any], Send]]]:
-        d = orm.deliveries.c
         sends: list[tuple[dict[str, Any], Send]] = []
         async with self.sessions() as session, session.begin():
             rows = [
-                dict(r)
-                for r in (
-                    await session.execute(
-                        select(orm.deliveries)
-                        .where(d.status == "pending", d.next_attempt_at <= now)
-                        .order_by(d.next_attempt_at)
-                        .limit(self.batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .all()
+                _decoded(r)
+                for r in (await session.execute(_CLAIM, {"now": now, "limit": self.batch_size})).mappings().all()
             ]
             if not rows:
                 return 0, []
@@ -268,35 +312,9 @@ class Dispatcher:
                     follow_ups.append(nxt)
             if marks:
                 # Committed before any provider call: this is what makes the send at most once.
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(d.id == bindparam("b_id"))
-                    .values(
-                        status="sending",
-                        provider=bindparam("b_provider"),
-                        recipient=bindparam("b_recipient"),
-                        template_id=bindparam("b_template"),
-                        locale=bindparam("b_locale"),
-                        subject=bindparam("b_subject"),
-                        body_text=bindparam("b_text"),
-                        body_html=bindparam("b_html"),
-                        attempts=d.attempts + 1,
-                        updated_at=func.now(),
-                    ),
-                    marks,
-                )
+                await session.execute(_MARK_SENDING, _columns(marks))
             if closed:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(d.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        error=bindparam("b_error"),
-                        recipient=bindparam("b_recipient"),
-                        updated_at=func.now(),
-                    ),
-                    closed,
-                )
+                await session.execute(_CLOSE, _columns(closed))
             await self._insert_follow_ups(session, follow_ups)
             await self.outbox.add(session, events)
         return len(rows), sends
@@ -448,19 +466,7 @@ class Dispatcher:
             # `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
             in_flight = or_(d.status == "sending", d.status == "unknown")  # no IN: executemany
             if sent:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(and_(d.id == bindparam("b_id"), in_flight))
-                    .values(
-                        status="sent",
-                        provider_message_id=bindparam("b_pmid"),
-                        provider=bindparam("b_provider"),
-                        error=None,
-                        sent_at=now,
-                        updated_at=func.now(),
-                    ),
-                    sent,
-                )
+                await session.execute(_MARK_SENT, {**_columns(sent), "now": now})
             if retries:
                 await session.execute(
                     update(orm.deliveries)
