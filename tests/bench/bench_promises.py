@@ -4,6 +4,8 @@ Deadlines are the end of the promised day in each customer's time zone, so they 
 clusters (one per hour of the day, as 24 time zones would give), ~4,200 promises each. The simulated clock
 steps through the day an hour at a time; at each step a whole cluster falls due at once and the service's
 own deadline timer (claim with FOR UPDATE SKIP LOCKED, judge set-wise, outbox) and relay handle it.
+The note adds the CPU per check over the stepped day (this process = the timer and mostly the relay,
+PostgreSQL, the broker): steadier than the wall-clock figure on a shared machine.
 
 - promise_deadline_checks_per_s: promises judged / the time from each clock step until the timer's last
   batch of that step committed, summed over the steps (baseline: raw batched upserts, since a check is a

@@ -141,15 +141,12 @@ class Outcomes:
 
     # ------------------------------------------------------------------ ending promises
 
-    async def resolve(
-        self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None, *, recorded: bool = False
-    ) -> None:
-        """Record the endings (unless the caller already did), adjust customer counters, release invoices,
-        emit events, settle plans."""
+    async def resolve(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None) -> None:
+        """Record the endings, adjust customer counters, release invoices, emit events, settle plans.
+        (The deadline timer does all but the plans in its own statement; see deadlines.py.)"""
         if not resolutions:
             return
-        if not recorded:
-            await self._record_endings(resolutions)
+        await self._record_endings(resolutions)
         await self._after_endings(resolutions, cause)
 
     async def _record_endings(self, resolutions: Sequence[Resolution]) -> None:
