@@ -134,3 +134,63 @@ async def test_a_timer_whose_promise_already_ended_is_claimed_and_writes_nothing
     async with engine.connect() as conn:
         assert (await conn.execute(select(orm.outbox))).all() == []
         assert {r.broken_promise_count for r in await conn.execute(select(orm.customers))} == {4}
+
+
+async def test_a_missed_instalment_in_the_same_batch_is_numbered_after_the_customers_earlier_promise(
+    engine: AsyncEngine,
+) -> None:
+    """Stand-alone promises are written in SQL, instalments in Python (their plan may default): one
+    running count per customer across both, and the plan's events in the order consumers rely on."""
+    early = datetime(2026, 3, 6, 6, 59, 59, tzinfo=UTC)
+    due = datetime(2026, 3, 6, 7, 59, 59, tzinfo=UTC)
+    plan = {
+        "tenant_id": "acme", "plan_id": "PL-1", "customer_id": "C-1", "invoice_ids": ["INV-PL"], "currency": "EUR",
+        "total_minor": 20_000, "instalment_count": 2, "interval": "weekly", "recorded_by": "collector",
+        "on_missed": "cancel", "max_strikes": 1, "status": "active", "created_at": CREATED,
+    }  # fmt: skip
+    promises = [
+        promise("P-ALONE", "C-1", "EUR", 5_000, 0, deadline=early),
+        promise("PL-1-1", "C-1", "EUR", 10_000, 0, deadline=due, plan_id="PL-1", instalment_index=1, invoice_ids=["INV-PL"]),
+        promise("PL-1-2", "C-1", "EUR", 10_000, 0, deadline=due + timedelta(days=7), plan_id="PL-1", instalment_index=2, invoice_ids=["INV-PL"]),
+    ]  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(insert(orm.customers), [{"tenant_id": "acme", "customer_id": "C-1", "broken_promise_count": 2}])  # fmt: skip
+        await conn.execute(insert(orm.plans), [plan])
+        await conn.execute(
+            insert(orm.promises), [p | {"plan_id": p.get("plan_id"), "instalment_index": p.get("instalment_index")} for p in promises]
+        )  # fmt: skip
+        await conn.execute(
+            insert(orm.invoices),
+            [
+                {"tenant_id": "acme", "invoice_id": inv, "customer_id": "C-1", "number": inv, "currency": "EUR",
+                 "total_minor": 20_000, "balance_minor": 20_000, "status": "open"}
+                for inv in ("INV-P-ALONE", "INV-PL")
+            ],
+        )  # fmt: skip
+        await conn.execute(
+            insert(orm.commitments),
+            [
+                {"tenant_id": "acme", "invoice_id": "INV-P-ALONE", "holder_kind": "promise", "holder_id": "P-ALONE"},
+                {"tenant_id": "acme", "invoice_id": "INV-PL", "holder_kind": "plan", "holder_id": "PL-1"},
+            ],
+        )
+        await conn.execute(
+            insert(orm.deadline_timers),
+            [{"tenant_id": "acme", "promise_id": p["promise_id"], "check_at": p["deadline"]} for p in promises],
+        )
+    async with make_sessions(engine)() as session, session.begin():
+        assert await deadlines.fire_due(session, SetwiseOutboxWriter(orm.outbox), NOW, 100) == 2
+    async with engine.connect() as conn:
+        events = [decode(o.payload) for o in await conn.execute(select(orm.outbox).order_by(orm.outbox.c.id))]
+        statuses = {r.promise_id: r.status for r in await conn.execute(select(orm.promises))}
+        plan_status = (await conn.execute(select(orm.plans.c.status))).scalar_one()
+        commitments = (await conn.execute(select(orm.commitments))).all()
+    assert statuses == {"P-ALONE": "broken", "PL-1-1": "broken", "PL-1-2": "cancelled"}
+    assert plan_status == "defaulted" and commitments == []
+    assert [(e.type, e.subject) for e in events] == [
+        ("promise.broken", "P-ALONE"),
+        ("promise.cancelled", "PL-1-2"),
+        ("promise.broken", "PL-1-1"),
+        ("plan.defaulted", "PL-1"),
+    ]
+    assert [e.data.broken_promise_count for e in events if e.type == "promise.broken"] == [3, 4]
