@@ -887,34 +887,10 @@ class Ledger:
 
     async def reverse_payment(self, payment_id: str, reason: str | None = None) -> RowResult:
         """A bounced or charged-back payment: its allocations are undone and the invoices reopen."""
-        p = orm.payments.c
-        row = (
-            await self.session.execute(
-                select(orm.payments).where(p.tenant_id == self.tenant_id, p.payment_id == payment_id).with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise NotFound(payment_id)
-        if row.status == "reversed":
+        withdrawn = await self._withdraw(_PAYMENT, payment_id, status="reversed", reversal_reason=reason)
+        if withdrawn is None:
             return RowResult(payment_id, created=False)
-        old = (await self._existing_allocations(orm.allocations, "payment_id", {payment_id})).get(payment_id, {})
-        invoices = await self.load_invoices(set(old))
-        plan = plan_allocations(
-            document="payment",
-            currency=row.currency,
-            customer_id=row.customer_id,
-            amount=row.amount_minor,
-            old=old,
-            new=[],
-            invoices=invoices,
-        )
-        await self.session.execute(
-            update(orm.payments)
-            .where(p.tenant_id == self.tenant_id, p.payment_id == payment_id)
-            .values(status="reversed", reversal_reason=reason, unapplied_minor=0, updated_at=self.clock.now())
-        )
-        await self._replace_allocations(orm.allocations, "payment_id", {payment_id: {}})
-        await self._write_invoice_balances(list(plan.invoices.values()))
+        row, plan, _ = withdrawn
         ev = self._event(
             PaymentReversed(
                 customer_id=row.customer_id,
@@ -930,43 +906,49 @@ class Ledger:
 
     async def void_credit_note(self, credit_note_id: str) -> RowResult:
         """A credit note voided or deleted at the source: its credit leaves the invoices it sat on."""
-        cn = orm.credit_notes.c
+        withdrawn = await self._withdraw(_CREDIT_NOTE, credit_note_id, status="void")
+        if withdrawn is None:
+            return RowResult(credit_note_id, created=False)
+        _, plan, was = withdrawn
+        events = [self._balance_given_back(plan.invoices[d.invoice_id], was[d.invoice_id]) for d in plan.given_back]
+        await self.outbox.add(self.session, events)
+        return RowResult(credit_note_id, created=False, events=[e.type for e in events])
+
+    async def _withdraw(
+        self, kind: _Settlement, doc_id: str, *, status: str, **closing: Any
+    ) -> tuple[Any, AllocationPlan, dict[str, InvoiceState]] | None:
+        """Take a settling document off the books: every allocation undone (the invoices get the money
+        back), nothing left to allocate, `status` set. None when it already has that status.
+        Returns its row, the plan and the invoices as they were before."""
+        table, key = kind.table, kind.key
         row = (
             await self.session.execute(
-                select(orm.credit_notes)
-                .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == credit_note_id)
-                .with_for_update()
+                select(table).where(table.c.tenant_id == self.tenant_id, table.c[key] == doc_id).with_for_update()
             )
         ).first()
         if row is None:
-            raise NotFound(credit_note_id)
-        if row.status == "void":
-            return RowResult(credit_note_id, created=False)
-        old = (await self._existing_allocations(orm.credit_allocations, "credit_note_id", {credit_note_id})).get(
-            credit_note_id, {}
-        )
+            raise NotFound(doc_id)
+        if row.status == status:
+            return None
+        old = (await self._existing_allocations(kind.allocations, key, {doc_id})).get(doc_id, {})
         invoices = await self.load_invoices(set(old))
         plan = plan_allocations(
-            document="credit note",
+            document=kind.document,
             currency=row.currency,
             customer_id=row.customer_id,
-            amount=row.total_minor,
+            amount=getattr(row, kind.amount_column),
             old=old,
             new=[],
             invoices=invoices,
         )
         await self.session.execute(
-            update(orm.credit_notes)
-            .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == credit_note_id)
-            .values(status="void", remaining_minor=0, updated_at=self.clock.now())
+            update(table)
+            .where(table.c.tenant_id == self.tenant_id, table.c[key] == doc_id)
+            .values(status=status, **closing, **{kind.remaining_column: 0}, updated_at=self.clock.now())
         )
-        await self._replace_allocations(orm.credit_allocations, "credit_note_id", {credit_note_id: {}})
+        await self._replace_allocations(kind.allocations, key, {doc_id: {}})
         await self._write_invoice_balances(list(plan.invoices.values()))
-        events = [
-            self._balance_given_back(plan.invoices[d.invoice_id], invoices[d.invoice_id]) for d in plan.given_back
-        ]
-        await self.outbox.add(self.session, events)
-        return RowResult(credit_note_id, created=False, events=[e.type for e in events])
+        return row, plan, invoices
 
 
 async def invariant_violations(session: AsyncSession, tenant_id: str | None = None) -> list[tuple[str, str]]:
