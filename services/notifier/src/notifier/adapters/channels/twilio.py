@@ -8,6 +8,7 @@ Twilio takes no idempotency key on these endpoints, so a timeout after the reque
 from __future__ import annotations
 
 import asyncio
+import base64
 from xml.sax.saxutils import escape
 
 import httpx
@@ -41,9 +42,12 @@ class TwilioClient:
         # At most as many requests in httpx as it has connections: httpcore re-scans its whole queue of
         # waiting requests on every release, so a batch of 500 queued in it costs O(n^2) CPU.
         self.slots = asyncio.Semaphore(max_connections)
+        basic = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            auth=(account_sid, auth_token),
+            # Basic auth as a fixed header: the same bytes httpx's auth flow would add, without running that
+            # flow (a generator and a request copy) for every message.
+            headers={"Authorization": f"Basic {basic}"},
             timeout=provider_timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
