@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from dunning_kit.devfakes.smtp_sink import SmtpCounter
 from dunning_kit.embedded import free_port
+from dunning_kit.testing import poll_until
 from notifier.adapters.channels.smtp import SmtpEmail, _data_bytes, build_email
 from notifier.domain.messages import OutboundMessage, PermanentSendError, Sender, TransientSendError
 
@@ -191,3 +192,40 @@ def test_non_ascii_headers_are_encoded_words_the_stdlib_decodes() -> None:
     assert parsed["Subject"] == subject
     assert parsed["To"].addresses[0].display_name == "Jörg Müller"
     assert parsed["From"].addresses[0].display_name == "ACME AR"
+
+
+async def test_a_pooled_session_the_server_closed_is_not_reused_for_the_next_message() -> None:
+    """A server that says 421 and hangs up while the session is idle in the pool: the next message opens a
+    new session instead of being written into the closing one (which would be an unknown outcome)."""
+    sessions: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sessions.append(writer)
+        writer.write(b"220 moody ESMTP\r\n")
+        while line := await reader.readline():
+            if line[:4].upper() == b"EHLO":
+                writer.write(b"250-moody\r\n250 PIPELINING\r\n")
+            elif line[:4].upper() == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 queued\r\n")
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    smtp = SmtpEmail("127.0.0.1", port, "ar@example.com", pool_size=1)
+    await smtp.send(message("ap@example.com", 1))
+    sessions[0].write(b"421 4.4.2 idle too long, closing\r\n")
+    await sessions[0].drain()
+    await poll_until(lambda: _has_unsolicited(smtp), timeout=5, what="the 421 to arrive")
+    assert (await smtp.send(message("ap@example.com", 2))).provider_message_id
+    assert len(sessions) == 2, "the second message went over a new session"
+    await smtp.aclose()
+    server.close()
+
+
+async def _has_unsolicited(smtp: SmtpEmail) -> bool:
+    return any(s.unsolicited for s in smtp._idle)

@@ -183,6 +183,10 @@ class _Session(asyncio.Protocol):
         self._lost: BaseException | None = None
 
     @property
+    def unsolicited(self) -> bool:
+        return bool(self._replies)
+
+    @property
     def is_connected(self) -> bool:
         return self.transport is not None and not self.transport.is_closing() and self._lost is None
 
@@ -391,7 +395,10 @@ class SmtpEmail:
             session = None
             while self._idle and session is None:
                 candidate = self._idle.pop()
-                if not candidate.is_connected:
+                if not candidate.is_connected or candidate.unsolicited:
+                    # A reply nobody asked for (typically "421 closing" before the server hangs up) would be
+                    # paired with our MAIL: never start a transaction on such a session.
+                    candidate.close()
                     continue
                 if time.monotonic() - candidate.last_used > _STALE_AFTER_S:
                     try:
