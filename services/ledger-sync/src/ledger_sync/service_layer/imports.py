@@ -13,10 +13,12 @@ on any error).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import pickle
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,6 +34,7 @@ from ledger_sync.service_layer.freshness import record_sync
 from ledger_sync.service_layer.ledger import BatchResult, Ledger
 
 MAX_REPORTED_ERRORS = 10_000
+WRITERS = 2  # pass-2 batches written concurrently (see _two_passes)
 csv.field_size_limit(1 << 20)
 
 
@@ -198,19 +201,38 @@ async def _two_passes(
         if report.error_count and not report.partial:
             return report
 
-        # Pass 2: ~batch-size rows per transaction; each commit wakes the relay.
-        spool.seek(0)
-        async for batch in _spooled(spool):
+        # Pass 2: ~batch-size rows per transaction; each commit wakes the relay. Two batches are written at
+        # once on two connections, so PostgreSQL inserts one while the other commits or is being prepared
+        # (the rows of a file are disjoint: duplicate ids were refused in pass 1, so they never wait on
+        # each other). Results are taken in file order, so the report is the same as one at a time.
+        async def write(batch: Batch) -> BatchResult:
             async with sessions() as session, session.begin():
                 ledger = Ledger(session, outbox, clock, tenant_id, source="csv", correlation_id=correlation)
                 records = [r for _, r in batch]
                 if kind == "invoices":
-                    result = await ledger.upsert_invoices(records, skip_invalid=True)  # type: ignore[arg-type]
-                else:
-                    result = await ledger.upsert_customers(records, skip_invalid=True)  # type: ignore[arg-type]
-                # Only a concurrent change between the passes can fail a row here; it is skipped and reported.
-                _report_errors(report, fmt, batch, result.errors)
-                report.count(result)
+                    return await ledger.upsert_invoices(records, skip_invalid=True)
+                return await ledger.upsert_customers(records, skip_invalid=True)
+
+        def tally(batch: Batch, result: BatchResult) -> None:
+            # Only a concurrent change between the passes can fail a row here; it is skipped and reported.
+            _report_errors(report, fmt, batch, result.errors)
+            report.count(result)
+
+        spool.seek(0)
+        in_flight: deque[tuple[Batch, asyncio.Task[BatchResult]]] = deque()
+        try:
+            async for batch in _spooled(spool):
+                if len(in_flight) >= WRITERS:
+                    done, task = in_flight.popleft()
+                    tally(done, await task)
+                in_flight.append((batch, asyncio.create_task(write(batch))))
+            while in_flight:
+                done, task = in_flight.popleft()
+                tally(done, await task)
+        finally:
+            for _, task in in_flight:  # a failed batch: the other one in flight is not left running
+                task.cancel()
+            await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
         async with sessions() as session, session.begin():
             await record_sync(
                 session, outbox, clock, tenant_id, "csv", started_at=started, succeeded=True,
