@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -50,12 +51,30 @@ def debtor_zones(time_zone: str | None, country: str | None) -> tuple[ZoneInfo, 
     return zones or (ZoneInfo("UTC"),)
 
 
-@lru_cache(maxsize=512)
+_HOLIDAYS: dict[tuple[str, int], frozenset[date]] = {}
+
+
 def _holidays(country: str, year: int) -> frozenset[date]:
-    try:
-        return frozenset(holiday_calendars.country_holidays(country, years=year).keys())
-    except (NotImplementedError, KeyError):
-        return frozenset()
+    found = _HOLIDAYS.get((country, year))
+    if found is None:
+        try:
+            found = frozenset(holiday_calendars.country_holidays(country, years=year).keys())
+        except (NotImplementedError, KeyError):
+            found = frozenset()
+        _HOLIDAYS[(country, year)] = found
+    return found
+
+
+def missing_holidays(countries: Iterable[str | None], year: int) -> set[str]:
+    """The countries whose holiday calendar for `year` is not loaded yet."""
+    return {c.upper() for c in countries if c and (c.upper(), year) not in _HOLIDAYS}
+
+
+def load_holidays(countries: Iterable[str], year: int) -> None:
+    """Load calendars ahead of use. The first one of a country imports its module (~100 ms of CPU): the
+    timer does it in a worker thread, so the event loop (a payment's cancellation) is not held up."""
+    for country in countries:
+        _holidays(country, year)
 
 
 # (weekend, holiday country, day) -> business day? Shared by every window: the same few calendars recur.
