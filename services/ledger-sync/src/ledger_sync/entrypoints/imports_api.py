@@ -67,6 +67,7 @@ async def import_file(
             kind,
             text,
             partial=partial,
+            batch_size=runtime.settings.import_batch_size,  # type: ignore[attr-defined]
         )
     finally:
         text.close()
