@@ -4,8 +4,10 @@
     their own holiday calendars) whose next step falls on the same morning, spread over every step of the
     default policy. The simulated clock advances one day onto that morning; the service's own durable timer
     (per-customer claims, set-wise decisions, COPY into the timeline, consolidated events into the outbox)
-    decides every due step while its relay publishes. Figure: decisions / the time from the clock step until
-    the last batch committed. Baseline: raw batched upserts (a decision is a few batched row writes).
+    decides every due step while its relay publishes. The engine runs as BENCH_POLICY_REPLICAS (2) replica
+    processes (`python -m policy_engine`, as pods run it) sharing the simulated clock through CLOCK_FILE.
+    Figure: decisions / the time from the clock step until the last batch committed (the first poll that finds
+    no case due). Baseline: raw batched upserts (a decision is a few batched row writes).
 (b) payment_to_cancel_p50_ms / _p99_ms: payment.applied acknowledged by the broker -> the cancellation
     committed in the engine's database, for payments trickling in while a background load of invoice and
     customer events streams through the same consumer and the timer is busy deciding due steps.
