@@ -247,3 +247,48 @@ async def test_pruning_forgets_only_event_ids_older_than_the_retention(db: Plumb
     async with db.sessions() as session, session.begin():
         assert await group.claim(session, recent) == set(), "recent ids still de-duplicate"
         assert await group.claim(session, old[:1]) == {old[0]}, "a forgotten id would be applied again"
+
+
+async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
+    db: PlumbingDb, broker: BrokerBackend
+) -> None:
+    # A small record-batch limit, so partitions' batches fill up and are split mid-relay-batch.
+    small = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, max_batch_size=4096, linger_ms=2)
+    await small.start()
+    try:
+        customers = [f"C-{c}" for c in range(12)]
+        events = [invoice_event(n, customer=customers[n % len(customers)]) for n in range(240)]
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, events)
+        relay = OutboxRelay(engine=db.engine, table=outbox, producer=small, batch_size=100)
+        while await relay.publish_batch():
+            pass
+        # Where the producer's own send() puts each customer's key:
+        expected = {
+            c: (await small.send_and_wait(topics.LEDGER, b"probe", key=partition_key("acme", c).encode())).partition
+            for c in customers
+        }
+    finally:
+        await small.stop()
+    reader = AIOKafkaConsumer(
+        topics.LEDGER, bootstrap_servers=broker.bootstrap_servers, group_id=f"r-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )  # fmt: skip
+    await reader.start()
+    seen: dict[str, list[tuple[int, str]]] = {}
+    try:
+
+        async def all_read() -> bool:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                for r in records:
+                    if r.value != b"probe":
+                        ev = decode(r.value or b"")
+                        seen.setdefault(ev.customer_id, []).append((r.partition, ev.subject))
+            return sum(len(v) for v in seen.values()) >= len(events)
+
+        await poll_until(all_read, timeout=20, what="every relayed event")
+    finally:
+        await reader.stop()
+    for c in customers:
+        assert {p for p, _ in seen[c]} == {expected[c]}, f"{c} stays on the partition send() picks"
+        assert [s for _, s in seen[c]] == [e.subject for e in events if e.customer_id == c], f"{c} in commit order"

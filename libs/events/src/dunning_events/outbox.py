@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -26,6 +27,7 @@ log = logging.getLogger("dunning.outbox")
 # One relay at a time per service database publishes, so per-customer order on the wire is the
 # commit order in the outbox even with several replicas; the others stand by (and take over at once).
 _RELAY_LOCK_KEY = 0x0D0B0C5
+_PARTITIONER = DefaultPartitioner()  # the producer's default: murmur2(key) over all of the topic's partitions
 
 
 class OutboxWriter:
@@ -114,17 +116,7 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            send = self.producer.send
-            futures = [
-                await send(
-                    row["topic"],
-                    value=row["payload"],
-                    key=row["key"].encode(),
-                    headers=_kafka_headers(row["headers"]),
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+            await asyncio.gather(*await self._send_batches(rows))
             if self.after_publish_hook is not None:
                 await self.after_publish_hook(len(rows))
             await apg.execute(
@@ -133,6 +125,42 @@ class OutboxRelay:
         for topic, count in Counter(row["topic"] for row in rows).items():
             metrics.EVENTS_PUBLISHED.labels(topic=topic).inc(count)
         return len(rows)
+
+    async def _send_batches(self, rows: Sequence[Any]) -> list[asyncio.Future[Any]]:
+        """Hand the rows to the producer as one record batch per partition, in id order within each.
+
+        The producer's per-record send() costs more Python than the rest of the relay together; building the
+        partitions' batches here keeps the same partition for a key (the producer's own murmur2 partitioner
+        over the topic's partitions) and the same order, so per-customer order on the wire is unchanged.
+        """
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        partitions: dict[str, list[int]] = {}
+        partition_of: dict[tuple[str, str], int] = {}
+        for row in rows:
+            topic, key = row["topic"], row["key"]
+            partition = partition_of.get((topic, key))
+            if partition is None:
+                if topic not in partitions:
+                    partitions[topic] = sorted(await self.producer.partitions_for(topic))
+                key_bytes = key.encode()
+                partition = _PARTITIONER(key_bytes, partitions[topic], partitions[topic])
+                partition_of[(topic, key)] = partition
+            else:
+                key_bytes = key.encode()
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = self.producer.create_batch()
+            headers = _kafka_headers(row["headers"])
+            if batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers) is None:
+                batch.close()  # full: send it and start the partition's next batch
+                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = self.producer.create_batch()
+                batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers)
+        for (topic, partition), batch in open_batches.items():
+            batch.close()
+            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Publish until the outbox is empty (used on shutdown)."""
