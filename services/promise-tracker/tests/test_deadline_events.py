@@ -1,8 +1,8 @@
-"""The deadline timer writes promise.kept / promise.broken straight from SQL; these must be exactly the
-events the pydantic models would write for the same rows (same fields, order and values; decoded by the
-consumers' path, with full validation), whatever the currency's decimals, the deadline's fraction of a
-second or the characters in an id, and a customer's broken promises in one batch must be numbered in
-deadline order."""
+"""The deadline timer writes promise.kept / promise.broken without pydantic (adapters/deadline_events.py);
+these must be exactly the events the pydantic models write for the same rows (same fields, order, values
+and bytes; decoded by the consumers' path, with full validation), whatever the currency's decimals, the
+deadline's fraction of a second or the characters in an id, and a customer's broken promises in one batch
+must be numbered in deadline order."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ PROMISES = [
     promise("P-KWD", "C-1", "KWD", 1_250, 0, deadline=datetime(2026, 3, 6, 7, 59, 59, 250_000, tzinfo=UTC)),
     promise("P-EUR", "C-1", "EUR", 50_000, 0, deadline=datetime(2026, 3, 6, 6, 59, 59, tzinfo=UTC)),
     promise("P-KEPT", "C-2", "EUR", 30_000, 30_000),
-    promise('P-"Zoë"\\ünï', 'C-"3"', "USD", 101, 0, invoice_ids=['INV-"a"', "INV-b\\"]),
+    promise('P-"Zoë"\\ünï', 'C-"3"', "USD", 101, 0, invoice_ids=['INV-"a"', "INV-b\\", "INV-\n\t\x01\u2028/"]),
     promise("P-SETTLED", "C-4", "EUR", 10_000, 0),  # its invoice was settled in time: kept though nothing counted
 ]
 
@@ -85,7 +85,7 @@ async def seed(engine: AsyncEngine) -> None:
         )
 
 
-async def test_sql_built_deadline_events_are_the_events_the_models_write(engine: AsyncEngine) -> None:
+async def test_deadline_events_are_byte_for_byte_the_events_the_models_write(engine: AsyncEngine) -> None:
     await seed(engine)
     sessions = make_sessions(engine)
     async with sessions() as session, session.begin():
@@ -122,6 +122,8 @@ async def test_sql_built_deadline_events_are_the_events_the_models_write(engine:
         same_ids = model.model_copy(update={"id": event.id, "correlation_id": event.correlation_id})
         written, expected_doc = json.loads(o.payload), json.loads(encode(same_ids))
         assert written == expected_doc, "the document the contract's encoder writes"
+        assert o.payload == encode(same_ids), "byte for byte"
+        assert o.payload == encode(event), "and what the validated event writes again"
         assert list(written) == list(expected_doc) and list(written["data"]) == list(expected_doc["data"])
         assert (o.event_id, o.event_type, o.topic, o.key) == (event.id, model.type, model.data.topic, f"acme:{row.customer_id}")  # fmt: skip
         assert event.id.version == 4 and event.correlation_id.version == 4

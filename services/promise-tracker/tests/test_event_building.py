@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from dunning_events.codec import decode, encode
 from dunning_events.events import PromiseBroken, PromiseKept
+from dunning_events.money import from_minor, minor_units
+from promise_tracker.adapters.deadline_events import amount, uuid4_strings
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution
 
 NOW = datetime(2026, 3, 6, 8, 0, 0, tzinfo=UTC)
@@ -47,3 +50,18 @@ def test_a_kept_promise_event_carries_the_cause_of_its_payment() -> None:
     kept = decode(encode(outcomes._events[1]))
     assert isinstance(kept.data, PromiseKept) and str(kept.data.received) == "120000"
     assert kept.causation_id == first.id and kept.correlation_id == first.correlation_id
+
+
+def test_amounts_are_written_as_the_contract_writes_decimals() -> None:
+    for currency in ("JPY", "EUR", "KWD", "CLF"):  # 0, 2, 3 and 4 decimals
+        units = minor_units(currency)
+        for minor in (0, 1, -1, 5, 9, 10, 99, 100, 101, 1_250, -1_250, 120_000, 10**15 + 7, -(10**12)):
+            assert amount(minor, units) == format(from_minor(minor, currency), "f"), (currency, minor)
+
+
+def test_event_ids_are_random_version_4_uuids_as_str_writes_them() -> None:
+    ids = list(uuid4_strings(500))
+    assert len(set(ids)) == 500
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

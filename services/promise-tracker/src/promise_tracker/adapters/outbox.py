@@ -54,6 +54,19 @@ class SetwiseOutboxWriter(OutboxWriter):
         )
         self.wake_after_commit(session)
 
+    async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+        """COPY rows already encoded (see deadline_events) into the outbox, in order, in the session's
+        transaction, which a SQLAlchemy statement must have begun (its asyncpg adapter begins lazily)."""
+        if not records:
+            return
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        apg: Any = raw.driver_connection
+        await apg.copy_records_to_table(
+            self.table.name, schema_name=self.table.schema, records=records, columns=columns
+        )
+        self.wake_after_commit(session)
+
     def wake_after_commit(self, session: AsyncSession | AsyncConnection) -> None:
         """Wake the relay once the transaction commits (for rows a statement wrote to the outbox itself)."""
         if self._on_commit is not None and isinstance(session, AsyncSession):

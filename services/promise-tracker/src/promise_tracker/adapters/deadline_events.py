@@ -1,0 +1,118 @@
+"""promise.kept / promise.broken of stand-alone promises judged by the deadline timer, as outbox records.
+
+The documents are written directly (a dict in the models' field order, serialised with orjson), byte for
+byte what `encode(new_event(PromiseKept/PromiseBroken(...)))` writes: the timer judges thousands of
+promises per batch, and validating data this service just read from its own rows cost more than the rest
+of a check. tests/test_deadline_events.py holds the two together (every field, its order and its bytes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import AwareDatetime, TypeAdapter
+
+from dunning_events.events import PromiseBroken, PromiseKept
+from dunning_events.topics import partition_key
+
+SOURCE = "promise-tracker"
+OUTBOX_COLUMNS = ["event_id", "event_type", "topic", "key", "payload", "headers"]
+# orjson writes an aware datetime as pydantic does (microseconds only when non-zero), once told to write
+# UTC as "Z"; the rows' deadlines come from PostgreSQL, always in UTC.
+_DUMPS_OPTIONS = orjson.OPT_UTC_Z
+_AWARE_DATETIME = TypeAdapter(AwareDatetime)  # `occurred_at`: once per batch, exactly as the envelope writes it
+
+_KEPT, _BROKEN = PromiseKept, PromiseBroken
+assert _KEPT.topic == _BROKEN.topic
+
+
+def amount(minor: int, units: int) -> str:
+    """Minor units as DecimalStr writes them: exactly the currency's decimals ('500.00', '120000', '1.250')."""
+    if units == 0:
+        return str(minor)
+    digits = str(-minor if minor < 0 else minor).rjust(units + 1, "0")
+    return f"{'-' if minor < 0 else ''}{digits[:-units]}.{digits[-units:]}"
+
+
+_V4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: version 4 in the high nibble
+_V4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: the RFC 4122 variant
+
+
+def uuid4_strings(count: int) -> Iterator[str]:
+    """`count` random version-4 UUIDs as str(uuid.uuid4()) writes them, from one os.urandom call
+    (uuid.uuid4 reads the random source once per UUID, which cost as much as building the event)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_V4_VERSION)
+    raw[8::16] = raw[8::16].translate(_V4_VARIANT)
+    h = raw.hex()
+    for i in range(0, 32 * count, 32):
+        yield f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+
+
+def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, count: int) -> list[tuple[Any, ...]]:
+    """One outbox record (OUTBOX_COLUMNS) per judged stand-alone promise, in the rows' order.
+
+    A row has the promises columns plus `units` (the currency's decimals) and `broken_count` (the
+    customer's running count of broken promises; set for every verdict but kept)."""
+    at = _AWARE_DATETIME.dump_python(occurred_at, mode="json")
+    ids = uuid4_strings(2 * count)  # two per event: its id and a new correlation id
+    topic = _KEPT.topic
+    records: list[tuple[Any, ...]] = []
+    append = records.append
+    dumps = orjson.dumps
+    for r in rows:
+        event_id, correlation_id = next(ids), next(ids)
+        units, amount_minor, received_minor = r.units, r.amount_minor, r.received_minor
+        if r.status == "kept":
+            event_type, schema_version = _KEPT.event_type, _KEPT.schema_version
+            data = {
+                "customer_id": r.customer_id,
+                "promise_id": r.promise_id,
+                "invoice_ids": r.invoice_ids,
+                "currency": r.currency,
+                "amount": amount(amount_minor, units),
+                "received": amount(received_minor, units),
+                "plan_id": None,
+            }
+        else:
+            event_type, schema_version = _BROKEN.event_type, _BROKEN.schema_version
+            data = {
+                "customer_id": r.customer_id,
+                "promise_id": r.promise_id,
+                "invoice_ids": r.invoice_ids,
+                "currency": r.currency,
+                "amount": amount(amount_minor, units),
+                "received": amount(received_minor, units),
+                "shortfall": amount(amount_minor - (received_minor if received_minor > 0 else 0), units),
+                "partially_kept": r.status == "partially_kept",
+                "deadline": r.deadline,
+                "broken_promise_count": r.broken_count,
+                "plan_id": None,
+            }
+        doc = {
+            "id": event_id,
+            "type": event_type,
+            "schema_version": schema_version,
+            "source": SOURCE,
+            "occurred_at": at,
+            "tenant_id": r.tenant_id,
+            "subject": r.promise_id,
+            "correlation_id": correlation_id,
+            "causation_id": None,
+            "data": data,
+        }
+        append(
+            (
+                event_id,
+                event_type,
+                topic,
+                partition_key(r.tenant_id, r.customer_id),
+                dumps(doc, option=_DUMPS_OPTIONS),
+                headers,
+            )
+        )
+    return records
