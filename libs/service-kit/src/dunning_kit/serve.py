@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -33,6 +34,20 @@ class _DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+# Batches (a consumer's thousand events, a timer's thousand cases, a dispatch of emails) allocate hundreds of
+# thousands of short-lived containers. With CPython's default thresholds (700, 10, 10) the cyclic collector
+# ran so often, and its older-generation passes re-walked the large immortal heap the imports leave behind
+# (SQLAlchemy, pydantic, FastAPI, aiokafka), that it took up to 30% of a service's CPU (measured on the
+# notifier and the policy engine). Objects alive after start-up are frozen out of its sight and collections
+# come less often; cyclic garbage is still collected.
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_gc() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(service: str) -> None:
     asyncio.run(_serve(service))
 
@@ -40,8 +55,10 @@ def serve(service: str) -> None:
 async def _serve(service: str) -> None:
     # The runtime is built inside the running loop: aiokafka's clients refuse to be created outside one.
     s = spec(service)
-    module = s.bootstrap()
+    module = s.bootstrap()  # imports the whole service, so the freeze below covers its modules
     settings = module.Settings()
+    if settings.gc_tuning:
+        tune_gc()
     configure_logging(s.name, settings.log_level, settings.log_format)
     configure_tracing(s.name)
     runtime = module.build_runtime(settings, clock_from_settings(settings.clock_file))

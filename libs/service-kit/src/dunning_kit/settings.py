@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
     )
     timer_poll_interval: float = Field(1.0, description="Seconds a timer loop waits when nothing is due")
     timer_batch_size: int = Field(1000, description="Most due timers one claim takes")
+    gc_tuning: bool = Field(
+        True, description="Freeze the start-up heap out of the cyclic GC and collect less often (see serve.py)"
+    )
     shutdown_grace_seconds: float = Field(20.0, description="Time allowed to drain on SIGTERM")
     public_base_url: str = Field("http://127.0.0.1:8000", description="Base URL customers' links point at")
     self_service_signing_key: str = Field(
