@@ -200,3 +200,16 @@ async def test_a_missed_instalment_in_the_same_batch_is_numbered_after_the_custo
         ("plan.defaulted", "PL-1"),
     ]
     assert [e.data.broken_promise_count for e in events if e.type == "promise.broken"] == [3, 4]
+
+
+async def test_a_batch_rolled_back_leaves_every_timer_promise_and_event_as_it_was(engine: AsyncEngine) -> None:
+    """The statement and the COPY run on the raw connection: they must be inside the caller's transaction."""
+    await seed(engine)
+    with pytest.raises(RuntimeError):
+        async with make_sessions(engine)() as session, session.begin():
+            assert await deadlines.fire_due(session, SetwiseOutboxWriter(orm.outbox), NOW, 100) == len(PROMISES)
+            raise RuntimeError("crash before commit")
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(orm.outbox))).all() == []
+        assert len((await conn.execute(select(orm.deadline_timers))).all()) == len(PROMISES)
+        assert {r.status for r in await conn.execute(select(orm.promises))} == {"active"}

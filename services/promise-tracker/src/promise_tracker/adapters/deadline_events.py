@@ -53,44 +53,56 @@ def uuid4_strings(count: int) -> Iterator[str]:
         yield f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
 
 
-def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, count: int) -> list[tuple[Any, ...]]:
-    """One outbox record (OUTBOX_COLUMNS) per judged stand-alone promise, in the rows' order.
+# What the deadline statement returns per judged promise, in this order, followed by the batch's count of
+# claimed timers: the records are built from its asyncpg records unpacked by position (attribute access
+# on SQLAlchemy result rows cost as much as building the events).
+JUDGED_COLUMNS = (
+    "tenant_id", "promise_id", "customer_id", "invoice_ids", "currency", "amount_minor", "received_minor",
+    "deadline", "status", "broken_count", "units", "plan_id", "instalment_index",
+)  # fmt: skip
 
-    A row has the promises columns plus `units` (the currency's decimals) and `broken_count` (the
-    customer's running count of broken promises; set for every verdict but kept)."""
+
+def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, count: int) -> list[tuple[Any, ...]]:
+    """One outbox record (OUTBOX_COLUMNS) per judged stand-alone promise (JUDGED_COLUMNS + the claimed
+    count), in the rows' order. `broken_count` is the customer's running count of broken promises (set for every
+    verdict but kept); `units` the currency's decimals."""
     at = _AWARE_DATETIME.dump_python(occurred_at, mode="json")
     ids = uuid4_strings(2 * count)  # two per event: its id and a new correlation id
     topic = _KEPT.topic
+    kept_type, kept_version = _KEPT.event_type, _KEPT.schema_version
+    broken_type, broken_version = _BROKEN.event_type, _BROKEN.schema_version
     records: list[tuple[Any, ...]] = []
     append = records.append
     dumps = orjson.dumps
-    for r in rows:
+    for (
+        tenant_id, promise_id, customer_id, invoice_ids, currency, amount_minor, received_minor,
+        deadline, status, broken_count, units, _plan_id, _instalment_index, _claimed,
+    ) in rows:  # fmt: skip
         event_id, correlation_id = next(ids), next(ids)
-        units, amount_minor, received_minor = r.units, r.amount_minor, r.received_minor
-        if r.status == "kept":
-            event_type, schema_version = _KEPT.event_type, _KEPT.schema_version
+        if status == "kept":
+            event_type, schema_version = kept_type, kept_version
             data = {
-                "customer_id": r.customer_id,
-                "promise_id": r.promise_id,
-                "invoice_ids": r.invoice_ids,
-                "currency": r.currency,
+                "customer_id": customer_id,
+                "promise_id": promise_id,
+                "invoice_ids": invoice_ids,
+                "currency": currency,
                 "amount": amount(amount_minor, units),
                 "received": amount(received_minor, units),
                 "plan_id": None,
             }
         else:
-            event_type, schema_version = _BROKEN.event_type, _BROKEN.schema_version
+            event_type, schema_version = broken_type, broken_version
             data = {
-                "customer_id": r.customer_id,
-                "promise_id": r.promise_id,
-                "invoice_ids": r.invoice_ids,
-                "currency": r.currency,
+                "customer_id": customer_id,
+                "promise_id": promise_id,
+                "invoice_ids": invoice_ids,
+                "currency": currency,
                 "amount": amount(amount_minor, units),
                 "received": amount(received_minor, units),
                 "shortfall": amount(amount_minor - (received_minor if received_minor > 0 else 0), units),
-                "partially_kept": r.status == "partially_kept",
-                "deadline": r.deadline,
-                "broken_promise_count": r.broken_count,
+                "partially_kept": status == "partially_kept",
+                "deadline": deadline,
+                "broken_promise_count": broken_count,
                 "plan_id": None,
             }
         doc = {
@@ -99,8 +111,8 @@ def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, cou
             "schema_version": schema_version,
             "source": SOURCE,
             "occurred_at": at,
-            "tenant_id": r.tenant_id,
-            "subject": r.promise_id,
+            "tenant_id": tenant_id,
+            "subject": promise_id,
             "correlation_id": correlation_id,
             "causation_id": None,
             "data": data,
@@ -110,7 +122,7 @@ def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, cou
                 event_id,
                 event_type,
                 topic,
-                partition_key(r.tenant_id, r.customer_id),
+                partition_key(tenant_id, customer_id),
                 dumps(doc, option=_DUMPS_OPTIONS),
                 headers,
             )

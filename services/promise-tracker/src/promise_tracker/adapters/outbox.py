@@ -22,6 +22,16 @@ from dunning_events.topics import partition_key
 from dunning_events.tracing import current_trace_headers
 
 
+async def driver(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, inside the session's transaction (begun if it was not yet: SQLAlchemy's
+    asyncpg adapter begins lazily, so a raw statement before any SQLAlchemy one would run outside it)."""
+    conn = await session.connection()
+    fairy = await conn.get_raw_connection()
+    if getattr(fairy.dbapi_connection, "_transaction", None) is None:
+        await conn.execute(text("SELECT 1"))
+    return fairy.driver_connection
+
+
 class SetwiseOutboxWriter(OutboxWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,12 +66,10 @@ class SetwiseOutboxWriter(OutboxWriter):
 
     async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
         """COPY rows already encoded (see deadline_events) into the outbox, in order, in the session's
-        transaction, which a SQLAlchemy statement must have begun (its asyncpg adapter begins lazily)."""
+        transaction."""
         if not records:
             return
-        conn = await session.connection()
-        raw = await conn.get_raw_connection()
-        apg: Any = raw.driver_connection
+        apg = await driver(session)
         await apg.copy_records_to_table(
             self.table.name, schema_name=self.table.schema, records=records, columns=columns
         )
