@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -21,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dunning_events import topics
 from dunning_events.kafka import ensure_topics
-from dunning_kit.embedded import free_port
-from dunning_kit.testing import TEST_API_KEYS, poll_until
+from dunning_kit.testing import TEST_API_KEYS
 
 from .harness import BenchContext, Figure
+from .processes import ServiceReplicas, cpu_seconds, postgres_cpu_seconds
 
 CUSTOMERS = 2_000
 
@@ -82,74 +80,6 @@ async def _csv(n: int) -> AsyncIterator[bytes]:
         yield "".join(rows).encode()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far (Linux /proc): wall-clock figures on a shared
-    machine are noisy, CPU per invoice is not."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds(ctx: BenchContext) -> float | None:
-    """CPU of the embedded PostgreSQL server and its backends so far (None when it is not embedded)."""
-    server = getattr(ctx.pg, "embedded_server", None)
-    if server is None:
-        return None
-    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(entry) == postmaster or int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-@dataclasses.dataclass
-class Service:
-    base_url: str
-    pid: int
-
-
-@contextlib.asynccontextmanager
-async def ledger_sync_process(database_url: str, bootstrap_servers: str) -> AsyncIterator[Service]:
-    """ledger-sync in its own process, as deployed (`python -m ledger_sync`), so the bench's client and
-    broker reader do not share its interpreter."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
-        "API_KEYS": TEST_API_KEYS,
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "ledger_sync", env=env)
-    base = f"http://127.0.0.1:{port}"
-
-    async def ready() -> bool:
-        if proc.returncode is not None:
-            raise RuntimeError(f"ledger-sync exited with {proc.returncode}")
-        try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(f"{base}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        await poll_until(ready, timeout=60, interval=0.2, what="ledger-sync to be ready")
-        yield Service(base, proc.pid)
-    finally:
-        proc.terminate()
-        await proc.wait()
-
-
 REPLICAS = int(os.environ.get("BENCH_LEDGER_REPLICAS", "2"))
 
 
@@ -160,13 +90,19 @@ async def run(ctx: BenchContext) -> list[Figure]:
     headers = {"Authorization": "Bearer acme-api-key", "content-type": "text/csv"}
     database_url = ctx.fresh_database()
     async with contextlib.AsyncExitStack() as stack:
-        replicas = [
-            await stack.enter_async_context(ledger_sync_process(database_url, ctx.broker.bootstrap_servers))
-            for _ in range(REPLICAS)
-        ]
-        service = replicas[0]
+        # ledger-sync in processes of its own, as deployed, so the bench's client and broker reader do not
+        # share its interpreter.
+        replicas = ServiceReplicas(
+            "ledger_sync",
+            REPLICAS,
+            database_url=database_url,
+            bootstrap_servers=ctx.broker.bootstrap_servers,
+            env={"API_KEYS": TEST_API_KEYS, "LOG_LEVEL": "WARNING"},
+        )
+        stack.push_async_callback(replicas.stop)
+        await replicas.wait_until("/readyz", timeout=60, what="ledger-sync to be ready")
         api = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=service.base_url, headers=headers, timeout=600)
+            httpx.AsyncClient(base_url=replicas.urls[0], headers=headers, timeout=600)
         )
         try:
             customers = "id,name,email,time_zone\n" + "".join(
@@ -176,7 +112,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             r.raise_for_status()
             counter.expected = n  # every invoice.created and the import's ledger.synced
             await counter.start()
-            started, cpu_started = time.perf_counter(), [cpu_seconds(r.pid) for r in replicas]
+            started, cpu_started = time.perf_counter(), [cpu_seconds(pid) for pid in replicas.pids]
             pg_started, bench_cpu_started = postgres_cpu_seconds(ctx), time.process_time()
             r = await api.post("/v1/imports/invoices", content=_csv(n))
             committed_s = time.perf_counter() - started
@@ -184,7 +120,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             assert r.json()["imported"] == n, r.text[:300]
             await counter.done.wait()
             total_s = time.perf_counter() - started
-            per_replica = [(cpu_seconds(r.pid) - c) / n * 1e6 for r, c in zip(replicas, cpu_started, strict=True)]
+            per_replica = [(cpu_seconds(p) - c) / n * 1e6 for p, c in zip(replicas.pids, cpu_started, strict=True)]
             cpu_us = sum(per_replica)
             split = " + ".join(f"{c:.0f}" for c in per_replica)
             pg_now = postgres_cpu_seconds(ctx)

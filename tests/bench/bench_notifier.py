@@ -19,15 +19,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from dunning_events.codec import encode
 from dunning_events.envelope import new_event
 from dunning_events.topics import partition_key
-from dunning_kit.clock import SimulatedClock, set_file_clock
+from dunning_kit.clock import SimulatedClock
 from dunning_kit.db import make_engine
 from dunning_kit.embedded import free_port, wait_for_port
 from dunning_kit.services import spec
@@ -44,6 +38,7 @@ from dunning_kit.testing import BrokerBackend, poll_until, start_service, wait_u
 from notifier.testing import EventFeed
 
 from .harness import BenchContext, Figure
+from .processes import ServiceReplicas, cpu_seconds
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SCHEMA = "notifier"
@@ -128,15 +123,6 @@ async def _produce_steps(bootstrap: str, n: int, channel: str, clock: SimulatedC
         await producer.stop()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (Linux /proc), to report CPU per message next to the rate."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Run:
     rate: float
@@ -158,62 +144,14 @@ def _settings(overrides: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class _Replicas:
+def _replicas(database_url: str, bootstrap: str, overrides: dict[str, Any]) -> ServiceReplicas:
     """The notifier as REPLICAS OS processes (`python -m notifier`, as in its pods) on one database and
     broker, under a file clock: consumer-group members for the steps, SKIP LOCKED dispatchers, one relay."""
-
-    def __init__(self, database_url: str, bootstrap: str, overrides: dict[str, Any]) -> None:
-        self.run_dir = Path(tempfile.mkdtemp(prefix="bench-notifier-"))
-        clock_file = self.run_dir / "clock"
-        set_file_clock(clock_file, NOW)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.urls: list[str] = []
-        for i in range(REPLICAS):
-            port = free_port()
-            env = {
-                **os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "CLOCK_FILE": str(clock_file), "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-                "TIMER_POLL_INTERVAL": "0.2", "OUTBOX_POLL_INTERVAL": "0.05",
-                **{k.upper(): str(v) for k, v in _settings(overrides).items()},
-            }  # fmt: skip
-            with (self.run_dir / f"replica-{i}.log").open("wb") as out:
-                self.procs.append(
-                    subprocess.Popen([sys.executable, "-m", "notifier"], env=env, stdout=out, stderr=subprocess.STDOUT)
-                )
-            self.urls.append(f"http://127.0.0.1:{port}")
-
-    def cpu(self) -> float:
-        return sum(_cpu_seconds(p.pid) for p in self.procs)
-
-    async def quiet(self, timeout: float) -> None:
-        """Every replica answers /quietz 200: started, assigned, nothing in its outbox, lag or timers."""
-        async with httpx.AsyncClient(timeout=5) as http:
-
-            async def quiet() -> bool:
-                for proc in self.procs:
-                    if proc.poll() is not None:
-                        log = (self.run_dir / f"replica-{self.procs.index(proc)}.log").read_text()[-3000:]
-                        raise RuntimeError(f"a notifier replica exited with {proc.returncode}:\n{log}")
-                for url in self.urls:
-                    try:
-                        if (await http.get(f"{url}/quietz")).status_code != 200:
-                            return False
-                    except httpx.HTTPError:
-                        return False
-                return True
-
-            await poll_until(quiet, timeout=timeout, interval=0.1, what="the notifier replicas to be quiet")
-
-    async def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                await asyncio.to_thread(proc.wait, 60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+    return ServiceReplicas(
+        "notifier", REPLICAS, database_url=database_url, bootstrap_servers=bootstrap, clock=NOW,
+        env={"TIMER_POLL_INTERVAL": "0.2", "OUTBOX_POLL_INTERVAL": "0.05",
+             **{k.upper(): str(v) for k, v in _settings(overrides).items()}},
+    )  # fmt: skip
 
 
 class _InProcess:
@@ -233,7 +171,8 @@ class _InProcess:
     def cpu(self) -> float:
         return time.process_time()
 
-    async def quiet(self, timeout: float) -> None:
+    async def wait_until(self, path: str, timeout: float, what: str, interval: float) -> None:
+        # The replicas' /quietz, in process: started, assigned, nothing in its outbox, lag or timers.
         await wait_until_quiet([self.svc.runtime], timeout=timeout)
 
     async def stop(self) -> None:
@@ -247,13 +186,13 @@ async def _measure(
     database_url = ctx.fresh_database()
     await _seed(database_url, n, channel)
     if REPLICAS:
-        notifier: _Replicas | _InProcess = _Replicas(database_url, broker.bootstrap_servers, overrides)
+        notifier: ServiceReplicas | _InProcess = _replicas(database_url, broker.bootstrap_servers, overrides)
     else:
         notifier = await _InProcess.start(database_url, broker.bootstrap_servers, overrides)
     try:
-        await notifier.quiet(timeout=120)
+        await notifier.wait_until("/quietz", 120, "the notifier replicas to be quiet", interval=0.1)
         started, cpu0 = time.perf_counter(), notifier.cpu()
-        provider0 = sum(_cpu_seconds(pid) for pid in provider_pids)
+        provider0 = sum(cpu_seconds(pid) for pid in provider_pids)
         await _produce_steps(broker.bootstrap_servers, n, channel, SimulatedClock(NOW))
 
         last_check = time.monotonic()
@@ -267,8 +206,8 @@ async def _measure(
 
         await poll_until(all_accepted, timeout=600, interval=0.02, what=f"{n} {channel} messages accepted")
         elapsed, cpu = time.perf_counter() - started, notifier.cpu() - cpu0
-        provider = sum(_cpu_seconds(pid) for pid in provider_pids) - provider0
-        await notifier.quiet(timeout=120)
+        provider = sum(cpu_seconds(pid) for pid in provider_pids) - provider0
+        await notifier.wait_until("/quietz", 120, "the notifier replicas to be quiet", interval=0.1)
         await _check_records(database_url, n, channel)
         run = Run(n / elapsed, cpu / n * 1e6, provider / n * 1e6)
         print(f"  {channel}: {n} in {elapsed:.1f}s = {run.rate:,.0f} msg/s; {run.note()}", flush=True)

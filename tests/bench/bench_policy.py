@@ -18,19 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
@@ -40,12 +33,12 @@ from dunning_events.events import Allocation, CustomerUpserted, InvoiceCreated, 
 from dunning_events.topics import partition_key
 from dunning_kit.clock import SimulatedClock, set_file_clock
 from dunning_kit.db import make_engine
-from dunning_kit.embedded import free_port
 from dunning_kit.services import spec
 from dunning_kit.testing import poll_until, start_service, wait_until_quiet
 from policy_engine.domain.policy import DEFAULT_POLICY
 
 from .harness import BenchContext, Figure
+from .processes import ServiceReplicas
 
 SCHEMA = "policy_engine"
 DAY = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)  # Tuesday 10:00 CET
@@ -110,88 +103,45 @@ async def _seed(database_url: str, n: int, spread: timedelta | None = None) -> N
         await engine.dispose()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _spawn_replica(
-    database_url: str, bootstrap: str, clock_file: Path, log: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """One policy-engine replica as its own OS process (`python -m policy_engine`), as it runs in a pod."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CLOCK_FILE": str(clock_file),
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
-        "TIMER_BATCH_SIZE": str(BATCH),
-        "STEP_TIMER_WORKERS": str(WORKERS),
-        "TIMER_POLL_INTERVAL": "0.2",
-        "OUTBOX_POLL_INTERVAL": "0.05",
-        "LOG_LEVEL": "WARNING",
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "policy_engine"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-async def _until_quiet(urls: list[str], procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
-    """Every replica answers /quietz 200 (no backlog, lag or due timers): started, assigned, idle."""
-    async with httpx.AsyncClient(timeout=5) as http:
-
-        async def quiet() -> bool:
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"a policy-engine replica exited with {proc.returncode}")
-            for url in urls:
-                try:
-                    if (await http.get(f"{url}/quietz")).status_code != 200:
-                        return False
-                except httpx.HTTPError:
-                    return False
-            return True
-
-        await poll_until(quiet, timeout=timeout, interval=0.25, what="the policy-engine replicas to be quiet")
-
-
 async def _decisions(ctx: BenchContext) -> list[Figure]:
     n = ctx.n(1_000_000)
     database_url = ctx.fresh_database()
     started = time.perf_counter()
     await _seed(database_url, n)
     seed_s = time.perf_counter() - started
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-policy-"))
-    clock_file = run_dir / "clock"
-    set_file_clock(clock_file, DAY)
-    replicas = [
-        _spawn_replica(database_url, ctx.broker.bootstrap_servers, clock_file, run_dir / f"replica-{i}.log")
-        for i in range(REPLICAS)
-    ]
-    procs = [p for p, _ in replicas]
+    replicas = ServiceReplicas(
+        "policy_engine",
+        REPLICAS,
+        database_url=database_url,
+        bootstrap_servers=ctx.broker.bootstrap_servers,
+        env={
+            "TIMER_BATCH_SIZE": str(BATCH),
+            "STEP_TIMER_WORKERS": str(WORKERS),
+            "TIMER_POLL_INTERVAL": "0.2",
+            "OUTBOX_POLL_INTERVAL": "0.05",
+            "LOG_LEVEL": "WARNING",
+        },
+        clock=DAY,
+    )
     engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
-        await _until_quiet([u for _, u in replicas], procs, timeout=180)
+        # Every replica answers /quietz 200 (no backlog, lag or due timers): started, assigned, idle.
+        await replicas.wait_until("/quietz", timeout=180, interval=0.25, what="the policy-engine replicas to be quiet")
         async with engine.connect() as conn:
             apg: Any = (await conn.get_raw_connection()).driver_connection
 
             async def nothing_due() -> bool:
                 # A claimed batch's cases stay due to everyone else until its transaction commits, so the
                 # first poll that finds none due is at or after the last batch's commit (never before).
-                for proc in procs:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"a policy-engine replica exited with {proc.returncode}")
+                replicas.check_alive()
                 return not await apg.fetchval("SELECT EXISTS (SELECT 1 FROM cases WHERE next_at <= $1)", TARGET)
 
-            cpu_before = [_cpu_seconds(p.pid) for p in procs]
+            cpu_before = replicas.cpu()
             stepped = time.perf_counter()
-            set_file_clock(clock_file, TARGET)
+            set_file_clock(replicas.clock_file, TARGET)
             await poll_until(nothing_due, timeout=3600, interval=0.1, what="every due step to be decided")
             busy_s = time.perf_counter() - stepped
-            cpu_s = sum(_cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+            cpu_s = replicas.cpu() - cpu_before
 
             async def outbox_empty() -> bool:
                 return not await apg.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
@@ -202,16 +152,8 @@ async def _decisions(ctx: BenchContext) -> list[Figure]:
             timeline = await apg.fetchval("SELECT count(*) FROM timeline")
             sent = await apg.fetchval("SELECT count(*) FROM timeline WHERE kind = 'sent'")
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                await asyncio.to_thread(proc.wait, 60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await replicas.stop()
         await engine.dispose()
-        shutil.rmtree(run_dir, ignore_errors=True)
         # A million cases and two million timeline rows would keep autovacuum busy under the next module.
         name = database_url.rsplit("/", 1)[1]
         await asyncio.to_thread(ctx.pg.sql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -21,7 +21,6 @@ import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,6 +32,7 @@ from dunning_kit.services import spec
 from dunning_kit.testing import poll_until, start_service, wait_until_quiet
 
 from .harness import BenchContext, Figure
+from .processes import broker_cpu_seconds, postgres_cpu_seconds
 
 DAY = datetime(2026, 3, 10, tzinfo=UTC)
 CLUSTERS = 24
@@ -144,35 +144,12 @@ async def _timer_alone(ctx: BenchContext, n: int) -> float:
     return n / elapsed
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_meter(ctx: BenchContext) -> Any:
     """CPU seconds used so far by this process, the embedded PostgreSQL (postmaster and its backends) and
     the embedded broker: the wall figures are noisy on a shared machine, CPU per check is not."""
-    server = getattr(ctx.pg, "embedded_server", None)
-    broker = getattr(ctx.broker, "embedded_broker", None)
-    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0]) if server else None
-    broker_pid = broker._proc.pid if broker is not None and broker._proc is not None else None
-
-    def pg_seconds() -> float:
-        if postmaster is None:
-            return 0.0
-        total = 0.0
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(entry.name) == postmaster or int(stat[1]) == postmaster:
-                        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-                except (OSError, ValueError, IndexError):
-                    continue  # a backend that just exited
-        return total
 
     def read() -> tuple[float, float, float]:
-        return time.process_time(), pg_seconds(), _cpu_seconds(broker_pid) if broker_pid else 0.0
+        return time.process_time(), postgres_cpu_seconds(ctx) or 0.0, broker_cpu_seconds(ctx) or 0.0
 
     return read
 
