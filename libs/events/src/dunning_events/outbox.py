@@ -139,15 +139,13 @@ class OutboxRelay:
         partition_of: dict[tuple[str, str], int] = {}
         for row in rows:
             topic, key = row["topic"], row["key"]
+            key_bytes = key.encode()
             partition = partition_of.get((topic, key))
-            if partition is None:
+            if partition is None:  # a customer's events repeat within a batch: hash its key once
                 if topic not in partitions:
                     partitions[topic] = sorted(await self.producer.partitions_for(topic))
-                key_bytes = key.encode()
                 partition = _PARTITIONER(key_bytes, partitions[topic], partitions[topic])
                 partition_of[(topic, key)] = partition
-            else:
-                key_bytes = key.encode()
             batch = open_batches.get((topic, partition))
             if batch is None:
                 batch = open_batches[(topic, partition)] = self.producer.create_batch()
@@ -156,6 +154,7 @@ class OutboxRelay:
                 batch.close()  # full: send it and start the partition's next batch
                 futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                 batch = open_batches[(topic, partition)] = self.producer.create_batch()
+                # A batch always takes its first record, whatever its size (the broker judges that).
                 batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers)
         for (topic, partition), batch in open_batches.items():
             batch.close()
