@@ -50,9 +50,7 @@ async def fire_due(
     keys = {(c.tenant_id, c.customer_id) for c in cases}
     tenants = {c.tenant_id for c in cases}
     debtors = await repo.load_debtors(apg, keys)
-    missing = missing_holidays((d.country for d in debtors.values()), now.year)
-    if missing:
-        await asyncio.to_thread(load_holidays, missing, now.year)
+    await _load_calendars((d.country for d in debtors.values()), now.year)
     policies = await book.current(apg, tenants)
     stale = await repo.stale_tenants(apg, tenants, now, config.stale_after)
     bound = await _bind_policies(apg, cases, debtors, policies)
@@ -97,9 +95,14 @@ async def _warm_calendars(apg: asyncpg.Connection, now: datetime) -> None:
     the event loop the first time a case needs it, it would stall every payment's cancellation behind it."""
     _warm[0] = True
     countries = [r["country"] for r in await apg.fetch("SELECT DISTINCT country FROM customers")]
-    missing = missing_holidays(countries, now.year)
+    await _load_calendars(countries, now.year)
+
+
+async def _load_calendars(countries: Iterable[str | None], year: int) -> None:
+    """Load the holiday calendars not loaded yet, in a worker thread (see _warm_calendars)."""
+    missing = missing_holidays(countries, year)
     if missing:
-        await asyncio.to_thread(load_holidays, missing, now.year)
+        await asyncio.to_thread(load_holidays, missing, year)
 
 
 async def _bind_policies(
