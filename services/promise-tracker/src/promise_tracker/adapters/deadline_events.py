@@ -79,32 +79,23 @@ def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, cou
         deadline, status, broken_count, units, _plan_id, _instalment_index, _claimed,
     ) in rows:  # fmt: skip
         event_id, correlation_id = next(ids), next(ids)
+        data = {
+            "customer_id": customer_id,
+            "promise_id": promise_id,
+            "invoice_ids": invoice_ids,
+            "currency": currency,
+            "amount": amount(amount_minor, units),
+            "received": amount(received_minor, units),
+        }
         if status == "kept":
             event_type, schema_version = kept_type, kept_version
-            data = {
-                "customer_id": customer_id,
-                "promise_id": promise_id,
-                "invoice_ids": invoice_ids,
-                "currency": currency,
-                "amount": amount(amount_minor, units),
-                "received": amount(received_minor, units),
-                "plan_id": None,
-            }
-        else:
+        else:  # PromiseBroken's own fields follow the shared ones, before plan_id (the model's field order)
             event_type, schema_version = broken_type, broken_version
-            data = {
-                "customer_id": customer_id,
-                "promise_id": promise_id,
-                "invoice_ids": invoice_ids,
-                "currency": currency,
-                "amount": amount(amount_minor, units),
-                "received": amount(received_minor, units),
-                "shortfall": amount(amount_minor - (received_minor if received_minor > 0 else 0), units),
-                "partially_kept": status == "partially_kept",
-                "deadline": deadline,
-                "broken_promise_count": broken_count,
-                "plan_id": None,
-            }
+            data["shortfall"] = amount(amount_minor - (received_minor if received_minor > 0 else 0), units)
+            data["partially_kept"] = status == "partially_kept"
+            data["deadline"] = deadline
+            data["broken_promise_count"] = broken_count
+        data["plan_id"] = None
         doc = {
             "id": event_id,
             "type": event_type,
