@@ -315,7 +315,7 @@ class Dispatcher:
                 await session.execute(_MARK_SENDING, _columns(marks))
             if closed:
                 await session.execute(_CLOSE, _columns(closed))
-            await self._insert_follow_ups(session, follow_ups)
+            await insert_deliveries(session, follow_ups)
             await self.outbox.add(session, events)
         return len(rows), sends
 
@@ -370,10 +370,6 @@ class Dispatcher:
             )
         )
         return {(t, k, a): r for t, k, a, r in result.all()}
-
-    async def _insert_follow_ups(self, session: AsyncSession, follow_ups: list[dict[str, Any]]) -> None:
-        if follow_ups:
-            await insert_deliveries(session, follow_ups)
 
     # ------------------------------------------------------------------ the provider call
 
@@ -500,7 +496,7 @@ class Dispatcher:
                         now,
                     )
                 )
-            await self._insert_follow_ups(session, follow_ups)
+            await insert_deliveries(session, follow_ups)
             await self.outbox.add(session, events)
 
     # ------------------------------------------------------------------ crash recovery (report, never re-send)
