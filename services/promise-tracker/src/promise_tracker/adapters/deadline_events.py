@@ -9,7 +9,7 @@ of a check. tests/test_deadline_events.py holds the two together (every field, i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,12 +62,12 @@ JUDGED_COLUMNS = (
 )  # fmt: skip
 
 
-def outbox_records(rows: Iterable[Any], occurred_at: datetime, headers: str, count: int) -> list[tuple[Any, ...]]:
+def outbox_records(rows: Sequence[Any], occurred_at: datetime, headers: str) -> list[tuple[Any, ...]]:
     """One outbox record (OUTBOX_COLUMNS) per judged stand-alone promise (JUDGED_COLUMNS + the claimed
     count), in the rows' order. `broken_count` is the customer's running count of broken promises (set for every
     verdict but kept); `units` the currency's decimals."""
     at = _AWARE_DATETIME.dump_python(occurred_at, mode="json")
-    ids = uuid4_strings(2 * count)  # two per event: its id and a new correlation id
+    ids = uuid4_strings(2 * len(rows))  # two per event: its id and a new correlation id
     topic = _KEPT.topic
     kept_type, kept_version = _KEPT.event_type, _KEPT.schema_version
     broken_type, broken_version = _BROKEN.event_type, _BROKEN.schema_version

@@ -122,7 +122,7 @@ async def fire_due(session: AsyncSession, outbox: SetwiseOutboxWriter, now: date
     standalone = [row for row in rows if row[_PLAN_ID] is None and row[_PROMISE_ID] is not None]
     if standalone:
         headers = json.dumps(current_trace_headers())
-        await outbox.copy_records(session, OUTBOX_COLUMNS, outbox_records(standalone, now, headers, len(standalone)))
+        await outbox.copy_records(session, OUTBOX_COLUMNS, outbox_records(standalone, now, headers))
     instalments = [SimpleNamespace(**dict(row.items())) for row in rows if row[_PLAN_ID] is not None]
     if instalments:
         outcomes = Outcomes(session, outbox, now)
