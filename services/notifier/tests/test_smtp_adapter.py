@@ -147,24 +147,7 @@ async def test_pipelined_sessions_carry_messages_and_survive_a_refusal() -> None
 async def test_a_connection_dropped_after_data_is_an_unknown_outcome_never_retried() -> None:
     """The server hangs up once the message is on the wire: it may have been delivered (at most once)."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 flaky ESMTP\r\n")
-        while line := await reader.readline():
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                writer.write(b"250-flaky\r\n250 PIPELINING\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go ahead\r\n")
-                await writer.drain()
-                await reader.readuntil(b"\r\n.\r\n")
-                writer.close()
-                return
-            else:
-                writer.write(b"250 OK\r\n")
-            await writer.drain()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await _scripted_server(b"flaky", after_data=None)
     smtp = SmtpEmail("127.0.0.1", port, "ar@example.com", pool_size=1)
     with pytest.raises(PermanentSendError, match="outcome unknown") as unknown:
         await smtp.send(message("ap@example.com"))
@@ -198,24 +181,7 @@ async def test_a_pooled_session_the_server_closed_is_not_reused_for_the_next_mes
     """A server that says 421 and hangs up while the session is idle in the pool: the next message opens a
     new session instead of being written into the closing one (which would be an unknown outcome)."""
     sessions: list[asyncio.StreamWriter] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sessions.append(writer)
-        writer.write(b"220 moody ESMTP\r\n")
-        while line := await reader.readline():
-            if line[:4].upper() == b"EHLO":
-                writer.write(b"250-moody\r\n250 PIPELINING\r\n")
-            elif line[:4].upper() == b"DATA":
-                writer.write(b"354 go ahead\r\n")
-                await writer.drain()
-                await reader.readuntil(b"\r\n.\r\n")
-                writer.write(b"250 queued\r\n")
-            else:
-                writer.write(b"250 OK\r\n")
-            await writer.drain()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await _scripted_server(b"moody", after_data=b"250 queued\r\n", sessions=sessions)
     smtp = SmtpEmail("127.0.0.1", port, "ar@example.com", pool_size=1)
     await smtp.send(message("ap@example.com", 1))
     sessions[0].write(b"421 4.4.2 idle too long, closing\r\n")
@@ -229,3 +195,33 @@ async def test_a_pooled_session_the_server_closed_is_not_reused_for_the_next_mes
 
 async def _has_unsolicited(smtp: SmtpEmail) -> bool:
     return any(s.unsolicited for s in smtp._idle)
+
+
+async def _scripted_server(
+    name: bytes, after_data: bytes | None, sessions: list[asyncio.StreamWriter] | None = None
+) -> tuple[asyncio.Server, int]:
+    """A minimal PIPELINING SMTP server: 250 to every command; after a message's dot it replies `after_data`,
+    or hangs up without a reply when that is None (an outcome the client cannot know)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if sessions is not None:
+            sessions.append(writer)
+        writer.write(b"220 %s ESMTP\r\n" % name)
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-%s\r\n250 PIPELINING\r\n" % name)
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                if after_data is None:
+                    writer.close()
+                    return
+                writer.write(after_data)
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
