@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from dunning_kit.settings_doc import replace_section
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,11 +26,7 @@ def table(results: dict) -> str:  # type: ignore[type-arg]
 
 def write(readme: Path) -> None:
     results = json.loads((ROOT / ".bench" / "results.json").read_text())
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table(results)}\n{end}{tail}")
+    replace_section(readme, "bench", table(results))
 
 
 if __name__ == "__main__":

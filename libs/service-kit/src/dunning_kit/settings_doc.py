@@ -48,13 +48,18 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path) -> None:
-    """Replace the README's settings section (between the settings markers) with the current table."""
+def replace_section(path: Path, marker: str, body: str) -> None:
+    """Replace what stands between `<!-- {marker}:start -->` and `<!-- {marker}:end -->` in a document."""
     text = path.read_text()
-    start, end = "<!-- settings:start -->", "<!-- settings:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown()}\n{end}{tail}")
+    path.write_text(f"{head}{start}\n{body}\n{end}{tail}")
+
+
+def write_readme(path: Path) -> None:
+    """Replace the README's settings section (between the settings markers) with the current table."""
+    replace_section(path, "settings", markdown())
 
 
 if __name__ == "__main__":
