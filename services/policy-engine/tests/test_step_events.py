@@ -24,7 +24,7 @@ def test_the_fast_encoding_is_the_document_pydantic_writes_and_decodes_to_the_sa
                   StepInvoiceRow("I-2", "N-ü", Decimal("0.00"), Decimal("0.00"), None, 0)],
         fees=[FeeRow("statutory_interest", "Zinsen auf N-1 für 38 Tage", Decimal("13.21"), "EUR")],
         actions=["credit_hold"], scheduled_for=at, late=True, deliver_until=datetime(2026, 3, 11, 20, tzinfo=UTC),
-        occurred_at=at,
+        occurred_at=at, deliver_from=datetime(2026, 3, 11, 7, tzinfo=UTC),
     )  # fmt: skip
     data = DunningStepDue(
         customer_id="C-1", step_id="s-1", policy_id="default", policy_version=3, step_index=5,
@@ -37,6 +37,7 @@ def test_the_fast_encoding_is_the_document_pydantic_writes_and_decodes_to_the_sa
         fees=[Fee(kind="statutory_interest", description="Zinsen auf N-1 für 38 Tage",
                   amount=Money(amount=Decimal("13.21"), currency="EUR"))],
         actions=["credit_hold"], scheduled_for=at, late=True, deliver_until=datetime(2026, 3, 11, 20, tzinfo=UTC),
+        deliver_from=datetime(2026, 3, 11, 7, tzinfo=UTC),
     )  # fmt: skip
     reference = Envelope[DunningStepDue](
         id=row.event_id, type="dunning.step.due", schema_version=1, source="policy-engine", occurred_at=at,

@@ -196,6 +196,13 @@ class LedgerSynced(EventData):
     last_successful_sync_at: AwareDatetime | None
     records_changed: int = 0
     error: str | None = None
+    scheduled: bool = Field(
+        default=True,
+        description=(
+            "True for a connector that syncs on a schedule (its silence means stale data); false for a file "
+            "import or another push the tenant starts (never stale by silence unless the tenant declares a cadence)"
+        ),
+    )
 
 
 # ---------------------------------------------------------------- steps (policy-engine)
@@ -248,6 +255,26 @@ class DunningStepDue(EventData):
         default=None,
         description="End of the debtor's allowed contact window (quiet hours, local time): do not deliver after it",
     )
+    deliver_from: AwareDatetime | None = Field(
+        default=None,
+        description="Start of the debtor's allowed contact window: do not deliver before it",
+    )
+
+
+class DunningStepReplanned(EventData):
+    event_type: ClassVar[str] = "dunning.step.replanned"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "step_id"
+    description: ClassVar[str] = (
+        "A step the notifier held (its contact window had closed, or not opened) gets a new window: deliver its "
+        "held deliveries from `deliver_from` until `deliver_until`, still once."
+    )
+
+    step_id: str
+    invoice_ids: list[str]
+    deliver_from: AwareDatetime
+    deliver_until: AwareDatetime
+    reason: str
 
 
 class DunningStepCancelled(EventData):
@@ -309,6 +336,19 @@ class NotificationSkipped(NotificationOutcome):
     event_type: ClassVar[str] = "notification.skipped"
     topic: ClassVar[str] = topics.NOTIFICATIONS
     description: ClassVar[str] = "The step was not sent on this channel (e.g. all invoices already settled)."
+
+
+class NotificationHeld(NotificationOutcome):
+    event_type: ClassVar[str] = "notification.held"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    description: ClassVar[str] = (
+        "The notifier reached the delivery outside the step's contact window and did not hand it to a provider; "
+        "it waits, unsent, for the policy engine's dunning.step.replanned."
+    )
+
+    held_at: AwareDatetime = Field(description="When the notifier reached the delivery")
+    deliver_from: AwareDatetime | None = None
+    deliver_until: AwareDatetime | None = None
 
 
 class ConsentRevoked(EventData):
@@ -434,9 +474,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced,
-        DunningStepDue, DunningStepCancelled,
+        DunningStepDue, DunningStepCancelled, DunningStepReplanned,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
-        NotificationSkipped, ConsentRevoked,
+        NotificationSkipped, NotificationHeld, ConsentRevoked,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,
         PlanCompleted,
     )

@@ -87,6 +87,7 @@ def step_due_row(
     late: bool,
     deliver_until: datetime | None,
     occurred_at: datetime,
+    deliver_from: datetime | None = None,
     headers: dict[str, str] | None = None,
 ) -> OutboxRow:
     event_id = uuid.uuid4()
@@ -137,6 +138,7 @@ def step_due_row(
             "scheduled_for": _instant(scheduled_for),
             "late": late,
             "deliver_until": _instant(deliver_until) if deliver_until else None,
+            "deliver_from": _instant(deliver_from) if deliver_from else None,
         },
     }
     payload = orjson.dumps(doc)  # compact UTF-8, as pydantic writes it
