@@ -211,6 +211,7 @@ async def test_an_interrupted_backfill_resumes_from_its_cursor_without_gaps_or_d
     assert sorted(created) == sorted({*created}) and len(created) == 10
     synced = [e for e in await h.events() if e.type == "ledger.synced"]
     assert [s.data.succeeded for s in synced] == [False, True]
+    assert all(s.data.scheduled for s in synced)  # an enabled connector syncs on a schedule
 
 
 async def test_a_garbage_record_is_quarantined_and_the_sync_goes_on(

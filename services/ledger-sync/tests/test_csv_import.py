@@ -135,6 +135,7 @@ async def test_freshness_reports_the_csv_import(harness: LedgerHarness) -> None:
     assert fresh[0]["last_successful_sync_at"] is not None and fresh[0]["age_seconds"] == 0
     synced = [e for e in await harness.events() if e.type == "ledger.synced"]
     assert synced[0].data.customer_id == "_tenant" and synced[0].data.connector == "csv"
+    assert synced[0].data.scheduled is False  # a file import's silence never makes the ledger stale
     assert (await harness.get("/v1/freshness", key="globex-api-key")).json()["connectors"] == []
 
 

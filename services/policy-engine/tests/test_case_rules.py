@@ -182,3 +182,32 @@ def test_which_policy_customer_assignment_then_segment_then_applicability_by_pri
     assert resolved(seg, assignments={("segment", "smb"): "chronic"}) == "chronic"
     both = {("segment", "smb"): "chronic", ("customer", "C-1"): "vip"}
     assert resolved(seg, assignments=both) == "vip"
+
+
+def test_the_contact_window_text_says_which_days_the_policy_allows() -> None:
+    every_day = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"),
+                                        "calendar": {"business_days_only": False}}), 2)  # fmt: skip
+    for policy, days in ((DEFAULT_POLICY, "business days"), (every_day, "every day")):
+        case = new_case()
+        rules.start(case, BERLIN, policy, utc(2026, 3, 2, 9))
+        case.planned_at = utc(2026, 3, 9, 20, 30)  # 21:30 Berlin
+        assert fire(case, utc(2026, 3, 9, 20, 30), policy=policy) is None
+        assert case.notes[-1].reason.endswith(f"outside the debtor's contact window (08:00-21:00 local, {days})")
+
+
+def test_a_hand_off_reached_before_any_reminder_reached_the_debtor_waits_and_says_so_once() -> None:
+    case = new_case(due=date(2025, 11, 2))
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))
+    assert case.next_step == "final_notice"
+    firing = fire(case, utc(2026, 3, 2, 9))
+    assert firing is not None
+    rules.mark_sent(firing, BERLIN, utc(2026, 3, 2, 9), "s-1", [], [])
+    assert case.next_step == "collections_hand_off"
+    for _ in range(2):
+        case.next_at = utc(2026, 3, 17, 9)
+        assert fire(case, utc(2026, 3, 17, 9)) is None
+    assert case.awaiting_reminder and case.next_at is None
+    assert [n.kind for n in case.notes].count("paused") == 1
+    case.reminded_at, case.awaiting_reminder, case.next_at = utc(2026, 3, 2, 9, 5), False, utc(2026, 3, 17, 9)
+    firing = fire(case, utc(2026, 3, 17, 9))
+    assert firing is not None and firing.step.name == "collections_hand_off"

@@ -118,3 +118,55 @@ async def test_a_stale_ledger_sends_nothing_and_says_why_until_a_sync_succeeds(e
     await engine.quiet()
     assert [e["kind"] for e in await engine.timeline("INV-1")][-3:] == ["resumed", "sent", "scheduled"]
     assert (await engine.steps_due())[-1].step_name == "due_date_notice"
+
+
+def imported(at: datetime) -> LedgerSynced:
+    """ledger-sync's report of a finished CSV import: a push by the tenant, not a scheduled connector."""
+    return LedgerSynced(customer_id=TENANT_WIDE, connector="csv", succeeded=True, started_at=at, finished_at=at,
+                        last_successful_sync_at=at, scheduled=False)  # fmt: skip
+
+
+async def stale_gauge(engine: EngineHarness) -> str:
+    async with engine.api() as api:
+        text = (await api.get("/metrics")).text
+    return next((line.split()[-1] for line in text.splitlines()
+                 if line.startswith('policy_engine_ledger_stale{tenant_id="acme"}')), "absent")  # fmt: skip
+
+
+async def test_a_tenant_that_imports_files_is_never_stale_unless_it_declares_an_import_cadence(
+    engine: EngineHarness,
+) -> None:
+    await engine.publish(imported(engine.clock.now()))
+    await engine.publish(customer("C-1"), invoice("INV-1", due=engine.today + timedelta(days=3)))
+    await engine.quiet()
+    await engine.advance(days=3)  # 72h after the only import: the due-date notice still goes out
+
+    assert [s.step_name for s in await engine.steps_due()] == ["pre_due_reminder", "due_date_notice"]
+    async with engine.api() as api:
+        fresh = (await api.get("/v1/ledger-freshness")).json()
+    assert fresh["stale"] is False and fresh["import_cadence"] is None
+    assert [(s["connector"], s["scheduled"]) for s in fresh["sources"]] == [("csv", False)]
+
+    # The tenant declares it imports at least daily: the 72h-old import now makes its ledger stale.
+    async with engine.api("acme-admin-key") as admin:
+        assert (
+            await admin.put("/v1/ledger-freshness/import-cadence", json={"expected_every_hours": 0})
+        ).status_code == 422
+        r = await admin.put("/v1/ledger-freshness/import-cadence", json={"expected_every_hours": 24})
+        assert r.status_code == 200, r.text
+        assert r.json()["stale"] is True
+        assert r.json()["reason"].startswith("the last import finished at 2026-03-02T09:00:00+00:00, more than 24h ago")
+    async with engine.api() as api:  # a tenant key reads the freshness but may not change the cadence
+        assert (
+            await api.put("/v1/ledger-freshness/import-cadence", json={"expected_every_hours": 48})
+        ).status_code == 403
+    await engine.next_moment("INV-1")  # follow_up_1's moment
+    assert [s.step_name for s in await engine.steps_due()] == ["pre_due_reminder", "due_date_notice"]
+    paused = (await engine.timeline("INV-1"))[-1]
+    assert paused["kind"] == "paused" and "(the tenant expects one every 24h)" in paused["reason"]
+    assert await stale_gauge(engine) == "1.0"
+
+    await engine.publish(imported(engine.clock.now()))  # a fresh import resumes dunning at once
+    await engine.quiet()
+    assert [s.step_name for s in await engine.steps_due()][-1] == "follow_up_1"
+    assert await stale_gauge(engine) == "0.0"

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from dunning_events.events import NotificationSent
+
 from .conftest import EngineHarness, customer, invoice
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -16,6 +18,11 @@ async def test_a_120_day_lifecycle_sends_every_default_step_once_in_local_busine
     engine: EngineHarness,
 ) -> None:
     await engine.publish(customer("C-1", sms=True, voice=True), invoice("INV-1", due=engine.today + timedelta(days=6)))
+    await engine.next_moment("INV-1")
+    (first,) = await engine.steps_due()
+    # The notifier reports the pre-due reminder sent: a reminder has reached the debtor before any hand-off.
+    await engine.publish(NotificationSent(customer_id="C-1", delivery_id="D-1", step_id=first.step_id,
+                                          channel="email", invoice_ids=["INV-1"]))  # fmt: skip
     await engine.run_until_idle("INV-1")
 
     steps = await engine.steps_due()

@@ -47,6 +47,8 @@ def upgrade() -> None:
     sa.Column('in_default', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('compensation_charged', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('replan', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('reminded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('awaiting_reminder', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('closed_reason', sa.Text(), nullable=True),
     sa.Column('trace', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
@@ -80,6 +82,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
     op.create_index('ix_customers_segment', 'customers', ['tenant_id', 'segment'], unique=False)
+    op.create_table('import_cadences',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('expected_every_hours', sa.Integer(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id')
+    )
     op.create_table('inbox',
     sa.Column('consumer_group', sa.String(length=200), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -92,6 +100,7 @@ def upgrade() -> None:
     sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_report_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('scheduled', sa.Boolean(), server_default=sa.text('true'), nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'connector')
     )
     op.create_table('outbox',
@@ -153,6 +162,7 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('ledger_freshness')
     op.drop_table('inbox')
+    op.drop_table('import_cadences')
     op.drop_index('ix_customers_segment', table_name='customers')
     op.drop_table('customers')
     op.drop_index('ix_contacts_debtor', table_name='contact_attempts')

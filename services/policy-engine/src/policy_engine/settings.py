@@ -9,8 +9,8 @@ class Settings(ServiceSettings):
     http_port: int = Field(8002, description="Port of the policy-engine API")
     stale_ledger_after_hours: float = Field(
         26.0,
-        description="A tenant whose connector's last successful sync is older than this gets no dunning step "
-        "(API-only tenants, which never report a sync, are never stale)",
+        description="A tenant whose scheduled connector's last successful sync is older than this gets no dunning "
+        "step (file imports and API pushes are never stale unless the tenant declares an import cadence)",
     )
     recall_window_hours: float = Field(
         72.0, description="A step sent this recently is recalled (dunning.step.cancelled) when its invoice settles"

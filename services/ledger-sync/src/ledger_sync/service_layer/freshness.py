@@ -33,7 +33,9 @@ async def record_sync(
     records_changed: int = 0,
     error: str | None = None,
 ) -> Envelope[LedgerSynced]:
-    """Record a finished sync (in the caller's transaction) and emit ledger.synced."""
+    """Record a finished sync (in the caller's transaction) and emit ledger.synced, saying whether the source is
+    a scheduled connector (an enabled connection) or a push the tenant starts (a CSV import, a manual sync of a
+    disabled connector)."""
     now = clock.now()
     c = orm.connections.c
     values: dict[str, Any] = {"last_attempt_at": now, "last_error": None if succeeded else error, "updated_at": now}
@@ -47,9 +49,13 @@ async def record_sync(
         enabled=False,
         **values,
     )
-    last_success = await session.scalar(
-        stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values).returning(c.last_success_at)
-    )
+    last_success, scheduled = (
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values).returning(
+                c.last_success_at, c.enabled
+            )
+        )
+    ).one()
     ev = new_event(
         LedgerSynced(
             customer_id=TENANT_WIDE,
@@ -60,6 +66,8 @@ async def record_sync(
             last_successful_sync_at=last_success,
             records_changed=records_changed,
             error=error,
+            # Only a connector the scheduler runs makes the ledger stale by its silence; a file import never does.
+            scheduled=scheduled,
         ),
         tenant_id=tenant_id,
         source=SOURCE,

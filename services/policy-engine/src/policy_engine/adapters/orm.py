@@ -99,6 +99,10 @@ cases = Table(
     Column("in_default", Boolean, nullable=False, server_default=text("false")),
     Column("compensation_charged", Boolean, nullable=False, server_default=text("false")),
     Column("replan", Boolean, nullable=False, server_default=text("false")),
+    # When a reminder first reached the debtor (notification.sent on email, sms, voice or letter), and whether a
+    # hand-off to collections waits for that (hand_off_requires_reminder).
+    Column("reminded_at", DateTime(timezone=True)),
+    Column("awaiting_reminder", Boolean, nullable=False, server_default=text("false")),
     Column("closed_reason", Text),
     # W3C traceparent of the event that opened the case: a step fired days later continues that trace.
     Column("trace", String(64)),
@@ -133,6 +137,19 @@ ledger_freshness = Table(
     Column("last_success_at", DateTime(timezone=True)),
     Column("last_report_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),
+    # Only a scheduled connector's silence makes the ledger stale; a file import's never does (see
+    # import_cadences for tenants that declare how often they import).
+    Column("scheduled", Boolean, nullable=False, server_default=text("true")),
+)
+
+# Tenants that import files (or push through the API) and declare how often a fresh import must arrive: past
+# that, their ledger counts as stale like a scheduled connector's.
+import_cadences = Table(
+    "import_cadences",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("expected_every_hours", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 timeline = Table(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy_engine.adapters.step_events import OUTBOX_COLUMNS
 from policy_engine.domain.cases import Case, Debtor
+from policy_engine.domain.freshness import SourceFreshness
 
 # Arrays of arrays cannot be unnest()ed row by row, so list columns travel joined by the ASCII unit
 # separator (never part of a step name, a pause code or an id from an ERP).
@@ -34,7 +35,8 @@ _PG_TYPES = {
     "policy_id": "text", "policy_version": "int4", "next_step": "text", "planned_at": "timestamptz",
     "next_at": "timestamptz", "shift_days": "int4", "done_steps": "text", "last_offset": "int4",
     "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
-    "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "closed_reason": "text",
+    "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "reminded_at": "timestamptz",
+    "awaiting_reminder": "bool", "closed_reason": "text",
     "trace": "text",
 }  # fmt: skip
 assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column type"
@@ -117,7 +119,7 @@ def _update_statement(columns: Sequence[str]) -> str:
 TIMER_COLUMNS: tuple[str, ...] = (
     "tenant_id", "invoice_id", "status", "pause_reasons", "policy_id", "policy_version", "next_step", "planned_at",
     "next_at", "shift_days", "done_steps", "last_offset", "last_tone", "last_sent_at", "last_step_id", "went_late",
-    "in_default", "compensation_charged", "replan", "closed_reason",
+    "in_default", "compensation_charged", "replan", "awaiting_reminder", "closed_reason",
 )  # fmt: skip
 _UPDATE_TIMER = _update_statement(TIMER_COLUMNS)
 
@@ -309,26 +311,59 @@ async def ensure_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: 
     )
 
 
-async def stale_tenants(
-    apg: asyncpg.Connection, tenants: Iterable[str], now: datetime, threshold: timedelta
-) -> dict[str, str]:
-    """Tenants whose ledger is stale, with the reason. A tenant that never reported a connector sync
-    (API-only) is never stale: its ledger is whatever the API was told."""
-    rows = await apg.fetch(
-        "SELECT tenant_id, connector, last_success_at FROM ledger_freshness WHERE tenant_id = ANY($1::text[])",
-        list(set(tenants)),
+async def freshness_facts(
+    apg: asyncpg.Connection, tenants: Iterable[str]
+) -> tuple[dict[str, list[SourceFreshness]], dict[str, timedelta]]:
+    """Per tenant: what ledger.synced said of each connector, and the import cadence it declared (if any)."""
+    tenants = list(set(tenants))
+    sources: dict[str, list[SourceFreshness]] = {t: [] for t in tenants}
+    for r in await apg.fetch(
+        "SELECT tenant_id, connector, scheduled, last_success_at FROM ledger_freshness "
+        "WHERE tenant_id = ANY($1::text[])",
+        tenants,
+    ):
+        sources[r["tenant_id"]].append(SourceFreshness(r["connector"], r["scheduled"], r["last_success_at"]))
+    cadences = {
+        r["tenant_id"]: timedelta(hours=r["expected_every_hours"])
+        for r in await apg.fetch(
+            "SELECT tenant_id, expected_every_hours FROM import_cadences WHERE tenant_id = ANY($1::text[])", tenants
+        )
+    }
+    return sources, cadences
+
+
+async def record_sync(
+    apg: asyncpg.Connection, tenant_id: str, connector: str, scheduled: bool, success: datetime | None,
+    reported: datetime, error: str | None,
+) -> None:  # fmt: skip
+    await apg.execute(
+        "INSERT INTO ledger_freshness (tenant_id, connector, last_success_at, last_report_at, last_error, scheduled) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, connector) DO UPDATE SET "
+        "last_success_at = GREATEST(ledger_freshness.last_success_at, EXCLUDED.last_success_at), "
+        "last_report_at = GREATEST(ledger_freshness.last_report_at, EXCLUDED.last_report_at), "
+        "last_error = EXCLUDED.last_error, scheduled = EXCLUDED.scheduled",
+        tenant_id, connector, success, reported, error, scheduled,
+    )  # fmt: skip
+
+
+async def set_import_cadence(apg: asyncpg.Connection, tenant_id: str, hours: int | None, now: datetime) -> None:
+    if hours is None:
+        await apg.execute("DELETE FROM import_cadences WHERE tenant_id = $1", tenant_id)
+    else:
+        await apg.execute(
+            "INSERT INTO import_cadences (tenant_id, expected_every_hours, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id) DO UPDATE SET expected_every_hours = EXCLUDED.expected_every_hours, "
+            "updated_at = EXCLUDED.updated_at",
+            tenant_id, hours, now,
+        )  # fmt: skip
+
+
+async def ledger_sources(apg: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Record]:
+    return await apg.fetch(
+        "SELECT connector, scheduled, last_success_at, last_report_at, last_error FROM ledger_freshness "
+        "WHERE tenant_id = $1 ORDER BY connector",
+        tenant_id,
     )
-    out: dict[str, str] = {}
-    for r in rows:
-        last = r["last_success_at"]
-        if last is None:
-            out[r["tenant_id"]] = f"connector {r['connector']} never completed a successful sync"
-        elif now - last > threshold:
-            out[r["tenant_id"]] = (
-                f"connector {r['connector']} last synced successfully at {last.isoformat()}, "
-                f"more than {threshold.total_seconds() / 3600:g}h ago"
-            )
-    return out
 
 
 async def contact_attempts(
@@ -373,6 +408,46 @@ async def write_customer_note(
         "VALUES ($1, $2, NULL, $3, $4, $5, $6::text::jsonb)",
         tenant_id, customer_id, at, kind, reason, json.dumps(detail),
     )  # fmt: skip
+
+
+async def write_invoice_note(
+    apg: asyncpg.Connection, tenant_id: str, customer_id: str, invoice_id: str, at: datetime, kind: str, reason: str,
+    step: str | None = None, **detail: Any,
+) -> None:  # fmt: skip
+    await apg.execute(
+        "INSERT INTO timeline (tenant_id, customer_id, invoice_id, at, kind, step_name, reason, detail) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)",
+        tenant_id, customer_id, invoice_id, at, kind, step, reason, json.dumps(detail),
+    )  # fmt: skip
+
+
+async def step_name_of(apg: asyncpg.Connection, tenant_id: str, invoice_id: str, step_id: str) -> str | None:
+    """The name of the step the engine sent under `step_id` for this invoice (from its `sent` note)."""
+    return await apg.fetchval(  # type: ignore[no-any-return]
+        "SELECT step_name FROM timeline WHERE tenant_id = $1 AND invoice_id = $2 AND kind = 'sent' "
+        "AND detail->>'step_id' = $3 ORDER BY id DESC LIMIT 1",
+        tenant_id, invoice_id, step_id,
+    )  # fmt: skip
+
+
+async def mark_reminded(
+    apg: asyncpg.Connection, tenant_id: str, invoice_ids: list[str], at: datetime, now: datetime
+) -> list[asyncpg.Record]:
+    """A reminder reached the debtor about these invoices: remember when the first one did, and wake the cases
+    whose hand-off to collections waited for it (their timer fires now). Returns the cases woken."""
+    rows = await apg.fetch(
+        "WITH t AS (SELECT tenant_id, invoice_id, awaiting_reminder FROM cases WHERE tenant_id = $1 "
+        "AND invoice_id = ANY($2::text[]) AND (reminded_at IS NULL OR awaiting_reminder) ORDER BY invoice_id "
+        "FOR UPDATE) "
+        "UPDATE cases AS c SET reminded_at = COALESCE(c.reminded_at, $3), awaiting_reminder = false, "
+        "next_at = CASE WHEN t.awaiting_reminder AND c.status = 'open' AND cardinality(c.pause_reasons) = 0 "
+        "THEN $4 ELSE c.next_at END, "
+        "planned_at = CASE WHEN t.awaiting_reminder THEN $4 ELSE c.planned_at END "
+        "FROM t WHERE c.tenant_id = t.tenant_id AND c.invoice_id = t.invoice_id "
+        "RETURNING c.customer_id, c.invoice_id, c.next_step, t.awaiting_reminder AS woken",
+        tenant_id, invoice_ids, at, now,
+    )  # fmt: skip
+    return [r for r in rows if r["woken"]]
 
 
 async def copy_outbox(apg: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:

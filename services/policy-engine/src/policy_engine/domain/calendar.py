@@ -194,6 +194,15 @@ class ContactWindow:
         """The end of the allowed window the instant is in (the notifier must not deliver after it)."""
         return _window_end(self, instant)
 
+    def window_start(self, instant: datetime) -> datetime:
+        """The start of the allowed window the instant is in (the notifier must not deliver before it)."""
+        return _window_start(self, instant)
+
+    def describe(self) -> str:
+        """The window as the timeline says it: hours and which days."""
+        days = "business days" if self.business_days_only else "every day"
+        return f"{self.start:%H:%M}-{self.end:%H:%M} local, {days}"
+
 
 @lru_cache(maxsize=100_000)
 def _nominal_moment(w: ContactWindow, day: date) -> datetime:
@@ -205,6 +214,12 @@ def _nominal_moment(w: ContactWindow, day: date) -> datetime:
 def _window_end(w: ContactWindow, instant: datetime) -> datetime:
     # One batch decides thousands of cases at the same instant: computed once per window and instant.
     return min(datetime.combine(instant.astimezone(z).date(), w.end, tzinfo=z).astimezone(UTC) for z in w.checked)
+
+
+@lru_cache(maxsize=10_000)
+def _window_start(w: ContactWindow, instant: datetime) -> datetime:
+    # Every zone must be inside its window: the window opens when the last of them opens.
+    return max(datetime.combine(instant.astimezone(z).date(), w.start, tzinfo=z).astimezone(UTC) for z in w.checked)
 
 
 @lru_cache(maxsize=10_000)

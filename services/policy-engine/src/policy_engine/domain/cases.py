@@ -105,6 +105,8 @@ class Case:
     in_default: bool = False
     compensation_charged: bool = False
     replan: bool = False
+    reminded_at: datetime | None = None  # when a reminder first reached the debtor (notification.sent)
+    awaiting_reminder: bool = False  # a hand-off waits for that first reminder
     closed_reason: str | None = None
     trace: str | None = None
     notes: list[Note] = field(default_factory=list)
@@ -215,7 +217,9 @@ def _bind(case: Case, policy: Policy) -> None:
     case.policy_version = policy.version
 
 
-def schedule(case: Case, policy: Policy, w: ContactWindow, step: Step, not_before: datetime, why: str = "") -> None:
+def schedule(
+    case: Case, policy: Policy, w: ContactWindow, step: Step, not_before: datetime, why: str = "", **detail: Any
+) -> None:
     at = w.plan(case.nominal_day(step), not_before)
     case.next_step = step.name
     case.planned_at = at
@@ -224,8 +228,9 @@ def schedule(case: Case, policy: Policy, w: ContactWindow, step: Step, not_befor
     iso = _iso(at)
     reason = f"{step.name} scheduled for {iso} ({why})" if why else f"{step.name} scheduled for {iso}"
     case.notes.append(
-        Note("scheduled", reason, step.name, {"planned_at": iso, "policy": policy.id, "policy_version": policy.version})
-    )
+        Note("scheduled", reason, step.name,
+             {"planned_at": iso, "policy": policy.id, "policy_version": policy.version, **detail})
+    )  # fmt: skip
 
 
 def _exhausted(case: Case, policy: Policy) -> None:
@@ -238,9 +243,9 @@ def _exhausted(case: Case, policy: Policy) -> None:
 def start(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str = "") -> None:
     """A new case, or one that revives: schedule the step that fits the invoice's age.
 
-    An invoice entering dunning after some of its steps' days (an import of old invoices, a late sync)
-    starts at the latest step whose day has come; the earlier ones are skipped and logged, never sent
-    in a burst.
+    An invoice entering dunning after some of its steps' days (the day a company connects its ERP, an import
+    of old invoices, a late sync) is caught up by the policy's `catch_up` rule (see `catch_up`); the steps
+    passed over are skipped and logged, never sent in a burst.
     """
     _bind(case, policy)
     reason = no_dunning_reason(case, policy)
@@ -257,18 +262,90 @@ def start(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str = 
         return
     w = window(policy, debtor)
     today = w.local_date(now)
-    reached = [s for s in remaining if case.nominal_day(s) <= today]
-    step = reached[-1] if reached else remaining[0]
-    for skipped in reached[:-1]:
-        case.note(
-            "skipped",
-            f"{skipped.name}: its day ({case.nominal_day(skipped)}) had passed when dunning started",
-            skipped.name,
-        )
-        _mark_done(case, skipped)
-    schedule(case, policy, w, step, now, why or f"policy {policy.id} v{policy.version}")
+    why = why or f"policy {policy.id} v{policy.version}"
+    step: Step | None = remaining[0]
+    detail: dict[str, Any] = {}
+    if case.nominal_day(remaining[0]) < today:
+        choice = catch_up(case, policy, remaining, today, "when dunning started")
+        step, detail = choice.step, choice.detail
+        why = f"{why}; {choice.why}"
+    if step is None:
+        _exhausted(case, policy)
+        case.note("skipped", f"no further step in policy {policy.id} v{policy.version} ({why})")
+        return
+    schedule(case, policy, w, step, now, why, **detail)
     if case.paused:
         case.note("paused", f"paused: {pause_text(case.pause_reasons)}", step.name)
+
+
+_START_WITH_TEXT = {
+    "latest_passed_step": "the step that matches the invoice's age",
+    "first_overdue_step": "the first step after the due date",
+    "skip_passed_steps": "none of the steps whose day has passed",
+}
+
+
+@dataclass(frozen=True)
+class CatchUpChoice:
+    step: Step | None  # what the debtor gets next (None: nothing is left)
+    why: str  # for the timeline
+    detail: dict[str, Any]
+
+
+def catch_up(
+    case: Case, policy: Policy, remaining: tuple[Step, ...], today: date, when: str, *, late: bool = False
+) -> CatchUpChoice:
+    """Steps whose days have passed (first sight of an old invoice, or a long downtime): choose the one the
+    debtor gets now by `catch_up.start_with` and skip (and log) the ones before it. A hand-off to collections
+    is never the first thing that happens while no reminder has reached the debtor (unless
+    `hand_off_requires_reminder: false`): it comes after one.
+    """
+    rule = policy.doc.catch_up.start_with
+    overdue = case.due_date is not None and today > case.due_date
+    reached = [s for s in remaining if case.nominal_day(s) <= today]
+    # A reminder before the due date is never sent after it.
+    eligible = [s for s in reached if not (overdue and s.offset_days < 0)]
+    held_back: list[Step] = []
+    if rule == "skip_passed_steps":
+        eligible = [s for s in eligible if case.nominal_day(s) == today]  # today's own step has not passed
+    elif case.reminded_at is None and policy.doc.hand_off_requires_reminder:
+        held_back = [s for s in eligible if s.hands_off]
+        eligible = [s for s in eligible if not s.hands_off]
+    if rule == "first_overdue_step" and any(s.offset_days > 0 for s in eligible):
+        eligible = [next(s for s in eligible if s.offset_days > 0)]
+    chosen = eligible[-1] if eligible else None
+    passed_over = reached[: reached.index(chosen)] if chosen is not None else [s for s in reached if s not in held_back]
+    for skipped in passed_over:
+        if late and chosen is not None:
+            text = f"{skipped.name}: superseded by {chosen.name}, which is due too (reached late, {when})"
+        elif overdue and skipped.offset_days < 0:
+            text = f"{skipped.name}: a reminder before the due date is never sent after it ({case.due_date})"
+        else:
+            text = f"{skipped.name}: its day ({case.nominal_day(skipped)}) had passed {when}"
+        case.note("skipped", text, skipped.name)
+        _mark_done(case, skipped)
+    age = f"{(today - case.due_date).days} days after the due date" if case.due_date is not None else "no due date"
+    why = f"catching up {when}, {age}: the policy starts with {_START_WITH_TEXT[rule]} (catch_up.start_with: {rule})"
+    detail: dict[str, Any] = {"catch_up": rule}
+    if held_back:
+        why += (
+            f"; {held_back[-1].name} hands off to collections only after a reminder has reached the debtor "
+            "(hand_off_requires_reminder)"
+        )
+        detail["held_back"] = [s.name for s in held_back]
+    if chosen is None:
+        later = policy.remaining_steps(case.done_steps, case.last_offset)
+        return CatchUpChoice(later[0] if later else None, why, detail)
+    # Steps after the chosen one whose days have passed too (the rule started earlier than the invoice's age,
+    # or held a hand-off back) would follow in quick succession: anchor the schedule on the chosen step instead,
+    # so they keep the spacing the policy means. Otherwise the schedule stays on the invoice's own dates.
+    after = remaining[remaining.index(chosen) + 1 :]
+    shift = (today - case.nominal_day(chosen)).days
+    if after and case.nominal_day(after[0]) <= today and shift > 0:
+        case.shift_days += shift
+        why += f"; the steps after it keep their spacing ({shift} days later than the invoice's dates)"
+        detail["shift_days"] = shift
+    return CatchUpChoice(chosen, why, detail)
 
 
 def _mark_done(case: Case, step: Step) -> None:
@@ -318,6 +395,20 @@ def replan(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str) 
     )  # fmt: skip
     if not same:
         schedule(case, policy, w, step, _not_before(case, policy, now), why)
+
+
+def replan_held(
+    case: Case, debtor: Debtor, policy: Policy, now: datetime, deliver_from: datetime, step: str | None
+) -> None:
+    """The notifier held a sent step outside the contact window; it goes out at `deliver_from` instead. The
+    timeline says so, and the case's next step keeps its spacing after that new moment."""
+    w = window(policy, debtor)
+    case.note("scheduled", f"{step or 'the held step'} re-planned for {_iso(deliver_from)}, the next moment the "
+              f"debtor may be contacted ({w.describe()})", step, planned_at=_iso(deliver_from))  # fmt: skip
+    if case.last_sent_at is not None and deliver_from > case.last_sent_at:
+        case.last_sent_at = deliver_from
+        if case.status == "open" and not case.paused and case.next_step is not None:
+            replan(case, debtor, policy, now, f"{step or 'the held step'} goes out later")
 
 
 # ---------------------------------------------------------------- pauses
@@ -458,6 +549,8 @@ class Firing:
     dropped: dict[str, str]
     late_by: timedelta | None
     deliver_until: datetime
+    deliver_from: datetime
+    caught_up: str | None = None  # why this step (the catch-up rule chose it), for the timeline
 
 
 def decide(
@@ -486,33 +579,61 @@ def decide(
         replan(case, debtor, policy, now, "the pending step is no longer in the policy")
         return None
     w = window(policy, debtor)
-    step = _supersede(case, policy, w, step, now)
+    late_by = None
+    caught_up: CatchUpChoice | None = None
+    if case.planned_at is not None and now - case.planned_at > timedelta(minutes=policy.doc.late_grace_minutes):
+        late_by = now - case.planned_at
+    if late_by is not None and late_by > timedelta(hours=policy.doc.catch_up.after_downtime_hours):
+        # The engine was down (or far behind) while this step's day passed: the first-sight rule decides.
+        today = w.local_date(now)
+        remaining = policy.remaining_steps(case.done_steps, case.last_offset)
+        caught_up = catch_up(
+            case, policy, remaining, today, f"while the engine was {_fmt_delta(late_by)} behind", late=True
+        )
+        if caught_up.step is None:
+            _exhausted(case, policy)
+            case.note("skipped", f"no further step in policy {policy.id} v{policy.version} ({caught_up.why})")
+            return None
+        step = caught_up.step
+        if case.nominal_day(step) > today:
+            schedule(case, policy, w, step, now, caught_up.why, **caught_up.detail)
+            return None
+        # Late by the step's own moment (before the schedule was anchored on today), as the event reports it.
+        own_day = case.nominal_day(step) - timedelta(days=caught_up.detail.get("shift_days", 0))
+        case.next_step = step.name
+        case.planned_at = w.plan(own_day, _EPOCH)
+        late_by = now - case.planned_at if now - case.planned_at > timedelta(0) else None
     if step.offset_days < 0 and case.due_date is not None and w.local_date(now) > case.due_date:
         case.note("skipped", f"{step.name}: a reminder before the due date is never sent after it "
                   f"({case.due_date})", step.name)  # fmt: skip
         _mark_done(case, step)
         _schedule_next(case, debtor, policy, w, now)
         return None
-    late_by = None
-    if case.planned_at is not None and now - case.planned_at > timedelta(minutes=policy.doc.late_grace_minutes):
-        late_by = now - case.planned_at
-        if policy.doc.late_step == "skip":
-            case.note(
-                "skipped",
-                f"{step.name}: planned for {_iso(case.planned_at)}, reached {_fmt_delta(late_by)} late "
-                "(the engine was not running or behind); the policy says late_step: skip",
-                step.name, planned_at=_iso(case.planned_at),
-            )  # fmt: skip
-            _mark_done(case, step)
-            _schedule_next(case, debtor, policy, w, now)
-            return None
+    if late_by is not None and caught_up is None and policy.doc.late_step == "skip":
+        case.note(
+            "skipped",
+            f"{step.name}: planned for {_iso(case.planned_at)}, reached {_fmt_delta(late_by)} late "  # type: ignore[arg-type]
+            "(the engine was not running or behind); the policy says late_step: skip",
+            step.name, planned_at=_iso(case.planned_at),  # type: ignore[arg-type]
+        )  # fmt: skip
+        _mark_done(case, step)
+        _schedule_next(case, debtor, policy, w, now)
+        return None
+    if step.hands_off and case.reminded_at is None and policy.doc.hand_off_requires_reminder:
+        # Never hand a debtor over to collections before one reminder has reached them: wait for it.
+        case.clear_timer()
+        if not case.awaiting_reminder:
+            case.awaiting_reminder = True
+            case.note("paused", f"{step.name} waits: no reminder has reached the debtor yet, and the policy hands "
+                      "off to collections only after one (hand_off_requires_reminder)", step.name)  # fmt: skip
+        return None
     if not allowed_at(w, now):  # the same instant for a whole batch: computed once per window
         at = w.next_allowed(now)
         case.next_at = at
         if late_by is None:
             case.planned_at = at
         case.note("scheduled", f"{step.name} moved to {_iso(at)}: outside the debtor's contact window "
-                  f"({w.start:%H:%M}-{w.end:%H:%M} local, business days)", step.name, planned_at=_iso(at))  # fmt: skip
+                  f"({w.describe()})", step.name, planned_at=_iso(at))  # fmt: skip
         return None
     channels: list[str] = []
     dropped: dict[str, str] = {}
@@ -545,37 +666,8 @@ def decide(
         _mark_done(case, step)
         _schedule_next(case, debtor, policy, w, now)
         return None
-    return Firing(case, step, policy, channels, dropped, late_by, w.window_end(now))
-
-
-def _supersede(case: Case, policy: Policy, w: ContactWindow, step: Step, now: datetime) -> Step:
-    """Reached late (downtime, a backlog): when later steps are due too, only the latest one — the one that
-    fits the invoice's age now — goes out; the earlier ones are skipped and logged, never sent in a burst."""
-    remaining = policy.remaining_steps(case.done_steps, case.last_offset)
-    # Steps are pydantic models: find positions by identity (equality would compare every field). The pending
-    # step is nearly always the first one remaining.
-    if remaining and remaining[0] is step:
-        at = 0
-    else:
-        found = next((i for i, s in enumerate(remaining) if s is step), None)
-        if found is None:
-            return step
-        at = found
-    overdue = []
-    for later in remaining[at + 1 :]:
-        if w.plan(case.nominal_day(later), _EPOCH) > now:
-            break  # offsets only grow: no step after this one is due either
-        overdue.append(later)
-    if not overdue:
-        return step
-    latest = overdue[-1]
-    for passed in remaining[at : at + 1 + len(overdue) - 1]:
-        case.note("skipped", f"{passed.name}: superseded by {latest.name}, which is due too (reached late)",
-                  passed.name)  # fmt: skip
-        _mark_done(case, passed)
-    case.next_step = latest.name
-    case.planned_at = w.plan(case.nominal_day(latest), _EPOCH)
-    return latest
+    return Firing(case, step, policy, channels, dropped, late_by, w.window_end(now), w.window_start(now),
+                  caught_up.why if caught_up is not None else None)  # fmt: skip
 
 
 def mark_sent(
@@ -592,6 +684,8 @@ def mark_sent(
                               "template_id": step.template_id}  # fmt: skip
     if firing.dropped:
         detail["dropped"] = firing.dropped
+    if firing.caught_up:
+        detail["catch_up"] = firing.caught_up
     if fees:
         detail["fees"] = fees
     if waived:

@@ -39,6 +39,10 @@ WEEKDAYS: dict[str, int] = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "s
 EARLIEST_CONTACT = time(8, 0)
 LATEST_CONTACT = time(21, 0)
 
+# Channels that reach the debtor themselves (a collector task or the tenant's own webhook do not): a reminder
+# on one of these is what a hand-off to collections must come after.
+DEBTOR_CHANNELS = frozenset({"email", "sms", "voice", "letter"})
+
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,79}$")
 
 
@@ -238,6 +242,10 @@ class Step(_Part):
             raise ValueError("must not list a channel twice")
         return v
 
+    @property
+    def hands_off(self) -> bool:
+        return "hand_off_to_collections" in self.actions
+
 
 class ContactCap(_Part):
     """At most `max_attempts` on `channel` in `per_days` days, about one debt (invoice) or one debtor."""
@@ -255,6 +263,24 @@ class ReEscalation(_Part):
         "escalate", description="escalate: jump to the next firmer step; resume: continue where it was"
     )
     delay_business_days: StrictInt = Field(1, ge=0, description="Business days until that step goes out")
+
+
+class CatchUp(_Part):
+    """Which step an invoice gets when the days of some of its steps have already passed: on first sight (the
+    day a company connects its ERP, an import of old invoices) and when the engine was down for longer than
+    `after_downtime_hours`. Whatever is chosen, the steps before it are skipped (logged, never sent in a
+    burst) and the rest of the schedule keeps its spacing after it."""
+
+    start_with: Literal["latest_passed_step", "first_overdue_step", "skip_passed_steps"] = Field(
+        "latest_passed_step",
+        description=(
+            "latest_passed_step: the step that matches the invoice's age now; first_overdue_step: the first step "
+            "after the due date; skip_passed_steps: none of the passed ones, wait for the next step's day"
+        ),
+    )
+    after_downtime_hours: StrictInt = Field(
+        24, ge=1, description="A step reached later than this (the engine was down) is caught up by the same rule"
+    )
 
 
 class PolicyDocument(_Part):
@@ -276,6 +302,10 @@ class PolicyDocument(_Part):
     )
     late_grace_minutes: StrictInt = Field(60, ge=0, description="How late a step may fire and still count as on time")
     min_days_between_steps: StrictInt = Field(2, ge=0, description="Spacing after a step when steps catch up")
+    catch_up: CatchUp = Field(default_factory=CatchUp)
+    hand_off_requires_reminder: StrictBool = Field(
+        True, description="A hand-off to collections waits until at least one reminder has reached the debtor"
+    )
     contact_caps: list[ContactCap] = Field(
         default_factory=lambda: [ContactCap(channel="voice", max_attempts=7, per_days=7, per="debt")]
     )

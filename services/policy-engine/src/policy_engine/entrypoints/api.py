@@ -22,7 +22,7 @@ from policy_engine.domain.policy import (
     parse_policy_text,
     validate_policy,
 )
-from policy_engine.service_layer import policy_admin
+from policy_engine.service_layer import freshness, policy_admin
 from policy_engine.service_layer.handlers import Engine
 from policy_engine.service_layer.preview import preview as run_preview
 
@@ -39,6 +39,12 @@ class BlockIn(_In):
 
 class AssignmentIn(_In):
     policy_id: str = Field(min_length=1, max_length=80)
+
+
+class ImportCadenceIn(_In):
+    expected_every_hours: int = Field(
+        ge=1, le=24 * 366, description="An import (or API push) must arrive at least this often, else dunning pauses"
+    )
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -354,3 +360,39 @@ async def preview(
             await repo.driver(session), extras["book"], extras["config"], principal.tenant_id, from_, to,
             runtime.clock.now(), runtime.settings.preview_max_cases,  # type: ignore[attr-defined]
         )  # fmt: skip
+
+
+# ---------------------------------------------------------------- ledger freshness
+
+
+@router.get("/ledger-freshness", tags=["freshness"], summary="Whether the tenant's ledger is fresh enough to dun on")
+async def get_ledger_freshness(request: Request, principal: Tenant) -> dict[str, Any]:
+    return await _freshness_report(request, principal.tenant_id)
+
+
+async def _freshness_report(request: Request, tenant: str) -> dict[str, Any]:
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        return await freshness.report(
+            await repo.driver(session), tenant, runtime.clock.now(),
+            runtime.extras["config"].stale_after,  # type: ignore[attr-defined]
+        )  # fmt: skip
+
+
+@router.put(
+    "/ledger-freshness/import-cadence", tags=["freshness"],
+    summary="Declare how often the tenant's imports arrive (file imports and API pushes are otherwise never stale)",
+)  # fmt: skip
+async def put_import_cadence(body: ImportCadenceIn, request: Request, principal: Admin) -> dict[str, Any]:
+    return await _set_import_cadence(request, principal.tenant_id, body.expected_every_hours)
+
+
+@router.delete("/ledger-freshness/import-cadence", tags=["freshness"], summary="Drop the declared import cadence")
+async def delete_import_cadence(request: Request, principal: Admin) -> dict[str, Any]:
+    return await _set_import_cadence(request, principal.tenant_id, None)
+
+
+async def _set_import_cadence(request: Request, tenant: str, hours: int | None) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session, session.begin():
+        await _engine(request, session).set_import_cadence(tenant, hours)
+    return await _freshness_report(request, tenant)

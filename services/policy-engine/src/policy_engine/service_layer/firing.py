@@ -27,6 +27,7 @@ from policy_engine.domain.calendar import load_holidays, local_day, missing_holi
 from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
 from policy_engine.domain.fees import InvoiceFacts, StepFees, days_overdue, step_fees
 from policy_engine.domain.policy import ContactCap, Policy
+from policy_engine.service_layer.freshness import stale_tenants
 from policy_engine.service_layer.handlers import EngineConfig, step_id
 from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
@@ -52,7 +53,7 @@ async def fire_due(
     debtors = await repo.load_debtors(apg, keys)
     await _load_calendars((d.country for d in debtors.values()), now.year)
     policies = await book.current(apg, tenants)
-    stale = await repo.stale_tenants(apg, tenants, now, config.stale_after)
+    stale = await stale_tenants(apg, tenants, now, config.stale_after)
     bound = await _bind_policies(apg, cases, debtors, policies)
     caps = await _cap_check(apg, cases, bound, now)
 
@@ -241,6 +242,7 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
         scheduled_for=min(f.case.planned_at or now for f in group),
         late=any(f.late_by is not None for f in group),
         deliver_until=min(f.deliver_until for f in group),
+        deliver_from=max(f.deliver_from for f in group),
         occurred_at=now,
     )
 

@@ -27,10 +27,12 @@ from dunning_events.events import (
     DisputeOpened,
     DisputeResolved,
     DunningStepCancelled,
+    DunningStepReplanned,
     InvoiceCreated,
     InvoiceUpdated,
     InvoiceVoided,
     LedgerSynced,
+    NotificationHeld,
     NotificationSent,
     PaymentApplied,
     PaymentReversed,
@@ -50,7 +52,8 @@ from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
 from policy_engine.domain.cases import Case, Debtor
 from policy_engine.domain.fees import interest
-from policy_engine.domain.policy import Policy, StatutoryInterest
+from policy_engine.domain.policy import DEBTOR_CHANNELS, Policy, StatutoryInterest
+from policy_engine.service_layer.freshness import stale_tenants
 from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
 SOURCE = "policy-engine"
@@ -315,13 +318,57 @@ class Engine:
         )  # fmt: skip
 
     async def on_notification_sent(self, env: Envelope[NotificationSent]) -> None:
-        """Contact caps count what was really sent, as the notifier reports it."""
+        """Contact caps count what was really sent, as the notifier reports it; a reminder that reached the
+        debtor lets a hand-off to collections that waited for one go ahead."""
         d = env.data
-        await (await self.db()).executemany(
+        apg = await self.db()
+        await apg.executemany(
             "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             [(d.delivery_id, inv, env.tenant_id, d.customer_id, d.channel, env.occurred_at) for inv in (d.invoice_ids or [""])],
         )  # fmt: skip
+        if d.channel not in DEBTOR_CHANNELS or not d.invoice_ids:
+            return
+        for r in await repo.mark_reminded(apg, env.tenant_id, d.invoice_ids, env.occurred_at, self.now):
+            await repo.write_invoice_note(
+                apg, env.tenant_id, r["customer_id"], r["invoice_id"], self.now, "resumed",
+                f"a reminder reached the debtor ({d.channel}): {r['next_step']} may hand off to collections now",
+                r["next_step"], delivery_id=d.delivery_id,
+            )  # fmt: skip
+
+    async def on_notification_held(self, env: Envelope[NotificationHeld]) -> None:
+        """The notifier reached a delivery outside its contact window and held it: give the step the next
+        window the debtor may be contacted in (dunning.step.replanned). The held delivery keeps its id, so it is
+        still sent once and counted once by the contact caps."""
+        d = env.data
+        cases = [c for c in (await self.load(env.tenant_id, d.invoice_ids)).values() if c.status == "open"]
+        if not cases:
+            # Every invoice of the step settled (or stopped) meanwhile: nothing to re-plan; drop the held delivery.
+            await self.emit([(env.tenant_id, DunningStepCancelled(
+                customer_id=d.customer_id, step_id=d.step_id, invoice_ids=d.invoice_ids,
+                reason="held step no longer needed: dunning stopped on its invoices",
+            ))], env)  # fmt: skip
+            return
+        debtor = await self.debtor(env.tenant_id, d.customer_id)
+        policy = await self.policy_for(cases[0], debtor)
+        window = rules.window(policy, debtor)
+        not_before = max(self.now, d.deliver_from) if d.deliver_from is not None else self.now
+        deliver_from = window.next_allowed(not_before)
+        deliver_until = window.window_end(deliver_from)
+        for case in cases:
+            step = await repo.step_name_of(await self.db(), env.tenant_id, case.invoice_id, d.step_id)
+            case.note("held", f"{step or 'the step'} held by the notifier ({d.channel}): {d.reason}", step,
+                      step_id=d.step_id, delivery_id=d.delivery_id, channel=d.channel)  # fmt: skip
+            rules.replan_held(case, debtor, policy, self.now, deliver_from, step)
+        await self.emit(
+            [(env.tenant_id, DunningStepReplanned(
+                customer_id=d.customer_id, step_id=d.step_id, invoice_ids=[c.invoice_id for c in cases],
+                deliver_from=deliver_from, deliver_until=deliver_until,
+                reason=f"held by the notifier ({d.reason}); next allowed moment ({window.describe()})",
+            ))],
+            env,
+        )  # fmt: skip
+        await self.flush(cases, env)
 
     # ------------------------------------------------------------------ ledger: invoices
 
@@ -451,26 +498,31 @@ class Engine:
 
     async def on_ledger_synced(self, env: Envelope[LedgerSynced]) -> None:
         d = env.data
-        apg = await self.db()
         success = d.finished_at if d.succeeded else d.last_successful_sync_at
-        await apg.execute(
-            "INSERT INTO ledger_freshness (tenant_id, connector, last_success_at, last_report_at, last_error) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, connector) DO UPDATE SET "
-            "last_success_at = GREATEST(ledger_freshness.last_success_at, EXCLUDED.last_success_at), "
-            "last_report_at = GREATEST(ledger_freshness.last_report_at, EXCLUDED.last_report_at), "
-            "last_error = EXCLUDED.last_error",
-            env.tenant_id, d.connector, success, d.finished_at, d.error,
-        )  # fmt: skip
-        stale = await repo.stale_tenants(apg, [env.tenant_id], self.now, self.config.stale_after)
-        if env.tenant_id in stale:
+        await repo.record_sync(
+            await self.db(), env.tenant_id, d.connector, d.scheduled, success, d.finished_at, d.error
+        )
+        verb = "synced" if d.scheduled else "imported"
+        await self.resume_if_fresh(env.tenant_id, f"connector {d.connector} {verb} at {d.finished_at.isoformat()}", env)
+
+    async def resume_if_fresh(self, tenant: str, cause: str, env: Envelope[Any] | None = None) -> None:
+        """The tenant's ledger may be fresh again (a sync, an import, a cadence dropped): resume what it paused."""
+        apg = await self.db()
+        if tenant in await stale_tenants(apg, [tenant], self.now, self.config.stale_after):
             return
-        cases = await repo.load_where(apg, "tenant_id = $1 AND 'stale_ledger' = ANY(pause_reasons)", env.tenant_id)
+        cases = await repo.load_where(apg, "tenant_id = $1 AND 'stale_ledger' = ANY(pause_reasons)", tenant)
         for case in cases:
             debtor = await self.debtor(case.tenant_id, case.customer_id)
             policy = await self.policy_for(case, debtor)
-            rules.set_pause(case, debtor, policy, self.now, remove=("stale_ledger",),
-                            cause=f"connector {d.connector} synced at {d.finished_at.isoformat()}")  # fmt: skip
+            rules.set_pause(case, debtor, policy, self.now, remove=("stale_ledger",), cause=cause)
         await self.flush(cases, env)
+
+    async def set_import_cadence(self, tenant: str, hours: int | None) -> None:
+        """A tenant that imports files (or pushes through the API) declares how often an import must arrive;
+        without one (None), its silence never makes its ledger stale."""
+        await repo.set_import_cadence(await self.db(), tenant, hours, self.now)
+        if hours is None:
+            await self.resume_if_fresh(tenant, "the import cadence was removed")
 
     # ------------------------------------------------------------------ promises and plans
 
@@ -654,6 +706,7 @@ HANDLERS: dict[str, Handler] = {
     "plan.defaulted": Engine.on_plan_defaulted,
     # dunning.notifications.v1
     "notification.sent": Engine.on_notification_sent,
+    "notification.held": Engine.on_notification_held,
     "consent.revoked": Engine.on_consent_revoked,
 }
 
