@@ -70,8 +70,8 @@ async def missing(runtime: ServiceRuntime, what: str, topics: Sequence[str]) -> 
         )
     if pending is None:
         detail = (
-            f"{what} has not arrived yet, as far as the {runtime.name} can tell: it cannot reach the broker right "
-            f"now to see whether events about it are still waiting; retry in {RETRY_AFTER_S}s"
+            f"{what} may not have arrived yet: the {runtime.name} cannot tell right now whether events about it "
+            f"are still waiting (its consumer is not connected to the broker); retry in {RETRY_AFTER_S}s"
         )
     else:
         detail = (
@@ -101,7 +101,7 @@ async def read_projected(
     if found is not None:
         return found
     problem = await missing(runtime, what, topics)
-    if problem.status == 404 and problem.type == "about:blank":
+    if problem.type != NOT_ARRIVED_YET:
         found = await load()
         if found is not None:
             return found
