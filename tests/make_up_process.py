@@ -44,14 +44,26 @@ class MakeUp:
 
 def start_make_up(run_dir: Path) -> MakeUp:
     """Start the stack the way `make up` does (settings as environment variables) and wait for its banner."""
+    # The four APIs take base..base+3: free_port() vouches only for base, so look for a free run of four, and
+    # keep the other ports out of it (the OS hands out nearby ports: an SMTP sink on base+2 broke a run once).
     base = free_port()
+    while any(_listening(base + i) for i in range(4)):
+        base = free_port()
+    taken = set(range(base, base + 4))
+
+    def other_port() -> int:
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        taken.add(port)
+        return port
+
     ports = {
-        "DEV_PG_PORT": free_port(),
-        "DEV_KAFKA_PORT": free_port(),
-        "DEV_SMTP_PORT": free_port(),
-        "DEV_TWILIO_PORT": free_port(),
-        # The four APIs take base..base+3: free_port() vouches only for base.
-        "DEV_HTTP_BASE_PORT": base if all(not _listening(base + i) for i in range(4)) else 18101,
+        "DEV_PG_PORT": other_port(),
+        "DEV_KAFKA_PORT": other_port(),
+        "DEV_SMTP_PORT": other_port(),
+        "DEV_TWILIO_PORT": other_port(),
+        "DEV_HTTP_BASE_PORT": base,
     }
     env = {**os.environ, "DUNNING_RUN_DIR": str(run_dir), **{k: str(v) for k, v in ports.items()}}
     env.pop("DATABASE_URL", None)
