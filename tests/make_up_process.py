@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,12 +12,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dunning_kit.embedded import free_port
 
-
-def _listening(port: int) -> bool:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ephemeral_range() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def _dev_ports(count: int, taken: set[int]) -> int:
+    """The first of `count` consecutive free ports below the ephemeral range: a port the OS hands out for
+    outgoing connections (the stack's own, to PostgreSQL and the broker) can be taken between choosing it and
+    binding it, which failed a run once (promise-tracker on base+3)."""
+    ceiling = min(_ephemeral_range().start, 32768) - count
+    floor = min(20000, ceiling - 1000)
+    for _ in range(1000):
+        first = random.randrange(floor, ceiling)
+        block = range(first, first + count)
+        if not taken.intersection(block) and all(_bindable(p) for p in block):
+            taken.update(block)
+            return first
+    raise RuntimeError("no free ports below the ephemeral range")
 
 
 @dataclass
@@ -44,26 +70,13 @@ class MakeUp:
 
 def start_make_up(run_dir: Path) -> MakeUp:
     """Start the stack the way `make up` does (settings as environment variables) and wait for its banner."""
-    # The four APIs take base..base+3: free_port() vouches only for base, so look for a free run of four, and
-    # keep the other ports out of it (the OS hands out nearby ports: an SMTP sink on base+2 broke a run once).
-    base = free_port()
-    while any(_listening(base + i) for i in range(4)):
-        base = free_port()
-    taken = set(range(base, base + 4))
-
-    def other_port() -> int:
-        port = free_port()
-        while port in taken:
-            port = free_port()
-        taken.add(port)
-        return port
-
+    taken: set[int] = set()
     ports = {
-        "DEV_PG_PORT": other_port(),
-        "DEV_KAFKA_PORT": other_port(),
-        "DEV_SMTP_PORT": other_port(),
-        "DEV_TWILIO_PORT": other_port(),
-        "DEV_HTTP_BASE_PORT": base,
+        "DEV_HTTP_BASE_PORT": _dev_ports(4, taken),  # the four APIs take base..base+3
+        "DEV_PG_PORT": _dev_ports(1, taken),
+        "DEV_KAFKA_PORT": _dev_ports(1, taken),
+        "DEV_SMTP_PORT": _dev_ports(1, taken),
+        "DEV_TWILIO_PORT": _dev_ports(1, taken),
     }
     env = {**os.environ, "DUNNING_RUN_DIR": str(run_dir), **{k: str(v) for k, v in ports.items()}}
     env.pop("DATABASE_URL", None)
