@@ -39,4 +39,5 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
     ours = [*http_ports, ports["DEV_PG_PORT"], ports["DEV_KAFKA_PORT"], ports["DEV_SMTP_PORT"]]
     # Sockets in teardown may take a moment to close.
     still_open = [p for p in ours if not wait_until_closed(p, timeout=10)]
-    assert still_open == [], f"still listening after stop: {still_open}"
+    named = {p: name for name, p in ports.items()} | {p: "an API port" for p in http_ports}
+    assert still_open == [], f"still listening after stop: {[(p, named[p]) for p in still_open]}"
