@@ -52,7 +52,10 @@ async def test_templates_are_listed_saved_previewed_and_used_for_real_sends(
         await notifications_quiet(notifier)
         real = (await api.post("/v1/templates/firm_reminder/preview", json={"customer_id": "C-1"})).json()
         assert real["sample"] is False and "please pay $4,820.00" in real["text"]
-        assert (await api.post("/v1/templates/firm_reminder/preview", json={"customer_id": "C-404"})).status_code == 404
+        unknown = await api.post("/v1/templates/firm_reminder/preview", json={"customer_id": "C-404"})
+        assert (unknown.status_code, unknown.json()["detail"]) == (
+            404, "unknown customer C-404: the notifier has applied every event published so far and none was about it"
+        )  # fmt: skip
 
     await feed.publish(feed.step(template_id="firm_reminder", currency="USD"))
     await notifications.wait_for("notification.sent")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
-from .conftest import EngineHarness, customer, invoice
+from dunning_events.consumer import ConsumedEvent
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.problems import NOT_ARRIVED_YET, PROBLEM_JSON
+from dunning_kit.testing import BrokerBackend, poll_until, wait_for_assignment
+
+from .conftest import EngineHarness, customer, invoice, start_engine
 
 POLICY_YAML = """
 id: smb
@@ -157,3 +163,88 @@ async def test_the_preview_lists_what_would_go_out_per_customer_channel_and_amou
     assert body["totals"] == {"EUR": {"steps": 3, "amount_due": "450.00"}}
     assert [e.id for e in await engine.events()] == before
     assert await engine.timeline("A") == timeline_before
+
+
+def hold_ledger_consumer(engine: EngineHarness, release: asyncio.Event) -> list[Any]:
+    """Every replica's ledger consumer waits for `release` before applying a batch; returns the consumers."""
+    held_consumers = []
+    for svc in engine.services:
+        ledger = next(c for c in svc.runtime.consumers if c.group == "policy-engine.ledger")
+
+        def hold(apply: Any) -> Any:
+            async def held(session: Any, events: list[ConsumedEvent]) -> None:
+                await release.wait()
+                await apply(session, events)
+
+            return held
+
+        ledger.handler = hold(ledger.handler)
+        held_consumers.append(ledger)
+    return held_consumers
+
+
+async def test_a_read_of_an_invoice_not_yet_applied_says_it_has_not_arrived_and_an_unknown_one_says_unknown(
+    engine: EngineHarness,
+) -> None:
+    # Hold the ledger consumer inside its batch (before its transaction commits): the events are on the broker,
+    # not applied, exactly the moment right after a POST to ledger-sync.
+    release = asyncio.Event()
+    hold_ledger_consumer(engine, release)
+    await engine.publish(customer(), invoice("INV-1", due=engine.today - timedelta(days=10)))
+    async with engine.api() as api:
+        for path, what in [("/v1/invoices/INV-1/timeline", "invoice INV-1"),
+                           ("/v1/customers/C-1/timeline", "customer C-1"),
+                           ("/v1/invoices/INV-1/dunning", "invoice INV-1")]:  # fmt: skip
+            r = await api.get(path)
+            assert r.status_code == 404, r.text
+            assert r.headers["content-type"] == PROBLEM_JSON
+            assert r.headers["retry-after"] == "1"
+            body = r.json()
+            assert (body["type"], body["title"], body["status"], body["instance"]) == (
+                NOT_ARRIVED_YET, "Not arrived yet", 404, path,
+            )  # fmt: skip
+            assert body["detail"].startswith(f"{what} has not arrived yet: the policy-engine still has ")
+            assert body["pending_events"] >= 1
+
+        release.set()
+
+        async def timeline() -> Any:
+            r = await api.get("/v1/invoices/INV-1/timeline")
+            return r.json()["entries"] if r.status_code == 200 else None
+
+        assert await poll_until(timeline, what="the invoice's timeline once its event is applied")
+        await engine.quiet()
+        for path, what in [("/v1/invoices/INV-9/timeline", "invoice INV-9"),
+                           ("/v1/customers/C-9/timeline", "customer C-9"),
+                           ("/v1/invoices/INV-9/dunning", "invoice INV-9")]:  # fmt: skip
+            r = await api.get(path)
+            assert r.status_code == 404, r.text
+            assert r.headers["content-type"] == PROBLEM_JSON and "retry-after" not in r.headers
+            body = r.json()
+            assert (body["type"], body["title"]) == ("about:blank", "Not Found")
+            assert body["detail"] == (
+                f"unknown {what}: the policy-engine has applied every event published so far and none was about it"
+            )
+
+
+async def test_a_replica_without_the_event_s_partition_still_says_not_arrived_yet(
+    engine: EngineHarness, database_url: str, broker: BrokerBackend, clock: SimulatedClock
+) -> None:
+    engine.services.append(await start_engine(database_url, broker, clock))
+    await wait_for_assignment([s.runtime for s in engine.services])
+    await engine.quiet()
+    release = asyncio.Event()
+    consumers = hold_ledger_consumer(engine, release)
+    await engine.publish(customer(), invoice("INV-1", due=engine.today - timedelta(days=10)))
+    # One replica holds the customer's partition; the other's own lag is 0, yet the group has not applied it.
+    own_lags = [await c.lag() for c in consumers]
+    assert 0 in own_lags and any(lag for lag in own_lags), own_lags
+    for svc in engine.services:
+        async with svc.client("acme-api-key") as api:
+            r = await api.get("/v1/invoices/INV-1/timeline")
+            assert (r.status_code, r.json()["title"]) == (404, "Not arrived yet"), r.text
+    release.set()
+    await engine.quiet()
+    for svc in engine.services:
+        async with svc.client("acme-api-key") as api:
+            assert (await api.get("/v1/invoices/INV-1/timeline")).status_code == 200

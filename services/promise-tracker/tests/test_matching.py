@@ -69,6 +69,11 @@ async def test_kept_partially_kept_and_broken_one_second_either_side_of_the_dead
         assert (partial["status"], partial["received"], partial["shortfall"]) == ("partially_kept", "200.00", "300.00")
         record = (await api.get("/v1/customers/C-NONE/promise-record")).json()
         assert record["broken_promise_count"] == 1 and record["active_promises"] == 0
+        unknown = await api.get("/v1/customers/C-404/promise-record")
+        assert (unknown.status_code, unknown.headers["content-type"], unknown.json()["detail"]) == (
+            404, "application/problem+json",
+            "unknown customer C-404: the promise-tracker has applied every event published so far and none was about it",
+        )  # fmt: skip
 
     [kept_event] = await promise_events.wait_for("promise.kept")
     assert (kept_event.data.promise_id, str(kept_event.data.received)) == (kept["id"], "500.00")

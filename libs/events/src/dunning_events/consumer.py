@@ -323,6 +323,41 @@ class BatchConsumer:
             metrics.CONSUMER_LAG.labels(group=self.group, topic=topic).set(value)
         return total
 
+    async def group_lag(self, topic: str) -> int | None:
+        """Records of `topic` on the broker that the whole group (every replica, every partition) has not
+        applied yet; None when it cannot be told (not connected, topic metadata unknown, broker error).
+
+        `lag()` covers only this member's partitions: a read served by one replica must not call an event
+        "never arrived" while another replica still holds it. Committed offsets move only after the database
+        commit, so 0 means every event published before this call is applied and visible.
+        """
+        consumer = self._consumer
+        if consumer is None or not self.connected or topic not in self.topics:
+            return None
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        try:
+            ends = await consumer.end_offsets(tps)
+            mine = consumer.assignment()
+            # Another member's partitions: the group's committed offsets, from the broker.
+            others = [tp for tp in tps if tp not in mine or tp not in self._committed]
+            committed = {tp: self._committed[tp] for tp in tps if tp not in others}
+            never: list[TopicPartition] = []
+            for tp in others:
+                offset = await consumer.committed(tp)
+                if offset is None:
+                    never.append(tp)
+                else:
+                    committed[tp] = offset
+            if never:
+                # No commit yet: the group starts at the earliest record still kept (auto_offset_reset).
+                committed.update(await consumer.beginning_offsets(never))
+        except Exception:
+            return None
+        return sum(max(0, int(ends[tp]) - int(committed[tp])) for tp in tps)
+
 
 def _log_applied(group: str, ev: ConsumedEvent) -> None:
     """One structured line per applied event: tenant, subject, event id and the trace it belongs to."""

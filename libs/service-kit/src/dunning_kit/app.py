@@ -16,6 +16,7 @@ from starlette.responses import Response
 from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.logs import register_secret_settings
+from dunning_kit.problems import Problem, problem_response
 from dunning_kit.runtime import ServiceRuntime
 
 
@@ -73,6 +74,7 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.api_keys = ApiKeyRegistry.from_settings(settings.api_keys, settings.api_keys_file)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Problem, problem_response)
     app.add_middleware(_ServerSpanMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="Process alive")

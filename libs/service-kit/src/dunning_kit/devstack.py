@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from dunning_kit.services import REPO_ROOT, SERVICES
 
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
 DEV_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
+DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class DevStack:
         deadline = started + timeout
         for name, url in urls.items():
             self._wait_ready(name, url, deadline)
+        seed_demo_policy(urls["policy-engine"])
         # Written before the banner, so whoever reads the banner finds the addresses.
         (self.run_dir / "urls.json").write_text(json.dumps(urls))
         _say(f"\nall services ready in {time.monotonic() - started:.1f}s\n")
@@ -144,6 +147,7 @@ class DevStack:
         for name, where, note in rows:
             _say(f"  {name:<16} {where:<48} {note}")
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
+        _say(f"  tenant acme's customers in segment '{DEMO_SEGMENT}' get policy 'demo': every day of the week")
         _say(f"  sent messages: {urls['notifier']}/dev/outbox\n  Ctrl-C or `make down` stops everything.")
         return urls
 
@@ -200,6 +204,44 @@ class DevStack:
         if self.pg:
             self.pg.stop()
         _say("stopped")
+
+
+def seed_demo_policy(policy_engine_url: str) -> None:
+    """Give the dev tenant a policy `demo` for its customers in segment `demo`: the built-in default sequence
+    with business days and holidays switched off, so the quick start shows a reminder on a Saturday too.
+
+    Only the calendar is relaxed: the contact window (08:00-21:00 in the debtor's local time) and everything
+    else is the default's; the quick start picks a customer time zone where it is daytime. Created through the
+    public admin API, like any tenant's policy; an existing `demo` (an earlier run, or the developer's own
+    edits) is left alone.
+    """
+    auth = {"Authorization": "Bearer dev-acme-admin"}
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{policy_engine_url}/v1/policies/default", headers=auth), timeout=10
+    ) as resp:
+        default = json.loads(resp.read())
+    default.pop("version", None)
+    demo = {
+        **default,
+        "id": "demo",
+        "name": "Demo: the default sequence on every day of the week",
+        "description": f"Seeded by `make up` for tenant acme's segment {DEMO_SEGMENT!r} (development only).",
+        "priority": 10,
+        "applies_to": {"segments": [DEMO_SEGMENT]},
+        "calendar": {**default["calendar"], "business_days_only": False, "holidays": False},
+    }
+    request = urllib.request.Request(
+        f"{policy_engine_url}/v1/policies",
+        data=json.dumps(demo).encode(),
+        headers={**auth, "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            _say(f"  policy 'demo' created for tenant acme, segment {DEMO_SEGMENT!r}")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: it exists already (state under .run/ survives restarts)
+            raise RuntimeError(f"seeding the demo policy failed: {exc.code} {exc.read().decode()}") from None
 
 
 def cmd_up(args: argparse.Namespace) -> int:

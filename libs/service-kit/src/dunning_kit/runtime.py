@@ -211,6 +211,21 @@ class ServiceRuntime:
             checks[f"consumer:{consumer.group}"] = consumer.connected
         return checks
 
+    async def unapplied(self, topics: Sequence[str]) -> int | None:
+        """Events of these topics on the broker that this service's consumer groups (all replicas) have not
+        applied yet; None when that cannot be told (no consumer of a topic, broker unreachable)."""
+        total = 0
+        for topic in topics:
+            groups = [c for c in self.consumers if topic in c.topics]
+            if not groups:
+                return None
+            for consumer in groups:
+                lag = await consumer.group_lag(topic)
+                if lag is None:
+                    return None
+                total += lag
+        return total
+
     async def quiet_report(self) -> QuietReport:
         stats = await self.relay.stats()
         metrics.OUTBOX_BACKLOG.set(stats.backlog)

@@ -7,6 +7,7 @@ nothing is written; a good one is stored and acknowledged at once, and applied b
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,7 +23,7 @@ from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS
 from ledger_sync.entrypoints.api import error
 from ledger_sync.service_layer.ledger import NotFound
-from ledger_sync.service_layer.sync import SyncService
+from ledger_sync.service_layer.sync import SyncService, first_sync_at
 
 log = logging.getLogger("ledger_sync.webhooks")
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
@@ -37,10 +38,14 @@ class ConnectionIn(BaseModel):
     external_account: str | None = Field(None, description="The ERP's id of the company: QBO realmId, Xero tenantId")
     config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings (base_url, client_id, ...)")
     credentials: dict[str, Any] = Field(default_factory=dict, description="Secrets and tokens; never returned")
-    enabled: bool = True
-    sync_interval_s: int = Field(900, ge=60)
-    reconcile_interval_s: int = Field(86_400, ge=300)
-    first_sync_in_s: int = Field(0, ge=0, description="Delay before the scheduler's first sync")
+    enabled: bool = Field(True, description="Scheduled syncs and reconciliations run only while enabled")
+    sync_interval_s: int = Field(900, ge=60, description="Seconds between two scheduled incremental syncs")
+    reconcile_interval_s: int = Field(
+        86_400, ge=300, description="Seconds between two reconciliations (every open invoice re-read from the ERP)"
+    )
+    first_sync_in_s: int | None = Field(
+        None, ge=0, description="Seconds until the first scheduled sync: 0 = at once; omitted = one sync_interval_s"
+    )
 
 
 def _sync(request: Request) -> SyncService:
@@ -57,8 +62,6 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
         return _unknown(name)
     runtime: ServiceRuntime = request.app.state.runtime
     now = runtime.clock.now()
-    from datetime import timedelta
-
     values = {
         "external_account": body.external_account,
         "config": body.config,
@@ -66,7 +69,7 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
         "enabled": body.enabled,
         "sync_interval_s": body.sync_interval_s,
         "reconcile_interval_s": body.reconcile_interval_s,
-        "next_sync_at": now + timedelta(seconds=body.first_sync_in_s or body.sync_interval_s),
+        "next_sync_at": first_sync_at(now, body.first_sync_in_s, body.sync_interval_s),
         "next_reconcile_at": now + timedelta(seconds=body.reconcile_interval_s),
         "updated_at": now,
     }

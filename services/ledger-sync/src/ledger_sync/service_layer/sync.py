@@ -589,4 +589,13 @@ class SyncService:
         return len(claimed)
 
 
-__all__ = ["Connection", "ConnectorFactory", "SyncOutcome", "SyncService"]
+def first_sync_at(now: datetime, first_sync_in_s: int | None, sync_interval_s: int) -> datetime:
+    """When a newly configured connector's first scheduled sync runs: `first_sync_in_s` from now (0 = now,
+    the scheduler's next round), or one sync interval from now when it is not given.
+
+    Compared with None, not by truth: 0 is a real answer ("now"), not a missing one.
+    """
+    return now + timedelta(seconds=sync_interval_s if first_sync_in_s is None else first_sync_in_s)
+
+
+__all__ = ["Connection", "ConnectorFactory", "SyncOutcome", "SyncService", "first_sync_at"]

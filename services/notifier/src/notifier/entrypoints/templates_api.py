@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
+from dunning_events import topics
 from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.problems import read_projected
 from notifier.adapters import orm
 from notifier.domain.context import Branding, build_context
 from notifier.domain.default_templates import SHIPPED, TONES
@@ -169,21 +171,27 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
     customer: dict[str, Any] | None = None
     if body.customer_id is not None:
         c = orm.customers.c
-        async with runtime.sessions() as session:
-            row = (
-                (
-                    await session.execute(
-                        select(orm.customers).where(
-                            c.tenant_id == principal.tenant_id, c.customer_id == body.customer_id
+
+        async def load_customer() -> dict[str, Any] | None:
+            async with runtime.sessions() as session:
+                row = (
+                    (
+                        await session.execute(
+                            select(orm.customers).where(
+                                c.tenant_id == principal.tenant_id, c.customer_id == body.customer_id
+                            )
                         )
                     )
+                    .mappings()
+                    .first()
                 )
-                .mappings()
-                .first()
-            )
-            customer = dict(row) if row else None
-            if customer is None:
-                raise not_found("customer")
+            return dict(row) if row else None
+
+        # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
+        customer = await read_projected(
+            runtime, load_customer, what=f"customer {body.customer_id}", topics=[topics.LEDGER]
+        )
+        async with runtime.sessions() as session:
             b = orm.invoice_balances.c
             query = select(orm.invoice_balances).where(
                 b.tenant_id == principal.tenant_id,

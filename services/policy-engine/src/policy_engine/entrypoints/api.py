@@ -13,7 +13,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from dunning_events import topics
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.problems import read_projected
 from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import repository as repo
 from policy_engine.domain.policy import (
@@ -293,27 +295,36 @@ async def unblock_invoice(invoice_id: str, request: Request, principal: Tenant) 
 
 
 async def _timeline(request: Request, tenant: str, column: str, value: str) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session:
-        apg = await repo.driver(session)
-        rows = await apg.fetch(
-            f"SELECT at, kind, step_name, invoice_id, reason, detail::text AS detail FROM timeline "
-            f"WHERE tenant_id = $1 AND {column} = $2 ORDER BY id",
-            tenant,
-            value,
-        )
-        if not rows:
-            table_known = await apg.fetchval(
-                f"SELECT EXISTS (SELECT 1 FROM cases WHERE tenant_id = $1 AND {column} = $2)", tenant, value
+    async def load() -> dict[str, Any] | None:
+        async with _runtime(request).sessions() as session:
+            apg = await repo.driver(session)
+            rows = await apg.fetch(
+                f"SELECT at, kind, step_name, invoice_id, reason, detail::text AS detail FROM timeline "
+                f"WHERE tenant_id = $1 AND {column} = $2 ORDER BY id",
+                tenant,
+                value,
             )
-            if not table_known:
-                raise HTTPException(404, f"nothing known about {column.removesuffix('_id')} {value}")
-    return {
-        "entries": [
-            {"at": r["at"].isoformat(), "kind": r["kind"], "step": r["step_name"], "invoice_id": r["invoice_id"],
-             "reason": r["reason"], "detail": json.loads(r["detail"])}
-            for r in rows
-        ]
-    }  # fmt: skip
+            if not rows:
+                known = (
+                    await _customer_known(session, tenant, value)
+                    if column == "customer_id"
+                    else await apg.fetchval(
+                        "SELECT EXISTS (SELECT 1 FROM cases WHERE tenant_id = $1 AND invoice_id = $2)", tenant, value
+                    )
+                )
+                if not known:
+                    return None
+        return {
+            "entries": [
+                {"at": r["at"].isoformat(), "kind": r["kind"], "step": r["step_name"], "invoice_id": r["invoice_id"],
+                 "reason": r["reason"], "detail": json.loads(r["detail"])}
+                for r in rows
+            ]
+        }  # fmt: skip
+
+    # Invoices and customers arrive as ledger events: a miss is "not arrived yet" or "unknown" (dunning_kit.problems).
+    what = f"{column.removesuffix('_id')} {value}"
+    return await read_projected(_runtime(request), load, what=what, topics=[topics.LEDGER])
 
 
 @router.get("/invoices/{invoice_id}/timeline", tags=["timeline"], summary="Every decision about one invoice")
@@ -328,11 +339,12 @@ async def customer_timeline(customer_id: str, principal: Tenant, request: Reques
 
 @router.get("/invoices/{invoice_id}/dunning", tags=["timeline"], summary="The invoice's dunning state right now")
 async def invoice_state(invoice_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session:
-        found = await repo.load_cases(await repo.driver(session), principal.tenant_id, [invoice_id], lock=False)
-    case = found.get(invoice_id)
-    if case is None:
-        raise HTTPException(404, f"no invoice {invoice_id}")
+    async def load() -> Any:
+        async with _runtime(request).sessions() as session:
+            found = await repo.load_cases(await repo.driver(session), principal.tenant_id, [invoice_id], lock=False)
+        return found.get(invoice_id)
+
+    case = await read_projected(_runtime(request), load, what=f"invoice {invoice_id}", topics=[topics.LEDGER])
     return {
         "invoice_id": case.invoice_id, "customer_id": case.customer_id, "status": case.status,
         "paused_by": case.pause_reasons, "policy_id": case.policy_id, "policy_version": case.policy_version,

@@ -10,8 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from dunning_events import topics
 from dunning_events.money import to_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.problems import read_projected
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.domain.promises import PromiseRejected
 from promise_tracker.domain.rules import PromiseRules
@@ -204,11 +206,12 @@ async def cancel_plan(
 
 @router.get("/customers/{customer_id}/promise-record", summary="Kept and broken promises of a customer")
 async def promise_record(customer_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session:
-        record = await views.promise_record(session, principal.tenant_id, customer_id)
-    if record is None:
-        raise _not_found("customer")
-    return record
+    async def load() -> dict[str, Any] | None:
+        async with _runtime(request).sessions() as session:
+            return await views.promise_record(session, principal.tenant_id, customer_id)
+
+    # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
+    return await read_projected(_runtime(request), load, what=f"customer {customer_id}", topics=[topics.LEDGER])
 
 
 @router.get("/admin/promise-rules", tags=["admin"], summary="The tenant's promise rules (defaults if never set)")
