@@ -91,3 +91,23 @@ async def test_without_first_sync_in_s_the_first_sync_is_one_interval_away(
     assert datetime.fromisoformat((await connection(harness))["next_sync_at"]) == configured_at + timedelta(minutes=10)
     await wait_until_quiet([harness.service.runtime])
     assert (await connection(harness))["last_success_at"] is None
+
+
+async def test_a_scheduled_connector_says_so_on_ledger_synced_and_disabling_it_says_it_no_longer_is(
+    harness: LedgerHarness, clock: SimulatedClock, stripe: tuple[FakeStripe, str]
+) -> None:
+    fake, base = stripe
+    await configure(harness, base, fake, first_sync_in_s=0)
+
+    async def synced() -> list[Any]:
+        return [e.data for e in await harness.events() if e.type == "ledger.synced"]
+
+    (sync,) = await poll_until(synced, what="the first sync's ledger.synced")
+    assert sync.scheduled and sync.succeeded
+    await configure(harness, base, fake, enabled=False)
+    reports = await synced()  # (events() waits until the outbox is drained)
+    assert len(reports) == 2
+    # The policy engine stops waiting for syncs that will not come: no staleness from a disabled connector.
+    assert (reports[1].scheduled, reports[1].succeeded) == (False, False)
+    assert reports[1].error == "connector disabled: no scheduled syncs"
+    assert reports[1].last_successful_sync_at == sync.finished_at

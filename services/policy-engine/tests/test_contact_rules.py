@@ -170,3 +170,20 @@ async def test_a_tenant_that_imports_files_is_never_stale_unless_it_declares_an_
     await engine.quiet()
     assert [s.step_name for s in await engine.steps_due()][-1] == "follow_up_1"
     assert await stale_gauge(engine) == "0.0"
+
+
+async def test_a_disabled_connector_no_longer_makes_the_ledger_stale(engine: EngineHarness) -> None:
+    await engine.publish(synced(engine.clock.now()))
+    await engine.publish(customer("C-1"), invoice("INV-1", due=engine.today + timedelta(days=3)))
+    await engine.quiet()
+    await engine.advance(days=3)
+    assert (await engine.state("INV-1"))["paused_by"] == ["stale_ledger"]
+
+    now = engine.clock.now()
+    disabled = LedgerSynced(customer_id=TENANT_WIDE, connector="qbo", succeeded=False, started_at=now,
+                            finished_at=now, last_successful_sync_at=now - timedelta(days=3),
+                            error="connector disabled: no scheduled syncs", scheduled=False)  # fmt: skip
+    await engine.publish(disabled)
+    await engine.quiet()
+    assert (await engine.state("INV-1"))["paused_by"] == []
+    assert [s.step_name for s in await engine.steps_due()][-1] == "due_date_notice"

@@ -186,7 +186,8 @@ class LedgerSynced(EventData):
     topic: ClassVar[str] = topics.LEDGER
     subject_field: ClassVar[str] = "connector"
     description: ClassVar[str] = (
-        "A connector finished a sync: the freshness signal. customer_id is `_tenant` (tenant-wide)."
+        "A connector finished a sync: the freshness signal. customer_id is `_tenant` (tenant-wide). Also sent "
+        "when a connector is disabled (scheduled false, succeeded false, `error` says so)."
     )
 
     connector: str

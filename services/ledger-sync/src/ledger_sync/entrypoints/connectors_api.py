@@ -22,6 +22,7 @@ from ledger_sync.adapters import orm
 from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS
 from ledger_sync.entrypoints.api import error
+from ledger_sync.service_layer.freshness import record_unscheduled
 from ledger_sync.service_layer.ledger import NotFound
 from ledger_sync.service_layer.sync import SyncService, first_sync_at
 
@@ -77,6 +78,8 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
     async with runtime.sessions() as session, session.begin():
         stmt = insert(orm.connections).values(tenant_id=principal.tenant_id, connector=name, **values)
         await session.execute(stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values))
+        if not body.enabled:
+            await record_unscheduled(session, runtime.outbox, runtime.clock, principal.tenant_id, name)
     return {"connector": name, "enabled": body.enabled}
 
 

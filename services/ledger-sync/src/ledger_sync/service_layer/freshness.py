@@ -77,6 +77,26 @@ async def record_sync(
     return ev
 
 
+async def record_unscheduled(
+    session: AsyncSession, outbox: OutboxWriter, clock: Clock, tenant_id: str, connector: str
+) -> None:
+    """A connector was disabled: say so on ledger.synced (scheduled false, no sync ran), so the policy engine stops
+    waiting for syncs that will not come — its silence no longer makes the tenant's ledger stale."""
+    c = orm.connections.c
+    last_success = await session.scalar(
+        select(c.last_success_at).where(c.tenant_id == tenant_id, c.connector == connector)
+    )
+    now = clock.now()
+    ev = new_event(
+        LedgerSynced(
+            customer_id=TENANT_WIDE, connector=connector, succeeded=False, started_at=now, finished_at=now,
+            last_successful_sync_at=last_success, error="connector disabled: no scheduled syncs", scheduled=False,
+        ),
+        tenant_id=tenant_id, source=SOURCE, occurred_at=now,
+    )  # fmt: skip
+    await outbox.add(session, [ev])
+
+
 async def freshness(session: AsyncSession, tenant_id: str, now: datetime) -> list[dict[str, Any]]:
     c = orm.connections.c
     rows = await session.execute(
