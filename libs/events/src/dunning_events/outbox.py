@@ -83,9 +83,15 @@ ORDER BY o.id
 class OutboxWriter:
     """Adds events to the outbox inside the caller's transaction; commits are the caller's job."""
 
-    def __init__(self, table: Table, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        on_commit: Callable[[], None] | None = None,
+        on_priority_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.table = table
-        self._on_commit = on_commit
+        self._on_commit = on_commit  # the relay's head
+        self._on_priority_commit = on_priority_commit  # its priority lane, when settlements were written
 
     async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         if not events:
@@ -104,9 +110,13 @@ class OutboxWriter:
             for ev in events
         ]
         await session.execute(self.table.insert(), rows)
-        if self._on_commit is not None and isinstance(session, AsyncSession):
+        if isinstance(session, AsyncSession):
             # Wake the relay after commit rather than waiting for its next poll.
-            session.info.setdefault("after_commit", []).append(self._on_commit)
+            after_commit = session.info.setdefault("after_commit", [])
+            if self._on_commit is not None:
+                after_commit.append(self._on_commit)
+            if self._on_priority_commit is not None and any(row["priority"] for row in rows):
+                after_commit.append(self._on_priority_commit)
 
 
 @dataclass
@@ -144,7 +154,11 @@ class OutboxRelay:
         self._last_cleanup = 0.0
 
     def wake(self) -> None:
+        """Rows were committed: publish the head now rather than at the next poll."""
         self._wake.set()
+
+    def wake_lane(self) -> None:
+        """Settlements were committed: run a lane round now."""
         self._wake_lane.set()
 
     async def publish_batch(self) -> int:
@@ -277,8 +291,6 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if published and wake is self._wake:
-                self._wake_lane.set()  # the head published: a settlement waiting behind its key may go now
             if published == 0:
                 wake.clear()
                 try:
@@ -296,6 +308,7 @@ class OutboxRelay:
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self._stopping = True
         self.wake()
+        self.wake_lane()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:

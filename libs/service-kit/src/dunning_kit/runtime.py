@@ -83,7 +83,9 @@ class ServiceRuntime:
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
         )
-        self.outbox = OutboxWriter(self.outbox_table, on_commit=self.relay.wake)
+        self.outbox = OutboxWriter(
+            self.outbox_table, on_commit=self.relay.wake, on_priority_commit=self.relay.wake_lane
+        )
         self.consumers: list[BatchConsumer] = []
         self.lanes: list[PriorityLane] = []
         self.timers: list[TimerLoop] = []
