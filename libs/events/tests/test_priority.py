@@ -188,6 +188,29 @@ async def test_the_relays_rounds_are_index_probes_with_and_without_statistics(
         assert "Index Scan using ix_outbox_unpublished on" in head and "Sort" not in head, head
 
 
+async def test_a_settlement_committed_on_another_replica_wakes_the_lanes_publisher_at_once(
+    db: PlumbingDb, producer: AIOKafkaProducer
+) -> None:
+    # The lane's publisher polls only every 30 s here: only the writer's notification can wake it in time.
+    relay = OutboxRelay(engine=db.engine, table=outbox, producer=producer, poll_interval=30)
+    relay.start()
+    try:
+
+        async def listening() -> bool:
+            async with db.engine.connect() as conn:
+                return bool(await conn.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"dunning_outbox_lane_plumbing\"'"
+                )))  # fmt: skip
+
+        await poll_until(listening, timeout=10, what="the relay to listen")
+        settlement = payment("globex", "G-1", "INV-G-1")
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, [settlement])  # a writer wired to no relay of this process
+        await poll_until(lambda: _all_in(published(db, [settlement]), [settlement]), timeout=10, what="published")
+    finally:
+        await relay.stop()
+
+
 # ---------------------------------------------------------------- the consumers
 
 

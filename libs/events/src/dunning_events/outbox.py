@@ -18,7 +18,9 @@ within one short lane round instead of after the import. Guarantees:
 - One head publisher and one lane publisher per database at a time (transaction-level advisory locks): with
   several replicas the others stand by, and take over at once.
 
-Settlements carry the `dunning-priority` header, so consumers can take them ahead of their own backlog as well
+A writer that commits settlements wakes the lane's publisher at once wherever it runs (NOTIFY on the service's
+`dunning_outbox_lane_<schema>` channel, delivered on commit); the lane also polls, as the head does. Settlements
+carry the `dunning-priority` header, so consumers can take them ahead of their own backlog as well
 (dunning_events.lane).
 """
 
@@ -54,6 +56,10 @@ _LANE_LOCK_KEY = 0x0D0B0C6  # the priority lane's publisher: one per database as
 _PARTITIONER = DefaultPartitioner()  # the producer's default: murmur2(key) over all of the topic's partitions
 # Marks a settlement on the wire (consumers' priority lane); bulk records carry no extra header.
 PRIORITY_HEADER: tuple[str, bytes] = ("dunning-priority", b"1")
+
+# Settlements committed: one channel per service schema (services may share a database).
+_LANE_CHANNEL = "dunning_outbox_lane_{schema}"
+_NOTIFY_LANE = text("SELECT pg_notify('dunning_outbox_lane_' || current_schema(), '')")
 
 _HEAD = (
     "SELECT id, topic, key, payload, headers::text AS headers, priority FROM {name} "
@@ -110,12 +116,16 @@ class OutboxWriter:
             for ev in events
         ]
         await session.execute(self.table.insert(), rows)
+        settlements = any(row["priority"] for row in rows)
+        if settlements:
+            # Delivered on commit to every replica's relay (the lane's publisher may be another replica's).
+            await session.execute(_NOTIFY_LANE)
         if isinstance(session, AsyncSession):
-            # Wake the relay after commit rather than waiting for its next poll.
+            # Wake this process's relay after commit rather than waiting for its next poll.
             after_commit = session.info.setdefault("after_commit", [])
             if self._on_commit is not None:
                 after_commit.append(self._on_commit)
-            if self._on_priority_commit is not None and any(row["priority"] for row in rows):
+            if self._on_priority_commit is not None and settlements:
                 after_commit.append(self._on_priority_commit)
 
 
@@ -298,17 +308,49 @@ class OutboxRelay:
                 except TimeoutError:
                     pass
 
+    async def listen(self) -> None:
+        """Wake the lane whenever any replica commits settlements (OutboxWriter's NOTIFY), on a connection of its
+        own; the lane's poll covers the moments it is reconnecting."""
+        backoff = self.poll_interval
+        while not self._stopping:
+            try:
+                async with self.engine.connect() as conn:
+                    apg: Any = (await conn.get_raw_connection()).driver_connection
+                    channel = _LANE_CHANNEL.format(schema=await apg.fetchval("SELECT current_schema()"))
+                    closed = asyncio.Event()
+                    apg.add_termination_listener(lambda _, closed=closed: closed.set())
+                    await apg.add_listener(channel, self._notified)
+                    backoff = self.poll_interval
+                    try:
+                        await closed.wait()  # until the connection is lost (or `stop` cancels this)
+                    finally:
+                        if not apg.is_closed():
+                            await apg.remove_listener(channel, self._notified)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay: settlements' notifications unavailable (%s); polling meanwhile", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _notified(self, *_: Any) -> None:
+        self._wake_lane.set()
+
     def start(self) -> None:
         self._stopping = False
         self._tasks = [
             asyncio.create_task(self.run(), name="outbox-relay"),
             asyncio.create_task(self.run_lane(), name="outbox-relay-lane"),
+            asyncio.create_task(self.listen(), name="outbox-relay-listen"),
         ]
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self._stopping = True
         self.wake()
         self.wake_lane()
+        for task in self._tasks:
+            if task.get_name() == "outbox-relay-listen":
+                task.cancel()  # it only waits
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:
