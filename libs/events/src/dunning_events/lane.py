@@ -7,7 +7,9 @@ published it. The lane is a second, group-less reader of the group's own partiti
 assignment), starting at the group's committed offsets. It looks at every record's key and headers only, and
 applies, in the group's name (the group's inbox and handler, one transaction), the records the relay marked
 `dunning-priority` (settlements, see outbox.py) whose key has no earlier record the group has not applied yet.
-The group goes on applying everything in order and, reaching a record the lane applied, skips it (inbox).
+The group goes on applying everything in order and, reaching a record the lane applied, skips it (inbox). Reading
+and applying run side by side: while one transaction applies what was found, reading goes on, and the next
+transaction takes everything found meanwhile, so a slow apply never leaves the lane behind the partition's end.
 
 Guarantees:
 
@@ -44,20 +46,26 @@ class PriorityLane:
         self.group = group
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._applier: asyncio.Task[None] | None = None
         self._assigned: frozenset[TopicPartition] = frozenset()
         # Per partition: each key's last offset read and not applied by the lane (the group has it, or will).
         self._pending: dict[TopicPartition, dict[bytes, int]] = {}
+        # Read and found clear, in reading order, waiting for the applier (reading goes on while it applies).
+        self._ready: list[tuple[bytes, ConsumedEvent]] = []
+        self._has_ready = asyncio.Event()
 
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"priority-lane-{self.group.group}")
+        self._applier = asyncio.create_task(self._apply_ready(), name=f"priority-lane-{self.group.group}-apply")
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._applier):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._applier = None
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -93,7 +101,6 @@ class PriorityLane:
             await asyncio.sleep(self.group.poll_timeout_ms / 1000)
             return
         fetched = await reader.getmany(timeout_ms=self.group.poll_timeout_ms, max_records=self.group.max_records)
-        ahead: list[tuple[bytes, ConsumedEvent]] = []
         for tp, records in fetched.items():
             floor = self.group.committed_offsets.get(tp, 0)
             pending = self._pending.setdefault(tp, {})
@@ -105,22 +112,34 @@ class PriorityLane:
                 if event is None:
                     pending[key] = record.offset  # this key's later records wait for the group
                 else:
-                    ahead.append((key, event))
+                    self._ready.append((key, event))
             if records and records[-1].offset + 1 < floor:
                 reader.seek(tp, floor)  # the group is ahead of the lane: nothing before its offset to look at
             if len(pending) > _PRUNE_AT:
                 self._pending[tp] = {k: o for k, o in pending.items() if o >= floor}
-        if ahead:
-            await self._apply(ahead)
+        if self._ready:
+            self._has_ready.set()
+
+    async def _apply_ready(self) -> None:
+        """Apply what was found clear, in reading order, one transaction at a time (each holds all found so far)."""
+        while True:
+            await self._has_ready.wait()
+            self._has_ready.clear()
+            ahead, self._ready = self._ready, []
+            if ahead:
+                await self._apply(ahead)
 
     async def _apply(self, ahead: list[tuple[bytes, ConsumedEvent]]) -> None:
         try:
             await self.group.apply([event for _, event in ahead])
         except Exception as exc:
-            # Left to the group, in order; their keys' later records now wait for the group as well.
+            # Left to the group, in order; so are their keys' later records, read meanwhile or still to come.
             log.warning("priority lane of %s: %d events left to the group (%s)", self.group.group, len(ahead), exc)
-            for key, ev in ahead:
-                pending = self._pending.setdefault(TopicPartition(ev.topic, ev.partition), {})
+            failed = {(_partition(ev), key) for key, ev in ahead}
+            later = [(key, ev) for key, ev in self._ready if (_partition(ev), key) in failed]
+            self._ready = [(key, ev) for key, ev in self._ready if (_partition(ev), key) not in failed]
+            for key, ev in [*ahead, *later]:
+                pending = self._pending.setdefault(_partition(ev), {})
                 pending[key] = max(pending.get(key, -1), ev.offset)
             return
         metrics.APPLIED_AHEAD.labels(group=self.group.group).inc(len(ahead))
@@ -143,3 +162,7 @@ def _settlement(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent | None:
     except PoisonEvent:
         return None
     return ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
+
+
+def _partition(ev: ConsumedEvent) -> TopicPartition:
+    return TopicPartition(ev.topic, ev.partition)
