@@ -211,6 +211,36 @@ async def test_a_settlement_committed_on_another_replica_wakes_the_lanes_publish
         await relay.stop()
 
 
+async def test_two_replicas_lanes_publishing_a_stream_of_settlements_keep_each_customers_order(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    relays = [
+        OutboxRelay(engine=db.engine, table=outbox, producer=producer, batch_size=20, poll_interval=0.05)
+        for _ in range(2)
+    ]
+    for relay in relays:
+        relay.start()
+    settlements: list[Envelope[Any]] = []
+    try:
+        for n in range(30):  # commits arriving while both lanes publish: 10 customers, 10 settlements a commit
+            batch = [payment("globex", f"G-{(n + k) % 10}", f"INV-{n}-{k}") for k in range(10)]
+            async with db.sessions() as session, session.begin():
+                await OutboxWriter(outbox, on_priority_commit=relays[n % 2].wake_lane).add(session, batch)
+            settlements.extend(batch)
+        await poll_until(lambda: _all_in(published(db, settlements), settlements), timeout=30, what="all published")
+    finally:
+        await asyncio.gather(*(relay.stop() for relay in relays))
+    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=len(settlements))
+    arrived: dict[str, list[str]] = {}
+    for value, _ in seen:
+        ev = decode(value)
+        arrived.setdefault(key_of(ev), []).append(ev.subject)
+    expected: dict[str, list[str]] = {}
+    for ev in settlements:
+        expected.setdefault(key_of(ev), []).append(ev.subject)
+    assert arrived == expected
+
+
 # ---------------------------------------------------------------- the consumers
 
 

@@ -16,7 +16,8 @@ within one short lane round instead of after the import. Guarantees:
 - At least once: a crash after publishing and before marking re-publishes the round: duplicates are possible,
   loss is not; consumers de-duplicate by event id (inbox).
 - One head publisher and one lane publisher per database at a time (transaction-level advisory locks): with
-  several replicas the others stand by, and take over at once.
+  several replicas the others stand by, and take over at once (the lanes queue for their lock, so a settlement
+  committed during one replica's lane round goes in the next one, whichever replica runs it).
 
 A writer that commits settlements wakes the lane's publisher at once wherever it runs (NOTIFY on the service's
 `dunning_outbox_lane_<schema>` channel, delivered on commit); the lane also polls, as the head does. Settlements
@@ -187,7 +188,8 @@ class OutboxRelay:
             return await self._publish(apg, rows)
 
     async def publish_lane(self) -> int:
-        """Publish one round of the priority lane; returns how many settlements were published."""
+        """Publish one round of the priority lane, after any other relay's lane round in progress; returns how
+        many settlements were published."""
         async with self._leading(_LANE_LOCK_KEY) as apg:
             if apg is None:
                 return 0
@@ -200,15 +202,18 @@ class OutboxRelay:
         async with self.engine.begin() as conn:
             # Through SQLAlchemy first: that opens the transaction the raw statements then run in (the asyncpg
             # adapter begins lazily, and the lock is a transaction lock).
-            leading = select(func.pg_try_advisory_xact_lock(lock))
             if lock == _RELAY_LOCK_KEY:
                 # No sorting in the head's transaction: its ORDER BY id LIMIT must walk ix_outbox_unpublished in
                 # order. With statistics older than a fast-growing backlog (an import) the planner would rather
                 # bitmap-scan and sort the whole backlog every round (~40 ms a round at 100,000 rows).
-                leading = leading.add_columns(func.set_config("enable_sort", "off", True))
-            if not (await conn.execute(leading)).scalar():
-                yield None
-                return
+                leading = select(func.pg_try_advisory_xact_lock(lock), func.set_config("enable_sort", "off", True))
+                if not (await conn.execute(leading)).scalar():
+                    yield None
+                    return
+            else:
+                # The lane waits its turn instead: a settlement committed during another replica's lane round
+                # then goes in the round right after it, not at the next poll (`stop` cancels the wait).
+                await conn.execute(select(func.pg_advisory_xact_lock(lock)))
             # Straight asyncpg: at tens of thousands of events a second, SQLAlchemy's per-row result objects and
             # the expanding IN (...) of 1,000 ids cost more than the database work itself.
             yield (await conn.get_raw_connection()).driver_connection
@@ -349,8 +354,8 @@ class OutboxRelay:
         self.wake()
         self.wake_lane()
         for task in self._tasks:
-            if task.get_name() == "outbox-relay-listen":
-                task.cancel()  # it only waits
+            if task.get_name() != "outbox-relay":
+                task.cancel()  # the lane may wait for its lock, the listener only waits; the drain below publishes
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:
