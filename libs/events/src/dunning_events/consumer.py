@@ -40,6 +40,9 @@ class ConsumedEvent:
     partition: int
     offset: int
     headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
+    # Applied by the group's priority lane ahead of the group's order (dunning_events.lane): records before its
+    # offset may not be applied yet, so a handler must not take its offset as a position reached.
+    ahead: bool = False
 
     @property
     def type(self) -> str:

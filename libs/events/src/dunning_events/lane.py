@@ -21,7 +21,9 @@ Guarantees:
   group and the lane race for one event they serialize on its inbox row, and the second one skips it.
 - Nothing depends on the lane: what it does not apply (blocked behind its key, undecodable, failing, on a partition
   that just moved to another replica) the group applies in order, as without a lane. Only the group commits
-  offsets, so lag, readiness and "caught up" keep meaning "applied in order up to here".
+  offsets, so lag, readiness and "caught up" keep meaning "applied in order up to here"; a handler that records
+  positions of its own must skip the events the lane hands it (`ConsumedEvent.ahead`), as the notifier's
+  ledger projection does.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def _settlement(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent | None:
         env = decode(record.value or b"")
     except PoisonEvent:
         return None
-    return ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
+    return ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []), ahead=True)
 
 
 def _partition(ev: ConsumedEvent) -> TopicPartition:
