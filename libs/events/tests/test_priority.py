@@ -211,6 +211,30 @@ async def test_a_settlement_committed_on_another_replica_wakes_the_lanes_publish
         await relay.stop()
 
 
+async def test_a_settlement_waiting_for_its_customers_invoice_goes_as_soon_as_the_head_publishes_it(
+    db: PlumbingDb, producer: AIOKafkaProducer
+) -> None:
+    # C-late's invoice is near the front of a long backlog, its payment at the end: the head publishing the invoice
+    # wakes the lane (nothing else would in time: both poll every 30 s here), long before the head reaches the end.
+    backlog = [invoice("acme", f"C-{n % 200}", n) for n in range(3000)]
+    late_invoice = invoice("acme", "C-late", 3000)
+    late_payment = payment("acme", "C-late", late_invoice.subject)
+    for events in (backlog[:50], [late_invoice], backlog[50:], [late_payment]):
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, events)
+    relay = OutboxRelay(engine=db.engine, table=outbox, producer=producer, batch_size=100, poll_interval=30)
+    relay.start()
+    try:
+        await poll_until(
+            lambda: _all_in(published(db, [late_payment]), [late_payment]), timeout=20, interval=0.005,
+            what="C-late's payment",
+        )  # fmt: skip
+        backlog_out = len(await published(db, backlog))
+    finally:
+        await relay.stop()
+    assert backlog_out < len(backlog) // 2, f"{backlog_out} backlog rows went out before the payment"
+
+
 async def test_two_replicas_lanes_publishing_a_stream_of_settlements_keep_each_customers_order(
     db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
 ) -> None:

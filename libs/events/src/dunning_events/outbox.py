@@ -68,21 +68,20 @@ _HEAD = (
 )
 # The head's settlements: wait for a lane round holding any of them; those it published drop out.
 _HOLD_SETTLEMENTS = "SELECT id FROM {name} WHERE id = ANY($1::bigint[]) AND published_at IS NULL ORDER BY id FOR UPDATE"
-# The lane's round: the oldest unpublished settlements the head does not hold, less those with an earlier
-# unpublished row of their key outside the round. Both lookups are partial indexes (tables.outbox_table); the key's
+# The lane's round: the oldest unpublished settlements the head does not hold, each `ready` unless an earlier
+# unpublished row of its key is outside the round. Both lookups are partial indexes (tables.outbox_table); the key's
 # is a correlated LIMIT 1 so that it stays one index probe per settlement whatever the table's statistics say (an
 # anti-join may otherwise hash the whole backlog each round).
 _LANE = """
 WITH candidate AS MATERIALIZED (
   SELECT id, key FROM {name} WHERE published_at IS NULL AND priority ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority
-FROM candidate c JOIN {name} o ON o.id = c.id
-WHERE (
+SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority, (
   SELECT e.id FROM {name} e
   WHERE e.published_at IS NULL AND e.key = c.key AND e.id < c.id AND e.id NOT IN (SELECT id FROM candidate)
   ORDER BY e.key, e.id LIMIT 1
-) IS NULL
+) IS NULL AS ready
+FROM candidate c JOIN {name} o ON o.id = c.id
 ORDER BY o.id
 """
 
@@ -158,6 +157,10 @@ class OutboxRelay:
         self.retention = retention
         self._wake = asyncio.Event()
         self._wake_lane = asyncio.Event()
+        # Keys whose settlements the last lane round left waiting for their earlier rows (the head wakes the lane
+        # when it publishes one of them); otherwise the lane only polls now and then: writers wake it.
+        self._blocked_keys: set[str] = set()
+        self.lane_poll_interval = max(poll_interval, 1.0)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         # Fault-injection seam for tests: runs after the broker acknowledged, before rows are marked.
@@ -185,7 +188,10 @@ class OutboxRelay:
                 held = {r["id"] for r in await apg.fetch(_HOLD_SETTLEMENTS.format(name=name), settlements)}
                 if len(held) < len(settlements):
                     rows = [row for row in rows if not row["priority"] or row["id"] in held]
-            return await self._publish(apg, rows)
+            published = await self._publish(apg, rows)
+        if self._blocked_keys and any(row["key"] in self._blocked_keys for row in rows):
+            self.wake_lane()  # settlements waited for these keys' earlier rows, now on the broker
+        return published
 
     async def publish_lane(self) -> int:
         """Publish one round of the priority lane, after any other relay's lane round in progress; returns how
@@ -193,8 +199,9 @@ class OutboxRelay:
         async with self._leading(_LANE_LOCK_KEY) as apg:
             if apg is None:
                 return 0
-            rows = await apg.fetch(_LANE.format(name=self.table.name), self.batch_size)
-            return await self._publish(apg, rows)
+            candidates = await apg.fetch(_LANE.format(name=self.table.name), self.batch_size)
+            self._blocked_keys = {row["key"] for row in candidates if not row["ready"]}
+            return await self._publish(apg, [row for row in candidates if row["ready"]])
 
     @asynccontextmanager
     async def _leading(self, lock: int) -> AsyncIterator[Any]:
@@ -283,16 +290,18 @@ class OutboxRelay:
         await self._loop(self.publish_batch, self._wake, self._cleanup_published)
 
     async def run_lane(self) -> None:
-        await self._loop(self.publish_lane, self._wake_lane)
+        await self._loop(self.publish_lane, self._wake_lane, poll_interval=self.lane_poll_interval)
 
     async def _loop(
         self,
         publish: Callable[[], Awaitable[int]],
         wake: asyncio.Event,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
+        poll_interval: float | None = None,
     ) -> None:
         backoff = self.poll_interval
         while not self._stopping:
+            wake.clear()  # before the round: a wake while it runs means another round, not a lost wake
             try:
                 published = await publish()
                 backoff = self.poll_interval
@@ -307,9 +316,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if published == 0:
-                wake.clear()
                 try:
-                    await asyncio.wait_for(wake.wait(), timeout=self.poll_interval)
+                    await asyncio.wait_for(wake.wait(), timeout=poll_interval or self.poll_interval)
                 except TimeoutError:
                     pass
 
