@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Column, Integer, MetaData, String, Table, text
+from sqlalchemy import BigInteger, Column, Identity, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dunning_events.kafka import ensure_topics, make_producer
@@ -28,6 +28,16 @@ applied = Table(
 )
 
 
+# The order effects were applied in, per partition key (what a consumer relies on).
+applied_log = Table(
+    "applied_log",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("key", String(200), nullable=False),
+    Column("subject", String(200), nullable=False),
+)
+
+
 @dataclass
 class PlumbingDb:
     engine: AsyncEngine
@@ -37,6 +47,15 @@ class PlumbingDb:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(applied.select())).all()
         return {r.subject: r.times for r in rows}
+
+    async def applied_in_order(self) -> dict[str, list[str]]:
+        """Per key, the subjects in the order their effects were applied."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(applied_log.select().order_by(applied_log.c.seq))).all()
+        order: dict[str, list[str]] = {}
+        for r in rows:
+            order.setdefault(r.key, []).append(r.subject)
+        return order
 
     async def unpublished(self) -> int:
         async with self.engine.connect() as conn:

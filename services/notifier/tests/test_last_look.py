@@ -3,15 +3,24 @@ the send say - even when the notifier's own ledger consumer has not applied them
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from dunning_events import topics
+from dunning_events.consumer import ConsumedEvent
+from dunning_events.envelope import new_event
 from dunning_kit.testing import RunningService, poll_until
+from notifier.adapters import orm
 from notifier.service_layer.dispatcher import HELD
+from notifier.service_layer.projections import record_positions
 from notifier.testing import EventFeed, TopicReader
 
 from .conftest import Fakes
+
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -74,3 +83,24 @@ async def test_a_voided_invoice_is_skipped_and_a_partly_paid_one_shows_what_is_l
     assert skipped.data.step_id == "S-2" and "already settled" in skipped.data.reason
     await quiet()
     assert len(fakes.smtp.received) == 1
+
+
+async def test_a_settlement_applied_ahead_by_the_priority_lane_is_not_a_position_the_projection_reached(
+    notifier: RunningService, feed: EventFeed
+) -> None:
+    # The lane applies a payment far ahead in its partition while the records before it wait for the group: the
+    # watermark must not take the payment's offset as "everything before it applied".
+    payment = new_event(feed.payment("INV-1", "4820.00", "0.00"), tenant_id="acme", source="test", occurred_at=NOW)
+    async with notifier.runtime.sessions() as session, session.begin():
+        await record_positions(session, [ConsumedEvent(payment, topics.LEDGER, 3, 500, ahead=True)])
+    assert await positions(notifier) == {}
+    async with notifier.runtime.sessions() as session, session.begin():
+        await record_positions(session, [ConsumedEvent(payment, topics.LEDGER, 3, 7)])
+    assert await positions(notifier) == {3: 8}
+
+
+async def positions(notifier: RunningService) -> dict[int, int]:
+    p = orm.ledger_positions.c
+    async with notifier.runtime.sessions() as session:
+        rows = (await session.execute(select(p.partition, p.next_offset).where(p.topic == topics.LEDGER))).all()
+    return {int(r[0]): int(r[1]) for r in rows}

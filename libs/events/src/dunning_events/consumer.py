@@ -40,6 +40,9 @@ class ConsumedEvent:
     partition: int
     offset: int
     headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
+    # Applied by the group's priority lane ahead of the group's order (dunning_events.lane): records before its
+    # offset may not be applied yet, so a handler must not take its offset as a position reached.
+    ahead: bool = False
 
     @property
     def type(self) -> str:
@@ -234,7 +237,7 @@ class BatchConsumer:
                     ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
                 )
         try:
-            await self._apply(events)
+            await self.apply(events)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -242,7 +245,7 @@ class BatchConsumer:
             log.warning("consumer %s: batch failed (%s); isolating events", self.group, exc)
             for ev in events:
                 try:
-                    await self._apply([ev])
+                    await self.apply([ev])
                 except Exception as one_exc:
                     if is_transient(one_exc):
                         raise
@@ -266,7 +269,8 @@ class BatchConsumer:
             applied.inc()
             _log_applied(self.group, ev)
 
-    async def _apply(self, events: list[ConsumedEvent]) -> None:
+    async def apply(self, events: list[ConsumedEvent]) -> None:
+        """Apply the events not in the inbox yet, in one transaction (also the priority lane's way in)."""
         if not events:
             return
         async with self.session_factory() as session, session.begin():
@@ -296,6 +300,24 @@ class BatchConsumer:
         metrics.EVENTS_CONSUMED.labels(group=self.group, topic=record.topic, outcome="dead_lettered").inc()
 
     # ------------------------------------------------------------------ observation
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member holds now (none while not connected)."""
+        consumer = self._consumer
+        if consumer is None or not self.connected:
+            return frozenset()
+        return frozenset(consumer.assignment())
+
+    @property
+    def committed_offsets(self) -> dict[TopicPartition, int]:
+        """The group's committed offset per partition as this member last saw it: every record before it is
+        applied (a stale value is lower, never higher)."""
+        return self._committed
+
+    async def committed_offset(self, tp: TopicPartition) -> int:
+        if tp not in self._committed and self._consumer is not None:
+            self._committed[tp] = await self._consumer.committed(tp) or 0
+        return self._committed.get(tp, 0)
 
     async def lag(self) -> int | None:
         """Records on the broker not yet applied and committed; None while not connected/assigned."""

@@ -24,6 +24,9 @@ class EventData(BaseModel):
     # Which field of the payload is the envelope's subject (the thing the event is about).
     subject_field: ClassVar[str]
     description: ClassVar[str] = ""
+    # A settlement (paid, credited, voided, reversed): the outbox relay and the consumers take it ahead of bulk
+    # work, never ahead of its own customer's earlier events (outbox.py, lane.py).
+    priority: ClassVar[bool] = False
 
     customer_id: str = Field(min_length=1, description="The customer (debtor) the fact is about")
 

@@ -108,6 +108,7 @@ class InvoiceVoided(InvoiceSnapshot):
     event_type: ClassVar[str] = "invoice.voided"
     topic: ClassVar[str] = topics.LEDGER
     description: ClassVar[str] = "An invoice was voided (status void) or written off (status written_off)."
+    priority: ClassVar[bool] = True
 
     reason: str | None = None
 
@@ -126,6 +127,7 @@ class PaymentApplied(EventData):
     topic: ClassVar[str] = topics.LEDGER
     subject_field: ClassVar[str] = "payment_id"
     description: ClassVar[str] = "A payment was recorded and allocated to invoices."
+    priority: ClassVar[bool] = True
 
     payment_id: str
     currency: str
@@ -140,6 +142,7 @@ class PaymentReversed(EventData):
     topic: ClassVar[str] = topics.LEDGER
     subject_field: ClassVar[str] = "payment_id"
     description: ClassVar[str] = "A payment was reversed (bounced, charged back); its allocations are undone."
+    priority: ClassVar[bool] = True
 
     payment_id: str
     currency: str
@@ -153,6 +156,7 @@ class CreditNoteApplied(EventData):
     topic: ClassVar[str] = topics.LEDGER
     subject_field: ClassVar[str] = "credit_note_id"
     description: ClassVar[str] = "A credit note was allocated to invoices, reducing their balances."
+    priority: ClassVar[bool] = True
 
     credit_note_id: str
     currency: str
@@ -482,3 +486,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PlanCompleted,
     )
 }  # fmt: skip
+
+# Settlements: published and applied ahead of bulk work (see EventData.priority).
+PRIORITY_TYPES: frozenset[str] = frozenset(t for t, cls in EVENT_TYPES.items() if cls.priority)
+# The topics that carry them: only their consumers need a priority lane.
+PRIORITY_TOPICS: frozenset[str] = frozenset(cls.topic for cls in EVENT_TYPES.values() if cls.priority)

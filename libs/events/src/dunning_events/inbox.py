@@ -22,8 +22,11 @@ class Inbox:
         ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 
     async def claim(self, session: AsyncSession, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        """Record the ids; return those not seen before. A rollback un-claims them with the effect."""
-        ids = list(dict.fromkeys(event_ids))
+        """Record the ids; return those not seen before. A rollback un-claims them with the effect.
+
+        Sorted, so two transactions claiming overlapping ids (a group and its priority lane) take the rows' locks
+        in the same order and never deadlock on them."""
+        ids = sorted(set(event_ids))
         if not ids:
             return set()
         result = await session.execute(self._claim, {"group": self.consumer_group, "ids": ids})

@@ -8,6 +8,11 @@ EVENTS_PUBLISHED = Counter("dunning_events_published_total", "Events published b
 EVENTS_CONSUMED = Counter(
     "dunning_events_consumed_total", "Events applied by a consumer group", ["group", "topic", "outcome"]
 )
+APPLIED_AHEAD = Counter(
+    "dunning_events_applied_ahead_total",
+    "Settlements a group's priority lane applied ahead of the group's backlog (the group then skips them)",
+    ["group"],
+)
 DEAD_LETTERED = Counter("dunning_events_dead_lettered_total", "Poison events sent to a dead-letter topic", ["group"])
 CONSUMER_LAG = Gauge("dunning_consumer_lag", "Records not yet applied, per group and topic", ["group", "topic"])
 BATCH_SECONDS = Histogram(

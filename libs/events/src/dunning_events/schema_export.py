@@ -11,6 +11,7 @@ from typing import Any
 
 from dunning_events.envelope import Envelope
 from dunning_events.events import EVENT_TYPES
+from dunning_events.outbox import PRIORITY_HEADER
 from dunning_events.topics import ALL_TOPICS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -45,18 +46,23 @@ def asyncapi_document() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{channel_id}"},
         }
         for t in types:
+            headers: dict[str, Any] = {
+                "traceparent": {"type": "string", "description": "W3C trace context"},
+                "tracestate": {"type": "string"},
+            }
+            if EVENT_TYPES[t].priority:
+                headers[PRIORITY_HEADER[0]] = {
+                    "type": "string",
+                    "const": PRIORITY_HEADER[1].decode(),
+                    "description": "A settlement: published, and applied by this platform's consumers, ahead of "
+                    "bulk work, never ahead of the same partition key's earlier events",
+                }
             messages[t.replace(".", "_")] = {
                 "name": t,
                 "title": t,
                 "summary": EVENT_TYPES[t].description,
                 "contentType": "application/json",
-                "headers": {
-                    "type": "object",
-                    "properties": {
-                        "traceparent": {"type": "string", "description": "W3C trace context"},
-                        "tracestate": {"type": "string"},
-                    },
-                },
+                "headers": {"type": "object", "properties": headers},
                 "payload": {"$ref": f"schemas/{t}.json"},
             }
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     func,
     text,
 )
@@ -33,9 +35,16 @@ def outbox_table(metadata: MetaData) -> Table:
         # Wall-clock (not business) time: outbox age is an operational signal.
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
+        # The event is a settlement (EventData.priority): the relay publishes it ahead of the backlog.
+        Column("priority", Boolean, nullable=False, server_default=false()),
     )
-    # The relay only ever scans unpublished rows; a partial index keeps that scan tiny.
-    Index("ix_outbox_unpublished", table.c.id, postgresql_where=table.c.published_at.is_(None))
+    # The relay only ever scans unpublished rows; partial indexes keep those scans tiny: the oldest rows (the
+    # head), the unpublished settlements (the lane: a handful), and per key its unpublished rows (may a settlement
+    # go ahead?).
+    unpublished = table.c.published_at.is_(None)
+    Index("ix_outbox_unpublished", table.c.id, postgresql_where=unpublished)
+    Index("ix_outbox_unpublished_priority", table.c.id, postgresql_where=unpublished & table.c.priority)
+    Index("ix_outbox_unpublished_key", table.c.key, table.c.id, postgresql_where=unpublished)
     return table
 
 

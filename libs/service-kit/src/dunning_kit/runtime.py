@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dunning_events import metrics
 from dunning_events.consumer import BatchConsumer, BatchHandler
+from dunning_events.events import PRIORITY_TOPICS
 from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.kafka import ensure_topics, make_producer
+from dunning_events.lane import PriorityLane
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.tables import inbox_table, outbox_table
 from dunning_events.topics import ALL_TOPICS, dead_letter_topic
@@ -81,8 +83,11 @@ class ServiceRuntime:
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
         )
-        self.outbox = OutboxWriter(self.outbox_table, on_commit=self.relay.wake)
+        self.outbox = OutboxWriter(
+            self.outbox_table, on_commit=self.relay.wake, on_priority_commit=self.relay.wake_lane
+        )
         self.consumers: list[BatchConsumer] = []
+        self.lanes: list[PriorityLane] = []
         self.timers: list[TimerLoop] = []
         self.background: list[asyncio.Task[Any]] = []
         self._producer_ready = asyncio.Event()
@@ -104,6 +109,9 @@ class ServiceRuntime:
             client_id=f"{self.name}-{group}",
         )
         self.consumers.append(consumer)
+        if PRIORITY_TOPICS.intersection(topics):
+            # Settlements are applied ahead of this group's backlog (another tenant's import), in key order.
+            self.lanes.append(PriorityLane(consumer))
         return consumer
 
     def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats) -> TimerLoop:
@@ -149,6 +157,8 @@ class ServiceRuntime:
         self.background.append(asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"))
         for consumer in self.consumers:
             consumer.start()
+        for lane in self.lanes:
+            lane.start()
 
     async def _housekeeping(self) -> None:
         """Prune the inbox now and then; a failure is logged and retried at the next round."""
@@ -174,6 +184,7 @@ class ServiceRuntime:
         if self._starter is not None and not self._starter.done():
             self._starter.cancel()
             await asyncio.gather(self._starter, return_exceptions=True)
+        await asyncio.gather(*(lane.stop() for lane in self.lanes), return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.consumers), return_exceptions=True)
         await asyncio.gather(*(t.stop() for t in self.timers), return_exceptions=True)
         for task in self.background:

@@ -78,9 +78,14 @@ LEDGER_HANDLERS: dict[str, Callable[[AsyncSession, Any], Awaitable[None]]] = {
 
 
 async def record_positions(session: AsyncSession, events: list[ConsumedEvent]) -> None:
-    """Next offset per partition, in the projection's transaction (GREATEST: a redelivery never moves it back)."""
+    """Next offset per partition, in the projection's transaction (GREATEST: a redelivery never moves it back).
+
+    A settlement the priority lane applied ahead of the group is no position reached: records before it may not
+    be applied yet (the watermark would call the projection caught up too early)."""
     latest: dict[tuple[str, int], int] = {}
     for ev in events:
+        if ev.ahead:
+            continue
         key = (ev.topic, ev.partition)
         latest[key] = max(latest.get(key, -1), ev.offset + 1)
     if not latest:
