@@ -1,0 +1,40 @@
+"""claimed deliveries (claim token + lease) and held deliveries
+
+Revision ID: 0002
+Revises: 0001
+
+A claimed delivery is rendered but not yet handed to a provider: safe to send after a crash, so another
+dispatcher may take it over once its lease (`claimed_until`, database time) has expired. `held` needs no
+column: a delivery reached outside its contact window waits in that status for dunning.step.replanned.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("deliveries", sa.Column("claim_token", sa.UUID(), nullable=True))
+    op.add_column("deliveries", sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True))
+    # Few rows are ever claimed at once: a small partial index serves the take-over of expired leases.
+    op.create_index(
+        "ix_deliveries_claimed",
+        "deliveries",
+        ["claimed_until"],
+        unique=False,
+        postgresql_where=sa.text("status = 'claimed'"),
+    )
+
+
+def downgrade() -> None:
+    # A claimed delivery was never handed to a provider: back to pending, where the old dispatcher finds it.
+    op.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'claimed'")
+    op.drop_index("ix_deliveries_claimed", table_name="deliveries", postgresql_where=sa.text("status = 'claimed'"))
+    op.drop_column("deliveries", "claimed_until")
+    op.drop_column("deliveries", "claim_token")
