@@ -23,18 +23,22 @@ def upgrade() -> None:
     op.add_column("deliveries", sa.Column("claim_token", sa.UUID(), nullable=True))
     op.add_column("deliveries", sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True))
     # Few rows are ever claimed at once: a small partial index serves the take-over of expired leases.
+    # Its predicate is claimed_until (set exactly while a row is `claimed`), not status: a statement that
+    # only says status = 'claimed' (the send gate's, by primary key) must not be planned as a scan of it.
     op.create_index(
         "ix_deliveries_claimed",
         "deliveries",
         ["claimed_until"],
         unique=False,
-        postgresql_where=sa.text("status = 'claimed'"),
+        postgresql_where=sa.text("claimed_until IS NOT NULL"),
     )
 
 
 def downgrade() -> None:
     # A claimed delivery was never handed to a provider: back to pending, where the old dispatcher finds it.
     op.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'claimed'")
-    op.drop_index("ix_deliveries_claimed", table_name="deliveries", postgresql_where=sa.text("status = 'claimed'"))
+    op.drop_index(
+        "ix_deliveries_claimed", table_name="deliveries", postgresql_where=sa.text("claimed_until IS NOT NULL")
+    )
     op.drop_column("deliveries", "claimed_until")
     op.drop_column("deliveries", "claim_token")

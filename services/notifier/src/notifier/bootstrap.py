@@ -133,13 +133,14 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         if settings.ledger_catch_up_required
         else None
     )
+    gate = build_send_gate(settings, runtime)
     dispatcher = Dispatcher(
         sessions=runtime.sessions,
         outbox=runtime.outbox,
         clock=clock,
         composer=composer,
         providers=providers,
-        gate=build_send_gate(settings, runtime),
+        gate=gate,
         retry=RetryPolicy(settings.max_send_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
         batch_size=settings.dispatch_batch_size,
         watermark=watermark,
@@ -160,6 +161,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     async def stop() -> None:
         dispatcher.stop_sending()  # open calls finish, unsent claims go back to pending (see the dispatcher)
         await runtime_stop()
+        await gate.aclose()
         await providers.aclose()
         if watermark is not None:
             await watermark.close()

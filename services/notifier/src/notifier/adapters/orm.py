@@ -97,11 +97,12 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Which dispatcher batch holds a `claimed` row, and until when (database time): after that another may take it.
+    # claimed_until is set exactly while the row is `claimed` (every way out clears it).
     Column("claim_token", UUID(as_uuid=True)),
     Column("claimed_until", DateTime(timezone=True)),
 )
 Index("ix_deliveries_pending", deliveries.c.next_attempt_at, postgresql_where=deliveries.c.status == "pending")
-Index("ix_deliveries_claimed", deliveries.c.claimed_until, postgresql_where=deliveries.c.status == "claimed")
+Index("ix_deliveries_claimed", deliveries.c.claimed_until, postgresql_where=deliveries.c.claimed_until.isnot(None))
 Index("ix_deliveries_sending", deliveries.c.updated_at, postgresql_where=deliveries.c.status == "sending")
 Index("ix_deliveries_provider_message", deliveries.c.provider_message_id)
 Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)

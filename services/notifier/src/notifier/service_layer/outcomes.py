@@ -45,23 +45,26 @@ class Outcome:
     held: OutsideWindow | None = None  # reached the gate outside its contact window: not sent
 
 
-# `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
+# `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded. `id = ANY` puts the
+# primary key in charge: this runs for every group of outcomes, and a join on unnest() alone may be planned
+# as a scan of the whole table.
 _MARK_SENT = text(
     """
     UPDATE deliveries AS d
     SET status = 'sent', provider_message_id = u.pmid, provider = u.provider, error = NULL, sent_at = :now,
         updated_at = now()
     FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
-    WHERE d.id = u.id AND d.status IN ('sending', 'unknown')
+    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status IN ('sending', 'unknown')
     """
 )
 # Held at the gate: only while the row is still this batch's claim (not cancelled, not taken over).
 _HOLD_CLAIMED = text(
     """
-    UPDATE deliveries AS d SET status = 'held', error = u.error, claimed_until = NULL, updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_error AS text[])) AS u(id, error)
-    WHERE d.id = u.id AND d.status = 'claimed' AND d.claim_token = :token
-    RETURNING d.id
+    UPDATE deliveries
+    SET status = 'held', error = (CAST(:b_error AS text[]))[array_position(CAST(:b_id AS uuid[]), id)],
+        claimed_until = NULL, updated_at = now()
+    WHERE id = ANY(CAST(:b_id AS uuid[])) AND status = 'claimed' AND claim_token = :token
+    RETURNING id
     """
 )
 

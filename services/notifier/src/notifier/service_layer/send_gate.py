@@ -22,15 +22,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # Unqualified: the service's schema is on the connection's search_path. updated_at starts the stuck sweep's
 # clock (wall time): from here on the outcome can only be recorded or written off, never sent again.
+# Found by primary key (id = ANY), each row's own claim token picked by its position: this runs hundreds of
+# times a second and must never be planned as a scan (a join on unnest() was, once the table had grown).
 _MARK_SENDING = """
-UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, updated_at = now()
-FROM unnest($1::uuid[], $2::uuid[]) AS u(id, token)
-WHERE d.id = u.id AND d.status = 'claimed' AND d.claim_token = u.token
-RETURNING d.id
+UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_until = NULL, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'claimed' AND claim_token = ($2::uuid[])[array_position($1::uuid[], id)]
+RETURNING id
 """
 
 
@@ -42,6 +43,9 @@ class SendGate:
         self._default_slots = default_slots
         self._waiting: list[tuple[uuid.UUID, uuid.UUID, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # One connection kept for the marks: a pool checkout per group (with its pre-ping and reset) cost
+        # more than the statement.
+        self._conn: AsyncConnection | None = None
 
     def slot(self, provider: str) -> asyncio.Semaphore:
         sem = self._slots.get(provider)
@@ -81,12 +85,32 @@ class SendGate:
             self._flusher = None
 
     async def _mark_sending(self, ids: list[uuid.UUID], tokens: list[uuid.UUID]) -> set[uuid.UUID]:
-        async with self.engine.connect() as conn:
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        conn = self._conn
+        try:
             # Straight on the driver, outside any transaction: the one statement commits on its own (no
             # BEGIN/COMMIT round trips), and asyncpg takes the arrays without a parameter dict per row.
             apg: Any = (await conn.get_raw_connection()).driver_connection
             rows = await apg.fetch(_MARK_SENDING, ids, tokens)
+        except BaseException:
+            self._conn = None  # whatever broke, the next group starts on a fresh connection
+            await _discard(conn)
+            raise
         return {r[0] for r in rows}
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _discard(conn)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    try:
+        await conn.invalidate()
+        await conn.close()
+    except Exception:  # closing a broken connection must never mask the error that broke it
+        pass
 
 
 def _fail(group: list[tuple[uuid.UUID, uuid.UUID, asyncio.Future[bool]]], exc: Exception) -> None:

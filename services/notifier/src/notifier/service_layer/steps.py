@@ -109,7 +109,7 @@ async def cancel_step(session: AsyncSession, env: Envelope[DunningStepCancelled]
     await session.execute(
         update(orm.deliveries)
         .where(d.tenant_id == env.tenant_id, d.step_id == env.data.step_id, d.status.in_(NOT_STARTED))
-        .values(status="cancelled", error=f"step cancelled: {env.data.reason}", updated_at=now)
+        .values(status="cancelled", error=f"step cancelled: {env.data.reason}", claimed_until=None, updated_at=now)
     )
 
 
