@@ -104,11 +104,17 @@ deliveries = Table(
 Index("ix_deliveries_pending", deliveries.c.next_attempt_at, postgresql_where=deliveries.c.status == "pending")
 Index("ix_deliveries_claimed", deliveries.c.claimed_until, postgresql_where=deliveries.c.claimed_until.isnot(None))
 Index("ix_deliveries_sending", deliveries.c.updated_at, postgresql_where=deliveries.c.status == "sending")
-Index("ix_deliveries_provider_message", deliveries.c.provider_message_id)
+# Partial: a delivery is written four times (pending, claimed, sending, sent) and each version went into every
+# index; these two are only ever searched for a value, which is NULL until the send / the claim.
+Index(
+    "ix_deliveries_provider_message",
+    deliveries.c.provider_message_id,
+    postgresql_where=deliveries.c.provider_message_id.isnot(None),
+)
 Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
 Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
 # Who a STOP reply or a bounce is about: the addresses and numbers we have messaged.
-Index("ix_deliveries_recipient", deliveries.c.recipient)
+Index("ix_deliveries_recipient", deliveries.c.recipient, postgresql_where=deliveries.c.recipient.isnot(None))
 
 tenant_settings = Table(
     "tenant_settings",

@@ -70,11 +70,11 @@ from notifier.service_layer.steps import insert_deliveries
 
 log = logging.getLogger("notifier.dispatcher")
 
-# An outcome waits this long for others to share its transaction (and the relay's next batch): a commit per
-# handful of sends cost ~15% of a send's CPU. It is also how long a crash can leave a message the provider
-# took unrecorded - reported `unknown`, though it went out.
-RECORD_GROUP_WAIT_S = 0.02
-RECORD_GROUP_MAX = 500
+# Outcomes are recorded in groups of RECORD_GROUP, or after RECORD_GROUP_WAIT_S for a smaller one: a commit
+# (and a relay batch) per handful of sends cost ~15% of a send's CPU. A group is also what a crash can leave
+# recorded too late - reported `unknown` though the provider took it - so it stays small.
+RECORD_GROUP = 64
+RECORD_GROUP_WAIT_S = 0.1
 
 HELD = Counter("notifier_sends_held_total", "Dispatch rounds held because the ledger projection was behind")
 LOST_CLAIMS = Counter(
@@ -349,15 +349,16 @@ class Dispatcher:
 
     async def _send_claimed(self, sends: list[tuple[dict[str, Any], Send]], token: uuid.UUID) -> None:
         """Every claimed row through the send gate concurrently; outcomes recorded as they come back, in
-        groups: one transaction for what finished within RECORD_GROUP_WAIT_S of the group's first outcome."""
+        groups (RECORD_GROUP outcomes, or what came within RECORD_GROUP_WAIT_S of the group's first)."""
         finished: list[Outcome] = []
-        wake = asyncio.Event()
+        wake = asyncio.Event()  # set by a group's first outcome and by the one that fills it
 
         async def one(row: dict[str, Any], send: Send) -> None:
             outcome = await self._through_gate(row, send, token)
             if outcome is not None:
                 finished.append(outcome)
-                wake.set()
+                if len(finished) == 1 or len(finished) >= RECORD_GROUP:
+                    wake.set()
 
         calls = asyncio.gather(*(one(row, send) for row, send in sends))
         ids = [row["id"] for row, _ in sends]
@@ -365,12 +366,11 @@ class Dispatcher:
         try:
             while True:
                 if not finished and not calls.done():
-                    woken = asyncio.ensure_future(wake.wait())
-                    await asyncio.wait((calls, woken), return_when=asyncio.FIRST_COMPLETED)
-                    woken.cancel()
+                    await _first(calls, wake)
+                if finished and len(finished) < RECORD_GROUP and not calls.done():
+                    wake.clear()
+                    await _first(calls, wake, timeout=RECORD_GROUP_WAIT_S)
                 wake.clear()
-                if finished and not calls.done() and len(finished) < RECORD_GROUP_MAX:
-                    await asyncio.wait((calls,), timeout=RECORD_GROUP_WAIT_S)
                 if finished:
                     group = finished[:]
                     finished.clear()
@@ -503,6 +503,15 @@ class Dispatcher:
                 row, send, error=PermanentSendError(f"{send.provider}: unexpected {type(exc).__name__}: {exc}")
             )
         return Outcome(row, send, receipt=receipt)
+
+
+async def _first(calls: asyncio.Future[Any], event: asyncio.Event, timeout: float | None = None) -> None:
+    """Until the calls are done or the event is set (or the timeout passes)."""
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((calls, woken), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
 
 
 def template_from_row(rec: Mapping[str, Any]) -> TemplateSource:
