@@ -11,14 +11,16 @@ One batch:
    provider's connections), the contact window checked again with the clock, its `sending` mark committed
    (group-committed with whatever else waits at the gate, and only while the row is still this batch's
    claim) - and only then the provider call;
-4. outcomes are recorded as they come back (outcomes.py), group-committed: one transaction for whatever
-   finished while the previous group was being written, not one at the end of the batch - so a crash leaves
-   few rows that reached the provider unrecorded.
+4. outcomes are recorded as they come back (outcomes.py), in groups of RECORD_GROUP (or what came within
+   RECORD_GROUP_WAIT_S), not once at the end of the batch - so a crash leaves few calls the provider answered
+   unrecorded.
 
-What a crash can leave in doubt is therefore what was `sending`: at most the slots' worth of calls. Those are
-never picked again (only `pending` and expired `claimed` rows are) and after `sending_stuck_after_seconds`
-(wall time) they are marked `unknown` and reported with notification.failed. On a graceful stop the dispatcher stops
-admitting sends, lets the open calls finish and hands its remaining claims back (`pending`).
+What a crash can leave in doubt is therefore what was `sending`: at most the slots' worth of calls, plus a
+group of answered but unrecorded ones. Those are never picked again (only `pending` and expired `claimed`
+rows are) and after `sending_stuck_after_seconds` (wall time) they are marked `unknown` and reported with
+notification.failed. Everything else a dead dispatcher held is `claimed` and is sent by whoever takes it over.
+On a graceful stop the dispatcher stops admitting sends, lets the open calls finish and hands its remaining
+claims back (`pending`).
 
 A held delivery (the contact window had closed, or not opened) is neither sent nor failed: no retry is
 counted and no fallback channel is tried; notification.held asks the policy engine for a new window, and
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -37,7 +40,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter
-from sqlalchemy import and_, func, select, text, tuple_
+from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_events.envelope import Envelope, EventData
@@ -188,6 +191,7 @@ class Dispatcher:
             sessions=sessions, outbox=outbox, clock=clock, retry=retry, stuck_after_seconds=stuck_after_seconds, rng=rng
         )
         self._stopping = False
+        self._next_lease_check = 0.0
         # Fault-injection seam for tests: runs after provider calls returned, before their outcomes are recorded.
         self.after_send_hook: Callable[[list[Outcome]], Awaitable[None]] | None = None
 
@@ -234,14 +238,23 @@ class Dispatcher:
     # ------------------------------------------------------------------ claim, last look, decide
 
     async def _due(self, now: datetime) -> tuple[bool, bool]:
-        """(any `pending` row due, any claim whose lease expired) - cheap checks before the watermark and claim."""
+        """(any `pending` row due, any claim whose lease expired) - cheap checks before the watermark and claim.
+
+        Expired leases only follow a crash (or a stall), so they are looked for every few seconds, not every
+        round: the partial index of claims holds the dead entries of every claim since the last vacuum, and
+        min() walks them from the start."""
         d = orm.deliveries.c
-        pending = select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1)
-        # The oldest lease, read off the partial index of claims (min() walks it from the start). An EXISTS
-        # with `claimed_until < now()` was planned as a table scan - it expects many rows to match, and none do.
-        oldest_lease = select(func.min(d.claimed_until)).where(d.claimed_until.isnot(None)).scalar_subquery()
+        pending = select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1).exists()
+        look_for_expired = time.monotonic() >= self._next_lease_check
+        if look_for_expired:
+            self._next_lease_check = time.monotonic() + min(5.0, self.claim_lease_seconds / 3)
+            # An EXISTS with `claimed_until < now()` was planned as a table scan: it expects many rows to match.
+            oldest_lease = select(func.min(d.claimed_until)).where(d.claimed_until.isnot(None)).scalar_subquery()
+            query = select(pending, oldest_lease < func.now())
+        else:
+            query = select(pending, false())
         async with self.sessions() as session:
-            row = (await session.execute(select(pending.exists(), oldest_lease < func.now()))).one()
+            row = (await session.execute(query)).one()
         return bool(row[0]), bool(row[1])
 
     async def _claim(
@@ -396,9 +409,11 @@ class Dispatcher:
             if self._stopping:
                 return None
             # Checked again at the send: a queue or a slow provider can carry a row past its window's end.
-            outside = outside_window(row["step"], self.clock.now(), send.zone)
-            if outside is not None:
-                return Outcome(row, send, held=outside)
+            step = row["step"]
+            if step.get("deliver_until") or step.get("deliver_from"):  # no window, nothing to read the clock for
+                outside = outside_window(step, self.clock.now(), send.zone)
+                if outside is not None:
+                    return Outcome(row, send, held=outside)
             try:
                 admitted = await self.gate.admit(row["id"], token)
             except Exception as exc:

@@ -6,9 +6,9 @@
    whose lease expired and was taken over by another dispatcher (or that was cancelled meanwhile) is not
    admitted and not sent.
 
-So at most the slots' worth of deliveries can be `sending` without having reached the provider: that, and no
-more, is what a crash can leave in doubt (`unknown`, never re-sent). Everything still `claimed` is sent by
-whoever takes it over.
+So at most the slots' worth of deliveries can be `sending` without having reached the provider: those, with
+the calls in flight, are what a crash can leave in doubt (`unknown`, never re-sent). Everything still
+`claimed` is sent by whoever takes it over.
 
 The marks are group-committed: one autocommitted UPDATE for every delivery waiting at the gate at that moment;
 while it runs, the next group gathers. A commit costs ~2 ms here, so one statement per delivery would cap a
