@@ -96,7 +96,14 @@ PLANTED_SECRETS = {
 
 
 @pytest.fixture
-def process_platform(tmp_path: Path) -> Iterator[ProcessPlatform]:
+def platform_env() -> dict[str, dict[str, str]]:
+    """Settings per service on top of the common ones; a test module overrides this fixture to change them."""
+    # Small dispatch batches: many rounds even with few reminders (test_faults bounds what a kill leaves in doubt).
+    return {"notifier": {"DISPATCH_BATCH_SIZE": str(DISPATCH_BATCH)}}
+
+
+@pytest.fixture
+def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) -> Iterator[ProcessPlatform]:
     clock_file = tmp_path / "clock"
     set_file_clock(clock_file, SIM_START)
     common = {
@@ -110,9 +117,7 @@ def process_platform(tmp_path: Path) -> Iterator[ProcessPlatform]:
     ports = Ports(
         postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_four_free_ports()
     )
-    extra = {s.name: dict(common) for s in SERVICES}
-    # At most once means a crash leaves the claimed batch in doubt (never re-sent): keep it small here.
-    extra["notifier"]["DISPATCH_BATCH_SIZE"] = str(DISPATCH_BATCH)
+    extra = {s.name: {**common, **platform_env.get(s.name, {})} for s in SERVICES}
     stack = DevStack(ports, extra_env=extra, run_dir=tmp_path)
     try:
         stack.up(timeout=90)

@@ -125,3 +125,25 @@ async def test_manual_suppressions_are_normalised_and_can_be_lifted(
         assert (await admin.delete("/v1/suppressions/phone/+14155550100")).status_code == 204
         assert (await admin.delete("/v1/suppressions/phone/+14155550100")).status_code == 404
         assert (await admin.get("/v1/suppressions")).json()["suppressions"] == []
+
+
+async def test_the_dev_page_shows_the_send_time_by_the_simulated_clock_and_the_record_time_by_the_wall(
+    notifier: RunningService, feed: EventFeed, notifications: TopicReader
+) -> None:
+    feed.clock.advance(days=40, hours=3, minutes=7)  # simulated time, far from today's date
+    await feed.publish(feed.customer(), feed.invoice())
+    await feed.publish(feed.step())
+    await notifications.wait_for("notification.sent")
+    async with notifier.client() as api:
+        [delivery] = (await api.get("/v1/deliveries")).json()["deliveries"]
+    async with httpx.AsyncClient(base_url=notifier.base_url) as anonymous:
+        page = (await anonymous.get("/dev/outbox")).text
+    simulated = feed.clock.now()
+    assert delivery["sent_at"] == simulated.isoformat()
+    assert "a simulated clock, now at 2026-04-11 12:07:00 UTC" in page
+    row = page[page.index("<tbody>") :]
+    sent_cell = f'<time datetime="{simulated.isoformat()}" title="notifier clock">2026-04-11 12:07:00 UTC</time>'
+    recorded = delivery["created_at"][:10]  # the database's wall clock, not the simulation's
+    assert sent_cell in row and recorded != "2026-04-11"
+    assert f'<time datetime="{delivery["created_at"]}" title="wall clock">{recorded}' in row
+    assert row.index("notifier clock") < row.index("wall clock"), "columns: Sent (notifier clock), Recorded (wall)"

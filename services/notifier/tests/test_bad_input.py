@@ -21,7 +21,8 @@ async def _rows(svc: RunningService) -> list[tuple[str, str, str, str | None]]:
     d = orm.deliveries.c
     async with svc.runtime.sessions() as session:
         result = await session.execute(
-            select(d.step_id, d.channel, d.status, d.error).order_by(d.step_id, d.created_at)
+            # created_at ties within one step (its channels are inserted together): the channel breaks them.
+            select(d.step_id, d.channel, d.status, d.error).order_by(d.step_id, d.created_at, d.channel)
         )
     return [tuple(r) for r in result.all()]  # type: ignore[misc]
 

@@ -129,7 +129,12 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._committed: dict[TopicPartition, int] = {}
+        # `connected`: joined the group and owns partitions (lag is known). `healthy`: the broker answers this
+        # consumer - what readiness asks. They differ while the consumer joins its group: after a SIGKILL the
+        # broker first waits out the dead member's session (Tansu: up to twice the session timeout, ~18 s),
+        # which is the group's business, not a reason to take the process out of service.
         self.connected = False
+        self.healthy = False
         # Fault-injection seam for tests: runs after the DB commit, before offsets are committed.
         self.after_db_commit_hook: Callable[[], Awaitable[None]] | None = None
 
@@ -137,6 +142,7 @@ class BatchConsumer:
 
     def start(self) -> None:
         self._stopping = False
+        self.healthy = True  # until a call to the broker fails
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
 
     async def stop(self) -> None:
@@ -168,9 +174,10 @@ class BatchConsumer:
             )
             try:
                 await consumer.start()
-                self.connected = True
+                self.connected = self.healthy = True
                 return consumer
             except Exception as exc:
+                self.healthy = False
                 await consumer.stop()
                 log.warning("consumer %s cannot reach the broker (%s); retrying", self.group, exc)
                 await asyncio.sleep(backoff)
@@ -188,7 +195,7 @@ class BatchConsumer:
             while not self._stopping:
                 try:
                     batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
-                    self.connected = True
+                    self.connected = self.healthy = True
                     if batches:
                         await self._process(consumer, batches)
                     backoff = 0.2
@@ -199,11 +206,11 @@ class BatchConsumer:
                         log.exception("consumer %s: unexpected error; retrying the batch", self.group)
                     else:
                         log.warning("consumer %s: %s; retrying the batch in %.1fs", self.group, exc, backoff)
-                    self.connected = not isinstance(exc, KafkaError)
+                    self.connected = self.healthy = not isinstance(exc, KafkaError)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
         finally:
-            self.connected = False
+            self.connected = self.healthy = False
             await consumer.stop()
             self._consumer = None
 

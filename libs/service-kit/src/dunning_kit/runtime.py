@@ -219,7 +219,9 @@ class ServiceRuntime:
         db, broker = await asyncio.gather(self.database_ok(), self.broker_ok())
         checks = {"database": db, "broker": broker}
         for consumer in self.consumers:
-            checks[f"consumer:{consumer.group}"] = consumer.connected
+            # Reachable, not necessarily assigned: joining the group (after a restart it waits out the dead
+            # member's session) shows in /quietz as unknown lag, and is no reason to stop serving.
+            checks[f"consumer:{consumer.group}"] = consumer.healthy
         return checks
 
     async def unapplied(self, topics: Sequence[str]) -> int | None:

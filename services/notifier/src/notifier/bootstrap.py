@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from notifier.entrypoints import api, callbacks, customer_pages, dev, templates_
 from notifier.service_layer.compose import Composer
 from notifier.service_layer.dispatcher import Dispatcher, ProviderRegistry
 from notifier.service_layer.projections import make_ledger_projector
+from notifier.service_layer.send_gate import SendGate
 from notifier.service_layer.steps import make_step_recorder
 from notifier.settings import Settings
 
@@ -99,6 +101,20 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
     )
 
 
+def build_send_gate(settings: Settings, runtime: ServiceRuntime) -> SendGate:
+    """One slot per provider connection: a delivery marked `sending` finds its connection free at once."""
+    twilio = asyncio.Semaphore(settings.provider_max_connections)  # SMS and voice share one Twilio client
+    return SendGate(
+        runtime.engine,
+        {
+            "smtp": asyncio.Semaphore(settings.smtp_pool_size),
+            "twilio_sms": twilio,
+            "twilio_voice": twilio,
+        },
+        default_slots=settings.provider_max_connections,
+    )
+
+
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(name="notifier", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
@@ -117,16 +133,19 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         if settings.ledger_catch_up_required
         else None
     )
+    gate = build_send_gate(settings, runtime)
     dispatcher = Dispatcher(
         sessions=runtime.sessions,
         outbox=runtime.outbox,
         clock=clock,
         composer=composer,
         providers=providers,
+        gate=gate,
         retry=RetryPolicy(settings.max_send_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
         batch_size=settings.dispatch_batch_size,
         watermark=watermark,
         stuck_after_seconds=settings.sending_stuck_after_seconds,
+        claim_lease_seconds=settings.dispatch_claim_lease_seconds,
     )
     for worker in range(settings.dispatch_workers):
         # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
@@ -140,7 +159,9 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime_stop = runtime.stop
 
     async def stop() -> None:
+        dispatcher.stop_sending()  # open calls finish, unsent claims go back to pending (see the dispatcher)
         await runtime_stop()
+        await gate.aclose()
         await providers.aclose()
         if watermark is not None:
             await watermark.close()

@@ -61,6 +61,12 @@ class Settings(ServiceSettings):
         le=16,
         description="Dispatcher loops per replica (one renders/records while another waits on providers)",
     )
+    dispatch_claim_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a claimed (rendered, not yet sending) delivery stays with its dispatcher "
+        "(database time, renewed while it works); after a crash another replica takes it over and sends it",
+    )
     max_send_attempts: int = Field(5, description="Attempts before a transient failure becomes notification.failed")
     retry_base_seconds: float = Field(60.0, description="First retry delay; doubles each attempt (with jitter)")
     retry_max_seconds: float = Field(3600.0, description="Longest delay between two attempts")

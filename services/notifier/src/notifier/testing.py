@@ -19,6 +19,7 @@ from dunning_events.events import (
     CustomerUpserted,
     DunningStepCancelled,
     DunningStepDue,
+    DunningStepReplanned,
     InvoiceCreated,
     PaymentApplied,
     PostalAddress,
@@ -109,6 +110,8 @@ class EventFeed:
         currency: str = "EUR",
         days_overdue: int = 10,
         fees: Sequence[Any] = (),
+        deliver_from: datetime | None = None,
+        deliver_until: datetime | None = None,
     ) -> DunningStepDue:
         due: date = self.clock.now().date() - timedelta(days=days_overdue)
         items = [
@@ -122,7 +125,16 @@ class EventFeed:
             step_name=template_id, tone=tone, template_id=template_id, channels=list(channels),  # type: ignore[arg-type]
             channel_mode=channel_mode,  # type: ignore[arg-type]
             currency=currency, amount_due=sum((i.balance for i in items), Decimal(0)), invoices=items, fees=list(fees),
-            scheduled_for=self.clock.now(),
+            scheduled_for=self.clock.now(), deliver_from=deliver_from, deliver_until=deliver_until,
+        )  # fmt: skip
+
+    @staticmethod
+    def replanned(
+        step_id: str, invoice_ids: list[str], deliver_from: datetime, deliver_until: datetime, customer_id: str = "C-1"
+    ) -> DunningStepReplanned:
+        return DunningStepReplanned(
+            customer_id=customer_id, step_id=step_id, invoice_ids=invoice_ids, deliver_from=deliver_from,
+            deliver_until=deliver_until, reason="held outside the contact window; next window in the debtor's zone",
         )  # fmt: skip
 
     @staticmethod

@@ -71,7 +71,10 @@ deliveries = Table(
     Column("channel", String(20), nullable=False),
     # (tenant, customer, step, channel): created before the provider call, so nothing is sent twice.
     Column("idempotency_key", String(400), nullable=False, unique=True),
-    # pending -> sending -> sent -> delivered | bounced; or failed | skipped | cancelled | unknown
+    # pending -> claimed -> sending -> sent -> delivered | bounced; or failed | skipped | cancelled | unknown;
+    # claimed -> held (outside the contact window) -> pending (dunning.step.replanned) | cancelled.
+    # `claimed`: rendered, not yet handed to a provider (safe to send after a crash); `sending`: the provider
+    # call may have started (never sent again; `unknown` if no outcome is recorded).
     Column("status", String(20), nullable=False, server_default="pending"),
     Column("step", JSONB, nullable=False),
     Column("channel_mode", String(10), nullable=False, server_default="all"),
@@ -93,14 +96,25 @@ deliveries = Table(
     Column("trace_context", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Which dispatcher batch holds a `claimed` row, and until when (database time): after that another may take it.
+    # claimed_until is set exactly while the row is `claimed` (every way out clears it).
+    Column("claim_token", UUID(as_uuid=True)),
+    Column("claimed_until", DateTime(timezone=True)),
 )
 Index("ix_deliveries_pending", deliveries.c.next_attempt_at, postgresql_where=deliveries.c.status == "pending")
+Index("ix_deliveries_claimed", deliveries.c.claimed_until, postgresql_where=deliveries.c.claimed_until.isnot(None))
 Index("ix_deliveries_sending", deliveries.c.updated_at, postgresql_where=deliveries.c.status == "sending")
-Index("ix_deliveries_provider_message", deliveries.c.provider_message_id)
+# Partial: a delivery is written four times (pending, claimed, sending, sent) and each version went into every
+# index; these two are only ever searched for a value, which is NULL until the send / the claim.
+Index(
+    "ix_deliveries_provider_message",
+    deliveries.c.provider_message_id,
+    postgresql_where=deliveries.c.provider_message_id.isnot(None),
+)
 Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
 Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
 # Who a STOP reply or a bounce is about: the addresses and numbers we have messaged.
-Index("ix_deliveries_recipient", deliveries.c.recipient)
+Index("ix_deliveries_recipient", deliveries.c.recipient, postgresql_where=deliveries.c.recipient.isnot(None))
 
 tenant_settings = Table(
     "tenant_settings",

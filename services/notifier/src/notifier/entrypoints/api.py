@@ -16,12 +16,22 @@ from notifier.adapters import orm
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.deps import jsonable, not_found, notifier_of, runtime_of, unprocessable
-from notifier.service_layer.dispatcher import add_suppression
+from notifier.service_layer.outcomes import add_suppression
 
 router = APIRouter(prefix="/v1")
 
 DeliveryStatus = Literal[
-    "pending", "sending", "sent", "delivered", "failed", "bounced", "skipped", "cancelled", "unknown"
+    "pending",
+    "claimed",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "bounced",
+    "skipped",
+    "cancelled",
+    "unknown",
+    "held",
 ]
 _DELIVERY_COLUMNS = (
     "id",

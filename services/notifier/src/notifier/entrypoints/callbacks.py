@@ -18,7 +18,7 @@ from notifier.adapters.signatures import sendgrid_valid, twilio_valid
 from notifier.domain.opt_out import is_stop_request
 from notifier.domain.recipients import InvalidAddress, normalize_phone
 from notifier.entrypoints.deps import notifier_of, runtime_of
-from notifier.service_layer.dispatcher import add_suppression
+from notifier.service_layer.outcomes import add_suppression
 from notifier.service_layer.receipts import (
     Receipt,
     apply_receipt,

@@ -1,4 +1,5 @@
-"""Turn one due delivery into a decision: send this message, skip (and why), or fail (and why).
+"""Turn one due delivery into a decision: send this message, skip (and why), fail (and why), or hold it
+(reached outside its contact window).
 
 Everything a decision needs is loaded for the whole batch first (BatchContext), so deciding is a pure
 function of the row and that context: consent, suppression, the last look, the recipient, the template.
@@ -8,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from dunning_kit import signed_links
+from notifier.domain.contact_window import OutsideWindow, customer_zone, outside_window
 from notifier.domain.context import Branding, Links, build_context
 from notifier.domain.last_look import LastLook, ProjectedInvoice, last_look
 from notifier.domain.messages import OutboundMessage, PostalAddress, Sender
@@ -51,6 +52,7 @@ class Send:
     provider: str
     template_id: str
     locale: str
+    zone: tzinfo  # the customer's: the send gate checks the contact window again, and explains it locally
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,14 @@ class Fail:
     recipient: str | None = None
 
 
-Decision = Send | Skip | Fail
+@dataclass(frozen=True)
+class Hold:
+    """Outside the step's contact window: not sent, not failed; it waits for dunning.step.replanned."""
+
+    outside: OutsideWindow
+
+
+Decision = Send | Skip | Fail | Hold
 
 
 @dataclass
@@ -207,6 +216,10 @@ class Composer:
         look = self.look(row, ctx)
         if look.all_settled:
             return Skip(look.skip_reason(), fallback=False)
+        tz = customer_zone((customer or {}).get("time_zone"))
+        outside = outside_window(step, now, tz)
+        if outside is not None:  # before rendering: a held delivery is rendered again when its new window opens
+            return Hold(outside)
         if customer is not None:
             consent = {**CONSENT_DEFAULTS, **(customer.get("consent") or {})}
             if not consent.get(channel, True):
@@ -226,7 +239,6 @@ class Composer:
             row, [i.invoice_id for i in look.open_invoices], now, recipient.address if offers_opt_out else None
         )
         branding = ctx.branding(tenant_id)
-        tz = _zone((customer or {}).get("time_zone"))
         context = build_context(
             customer_id=row["customer_id"],
             customer_name=str((customer or {}).get("name") or row["customer_id"]),
@@ -333,7 +345,7 @@ class Composer:
             else None,
             webhook_secret=config.webhook.secret,
         )
-        return Send(message, self.provider_for(channel, config), template.template_id, template.locale)
+        return Send(message, self.provider_for(channel, config), template.template_id, template.locale, tz)
 
     def provider_for(self, channel: str, config: TenantConfig) -> str:
         if channel == "email":
@@ -343,10 +355,3 @@ class Composer:
         if channel == "letter":
             return config.letter.provider or self.settings.letter_provider
         return {"webhook": "webhook", "task": "collector"}[channel]
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")

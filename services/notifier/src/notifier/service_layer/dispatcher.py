@@ -1,12 +1,30 @@
 """The dispatcher: claims due deliveries, takes the last look, and sends each at most once.
 
-One batch, three steps:
+One batch:
 1. (no transaction) the ledger projection must hold every ledger event on the broker right now;
-2. claim transaction: due rows FOR UPDATE SKIP LOCKED (replicas share the work), decide each (skip, fail,
-   or render and send), mark the ones to send `sending` and COMMIT - before any provider call;
-3. provider calls run concurrently; one transaction records every outcome and its event.
-A crash between 2 and 3 leaves rows `sending`: they are never picked again (only `pending` rows are), so a
-message is never sent twice; after `sending_stuck_after_seconds` they are marked `unknown` and reported.
+2. claim transaction: due `pending` rows (and `claimed` rows whose lease has expired: their dispatcher died)
+   FOR UPDATE SKIP LOCKED, so replicas share the work; decide each - skip, fail, hold (outside its contact
+   window) or render - and mark the ones to send `claimed` with the batch's claim token and a lease
+   (`claimed_until`, database time, renewed while the batch works). COMMIT. Nothing has left yet, so a
+   `claimed` row is safe to send after a crash: another dispatcher takes it over when the lease expires;
+3. each row then passes the send gate (send_gate.py) on its own: a slot of its provider (as many as the
+   provider's connections), the contact window checked again with the clock, its `sending` mark committed
+   (group-committed with whatever else waits at the gate, and only while the row is still this batch's
+   claim) - and only then the provider call;
+4. outcomes are recorded as they come back (outcomes.py), in groups of RECORD_GROUP (or what came within
+   RECORD_GROUP_WAIT_S), not once at the end of the batch - so a crash leaves few calls the provider answered
+   unrecorded.
+
+What a crash can leave in doubt is therefore what was `sending`: at most the slots' worth of calls, plus a
+group of answered but unrecorded ones. Those are never picked again (only `pending` and expired `claimed`
+rows are) and after `sending_stuck_after_seconds` (wall time) they are marked `unknown` and reported with
+notification.failed. Everything else a dead dispatcher held is `claimed` and is sent by whoever takes it over.
+On a graceful stop the dispatcher stops admitting sends, lets the open calls finish and hands its remaining
+claims back (`pending`).
+
+A held delivery (the contact window had closed, or not opened) is neither sent nor failed: no retry is
+counted and no fallback channel is tried; notification.held asks the policy engine for a new window, and
+dunning.step.replanned (steps.py) makes it `pending` again, same delivery and idempotency key.
 """
 
 from __future__ import annotations
@@ -17,45 +35,54 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 from prometheus_client import Counter
-from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dunning_events.envelope import Envelope, EventData, new_event
-from dunning_events.events import ConsentRevoked, NotificationFailed, NotificationSent, NotificationSkipped
+from dunning_events.envelope import Envelope, EventData
+from dunning_events.events import NotificationFailed, NotificationSkipped
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import resumed_span
 from dunning_kit.clock import Clock
 from notifier.adapters import orm
 from notifier.adapters.ledger_watermark import LedgerWatermark
+from notifier.domain.contact_window import outside_window
 from notifier.domain.last_look import ProjectedInvoice
-from notifier.domain.messages import ChannelProvider, PermanentSendError, SendError, SendReceipt
+from notifier.domain.messages import ChannelProvider, PermanentSendError, SendError
 from notifier.domain.recipients import mask, suppression_key
 from notifier.domain.rendering import TemplateSource
-from notifier.domain.retry import GiveUp, RetryAt, RetryPolicy, after_failure
+from notifier.domain.retry import RetryPolicy
 from notifier.domain.tenant_config import TenantConfig
-from notifier.service_layer.compose import BatchContext, Composer, Fail, Recipient, Send, Skip
-from notifier.service_layer.steps import idempotency_key, insert_deliveries
+from notifier.service_layer.compose import BatchContext, Composer, Fail, Hold, Recipient, Send, Skip
+from notifier.service_layer.outcomes import (
+    MESSAGES,
+    Outcome,
+    OutcomeRecorder,
+    as_columns,
+    fallback_row,
+    held_event,
+    invoice_ids,
+    notification_event,
+)
+from notifier.service_layer.send_gate import SendGate
+from notifier.service_layer.steps import insert_deliveries
 
 log = logging.getLogger("notifier.dispatcher")
-SOURCE = "notifier"
 
-MESSAGES = Counter("notifier_messages_total", "Delivery outcomes", ["channel", "outcome"])
+# Outcomes are recorded in groups of RECORD_GROUP, or after RECORD_GROUP_WAIT_S for a smaller one: a commit
+# (and a relay batch) per handful of sends cost ~15% of a send's CPU. A group is also what a crash can leave
+# recorded too late - reported `unknown` though the provider took it - so it stays small.
+RECORD_GROUP = 64
+RECORD_GROUP_WAIT_S = 0.1
+
 HELD = Counter("notifier_sends_held_total", "Dispatch rounds held because the ledger projection was behind")
-
-
-@dataclass
-class Outcome:
-    row: dict[str, Any]
-    send: Send
-    receipt: SendReceipt | None = None
-    error: SendError | None = None
+LOST_CLAIMS = Counter(
+    "notifier_claims_lost_total", "Claimed deliveries not sent by their batch: lease taken over, or cancelled"
+)
 
 
 # The per-batch statements take one array per column (asyncpg encodes them in C): SQLAlchemy's executemany
@@ -64,12 +91,18 @@ _CLAIM = text(
     "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
     "ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-_MARK_SENDING = text(
+# Claims whose dispatcher died (or stalled past its lease): rendered, never handed to a provider, so safe to
+# take over. Database time, like the lease: a simulated clock jumping days must not expire a live claim.
+_CLAIM_EXPIRED = text(
+    "SELECT * FROM deliveries WHERE claimed_until IS NOT NULL AND claimed_until < now() AND status = 'claimed' "
+    "ORDER BY claimed_until LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_MARK_CLAIMED = text(
     """
     UPDATE deliveries AS d
-    SET status = 'sending', provider = u.provider, recipient = u.recipient, template_id = u.template,
-        locale = u.locale, subject = u.subject, body_text = u.body_text, body_html = u.body_html,
-        attempts = d.attempts + 1, updated_at = now()
+    SET status = 'claimed', claim_token = :token, claimed_until = now() + make_interval(secs => :lease),
+        provider = u.provider, recipient = u.recipient, template_id = u.template, locale = u.locale,
+        subject = u.subject, body_text = u.body_text, body_html = u.body_html, updated_at = now()
     FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_provider AS text[]), CAST(:b_recipient AS text[]),
                 CAST(:b_template AS text[]), CAST(:b_locale AS text[]), CAST(:b_subject AS text[]),
                 CAST(:b_text AS text[]), CAST(:b_html AS text[]))
@@ -77,22 +110,24 @@ _MARK_SENDING = text(
     WHERE d.id = u.id
     """
 )
+# By the batch's own ids (primary key): the partial index of claims also holds the dead entries of every claim
+# since the last vacuum, and a scan of it per batch cost more than the batch's gate marks.
+_RENEW = text(
+    "UPDATE deliveries SET claimed_until = now() + make_interval(secs => :lease) "
+    "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'claimed' AND claim_token = :token"
+)
+# A batch's claims it did not send (stopping, the gate unreachable): back to `pending`, due at once.
+_RELEASE = text(
+    "UPDATE deliveries SET status = 'pending', claim_token = NULL, claimed_until = NULL, updated_at = now() "
+    "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'claimed' AND claim_token = :token"
+)
 _CLOSE = text(
     """
-    UPDATE deliveries AS d SET status = u.status, error = u.error, recipient = u.recipient, updated_at = now()
+    UPDATE deliveries AS d SET status = u.status, error = u.error, recipient = u.recipient, claimed_until = NULL,
+        updated_at = now()
     FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS text[]), CAST(:b_error AS text[]),
                 CAST(:b_recipient AS text[])) AS u(id, status, error, recipient)
     WHERE d.id = u.id
-    """
-)
-# `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
-_MARK_SENT = text(
-    """
-    UPDATE deliveries AS d
-    SET status = 'sent', provider_message_id = u.pmid, provider = u.provider, error = NULL, sent_at = :now,
-        updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
-    WHERE d.id = u.id AND d.status IN ('sending', 'unknown')
     """
 )
 _JSON_COLUMNS = ("step", "fallback_channels", "trace_context")
@@ -105,11 +140,6 @@ def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(out[key], str | bytes):
             out[key] = orjson.loads(out[key])
     return out
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """[{"b_id": .., "b_x": ..}, ...] -> {"b_id": [..], "b_x": [..]}: the arrays an unnest statement takes."""
-    return {key: [r[key] for r in rows] for key in rows[0]}
 
 
 class ProviderRegistry:
@@ -131,36 +161,6 @@ class ProviderRegistry:
                     log.warning("closing provider %s: %s", provider.name, exc)
 
 
-def _event(data: EventData, tenant_id: str, now: datetime, correlation_id: Any) -> Envelope[Any]:
-    return new_event(data, tenant_id=tenant_id, source=SOURCE, occurred_at=now, correlation_id=correlation_id)
-
-
-def _invoice_ids(row: Mapping[str, Any]) -> list[str]:
-    return [inv["invoice_id"] for inv in row["step"]["invoices"]]
-
-
-def fallback_row(row: Mapping[str, Any], now: datetime, reason: str) -> dict[str, Any] | None:
-    """The next channel's delivery record, when the step's channel_mode is `fallback` and one is left."""
-    rest = list(row.get("fallback_channels") or [])
-    if row.get("channel_mode") != "fallback" or not rest:
-        return None
-    step = dict(row["step"])
-    step["fallback_reason"] = f"{row['channel']}: {reason}"
-    return {
-        "id": uuid.uuid4(),
-        "tenant_id": row["tenant_id"],
-        "customer_id": row["customer_id"],
-        "step_id": row["step_id"],
-        "channel": rest[0],
-        "idempotency_key": idempotency_key(row["tenant_id"], row["customer_id"], row["step_id"], rest[0]),
-        "step": step,
-        "channel_mode": "fallback",
-        "fallback_channels": rest[1:],
-        "next_attempt_at": now,
-        "correlation_id": row.get("correlation_id"),
-    }
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -170,10 +170,12 @@ class Dispatcher:
         clock: Clock,
         composer: Composer,
         providers: ProviderRegistry,
+        gate: SendGate,
         retry: RetryPolicy,
         batch_size: int,
         watermark: LedgerWatermark | None,
         stuck_after_seconds: float,
+        claim_lease_seconds: float,
         rng: random.Random | None = None,
     ) -> None:
         self.sessions = sessions
@@ -181,20 +183,31 @@ class Dispatcher:
         self.clock = clock
         self.composer = composer
         self.providers = providers
-        self.retry = retry
+        self.gate = gate
         self.batch_size = batch_size
         self.watermark = watermark
-        self.stuck_after_seconds = stuck_after_seconds
-        self.rng = rng or random.Random()
-        self._last_sweep = 0.0
-        # Fault-injection seam for tests: runs after the provider calls returned, before outcomes are recorded.
+        self.claim_lease_seconds = claim_lease_seconds
+        self.outcomes = OutcomeRecorder(
+            sessions=sessions, outbox=outbox, clock=clock, retry=retry, stuck_after_seconds=stuck_after_seconds, rng=rng
+        )
+        self._stopping = False
+        self._next_lease_check = 0.0
+        # Fault-injection seam for tests: runs after provider calls returned, before their outcomes are recorded.
         self.after_send_hook: Callable[[list[Outcome]], Awaitable[None]] | None = None
+
+    def stop_sending(self) -> None:
+        """Graceful stop: admit no more sends; open calls finish and are recorded, the rest of each batch's
+        claims go back to `pending` (for another replica, or this one after its restart)."""
+        self._stopping = True
 
     # ------------------------------------------------------------------ the timer's entry points
 
     async def dispatch_due(self, now: datetime) -> int:
-        await self._sweep_stuck(now)
-        if not await self._has_due(now):
+        if self._stopping:
+            return 0
+        await self.outcomes.sweep_stuck(now)
+        pending, expired = await self._due(now)
+        if not (pending or expired):
             return 0
         if self.watermark is not None:
             ok, lagging = await self.watermark.caught_up()
@@ -202,42 +215,61 @@ class Dispatcher:
                 HELD.inc()
                 log.warning("ledger projection behind the broker %s: holding sends (invariant 1)", lagging)
                 return 0
-        handled, sends = await self._claim(now)
+        token = uuid.uuid4()
+        handled, sends = await self._claim(now, token, take_over=expired)
         if sends:
-            outcomes = list(await asyncio.gather(*(self._attempt(row, send) for row, send in sends)))
-            if self.after_send_hook is not None:
-                await self.after_send_hook(outcomes)
-            await self._record(outcomes)
+            await self._send_claimed(sends, token)
         return handled
 
     async def due_stats(self, now: datetime) -> tuple[int, float]:
+        """Due `pending` rows plus every `claimed` one (in a dispatcher's hands, or waiting for its lease to
+        expire after a crash): work that is not done yet."""
         d = orm.deliveries.c
+        due = and_(d.status == "pending", d.next_attempt_at <= now)
+        # Two counts, each on its own partial index (an OR of both was a candidate for a table scan).
+        pending = select(func.count()).where(due).scalar_subquery()
+        oldest = select(func.min(d.next_attempt_at)).where(due).scalar_subquery()
+        claimed = select(func.count()).where(d.claimed_until.isnot(None)).scalar_subquery()
         async with self.sessions() as session:
-            row = (
-                await session.execute(
-                    select(
-                        func.count(), func.coalesce(func.extract("epoch", now - func.min(d.next_attempt_at)), 0)
-                    ).where(d.status == "pending", d.next_attempt_at <= now)
-                )
-            ).one()
-        return int(row[0]), float(row[1])
+            row = (await session.execute(select(pending, oldest, claimed))).one()
+        overdue = (now - row[1]).total_seconds() if row[1] is not None else 0.0
+        return int(row[0]) + int(row[2]), overdue
 
     # ------------------------------------------------------------------ claim, last look, decide
 
-    async def _has_due(self, now: datetime) -> bool:
-        d = orm.deliveries.c
-        async with self.sessions() as session:
-            return (
-                await session.scalar(select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1))
-            ) is not None
+    async def _due(self, now: datetime) -> tuple[bool, bool]:
+        """(any `pending` row due, any claim whose lease expired) - cheap checks before the watermark and claim.
 
-    async def _claim(self, now: datetime) -> tuple[int, list[tuple[dict[str, Any], Send]]]:
+        Expired leases only follow a crash (or a stall), so they are looked for every few seconds, not every
+        round: the partial index of claims holds the dead entries of every claim since the last vacuum, and
+        min() walks them from the start."""
+        d = orm.deliveries.c
+        pending = select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1).exists()
+        look_for_expired = time.monotonic() >= self._next_lease_check
+        if look_for_expired:
+            self._next_lease_check = time.monotonic() + min(5.0, self.claim_lease_seconds / 3)
+            # An EXISTS with `claimed_until < now()` was planned as a table scan: it expects many rows to match.
+            oldest_lease = select(func.min(d.claimed_until)).where(d.claimed_until.isnot(None)).scalar_subquery()
+            query = select(pending, oldest_lease < func.now())
+        else:
+            query = select(pending, false())
+        async with self.sessions() as session:
+            row = (await session.execute(query)).one()
+        return bool(row[0]), bool(row[1])
+
+    async def _claim(
+        self, now: datetime, token: uuid.UUID, take_over: bool = True
+    ) -> tuple[int, list[tuple[dict[str, Any], Send]]]:
         sends: list[tuple[dict[str, Any], Send]] = []
         async with self.sessions() as session, session.begin():
-            rows = [
-                _decoded(r)
-                for r in (await session.execute(_CLAIM, {"now": now, "limit": self.batch_size})).mappings().all()
-            ]
+            raw: list[Any] = []
+            if take_over:  # claims of a dispatcher that died: first, they have waited a lease already
+                raw += (await session.execute(_CLAIM_EXPIRED, {"limit": self.batch_size})).mappings().all()
+            if len(raw) < self.batch_size:
+                raw += (
+                    (await session.execute(_CLAIM, {"now": now, "limit": self.batch_size - len(raw)})).mappings().all()
+                )
+            rows = [_decoded(r) for r in raw]
             if not rows:
                 return 0, []
             ctx = await self._load_context(session, rows)
@@ -271,15 +303,20 @@ class Dispatcher:
                     )
                     sends.append((row, decision))
                     continue
-                if isinstance(decision, Skip):
+                if isinstance(decision, Hold):
+                    # Not a failure: no fallback, no attempt counted; the policy engine plans a new window.
+                    status, reason = "held", decision.outside.reason
+                    data: EventData = held_event(row, recipients[row["id"]].address, decision.outside, now)
+                    go_on = False
+                elif isinstance(decision, Skip):
                     status, reason = "skipped", decision.reason
-                    data: EventData = NotificationSkipped(
+                    data = NotificationSkipped(
                         customer_id=row["customer_id"],
                         delivery_id=str(row["id"]),
                         step_id=row["step_id"],
                         channel=row["channel"],
                         recipient=mask(recipients[row["id"]].address),
-                        invoice_ids=_invoice_ids(row),
+                        invoice_ids=invoice_ids(row),
                         reason=reason,
                     )
                     go_on = decision.fallback
@@ -292,7 +329,7 @@ class Dispatcher:
                         step_id=row["step_id"],
                         channel=row["channel"],
                         recipient=mask(decision.recipient),
-                        invoice_ids=_invoice_ids(row),
+                        invoice_ids=invoice_ids(row),
                         reason=reason,
                         permanent=True,
                     )
@@ -306,18 +343,106 @@ class Dispatcher:
                         "b_recipient": recipients[row["id"]].address,
                     }
                 )
-                events.append(_event(data, row["tenant_id"], now, row.get("correlation_id")))
+                events.append(notification_event(data, row["tenant_id"], now, row.get("correlation_id")))
                 nxt = fallback_row(row, now, reason) if go_on else None
                 if nxt is not None:
                     follow_ups.append(nxt)
             if marks:
-                # Committed before any provider call: this is what makes the send at most once.
-                await session.execute(_MARK_SENDING, _columns(marks))
+                # Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send.
+                await session.execute(
+                    _MARK_CLAIMED, {**as_columns(marks), "token": token, "lease": self.claim_lease_seconds}
+                )
             if closed:
-                await session.execute(_CLOSE, _columns(closed))
+                await session.execute(_CLOSE, as_columns(closed))
             await insert_deliveries(session, follow_ups)
             await self.outbox.add(session, events)
         return len(rows), sends
+
+    # ------------------------------------------------------------------ through the gate, to the provider
+
+    async def _send_claimed(self, sends: list[tuple[dict[str, Any], Send]], token: uuid.UUID) -> None:
+        """Every claimed row through the send gate concurrently; outcomes recorded as they come back, in
+        groups (RECORD_GROUP outcomes, or what came within RECORD_GROUP_WAIT_S of the group's first)."""
+        finished: list[Outcome] = []
+        wake = asyncio.Event()  # set by a group's first outcome and by the one that fills it
+
+        async def one(row: dict[str, Any], send: Send) -> None:
+            outcome = await self._through_gate(row, send, token)
+            if outcome is not None:
+                finished.append(outcome)
+                if len(finished) == 1 or len(finished) >= RECORD_GROUP:
+                    wake.set()
+
+        calls = asyncio.gather(*(one(row, send) for row, send in sends))
+        ids = [row["id"] for row, _ in sends]
+        renewing = asyncio.create_task(self._renew_lease(ids, token), name="claim-lease")
+        try:
+            while True:
+                if not finished and not calls.done():
+                    await _first(calls, wake)
+                if finished and len(finished) < RECORD_GROUP and not calls.done():
+                    wake.clear()
+                    await _first(calls, wake, timeout=RECORD_GROUP_WAIT_S)
+                wake.clear()
+                if finished:
+                    group = finished[:]
+                    finished.clear()
+                    if self.after_send_hook is not None:
+                        await self.after_send_hook(group)
+                    await self.outcomes.record(group, token)
+                elif calls.done():
+                    break
+            calls.result()
+        finally:
+            renewing.cancel()
+            if not calls.done():  # recording failed, or we are cancelled: no call may outlive its batch
+                calls.cancel()
+            await asyncio.gather(calls, renewing, return_exceptions=True)
+            await self._release(ids, token)
+
+    async def _through_gate(self, row: dict[str, Any], send: Send, token: uuid.UUID) -> Outcome | None:
+        """The provider's outcome; None when the row was not sent by this batch (stopping, or no longer its
+        claim) - it is then released back to `pending`, or already someone else's."""
+        if self._stopping:
+            return None
+        async with self.gate.slot(send.provider):
+            if self._stopping:
+                return None
+            # Checked again at the send: a queue or a slow provider can carry a row past its window's end.
+            step = row["step"]
+            if step.get("deliver_until") or step.get("deliver_from"):  # no window, nothing to read the clock for
+                outside = outside_window(step, self.clock.now(), send.zone)
+                if outside is not None:
+                    return Outcome(row, send, held=outside)
+            try:
+                admitted = await self.gate.admit(row["id"], token)
+            except Exception as exc:
+                log.warning("send gate: delivery %s not admitted (%s); it stays claimed", row["id"], exc)
+                return None
+            if not admitted:
+                LOST_CLAIMS.inc()
+                return None
+            return await self._attempt(row, send)
+
+    async def _renew_lease(self, ids: list[uuid.UUID], token: uuid.UUID) -> None:
+        """Keep this batch's claims while it works (a slow provider may take longer than one lease)."""
+        while True:
+            await asyncio.sleep(self.claim_lease_seconds / 3)
+            try:
+                async with self.sessions() as session, session.begin():
+                    await session.execute(_RENEW, {"ids": ids, "token": token, "lease": self.claim_lease_seconds})
+            except Exception as exc:  # a lost lease costs a re-render elsewhere, never a second send
+                log.warning("renewing claim lease %s failed: %s", token, exc)
+
+    async def _release(self, ids: list[uuid.UUID], token: uuid.UUID) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                released = (await session.execute(_RELEASE, {"ids": ids, "token": token})).rowcount  # type: ignore[attr-defined]
+        except Exception as exc:  # the lease expires instead, and another dispatcher takes them over
+            log.warning("releasing claims %s failed: %s", token, exc)
+            return
+        if released:
+            log.info("released %d claimed deliveries back to pending", released)
 
     async def _load_context(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> BatchContext:
         ctx = BatchContext()
@@ -394,161 +519,14 @@ class Dispatcher:
             )
         return Outcome(row, send, receipt=receipt)
 
-    # ------------------------------------------------------------------ record outcomes
 
-    async def _record(self, outcomes: list[Outcome]) -> None:
-        now = self.clock.now()
-        d = orm.deliveries.c
-        sent: list[dict[str, Any]] = []
-        retries: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        events: list[Envelope[Any]] = []
-        follow_ups: list[dict[str, Any]] = []
-        suppress: list[dict[str, Any]] = []
-        for o in outcomes:
-            row, msg = o.row, o.send.message
-            common = {
-                "customer_id": row["customer_id"],
-                "delivery_id": str(row["id"]),
-                "step_id": row["step_id"],
-                "channel": row["channel"],
-                "recipient": mask(msg.recipient),
-                "invoice_ids": _invoice_ids(row),
-            }
-            corr = row.get("correlation_id")
-            if o.receipt is not None:
-                MESSAGES.labels(channel=row["channel"], outcome="sent").inc()
-                sent.append(
-                    {"b_id": row["id"], "b_pmid": o.receipt.provider_message_id, "b_provider": o.receipt.provider}
-                )
-                events.append(
-                    _event(
-                        NotificationSent(
-                            **common, provider=o.receipt.provider, provider_message_id=o.receipt.provider_message_id
-                        ),
-                        row["tenant_id"],
-                        now,
-                        corr,
-                    )
-                )
-                continue
-            assert o.error is not None
-            attempts = int(row["attempts"]) + 1
-            verdict = after_failure(self.retry, attempts, o.error, now, self.rng)
-            if isinstance(verdict, RetryAt):
-                MESSAGES.labels(channel=row["channel"], outcome="retry").inc()
-                retries.append({"b_id": row["id"], "b_at": verdict.at, "b_error": o.error.reason})
-                continue
-            assert isinstance(verdict, GiveUp)
-            MESSAGES.labels(channel=row["channel"], outcome="failed").inc()
-            failed.append({"b_id": row["id"], "b_error": verdict.reason})
-            events.append(
-                _event(
-                    NotificationFailed(
-                        **common, provider=o.send.provider, reason=verdict.reason, permanent=verdict.permanent
-                    ),
-                    row["tenant_id"],
-                    now,
-                    corr,
-                )
-            )
-            kind = suppression_key(row["channel"])
-            if o.error.hard_bounce and kind:
-                suppress.append({"row": row, "kind": kind, "address": msg.recipient, "detail": o.error.reason})
-            nxt = fallback_row(row, now, verdict.reason)
-            if nxt is not None:
-                follow_ups.append(nxt)
-        async with self.sessions() as session, session.begin():
-            # `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
-            in_flight = or_(d.status == "sending", d.status == "unknown")  # no IN: executemany
-            if sent:
-                await session.execute(_MARK_SENT, {**_columns(sent), "now": now})
-            if retries:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(and_(d.id == bindparam("b_id"), in_flight))
-                    .values(
-                        status="pending",
-                        next_attempt_at=bindparam("b_at"),
-                        error=bindparam("b_error"),
-                        updated_at=func.now(),
-                    ),
-                    retries,
-                )
-            if failed:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(and_(d.id == bindparam("b_id"), in_flight))
-                    .values(status="failed", error=bindparam("b_error"), updated_at=func.now()),
-                    failed,
-                )
-            for s in suppress:
-                events.extend(
-                    await add_suppression(
-                        session,
-                        s["row"]["tenant_id"],
-                        s["kind"],
-                        s["address"],
-                        "hard_bounce",
-                        s["row"]["customer_id"],
-                        s["row"]["channel"],
-                        s["detail"],
-                        now,
-                    )
-                )
-            await insert_deliveries(session, follow_ups)
-            await self.outbox.add(session, events)
-
-    # ------------------------------------------------------------------ crash recovery (report, never re-send)
-
-    async def _sweep_stuck(self, now: datetime) -> None:
-        if time.monotonic() - self._last_sweep < min(30.0, self.stuck_after_seconds / 2):
-            return
-        self._last_sweep = time.monotonic()
-        d = orm.deliveries.c
-        reason = (
-            "outcome unknown: the notifier stopped during the provider call; "
-            "not re-sent (at most once) - check the provider's log"
-        )
-        async with self.sessions() as session, session.begin():
-            # Wall-clock (database) time: a simulated clock jumping days must not expire an in-flight call.
-            stuck = (
-                (
-                    await session.execute(
-                        update(orm.deliveries)
-                        .where(
-                            d.status == "sending",
-                            d.updated_at < func.now() - text(f"interval '{int(self.stuck_after_seconds)} seconds'"),
-                        )
-                        .values(status="unknown", error=reason, updated_at=func.now())
-                        .returning(orm.deliveries)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            events = [
-                _event(
-                    NotificationFailed(
-                        customer_id=r["customer_id"],
-                        delivery_id=str(r["id"]),
-                        step_id=r["step_id"],
-                        channel=r["channel"],
-                        recipient=mask(r["recipient"]),
-                        invoice_ids=_invoice_ids(r),
-                        provider=r["provider"],
-                        reason=reason,
-                        permanent=True,
-                    ),
-                    r["tenant_id"],
-                    now,
-                    r.get("correlation_id"),
-                )
-                for r in stuck
-            ]
-            await self.outbox.add(session, events)
-        if stuck:
-            log.error("%d deliveries were left `sending` by a crash; marked unknown, not re-sent", len(stuck))
+async def _first(calls: asyncio.Future[Any], event: asyncio.Event, timeout: float | None = None) -> None:
+    """Until the calls are done or the event is set (or the timeout passes)."""
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((calls, woken), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
 
 
 def template_from_row(rec: Mapping[str, Any]) -> TemplateSource:
@@ -562,45 +540,3 @@ def template_from_row(rec: Mapping[str, Any]) -> TemplateSource:
         voice=rec["voice"],
         origin="tenant",
     )
-
-
-async def add_suppression(
-    session: AsyncSession,
-    tenant_id: str,
-    kind: str,
-    address: str,
-    reason: str,
-    customer_id: str | None,
-    channel: str,
-    detail: str | None,
-    now: datetime,
-) -> list[Envelope[Any]]:
-    """Suppress an address or number; a new suppression also yields consent.revoked for the policy engine."""
-    inserted = (
-        await session.execute(
-            insert(orm.suppressions)
-            .values(
-                tenant_id=tenant_id,
-                kind=kind,
-                address=address,
-                reason=reason,
-                customer_id=customer_id,
-                detail=detail,
-                created_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(orm.suppressions.c.address)
-        )
-    ).first()
-    if inserted is None or customer_id is None:
-        return []
-    channels = [channel] if kind == "email" else ["sms", "voice"]  # a STOP on a number stops calls too
-    return [
-        _event(
-            ConsentRevoked(customer_id=customer_id, channel=ch, address=mask(address), reason=reason),  # type: ignore[arg-type]
-            tenant_id,
-            now,
-            None,
-        )
-        for ch in channels
-    ]

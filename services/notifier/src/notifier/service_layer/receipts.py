@@ -20,7 +20,7 @@ from dunning_events.events import NotificationBounced, NotificationDelivered
 from dunning_events.outbox import OutboxWriter
 from notifier.adapters import orm
 from notifier.domain.recipients import mask, suppression_key
-from notifier.service_layer.dispatcher import _event, _invoice_ids, add_suppression
+from notifier.service_layer.outcomes import add_suppression, invoice_ids, notification_event
 
 Receipt = Literal["progress", "delivered", "soft_bounce", "hard_bounce", "complaint", "unsubscribe"]
 
@@ -82,7 +82,7 @@ async def apply_receipt(
         "step_id": delivery["step_id"],
         "channel": delivery["channel"],
         "recipient": mask(delivery["recipient"]),
-        "invoice_ids": _invoice_ids(delivery),
+        "invoice_ids": invoice_ids(delivery),
         "provider": delivery["provider"],
         "provider_message_id": delivery["provider_message_id"],
         "reason": reason,
@@ -99,7 +99,7 @@ async def apply_receipt(
             )
         ).first()
         if moved:
-            events.append(_event(NotificationDelivered(**common), tenant, now, corr))
+            events.append(notification_event(NotificationDelivered(**common), tenant, now, corr))
     elif kind in ("soft_bounce", "hard_bounce"):
         moved = (
             await session.execute(
@@ -110,7 +110,9 @@ async def apply_receipt(
             )
         ).first()
         if moved:
-            events.append(_event(NotificationBounced(**common, hard=kind == "hard_bounce"), tenant, now, corr))
+            events.append(
+                notification_event(NotificationBounced(**common, hard=kind == "hard_bounce"), tenant, now, corr)
+            )
     suppression_reason = {"hard_bounce": "hard_bounce", "complaint": "complaint", "unsubscribe": "unsubscribe"}.get(
         kind
     )

@@ -1,5 +1,6 @@
 """What the notifier does with dunning.steps.v1: one delivery record per (tenant, customer, step, channel),
-written before anything is sent; a cancelled step cancels its deliveries that have not started."""
+written before anything is sent; a cancelled step cancels its deliveries that have not started; a replanned
+step (a new contact window for deliveries held outside the old one) makes its held deliveries due again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
-from dunning_events.events import DunningStepCancelled, DunningStepDue
+from dunning_events.events import DunningStepCancelled, DunningStepDue, DunningStepReplanned
 from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
 from notifier.adapters import orm
@@ -98,12 +99,47 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
         )
 
 
+# Not yet handed to a provider: waiting (pending), rendered in a dispatcher's hands (claimed; its send gate
+# then finds the row no longer claimed and does not send it), or waiting for a new window (held).
+NOT_STARTED = ("pending", "claimed", "held")
+
+
 async def cancel_step(session: AsyncSession, env: Envelope[DunningStepCancelled], now: datetime) -> None:
     d = orm.deliveries.c
     await session.execute(
         update(orm.deliveries)
-        .where(d.tenant_id == env.tenant_id, d.step_id == env.data.step_id, d.status == "pending")
-        .values(status="cancelled", error=f"step cancelled: {env.data.reason}", updated_at=now)
+        .where(d.tenant_id == env.tenant_id, d.step_id == env.data.step_id, d.status.in_(NOT_STARTED))
+        .values(status="cancelled", error=f"step cancelled: {env.data.reason}", claimed_until=None, updated_at=now)
+    )
+
+
+# The new window replaces the old one in the stored step, so the dispatcher and its send gate judge the
+# delivery by it; due at the window's start. Same row, same idempotency key: still sent at most once, and the
+# policy engine's contact caps count it once.
+_REPLAN = text(
+    """
+    UPDATE deliveries
+    SET status = 'pending', next_attempt_at = :deliver_from, error = NULL, claim_token = NULL,
+        claimed_until = NULL, updated_at = now(),
+        step = step || jsonb_build_object('deliver_from', CAST(:from_json AS text),
+                                          'deliver_until', CAST(:until_json AS text))
+    WHERE tenant_id = :tenant_id AND step_id = :step_id AND status = 'held'
+    """
+)
+
+
+async def replan_step(session: AsyncSession, env: Envelope[DunningStepReplanned]) -> None:
+    d = env.data
+    window = d.model_dump(mode="json", include={"deliver_from", "deliver_until"})  # as dunning.step.due has them
+    await session.execute(
+        _REPLAN,
+        {
+            "tenant_id": env.tenant_id,
+            "step_id": d.step_id,
+            "deliver_from": d.deliver_from,
+            "from_json": window["deliver_from"],
+            "until_json": window["deliver_until"],
+        },
     )
 
 
@@ -119,6 +155,10 @@ def make_step_recorder(clock: Clock, group: str):  # type: ignore[no-untyped-def
                     await insert_deliveries(session, rows)  # keep order: a due then cancelled step ends cancelled
                     rows = []
                     await cancel_step(session, ev.envelope, now)  # type: ignore[arg-type]
+                elif ev.type == "dunning.step.replanned":
+                    await insert_deliveries(session, rows)  # keep order, as for a cancel
+                    rows = []
+                    await replan_step(session, ev.envelope)  # type: ignore[arg-type]
         for i in range(0, len(rows), 1000):
             await insert_deliveries(session, rows[i : i + 1000])
 

@@ -13,10 +13,17 @@ from pathlib import Path
 import httpx
 
 from notifier.adapters.channels.http import RateLimiter, call, json_or_empty, provider_timeout
-from notifier.adapters.pdf import render_letter_pdf
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
 Today = Callable[[], date]
+
+
+def render_letter_pdf(message: OutboundMessage, today: date, primary_color: str | None) -> bytes:
+    # Imported on the first letter: reportlab (with PIL) is a tenth of the notifier's start-up, which is
+    # how long a restarted replica is out of service.
+    from notifier.adapters.pdf import render_letter_pdf as render
+
+    return render(message, today, primary_color)
 
 
 def _require_address(message: OutboundMessage) -> None:

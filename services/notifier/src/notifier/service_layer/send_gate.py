@@ -1,0 +1,119 @@
+"""The send gate: what a claimed delivery passes just before its provider call.
+
+1. A slot of its provider: as many as the provider has connections (SMTP_POOL_SIZE, PROVIDER_MAX_CONNECTIONS),
+   held until the call returns. A delivery that has a slot reaches its provider at once.
+2. Its `sending` mark, committed: `WHERE status = 'claimed' AND claim_token = <the batch's>`, so a delivery
+   whose lease expired and was taken over by another dispatcher (or that was cancelled meanwhile) is not
+   admitted and not sent.
+
+So at most the slots' worth of deliveries can be `sending` without having reached the provider: those, with
+the calls in flight, are what a crash can leave in doubt (`unknown`, never re-sent). Everything still
+`claimed` is sent by whoever takes it over.
+
+The marks are group-committed: one autocommitted UPDATE for every delivery waiting at the gate at that moment;
+while it runs, the next group gathers. A commit costs ~2 ms here, so one statement per delivery would cap a
+replica near 500 sends/s; under load the groups grow and the gate costs a few tens of µs per send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+# Unqualified: the service's schema is on the connection's search_path. updated_at starts the stuck sweep's
+# clock (wall time): from here on the outcome can only be recorded or written off, never sent again.
+# Found by primary key (id = ANY), each row's own claim token picked by its position: this runs hundreds of
+# times a second and must never be planned as a scan (a join on unnest() was, once the table had grown).
+_MARK_SENDING = """
+UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_until = NULL, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'claimed' AND claim_token = ($2::uuid[])[array_position($1::uuid[], id)]
+RETURNING id
+"""
+
+
+class SendGate:
+    def __init__(self, engine: AsyncEngine, slots: Mapping[str, asyncio.Semaphore], default_slots: int) -> None:
+        self.engine = engine
+        # By provider name; providers sharing one connection pool (Twilio SMS and voice) share one semaphore.
+        self._slots = dict(slots)
+        self._default_slots = default_slots
+        self._waiting: list[tuple[uuid.UUID, uuid.UUID, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # One connection kept for the marks: a pool checkout per group (with its pre-ping and reset) cost
+        # more than the statement.
+        self._conn: AsyncConnection | None = None
+
+    def slot(self, provider: str) -> asyncio.Semaphore:
+        sem = self._slots.get(provider)
+        if sem is None:
+            sem = self._slots[provider] = asyncio.Semaphore(self._default_slots)
+        return sem
+
+    async def admit(self, delivery_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
+        """True once the delivery's `sending` mark has committed; False if it is no longer this claim's.
+
+        Raises what the database raised: then the delivery was not admitted (it stays `claimed`) - or, if the
+        connection broke after the commit, it is `sending` and the stuck sweep reports it. Never sent twice."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery_id, claim_token, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="send-gate")
+        return await future
+
+    async def _flush(self) -> None:
+        group: list[tuple[uuid.UUID, uuid.UUID, asyncio.Future[bool]]] = []
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    admitted = await self._mark_sending([g[0] for g in group], [g[1] for g in group])
+                except Exception as exc:
+                    _fail(group, exc)
+                    continue
+                for delivery_id, _, future in group:
+                    if not future.done():
+                        future.set_result(delivery_id in admitted)
+        except BaseException:  # cancelled (shutdown): nobody may wait forever on a mark that will not come
+            _fail(group + self._waiting, ConnectionError("the send gate stopped"))
+            self._waiting = []
+            raise
+        finally:
+            self._flusher = None
+
+    async def _mark_sending(self, ids: list[uuid.UUID], tokens: list[uuid.UUID]) -> set[uuid.UUID]:
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        conn = self._conn
+        try:
+            # Straight on the driver, outside any transaction: the one statement commits on its own (no
+            # BEGIN/COMMIT round trips), and asyncpg takes the arrays without a parameter dict per row.
+            apg: Any = (await conn.get_raw_connection()).driver_connection
+            rows = await apg.fetch(_MARK_SENDING, ids, tokens)
+        except BaseException:
+            self._conn = None  # whatever broke, the next group starts on a fresh connection
+            await _discard(conn)
+            raise
+        return {r[0] for r in rows}
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _discard(conn)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    try:
+        await conn.invalidate()
+        await conn.close()
+    except Exception:  # closing a broken connection must never mask the error that broke it
+        pass
+
+
+def _fail(group: list[tuple[uuid.UUID, uuid.UUID, asyncio.Future[bool]]], exc: Exception) -> None:
+    for _, _, future in group:
+        if not future.done():
+            future.set_exception(exc)
