@@ -74,12 +74,15 @@ def upgrade() -> None:
     sa.Column('trace_context', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('claim_token', sa.UUID(), nullable=True),
+    sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('idempotency_key')
     )
+    op.create_index('ix_deliveries_claimed', 'deliveries', ['claimed_until'], unique=False, postgresql_where=sa.text('claimed_until IS NOT NULL'))
     op.create_index('ix_deliveries_pending', 'deliveries', ['next_attempt_at'], unique=False, postgresql_where=sa.text("status = 'pending'"))
-    op.create_index('ix_deliveries_provider_message', 'deliveries', ['provider_message_id'], unique=False)
-    op.create_index('ix_deliveries_recipient', 'deliveries', ['recipient'], unique=False)
+    op.create_index('ix_deliveries_provider_message', 'deliveries', ['provider_message_id'], unique=False, postgresql_where=sa.text('provider_message_id IS NOT NULL'))
+    op.create_index('ix_deliveries_recipient', 'deliveries', ['recipient'], unique=False, postgresql_where=sa.text('recipient IS NOT NULL'))
     op.create_index('ix_deliveries_sending', 'deliveries', ['updated_at'], unique=False, postgresql_where=sa.text("status = 'sending'"))
     op.create_index('ix_deliveries_step', 'deliveries', ['tenant_id', 'step_id'], unique=False)
     op.create_index('ix_deliveries_tenant_created', 'deliveries', ['tenant_id', 'created_at'], unique=False)
@@ -118,10 +121,13 @@ def upgrade() -> None:
     sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_index('ix_outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_index('ix_outbox_unpublished_priority', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL AND priority'))
     op.create_table('receipts',
     sa.Column('provider', sa.String(length=40), nullable=False),
     sa.Column('provider_event_id', sa.String(length=300), nullable=False),
@@ -168,6 +174,8 @@ def downgrade() -> None:
     op.drop_table('templates')
     op.drop_table('suppressions')
     op.drop_table('receipts')
+    op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
+    op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
     op.drop_table('ledger_positions')
@@ -177,9 +185,10 @@ def downgrade() -> None:
     op.drop_index('ix_deliveries_tenant_created', table_name='deliveries')
     op.drop_index('ix_deliveries_step', table_name='deliveries')
     op.drop_index('ix_deliveries_sending', table_name='deliveries', postgresql_where=sa.text("status = 'sending'"))
-    op.drop_index('ix_deliveries_recipient', table_name='deliveries')
-    op.drop_index('ix_deliveries_provider_message', table_name='deliveries')
+    op.drop_index('ix_deliveries_recipient', table_name='deliveries', postgresql_where=sa.text('recipient IS NOT NULL'))
+    op.drop_index('ix_deliveries_provider_message', table_name='deliveries', postgresql_where=sa.text('provider_message_id IS NOT NULL'))
     op.drop_index('ix_deliveries_pending', table_name='deliveries', postgresql_where=sa.text("status = 'pending'"))
+    op.drop_index('ix_deliveries_claimed', table_name='deliveries', postgresql_where=sa.text('claimed_until IS NOT NULL'))
     op.drop_table('deliveries')
     op.drop_table('customers')
     op.drop_index('ix_collector_tasks_tenant_status', table_name='collector_tasks')

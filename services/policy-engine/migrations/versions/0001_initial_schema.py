@@ -113,10 +113,13 @@ def upgrade() -> None:
     sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_index('ix_outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_index('ix_outbox_unpublished_priority', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL AND priority'))
     op.create_table('policies',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('policy_id', sa.String(length=80), nullable=False),
@@ -158,6 +161,8 @@ def downgrade() -> None:
     op.drop_table('timeline')
     op.drop_table('policy_assignments')
     op.drop_table('policies')
+    op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
+    op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
     op.drop_table('ledger_freshness')
