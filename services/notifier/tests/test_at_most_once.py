@@ -53,7 +53,9 @@ async def test_a_crash_between_provider_call_and_record_never_sends_twice(
     await feed.publish(feed.customer(), feed.invoice())
     await feed.publish(feed.step())
     await poll_until(lambda: _async_len(fakes.smtp.received), what="the email at the sink")
-    assert crashed == [1]
+    # The sink has the message before the SMTP client has its answer: wait for the dispatcher to get it too.
+    await poll_until(lambda: _async_len(crashed), what="the dispatcher to crash after the provider call")
+    assert crashed == [1] and len(fakes.smtp.received) == 1
     assert await _statuses(first) == ["sending"], "the outcome was never recorded"
     await first.stop()
 
