@@ -131,18 +131,24 @@ class ServiceReplicas:
     async def wait_until(self, path: str, timeout: float, what: str, interval: float = 0.2) -> None:
         """Every replica answers `path` (/readyz, /quietz) with 200."""
         async with httpx.AsyncClient(timeout=5) as http:
+            last: list[str] = []  # what the last replica that was not ok answered, for the timeout's message
 
             async def all_ok() -> bool:
                 self.check_alive()
                 for url in self.urls:
                     try:
-                        if (await http.get(f"{url}{path}")).status_code != 200:
-                            return False
+                        r = await http.get(f"{url}{path}")
                     except httpx.HTTPError:
                         return False  # not listening yet
+                    if r.status_code != 200:
+                        last[:] = [f"{url}{path} {r.status_code} {r.text[:500]}"]
+                        return False
                 return True
 
-            await poll_until(all_ok, timeout=timeout, interval=interval, what=what)
+            try:
+                await poll_until(all_ok, timeout=timeout, interval=interval, what=what)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {last[0] if last else 'no answer'}") from None
 
     async def stop(self) -> None:
         """SIGTERM (a graceful drain, as in a pod), then kill whatever has not exited within a minute."""

@@ -332,3 +332,55 @@ async def _applied(db: PlumbingDb, events: list[Envelope[Any]]) -> bool:
 
 async def _caught_up(group: BatchConsumer) -> bool:
     return await group.lag() == 0
+
+
+def _idle_group() -> BatchConsumer:
+    """A group that is never started: only its give-way hook and apply are exercised."""
+    nothing: Any = None
+    return BatchConsumer(
+        group="g", topics=[topics.LEDGER], bootstrap_servers="unused:9092", session_factory=nothing,
+        inbox=nothing, handler=nothing, producer=nothing,
+    )  # fmt: skip
+
+
+async def test_the_group_gives_way_until_the_lane_has_applied_what_it_found() -> None:
+    group = _idle_group()
+    lane = PriorityLane(group)
+    release, applied_by_lane = asyncio.Event(), asyncio.Event()
+
+    async def lane_apply(events: list[ConsumedEvent]) -> None:
+        await release.wait()
+        applied_by_lane.set()
+
+    group.apply = lane_apply  # type: ignore[method-assign]
+    assert group.give_way is not None
+    await asyncio.wait_for(group.give_way(), timeout=1)  # nothing found: no wait at all
+
+    found: Any = ConsumedEvent(None, topics.LEDGER, 0, 7, [], ahead=True)  # type: ignore[arg-type]
+    lane._ready.append((b"globex:G-1", found))
+    lane._idle.clear()
+    lane._has_ready.set()
+    applier = asyncio.create_task(lane._apply_ready())
+    giving_way = asyncio.create_task(group.give_way())
+    try:
+        done, _ = await asyncio.wait({giving_way}, timeout=0.2)
+        assert not done, "the group's next batch waits while the lane applies a settlement"
+        release.set()
+        await asyncio.wait_for(giving_way, timeout=5)
+        assert applied_by_lane.is_set()
+    finally:
+        applier.cancel()
+        await asyncio.gather(applier, return_exceptions=True)
+
+
+async def test_a_stuck_lane_holds_the_group_up_only_briefly(monkeypatch: Any) -> None:
+    import dunning_events.lane as lane_module
+
+    monkeypatch.setattr(lane_module, "GIVE_WAY_AT_MOST_S", 0.05)
+    group = _idle_group()
+    lane = PriorityLane(group)
+    lane._idle.clear()  # found something, never applies it (its database is away)
+    assert group.give_way is not None
+    await asyncio.wait_for(group.give_way(), timeout=2)
+    await lane.stop()
+    await asyncio.wait_for(group.give_way(), timeout=0.01)  # a stopped lane holds up nothing

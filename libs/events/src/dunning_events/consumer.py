@@ -123,6 +123,9 @@ class BatchConsumer:
         self.producer = producer
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
+        # Set by the group's priority lane: awaited before each batch is applied, so settlements the lane has
+        # found get the event loop and the database first instead of waiting behind a batch of bulk work.
+        self.give_way: Callable[[], Awaitable[None]] | None = None
         self.client_id = client_id or group
         self.dead_letter_topic = dead_letter_topic(group)
         self._consumer: AIOKafkaConsumer | None = None
@@ -243,6 +246,8 @@ class BatchConsumer:
                 events.append(
                     ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []))
                 )
+        if self.give_way is not None:
+            await self.give_way()
         try:
             await self.apply(events)
         except Exception as exc:

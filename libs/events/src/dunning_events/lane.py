@@ -29,6 +29,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -40,7 +41,8 @@ from dunning_events.outbox import PRIORITY_HEADER
 
 log = logging.getLogger("dunning.lane")
 
-_PRUNE_AT = 50_000  # keys remembered per partition before the ones the group has passed are forgotten
+_PRUNE_AT = 50_000
+GIVE_WAY_AT_MOST_S = 1.0  # keys remembered per partition before the ones the group has passed are forgotten
 
 
 class PriorityLane:
@@ -55,6 +57,10 @@ class PriorityLane:
         # Read and found clear, in reading order, waiting for the applier (reading goes on while it applies).
         self._ready: list[tuple[bytes, ConsumedEvent]] = []
         self._has_ready = asyncio.Event()
+        # Set while nothing found is waiting or being applied; the group gives way to the lane until then.
+        self._idle = asyncio.Event()
+        self._idle.set()
+        group.give_way = self._give_way
 
     def start(self) -> None:
         self._stopping = False
@@ -63,6 +69,7 @@ class PriorityLane:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._idle.set()  # the group no longer waits for a lane that is going away
         for task in (self._task, self._applier):
             if task is not None:
                 task.cancel()
@@ -120,6 +127,7 @@ class PriorityLane:
             if len(pending) > _PRUNE_AT:
                 self._pending[tp] = {k: o for k, o in pending.items() if o >= floor}
         if self._ready:
+            self._idle.clear()
             self._has_ready.set()
 
     async def _apply_ready(self) -> None:
@@ -130,6 +138,15 @@ class PriorityLane:
             ahead, self._ready = self._ready, []
             if ahead:
                 await self._apply(ahead)
+            if not self._ready:
+                self._idle.set()
+
+    async def _give_way(self) -> None:
+        """The group's batch waits while the lane has settlements to apply - a bounded wait: a lane that is
+        slow (its database away, a stuck apply) never stops the group, which applies everything in order."""
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=GIVE_WAY_AT_MOST_S)
 
     async def _apply(self, ahead: list[tuple[bytes, ConsumedEvent]]) -> None:
         try:
