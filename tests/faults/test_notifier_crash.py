@@ -8,15 +8,14 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
 
-from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import poll_until
-from tests.process_platform import ProcessPlatform, gather_limited
+from tests.faults.test_faults import seed
+from tests.process_platform import ProcessPlatform
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -24,7 +23,6 @@ N = 1_000
 POOL = 8  # SMTP_POOL_SIZE's default: the send gate's slots
 KILLS = 3
 READY_WITHIN_S = 5.0
-DUE = (SIM_START + timedelta(days=10)).date()  # the pre-due reminder falls on Monday 9 March
 
 
 @pytest.fixture
@@ -41,23 +39,6 @@ def platform_env() -> dict[str, dict[str, str]]:
     }
 
 
-async def _seed(pp: ProcessPlatform) -> None:
-    # Through the API, not a CSV import: an import reports a sync, and a week later the tenant's ledger would
-    # count as stale (no steps at all).
-    async with pp.client("ledger-sync") as api:
-
-        async def one(i: int) -> None:
-            customer = {"id": f"C-{i}", "name": f"Customer {i}", "email": f"c{i}@example.test",
-                        "time_zone": "Europe/Berlin", "country": "DE"}  # fmt: skip
-            invoice = {"id": f"INV-{i}", "customer_id": f"C-{i}", "number": f"2026-{i:05d}", "currency": "EUR",
-                       "total": "100.00", "issue_date": SIM_START.date().isoformat(), "due_date": DUE.isoformat()}  # fmt: skip
-            for path, body in (("/v1/customers", customer), ("/v1/invoices", invoice)):
-                r = await api.post(path, json=body)
-                assert r.status_code in (200, 201), r.text
-
-        await gather_limited([one(i) for i in range(N)])
-
-
 def _received(maildir: Path) -> int:
     return sum(1 for _ in maildir.glob("*.eml"))
 
@@ -67,7 +48,9 @@ async def test_sigkill_three_times_mid_send_writes_off_only_the_calls_in_flight(
 ) -> None:
     pp = process_platform
     maildir = pp.run_dir / "mail"
-    await _seed(pp)
+    # Through the API, not a CSV import: an import reports a sync, and a week later the tenant's ledger would
+    # count as stale (no steps at all).
+    await seed(pp, range(N))
     await pp.quiet(timeout=120)
     pp.advance(days=7, hours=2)  # Monday 9 March, 12:00 in Berlin: 1,000 pre-due reminders are due at once
 
