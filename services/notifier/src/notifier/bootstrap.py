@@ -119,7 +119,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(name="notifier", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
     runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
-    renderer = Renderer(PARTIALS)
+    renderer = Renderer(PARTIALS, settings.render_limits())
     composer = Composer(settings, renderer)
     providers = build_providers(settings, clock, runtime)
     watermark = (
