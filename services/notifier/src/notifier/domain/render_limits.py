@@ -136,6 +136,10 @@ def _too_deep() -> RenderLimitExceeded:
     return RenderLimitExceeded("nesting", f"lists or dicts nested more than {MAX_NESTING} deep")
 
 
+def _scalar_size(value: Any) -> int:
+    return (value.bit_length() * 3) // 10 + 2 if type(value) is int else 24
+
+
 def size_of(value: Any, cap: int, budget: RenderBudget | None = None) -> int:
     """About how many characters `str(value)` would be, walking containers without building anything, and
     stopping as soon as the count passes `cap` (so the walk itself is bounded). A list of the same list a
@@ -143,7 +147,7 @@ def size_of(value: Any, cap: int, budget: RenderBudget | None = None) -> int:
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, _SCALARS):
-        return 24 if not isinstance(value, int) or value.bit_length() < 64 else value.bit_length() // 3 + 1
+        return _scalar_size(value)
     total = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     steps = 0
@@ -155,7 +159,7 @@ def size_of(value: Any, cap: int, budget: RenderBudget | None = None) -> int:
         if isinstance(item, str | bytes):
             total += len(item) + 2
         elif isinstance(item, _SCALARS):
-            total += 24 if not isinstance(item, int) or item.bit_length() < 64 else item.bit_length() // 3 + 1
+            total += _scalar_size(item)
         elif isinstance(item, dict):
             total += 2 + 2 * len(item)
             if total > cap:
