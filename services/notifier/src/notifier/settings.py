@@ -30,6 +30,11 @@ class Settings(ServiceSettings):
     sendgrid_webhook_public_key: str | None = Field(
         None, description="Base64 DER P-256 public key that verifies the SendGrid event webhook"
     )
+    sendgrid_webhook_tolerance_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Age (wall time) beyond which a SendGrid event webhook's signed timestamp is refused as a replay",
+    )
 
     # ---- SMS and voice over Twilio
     twilio_base_url: str = Field(

@@ -1,0 +1,121 @@
+"""Limits on what the public can send (issue 12, point 6), through the services' own apps on real sockets:
+a body over its route's limit is refused before it is read (413), and the routes anyone can reach without a
+key - ERP webhooks, customer pages, /metrics, /quietz - answer 429 with Retry-After past a client's rate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest_asyncio
+
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.services import spec
+from dunning_kit.testing import RunningService, start_service
+
+StartService = Callable[..., Awaitable[RunningService]]
+
+
+@pytest_asyncio.fixture
+async def start(database_url: str, broker: Any, clock: SimulatedClock) -> AsyncIterator[StartService]:
+    running: list[RunningService] = []
+
+    async def go(name: str, **overrides: Any) -> RunningService:
+        svc = await start_service(
+            spec(name), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
+            overrides=overrides,
+        )  # fmt: skip
+        running.append(svc)
+        return svc
+
+    yield go
+    for svc in reversed(running):
+        await svc.stop()
+
+
+async def _connect(svc: RunningService) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    url = urlsplit(svc.base_url)
+    return await asyncio.open_connection(url.hostname, url.port)
+
+
+async def _status(reader: asyncio.StreamReader, timeout: float = 5.0) -> int:
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    return int(line.split()[1])
+
+
+async def test_a_declared_oversized_body_is_refused_before_a_byte_of_it_is_sent(start: StartService) -> None:
+    ledger = await start("ledger-sync", webhook_max_body_bytes=65_536, import_max_body_bytes=100_000)
+    for path, length in (("/webhooks/xero", 65_537), ("/v1/imports/invoices", 100_001)):
+        reader, writer = await _connect(ledger)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer acme-api-key\r\n"
+            f"Content-Type: text/csv\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        await writer.drain()
+        try:
+            # Nothing of the body was sent: the answer comes from the headers alone.
+            assert await _status(reader) == 413, path
+            rest = (await asyncio.wait_for(reader.read(4096), 5)).decode()
+            assert "request body larger than" in rest and "application/problem+json" in rest
+        finally:
+            writer.close()
+
+
+async def test_a_streamed_webhook_body_is_cut_off_at_the_limit_not_read_whole(start: StartService) -> None:
+    ledger = await start("ledger-sync", webhook_max_body_bytes=65_536)
+    reader, writer = await _connect(ledger)
+    writer.write(
+        b"POST /webhooks/quickbooks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = asyncio.ensure_future(_status(reader, timeout=30))
+    chunk = b"x" * 65_536
+    sent, total = 0, 64 * 1024 * 1024  # 64 MiB offered, 64 KiB allowed
+    with contextlib.suppress(ConnectionError):
+        while sent < total and not answer.done():
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await asyncio.wait_for(writer.drain(), 5)
+            sent += len(chunk)
+            await asyncio.sleep(0)
+    try:
+        assert await answer == 413
+        # What was sent past the limit sat in socket buffers; the service stopped reading at 64 KiB.
+        assert sent < 16 * 1024 * 1024, f"{sent} bytes went out before the refusal"
+    finally:
+        writer.close()
+
+
+async def test_a_body_within_the_limit_still_reaches_the_webhook(start: StartService) -> None:
+    ledger = await start("ledger-sync", webhook_max_body_bytes=65_536)
+    async with ledger.client(None) as http:
+        response = await http.post("/webhooks/xero", content=b'{"events": []}')
+    assert response.status_code == 401, "read and checked: an unsigned webhook is refused by its signature"
+
+
+async def test_public_pages_get_429_with_retry_after_per_client(start: StartService) -> None:
+    promises = await start("promise-tracker", rate_limit_pages_per_minute=5, trusted_proxy_hops=1)
+    async with promises.client(None) as http:
+        first = [await http.get("/self-service/promise", headers={"X-Forwarded-For": "203.0.113.7"}) for _ in range(5)]
+        assert all(r.status_code != 429 for r in first), [r.status_code for r in first]
+        limited = await http.get("/self-service/promise", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["retry-after"]) <= 12, limited.headers
+        assert limited.json()["title"] == "Too Many Requests"
+        # Another client (the address the trusted proxy saw; what a client prepends itself does not count).
+        other = await http.get("/self-service/promise", headers={"X-Forwarded-For": "203.0.113.7, 198.51.100.9"})
+        assert other.status_code != 429
+        # The API itself is not a public page: keys and scopes guard it, not this limit.
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_metrics_quietz_and_erp_webhooks_are_rate_limited_per_client(start: StartService) -> None:
+    ledger = await start("ledger-sync", rate_limit_operations_per_minute=3, rate_limit_webhooks_per_minute=2)
+    async with ledger.client(None) as http:
+        codes = [(await http.get(path)).status_code for path in ("/metrics", "/quietz", "/metrics", "/metrics")]
+        assert codes[:3] != [429] * 3 and 429 not in codes[:3] and codes[3] == 429, codes
+        hooks = [(await http.post("/webhooks/xero", content=b"{}")).status_code for _ in range(3)]
+        assert hooks == [401, 401, 429], hooks
+        assert (await http.get("/healthz")).status_code == 200 and (await http.get("/readyz")).status_code == 200
