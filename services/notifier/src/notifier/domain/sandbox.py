@@ -166,6 +166,9 @@ _STRINGIFYING = frozenset(
 )
 
 
+_SIZED = _STRINGIFYING | {"center", "indent", "wordwrap", "format", "replace", "tojson", "pprint"}
+
+
 def _filter_guard(
     budget: RenderBudget, name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, tuple[Any, ...]]:
@@ -173,17 +176,26 @@ def _filter_guard(
     arguments to call it with (an iterable that had to be counted is passed on as the list it became)."""
     cap = budget.limits.max_string_chars
     what = f"|{name}"
-    if name in ("join", "sum"):
+    if name == "join":
         items = list(budget.iterate(value))
         size = sum(size_of(i, cap, budget) for i in items)
-        if name == "join":
-            size += len(str(_width(args, kwargs, "d", ""))) * max(0, len(items) - 1)
-        else:
-            start = _width(args, kwargs, "start", 0, 1)
-            if not isinstance(start, int | float):
-                budget.allow(size + size_of(start, cap, budget), what)
-        budget.allow(size, what)
+        budget.allow(size + len(str(_width(args, kwargs, "d", ""))) * max(0, len(items) - 1), what)
         return items, args
+    if name == "sum":
+        start = _width(args, kwargs, "start", 0, 1)
+        if isinstance(start, int | float):
+            return value, args  # adding numbers builds nothing
+        items = list(budget.iterate(value))  # `[[1] * 10000] * 10000 | sum(start=[])`: a list of 10^8
+        budget.allow(size_of(start, cap, budget) + sum(size_of(i, cap, budget) for i in items), what)
+        return items, args
+    if name == "batch":
+        budget.allow(_int(_width(args, kwargs, "linecount", 0)), what)
+        return value, args
+    if name == "slice":
+        budget.allow(_int(_width(args, kwargs, "slices", 0)), what)
+        return value, args
+    if name not in _SIZED:
+        return value, args  # `|length`, `|first`, `|map`…: nothing printed, nothing built from the value's size
     size = len(value) if isinstance(value, str) else size_of(value, cap, budget)
     if name == "center":
         budget.allow(max(size, _int(_width(args, kwargs, "width", 80))), what)
@@ -208,10 +220,6 @@ def _filter_guard(
         budget.allow(size * (1 + render_limits.MAX_NESTING * max(0, _int(indent))), what)
     elif name == "pprint":
         budget.allow(size * (1 + render_limits.MAX_NESTING), what)
-    elif name == "batch":
-        budget.allow(_int(_width(args, kwargs, "linecount", 0)), what)
-    elif name == "slice":
-        budget.allow(_int(_width(args, kwargs, "slices", 0)), what)
     elif name == "urlize":
         extra = sum(len(str(kwargs.get(k) or "")) for k in ("target", "rel"))
         budget.allow(size * (2 + extra), what)
@@ -220,10 +228,14 @@ def _filter_guard(
     return value, args
 
 
-def _checked_result(budget: RenderBudget, result: Any, what: str) -> Any:
-    """After a call or a filter: count the string it built, bound the container, count a lazy result's items."""
+def _checked_result(budget: RenderBudget, result: Any, what: str, shallow: bool = False) -> Any:
+    """After a call or a filter: count the string it built, bound the container, count a lazy result's items.
+    `shallow`: a filter's list holds what its input held (no filter doubles a structure; literals, `*`, `+`,
+    dict() and namespace() can, and are measured in full), so only its own length counts."""
     if isinstance(result, str | bytes):
         budget.charge(len(result), what)
+    elif shallow and isinstance(result, list | tuple | dict | set | frozenset):
+        budget.allow(len(result), what)
     elif isinstance(result, list | tuple | dict | set | frozenset | Namespace):
         budget.allow(size_of(result, budget.limits.max_string_chars, budget), what)
     elif isinstance(result, Iterator) and not isinstance(result, LoopContext):
@@ -248,7 +260,7 @@ def _budgeted_filter(name: str, func: Callable[..., Any], limits: RenderLimits) 
             result = func(context.environment, value, *args, **kwargs)
         else:
             result = func(value, *args, **kwargs)
-        return _checked_result(budget, result, f"|{name}")
+        return _checked_result(budget, result, f"|{name}", shallow=True)
 
     budgeted.__name__ = getattr(func, "__name__", name)
     budgeted.__doc__ = func.__doc__
@@ -269,6 +281,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.finalize = self._written  # every value a `{{ }}` writes out
         self.globals["range"] = self._range
         self.globals["lipsum"] = self._lipsum
+        # cycler(x, x).items doubles a structure without a literal; loop.cycle() does what reminders need.
+        del self.globals["cycler"]
         self.filters = {name: _budgeted_filter(name, f, limits) for name, f in self.filters.items()}
 
     def _generate(
