@@ -69,6 +69,14 @@ def test_a_template_bomb_fails_its_render_promptly_without_allocating_it(source:
     assert peak < 20_000_000, f"allocated {peak / 1e6:.0f} MB on the way"
 
 
+def test_brackets_nested_hundreds_deep_are_refused_at_save_not_a_crash() -> None:
+    renderer = Renderer(PARTIALS)
+    deep = "{{ " + "(" * 300 + "1" + ")" * 300 + " }}"
+    assert renderer.check_syntax("text", deep) == "nested too deeply to compile"
+    with pytest.raises(TemplateRenderError, match="nested too deeply"):
+        renderer.render(TemplateSource("t", "en", "s", deep), {})
+
+
 def test_an_ordinary_template_renders_well_within_the_budget() -> None:
     source = (
         "{% for i in invoices %}{{ loop.index }}. {{ '%-10s' % i.number }} {{ '{:>12}'.format(i.balance) }}\n"

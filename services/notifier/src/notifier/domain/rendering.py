@@ -105,6 +105,8 @@ class Renderer:
         except TemplateError as exc:
             line = getattr(exc, "lineno", None)
             return f"{exc.message or exc}" + (f" (line {line})" if line else "")
+        except (RecursionError, SyntaxError, MemoryError):  # e.g. hundreds of nested brackets
+            return "nested too deeply to compile"
         return None
 
     def render(
@@ -143,8 +145,8 @@ class Renderer:
             raise TemplateRenderError(part, f"blocked by the sandbox: {exc}") from exc
         except TemplateError as exc:
             raise TemplateRenderError(part, str(exc)) from exc
-        except RecursionError as exc:  # a macro calling itself, or data nested too deep
-            raise TemplateRenderError(part, "render limit exceeded: recursion too deep", limit="recursion") from exc
+        except (RecursionError, SyntaxError) as exc:  # a macro calling itself; brackets nested hundreds deep
+            raise TemplateRenderError(part, "render limit exceeded: nested too deeply", limit="recursion") from exc
         except MemoryError as exc:
             raise TemplateRenderError(part, "render limit exceeded: out of memory", limit="memory") from exc
         except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
