@@ -70,7 +70,10 @@ class ServiceSettings(BaseSettings):
         "unsubscribe), with bursts up to that many; then 429 with Retry-After (0: no limit)",
     )
     rate_limit_webhooks_per_minute: int = Field(
-        6000, ge=0, description="Requests a minute one client may make to the webhook endpoints (0: no limit)"
+        12_000,
+        ge=0,
+        description="Requests a minute one client may make to the webhook endpoints (0: no limit): a provider's "
+        "receipts come in bursts (Twilio posts a callback per status change of every message)",
     )
     rate_limit_operations_per_minute: int = Field(
         1200, ge=0, description="Requests a minute one client may make to /metrics and /quietz (0: no limit)"
