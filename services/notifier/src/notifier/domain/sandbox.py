@@ -403,6 +403,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return update_wrapper(wrapper, value)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(__obj, "__func__", None) is Sandbox.budgeted_loop:  # a `{% for %}` starting: counted there
+            return __obj(*args)
         budget = _budget(__self.limits)
         budget.tick()
         if isinstance(__obj, LoopContext) and args:  # a recursive loop going one level down
