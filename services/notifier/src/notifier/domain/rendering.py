@@ -20,7 +20,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from notifier.domain import render_limits
 from notifier.domain.render_limits import RenderLimitExceeded, RenderLimits

@@ -22,8 +22,9 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext, markup_join, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import Namespace, generate_lorem_ipsum, pass_context
 from markupsafe import Markup
 
@@ -277,7 +278,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def __init__(self, limits: RenderLimits, **options: Any) -> None:
         super().__init__(**options)
         self.limits = limits
-        self.concat = self._bounded_concat  # type: ignore[assignment]  # every buffer and the output
+        self.concat = self._bounded_concat  # type: ignore[method-assign]  # every buffer and the output
         self.finalize = self._written  # every value a `{{ }}` writes out
         self.globals["range"] = self._range
         self.globals["lipsum"] = self._lipsum
