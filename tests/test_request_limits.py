@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest_asyncio
 
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.request_limits import RateLimiter, client_of
 from dunning_kit.services import spec
 from dunning_kit.testing import RunningService, start_service
 
@@ -119,3 +120,23 @@ async def test_metrics_quietz_and_erp_webhooks_are_rate_limited_per_client(start
         hooks = [(await http.post("/webhooks/xero", content=b"{}")).status_code for _ in range(3)]
         assert hooks == [401, 401, 429], hooks
         assert (await http.get("/healthz")).status_code == 200 and (await http.get("/readyz")).status_code == 200
+
+
+def test_a_clients_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
+    now = [1000.0]
+    limiter = RateLimiter(now=lambda: now[0])
+    assert [limiter.take("pages", "a", 60) for _ in range(60)] == [0.0] * 60
+    assert limiter.take("pages", "a", 60) == 1.0, "one request a second: the next one in a second"
+    assert limiter.take("pages", "b", 60) == 0.0 and limiter.take("webhooks", "a", 60) == 0.0
+    now[0] += 0.5
+    assert limiter.take("pages", "a", 60) == 0.5
+    now[0] += 0.5
+    assert limiter.take("pages", "a", 60) == 0.0
+
+
+def test_the_client_is_what_the_outermost_trusted_proxy_saw() -> None:
+    scope = {"client": ("10.0.0.5", 1234), "headers": [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.7, 10.0.0.9")]}
+    assert client_of(scope, 0) == "10.0.0.5"
+    assert client_of(scope, 1) == "10.0.0.9"
+    assert client_of(scope, 2) == "203.0.113.7"
+    assert client_of(scope, 9) == "6.6.6.6"
