@@ -65,16 +65,13 @@ async def test_a_declared_oversized_body_is_refused_before_a_byte_of_it_is_sent(
             writer.close()
 
 
-async def test_a_streamed_webhook_body_is_cut_off_at_the_limit_not_read_whole(start: StartService) -> None:
-    ledger = await start("ledger-sync", webhook_max_body_bytes=65_536)
-    reader, writer = await _connect(ledger)
-    writer.write(
-        b"POST /webhooks/quickbooks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
+async def _stream(svc: RunningService, head: bytes, total: int) -> tuple[int, int]:
+    """(status, bytes sent) of a chunked body of `total` bytes, sent until the service answers."""
+    reader, writer = await _connect(svc)
+    writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
     answer = asyncio.ensure_future(_status(reader, timeout=30))
     chunk = b"x" * 65_536
-    sent, total = 0, 64 * 1024 * 1024  # 64 MiB offered, 64 KiB allowed
+    sent = 0
     with contextlib.suppress(ConnectionError):
         while sent < total and not answer.done():
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -82,11 +79,28 @@ async def test_a_streamed_webhook_body_is_cut_off_at_the_limit_not_read_whole(st
             sent += len(chunk)
             await asyncio.sleep(0)
     try:
-        assert await answer == 413
-        # What was sent past the limit sat in socket buffers; the service stopped reading at 64 KiB.
-        assert sent < 16 * 1024 * 1024, f"{sent} bytes went out before the refusal"
+        return await answer, sent
     finally:
         writer.close()
+
+
+async def test_a_streamed_body_is_cut_off_at_the_limit_not_read_whole(start: StartService) -> None:
+    ledger = await start("ledger-sync", webhook_max_body_bytes=65_536, max_request_body_bytes=65_536)
+    # 64 MiB offered, 64 KiB allowed: a webhook reads its body whole before checking the signature.
+    status, sent = await _stream(
+        ledger, b"POST /webhooks/quickbooks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n", 64 << 20
+    )
+    assert status == 413
+    # What went out past the limit sat in socket buffers; the service stopped reading at 64 KiB.
+    assert sent < 16 << 20, f"{sent} bytes went out before the refusal"
+    # A JSON API route (FastAPI parses the body) is refused the same way, not with a 400 or a 500.
+    status, sent = await _stream(
+        ledger,
+        b"POST /v1/customers HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer acme-api-key\r\n"
+        b"Content-Type: application/json\r\n",
+        64 << 20,
+    )
+    assert status == 413 and sent < 16 << 20, (status, sent)
 
 
 async def test_a_body_within_the_limit_still_reaches_the_webhook(start: StartService) -> None:

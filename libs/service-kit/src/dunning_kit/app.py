@@ -79,9 +79,10 @@ def create_service_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Problem, problem_response)
     app.add_exception_handler(BodyTooLarge, problem_for_body_too_large)
-    app.add_middleware(_ServerSpanMiddleware)
     operations = settings.rate_limit_operations_per_minute
-    app.add_middleware(  # added last: outermost, so nothing reads a body or does work before it
+    # Added before the span middleware, so it runs inside it: a BaseHTTPMiddleware reads the body through a task
+    # group, which would turn the 413 raised while counting into an ExceptionGroup (a 500) on its way out.
+    app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.max_request_body_bytes,
         routes=[
@@ -91,6 +92,7 @@ def create_service_app(
         ],
         trusted_proxy_hops=settings.trusted_proxy_hops,
     )
+    app.add_middleware(_ServerSpanMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="Process alive")
     async def healthz() -> dict[str, str]:
