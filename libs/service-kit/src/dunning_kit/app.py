@@ -17,6 +17,7 @@ from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.logs import register_secret_settings
 from dunning_kit.problems import Problem, problem_response
+from dunning_kit.request_limits import BodyTooLarge, RequestLimits, RouteLimits, problem_for_body_too_large
 from dunning_kit.runtime import ServiceRuntime
 
 
@@ -58,7 +59,9 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter] = (),
     version: str = "1.0.0",
+    limits: Sequence[RouteLimits] = (),
 ) -> FastAPI:
+    """`limits`: the service's routes with a body limit or a rate limit of their own (request_limits.py)."""
     settings = runtime.settings
     register_secret_settings(settings)
 
@@ -75,6 +78,20 @@ def create_service_app(
     app.state.api_keys = ApiKeyRegistry.from_settings(settings.api_keys, settings.api_keys_file)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Problem, problem_response)
+    app.add_exception_handler(BodyTooLarge, problem_for_body_too_large)
+    operations = settings.rate_limit_operations_per_minute
+    # Added before the span middleware, so it runs inside it: a BaseHTTPMiddleware reads the body through a task
+    # group, which would turn the 413 raised while counting into an ExceptionGroup (a 500) on its way out.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_request_body_bytes,
+        routes=[
+            *limits,
+            RouteLimits("/metrics", rate_per_minute=operations, group="operations"),
+            RouteLimits("/quietz", rate_per_minute=operations, group="operations"),
+        ],
+        trusted_proxy_hops=settings.trusted_proxy_hops,
+    )
     app.add_middleware(_ServerSpanMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="Process alive")

@@ -54,3 +54,37 @@ class ServiceSettings(BaseSettings):
     clock_file: Path | None = Field(
         None, description="Simulations and fault tests only: read the time from this file, shared by all services"
     )
+
+    # ---- what the public can send (dunning_kit/request_limits.py)
+    max_request_body_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest request body of a route without a limit of its own; a larger one gets 413 before "
+        "it is read",
+    )
+    webhook_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest body of a provider or ERP webhook (read whole before its signature is checked)",
+    )
+    rate_limit_pages_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Requests a minute one client may make to the customer pages (self-service, pay, "
+        "unsubscribe), with bursts up to that many; then 429 with Retry-After (0: no limit)",
+    )
+    rate_limit_webhooks_per_minute: int = Field(
+        12_000,
+        ge=0,
+        description="Requests a minute one client may make to the webhook endpoints (0: no limit): a provider's "
+        "receipts come in bursts (Twilio posts a callback per status change of every message)",
+    )
+    rate_limit_operations_per_minute: int = Field(
+        1200, ge=0, description="Requests a minute one client may make to /metrics and /quietz (0: no limit)"
+    )
+    trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        description="Reverse proxies in front of the service that append to X-Forwarded-For: the rate limits "
+        "count the address the outermost of them saw (0: the peer address)",
+    )

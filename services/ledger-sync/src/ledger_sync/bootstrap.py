@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
 from ledger_sync.connectors.registry import FACTORIES
@@ -40,12 +41,20 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
     app = create_service_app(
         runtime,
         title="ledger-sync",
         description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant; "
         "REST API, bulk CSV import, ERP connectors and their webhooks.",
         routers=[router, imports_router, connectors_router, webhooks],
-    )
+        limits=[
+            RouteLimits(
+                "/webhooks", max_body_bytes=settings.webhook_max_body_bytes,
+                rate_per_minute=settings.rate_limit_webhooks_per_minute, group="webhooks",
+            ),
+            RouteLimits("/v1/imports", max_body_bytes=settings.import_max_body_bytes),
+        ],
+    )  # fmt: skip
     app.state.sync = runtime.sync  # type: ignore[attr-defined]
     return app

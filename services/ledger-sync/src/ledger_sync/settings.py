@@ -12,4 +12,10 @@ class Settings(ServiceSettings):
     )
     xero_webhook_key: str = Field("", description="Xero app's webhook signing key (checks `x-xero-signature`)")
     import_batch_size: int = Field(1000, description="CSV rows per batch (and per transaction in pass 2)")
+    import_max_body_bytes: int = Field(
+        104_857_600,
+        ge=1,
+        description="Largest CSV upload (raw or multipart); a larger one gets 413 before it is read. Uploads spool "
+        "to /tmp, a 256 Mi emptyDir in the pods: two of this size fit",
+    )
     webhook_notice_batch: int = Field(200, description="Webhook notices one timer pass claims")

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from notifier.adapters import orm
 from notifier.adapters.channels.http import RateLimiter
@@ -119,7 +120,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(name="notifier", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
     runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
-    renderer = Renderer(PARTIALS)
+    renderer = Renderer(PARTIALS, settings.render_limits())
     composer = Composer(settings, renderer)
     providers = build_providers(settings, clock, runtime)
     watermark = (
@@ -171,9 +172,18 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
 
 
 def create_app(runtime: ServiceRuntime) -> FastAPI:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
     return create_service_app(
         runtime,
         title="notifier",
         description="Templates, channels, at-most-once delivery, receipts and opt-outs.",
         routers=[api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router],
-    )
+        limits=[
+            RouteLimits(
+                "/callbacks", max_body_bytes=settings.webhook_max_body_bytes,
+                rate_per_minute=settings.rate_limit_webhooks_per_minute, group="webhooks",
+            ),
+            RouteLimits("/pay", rate_per_minute=settings.rate_limit_pages_per_minute, group="pages"),
+            RouteLimits("/unsubscribe", rate_per_minute=settings.rate_limit_pages_per_minute, group="pages"),
+        ],
+    )  # fmt: skip

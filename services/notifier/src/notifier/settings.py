@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from dunning_kit.settings import ServiceSettings
+from notifier.domain.render_limits import RenderLimits
 
 
 class Settings(ServiceSettings):
@@ -28,6 +29,11 @@ class Settings(ServiceSettings):
     sendgrid_api_key: str | None = Field(None, description="SendGrid API key (Bearer)")
     sendgrid_webhook_public_key: str | None = Field(
         None, description="Base64 DER P-256 public key that verifies the SendGrid event webhook"
+    )
+    sendgrid_webhook_tolerance_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Age (wall time) beyond which a SendGrid event webhook's signed timestamp is refused as a replay",
     )
 
     # ---- SMS and voice over Twilio
@@ -88,3 +94,35 @@ class Settings(ServiceSettings):
     ledger_catch_up_required: bool = Field(
         True, description="Hold a send until the ledger projection has applied what is on the broker"
     )
+
+    # ---- what one render of a tenant's template may spend (domain/render_limits.py)
+    template_render_timeout_seconds: float = Field(
+        0.2,
+        gt=0,
+        description="Wall time one render of a template may take (all parts of one message); over it the render "
+        "fails (422 at save and preview, a failed delivery on send)",
+    )
+    template_max_loop_iterations: int = Field(
+        50_000, ge=1, description="Loop iterations one render may run, all loops together"
+    )
+    template_max_range: int = Field(10_000, ge=1, description="Most numbers one range() in a template may hold")
+    template_max_string_chars: int = Field(
+        200_000,
+        ge=1,
+        description="Largest string or list one template operation may build (ljust, format, %, *, join, "
+        "replace, filters, ~, literals): checked before it is built",
+    )
+    template_max_output_chars: int = Field(
+        500_000,
+        ge=1,
+        description="Longest rendered part; everything one render builds together may be four times this",
+    )
+
+    def render_limits(self) -> RenderLimits:
+        return RenderLimits(
+            timeout_seconds=self.template_render_timeout_seconds,
+            max_loop_iterations=self.template_max_loop_iterations,
+            max_range=self.template_max_range,
+            max_string_chars=self.template_max_string_chars,
+            max_output_chars=self.template_max_output_chars,
+        )

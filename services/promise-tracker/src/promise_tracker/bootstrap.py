@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.adapters import orm
 from promise_tracker.adapters.outbox import SetwiseOutboxWriter
@@ -66,4 +67,7 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         title="promise-tracker",
         description="Promises-to-pay and payment plans: recording, matching, deadlines, self-service.",
         routers=[api_router, self_service_router],
+        limits=[
+            RouteLimits("/self-service", rate_per_minute=runtime.settings.rate_limit_pages_per_minute, group="pages")
+        ],
     )

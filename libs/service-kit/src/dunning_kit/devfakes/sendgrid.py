@@ -83,9 +83,12 @@ class FakeSendGrid:
             **extra,
         }
 
-    async def post_events(self, url: str, events: list[dict[str, Any]], *, tamper: bool = False) -> httpx.Response:
+    async def post_events(
+        self, url: str, events: list[dict[str, Any]], *, tamper: bool = False, signed_at: float | None = None
+    ) -> httpx.Response:
+        """`signed_at`: sign with that (unix) time instead of now - a captured post replayed later."""
         body = json.dumps(events).encode()
-        timestamp = str(int(time.time()))
+        timestamp = str(int(time.time() if signed_at is None else signed_at))
         headers = {
             "Content-Type": "application/json",
             "X-Twilio-Email-Event-Webhook-Signature": self.sign(timestamp, body),

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import time
 from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidSignature
@@ -36,9 +37,26 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def sendgrid_valid(public_key: str | None, signature: str | None, timestamp: str | None, body: bytes) -> bool:
-    """ECDSA P-256 / SHA-256 over timestamp + raw body; the key is SendGrid's base64 DER (or PEM)."""
+SENDGRID_TOLERANCE_S = 300.0
+
+
+def sendgrid_valid(
+    public_key: str | None,
+    signature: str | None,
+    timestamp: str | None,
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance_s: float = SENDGRID_TOLERANCE_S,
+) -> bool:
+    """ECDSA P-256 / SHA-256 over timestamp + raw body; the key is SendGrid's base64 DER (or PEM). The signed
+    timestamp must be within `tolerance_s` of now (wall time, like Stripe's 300 s): a captured post replayed
+    later is refused even though its signature is genuine."""
     if not (public_key and signature and timestamp):
+        return False
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
         return False
     try:
         _public_key(public_key).verify(

@@ -1,15 +1,13 @@
 """Rendering a reminder: sandboxed Jinja2 (tenants edit templates), amounts and dates formatted by Babel.
 
-Templates are customer-editable, so they run in Jinja's SandboxedEnvironment: no attribute starting with
-`_` (the `''.__class__.__mro__` / `cycler.__init__.__globals__` route of template-injection CVEs such as
-ERPNext's CVE-2025-66434), no unsafe callables, bounded `range`, and guarded `*`/`**` so a template cannot
-allocate gigabytes. Undefined names fail loudly (StrictUndefined): a typo is a clear error, not a blank.
+Templates are customer-editable, so they run only in the sandbox (sandbox.py: Jinja's immutable sandbox, and a
+budget of time, loop iterations and characters per render - render_limits.py). Undefined names fail loudly
+(StrictUndefined): a typo is a clear error, not a blank.
 """
 
 from __future__ import annotations
 
 import hashlib
-import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,21 +20,24 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+
+from notifier.domain import render_limits
+from notifier.domain.render_limits import RenderLimitExceeded, RenderLimits
+from notifier.domain.sandbox import Sandbox
 
 PARTS: tuple[str, ...] = ("subject", "text", "html", "sms", "voice")
 MAX_PART_CHARS = 50_000
-MAX_OUTPUT_CHARS = 500_000
-_MAX_REPEAT = 10_000
 
 
 class TemplateRenderError(Exception):
     """A template failed to render; `part` names which one, the message says why."""
 
-    def __init__(self, part: str, message: str) -> None:
+    def __init__(self, part: str, message: str, limit: str | None = None) -> None:
         super().__init__(f"template part '{part}': {message}")
         self.part = part
         self.message = message
+        self.limit = limit  # the render limit it went over (RenderLimitExceeded), else None
 
 
 @dataclass(frozen=True)
@@ -66,39 +67,9 @@ class RenderedMessage:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class _Sandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        """`company.company_name` on the context's plain dicts: the key first. Jinja tries the Python
-        attribute first and only falls back to the item after an AttributeError - an exception per lookup,
-        a tenth of a reminder's render. Items of a dict are data, never reachable internals, so nothing the
-        sandbox guards is skipped; anything else (and a name that is not a key) takes the sandbox's path."""
-        if type(obj) is dict and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def make_globals(self, d: Any) -> Any:
-        """A plain dict instead of Jinja's ChainMap over the environment's globals: every render (and every
-        include/extends inside it) copies the globals into a new context, and iterating a ChainMap runs in
-        Python - a tenth of the CPU of rendering a reminder. Our environments' globals never change after
-        they are built, which is the case the ChainMap exists for."""
-        return {**self.globals, **(d or {})}
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int | float) and abs(right) > 100:
-                raise SecurityError("exponent too large")
-            return operator.pow(left, right)
-        if isinstance(left, str | list | tuple) and isinstance(right, int) and right * len(left) > _MAX_REPEAT:
-            raise SecurityError("repetition too large")
-        if isinstance(right, str | list | tuple) and isinstance(left, int) and left * len(right) > _MAX_REPEAT:
-            raise SecurityError("repetition too large")
-        return operator.mul(left, right)
-
-
-def _env(partials: Mapping[str, str], autoescape: bool) -> _Sandbox:
-    env = _Sandbox(
+def _env(partials: Mapping[str, str], autoescape: bool, limits: RenderLimits) -> Sandbox:
+    env = Sandbox(
+        limits,
         loader=DictLoader(dict(partials)),
         autoescape=autoescape,
         undefined=StrictUndefined,
@@ -115,9 +86,10 @@ def _env(partials: Mapping[str, str], autoescape: bool) -> _Sandbox:
 class Renderer:
     """Compiles template parts once (cached by source) and renders them with a context."""
 
-    def __init__(self, partials: Mapping[str, str]) -> None:
-        self.text_env = _env(partials, autoescape=False)
-        self.html_env = _env(partials, autoescape=True)
+    def __init__(self, partials: Mapping[str, str], limits: RenderLimits | None = None) -> None:
+        self.limits = limits or RenderLimits()
+        self.text_env = _env(partials, autoescape=False, limits=self.limits)
+        self.html_env = _env(partials, autoescape=True, limits=self.limits)
         self._compile = lru_cache(maxsize=4096)(self._compile_uncached)
 
     def _compile_uncached(self, html: bool, source: str) -> Template:
@@ -133,29 +105,26 @@ class Renderer:
         except TemplateError as exc:
             line = getattr(exc, "lineno", None)
             return f"{exc.message or exc}" + (f" (line {line})" if line else "")
+        except (RecursionError, SyntaxError, MemoryError):  # e.g. hundreds of nested brackets
+            return "nested too deeply to compile"
         return None
 
     def render(
         self, template: TemplateSource, context: Mapping[str, Any], parts: tuple[str, ...] = PARTS
     ) -> RenderedMessage:
-        """Render the parts a channel needs (an SMS does not pay for the HTML)."""
+        """Render the parts a channel needs (an SMS does not pay for the HTML), all of them within one render
+        budget (render_limits.py): a template over it fails this render, with the limit named."""
         out: dict[str, str | None] = {}
-        for part in PARTS:
-            source = template.part(part) if part in parts else None
-            if source is None:
-                out[part] = None
-                continue
-            try:
-                text = self._compile(part == "html", source).render(context)
-            except SecurityError as exc:
-                raise TemplateRenderError(part, f"blocked by the sandbox: {exc}") from exc
-            except TemplateError as exc:
-                raise TemplateRenderError(part, str(exc)) from exc
-            except (ArithmeticError, TypeError, ValueError) as exc:
-                raise TemplateRenderError(part, f"{type(exc).__name__}: {exc}") from exc
-            if len(text) > MAX_OUTPUT_CHARS:
-                raise TemplateRenderError(part, "rendered output too large")
-            out[part] = text.strip() if part in ("subject", "sms") else text
+        budget = render_limits.start(self.limits)
+        try:
+            for part in PARTS:
+                source = template.part(part) if part in parts else None
+                if source is None:
+                    out[part] = None
+                    continue
+                out[part] = self._render_part(part, source, context)
+        finally:
+            render_limits.finish(budget)
         subject = " ".join((out["subject"] or "").split())  # a header must be one line
         return RenderedMessage(
             subject=subject,
@@ -166,6 +135,25 @@ class Renderer:
             template_id=template.template_id,
             locale=template.locale,
         )
+
+    def _render_part(self, part: str, source: str, context: Mapping[str, Any]) -> str:
+        try:
+            text = self._compile(part == "html", source).render(context)
+        except RenderLimitExceeded as exc:
+            raise TemplateRenderError(part, str(exc), limit=exc.limit) from exc
+        except SecurityError as exc:
+            raise TemplateRenderError(part, f"blocked by the sandbox: {exc}") from exc
+        except TemplateError as exc:
+            raise TemplateRenderError(part, str(exc)) from exc
+        except (RecursionError, SyntaxError) as exc:  # a macro calling itself; brackets nested hundreds deep
+            raise TemplateRenderError(part, "render limit exceeded: nested too deeply", limit="recursion") from exc
+        except MemoryError as exc:
+            raise TemplateRenderError(part, "render limit exceeded: out of memory", limit="memory") from exc
+        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            raise TemplateRenderError(part, f"{type(exc).__name__}: {exc}") from exc
+        if len(text) > self.limits.max_output_chars:
+            raise TemplateRenderError(part, "rendered output too large", limit="TEMPLATE_MAX_OUTPUT_CHARS")
+        return text.strip() if part in ("subject", "sms") else text
 
 
 def source_hash(template: TemplateSource) -> str:

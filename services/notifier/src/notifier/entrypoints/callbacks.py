@@ -1,6 +1,7 @@
 """Provider callbacks: Twilio status callbacks and inbound SMS (X-Twilio-Signature), the SendGrid event
-webhook (ECDSA). No API key - the provider's signature is the authentication; a bad one is 401 and
-nothing is recorded."""
+webhook (ECDSA, and its signed timestamp no older than SENDGRID_WEBHOOK_TOLERANCE_SECONDS). No API key - the
+provider's signature is the authentication; a bad one (or a replayed SendGrid post) is 401 and nothing is
+recorded. Bodies and request rates are bounded per client before this code runs (dunning_kit.request_limits)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,7 @@ async def sendgrid_events(request: Request) -> Response:
         request.headers.get("x-twilio-email-event-webhook-signature"),
         request.headers.get("x-twilio-email-event-webhook-timestamp"),
         raw,
+        tolerance_s=n.settings.sendgrid_webhook_tolerance_seconds,
     ):
         raise HTTPException(401, detail="invalid SendGrid event webhook signature")
     try:

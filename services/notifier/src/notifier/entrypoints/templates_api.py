@@ -1,12 +1,16 @@
 """Templates API: the shipped defaults and the tenant's own (per id and locale), and previews.
 
-Templates are customer-editable Jinja2, rendered only in the sandbox (see domain/rendering.py); saving
-checks the syntax of every part and answers 422 naming the part.
+Templates are customer-editable Jinja2, rendered only in the sandbox (see domain/sandbox.py); saving
+checks the syntax of every part and renders it once with sample data, and answers 422 naming the part when it
+does not compile or goes over its render budget (domain/render_limits.py). Renders here run in a worker thread:
+the event loop keeps answering (/healthz, other tenants' requests, the dispatcher) while one runs, and the
+render's budget stops a hostile one within TEMPLATE_RENDER_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import asyncio
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -22,8 +26,9 @@ from notifier.adapters import orm
 from notifier.domain.context import Branding, build_context
 from notifier.domain.default_templates import SHIPPED, TONES
 from notifier.domain.last_look import last_look
-from notifier.domain.rendering import PARTS, TemplateRenderError, TemplateSource
+from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, TemplateRenderError, TemplateSource
 from notifier.domain.template_choice import choose_template
+from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.api import load_config
 from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
 from notifier.service_layer.dispatcher import template_from_row
@@ -93,6 +98,18 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
     ]
     if errors:
         return unprocessable(errors)
+    source = TemplateSource(
+        template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant"
+    )
+    config = await load_config(request, principal.tenant_id)
+    try:
+        await render_off_loop(renderer, source, _sample_context(request, principal.tenant_id, config, source))
+    except TemplateRenderError as exc:
+        # Over its render budget (or stopped by the sandbox) with sample data, it would fail every send: refuse
+        # it now. Other errors (a name the sample lacks, a type) may depend on the data: the preview with a real
+        # customer shows them.
+        if exc.limit is not None or exc.message.startswith("blocked by the sandbox"):
+            return unprocessable([(exc.part, exc.message)])
     runtime = runtime_of(request)
     values = {
         "subject": body.subject,
@@ -110,9 +127,7 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
         await session.execute(
             stmt.on_conflict_do_update(index_elements=[tp.tenant_id, tp.template_id, tp.locale], set_=values)
         )
-    return _out(
-        TemplateSource(template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant")
-    )
+    return _out(source)
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
@@ -160,6 +175,61 @@ def _sample(locale: str, today: date) -> tuple[str, str, list[dict[str, Any]]]:
         },
     ]
     return "Initech GmbH" if currency == "EUR" else "Initech Inc.", currency, invoices
+
+
+async def render_off_loop(renderer: Renderer, template: TemplateSource, context: dict[str, Any]) -> RenderedMessage:
+    """A render in a worker thread: the event loop keeps serving while it runs (Python hands the GIL back and
+    forth every few milliseconds), and the render's budget ends a hostile one by itself."""
+    return await asyncio.to_thread(renderer.render, template, context)
+
+
+def _context(
+    request: Request,
+    tenant_id: str,
+    config: TenantConfig,
+    template_id: str,
+    *,
+    customer_id: str,
+    name: str,
+    locale: str,
+    currency: str,
+    invoices: list[dict[str, Any]],
+    channel: str,
+    now: datetime,
+) -> dict[str, Any]:
+    step = {
+        "template_id": template_id,
+        "currency": currency,
+        "invoices": invoices,
+        "step_name": "preview",
+        "tone": TONES.get(template_id, ("",))[0],
+    }
+    look = last_look(invoices, {}, currency)
+    row = {"tenant_id": tenant_id, "customer_id": customer_id, "channel": channel}
+    links = notifier_of(request).composer.links(
+        row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if channel == "email" else None
+    )
+    return build_context(
+        customer_id=customer_id,
+        customer_name=name,
+        contact_name=None,
+        locale=locale,
+        currency=currency,
+        look=look,
+        step=step,
+        branding=Branding.from_config(config.branding_dict()),
+        links=links,
+        today=now.date(),
+    )
+
+
+def _sample_context(request: Request, tenant_id: str, config: TenantConfig, template: TemplateSource) -> dict[str, Any]:
+    now = runtime_of(request).clock.now()
+    name, currency, invoices = _sample(template.locale, now.date())
+    return _context(
+        request, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
+        currency=currency, invoices=invoices, channel="email", now=now,
+    )  # fmt: skip
 
 
 @router.post("/{template_id}/preview", summary="Render a template with sample or real data")
@@ -243,32 +313,12 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
         )
     if template is None:
         raise not_found("template")
-    step = {
-        "template_id": template_id,
-        "currency": currency,
-        "invoices": invoices,
-        "step_name": "preview",
-        "tone": TONES.get(template_id, ("",))[0],
-    }
-    look = last_look(invoices, {}, currency)
-    row = {"tenant_id": principal.tenant_id, "customer_id": body.customer_id or "SAMPLE", "channel": body.channel}
-    links = n.composer.links(
-        row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if body.channel == "email" else None
-    )
-    context = build_context(
-        customer_id=row["customer_id"],
-        customer_name=name,
-        contact_name=None,
-        locale=locale,
-        currency=currency,
-        look=look,
-        step=step,
-        branding=Branding.from_config(config.branding_dict()),
-        links=links,
-        today=now.date(),
-    )
+    context = _context(
+        request, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
+        locale=locale, currency=currency, invoices=invoices, channel=body.channel, now=now,
+    )  # fmt: skip
     try:
-        rendered = n.renderer.render(template, context)
+        rendered = await render_off_loop(n.renderer, template, context)
     except TemplateRenderError as exc:
         return unprocessable([(f"template.{exc.part}", exc.message)])
     return {

@@ -84,6 +84,9 @@ class BatchContext:
     configs: dict[str, TenantConfig] = field(default_factory=dict)
     templates: dict[str, dict[tuple[str, str], TemplateSource]] = field(default_factory=dict)
     suppressed: dict[tuple[str, str, str], str] = field(default_factory=dict)  # -> reason
+    # Templates that went over their render budget in this batch -> the reason: the batch's other deliveries
+    # with the same template fail at once, so a hostile template costs one budget per batch, not one per message.
+    over_budget: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
 
     brandings: dict[str, Branding] = field(default_factory=dict)
 
@@ -251,12 +254,16 @@ class Composer:
             links=links,
             today=now.astimezone(tz).date(),
         )
+        budget_key = (tenant_id, template.origin, template.template_id, template.locale)
+        if budget_key in ctx.over_budget:
+            return Fail(ctx.over_budget[budget_key], recipient.address)
         try:
             rendered = self.renderer.render(template, context, parts=_PARTS_FOR[channel])
         except TemplateRenderError as exc:
-            return Fail(
-                f"template '{template.template_id}' ({template.locale}) failed to render: {exc}", recipient.address
-            )
+            reason = f"template '{template.template_id}' ({template.locale}) failed to render: {exc}"
+            if exc.limit is not None:
+                ctx.over_budget[budget_key] = reason
+            return Fail(reason, recipient.address)
         sms = rendered.sms
         if channel == "sms" and sms is not None and "stop" not in sms.lower():
             sms = f"{sms} {_SMS_OPT_OUT.get(language_of(locale), _SMS_OPT_OUT['en'])}"  # every SMS carries an opt-out

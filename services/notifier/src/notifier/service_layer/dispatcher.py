@@ -79,6 +79,9 @@ log = logging.getLogger("notifier.dispatcher")
 RECORD_GROUP = 64
 RECORD_GROUP_WAIT_S = 0.1
 
+# Longest the decisions of a batch hold the event loop before letting it run (see _claim).
+_DECIDE_SLICE_S = 0.05
+
 HELD = Counter("notifier_sends_held_total", "Dispatch rounds held because the ledger projection was behind")
 LOST_CLAIMS = Counter(
     "notifier_claims_lost_total", "Claimed deliveries not sent by their batch: lease taken over, or cancelled"
@@ -283,8 +286,15 @@ class Dispatcher:
             events: list[Envelope[Any]] = []
             closed: list[dict[str, Any]] = []
             follow_ups: list[dict[str, Any]] = []
+            since = time.perf_counter()
             for row in rows:
                 decision = self.composer.decide(row, ctx, recipients[row["id"]], now)
+                if time.perf_counter() - since > _DECIDE_SLICE_S:
+                    # Rendering runs on the event loop (a thread hop per message would cost more than most
+                    # renders); a template that used its render budget must not keep /healthz, the other
+                    # dispatch loop and the consumers waiting too, so let them run between two decisions.
+                    await asyncio.sleep(0)
+                    since = time.perf_counter()
                 if isinstance(decision, Send):
                     m = decision.message
                     marks.append(
