@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 
 
@@ -13,3 +14,8 @@ class Settings(ServiceSettings):
     xero_webhook_key: str = Field("", description="Xero app's webhook signing key (checks `x-xero-signature`)")
     import_batch_size: int = Field(1000, description="CSV rows per batch (and per transaction in pass 2)")
     webhook_notice_batch: int = Field(200, description="Webhook notices one timer pass claims")
+    outbound_allowed_networks: AllowedNetworks = Field(
+        "",
+        description="CIDRs a tenant-configured target (connector base_url/token_url, webhook URL) may reach although "
+        "internal (loopback, private, link-local); empty in production, `127.0.0.0/8,::1/128` for local fakes",
+    )
