@@ -21,7 +21,7 @@ from dunning_kit.migrations import upgrade
 from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, RunningService, start_service
 
-TIMEOUT_MS = 300
+TIMEOUT_MS = 500
 
 
 def raw_url(database_url: str) -> str:

@@ -176,7 +176,8 @@ class OutboundPolicy:
     async def vetted_addresses(self, host: str, port: int, timeout: float | None = None) -> list[str]:
         """Resolve `host` once and return its addresses, each of them checked; raise ForbiddenDestination if
         any is internal (one bad answer among good ones is still a rebinding attempt)."""
-        by_name = internal_name(host) if literal_address(host) is None else None
+        literal = literal_address(host) is not None
+        by_name = None if literal else internal_name(host)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -193,7 +194,7 @@ class OutboundPolicy:
                 reason = by_name
             if reason is not None:
                 log.warning("outbound request to %s refused: it resolves to %s (%s)", host, raw, reason)
-                raise ForbiddenDestination(host, f"it resolves to {reason}")
+                raise ForbiddenDestination(host, f"it is {reason}" if literal else f"it resolves to {reason}")
         if not addresses:
             raise httpcore.ConnectError(f"{host} resolves to no address")
         return addresses

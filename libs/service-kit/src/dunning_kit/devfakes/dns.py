@@ -26,7 +26,8 @@ class FakeDns:
     def _getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
         queue = self._answers.get(name)
-        if queue is None:
+        flags = kwargs.get("flags", args[3] if len(args) > 3 else 0)
+        if queue is None or flags & socket.AI_NUMERICHOST:  # "parse only": a name is no address, as for real
             return self._real(host, port, *args, **kwargs)
         self.lookups.append(name)
         addresses = queue.pop(0) if len(queue) > 1 else queue[0]
