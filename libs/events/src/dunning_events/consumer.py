@@ -94,8 +94,10 @@ def is_transient(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        # serialization failure, deadlock, admin shutdown, cannot connect now
-        return code in {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+        # serialization failure, deadlock, lock_timeout, admin shutdown, cannot connect now. A statement_timeout
+        # (57014) is not here: the batch is then applied one event at a time, and an event that alone runs past
+        # the timeout is poison.
+        return code in {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
     return False
 
 

@@ -12,11 +12,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
+from dunning_kit.db import timed_out
 from dunning_kit.logs import register_secret_settings
-from dunning_kit.problems import Problem, problem_response
+from dunning_kit.problems import PROBLEM_JSON, Problem, problem_response
 from dunning_kit.request_limits import BodyTooLarge, RequestLimits, RouteLimits, problem_for_body_too_large
 from dunning_kit.runtime import ServiceRuntime
 
@@ -35,6 +37,41 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse({"error": "malformed JSON body", "detail": _field_errors(exc)}, status_code=400)
     return JSONResponse({"error": "validation failed", "detail": _field_errors(exc)}, status_code=422)
+
+
+class _DatabaseBusy:
+    """A statement cancelled by statement_timeout or lock_timeout answers 503 with Retry-After (a problem),
+    not 500: nothing was written (the transaction rolled back) and the same request may succeed shortly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started or not timed_out(exc):
+                raise
+            problem = Problem(
+                503,
+                "Database busy",
+                "the database did not answer in time (a statement or lock timeout); nothing was written, retry",
+                headers={"Retry-After": "1"},
+            )
+            response = JSONResponse(
+                problem.body(scope.get("path")), status_code=503, headers=problem.headers, media_type=PROBLEM_JSON
+            )
+            await response(scope, receive, send)
 
 
 class _ServerSpanMiddleware(BaseHTTPMiddleware):
@@ -93,6 +130,7 @@ def create_service_app(
         trusted_proxy_hops=settings.trusted_proxy_hops,
     )
     app.add_middleware(_ServerSpanMiddleware)
+    app.add_middleware(_DatabaseBusy)
 
     @app.get("/healthz", tags=["operations"], summary="Process alive")
     async def healthz() -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from dunning_kit.auth import hash_key
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, wait_for_port
 from dunning_kit.migrations import upgrade
+from dunning_kit.outbound import LOOPBACK_NETWORKS
 from dunning_kit.services import REPO_ROOT, SERVICES
 
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
@@ -120,6 +121,8 @@ class DevStack:
                 "SMTP_PORT": str(self.ports.smtp),
                 "DEV_MODE": "true",
                 "PROMISE_TRACKER_PUBLIC_URL": f"http://127.0.0.1:{self.ports.base + 3}",
+                # Development only: tenant-configured targets (webhooks, ERP URLs) may be local fakes.
+                "OUTBOUND_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
             }
             if twilio_url:
                 env["TWILIO_BASE_URL"] = twilio_url

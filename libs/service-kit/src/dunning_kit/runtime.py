@@ -71,7 +71,13 @@ class ServiceRuntime:
         self.settings = settings
         self.clock = clock
         self.schema = settings.database_schema or schema
-        self.engine: AsyncEngine = make_engine(settings.database_url, self.schema, settings.db_pool_size)
+        self.engine: AsyncEngine = make_engine(
+            settings.database_url,
+            self.schema,
+            settings.db_pool_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            lock_timeout_ms=settings.db_lock_timeout_ms,
+        )
         self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]

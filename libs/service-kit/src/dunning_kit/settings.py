@@ -17,6 +17,18 @@ class ServiceSettings(BaseSettings):
     )
     database_schema: str = Field("", description="Schema holding the service's tables (default: its package name)")
     db_pool_size: int = Field(10, description="Connections kept in the service's pool")
+    db_statement_timeout_ms: int = Field(
+        30_000,
+        ge=0,
+        description="PostgreSQL statement_timeout of every connection of the service, in ms (0 = none): a runaway "
+        "statement is cancelled instead of holding a connection and its locks",
+    )
+    db_lock_timeout_ms: int = Field(
+        10_000,
+        ge=0,
+        description="PostgreSQL lock_timeout of every connection, in ms (0 = none): a statement that waits this "
+        "long for a lock gives up (a request answers 503 with Retry-After, a consumer batch is retried)",
+    )
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
     kafka_topic_partitions: int = Field(6, description="Partitions for topics the service creates if missing")
     kafka_create_topics: bool = Field(True, description="Create missing topics on start (off when Strimzi owns them)")

@@ -25,6 +25,7 @@ from dunning_kit.auth import hash_key
 from dunning_kit.clock import Clock
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from dunning_kit.migrations import upgrade
+from dunning_kit.outbound import LOOPBACK_NETWORKS
 from dunning_kit.runtime import QuietReport, ServiceRuntime
 from dunning_kit.services import SERVICES, ServiceSpec
 
@@ -170,7 +171,9 @@ async def start_service(
         public_base_url=f"http://127.0.0.1:{port}",
         timer_poll_interval=0.2,
         outbox_poll_interval=0.05,
-        **(overrides or {}),
+        # The fakes of ERPs and webhook receivers listen on loopback: the outbound guard lets them through here
+        # (a test of the guard itself overrides this with "").
+        **{"outbound_allowed_networks": LOOPBACK_NETWORKS, **(overrides or {})},
     )
     runtime: ServiceRuntime = module.build_runtime(settings, clock)
     app: FastAPI = module.create_app(runtime)

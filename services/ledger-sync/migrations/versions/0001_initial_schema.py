@@ -37,8 +37,8 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'connector')
     )
-    op.create_index('ix_connections_account', 'connections', ['connector', 'external_account'], unique=False)
     op.create_index('ix_connections_next_sync', 'connections', ['next_sync_at'], unique=False, postgresql_where=sa.text('enabled'))
+    op.create_index('uq_connections_account', 'connections', ['connector', 'external_account'], unique=True, postgresql_where=sa.text('external_account IS NOT NULL'))
     op.create_table('customers',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('customer_id', sa.String(length=200), nullable=False),
@@ -240,7 +240,7 @@ def downgrade() -> None:
     op.drop_index('ix_drift_tenant', table_name='drift')
     op.drop_table('drift')
     op.drop_table('customers')
+    op.drop_index('uq_connections_account', table_name='connections', postgresql_where=sa.text('external_account IS NOT NULL'))
     op.drop_index('ix_connections_next_sync', table_name='connections', postgresql_where=sa.text('enabled'))
-    op.drop_index('ix_connections_account', table_name='connections')
     op.drop_table('connections')
     # ### end Alembic commands ###

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.outbound import OutboundPolicy
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
@@ -31,6 +32,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         clock=clock,
         factories=FACTORIES,
         notice_batch=settings.webhook_notice_batch,
+        egress=OutboundPolicy(settings.outbound_allowed_networks),
     )
     runtime.sync = sync  # type: ignore[attr-defined]
     # Webhook notices are applied by a durable-timer loop (acknowledged fast, processed asynchronously);

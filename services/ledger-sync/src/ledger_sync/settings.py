@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 
 
@@ -19,3 +20,8 @@ class Settings(ServiceSettings):
         "to /tmp, a 256 Mi emptyDir in the pods: two of this size fit",
     )
     webhook_notice_batch: int = Field(200, description="Webhook notices one timer pass claims")
+    outbound_allowed_networks: AllowedNetworks = Field(
+        "",
+        description="CIDRs a tenant-configured target (connector base_url/token_url, webhook URL) may reach although "
+        "internal (loopback, private, link-local); empty in production, `127.0.0.0/8,::1/128` for local fakes",
+    )

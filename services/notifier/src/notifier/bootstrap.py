@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.outbound import OutboundPolicy
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from notifier.adapters import orm
@@ -49,6 +50,7 @@ class Notifier:
     composer: Composer
     providers: ProviderRegistry
     dispatcher: Dispatcher
+    egress: OutboundPolicy  # which tenant-configured targets (webhook endpoints) may be called
 
 
 def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -> ProviderRegistry:
@@ -95,7 +97,9 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
             ),
             "drop_folder": DropFolderLetters(settings.letter_drop_folder, today),
             "webhook": SignedWebhooks(
-                RateLimiter(settings.rate_limit_webhook_per_s), settings.provider_timeout_seconds
+                RateLimiter(settings.rate_limit_webhook_per_s),
+                settings.provider_timeout_seconds,
+                OutboundPolicy(settings.outbound_allowed_networks),
             ),
             "collector": CollectorTasks(runtime.sessions, clock.now),
         }
@@ -153,7 +157,8 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         runtime.add_timer(
             "deliveries" if worker == 0 else f"deliveries-{worker}", dispatcher.dispatch_due, dispatcher.due_stats
         )
-    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher)  # type: ignore[attr-defined]
+    egress = OutboundPolicy(settings.outbound_allowed_networks)
+    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress)  # type: ignore[attr-defined]
 
     # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime
     # has stopped its timers, so no send is cut off mid-call by our own shutdown.

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 from notifier.domain.render_limits import RenderLimits
 
@@ -84,6 +85,11 @@ class Settings(ServiceSettings):
     rate_limit_twilio_per_s: float = Field(100.0, description="Most Twilio API calls per second (messages + calls)")
     rate_limit_print_per_s: float = Field(20.0, description="Most print-and-mail API calls per second")
     rate_limit_webhook_per_s: float = Field(200.0, description="Most outbound webhook calls per second")
+    outbound_allowed_networks: AllowedNetworks = Field(
+        "",
+        description="CIDRs a tenant-configured target (connector base_url/token_url, webhook URL) may reach although "
+        "internal (loopback, private, link-local); empty in production, `127.0.0.0/8,::1/128` for local fakes",
+    )
     provider_max_connections: int = Field(
         10, ge=1, description="Concurrent HTTP connections per provider API (more only adds queueing on both sides)"
     )

@@ -185,7 +185,16 @@ connections = Table(
     Column("records_changed", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
-Index("ix_connections_account", connections.c.connector, connections.c.external_account)
+# One tenant per ERP company: webhooks are routed by (connector, external_account), so a second tenant naming
+# the same realm would divert the first one's webhooks. The configure route answers 409.
+UQ_CONNECTIONS_ACCOUNT = "uq_connections_account"
+Index(
+    UQ_CONNECTIONS_ACCOUNT,
+    connections.c.connector,
+    connections.c.external_account,
+    unique=True,
+    postgresql_where=text("external_account IS NOT NULL"),
+)
 Index("ix_connections_next_sync", connections.c.next_sync_at, postgresql_where=text("enabled"))
 
 # Webhook notifications are stored at once (the ERP wants a fast 200) and applied by a timer loop.

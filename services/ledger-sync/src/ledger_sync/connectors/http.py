@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from dunning_kit.outbound import ForbiddenDestination, OutboundPolicy
+
 log = logging.getLogger("ledger_sync.connectors")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -142,9 +144,15 @@ class ErpHttp:
         max_delay: float = 60.0,
         default_headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        egress: OutboundPolicy | None = None,
     ) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=30, headers=dict(default_headers or {}), transport=transport
+        # The ERP's address is the tenant's to configure: the client never connects to an internal address
+        # (a strict policy unless one is given; an explicit `transport` is a test's own).
+        client_options: dict[str, Any] = {"base_url": base_url, "timeout": 30, "headers": dict(default_headers or {})}
+        self.client = (
+            httpx.AsyncClient(transport=transport, **client_options)
+            if transport is not None
+            else (egress or OutboundPolicy()).client(**client_options)
         )
         self.auth = auth
         self.sleep = sleep
@@ -157,6 +165,12 @@ class ErpHttp:
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The response (2xx or 404); raises ErpError for anything else after retries."""
+        try:
+            return await self._request(method, url, **kwargs)
+        except ForbiddenDestination as exc:  # the token URL or the API: no retry, no credentials sent
+            raise ErpError(f"{method} {url}: {exc}") from exc
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         ensure = getattr(self.auth, "ensure", None)
         if ensure is not None:
             await ensure(self.client)

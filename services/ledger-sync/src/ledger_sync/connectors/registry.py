@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dunning_kit.clock import Clock
+from dunning_kit.outbound import OutboundPolicy
 from ledger_sync.connectors import netsuite, quickbooks, stripe, xero
 from ledger_sync.connectors.base import Connector, WebhookReceiver
 from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
@@ -14,7 +15,9 @@ from ledger_sync.service_layer.sync import Connection, ConnectorFactory
 SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def _quickbooks(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+def _quickbooks(
+    conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock, egress: OutboundPolicy
+) -> Connector:
     cfg = conn.config
     if not conn.external_account:
         raise ValueError("a QuickBooks connection needs external_account = the realmId")
@@ -27,12 +30,16 @@ def _quickbooks(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cl
         now=clock.now,
     )
     http = ErpHttp(
-        cfg.get("base_url", quickbooks.API_URL), auth, sleep=sleep, max_attempts=int(cfg.get("max_attempts", 6))
+        cfg.get("base_url", quickbooks.API_URL),
+        auth,
+        sleep=sleep,
+        max_attempts=int(cfg.get("max_attempts", 6)),
+        egress=egress,
     )
     return quickbooks.QuickBooks(http, conn.external_account, cfg, clock.now)
 
 
-def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock, egress: OutboundPolicy) -> Connector:
     cfg = conn.config
     http = ErpHttp(
         cfg.get("base_url", stripe.API_URL),
@@ -40,11 +47,12 @@ def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock)
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
         default_headers={"Stripe-Version": cfg.get("api_version", "2024-06-20")},
+        egress=egress,
     )
     return stripe.Stripe(http, cfg, clock.now)
 
 
-def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock, egress: OutboundPolicy) -> Connector:
     cfg = conn.config
     if not conn.external_account:
         raise ValueError("a Xero connection needs external_account = the Xero tenantId")
@@ -62,11 +70,12 @@ def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
         default_headers={"xero-tenant-id": conn.external_account},
+        egress=egress,
     )
     return xero.Xero(http, cfg, clock.now)
 
 
-def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -> Connector:
+def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock, egress: OutboundPolicy) -> Connector:
     cfg, creds = conn.config, conn.credentials
     account = conn.external_account or cfg.get("account", "")
     if not account:
@@ -83,6 +92,7 @@ def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cloc
         auth,
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        egress=egress,
     )
     return netsuite.NetSuite(http, cfg, clock.now)
 
@@ -93,6 +103,9 @@ FACTORIES: dict[str, ConnectorFactory] = {
     quickbooks.NAME: _quickbooks,
     stripe.NAME: _stripe,
 }
+
+# The connection settings that are URLs the service will call: checked against the outbound policy when saved.
+URL_SETTINGS = ("base_url", "token_url")
 
 RECEIVERS: dict[str, WebhookReceiver] = {
     quickbooks.NAME: quickbooks.QuickBooksWebhooks(),

@@ -15,12 +15,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.problems import Problem
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
 from ledger_sync.connectors.base import SignatureError
-from ledger_sync.connectors.registry import FACTORIES, RECEIVERS
+from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
 from ledger_sync.entrypoints.api import error
 from ledger_sync.service_layer.freshness import record_unscheduled
 from ledger_sync.service_layer.ledger import NotFound
@@ -57,10 +59,43 @@ def _unknown(name: str) -> JSONResponse:
     return error(404, "not found", "connector", f"no connector {name!r} (known: {', '.join(sorted(FACTORIES))})")
 
 
-@router.put("/{name}", summary="Configure a tenant's connector (admin key)")
+def _refused_target(request: Request, config: dict[str, Any]) -> JSONResponse | None:
+    """422 for a base_url/token_url the service must not call (an internal address); checked again on connect."""
+    egress = _sync(request).egress
+    for key in URL_SETTINGS:
+        value = config.get(key)
+        if value is None:
+            continue
+        reason = egress.refusal_for_url(value) if isinstance(value, str) else "must be a URL (a string)"
+        if reason:
+            return error(422, "validation failed", f"config.{key}", reason)
+    return None
+
+
+def _account_taken(name: str, account: str) -> Problem:
+    # Which tenant holds it is not said: that would tell one tenant about another.
+    return Problem(
+        409,
+        "External account already connected",
+        f"the {name} account {account!r} is connected to another tenant; an ERP company feeds one tenant "
+        "(its webhooks are routed by this id)",
+        type="urn:dunning:problem:external-account-taken",
+        field="external_account",
+        connector=name,
+    )
+
+
+@router.put(
+    "/{name}",
+    summary="Configure a tenant's connector (admin key)",
+    responses={409: {"description": "The external account (realm, Xero tenant, ...) belongs to another tenant"}},
+)
 async def configure(name: str, body: ConnectionIn, principal: Admin, request: Request) -> Any:
     if name not in FACTORIES:
         return _unknown(name)
+    refused = _refused_target(request, body.config)
+    if refused is not None:
+        return refused
     runtime: ServiceRuntime = request.app.state.runtime
     now = runtime.clock.now()
     values = {
@@ -75,11 +110,18 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
         "updated_at": now,
     }
     c = orm.connections.c
-    async with runtime.sessions() as session, session.begin():
-        stmt = insert(orm.connections).values(tenant_id=principal.tenant_id, connector=name, **values)
-        await session.execute(stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values))
-        if not body.enabled:
-            await record_unscheduled(session, runtime.outbox, runtime.clock, principal.tenant_id, name)
+    try:
+        async with runtime.sessions() as session, session.begin():
+            stmt = insert(orm.connections).values(tenant_id=principal.tenant_id, connector=name, **values)
+            await session.execute(stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values))
+            if not body.enabled:
+                await record_unscheduled(session, runtime.outbox, runtime.clock, principal.tenant_id, name)
+    except IntegrityError as exc:
+        # The unique (connector, external_account) index: decided by the database, so two tenants racing for
+        # the same realm cannot both win.
+        if body.external_account is None or orm.UQ_CONNECTIONS_ACCOUNT not in str(exc.orig):
+            raise
+        raise _account_taken(name, body.external_account) from None
     return {"connector": name, "enabled": body.enabled}
 
 

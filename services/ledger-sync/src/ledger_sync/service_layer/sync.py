@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
+from dunning_kit.outbound import OutboundPolicy
 from ledger_sync.adapters import orm
 from ledger_sync.connectors.base import (
     APPLY_ORDER,
@@ -55,8 +56,10 @@ class Connection:
     cursor: dict[str, Any]
 
 
-# Builds a connector for one connection: (connection, save_credentials, sleep, clock) -> Connector
-ConnectorFactory = Callable[[Connection, Callable[[dict[str, Any]], Awaitable[None]], Sleep, Clock], Connector]
+# Builds a connector for one connection: (connection, save_credentials, sleep, clock, egress) -> Connector
+ConnectorFactory = Callable[
+    [Connection, Callable[[dict[str, Any]], Awaitable[None]], Sleep, Clock, OutboundPolicy], Connector
+]
 
 
 @dataclass
@@ -98,6 +101,7 @@ class SyncService:
         factories: Mapping[str, ConnectorFactory],
         sleep: Sleep = asyncio.sleep,
         notice_batch: int = 200,
+        egress: OutboundPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
@@ -106,6 +110,7 @@ class SyncService:
         self.factories = dict(factories)
         self.sleep = sleep  # tests swap in a recorder so backoff delays are seen, not waited
         self.notice_batch = notice_batch
+        self.egress = egress or OutboundPolicy()  # which ERP addresses a connector may call
         # Claimed work still being applied counts as due, so "quiet" means done, not merely claimed.
         self._notices_in_flight = 0
         self._syncs_in_flight = 0
@@ -134,7 +139,7 @@ class SyncService:
                     .values(credentials=credentials, updated_at=self.clock.now())
                 )
 
-        return self.factories[conn.connector](conn, save_credentials, self.sleep, self.clock)
+        return self.factories[conn.connector](conn, save_credentials, self.sleep, self.clock, self.egress)
 
     async def _close(self, connector: Connector) -> None:
         http = getattr(connector, "http", None)

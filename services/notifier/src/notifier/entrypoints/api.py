@@ -277,7 +277,12 @@ async def get_channel_config(principal: Tenant, request: Request) -> dict[str, A
 
 
 @router.put("/channel-config", tags=["configuration"], summary="Replace the tenant's channel configuration (admin)")
-async def put_channel_config(principal: Admin, request: Request, body: TenantConfig) -> dict[str, Any]:
+async def put_channel_config(principal: Admin, request: Request, body: TenantConfig) -> Any:
+    if body.webhook.url is not None:
+        # The service POSTs signed reminders there: never to an internal address (checked again on connect).
+        reason = notifier_of(request).egress.refusal_for_url(str(body.webhook.url))
+        if reason:
+            return unprocessable([("webhook.url", reason)])
     stored = body.model_dump(mode="json", exclude_none=True)
     if body.webhook.secret is None:  # keep the secret unless a new one is given (it is never read back)
         current = await load_config(request, principal.tenant_id)

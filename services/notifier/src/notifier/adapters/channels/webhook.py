@@ -1,7 +1,8 @@
 """Webhook: a signed POST to the tenant's endpoint, per the Standard Webhooks spec (`standardwebhooks`).
 
 `webhook-id` is the delivery id, which receivers use to de-duplicate, so a timed-out call may be retried
-safely. A 410 means the endpoint is gone: the delivery fails permanently.
+safely. A 410 means the endpoint is gone: the delivery fails permanently. So does an endpoint that is, or
+resolves to, an internal address (the outbound policy checks every connection).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 
+from dunning_kit.outbound import ForbiddenDestination, OutboundPolicy
 from notifier.adapters.channels.http import RateLimiter, call, provider_timeout
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
@@ -19,9 +20,9 @@ from notifier.domain.messages import OutboundMessage, PermanentSendError, SendRe
 class SignedWebhooks:
     name = "webhook"
 
-    def __init__(self, limiter: RateLimiter, timeout: float = 10.0) -> None:
+    def __init__(self, limiter: RateLimiter, timeout: float = 10.0, egress: OutboundPolicy | None = None) -> None:
         self.limiter = limiter
-        self.http = httpx.AsyncClient(timeout=provider_timeout(timeout))
+        self.http = (egress or OutboundPolicy()).client(timeout=provider_timeout(timeout))
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         if not message.webhook_secret:
@@ -37,16 +38,19 @@ class SignedWebhooks:
             "webhook-timestamp": str(int(timestamp.timestamp())),
             "webhook-signature": signature,
         }
-        await call(
-            self.http,
-            self.name,
-            "POST",
-            message.recipient,
-            idempotent=True,
-            limiter=self.limiter,
-            content=body.encode(),
-            headers=headers,
-        )
+        try:
+            await call(
+                self.http,
+                self.name,
+                "POST",
+                message.recipient,
+                idempotent=True,
+                limiter=self.limiter,
+                content=body.encode(),
+                headers=headers,
+            )
+        except ForbiddenDestination as exc:
+            raise PermanentSendError(f"webhook: {exc}", provider=self.name) from exc
         return SendReceipt(provider=self.name, provider_message_id=message.delivery_id)
 
     async def aclose(self) -> None:
