@@ -8,7 +8,7 @@ from typing import Any
 from dunning_kit.clock import Clock
 from ledger_sync.connectors import netsuite, quickbooks, stripe, xero
 from ledger_sync.connectors.base import Connector, WebhookReceiver
-from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
+from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep, deadline_from
 from ledger_sync.service_layer.sync import Connection, ConnectorFactory
 
 SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
@@ -25,9 +25,14 @@ def _quickbooks(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cl
         credentials=conn.credentials,
         save=save,
         now=clock.now,
+        deadline=deadline_from(cfg),
     )
     http = ErpHttp(
-        cfg.get("base_url", quickbooks.API_URL), auth, sleep=sleep, max_attempts=int(cfg.get("max_attempts", 6))
+        cfg.get("base_url", quickbooks.API_URL),
+        auth,
+        sleep=sleep,
+        max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
     )
     return quickbooks.QuickBooks(http, conn.external_account, cfg, clock.now)
 
@@ -39,6 +44,7 @@ def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock)
         BearerToken(conn.credentials.get("api_key", "")),
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
         default_headers={"Stripe-Version": cfg.get("api_version", "2024-06-20")},
     )
     return stripe.Stripe(http, cfg, clock.now)
@@ -55,12 +61,14 @@ def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock) -
         credentials=conn.credentials,
         save=save,
         now=clock.now,
+        deadline=deadline_from(cfg),
     )
     http = ErpHttp(
         cfg.get("base_url", xero.API_URL),
         auth,
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
         default_headers={"xero-tenant-id": conn.external_account},
     )
     return xero.Xero(http, cfg, clock.now)
@@ -83,6 +91,7 @@ def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cloc
         auth,
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
     )
     return netsuite.NetSuite(http, cfg, clock.now)
 
