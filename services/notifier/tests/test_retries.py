@@ -106,6 +106,24 @@ async def test_a_twilio_5xx_after_it_took_the_message_ends_unknown_and_is_never_
     assert notifications.of_type("notification.sent") == []
 
 
+async def test_a_sendgrid_5xx_ends_unknown_and_is_not_retried(
+    notifier: RunningService, feed: EventFeed, fakes: Fakes, notifications: TopicReader, quiet: Any
+) -> None:
+    async with notifier.client("acme-admin-key") as admin:
+        r = await admin.put("/v1/channel-config", json={"email": {"provider": "sendgrid"}})
+        assert r.status_code == 200, r.text
+    fakes.sendgrid.fail_next(503)  # SendGrid takes no idempotency key: we cannot know it did not send
+    await feed.publish(feed.customer(), feed.invoice())
+    await feed.publish(feed.step())
+    [failed] = await notifications.wait_for("notification.failed")
+    assert failed.data.outcome_unknown is True and "server error 503" in failed.data.reason
+    await quiet()
+    feed.clock.advance(hours=3)
+    await quiet()
+    assert (await _delivery(notifier, "email"))["status"] == "unknown"
+    assert fakes.sendgrid.mails == [] and notifications.of_type("notification.sent") == []
+
+
 async def test_429_retry_after_is_a_floor_and_exhaustion_fails_with_the_reason(
     notifier: RunningService, feed: EventFeed, fakes: Fakes, notifications: TopicReader, quiet: Any
 ) -> None:

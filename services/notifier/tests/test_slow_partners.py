@@ -157,13 +157,14 @@ async def test_a_slow_tenant_endpoint_holds_back_neither_other_tenants_sends_nor
 
         await poll_until(second_sent, timeout=10, what="globex's next step sent while acme's call still hangs")
         assert not slow.release.is_set() and len(slow.arrived) == 1, "acme's endpoint got one call at a time"
+        slow.release.set()
+        await wait_until_quiet([notifier.runtime])
+        assert set((await _statuses(notifier, "acme")).values()) == {"sent"}
+        assert len(slow.arrived) == 2
     finally:
         slow.release.set()
-    await wait_until_quiet([notifier.runtime])
-    assert set((await _statuses(notifier, "acme")).values()) == {"sent"}
-    assert len(slow.arrived) == 2
-    await slow.server.stop()
-    await fast.server.stop()
+        await slow.server.stop()
+        await fast.server.stop()
 
 
 # ---------------------------------------------------------------- (c) the stuck sweep against a late answer
