@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dunning_events.envelope import TENANT_WIDE
-from dunning_events.events import ConsentRevoked, LedgerSynced, NotificationSent
+from dunning_events.events import ConsentRevoked, LedgerSynced, NotificationFailed, NotificationSent
 
 from .conftest import EngineHarness, customer, invoice, start_engine
 
@@ -32,6 +32,31 @@ async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days(
     assert steps["C-1"].channels == ["task"]  # voice capped; the collector task (fallback) still goes out
     assert steps["C-2"].channels == ["voice", "task"]
     sent = next(e for e in await engine.timeline("CAPPED") if e["kind"] == "sent")
+    assert sent["detail"]["dropped"]["voice"] == (
+        "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
+    )
+
+
+async def test_a_call_whose_outcome_is_unknown_counts_toward_the_voice_cap(engine: EngineHarness) -> None:
+    # Six calls sent each, then a seventh whose outcome is unknown (it may have rung) for C-1, and a seventh
+    # that certainly failed (nothing reached the debtor) for C-2.
+    def seventh(cid: str, invoice_id: str, unknown: bool) -> NotificationFailed:
+        return NotificationFailed(customer_id=cid, delivery_id=f"{cid}-call-6", step_id="s", channel="voice",
+                                  invoice_ids=[invoice_id], reason="twilio: server error 500", permanent=True,
+                                  outcome_unknown=unknown)  # fmt: skip
+
+    await engine.publish(customer("C-1", voice=True), customer("C-2", voice=True))
+    await engine.publish(*calls("C-1", "UNKNOWN", 6), seventh("C-1", "UNKNOWN", True))
+    await engine.publish(*calls("C-2", "FAILED", 6), seventh("C-2", "FAILED", False))
+    await engine.quiet()
+    overdue = engine.today - timedelta(days=70)
+    await engine.publish(invoice("UNKNOWN", "C-1", due=overdue), invoice("FAILED", "C-2", due=overdue))
+    await engine.quiet()
+
+    steps = {s.customer_id: s for s in await engine.steps_due()}
+    assert steps["C-1"].channels == ["task"], "the call that may have rung is the seventh attempt"
+    assert steps["C-2"].channels == ["voice", "task"], "a call that certainly failed was no attempt"
+    sent = next(e for e in await engine.timeline("UNKNOWN") if e["kind"] == "sent")
     assert sent["detail"]["dropped"]["voice"] == (
         "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
     )

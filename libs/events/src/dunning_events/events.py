@@ -324,9 +324,18 @@ class NotificationDelivered(NotificationOutcome):
 class NotificationFailed(NotificationOutcome):
     event_type: ClassVar[str] = "notification.failed"
     topic: ClassVar[str] = topics.NOTIFICATIONS
-    description: ClassVar[str] = "The message could not be sent; `reason` says why and whether it was permanent."
+    description: ClassVar[str] = (
+        "The message could not be sent; `reason` says why and whether it was permanent. With `outcome_unknown` "
+        "it may have been sent: the provider may have taken it (a timeout, a lost connection or a 5xx after the "
+        "request went out, a crash during the call); it is not retried, and contact caps count it as an attempt."
+    )
 
     permanent: bool = True
+    outcome_unknown: bool = Field(
+        default=False,
+        description="The provider may have taken the message, so it may have reached the debtor: not retried, "
+        "and counted as a contact attempt (Reg F counts attempts)",
+    )
 
 
 class NotificationBounced(NotificationOutcome):

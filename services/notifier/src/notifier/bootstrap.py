@@ -64,6 +64,7 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
         RateLimiter(settings.rate_limit_twilio_per_s),
         settings.provider_timeout_seconds,
         settings.provider_max_connections,
+        settings.provider_deadline_seconds,
     )
     return ProviderRegistry(
         {
@@ -86,6 +87,7 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
                 RateLimiter(settings.rate_limit_sendgrid_per_s),
                 settings.provider_timeout_seconds,
                 settings.provider_max_connections,
+                settings.provider_deadline_seconds,
             ),
             "twilio_sms": TwilioSms(twilio),
             "twilio_voice": TwilioVoice(twilio),
@@ -94,12 +96,14 @@ def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -
                 settings.print_api_key,
                 RateLimiter(settings.rate_limit_print_per_s),
                 today,
+                deadline=settings.provider_deadline_seconds,
             ),
             "drop_folder": DropFolderLetters(settings.letter_drop_folder, today),
             "webhook": SignedWebhooks(
                 RateLimiter(settings.rate_limit_webhook_per_s),
                 settings.provider_timeout_seconds,
-                OutboundPolicy(settings.outbound_allowed_networks),
+                deadline=settings.provider_deadline_seconds,
+                egress=OutboundPolicy(settings.outbound_allowed_networks),
             ),
             "collector": CollectorTasks(runtime.sessions, clock.now),
         }
@@ -117,6 +121,8 @@ def build_send_gate(settings: Settings, runtime: ServiceRuntime) -> SendGate:
             "twilio_voice": twilio,
         },
         default_slots=settings.provider_max_connections,
+        # Webhooks go to each tenant's own endpoint: one slow endpoint must not take every webhook slot.
+        per_tenant={"webhook": settings.webhook_max_connections_per_tenant},
     )
 
 
@@ -151,6 +157,8 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         watermark=watermark,
         stuck_after_seconds=settings.sending_stuck_after_seconds,
         claim_lease_seconds=settings.dispatch_claim_lease_seconds,
+        # As many rows in hand as the loops together claimed before batches ran on their own.
+        max_in_hand=settings.dispatch_batch_size * settings.dispatch_workers,
     )
     for worker in range(settings.dispatch_workers):
         # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
@@ -166,6 +174,8 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
 
     async def stop() -> None:
         dispatcher.stop_sending()  # open calls finish, unsent claims go back to pending (see the dispatcher)
+        # Before the runtime stops: the batches' outcomes must reach the outbox while the relay still drains it.
+        await dispatcher.drain(timeout=settings.shutdown_grace_seconds / 2)
         await runtime_stop()
         await gate.aclose()
         await providers.aclose()

@@ -93,7 +93,21 @@ class Settings(ServiceSettings):
     provider_max_connections: int = Field(
         10, ge=1, description="Concurrent HTTP connections per provider API (more only adds queueing on both sides)"
     )
-    provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider HTTP call")
+    provider_timeout_seconds: float = Field(
+        10.0, description="Timeout of each step of a provider HTTP call (connect, write, every read)"
+    )
+    provider_deadline_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Longest one provider or webhook HTTP call may take in all, however slowly the server answers "
+        "(a non-idempotent call cut off here ends `unknown`)",
+    )
+    webhook_max_connections_per_tenant: int = Field(
+        2,
+        ge=1,
+        description="Most concurrent webhook calls to one tenant's endpoint (of PROVIDER_MAX_CONNECTIONS): a slow "
+        "endpoint holds no more, the other tenants' webhooks keep theirs",
+    )
     ledger_catch_up_wait_seconds: float = Field(
         5.0, description="How long one dispatch round waits for the ledger projection before holding its sends"
     )

@@ -87,6 +87,7 @@ class FakeTwilio:
     calls: list[dict[str, Any]] = field(default_factory=list)
     callbacks_sent: list[dict[str, Any]] = field(default_factory=list)
     _injected: list[Injected] = field(default_factory=list)
+    _after_accepting: list[Injected] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)  # resource sid -> auth token used to create it
 
     def __post_init__(self) -> None:
@@ -114,6 +115,18 @@ class FakeTwilio:
                   retry_after: int | None = None) -> None:  # fmt: skip
         """The next `times` create requests answer with this error instead of creating anything."""
         self._injected.extend(Injected(status, code, message, retry_after) for _ in range(times))
+
+    def fail_after_accepting(self, status: int = 500, code: int = 20500, message: str = "Internal Server Error",
+                             times: int = 1) -> None:  # fmt: skip
+        """The next `times` create requests create the message or call (it goes out) and then answer with this
+        error - what a provider failing after it acted looks like to the caller."""
+        self._after_accepting.extend(Injected(status, code, message) for _ in range(times))
+
+    def _failed_after_accepting(self, created: JSONResponse) -> JSONResponse:
+        if not self._after_accepting:
+            return created
+        inj = self._after_accepting.pop(0)
+        return _error(inj.status, inj.code, inj.message)
 
     async def drain(self) -> None:
         """Wait for the status callbacks already scheduled."""
@@ -235,7 +248,7 @@ class FakeTwilio:
             self._tokens[sid] = token
             if self.auto_callbacks and form.get("StatusCallback"):
                 self._schedule(sid, ["sent", "delivered"])
-            return JSONResponse(resource, status_code=201)
+            return self._failed_after_accepting(JSONResponse(resource, status_code=201))
 
         @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
         async def create_call(account_sid: str, request: Request) -> JSONResponse:
@@ -266,7 +279,7 @@ class FakeTwilio:
             self._tokens[sid] = token
             if self.auto_callbacks and form.get("StatusCallback"):
                 self._schedule(sid, ["completed"])
-            return JSONResponse(resource, status_code=201)
+            return self._failed_after_accepting(JSONResponse(resource, status_code=201))
 
         @app.get("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json")
         async def get_message(account_sid: str, sid: str, request: Request) -> JSONResponse:

@@ -1,5 +1,8 @@
 """HTTP to an ERP: backoff on 429 and 5xx that honours Retry-After, token refresh on 401, exact JSON numbers.
 
+Every request (token refreshes too) has a total deadline besides httpx's per-read timeout, so an ERP trickling
+its answer a byte at a time costs one attempt at most `request_deadline_seconds` (a connection's config,
+DEFAULT_DEADLINE_SECONDS otherwise), then is retried like any other transport error.
 Sleeping goes through an injected `sleep`, so tests see the delays without waiting them out.
 """
 
@@ -18,9 +21,14 @@ from typing import Any, Protocol
 
 import httpx
 
+from dunning_kit.http_deadline import within_deadline
 from dunning_kit.outbound import ForbiddenDestination, OutboundPolicy
 
 log = logging.getLogger("ledger_sync.connectors")
+
+# A page of an ERP's list endpoint can be large and slow to build on their side; a minute is generous for one
+# request and still bounds a sync's stall on a trickling server.
+DEFAULT_DEADLINE_SECONDS = 60.0
 
 Sleep = Callable[[float], Awaitable[None]]
 SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
@@ -68,7 +76,9 @@ class OAuth2RefreshToken:
         credentials: dict[str, Any],
         save: SaveCredentials,
         now: Callable[[], datetime],
+        deadline: float | None = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
+        self.deadline = deadline  # the token request only: saving the rotated token must never be cut off
         self.token_url = token_url
         self.client_id = client_id
         self.client_secret = client_secret
@@ -93,10 +103,13 @@ class OAuth2RefreshToken:
     async def refresh(self, client: httpx.AsyncClient) -> bool:
         async with self._lock:
             basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
-            response = await client.post(
-                self.token_url,
-                data={"grant_type": "refresh_token", "refresh_token": self.credentials.get("refresh_token", "")},
-                headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+            response = await within_deadline(
+                client.post(
+                    self.token_url,
+                    data={"grant_type": "refresh_token", "refresh_token": self.credentials.get("refresh_token", "")},
+                    headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+                ),
+                self.deadline,
             )
             if response.status_code != 200:
                 raise ErpError(f"token refresh failed: HTTP {response.status_code} {response.text[:200]}", 401)
@@ -145,6 +158,7 @@ class ErpHttp:
         default_headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         egress: OutboundPolicy | None = None,
+        deadline: float | None = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         # The ERP's address is the tenant's to configure: the client never connects to an internal address
         # (a strict policy unless one is given; an explicit `transport` is a test's own).
@@ -154,6 +168,7 @@ class ErpHttp:
             if transport is not None
             else (egress or OutboundPolicy()).client(**client_options)
         )
+        self.deadline = deadline
         self.auth = auth
         self.sleep = sleep
         self.max_attempts = max_attempts
@@ -179,7 +194,7 @@ class ErpHttp:
             request = self.client.build_request(method, url, **kwargs)
             await self.auth.apply(request)
             try:
-                response = await self.client.send(request)
+                response = await within_deadline(self.client.send(request), self.deadline)
             except httpx.TransportError as exc:
                 if attempt == self.max_attempts:
                     raise ErpError(f"{method} {url}: {exc}") from exc
@@ -212,6 +227,11 @@ class ErpHttp:
         if response.status_code == 404:
             return None
         return json.loads(response.content, parse_float=Decimal)
+
+
+def deadline_from(config: Mapping[str, Any]) -> float:
+    """A connection's `request_deadline_seconds` (config), or the default."""
+    return float(config.get("request_deadline_seconds", DEFAULT_DEADLINE_SECONDS))
 
 
 def json_exact(body: bytes) -> Any:

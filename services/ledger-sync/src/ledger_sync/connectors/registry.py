@@ -9,7 +9,7 @@ from dunning_kit.clock import Clock
 from dunning_kit.outbound import OutboundPolicy
 from ledger_sync.connectors import netsuite, quickbooks, stripe, xero
 from ledger_sync.connectors.base import Connector, WebhookReceiver
-from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep
+from ledger_sync.connectors.http import BearerToken, ErpHttp, OAuth2RefreshToken, Sleep, deadline_from
 from ledger_sync.service_layer.sync import Connection, ConnectorFactory
 
 SaveCredentials = Callable[[dict[str, Any]], Awaitable[None]]
@@ -28,6 +28,7 @@ def _quickbooks(
         credentials=conn.credentials,
         save=save,
         now=clock.now,
+        deadline=deadline_from(cfg),
     )
     http = ErpHttp(
         cfg.get("base_url", quickbooks.API_URL),
@@ -35,6 +36,7 @@ def _quickbooks(
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
         egress=egress,
+        deadline=deadline_from(cfg),
     )
     return quickbooks.QuickBooks(http, conn.external_account, cfg, clock.now)
 
@@ -46,6 +48,7 @@ def _stripe(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock,
         BearerToken(conn.credentials.get("api_key", "")),
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
         default_headers={"Stripe-Version": cfg.get("api_version", "2024-06-20")},
         egress=egress,
     )
@@ -63,12 +66,14 @@ def _xero(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Clock, e
         credentials=conn.credentials,
         save=save,
         now=clock.now,
+        deadline=deadline_from(cfg),
     )
     http = ErpHttp(
         cfg.get("base_url", xero.API_URL),
         auth,
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
+        deadline=deadline_from(cfg),
         default_headers={"xero-tenant-id": conn.external_account},
         egress=egress,
     )
@@ -93,6 +98,7 @@ def _netsuite(conn: Connection, save: SaveCredentials, sleep: Sleep, clock: Cloc
         sleep=sleep,
         max_attempts=int(cfg.get("max_attempts", 6)),
         egress=egress,
+        deadline=deadline_from(cfg),
     )
     return netsuite.NetSuite(http, cfg, clock.now)
 

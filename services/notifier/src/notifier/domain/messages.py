@@ -68,6 +68,8 @@ class SendError(Exception):
     """A provider did not take the message. `permanent` decides retry vs fail at once."""
 
     permanent: bool = True
+    # The provider may have taken the message: it may have reached the debtor (see OutcomeUnknownError).
+    outcome_unknown: bool = False
 
     def __init__(
         self,
@@ -86,7 +88,8 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """The provider certainly did not take the message (429, 5xx, connection refused): safe to retry."""
+    """The provider certainly did not take the message (connection refused, 429, SMTP 4xx), or it takes our
+    idempotency key (a 5xx or a timeout from such a provider is then safe to retry)."""
 
     permanent = False
 
@@ -96,6 +99,15 @@ class PermanentSendError(SendError):
     could send twice; both fail at once."""
 
     permanent = True
+
+
+class OutcomeUnknownError(PermanentSendError):
+    """The request may have reached the provider and been acted on - a timeout or a lost connection after it was
+    sent, or a 5xx from a provider that takes no idempotency key (Twilio messages and calls, SendGrid). A retry
+    could deliver it twice, so it is not retried: the delivery ends `unknown`, reported with notification.failed
+    (`outcome_unknown`), and counts as a contact attempt for the contact caps."""
+
+    outcome_unknown = True
 
 
 class ChannelProvider(Protocol):

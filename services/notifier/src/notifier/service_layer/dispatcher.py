@@ -15,6 +15,13 @@ One batch:
    RECORD_GROUP_WAIT_S), not once at the end of the batch - so a crash leaves few calls the provider answered
    unrecorded.
 
+A slow partner stalls nobody else. Steps 3 and 4 run as the batch's own task: the dispatcher claims its next
+batch as soon as it has room (`max_in_hand` rows claimed and not yet recorded or handed back, freed row by row
+as outcomes are recorded), not when the batch's slowest call returns. A call lasts at most its total deadline
+(PROVIDER_DEADLINE_SECONDS), and a tenant's own endpoint (webhooks) gets at most
+WEBHOOK_MAX_CONNECTIONS_PER_TENANT of the provider's slots, so one tenant's slow endpoint cannot take every
+webhook connection from the others.
+
 What a crash can leave in doubt is therefore what was `sending`: at most the slots' worth of calls, plus a
 group of answered but unrecorded ones. Those are never picked again (only `pending` and expired `claimed`
 rows are) and after `sending_stuck_after_seconds` (wall time) they are marked `unknown` and reported with
@@ -43,6 +50,7 @@ from prometheus_client import Counter
 from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dunning_events.consumer import is_transient
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import NotificationFailed, NotificationSkipped
 from dunning_events.outbox import OutboxWriter
@@ -52,7 +60,7 @@ from notifier.adapters import orm
 from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.contact_window import outside_window
 from notifier.domain.last_look import ProjectedInvoice
-from notifier.domain.messages import ChannelProvider, PermanentSendError, SendError
+from notifier.domain.messages import ChannelProvider, OutcomeUnknownError, PermanentSendError, SendError
 from notifier.domain.recipients import mask, suppression_key
 from notifier.domain.rendering import TemplateSource
 from notifier.domain.retry import RetryPolicy
@@ -179,6 +187,7 @@ class Dispatcher:
         watermark: LedgerWatermark | None,
         stuck_after_seconds: float,
         claim_lease_seconds: float,
+        max_in_hand: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.sessions = sessions
@@ -195,6 +204,13 @@ class Dispatcher:
         )
         self._stopping = False
         self._next_lease_check = 0.0
+        # Claimed rows of running batches not yet recorded or handed back; a new claim takes only what fits.
+        self.max_in_hand = max_in_hand or batch_size
+        self._in_hand = 0
+        self._room = asyncio.Event()
+        # Rows past the gate (`sending`) whose outcome is not recorded yet: work not done, for due_stats.
+        self._in_flight = 0
+        self._batches: set[asyncio.Task[None]] = set()
         # Fault-injection seam for tests: runs after provider calls returned, before their outcomes are recorded.
         self.after_send_hook: Callable[[list[Outcome]], Awaitable[None]] | None = None
 
@@ -202,6 +218,19 @@ class Dispatcher:
         """Graceful stop: admit no more sends; open calls finish and are recorded, the rest of each batch's
         claims go back to `pending` (for another replica, or this one after its restart)."""
         self._stopping = True
+
+    async def drain(self, timeout: float) -> None:
+        """After stop_sending: wait for the running batches (their open calls end within their deadline);
+        what is still running after `timeout` is cancelled - its `sending` rows end `unknown`, never re-sent."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while self._batches and loop.time() < until:
+            await asyncio.wait(set(self._batches), timeout=until - loop.time())
+        if self._batches:
+            log.warning("%d dispatch batches still running at shutdown: cancelled", len(self._batches))
+            for task in self._batches:
+                task.cancel()
+            await asyncio.gather(*self._batches, return_exceptions=True)
 
     # ------------------------------------------------------------------ the timer's entry points
 
@@ -218,11 +247,52 @@ class Dispatcher:
                 HELD.inc()
                 log.warning("ledger projection behind the broker %s: holding sends (invariant 1)", lagging)
                 return 0
+        room = await self._wait_for_room()
+        if not room:
+            return 0
         token = uuid.uuid4()
-        handled, sends = await self._claim(now, token, take_over=expired)
-        if sends:
+        self._in_hand += room  # reserved while claiming: another loop must not claim the same room
+        try:
+            handled, sends = await self._claim(now, token, take_over=expired, limit=room)
+        finally:
+            self._in_hand -= room
+        if not sends:
+            return handled
+        self._in_hand += len(sends)
+        if self._stopping:  # stopped while claiming: drain() may be done already, so hand them back here
             await self._send_claimed(sends, token)
+            return handled
+        task = asyncio.create_task(self._send_claimed(sends, token), name="dispatch-batch")
+        self._batches.add(task)
+        task.add_done_callback(self._batch_done)
         return handled
+
+    async def _wait_for_room(self) -> int:
+        """How many rows the next claim may take: up to a batch, within `max_in_hand`. Waits (a second at most)
+        while less than half a batch is free, so claims stay batches; a slow call holds only its own row."""
+        want = min(self.batch_size, self.max_in_hand)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        while self.max_in_hand - self._in_hand < max(1, want // 2):
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout=max(0.0, until - loop.time()))
+            except TimeoutError:
+                return 0
+        return min(want, self.max_in_hand - self._in_hand)
+
+    def _free(self, rows: int) -> None:
+        if rows:
+            self._in_hand -= rows
+            self._room.set()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(level, "dispatch batch failed: %s", exc, exc_info=exc)
 
     async def due_stats(self, now: datetime) -> tuple[int, float]:
         """Due `pending` rows plus every `claimed` one (in a dispatcher's hands, or waiting for its lease to
@@ -236,7 +306,7 @@ class Dispatcher:
         async with self.sessions() as session:
             row = (await session.execute(select(pending, oldest, claimed))).one()
         overdue = (now - row[1]).total_seconds() if row[1] is not None else 0.0
-        return int(row[0]) + int(row[2]), overdue
+        return int(row[0]) + int(row[2]) + self._in_flight, overdue
 
     # ------------------------------------------------------------------ claim, last look, decide
 
@@ -261,17 +331,16 @@ class Dispatcher:
         return bool(row[0]), bool(row[1])
 
     async def _claim(
-        self, now: datetime, token: uuid.UUID, take_over: bool = True
+        self, now: datetime, token: uuid.UUID, take_over: bool = True, limit: int | None = None
     ) -> tuple[int, list[tuple[dict[str, Any], Send]]]:
         sends: list[tuple[dict[str, Any], Send]] = []
+        limit = limit or self.batch_size
         async with self.sessions() as session, session.begin():
             raw: list[Any] = []
             if take_over:  # claims of a dispatcher that died: first, they have waited a lease already
-                raw += (await session.execute(_CLAIM_EXPIRED, {"limit": self.batch_size})).mappings().all()
-            if len(raw) < self.batch_size:
-                raw += (
-                    (await session.execute(_CLAIM, {"now": now, "limit": self.batch_size - len(raw)})).mappings().all()
-                )
+                raw += (await session.execute(_CLAIM_EXPIRED, {"limit": limit})).mappings().all()
+            if len(raw) < limit:
+                raw += (await session.execute(_CLAIM, {"now": now, "limit": limit - len(raw)})).mappings().all()
             rows = [_decoded(r) for r in raw]
             if not rows:
                 return 0, []
@@ -375,6 +444,7 @@ class Dispatcher:
         groups (RECORD_GROUP outcomes, or what came within RECORD_GROUP_WAIT_S of the group's first)."""
         finished: list[Outcome] = []
         wake = asyncio.Event()  # set by a group's first outcome and by the one that fills it
+        unsettled = len(sends)  # rows still this batch's: freed for the next claim as they are recorded
 
         async def one(row: dict[str, Any], send: Send) -> None:
             outcome = await self._through_gate(row, send, token)
@@ -397,9 +467,14 @@ class Dispatcher:
                 if finished:
                     group = finished[:]
                     finished.clear()
-                    if self.after_send_hook is not None:
-                        await self.after_send_hook(group)
-                    await self.outcomes.record(group, token)
+                    try:
+                        if self.after_send_hook is not None:
+                            await self.after_send_hook(group)
+                        await self.outcomes.record(group, token)
+                    finally:
+                        self._in_flight -= sum(1 for o in group if o.held is None)
+                    unsettled -= len(group)
+                    self._free(len(group))
                 elif calls.done():
                     break
             calls.result()
@@ -408,14 +483,18 @@ class Dispatcher:
             if not calls.done():  # recording failed, or we are cancelled: no call may outlive its batch
                 calls.cancel()
             await asyncio.gather(calls, renewing, return_exceptions=True)
-            await self._release(ids, token)
+            self._in_flight -= sum(1 for o in finished if o.held is None)  # never recorded: `sending` stays
+            try:
+                await self._release(ids, token)
+            finally:
+                self._free(unsettled)
 
     async def _through_gate(self, row: dict[str, Any], send: Send, token: uuid.UUID) -> Outcome | None:
         """The provider's outcome; None when the row was not sent by this batch (stopping, or no longer its
         claim) - it is then released back to `pending`, or already someone else's."""
         if self._stopping:
             return None
-        async with self.gate.slot(send.provider):
+        async with self.gate.tenant_slot(send.provider, row["tenant_id"]), self.gate.slot(send.provider):
             if self._stopping:
                 return None
             # Checked again at the send: a queue or a slow provider can carry a row past its window's end.
@@ -432,7 +511,12 @@ class Dispatcher:
             if not admitted:
                 LOST_CLAIMS.inc()
                 return None
-            return await self._attempt(row, send)
+            self._in_flight += 1
+            try:
+                return await self._attempt(row, send)
+            except BaseException:  # cancelled mid-call: no outcome will be recorded for it
+                self._in_flight -= 1
+                raise
 
     async def _renew_lease(self, ids: list[uuid.UUID], token: uuid.UUID) -> None:
         """Keep this batch's claims while it works (a slow provider may take longer than one lease)."""
@@ -525,7 +609,9 @@ class Dispatcher:
             # Not classified: the message may or may not have left. At most once says do not retry.
             log.exception("provider %s raised unexpectedly for delivery %s", send.provider, row["id"])
             return Outcome(
-                row, send, error=PermanentSendError(f"{send.provider}: unexpected {type(exc).__name__}: {exc}")
+                row,
+                send,
+                error=OutcomeUnknownError(f"{send.provider}: unexpected {type(exc).__name__}: {exc}; outcome unknown"),
             )
         return Outcome(row, send, receipt=receipt)
 

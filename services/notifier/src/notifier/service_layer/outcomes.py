@@ -4,20 +4,23 @@ the provider calls come back; and the report of calls a crash left in doubt (`un
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import random
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import and_, bindparam, func, or_, text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dunning_events.consumer import is_transient
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import ConsentRevoked, NotificationFailed, NotificationHeld, NotificationSent
 from dunning_events.outbox import OutboxWriter
@@ -34,6 +37,9 @@ log = logging.getLogger("notifier.dispatcher")
 SOURCE = "notifier"
 
 MESSAGES = Counter("notifier_messages_total", "Delivery outcomes", ["channel", "outcome"])
+OUTCOME_WRITE_RETRIES = Counter(
+    "notifier_outcome_write_retries_total", "Writes of provider outcomes retried after a transient database error"
+)
 
 
 @dataclass
@@ -45,16 +51,73 @@ class Outcome:
     held: OutsideWindow | None = None  # reached the gate outside its contact window: not sent
 
 
-# `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded. `id = ANY` puts the
-# primary key in charge: this runs for every group of outcomes, and a join on unnest() alone may be planned
-# as a scan of the whole table.
+@dataclass
+class _Plan:
+    """A group of outcomes sorted by what they ask the database for."""
+
+    held: list[Outcome] = field(default_factory=list)
+    sent: list[Outcome] = field(default_factory=list)
+    retries: list[tuple[Outcome, RetryAt]] = field(default_factory=list)
+    failed: list[tuple[Outcome, GiveUp]] = field(default_factory=list)
+
+
+def _common(o: Outcome) -> dict[str, Any]:
+    row = o.row
+    return {
+        "customer_id": row["customer_id"],
+        "delivery_id": str(row["id"]),
+        "step_id": row["step_id"],
+        "channel": row["channel"],
+        "recipient": mask(o.send.message.recipient),
+        "invoice_ids": invoice_ids(row),
+    }
+
+
+def _event(o: Outcome, data: EventData, now: datetime) -> Envelope[Any]:
+    return notification_event(data, o.row["tenant_id"], now, o.row.get("correlation_id"))
+
+
+# Every outcome write is conditional on the row still being `sending`, and so is the stuck sweep: whichever
+# commits first wins, the other finds no row and emits nothing - never `unknown` and then `sent` with both
+# events. `RETURNING id` says which rows this write won; only those get their event. `id = ANY` puts the primary
+# key in charge: this runs for every group of outcomes, and a join on unnest() alone may be planned as a scan
+# of the whole table.
 _MARK_SENT = text(
     """
     UPDATE deliveries AS d
     SET status = 'sent', provider_message_id = u.pmid, provider = u.provider, error = NULL, sent_at = :now,
         updated_at = now()
     FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
-    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status IN ('sending', 'unknown')
+    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
+    RETURNING d.id
+    """
+)
+# A provider's answer that came after the sweep had written the call off as `unknown`: the status (and the
+# event already emitted) stand, but the provider's id is kept, so a delivery receipt can still find the row
+# and report it delivered or bounced.
+_KEEP_LATE_RECEIPT = text(
+    """
+    UPDATE deliveries AS d SET provider_message_id = u.pmid
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
+    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'unknown'
+      AND d.provider_message_id IS NULL
+    """
+)
+_MARK_RETRY = text(
+    """
+    UPDATE deliveries AS d SET status = 'pending', next_attempt_at = u.at, error = u.error, updated_at = now()
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_at AS timestamptz[]), CAST(:b_error AS text[])) AS u(id, at, error)
+    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
+    RETURNING d.id
+    """
+)
+# `failed`, or `unknown` when the provider may have taken the message.
+_MARK_FAILED = text(
+    """
+    UPDATE deliveries AS d SET status = u.status, error = u.error, updated_at = now()
+    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS text[]), CAST(:b_error AS text[])) AS u(id, status, error)
+    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
+    RETURNING d.id
     """
 )
 # Held at the gate: only while the row is still this batch's claim (not cancelled, not taken over).
@@ -184,116 +247,147 @@ class OutcomeRecorder:
 
     async def record(self, outcomes: list[Outcome], token: uuid.UUID) -> None:
         """One transaction for a group of outcomes: `sent` + notification.sent; a retry (`pending` again, later);
-        `failed` + notification.failed (+ a suppression, + the fallback channel's record); `held` +
-        notification.held. `token` is the claim the rows came from (a held row must still be its)."""
+        `failed` + notification.failed (+ a suppression, + the fallback channel's record); `unknown` +
+        notification.failed with `outcome_unknown` (the provider may have taken it: no retry, no fallback);
+        `held` + notification.held. `token` is the claim the rows came from (a held row must still be its).
+
+        Retried on transient database errors (a lost connection, a serialization failure, a failover) for up to
+        half of `sending_stuck_after_seconds`: the provider may already have the message, and an outcome lost
+        here would end `unknown` at the sweep. Safe to repeat: every write is conditional on the row still being
+        `sending` (or this claim's), so a retry after a commit whose answer was lost finds nothing left to do."""
         now = self.clock.now()
-        d = orm.deliveries.c
-        held = [o for o in outcomes if o.held is not None]
-        outcomes = [o for o in outcomes if o.held is None]
-        sent: list[dict[str, Any]] = []
-        retries: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
+        plan = self._plan(outcomes, now)
+        give_up_at = time.monotonic() + self.stuck_after_seconds / 2
+        backoff = 0.05
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    counted = await self._write(session, plan, token, now)
+                break
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + backoff >= give_up_at:
+                    raise
+                OUTCOME_WRITE_RETRIES.inc()
+                log.warning("recording %d outcomes failed (%s); retrying in %.2fs", len(outcomes), exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        for (channel, outcome), n in counted.items():
+            MESSAGES.labels(channel=channel, outcome=outcome).inc(n)
+
+    def _plan(self, outcomes: list[Outcome], now: datetime) -> _Plan:
+        """What each outcome asks for (pure, outside the transaction: a retried write keeps the same verdicts)."""
+        plan = _Plan()
+        for o in outcomes:
+            if o.held is not None:
+                plan.held.append(o)
+            elif o.receipt is not None:
+                plan.sent.append(o)
+            else:
+                assert o.error is not None
+                verdict = after_failure(self.retry, int(o.row["attempts"]) + 1, o.error, now, self.rng)
+                if isinstance(verdict, RetryAt):
+                    plan.retries.append((o, verdict))
+                else:
+                    plan.failed.append((o, verdict))
+        return plan
+
+    async def _write(
+        self, session: AsyncSession, plan: _Plan, token: uuid.UUID, now: datetime
+    ) -> collections.Counter[tuple[str, str]]:
+        counted: collections.Counter[tuple[str, str]] = collections.Counter()
         events: list[Envelope[Any]] = []
         follow_ups: list[dict[str, Any]] = []
-        suppress: list[dict[str, Any]] = []
-        for o in outcomes:
-            row, msg = o.row, o.send.message
-            common = {
-                "customer_id": row["customer_id"],
-                "delivery_id": str(row["id"]),
-                "step_id": row["step_id"],
-                "channel": row["channel"],
-                "recipient": mask(msg.recipient),
-                "invoice_ids": invoice_ids(row),
-            }
-            corr = row.get("correlation_id")
-            if o.receipt is not None:
-                MESSAGES.labels(channel=row["channel"], outcome="sent").inc()
-                sent.append(
-                    {"b_id": row["id"], "b_pmid": o.receipt.provider_message_id, "b_provider": o.receipt.provider}
-                )
-                events.append(
-                    notification_event(
-                        NotificationSent(
-                            **common, provider=o.receipt.provider, provider_message_id=o.receipt.provider_message_id
-                        ),
-                        row["tenant_id"],
-                        now,
-                        corr,
-                    )
-                )
-                continue
-            assert o.error is not None
-            attempts = int(row["attempts"]) + 1
-            verdict = after_failure(self.retry, attempts, o.error, now, self.rng)
-            if isinstance(verdict, RetryAt):
-                MESSAGES.labels(channel=row["channel"], outcome="retry").inc()
-                retries.append({"b_id": row["id"], "b_at": verdict.at, "b_error": o.error.reason})
-                continue
-            assert isinstance(verdict, GiveUp)
-            MESSAGES.labels(channel=row["channel"], outcome="failed").inc()
-            failed.append({"b_id": row["id"], "b_error": verdict.reason})
-            events.append(
-                notification_event(
-                    NotificationFailed(
-                        **common, provider=o.send.provider, reason=verdict.reason, permanent=verdict.permanent
-                    ),
-                    row["tenant_id"],
-                    now,
-                    corr,
-                )
+        if plan.held:
+            events.extend(await self._hold_claimed(session, plan.held, token, now, counted))
+        if plan.sent:
+            columns = as_columns(
+                [
+                    {"b_id": o.row["id"], "b_pmid": o.receipt.provider_message_id, "b_provider": o.receipt.provider}
+                    for o in plan.sent
+                    if o.receipt is not None
+                ]
             )
-            kind = suppression_key(row["channel"])
-            if o.error.hard_bounce and kind:
-                suppress.append({"row": row, "kind": kind, "address": msg.recipient, "detail": o.error.reason})
-            nxt = fallback_row(row, now, verdict.reason)
-            if nxt is not None:
-                follow_ups.append(nxt)
-        async with self.sessions() as session, session.begin():
-            if held:
-                events.extend(await self._hold_claimed(session, held, token, now))
-            # `unknown` too: a late outcome of a call the stuck-sweep gave up on still gets recorded.
-            in_flight = or_(d.status == "sending", d.status == "unknown")  # no IN: executemany
-            if sent:
-                await session.execute(_MARK_SENT, {**as_columns(sent), "now": now})
-            if retries:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(and_(d.id == bindparam("b_id"), in_flight))
-                    .values(
-                        status="pending",
-                        next_attempt_at=bindparam("b_at"),
-                        error=bindparam("b_error"),
-                        updated_at=func.now(),
-                    ),
-                    retries,
+            won = set((await session.execute(_MARK_SENT, {**columns, "now": now})).scalars())
+            if len(won) < len(plan.sent):
+                await session.execute(_KEEP_LATE_RECEIPT, columns)
+                log.warning(
+                    "%d provider answers came after their delivery had left `sending` (written off as unknown by "
+                    "the stuck sweep, or recorded already): not recorded again",
+                    len(plan.sent) - len(won),
                 )
-            if failed:
-                await session.execute(
-                    update(orm.deliveries)
-                    .where(and_(d.id == bindparam("b_id"), in_flight))
-                    .values(status="failed", error=bindparam("b_error"), updated_at=func.now()),
-                    failed,
-                )
-            for s in suppress:
-                events.extend(
-                    await add_suppression(
-                        session,
-                        s["row"]["tenant_id"],
-                        s["kind"],
-                        s["address"],
-                        "hard_bounce",
-                        s["row"]["customer_id"],
-                        s["row"]["channel"],
-                        s["detail"],
-                        now,
+            for o in plan.sent:
+                if o.row["id"] in won and o.receipt is not None:
+                    counted[(o.row["channel"], "sent")] += 1
+                    data = NotificationSent(
+                        **_common(o), provider=o.receipt.provider, provider_message_id=o.receipt.provider_message_id
                     )
+                    events.append(_event(o, data, now))
+        if plan.retries:
+            columns = as_columns(
+                [
+                    {"b_id": o.row["id"], "b_at": v.at, "b_error": o.error.reason if o.error else ""}
+                    for o, v in plan.retries
+                ]
+            )
+            channel_of = {o.row["id"]: o.row["channel"] for o, _ in plan.retries}
+            for rid in (await session.execute(_MARK_RETRY, columns)).scalars():
+                counted[(channel_of[rid], "retry")] += 1
+        if plan.failed:
+            columns = as_columns(
+                [
+                    {
+                        "b_id": o.row["id"],
+                        "b_status": "unknown" if o.error and o.error.outcome_unknown else "failed",
+                        "b_error": v.reason,
+                    }
+                    for o, v in plan.failed
+                ]
+            )
+            won = set((await session.execute(_MARK_FAILED, columns)).scalars())
+            for o, verdict in plan.failed:
+                if o.row["id"] not in won or o.error is None:
+                    continue
+                row, unknown = o.row, o.error.outcome_unknown
+                counted[(row["channel"], "unknown" if unknown else "failed")] += 1
+                data = NotificationFailed(
+                    **_common(o),
+                    provider=o.send.provider,
+                    reason=verdict.reason,
+                    permanent=verdict.permanent,
+                    outcome_unknown=unknown,
                 )
-            await insert_deliveries(session, follow_ups)
-            await self.outbox.add(session, events)
+                events.append(_event(o, data, now))
+                if unknown:
+                    continue  # it may have reached the debtor: no suppression, no second channel for the step
+                kind = suppression_key(row["channel"])
+                if o.error.hard_bounce and kind:
+                    events.extend(
+                        await add_suppression(
+                            session,
+                            row["tenant_id"],
+                            kind,
+                            o.send.message.recipient,
+                            "hard_bounce",
+                            row["customer_id"],
+                            row["channel"],
+                            o.error.reason,
+                            now,
+                        )
+                    )
+                nxt = fallback_row(row, now, verdict.reason)
+                if nxt is not None:
+                    follow_ups.append(nxt)
+        await insert_deliveries(session, follow_ups)
+        await self.outbox.add(session, events)
+        return counted
 
     async def _hold_claimed(
-        self, session: AsyncSession, held: list[Outcome], token: uuid.UUID, now: datetime
+        self,
+        session: AsyncSession,
+        held: list[Outcome],
+        token: uuid.UUID,
+        now: datetime,
+        counted: collections.Counter[tuple[str, str]],
     ) -> list[Envelope[Any]]:
         """Rows the gate found outside their window: `held` + notification.held - for the rows that were
         still this batch's claim (a cancelled or taken-over row is someone else's story)."""
@@ -302,13 +396,15 @@ class OutcomeRecorder:
         events = []
         for o in held:
             if o.row["id"] in mine and o.held is not None:
-                MESSAGES.labels(channel=o.row["channel"], outcome="held").inc()
+                counted[(o.row["channel"], "held")] += 1
                 data = held_event(o.row, o.send.message.recipient, o.held, now)
                 events.append(notification_event(data, o.row["tenant_id"], now, o.row.get("correlation_id")))
         return events
 
     async def sweep_stuck(self, now: datetime) -> None:
-        """`sending` too long (the process died during the call): `unknown` + notification.failed, never re-sent."""
+        """`sending` too long (the process died during the call): `unknown` + notification.failed with
+        `outcome_unknown`, never re-sent. The UPDATE is conditional on `sending`, as is every outcome write: a
+        call answered at this moment is either recorded or written off here, not both."""
         if time.monotonic() - self._last_sweep < min(30.0, self.stuck_after_seconds / 2):
             return
         self._last_sweep = time.monotonic()
@@ -346,6 +442,7 @@ class OutcomeRecorder:
                         provider=r["provider"],
                         reason=reason,
                         permanent=True,
+                        outcome_unknown=True,
                     ),
                     r["tenant_id"],
                     now,
@@ -354,5 +451,7 @@ class OutcomeRecorder:
                 for r in stuck
             ]
             await self.outbox.add(session, events)
+        for r in stuck:
+            MESSAGES.labels(channel=r["channel"], outcome="unknown").inc()
         if stuck:
             log.error("%d deliveries were left `sending` by a crash; marked unknown, not re-sent", len(stuck))

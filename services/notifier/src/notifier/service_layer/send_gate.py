@@ -1,7 +1,9 @@
 """The send gate: what a claimed delivery passes just before its provider call.
 
 1. A slot of its provider: as many as the provider has connections (SMTP_POOL_SIZE, PROVIDER_MAX_CONNECTIONS),
-   held until the call returns. A delivery that has a slot reaches its provider at once.
+   held until the call returns. A delivery that has a slot reaches its provider at once. A provider that calls
+   each tenant's own endpoint (webhooks) first takes a slot of that tenant (WEBHOOK_MAX_CONNECTIONS_PER_TENANT):
+   one tenant's slow endpoint holds at most that many of the provider's slots, never all of them.
 2. Its `sending` mark, committed: `WHERE status = 'claimed' AND claim_token = <the batch's>`, so a delivery
    whose lease expired and was taken over by another dispatcher (or that was cancelled meanwhile) is not
    admitted and not sent.
@@ -18,8 +20,11 @@ replica near 500 sends/s; under load the groups grow and the gate costs a few te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,9 +40,23 @@ RETURNING id
 """
 
 
+@dataclass
+class _TenantSlots:
+    slots: asyncio.Semaphore
+    users: int = 0  # holding or waiting: the entry goes when nobody does (no map of every tenant ever seen)
+
+
 class SendGate:
-    def __init__(self, engine: AsyncEngine, slots: Mapping[str, asyncio.Semaphore], default_slots: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        slots: Mapping[str, asyncio.Semaphore],
+        default_slots: int,
+        per_tenant: Mapping[str, int] | None = None,
+    ) -> None:
         self.engine = engine
+        self._per_tenant = dict(per_tenant or {})  # provider -> most slots one tenant may hold
+        self._tenant_slots: dict[tuple[str, str], _TenantSlots] = {}
         # By provider name; providers sharing one connection pool (Twilio SMS and voice) share one semaphore.
         self._slots = dict(slots)
         self._default_slots = default_slots
@@ -52,6 +71,27 @@ class SendGate:
         if sem is None:
             sem = self._slots[provider] = asyncio.Semaphore(self._default_slots)
         return sem
+
+    def tenant_slot(self, provider: str, tenant_id: str) -> AbstractAsyncContextManager[None]:
+        """Taken before the provider's slot, for providers that call the tenant's own endpoint."""
+        limit = self._per_tenant.get(provider)
+        if limit is None:
+            return contextlib.nullcontext()
+        return self._tenant_slot((provider, tenant_id), limit)
+
+    @asynccontextmanager
+    async def _tenant_slot(self, key: tuple[str, str], limit: int) -> AsyncIterator[None]:
+        entry = self._tenant_slots.get(key)
+        if entry is None:
+            entry = self._tenant_slots[key] = _TenantSlots(asyncio.Semaphore(limit))
+        entry.users += 1
+        try:
+            async with entry.slots:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._tenant_slots[key]
 
     async def admit(self, delivery_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
         """True once the delivery's `sending` mark has committed; False if it is no longer this claim's.

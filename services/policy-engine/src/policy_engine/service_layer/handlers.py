@@ -32,6 +32,7 @@ from dunning_events.events import (
     InvoiceUpdated,
     InvoiceVoided,
     LedgerSynced,
+    NotificationFailed,
     NotificationHeld,
     NotificationSent,
     PaymentApplied,
@@ -335,6 +336,19 @@ class Engine:
                 f"a reminder reached the debtor ({d.channel}): {r['next_step']} may hand off to collections now",
                 r["next_step"], delivery_id=d.delivery_id,
             )  # fmt: skip
+
+    async def on_notification_failed(self, env: Envelope[NotificationFailed]) -> None:
+        """A delivery whose outcome is unknown (the provider may have taken it) may have reached the debtor:
+        Reg F counts attempts, so the contact caps count it. A certain failure was no contact and counts nothing."""
+        d = env.data
+        if not d.outcome_unknown:
+            return
+        apg = await self.db()
+        await apg.executemany(
+            "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(d.delivery_id, inv, env.tenant_id, d.customer_id, d.channel, env.occurred_at) for inv in (d.invoice_ids or [""])],
+        )  # fmt: skip
 
     async def on_notification_held(self, env: Envelope[NotificationHeld]) -> None:
         """The notifier reached a delivery outside its contact window and held it: give the step the next
@@ -706,6 +720,7 @@ HANDLERS: dict[str, Handler] = {
     "plan.defaulted": Engine.on_plan_defaulted,
     # dunning.notifications.v1
     "notification.sent": Engine.on_notification_sent,
+    "notification.failed": Engine.on_notification_failed,
     "notification.held": Engine.on_notification_held,
     "consent.revoked": Engine.on_consent_revoked,
 }

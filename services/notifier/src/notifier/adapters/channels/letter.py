@@ -12,7 +12,13 @@ from pathlib import Path
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, call, json_or_empty, provider_timeout
+from notifier.adapters.channels.http import (
+    DEFAULT_DEADLINE_SECONDS,
+    RateLimiter,
+    call,
+    json_or_empty,
+    provider_timeout,
+)
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
 Today = Callable[[], date]
@@ -35,9 +41,16 @@ class PrintApiLetters:
     name = "print_api"
 
     def __init__(
-        self, base_url: str, api_key: str | None, limiter: RateLimiter, today: Today, timeout: float = 30.0
+        self,
+        base_url: str,
+        api_key: str | None,
+        limiter: RateLimiter,
+        today: Today,
+        timeout: float = 30.0,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self.limiter = limiter
+        self.deadline = deadline
         self.today = today
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), auth=(api_key or "", ""), timeout=provider_timeout(timeout)
@@ -69,6 +82,7 @@ class PrintApiLetters:
             "/v1/letters",
             idempotent=True,
             limiter=self.limiter,
+            deadline=self.deadline,
             data=form,
             files={"file": (f"{message.delivery_id}.pdf", pdf, "application/pdf")},
             headers={"Idempotency-Key": message.idempotency_key},

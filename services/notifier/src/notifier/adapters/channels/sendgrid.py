@@ -1,7 +1,8 @@
 """Email over the SendGrid v3 Mail Send API: POST /v3/mail/send (Bearer), 202 with X-Message-Id.
 
 `custom_args.delivery_id` comes back on every event-webhook event, which is how receipts find their
-delivery. SendGrid takes no idempotency key, so a timeout after the request went out is not retried.
+delivery. SendGrid takes no idempotency key, so a timeout after the request went out, or a 5xx, is not retried:
+the delivery ends `unknown` (SendGrid has no API to look a message up by our delivery id before its events).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from email.utils import parseaddr
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, call, provider_timeout
+from notifier.adapters.channels.http import DEFAULT_DEADLINE_SECONDS, RateLimiter, call, provider_timeout
 from notifier.domain.messages import OutboundMessage, SendReceipt
 
 
@@ -19,9 +20,16 @@ class SendGridEmail:
     name = "sendgrid"
 
     def __init__(
-        self, base_url: str, api_key: str | None, limiter: RateLimiter, timeout: float = 10.0, max_connections: int = 10
+        self,
+        base_url: str,
+        api_key: str | None,
+        limiter: RateLimiter,
+        timeout: float = 10.0,
+        max_connections: int = 10,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self.limiter = limiter
+        self.deadline = deadline
         self.slots = asyncio.Semaphore(max_connections)  # see http.call
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -70,6 +78,7 @@ class SendGridEmail:
             idempotent=False,
             limiter=self.limiter,
             slots=self.slots,
+            deadline=self.deadline,
             json=self.payload(message),
         )
         return SendReceipt(provider=self.name, provider_message_id=response.headers.get("x-message-id"))

@@ -31,7 +31,14 @@ from functools import lru_cache
 import aiosmtplib
 
 from notifier.adapters.channels.http import RateLimiter
-from notifier.domain.messages import OutboundMessage, PermanentSendError, SendError, SendReceipt, TransientSendError
+from notifier.domain.messages import (
+    OutboundMessage,
+    OutcomeUnknownError,
+    PermanentSendError,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 # A pooled connection idle longer than this gets a NOOP first: servers drop idle sessions, and a failure
 # on the first command of a stale session must not be mistaken for an unknown outcome.
@@ -453,7 +460,7 @@ class SmtpEmail:
                 raise PermanentSendError(f"smtp: {exc}", provider="smtp") from exc
             except (OSError, TimeoutError) as exc:
                 session.close()
-                raise PermanentSendError(
+                raise OutcomeUnknownError(
                     f"smtp: {type(exc).__name__} during the transaction; outcome unknown, not retried (at most once)",
                     provider="smtp",
                 ) from exc

@@ -2,7 +2,9 @@
 
 Messages: POST /2010-04-01/Accounts/{sid}/Messages.json (To, From | MessagingServiceSid, Body, StatusCallback)
 Calls:    POST /2010-04-01/Accounts/{sid}/Calls.json    (To, From, Twiml, StatusCallback, StatusCallbackEvent)
-Twilio takes no idempotency key on these endpoints, so a timeout after the request went out is not retried.
+Twilio takes no idempotency key on these endpoints, so a timeout after the request went out, a connection lost
+mid-request and a 5xx (Twilio may fail after it queued the message) are not retried: the delivery ends `unknown`.
+429, connection refused and 4xx are answers that nothing was created.
 """
 
 from __future__ import annotations
@@ -13,8 +15,21 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from notifier.adapters.channels.http import RateLimiter, json_or_empty, provider_timeout, retry_after_seconds
-from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt, TransientSendError
+from dunning_kit.http_deadline import within_deadline
+from notifier.adapters.channels.http import (
+    DEFAULT_DEADLINE_SECONDS,
+    RateLimiter,
+    json_or_empty,
+    provider_timeout,
+    retry_after_seconds,
+)
+from notifier.domain.messages import (
+    OutboundMessage,
+    OutcomeUnknownError,
+    PermanentSendError,
+    SendReceipt,
+    TransientSendError,
+)
 from notifier.domain.rendering import babel_locale
 
 # Error codes that mean "this number can never receive this": suppress it instead of trying again.
@@ -35,8 +50,10 @@ class TwilioClient:
         limiter: RateLimiter,
         timeout: float = 10.0,
         max_connections: int = 10,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self.account_sid = account_sid
+        self.deadline = deadline
         self.auth_token = auth_token
         self.limiter = limiter
         # At most as many requests in httpx as it has connections: httpcore re-scans its whole queue of
@@ -62,11 +79,11 @@ async def _create(client: TwilioClient, resource: str, form: dict[str, str]) -> 
     url = f"/2010-04-01/Accounts/{client.account_sid}/{resource}.json"
     try:
         async with client.slots:
-            response = await client.http.post(url, data=form)
+            response = await within_deadline(client.http.post(url, data=form), client.deadline)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TransientSendError(f"twilio: cannot connect ({type(exc).__name__})", provider="twilio") from exc
     except httpx.TransportError as exc:
-        raise PermanentSendError(
+        raise OutcomeUnknownError(
             f"twilio: {type(exc).__name__} after the request was sent; outcome unknown, not retried (at most once)",
             provider="twilio",
         ) from exc
@@ -80,7 +97,11 @@ async def _create(client: TwilioClient, resource: str, form: dict[str, str]) -> 
             f"twilio: rate limited (429, code {code})", retry_after=retry_after_seconds(response), provider="twilio"
         )
     if response.status_code >= 500:
-        raise TransientSendError(f"twilio: server error {response.status_code}: {message}", provider="twilio")
+        raise OutcomeUnknownError(
+            f"twilio: server error {response.status_code}: {message}; Twilio takes no idempotency key and may have "
+            "queued it: outcome unknown, not retried (at most once)",
+            provider="twilio",
+        )
     raise PermanentSendError(
         f"twilio error {code}: {message}",
         hard_bounce=isinstance(code, int) and code in HARD_BOUNCE_CODES,

@@ -13,15 +13,22 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from dunning_kit.outbound import ForbiddenDestination, OutboundPolicy
-from notifier.adapters.channels.http import RateLimiter, call, provider_timeout
+from notifier.adapters.channels.http import DEFAULT_DEADLINE_SECONDS, RateLimiter, call, provider_timeout
 from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
 
 
 class SignedWebhooks:
     name = "webhook"
 
-    def __init__(self, limiter: RateLimiter, timeout: float = 10.0, egress: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+        egress: OutboundPolicy | None = None,
+    ) -> None:
         self.limiter = limiter
+        self.deadline = deadline  # a tenant's slow endpoint holds a connection (and its slot) at most this long
         self.http = (egress or OutboundPolicy()).client(timeout=provider_timeout(timeout))
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
@@ -46,6 +53,7 @@ class SignedWebhooks:
                 message.recipient,
                 idempotent=True,
                 limiter=self.limiter,
+                deadline=self.deadline,
                 content=body.encode(),
                 headers=headers,
             )
