@@ -8,6 +8,7 @@ import time
 import pytest
 
 from dunning_kit.devfakes.trickle import TricklingServer
+from dunning_kit.outbound import OutboundPolicy
 from ledger_sync.connectors.http import BearerToken, ErpError, ErpHttp, deadline_from
 
 
@@ -19,7 +20,10 @@ async def test_a_trickling_erp_request_ends_at_its_total_deadline_then_the_sync_
 
     # One byte every 1.5 s: within the 30 s read timeout forever; 12 bytes would take 18 s per attempt.
     async with TricklingServer(interval=1.5, size=12) as erp:
-        http = ErpHttp(erp.base_url, BearerToken("sk_test"), sleep=no_wait, max_attempts=2, deadline=2.0)
+        http = ErpHttp(
+            erp.base_url, BearerToken("sk_test"), sleep=no_wait, max_attempts=2, deadline=2.0,
+            egress=OutboundPolicy("127.0.0.0/8"),  # the fake ERP listens on loopback
+        )  # fmt: skip
         started = time.monotonic()
         try:
             with pytest.raises(ErpError, match="deadline"):
