@@ -61,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from dunning_events import metrics
 from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
-from dunning_events.topics import partition_key
+from dunning_events.topics import ALL_TOPICS, partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 
 log = logging.getLogger("dunning.outbox")
@@ -224,6 +224,8 @@ class OutboxRelay:
         self.table = table
         self.dead_letters = table.metadata.tables["outbox_dead_letters"]
         self.max_message_bytes = max_message_bytes
+        for topic in ALL_TOPICS:  # at 0 from the start, so the alert's increase() sees the first dead letter
+            metrics.OUTBOX_DEAD_LETTERED.labels(topic=topic)
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval = poll_interval
