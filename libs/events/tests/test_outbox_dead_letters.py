@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
@@ -89,14 +89,22 @@ async def dead_letters(engine: AsyncEngine) -> list[Any]:
 
 
 class Topic:
-    """Reads a topic from its start, remembering every event id seen."""
+    """Reads a topic from its start (every partition, no consumer group: nothing to join), remembering the ids seen."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
         self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4()}", auto_offset_reset="earliest",
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
             fetch_max_bytes=200 * 1024 * 1024, max_partition_fetch_bytes=200 * 1024 * 1024,
         )  # fmt: skip
         self.seen: list[uuid.UUID] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer.topics()
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
 
     async def has(self, *events: Envelope[Any]) -> bool:
         batch = await self.consumer.getmany(timeout_ms=100)
@@ -106,8 +114,8 @@ class Topic:
 
 @pytest_asyncio.fixture
 async def ledger_topic(broker: BrokerBackend, producer: AIOKafkaProducer) -> AsyncIterator[Topic]:
-    reader = Topic(broker.bootstrap_servers, topics.LEDGER)
-    await reader.consumer.start()
+    reader = Topic(broker.bootstrap_servers, topics.LEDGER)  # `producer` created the topics
+    await reader.start()
     yield reader
     await reader.consumer.stop()
 

@@ -84,7 +84,7 @@ async def test_an_oversized_erp_customer_is_quarantined_not_published(
     out = await sync(h)
     assert out["succeeded"], out
     quarantined = (await h.get("/v1/connectors/quickbooks/quarantine")).json()["items"]
-    assert [(q["entity_id"], q["error"].split(":")[0]) for q in quarantined][:1] == [("2", "name")], quarantined
+    assert {(q["entity_id"], q["error"].split(":")[0]) for q in quarantined} == {("2", "name")}, quarantined
     upserted = [e.data.customer_id for e in await h.events() if e.type == "customer.upserted"]
     assert upserted == ["1"]
 

@@ -53,7 +53,8 @@ class Matcher:
             stmt.on_conflict_do_update(index_elements=[cu.c.tenant_id, cu.c.customer_id], set_=values)
         )
 
-    async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> None:
+    async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> bool:
+        """The invoice as it is now; False (nothing changed) for a snapshot older than the one applied."""
         d = env.data
         t = orm.invoices
         values = {
@@ -70,7 +71,7 @@ class Matcher:
             tenant_id=env.tenant_id, invoice_id=d.invoice_id, settled_at=None if owed else env.occurred_at,
             ledger_version=d.version, **values,
         )  # fmt: skip
-        await self.session.execute(
+        applied = await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.tenant_id, t.c.invoice_id],
                 set_={
@@ -79,12 +80,14 @@ class Matcher:
                     "ledger_version": func.greatest(t.c.ledger_version, d.version),
                 },
                 where=_newer(d.version),  # an older snapshot (a replayed dead letter) changes nothing
-            )
+            ).returning(t.c.invoice_id)
         )
+        return applied.first() is not None
 
     async def on_invoice_voided(self, env: Envelope[InvoiceVoided]) -> None:
         """Nothing is owed on a voided invoice any more: whatever promise or plan covers it is withdrawn."""
-        await self.on_invoice(env)
+        if not await self.on_invoice(env):
+            return  # an older void than what was applied since (a write-off undone by a reversal, replayed)
         holder = await self._holder(env.tenant_id, env.data.invoice_id)
         if holder is None:
             return
