@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
-from dunning_events.events import InvoiceUpdated
+from dunning_events.events import InvoiceUpdated, supersedes
+from dunning_kit.db import make_engine
 from dunning_kit.testing import RunningService
 from notifier.adapters import orm
+from notifier.service_layer.projections import _newer
 from notifier.testing import EventFeed, TopicReader
 
 from .conftest import Fakes
@@ -42,3 +44,20 @@ async def test_a_stale_snapshot_replayed_after_the_payment_does_not_change_the_p
     async with notifier.runtime.sessions() as session:
         row = (await session.execute(select(orm.invoice_balances))).one()
     assert (row.status, row.balance_minor, row.ledger_version) == ("open", 482000, 4)
+
+
+async def test_the_projections_sql_is_the_supersedes_rule(database_url: str) -> None:
+    engine = make_engine(database_url, "notifier", pool_size=1)
+    b = orm.invoice_balances
+    try:
+        async with engine.begin() as conn:
+            for applied in (0, 1, 5):
+                await conn.execute(delete(b))
+                await conn.execute(
+                    insert(b).values(tenant_id="t", invoice_id="i", customer_id="c", number="n", currency="EUR",
+                                     balance_minor=0, status="open", ledger_version=applied)
+                )  # fmt: skip
+                for version in (0, 1, 4, 5, 6):
+                    assert await conn.scalar(select(_newer(version)).select_from(b)) == supersedes(version, applied)
+    finally:
+        await engine.dispose()

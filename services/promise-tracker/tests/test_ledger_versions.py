@@ -7,12 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
-from dunning_events.events import InvoiceCreated, InvoiceUpdated, InvoiceVoided
+from dunning_events.events import InvoiceCreated, InvoiceUpdated, InvoiceVoided, supersedes
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.db import make_engine
 from dunning_kit.testing import RunningService
 from promise_tracker.adapters import orm
+from promise_tracker.service_layer.matching import _newer
 
 from .test_matching import promise, status
 
@@ -41,3 +43,20 @@ async def test_a_stale_void_replayed_after_a_newer_snapshot_changes_nothing(
     async with tracker.runtime.sessions() as session:
         row = (await session.execute(select(orm.invoices))).one()
     assert (row.status, row.balance_minor, row.ledger_version, row.settled_at) == ("open", 50000, 3, None)
+
+
+async def test_the_projections_sql_is_the_supersedes_rule(database_url: str) -> None:
+    engine = make_engine(database_url, "promise_tracker", pool_size=1)
+    t = orm.invoices
+    try:
+        async with engine.begin() as conn:
+            for applied in (0, 1, 5):
+                await conn.execute(delete(t))
+                await conn.execute(
+                    insert(t).values(tenant_id="t", invoice_id="i", customer_id="c", number="n", currency="EUR",
+                                     balance_minor=0, status="open", ledger_version=applied)
+                )  # fmt: skip
+                for version in (0, 1, 4, 5, 6):
+                    assert await conn.scalar(select(_newer(version)).select_from(t)) == supersedes(version, applied)
+    finally:
+        await engine.dispose()
