@@ -59,7 +59,7 @@ async def test_replaying_dead_letters_twice_republishes_each_once_with_its_key_a
     finally:
         await consumer.stop()
     dead = await read_dead_letters(bootstrap, GROUP)
-    assert [d.event_id for d in dead.letters] == [str(ev.id) for ev in poison]
+    assert sorted(d.event_id or "" for d in dead.letters) == sorted(str(ev.id) for ev in poison)
     assert await topic_size(bootstrap, topics.LEDGER) == 3
 
     first = await replay(bootstrap, GROUP, [str(poison[0].id)])  # one event by its id

@@ -152,10 +152,6 @@ def refused_for_good(exc: BaseException) -> bool:
     return isinstance(exc, _REFUSED_FOR_GOOD)
 
 
-class RecordTooLarge(MessageSizeTooLargeError):  # type: ignore[misc]
-    """A row larger than the relay's `max_message_bytes`: refused before it is sent."""
-
-
 class OutboxWriter:
     """Adds events to the outbox inside the caller's transaction; commits are the caller's job."""
 
@@ -310,11 +306,10 @@ class OutboxRelay:
         for row in rows:
             size = _record_size(row)
             if size > self.max_message_bytes:
-                refused[row["id"]] = _describe(
-                    RecordTooLarge(
-                        f"the record is {size} bytes, more than the {self.max_message_bytes} bytes a message may "
-                        "have (OUTBOX_MAX_MESSAGE_BYTES; the topic's max.message.bytes)"
-                    )
+                refused[row["id"]] = (
+                    f"MessageSizeTooLargeError: the record is {size} bytes, more than the {self.max_message_bytes} "
+                    "bytes a message may have (OUTBOX_MAX_MESSAGE_BYTES, kept at or below the topic's "
+                    "max.message.bytes); refused by the relay before sending"
                 )
             else:
                 sendable.append(row)
