@@ -82,6 +82,24 @@ class InvoiceSnapshot(EventData):
     terms: str | None = None
     status: InvoiceStatus = "open"
     disputed: bool = False
+    version: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "The invoice's version in the ledger after this change: assigned by ledger-sync, one higher with every "
+            "change of the invoice (payments, credits, voids and disputes included). A consumer ignores a snapshot "
+            "older than one it has applied (a replayed dead letter must not undo a payment). 0: not versioned"
+        ),
+    )
+
+
+def supersedes(version: int, applied: int) -> bool:
+    """Whether a ledger fact about an invoice at `version` is newer than the `applied` version a consumer holds.
+
+    Versions come from ledger-sync (InvoiceSnapshot.version, Allocation.invoice_version_after): an older or equal one
+    is a redelivery or a replayed dead letter, and applying it would undo what came after (reopen a paid invoice).
+    0 means "not versioned" (written before versions existed): always applied, as before."""
+    return version == 0 or version > applied
 
 
 class InvoiceCreated(InvoiceSnapshot):
@@ -120,6 +138,9 @@ class Allocation(_Part):
     amount: DecimalStr
     invoice_balance_after: DecimalStr
     invoice_status_after: InvoiceStatus
+    invoice_version_after: int = Field(
+        default=0, ge=0, description="The invoice's version after this allocation (invoice snapshots' `version`)"
+    )
 
 
 class PaymentApplied(EventData):
@@ -173,6 +194,7 @@ class DisputeOpened(EventData):
 
     invoice_id: str
     reason: str | None = None
+    invoice_version: int = Field(default=0, ge=0, description="The invoice's version after the dispute opened")
 
 
 class DisputeResolved(EventData):
@@ -183,6 +205,7 @@ class DisputeResolved(EventData):
 
     invoice_id: str
     resolution: str | None = None
+    invoice_version: int = Field(default=0, ge=0, description="The invoice's version after the dispute ended")
 
 
 class LedgerSynced(EventData):

@@ -23,3 +23,8 @@ BATCH_SECONDS = Histogram(
 )
 OUTBOX_BACKLOG = Gauge("dunning_outbox_backlog", "Unpublished outbox rows")
 OUTBOX_OLDEST_AGE = Gauge("dunning_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row")
+OUTBOX_DEAD_LETTERED = Counter(
+    "dunning_outbox_dead_lettered_total",
+    "Outbox rows the broker refused for good (too large, invalid), moved to outbox_dead_letters",
+    ["topic"],
+)

@@ -15,9 +15,17 @@ within one short lane round instead of after the import. Guarantees:
 - No row is published by both ways in the same pass (the lane skips settlements the head holds).
 - At least once: a crash after publishing and before marking re-publishes the round: duplicates are possible,
   loss is not; consumers de-duplicate by event id (inbox).
-- One head publisher and one lane publisher per database at a time (transaction-level advisory locks): with
-  several replicas the others stand by, and take over at once (the lanes queue for their lock, so a settlement
-  committed during one replica's lane round goes in the next one, whichever replica runs it).
+- One head publisher and one lane publisher per service schema at a time (transaction-level advisory locks whose
+  ids are derived from the schema, so services sharing one database publish side by side): with several replicas
+  the others stand by, and take over at once (the lanes queue for their lock, so a settlement committed during
+  one replica's lane round goes in the next one, whichever replica runs it).
+- One bad row never blocks a topic. A row the broker refuses for good (too large for a message, an invalid
+  record: `refused_for_good`) is moved to `outbox_dead_letters` with the error, counted
+  (dunning_outbox_dead_lettered_total) and logged, and the rows behind it go on, in the head and in the lane
+  alike; a row larger than `max_message_bytes` is refused before it is sent. Its customer's later events go on
+  too (the order of the others is kept; the dead-lettered one is missing until replayed from the table, see
+  README's runbook). A batch the broker refuses is retried one row at a time so only the bad row is set aside.
+  Transient broker errors (away, timeouts, not enough replicas) are never dead-lettered: the round is retried.
 
 A writer that commits settlements wakes the lane's publisher at once wherever it runs (NOTIFY on the service's
 `dunning_outbox_lane_<schema>` channel, delivered on commit); the lane also polls, as the head does. Settlements
@@ -36,8 +44,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import aiokafka.errors
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    BrokerResponseError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -45,15 +61,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from dunning_events import metrics
 from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
-from dunning_events.topics import partition_key
+from dunning_events.topics import ALL_TOPICS, partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 
 log = logging.getLogger("dunning.outbox")
 
-# One relay at a time per service database publishes, so per-customer order on the wire is the
-# commit order in the outbox even with several replicas; the others stand by (and take over at once).
-_RELAY_LOCK_KEY = 0x0D0B0C5
-_LANE_LOCK_KEY = 0x0D0B0C6  # the priority lane's publisher: one per database as well
+# One relay at a time per service schema publishes, so per-customer order on the wire is the commit order in the
+# outbox even with several replicas; the others stand by (and take over at once). The lock's id is derived from
+# the way (head or lane) and the service's schema: services sharing one database must not wait for each other.
+_RELAY_LOCK_KEY = "head"
+_LANE_LOCK_KEY = "lane"  # the priority lane's publisher: one per schema as well
+_TRY_LEAD = text(
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('dunning.outbox.' || CAST(:way AS text) || ':' || "
+    "current_schema(), 0)), set_config('enable_sort', 'off', true)"
+)
+_WAIT_LEAD = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('dunning.outbox.' || CAST(:way AS text) || ':' || "
+    "current_schema(), 0))"
+)
+# Kafka's default largest message is 1,048,588 bytes (message.max.bytes / max.message.bytes): stay below it.
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 _PARTITIONER = DefaultPartitioner()  # the producer's default: murmur2(key) over all of the topic's partitions
 # Marks a settlement on the wire (consumers' priority lane); bulk records carry no extra header.
 PRIORITY_HEADER: tuple[str, bytes] = ("dunning-priority", b"1")
@@ -84,6 +111,45 @@ SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority, 
 FROM candidate c JOIN {name} o ON o.id = c.id
 ORDER BY o.id
 """
+# Rows the broker refused for good leave the outbox for its dead-letter table, in the round's transaction.
+_DEAD_LETTER = """
+WITH refused AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)
+), moved AS (
+  DELETE FROM {name} o USING refused r WHERE o.id = r.id
+  RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.payload, o.headers, o.priority, o.created_at, r.error
+)
+INSERT INTO {dead_letters} (id, event_id, event_type, topic, key, payload, headers, priority, created_at, error)
+SELECT id, event_id, event_type, topic, key, payload, headers, priority, created_at, error FROM moved
+ON CONFLICT (event_id) DO UPDATE SET id = EXCLUDED.id, error = EXCLUDED.error, dead_lettered_at = now()
+RETURNING topic
+"""
+
+
+class InvalidRecordError(BrokerResponseError):  # type: ignore[misc]
+    """INVALID_RECORD (87): the broker refused a record (e.g. a null key on a compacted topic). aiokafka does not
+    know this code and would report it as a retriable UnknownError; registered here so the relay recognises it."""
+
+    errno = 87
+    message = "INVALID_RECORD"
+    description = "This record has failed the validation on broker and hence will be rejected."
+
+
+aiokafka.errors.kafka_errors.setdefault(InvalidRecordError.errno, InvalidRecordError)
+
+# What the broker says about one record that no retry can change (everything else is retried, never set aside).
+_REFUSED_FOR_GOOD: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    InvalidRecordError,
+)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The broker refused the record itself (too large, invalid): retrying cannot succeed."""
+    return isinstance(exc, _REFUSED_FOR_GOOD)
 
 
 class OutboxWriter:
@@ -148,9 +214,14 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval: float = 0.2,
         retention: timedelta = timedelta(hours=1),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.engine = engine
         self.table = table
+        self.dead_letters = table.metadata.tables["outbox_dead_letters"]
+        self.max_message_bytes = max_message_bytes
+        for topic in ALL_TOPICS:  # at 0 from the start, so the alert's increase() sees the first dead letter
+            metrics.OUTBOX_DEAD_LETTERED.labels(topic=topic)
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -204,8 +275,9 @@ class OutboxRelay:
             return await self._publish(apg, [row for row in candidates if row["ready"]])
 
     @asynccontextmanager
-    async def _leading(self, lock: int) -> AsyncIterator[Any]:
-        """One transaction holding the advisory lock (the raw asyncpg connection), or None if another relay has it."""
+    async def _leading(self, lock: str) -> AsyncIterator[Any]:
+        """One transaction holding the way's advisory lock for this schema (the raw asyncpg connection), or None if
+        another relay of the same service has it."""
         async with self.engine.begin() as conn:
             # Through SQLAlchemy first: that opens the transaction the raw statements then run in (the asyncpg
             # adapter begins lazily, and the lock is a transaction lock).
@@ -213,41 +285,100 @@ class OutboxRelay:
                 # No sorting in the head's transaction: its ORDER BY id LIMIT must walk ix_outbox_unpublished in
                 # order. With statistics older than a fast-growing backlog (an import) the planner would rather
                 # bitmap-scan and sort the whole backlog every round (~40 ms a round at 100,000 rows).
-                leading = select(func.pg_try_advisory_xact_lock(lock), func.set_config("enable_sort", "off", True))
-                if not (await conn.execute(leading)).scalar():
+                if not (await conn.execute(_TRY_LEAD, {"way": lock})).scalar():
                     yield None
                     return
             else:
                 # The lane waits its turn instead: a settlement committed during another replica's lane round
                 # then goes in the round right after it, not at the next poll (`stop` cancels the wait).
-                await conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                await conn.execute(_WAIT_LEAD, {"way": lock})
             # Straight asyncpg: at tens of thousands of events a second, SQLAlchemy's per-row result objects and
             # the expanding IN (...) of 1,000 ids cost more than the database work itself.
             yield (await conn.get_raw_connection()).driver_connection
 
     async def _publish(self, apg: Any, rows: Sequence[Any]) -> int:
+        """Publish the round's rows and mark them; rows the broker refuses for good go to the dead-letter table.
+        Returns how many rows left the outbox's backlog (published or set aside)."""
         if not rows:
             return 0
-        await asyncio.gather(*await self._send_batches(rows))
+        refused: dict[int, str] = {}
+        sendable = []
+        for row in rows:
+            size = _record_size(row)
+            if size > self.max_message_bytes:
+                refused[row["id"]] = (
+                    f"MessageSizeTooLargeError: the record is {size} bytes, more than the {self.max_message_bytes} "
+                    "bytes a message may have (OUTBOX_MAX_MESSAGE_BYTES, kept at or below the topic's "
+                    "max.message.bytes); refused by the relay before sending"
+                )
+            else:
+                sendable.append(row)
+        batches = await self._send_batches(sendable)
+        outcomes = await asyncio.gather(*(future for future, _ in batches), return_exceptions=True)
+        for (_, batch_rows), outcome in zip(batches, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not refused_for_good(outcome):
+                    raise outcome  # transient: nothing is marked, the round is retried
+                # Which record of the batch? Send them one by one: only the refused ones are set aside.
+                refused.update(await self._isolate(batch_rows))
         if self.after_publish_hook is not None:
             await self.after_publish_hook(len(rows))
-        await apg.execute(
-            f"UPDATE {self.table.name} SET published_at = now() WHERE id = ANY($1::bigint[])",
-            [row["id"] for row in rows],
-        )
-        for topic, count in Counter(row["topic"] for row in rows).items():
+        published = [row for row in rows if row["id"] not in refused]
+        if published:
+            await apg.execute(
+                f"UPDATE {self.table.name} SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in published],
+            )
+        if refused:
+            await self._dead_letter(apg, [row for row in rows if row["id"] in refused], refused)
+        for topic, count in Counter(row["topic"] for row in published).items():
             metrics.EVENTS_PUBLISHED.labels(topic=topic).inc(count)
         return len(rows)
 
-    async def _send_batches(self, rows: Sequence[Any]) -> list[asyncio.Future[Any]]:
-        """Hand the rows to the producer as one record batch per partition, in id order within each.
+    async def _isolate(self, rows: Sequence[Any]) -> dict[int, str]:
+        """Send a refused batch's rows one at a time, in id order; returns the ones refused for good."""
+        refused: dict[int, str] = {}
+        for row in rows:
+            ((future, _),) = await self._send_batches([row])
+            try:
+                await future
+            except Exception as exc:
+                if not refused_for_good(exc):
+                    raise
+                refused[row["id"]] = _describe(exc)
+        return refused
+
+    async def _dead_letter(self, apg: Any, rows: Sequence[Any], refused: dict[int, str]) -> None:
+        ids = [row["id"] for row in rows]
+        moved = await apg.fetch(
+            _DEAD_LETTER.format(name=self.table.name, dead_letters=self.dead_letters.name),
+            ids,
+            [refused[i] for i in ids],
+        )
+        for topic, count in Counter(r["topic"] for r in moved).items():
+            metrics.OUTBOX_DEAD_LETTERED.labels(topic=topic).inc(count)
+        for row in rows:
+            log.error(
+                "outbox relay: the broker refused %s %s (key %s, %d bytes) for good: moved to %s, the rows behind "
+                "it go on: %s",
+                row["topic"],
+                row["id"],
+                row["key"],
+                _record_size(row),
+                self.dead_letters.name,
+                refused[row["id"]],
+            )
+
+    async def _send_batches(self, rows: Sequence[Any]) -> list[tuple[asyncio.Future[Any], list[Any]]]:
+        """Hand the rows to the producer as one record batch per partition, in id order within each; returns each
+        batch's future with its rows.
 
         The producer's per-record send() costs more Python than the rest of the relay together; building the
         partitions' batches here keeps the same partition for a key (the producer's own murmur2 partitioner
         over the topic's partitions) and the same order, so per-customer order on the wire is unchanged.
         """
-        open_batches: dict[tuple[str, int], Any] = {}
-        futures: list[asyncio.Future[Any]] = []
+        open_batches: dict[tuple[str, int], tuple[Any, list[Any]]] = {}
+        sent: list[tuple[asyncio.Future[Any], list[Any]]] = []
         partitions: dict[str, list[int]] = {}
         partition_of: dict[tuple[str, str], int] = {}
         for row in rows:
@@ -259,22 +390,24 @@ class OutboxRelay:
                     partitions[topic] = sorted(await self.producer.partitions_for(topic))
                 partition = _PARTITIONER(key_bytes, partitions[topic], partitions[topic])
                 partition_of[(topic, key)] = partition
-            batch = open_batches.get((topic, partition))
-            if batch is None:
-                batch = open_batches[(topic, partition)] = self.producer.create_batch()
+            entry = open_batches.get((topic, partition))
+            if entry is None:
+                entry = open_batches[(topic, partition)] = (self.producer.create_batch(), [])
+            batch, batch_rows = entry
             headers = _kafka_headers(row["headers"])
             if row["priority"]:
                 headers.append(PRIORITY_HEADER)
             if batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers) is None:
                 batch.close()  # full: send it and start the partition's next batch
-                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = self.producer.create_batch()
+                sent.append((await self.producer.send_batch(batch, topic, partition=partition), batch_rows))
+                batch, batch_rows = open_batches[(topic, partition)] = (self.producer.create_batch(), [])
                 # A batch always takes its first record, whatever its size (the broker judges that).
                 batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers)
-        for (topic, partition), batch in open_batches.items():
+            batch_rows.append(row)
+        for (topic, partition), (batch, batch_rows) in open_batches.items():
             batch.close()
-            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-        return futures
+            sent.append((await self.producer.send_batch(batch, topic, partition=partition), batch_rows))
+        return sent
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Publish until the outbox is empty (used on shutdown)."""
@@ -396,6 +529,15 @@ class OutboxRelay:
                     < func.now() - text(f"interval '{int(self.retention.total_seconds())} seconds'")
                 )
             )
+
+
+def _record_size(row: Any) -> int:
+    """The record's size on the wire, near enough (key, value, headers as stored; the batch framing is small)."""
+    return len(row["payload"]) + len(row["key"]) + len(row["headers"] or "") + (16 if row["priority"] else 0)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:4000]
 
 
 def _kafka_headers(stored: str | None) -> list[tuple[str, bytes]]:

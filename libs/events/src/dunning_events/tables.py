@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 
 def outbox_table(metadata: MetaData) -> Table:
+    """The outbox, with its dead-letter table beside it (outbox_dead_letters_table): a relay needs both."""
     table = Table(
         "outbox",
         metadata,
@@ -45,7 +46,30 @@ def outbox_table(metadata: MetaData) -> Table:
     Index("ix_outbox_unpublished", table.c.id, postgresql_where=unpublished)
     Index("ix_outbox_unpublished_priority", table.c.id, postgresql_where=unpublished & table.c.priority)
     Index("ix_outbox_unpublished_key", table.c.key, table.c.id, postgresql_where=unpublished)
+    if "outbox_dead_letters" not in metadata.tables:
+        outbox_dead_letters_table(metadata)
     return table
+
+
+def outbox_dead_letters_table(metadata: MetaData) -> Table:
+    """Outbox rows the broker refused for good (too large, invalid): moved here by the relay, with the error, so
+    the rows behind them go on. The row is kept whole (payload and headers) to be inspected and replayed."""
+    return Table(
+        "outbox_dead_letters",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),  # the outbox row's id: its commit order
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("event_type", String(80), nullable=False),
+        Column("topic", String(200), nullable=False),
+        Column("key", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("priority", Boolean, nullable=False, server_default=false()),
+        Column("error", Text, nullable=False),
+        # Wall-clock time, as the outbox's: when the change was committed and when the broker refused it.
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("dead_lettered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
 
 
 def inbox_table(metadata: MetaData) -> Table:

@@ -88,6 +88,7 @@ class ServiceRuntime:
             producer=self.producer,
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
+            max_message_bytes=settings.outbox_max_message_bytes,
         )
         self.outbox = OutboxWriter(
             self.outbox_table, on_commit=self.relay.wake, on_priority_commit=self.relay.wake_lane

@@ -48,6 +48,13 @@ class ServiceSettings(BaseSettings):
     )
     outbox_batch_size: int = Field(1000, description="Most outbox rows one relay batch publishes")
     outbox_poll_interval: float = Field(0.2, description="Seconds the relay waits when the outbox looks empty")
+    outbox_max_message_bytes: int = Field(
+        1_000_000,
+        gt=0,
+        description="Largest event the relay hands to the broker (key, value, headers); a larger outbox row is moved "
+        "to outbox_dead_letters instead of blocking the rows behind it. Keep it at or below the topics' "
+        "max.message.bytes (Kafka's default: 1048588)",
+    )
     inbox_retention_hours: float = Field(
         768.0,
         description="Hours an applied event's id is kept for de-duplication: longer than the topics' retention "

@@ -99,6 +99,21 @@ def upgrade() -> None:
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_priority', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL AND priority'))
+    op.create_table('outbox_dead_letters',
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=80), nullable=False),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('key', sa.Text(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
+    sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('dead_lettered_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('event_id')
+    )
     op.create_table('quarantine',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -162,6 +177,7 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=40), server_default='api', nullable=False),
     sa.Column('erp_updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('version', sa.BigInteger(), server_default='1', nullable=False),
     sa.CheckConstraint("status IN ('open','paid','void','written_off')", name='ck_invoices_status'),
     sa.CheckConstraint('balance_minor <= total_minor', name='ck_invoices_balance_within_total'),
     sa.CheckConstraint('balance_minor >= 0', name='ck_invoices_balance_not_negative'),
@@ -231,6 +247,7 @@ def downgrade() -> None:
     op.drop_table('webhook_notices')
     op.drop_index('ix_quarantine_tenant', table_name='quarantine')
     op.drop_table('quarantine')
+    op.drop_table('outbox_dead_letters')
     op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
     op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))

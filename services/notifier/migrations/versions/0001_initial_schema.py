@@ -102,6 +102,7 @@ def upgrade() -> None:
     sa.Column('balance_minor', sa.BigInteger(), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('ledger_version', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_invoice_balances_customer', 'invoice_balances', ['tenant_id', 'customer_id'], unique=False)
@@ -128,6 +129,21 @@ def upgrade() -> None:
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_priority', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL AND priority'))
+    op.create_table('outbox_dead_letters',
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=80), nullable=False),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('key', sa.Text(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
+    sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('dead_lettered_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('event_id')
+    )
     op.create_table('receipts',
     sa.Column('provider', sa.String(length=40), nullable=False),
     sa.Column('provider_event_id', sa.String(length=300), nullable=False),
@@ -174,6 +190,7 @@ def downgrade() -> None:
     op.drop_table('templates')
     op.drop_table('suppressions')
     op.drop_table('receipts')
+    op.drop_table('outbox_dead_letters')
     op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
     op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))

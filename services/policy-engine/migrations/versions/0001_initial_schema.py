@@ -51,6 +51,7 @@ def upgrade() -> None:
     sa.Column('awaiting_reminder', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('closed_reason', sa.Text(), nullable=True),
     sa.Column('trace', sa.String(length=64), nullable=True),
+    sa.Column('ledger_version', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_cases_customer', 'cases', ['tenant_id', 'customer_id'], unique=False)
@@ -120,6 +121,21 @@ def upgrade() -> None:
     op.create_index('ix_outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_priority', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL AND priority'))
+    op.create_table('outbox_dead_letters',
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=80), nullable=False),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('key', sa.Text(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
+    sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('dead_lettered_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('event_id')
+    )
     op.create_table('policies',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('policy_id', sa.String(length=80), nullable=False),
@@ -161,6 +177,7 @@ def downgrade() -> None:
     op.drop_table('timeline')
     op.drop_table('policy_assignments')
     op.drop_table('policies')
+    op.drop_table('outbox_dead_letters')
     op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
     op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))

@@ -54,7 +54,7 @@ WITH staged AS MATERIALIZED (
              'customer_id', customer_id, 'invoice_id', invoice_id, 'number', number, 'currency', currency,
              'total', {_MONEY}, 'balance', {_MONEY},
              'issue_date', to_char(issue_date, 'YYYY-MM-DD'), 'due_date', to_char(due_date, 'YYYY-MM-DD'),
-             'terms', terms, 'status', status, 'disputed', false)
+             'terms', terms, 'status', status, 'disputed', false, 'version', 1)
          )::text, 'UTF8'),
          $16::jsonb
   FROM created ORDER BY ord

@@ -71,6 +71,8 @@ invoices = Table(
     Column("source", String(40), nullable=False, server_default="api"),
     Column("erp_updated_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # One higher with every change its events report (InvoiceState.version): consumers drop older snapshots.
+    Column("version", BigInteger, nullable=False, server_default="1"),
     ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
     CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
     CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_within_total"),

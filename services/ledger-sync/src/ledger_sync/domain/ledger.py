@@ -41,6 +41,9 @@ class InvoiceState:
     dispute_reason: str | None = None
     source: str = "api"
     erp_updated_at: datetime | None = None
+    # One higher with every change that emits an event about the invoice (terms, balance, status, dispute): its
+    # events carry it, so a consumer can tell an older snapshot (a replayed dead letter) from a newer one.
+    version: int = 1
 
     @property
     def applied(self) -> int:
@@ -129,6 +132,7 @@ def plan_invoice_upsert(current: InvoiceState | None, new: InvoiceTerms) -> tupl
         terms=new.terms,
         balance=balance,
         status=status,
+        version=current.version + 1,
     )
     if balance != current.balance:
         changes.append(Change("balance", current.balance, balance))
@@ -145,6 +149,7 @@ class AllocationDelta:
     delta: int  # > 0 applies more, < 0 gives back
     balance_after: int
     status_after: str
+    version_after: int
 
 
 @dataclass(frozen=True)
@@ -208,8 +213,8 @@ def plan_allocations(
         balance = inv.balance - changes[invoice_id]
         if balance > inv.total - inv.cancelled:
             raise LedgerRuleViolation("allocations", f"giving back more than was applied to {invoice_id!r}")
-        touched[invoice_id] = replace(inv, balance=balance, status=settle_status(balance, inv.status))
-        deltas.append(AllocationDelta(invoice_id, changes[invoice_id], balance, touched[invoice_id].status))
+        touched[invoice_id] = after = changed(inv, balance=balance, status=settle_status(balance, inv.status))
+        deltas.append(AllocationDelta(invoice_id, changes[invoice_id], balance, after.status, after.version))
     for invoice_id in sorted((k for k, d in changes.items() if d > 0), key=order.__getitem__):
         where = f"allocations[{order[invoice_id]}]"
         inv = touched[invoice_id]
@@ -220,8 +225,8 @@ def plan_allocations(
                 f"{where}.amount", f"exceeds the invoice's open balance of {inv.balance} minor units"
             )
         balance = inv.balance - changes[invoice_id]
-        touched[invoice_id] = replace(inv, balance=balance, status=settle_status(balance, inv.status))
-        deltas.append(AllocationDelta(invoice_id, changes[invoice_id], balance, touched[invoice_id].status))
+        touched[invoice_id] = after = changed(inv, balance=balance, status=settle_status(balance, inv.status))
+        deltas.append(AllocationDelta(invoice_id, changes[invoice_id], balance, after.status, after.version))
     return AllocationPlan(
         deltas=deltas,
         unapplied=amount - total_allocated,
@@ -238,7 +243,12 @@ def plan_close(inv: InvoiceState, status: str) -> InvoiceState:
     if status == "void":
         if inv.applied:
             raise LedgerRuleViolation("status", "release the invoice's allocations before voiding it")
-        return replace(inv, balance=0, cancelled=inv.total, status="void")
+        return changed(inv, balance=0, cancelled=inv.total, status="void")
     if inv.status == "written_off":
         raise LedgerRuleViolation("status", f"invoice {inv.invoice_id!r} is already written off")
-    return replace(inv, balance=0, cancelled=inv.cancelled + inv.balance, status="written_off")
+    return changed(inv, balance=0, cancelled=inv.cancelled + inv.balance, status="written_off")
+
+
+def changed(inv: InvoiceState, **fields: object) -> InvoiceState:
+    """The invoice after a change its events will report: the next version."""
+    return replace(inv, version=inv.version + 1, **fields)  # type: ignore[arg-type]

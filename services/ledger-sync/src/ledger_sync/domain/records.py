@@ -1,7 +1,8 @@
 """Canonical ledger records: what the API, the CSV import and every connector hand to the ledger.
 
 Validation that needs no database lives here, so each door rejects the same things with the same
-field names: unknown currency, negative or too-precise amounts, due date before issue date.
+field names: unknown currency, negative or too-precise amounts, due date before issue date, and anything
+larger than the size limits below.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -19,6 +20,34 @@ from dunning_events.money import ISO_CURRENCIES, DecimalStr, minor_units, to_min
 from ledger_sync.domain.ledger import InvoiceTerms
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+# Size limits (README "Size limits"): what the API, the CSV import and the connectors accept. A record within them
+# becomes an event of at most a few hundred kilobytes, far below the broker's largest message (1 MB by default):
+# one tenant's megabytes of tags or contacts must never become an event the broker refuses (it would then sit in
+# the outbox's dead letters instead of reaching the other services).
+MAX_TAGS = 100
+MAX_TAG_LENGTH = 100
+MAX_CONTACTS = 50
+MAX_ALLOCATIONS = 1000
+MAX_NAME_LENGTH = 500
+MAX_EMAIL_LENGTH = 320  # RFC 5321: 64 local part + @ + 255 domain
+MAX_PHONE_LENGTH = 50
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]
+
+
+class ContactIn(BaseModel):
+    """A contact as a door accepts it: the event's Contact, with size limits."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: str | None = Field(None, max_length=MAX_NAME_LENGTH)
+    email: str | None = Field(None, max_length=MAX_EMAIL_LENGTH)
+    phone: str | None = Field(None, max_length=MAX_PHONE_LENGTH)
+    role: str = Field("billing", max_length=50)
+
+    def contact(self) -> Contact:
+        return Contact(name=self.name, email=self.email, phone=self.phone, role=self.role)
 
 
 class _Record(BaseModel):
@@ -57,14 +86,18 @@ def _no_float(value: Any) -> Any:
 
 class CustomerRecord(_Record):
     id: str = Field(min_length=1, max_length=200, description="External id (the ERP's)")
-    name: str = Field(min_length=1, max_length=500)
-    contacts: list[Contact] = Field(default_factory=list)
-    email: str | None = Field(None, description="Shorthand for one billing contact's email")
-    phone: str | None = Field(None, description="Shorthand for one billing contact's phone")
-    time_zone: str = Field("UTC", description="IANA zone, e.g. Europe/Berlin")
-    locale: str = Field("en", description="BCP 47 language tag, e.g. de-DE")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=MAX_CONTACTS)
+    email: str | None = Field(
+        None, max_length=MAX_EMAIL_LENGTH, description="Shorthand for one billing contact's email"
+    )
+    phone: str | None = Field(
+        None, max_length=MAX_PHONE_LENGTH, description="Shorthand for one billing contact's phone"
+    )
+    time_zone: str = Field("UTC", max_length=64, description="IANA zone, e.g. Europe/Berlin")
+    locale: str = Field("en", max_length=35, description="BCP 47 language tag, e.g. de-DE")
     country: str | None = Field(None, description="ISO 3166-1 alpha-2")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     segment: str | None = Field(None, max_length=100)
     consent: ConsentFlags = Field(default_factory=ConsentFlags)
     credit_hold: bool = False
@@ -103,7 +136,7 @@ class CustomerRecord(_Record):
 
     def all_contacts(self) -> list[Contact]:
         if self.contacts or not (self.email or self.phone):
-            return self.contacts
+            return [c.contact() for c in self.contacts]
         return [Contact(name=self.name, email=self.email, phone=self.phone)]
 
 
@@ -111,7 +144,7 @@ class InvoiceRecord(_Record):
     id: str = Field(min_length=1, max_length=200, description="External id (the ERP's)")
     customer_id: str = Field(min_length=1, max_length=200)
     number: str = Field(min_length=1, max_length=100)
-    currency: str = Field(description="ISO 4217 code")
+    currency: str = Field(max_length=10, description="ISO 4217 code")
     total: DecimalStr = Field(description='Decimal string in the currency\'s minor unit, e.g. "4820.00"')
     issue_date: date
     due_date: date | None = None
@@ -159,11 +192,11 @@ class AllocationRecord(_Record):
 class PaymentRecord(_Record):
     id: str = Field(min_length=1, max_length=200)
     customer_id: str = Field(min_length=1, max_length=200)
-    currency: str
+    currency: str = Field(max_length=10)
     amount: DecimalStr
     received_on: date
     reference: str | None = Field(None, max_length=200, description="Check number, bank reference, ...")
-    allocations: list[AllocationRecord] = Field(default_factory=list)
+    allocations: list[AllocationRecord] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
 
     _cur = field_validator("currency")(_check_currency)
     _float = field_validator("amount", mode="before")(_no_float)
@@ -178,10 +211,10 @@ class CreditNoteRecord(_Record):
     id: str = Field(min_length=1, max_length=200)
     customer_id: str = Field(min_length=1, max_length=200)
     number: str | None = Field(None, max_length=100)
-    currency: str
+    currency: str = Field(max_length=10)
     total: DecimalStr
     issued_on: date
-    allocations: list[AllocationRecord] = Field(default_factory=list)
+    allocations: list[AllocationRecord] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
 
     _cur = field_validator("currency")(_check_currency)
     _float = field_validator("total", mode="before")(_no_float)

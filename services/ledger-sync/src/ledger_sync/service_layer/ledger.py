@@ -131,6 +131,7 @@ def _invoice_state(row: Any) -> InvoiceState:
         dispute_reason=row.dispute_reason,
         source=row.source,
         erp_updated_at=row.erp_updated_at,
+        version=row.version,
     )
 
 
@@ -277,6 +278,7 @@ class Ledger:
                 balance_minor=bindparam("bal"),
                 status=bindparam("st"),
                 cancelled_minor=bindparam("can"),
+                version=bindparam("ver"),
                 updated_at=bindparam("now"),
             )
         )
@@ -291,6 +293,7 @@ class Ledger:
                     "bal": s.balance,
                     "st": s.status,
                     "can": s.cancelled,
+                    "ver": s.version,
                     "now": now,
                 }
                 for s in invoices
@@ -310,6 +313,7 @@ class Ledger:
             terms=s.terms,
             status=s.status,
             disputed=s.disputed,
+            version=s.version,
             **extra,
         )
 
@@ -335,6 +339,7 @@ class Ledger:
                 amount=from_minor(abs(d.delta), currency),
                 invoice_balance_after=from_minor(d.balance_after, currency),
                 invoice_status_after=d.status_after,  # type: ignore[arg-type]
+                invoice_version_after=d.version_after,
             )
             for d in deltas
         ]
@@ -576,6 +581,7 @@ class Ledger:
                 "dispute_reason": s.dispute_reason,
                 "source": s.source,
                 "erp_updated_at": s.erp_updated_at,
+                "version": s.version,
                 "updated_at": now,
             }
             for s in states
@@ -651,16 +657,21 @@ class Ledger:
             raise NotFound(invoice_id)
         if inv.disputed == open_:
             return RowResult(invoice_id, created=False)
+        version = inv.version + 1  # the snapshot's `disputed` changes: later snapshots must outrank older ones
         i = orm.invoices.c
         await self.session.execute(
             update(orm.invoices)
             .where(i.tenant_id == self.tenant_id, i.invoice_id == invoice_id)
-            .values(disputed=open_, dispute_reason=note if open_ else None, updated_at=self.clock.now())
+            .values(
+                disputed=open_, dispute_reason=note if open_ else None, version=version, updated_at=self.clock.now()
+            )
         )
         data: EventData = (
-            DisputeOpened(customer_id=inv.customer_id, invoice_id=invoice_id, reason=note)
+            DisputeOpened(customer_id=inv.customer_id, invoice_id=invoice_id, reason=note, invoice_version=version)
             if open_
-            else DisputeResolved(customer_id=inv.customer_id, invoice_id=invoice_id, resolution=note)
+            else DisputeResolved(
+                customer_id=inv.customer_id, invoice_id=invoice_id, resolution=note, invoice_version=version
+            )
         )
         ev = self._event(data)
         await self.outbox.add(self.session, [ev])

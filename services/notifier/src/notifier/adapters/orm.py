@@ -48,6 +48,8 @@ invoice_balances = Table(
     Column("balance_minor", BigInteger, nullable=False),
     Column("due_date", Date),
     Column("status", String(20), nullable=False),
+    # The newest ledger version of the invoice applied: an older snapshot (a replayed dead letter) changes nothing.
+    Column("ledger_version", BigInteger, nullable=False, server_default="0"),
 )
 Index("ix_invoice_balances_customer", invoice_balances.c.tenant_id, invoice_balances.c.customer_id)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import ColumnElement, func, literal, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,8 +34,14 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
     )
 
 
+def _newer(version: int) -> ColumnElement[bool]:
+    """dunning_events.events.supersedes in SQL: the fact at `version` is newer than the projection's row."""
+    return or_(literal(version) == 0, orm.invoice_balances.c.ledger_version < version)
+
+
 async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> None:
-    """created, updated and voided all carry the invoice as it is now."""
+    """created, updated and voided all carry the invoice as it is now; a snapshot older than the one applied (a
+    replayed dead letter after a payment) changes nothing."""
     d = env.data
     values = {
         "balance_minor": to_minor(d.balance, d.currency),
@@ -46,23 +52,32 @@ async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> No
         "currency": d.currency,
         "customer_id": d.customer_id,
     }
-    stmt = insert(orm.invoice_balances).values(tenant_id=env.tenant_id, invoice_id=d.invoice_id, **values)
+    b = orm.invoice_balances.c
+    stmt = insert(orm.invoice_balances).values(
+        tenant_id=env.tenant_id, invoice_id=d.invoice_id, ledger_version=d.version, **values
+    )
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[orm.invoice_balances.c.tenant_id, orm.invoice_balances.c.invoice_id], set_=values
+            index_elements=[b.tenant_id, b.invoice_id],
+            set_={**values, "ledger_version": func.greatest(b.ledger_version, d.version)},
+            where=_newer(d.version),
         )
     )
 
 
 async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
-    """payment.applied, payment.reversed and credit_note.applied carry each invoice's balance after."""
+    """payment.applied, payment.reversed and credit_note.applied carry each invoice's balance (and version) after."""
     d = env.data
     b = orm.invoice_balances.c
     for a in d.allocations:
         await session.execute(
             update(orm.invoice_balances)
-            .where(b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id)
-            .values(balance_minor=to_minor(a.invoice_balance_after, d.currency), status=a.invoice_status_after)
+            .where(b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id, _newer(a.invoice_version_after))
+            .values(
+                balance_minor=to_minor(a.invoice_balance_after, d.currency),
+                status=a.invoice_status_after,
+                ledger_version=func.greatest(b.ledger_version, a.invoice_version_after),
+            )
         )
 
 

@@ -106,6 +106,8 @@ cases = Table(
     Column("closed_reason", Text),
     # W3C traceparent of the event that opened the case: a step fired days later continues that trace.
     Column("trace", String(64)),
+    # Case.ledger_version: the newest ledger version of the invoice applied; older snapshots are ignored.
+    Column("ledger_version", BigInteger, nullable=False, server_default="0"),
 )
 # Claimed in (next_at, customer) order so one customer's invoices due together land in one batch.
 Index(

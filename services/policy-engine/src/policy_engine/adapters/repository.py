@@ -37,7 +37,7 @@ _PG_TYPES = {
     "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
     "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "reminded_at": "timestamptz",
     "awaiting_reminder": "bool", "closed_reason": "text",
-    "trace": "text",
+    "trace": "text", "ledger_version": "int8",
 }  # fmt: skip
 assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column type"
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from dunning_events.events import supersedes
 from dunning_events.money import from_minor, minor_units
 from policy_engine.domain.calendar import ContactWindow, allowed_at
 from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
@@ -109,6 +110,8 @@ class Case:
     awaiting_reminder: bool = False  # a hand-off waits for that first reminder
     closed_reason: str | None = None
     trace: str | None = None
+    # The newest ledger version of the invoice applied (snapshots, allocations, disputes): older facts are ignored.
+    ledger_version: int = 0
     notes: list[Note] = field(default_factory=list)
 
     def note(self, kind: str, reason: str, step: str | None = None, **detail: Any) -> None:
@@ -129,6 +132,16 @@ class Case:
 
     def clear_timer(self) -> None:
         self.next_at = None
+
+
+def take_ledger_version(case: Case, version: int) -> bool:
+    """Whether a ledger fact at `version` is news for the case (then the case remembers it); an older one — a
+    redelivered or replayed event after a newer one, e.g. an invoice.updated snapshot replayed from a dead-letter
+    topic after the payment that settled the invoice — must change nothing (dunning_events.events.supersedes)."""
+    if not supersedes(version, case.ledger_version):
+        return False
+    case.ledger_version = max(case.ledger_version, version)
+    return True
 
 
 def window(policy: Policy, debtor: Debtor) -> ContactWindow:

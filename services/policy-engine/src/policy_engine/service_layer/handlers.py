@@ -190,8 +190,11 @@ class Engine:
     async def pause(
         self, tenant: str, invoice_ids: Iterable[str], *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (),
         cause: str = "", mutate: Callable[[Case], None] | None = None, env: Envelope[Any] | None = None,
+        ledger_version: int | None = None,
     ) -> list[Case]:  # fmt: skip
         cases = list((await self.load(tenant, invoice_ids)).values())
+        if ledger_version is not None:  # a ledger fact (a dispute): older than what the case applied changes nothing
+            cases = [case for case in cases if rules.take_ledger_version(case, ledger_version)]
         for case in cases:
             if mutate is not None:
                 mutate(case)
@@ -287,7 +290,7 @@ class Engine:
         case = Case(
             tenant_id=env.tenant_id, invoice_id=d.invoice_id, customer_id=d.customer_id, number=d.number,
             currency=d.currency, total_minor=to_minor(d.total, d.currency),
-            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date,
+            balance_minor=to_minor(d.balance, d.currency), due_date=d.due_date, ledger_version=d.version,
         )  # fmt: skip
         if d.disputed:
             case.pause_reasons.append("dispute")
@@ -409,6 +412,8 @@ class Engine:
         if case is None:
             await self.on_invoice_created(env)
             return
+        if not rules.take_ledger_version(case, d.version):
+            return  # an older snapshot (a replayed dead letter): what came after it stands
         old_due, old_balance = case.due_date, case.balance_minor
         case.number = d.number
         case.total_minor = to_minor(d.total, d.currency)
@@ -445,7 +450,7 @@ class Engine:
 
     async def on_invoice_voided(self, env: Envelope[InvoiceVoided]) -> None:
         case = (await self.load(env.tenant_id, [env.data.invoice_id])).get(env.data.invoice_id)
-        if case is None:
+        if case is None or not rules.take_ledger_version(case, env.data.version):
             return
         self.close(case, f"cancelled: the invoice was {_status_text(env.data.status)}")
         await self.flush([case], env)
@@ -459,7 +464,7 @@ class Engine:
         touched = []
         for alloc in d.allocations:
             case = cases.get(alloc.invoice_id)
-            if case is None:
+            if case is None or not rules.take_ledger_version(case, alloc.invoice_version_after):
                 continue
             touched.append(case)
             balance_after = to_minor(alloc.invoice_balance_after, case.currency)
@@ -484,7 +489,7 @@ class Engine:
         touched = []
         for alloc in d.allocations:
             case = cases.get(alloc.invoice_id)
-            if case is None:
+            if case is None or not rules.take_ledger_version(case, alloc.invoice_version_after):
                 continue
             touched.append(case)
             case.balance_minor = to_minor(alloc.invoice_balance_after, case.currency)
@@ -504,11 +509,17 @@ class Engine:
 
     async def on_dispute_opened(self, env: Envelope[DisputeOpened]) -> None:
         why = "dispute opened" + (f": {env.data.reason}" if env.data.reason else "")
-        await self.pause(env.tenant_id, [env.data.invoice_id], add=("dispute",), cause=why, env=env)
+        await self.pause(
+            env.tenant_id, [env.data.invoice_id], add=("dispute",), cause=why, env=env,
+            ledger_version=env.data.invoice_version,
+        )  # fmt: skip
 
     async def on_dispute_resolved(self, env: Envelope[DisputeResolved]) -> None:
         why = "dispute resolved" + (f": {env.data.resolution}" if env.data.resolution else "")
-        await self.pause(env.tenant_id, [env.data.invoice_id], remove=("dispute",), cause=why, env=env)
+        await self.pause(
+            env.tenant_id, [env.data.invoice_id], remove=("dispute",), cause=why, env=env,
+            ledger_version=env.data.invoice_version,
+        )  # fmt: skip
 
     async def on_ledger_synced(self, env: Envelope[LedgerSynced]) -> None:
         d = env.data

@@ -41,6 +41,8 @@ invoices = Table(
     # When (business time) nothing was owed any more; NULL while a balance is open. A promise whose
     # invoices were all settled by its deadline, however, cannot be broken.
     Column("settled_at", DateTime(timezone=True)),
+    # The newest ledger version of the invoice applied: an older snapshot (a replayed dead letter) changes nothing.
+    Column("ledger_version", BigInteger, nullable=False, server_default="0"),
     Index("ix_invoices_customer", "tenant_id", "customer_id"),
 )
 

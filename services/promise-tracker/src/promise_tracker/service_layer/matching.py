@@ -9,7 +9,7 @@ from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, null, select, update
+from sqlalchemy import case, func, literal, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,7 +53,8 @@ class Matcher:
             stmt.on_conflict_do_update(index_elements=[cu.c.tenant_id, cu.c.customer_id], set_=values)
         )
 
-    async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> None:
+    async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> bool:
+        """The invoice as it is now; False (nothing changed) for a snapshot older than the one applied."""
         d = env.data
         t = orm.invoices
         values = {
@@ -67,18 +68,26 @@ class Matcher:
         }
         owed = d.status == "open" and d.balance > 0
         stmt = insert(t).values(
-            tenant_id=env.tenant_id, invoice_id=d.invoice_id, settled_at=None if owed else env.occurred_at, **values
-        )
-        await self.session.execute(
+            tenant_id=env.tenant_id, invoice_id=d.invoice_id, settled_at=None if owed else env.occurred_at,
+            ledger_version=d.version, **values,
+        )  # fmt: skip
+        applied = await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.tenant_id, t.c.invoice_id],
-                set_={**values, "settled_at": _settled_at(owed, env.occurred_at)},
-            )
+                set_={
+                    **values,
+                    "settled_at": _settled_at(owed, env.occurred_at),
+                    "ledger_version": func.greatest(t.c.ledger_version, d.version),
+                },
+                where=_newer(d.version),  # an older snapshot (a replayed dead letter) changes nothing
+            ).returning(t.c.invoice_id)
         )
+        return applied.first() is not None
 
     async def on_invoice_voided(self, env: Envelope[InvoiceVoided]) -> None:
         """Nothing is owed on a voided invoice any more: whatever promise or plan covers it is withdrawn."""
-        await self.on_invoice(env)
+        if not await self.on_invoice(env):
+            return  # an older void than what was applied since (a write-off undone by a reversal, replayed)
         holder = await self._holder(env.tenant_id, env.data.invoice_id)
         if holder is None:
             return
@@ -191,14 +200,17 @@ class Matcher:
         i = orm.invoices.c
         tenant_id = env.tenant_id
         owed = alloc.invoice_status_after == "open" and alloc.invoice_balance_after > 0
+        version = alloc.invoice_version_after
+        newer = _newer(version)
         found = (
             await self.session.execute(
                 update(orm.invoices)
                 .where(i.tenant_id == tenant_id, i.invoice_id == alloc.invoice_id)
-                .values(
-                    balance_minor=to_minor(alloc.invoice_balance_after, currency),
-                    status=alloc.invoice_status_after,
-                    settled_at=_settled_at(owed, env.occurred_at),
+                .values(  # the money still counts; the balance only when it is newer than the one applied
+                    balance_minor=case((newer, to_minor(alloc.invoice_balance_after, currency)), else_=i.balance_minor),
+                    status=case((newer, alloc.invoice_status_after), else_=i.status),
+                    settled_at=case((newer, _settled_at(owed, env.occurred_at)), else_=i.settled_at),
+                    ledger_version=func.greatest(i.ledger_version, version),
                 )
                 .returning(i.invoice_id)
             )
@@ -277,6 +289,11 @@ class Matcher:
                 .where(p.tenant_id == row.tenant_id, p.promise_id == row.promise_id)
                 .values(received_minor=row.received_minor)
             )
+
+
+def _newer(version: int) -> Any:
+    """dunning_events.events.supersedes in SQL: the fact at `version` is newer than the projection's row."""
+    return or_(literal(version) == 0, orm.invoices.c.ledger_version < version)
 
 
 def _settled_at(owed: bool, occurred_at: datetime) -> Any:

@@ -1,0 +1,95 @@
+"""`python -m dunning_kit.dlq replay GROUP`: dead letters go back to their source topic with their key and headers,
+once, however often the command runs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from dunning_events import topics
+from dunning_events.codec import decode, encode
+from dunning_events.topics import partition_key
+from dunning_kit.dlq import read_dead_letters, replay
+from dunning_kit.testing import BrokerBackend, poll_until
+
+from .conftest import PlumbingDb
+from .test_plumbing import GROUP, _offsets_committed, invoice_event, make_consumer
+
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
+        return sum(ends[tp] - starts[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+async def run_cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dunning_kit.dlq", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return proc.returncode, out.decode() + err.decode()
+
+
+async def test_replaying_dead_letters_twice_republishes_each_once_with_its_key_and_headers(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    poison = [invoice_event(n, customer=f"C-{n}").model_copy(update={"subject": "INV-poison"}) for n in (1, 2)]
+    good = invoice_event(3)
+    headers = [("traceparent", TRACEPARENT), ("dunning-priority", b"1")]
+    for ev in [*poison, good]:
+        key = partition_key(ev.tenant_id, ev.customer_id).encode()
+        await producer.send_and_wait(topics.LEDGER, encode(ev), key=key, headers=headers)
+    consumer = make_consumer(db, broker, producer)  # fails on INV-poison: dead-letters it, applies the rest
+    consumer.start()
+    try:
+        await poll_until(db.times_applied, what="the good event to be applied")
+        await poll_until(lambda: _offsets_committed(consumer), what="the batch to be committed")
+    finally:
+        await consumer.stop()
+    dead = await read_dead_letters(bootstrap, GROUP)
+    assert sorted(d.event_id or "" for d in dead.letters) == sorted(str(ev.id) for ev in poison)
+    assert await topic_size(bootstrap, topics.LEDGER) == 3
+
+    first = await replay(bootstrap, GROUP, [str(poison[0].id)])  # one event by its id
+    assert [d.event_id for d in first.replayed] == [str(poison[0].id)]
+    _, said = await run_cli("--bootstrap-servers", bootstrap, "replay", GROUP)  # the rest, as the runbook runs it
+    assert "replayed 1, already replayed before 1" in said, said
+    again = await replay(bootstrap, GROUP)  # and once more: nothing left to replay
+    assert (again.replayed, len(again.already_replayed)) == ([], 2)
+
+    assert await topic_size(bootstrap, topics.LEDGER) == 5, "each dead letter went back exactly once"
+    records = await _records(bootstrap, expect=5)
+    for ev in poison:
+        copies = [(key, headers) for key, value, headers in records if decode(value).id == ev.id]
+        original_key = partition_key(ev.tenant_id, ev.customer_id).encode()
+        # The first copy is the original, the second the replay: same key (partition), same headers, no dlq-* ones.
+        assert copies == [(original_key, dict(headers))] * 2, copies
+
+
+async def _records(bootstrap: str, expect: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+    consumer = AIOKafkaConsumer(topics.LEDGER, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+    try:
+
+        async def enough() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                got.extend((r.key or b"", r.value or b"", dict(r.headers or ())) for r in records)
+            return len(got) >= expect
+
+        await poll_until(enough, what=f"{expect} records")
+    finally:
+        await consumer.stop()
+    return got
