@@ -1,0 +1,221 @@
+"""The edge guard: no request value reaches a handler, or PostgreSQL, that PostgreSQL cannot store.
+
+PostgreSQL's text and JSONB cannot hold U+0000, `bigint` holds ±(2^63−1), and Python's JSON parser turns
+`1e400` into an infinite float and accepts `NaN`. Instead of every route and column defending itself, this
+one ASGI middleware sits in front of every service's routes (`dunning_kit.app.create_service_app` installs
+it) and answers 422 naming the field (`dunning_kit.problems.invalid_input`) when a request carries
+
+* a NUL byte in the path, in a query parameter's name or value, in a form field, or in any JSON string or
+  object key (`%00`, `\\u0000`);
+* a JSON number that is not finite (`NaN`, `Infinity`, `1e400`) or lies outside ±(2^63−1): no field of the
+  platform holds one;
+* an integer path or query parameter outside ±(2^63−1) (the route's own declaration says which are integers).
+
+Amounts written as decimal strings are bounded where their currency is known, by their type
+(`dunning_events.money.AmountStr`). JSON and form bodies are read whole here (the body-size limit runs first);
+other bodies (CSV uploads, spooled to disk) stream past untouched and their parsers check their own cells.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dunning_kit.problems import FieldError, invalid_input
+
+NUL = "\x00"
+INT64_MAX = 2**63 - 1
+MAX_REPORTED = 20  # a hostile body may hold thousands; the first few name the problem well enough
+
+NUL_REASON = "contains a NUL byte (U+0000), which cannot be stored"
+NUMBER_REASON = f"is a number that cannot be stored (it must be finite and within ±{INT64_MAX})"
+_INT_DIGITS = len(str(INT64_MAX)) + 1  # longer literals are out of range (and never parsed: big ints cost CPU)
+
+
+class _Unstorable:
+    """What a JSON literal the platform cannot hold (NaN, Infinity, a giant integer) is parsed into."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _parse_int(literal: str) -> int | _Unstorable:
+    return int(literal) if len(literal.lstrip("-")) < _INT_DIGITS else _Unstorable(literal)
+
+
+def _storable_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -INT64_MAX <= value <= INT64_MAX
+    if isinstance(value, float):
+        return value == value and abs(value) <= INT64_MAX  # NaN != NaN; inf fails the bound
+    return not isinstance(value, _Unstorable)
+
+
+def _field(segments: tuple[str | int, ...]) -> str:
+    # The same spelling as a Pydantic validation error's loc joined by dots (`contacts.0.email`).
+    return ".".join(str(s) for s in segments) or "(body)"
+
+
+def _printable(text: str) -> str:
+    return text.replace(NUL, "\\u0000")
+
+
+def unstorable_values(value: Any, *, location: str = "body", at: tuple[str | int, ...] = ()) -> Iterator[FieldError]:
+    """Every value inside a parsed JSON document (or YAML, form...) that PostgreSQL could not store."""
+    if isinstance(value, str):
+        if NUL in value:
+            yield FieldError(_field(at), NUL_REASON, location)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and NUL in key:
+                yield FieldError(_field((*at, _printable(key))), f"its name {NUL_REASON}", location)
+            yield from unstorable_values(item, location=location, at=(*at, _printable(str(key))))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from unstorable_values(item, location=location, at=(*at, i))
+    elif not _storable_number(value):
+        yield FieldError(_field(at), NUMBER_REASON, location)
+
+
+def _is_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_int(typing.get_args(annotation)[0])
+    return any(arg is int for arg in typing.get_args(annotation))
+
+
+def _int_params(
+    route: APIRoute, cache: dict[int, tuple[frozenset[str], frozenset[str]]]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of the route's integer path and query parameters, from its own declaration."""
+    key = id(route)
+    if key not in cache:
+        path: set[str] = set()
+        query: set[str] = set()
+        pending: list[Dependant] = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            path.update(f.alias for f in dependant.path_params if _is_int(f.field_info.annotation))
+            query.update(f.alias for f in dependant.query_params if _is_int(f.field_info.annotation))
+            pending.extend(dependant.dependencies)
+        cache[key] = (frozenset(path), frozenset(query))
+    return cache[key]
+
+
+def _out_of_range_int(text: str) -> bool:
+    literal = text.strip().lstrip("+-")
+    if not literal.isdigit():
+        return False  # not an integer literal at all: the route's own validation answers
+    return len(literal) >= _INT_DIGITS or int(literal) > INT64_MAX
+
+
+def _url_errors(scope: Scope, cache: dict[int, tuple[frozenset[str], frozenset[str]]]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    route, path_params = _matched_route(scope)
+    int_path, int_query = _int_params(route, cache) if route is not None else (frozenset(), frozenset())
+    for name, value in path_params.items():
+        if NUL in value:
+            errors.append(FieldError(f"path.{name}", NUL_REASON, "path"))
+        elif name in int_path and _out_of_range_int(value):
+            errors.append(FieldError(f"path.{name}", NUMBER_REASON, "path"))
+    if not path_params and NUL in scope["path"]:
+        errors.append(FieldError("path", NUL_REASON, "path"))
+    query = scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if NUL in name:
+            errors.append(FieldError(f"query.{_printable(name)}", f"its name {NUL_REASON}", "query"))
+        elif NUL in value:
+            errors.append(FieldError(f"query.{name}", NUL_REASON, "query"))
+        elif name in int_query and _out_of_range_int(value):
+            errors.append(FieldError(f"query.{name}", NUMBER_REASON, "query"))
+    return errors
+
+
+def _matched_route(scope: Scope) -> tuple[APIRoute | None, dict[str, str]]:
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            params = {k: v for k, v in child.get("path_params", {}).items() if isinstance(v, str)}
+            return (route if isinstance(route, APIRoute) else None), params
+    return None, {}
+
+
+def _body_kind(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media = value.decode("latin-1").split(";", 1)[0].strip().lower()
+            if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+                return "json"
+            if media == "application/x-www-form-urlencoded":
+                return "form"
+    return None
+
+
+def _body_errors(body: bytes, kind: str) -> list[FieldError]:
+    if kind == "form":
+        errors = []
+        for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            if NUL in name or NUL in value:
+                errors.append(FieldError(_printable(name), NUL_REASON, "body"))
+        return errors
+    try:
+        document = json.loads(body, parse_int=_parse_int, parse_constant=_Unstorable)
+    except ValueError:
+        return []  # malformed JSON: the route's own parsing answers 400 with its position
+    return list(unstorable_values(document))
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), [message]  # the client went away: hand that on as it came
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), []
+
+
+def _replay(body: bytes, pending: list[Message], receive: Receive) -> Callable[[], Awaitable[Message]]:
+    queue: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *pending]
+
+    async def replayed() -> Message:
+        return queue.pop(0) if queue else await receive()
+
+    return replayed
+
+
+class UnstorableInputGuard:
+    """ASGI middleware: 422 for a request carrying a value PostgreSQL cannot store (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._int_params: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        errors = _url_errors(scope, self._int_params)
+        kind = _body_kind(scope)
+        if not errors and kind is not None:
+            body, pending = await _read_body(receive)
+            errors = _body_errors(body, kind)
+            receive = _replay(body, pending, receive)
+        if errors:
+            response = invalid_input(errors[:MAX_REPORTED], instance=_printable(scope["path"]))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
