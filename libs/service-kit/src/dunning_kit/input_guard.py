@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Awaitable, Callable, Iterator
+from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,6 +36,7 @@ NUL = "\x00"
 INT64_MAX = 2**63 - 1
 MAX_REPORTED = 20  # a hostile body may hold thousands; the first few name the problem well enough
 
+DEPTH_REASON = "a JSON parser can follow"
 NUL_REASON = "contains a NUL byte (U+0000), which cannot be stored"
 NUMBER_REASON = f"is a number that cannot be stored (it must be finite and within ±{INT64_MAX})"
 _INT_DIGITS = len(str(INT64_MAX)) + 1  # longer literals are out of range (and never parsed: big ints cost CPU)
@@ -70,21 +72,26 @@ def _printable(text: str) -> str:
     return text.replace(NUL, "\\u0000")
 
 
-def unstorable_values(value: Any, *, location: str = "body", at: tuple[str | int, ...] = ()) -> Iterator[FieldError]:
-    """Every value inside a parsed JSON document (or YAML, form...) that PostgreSQL could not store."""
-    if isinstance(value, str):
-        if NUL in value:
-            yield FieldError(_field(at), NUL_REASON, location)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and NUL in key:
-                yield FieldError(_field((*at, _printable(key))), f"its name {NUL_REASON}", location)
-            yield from unstorable_values(item, location=location, at=(*at, _printable(str(key))))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from unstorable_values(item, location=location, at=(*at, i))
-    elif not _storable_number(value):
-        yield FieldError(_field(at), NUMBER_REASON, location)
+def unstorable_values(value: Any, *, location: str = "body") -> Iterator[FieldError]:
+    """Every value inside a parsed JSON document (or YAML, form...) that PostgreSQL could not store.
+
+    Iterative, so a document as deep as the parser accepted cannot exhaust the stack here."""
+    pending: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while pending:
+        at, item = pending.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                yield FieldError(_field(at), NUL_REASON, location)
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                name = _printable(str(key))
+                if isinstance(key, str) and NUL in key:
+                    yield FieldError(_field((*at, name)), f"its name {NUL_REASON}", location)
+                pending.append(((*at, name), child))
+        elif isinstance(item, list):
+            pending.extend(((*at, i), child) for i, child in reversed(list(enumerate(item))))
+        elif not _storable_number(item):
+            yield FieldError(_field(at), NUMBER_REASON, location)
 
 
 def _is_int(annotation: Any) -> bool:
@@ -174,7 +181,10 @@ def _body_errors(body: bytes, kind: str) -> list[FieldError]:
         document = json.loads(body, parse_int=_parse_int, parse_constant=_Unstorable)
     except ValueError:
         return []  # malformed JSON: the route's own parsing answers 400 with its position
-    return list(unstorable_values(document))
+    except RecursionError:
+        # Deeper than Python's parser goes: the route's own parsing would fail the same way, as a 500.
+        return [FieldError("(body)", f"is nested deeper than {DEPTH_REASON}", "body")]
+    return list(islice(unstorable_values(document), MAX_REPORTED))
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
