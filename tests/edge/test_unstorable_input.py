@@ -159,6 +159,8 @@ def _hostile_body(schema: dict[str, Any] | None) -> tuple[str, set[str]]:
         elif "object" in kinds:
             parts.append(f'"{name}": {{"{NUL_JSON}": "v"}}')
             fields.add(f"{name}.a\\u0000b")
+    if not parts:  # nothing plain to put it in: a made-up field (the guard reads every body whole)
+        parts, fields = [f'"name": "{NUL_JSON}"'], {"name"}
     return "{" + ", ".join(parts) + "}", fields
 
 
@@ -196,7 +198,7 @@ async def test_a_nul_byte_or_an_unstorable_number_anywhere_in_a_json_body_is_ref
 def _decimal_fields(op: Operation) -> list[str]:
     """Body fields documented as "number or decimal string": the amounts."""
     props = (op.body or {}).get("properties") or {}
-    return [name for name, prop in props.items() if _types(prop) == {"number", "string"}]
+    return [name for name, prop in props.items() if _types(prop) - {"null"} == {"number", "string"}]
 
 
 async def test_an_amount_beyond_what_the_platform_can_hold_is_refused_naming_the_field(platform: Platform) -> None:
@@ -236,6 +238,7 @@ async def test_a_valid_invoice_whose_minor_units_overflow_a_bigint_is_refused_an
 async def test_a_csv_cell_with_a_nul_byte_is_refused_with_its_line_and_column(platform: Platform) -> None:
     csv = "id,customer_id,number,currency,total,issue_date\nINV-1,C-1,1,EUR,10.00,2026-03-01\nINV-\x002,C-1,2,EUR,1.00,2026-03-01\n"
     async with platform["ledger-sync"].client() as api:
+        await api.post("/v1/customers", json={"id": "C-1", "name": "Initech"})
         r = await api.post("/v1/imports/invoices", content=csv.encode(), headers={"content-type": "text/csv"})
         assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM_JSON), r.text
         assert [(d["line"], d["column"]) for d in r.json()["detail"]] == [(3, "id")], r.text
@@ -245,15 +248,18 @@ async def test_a_csv_cell_with_a_nul_byte_is_refused_with_its_line_and_column(pl
 async def test_a_yaml_policy_with_a_nul_byte_or_an_unholdable_fee_is_refused_naming_the_field(
     platform: Platform,
 ) -> None:
+    step = "{name: s1, offset_days: 5, channels: [email], template_id: t1, fees: [{kind: fixed, amounts: {EUR: %s}}]}"
     policies = {
-        'id: p1\nname: "a\\0b"\nsteps: []\n': "name",
-        "id: p1\nsteps: []\nfees: [{kind: fixed, amounts: {EUR: 1e400}}]\n": "fees.0.fixed.amounts",
+        f'id: p1\nname: "a\\0b"\nsteps: [{step % 1}]\n': "name",
+        f"id: p1\nsteps: [{step % '1e400'}]\n": "steps[0].fees[0].amounts",
     }
     async with platform["policy-engine"].client("acme-admin-key") as api:
         for text, field in policies.items():
             r = await api.post("/v1/policies/validate", content=text, headers={"content-type": "application/yaml"})
             assert r.status_code == 422 and r.headers["content-type"] == PROBLEM_JSON, r.text
             assert field in {d["field"] for d in r.json()["detail"]}, r.text
-        fee = {"id": "p1", "steps": [], "fees": [{"kind": "fixed", "amounts": {"EUR": "1e400"}}]}
-        r = await api.post("/v1/policies/validate", json=fee)
-        assert r.status_code == 422 and "fees.0.fixed.amounts" in {d["field"] for d in r.json()["detail"]}, r.text
+        step = {"name": "s1", "offset_days": 5, "channels": ["email"], "template_id": "t1"}
+        fee = {"kind": "fixed", "amounts": {"EUR": "1e400"}}
+        r = await api.post("/v1/policies/validate", json={"id": "p1", "steps": [{**step, "fees": [fee]}]})
+        assert r.status_code == 422, r.text
+        assert "steps[0].fees[0].amounts" in {d["field"] for d in r.json()["detail"]}, r.text

@@ -9,7 +9,8 @@ it) and answers 422 naming the field (`dunning_kit.problems.invalid_input`) when
   object key (`%00`, `\\u0000`);
 * a JSON number that is not finite (`NaN`, `Infinity`, `1e400`) or lies outside ±(2^63−1): no field of the
   platform holds one;
-* an integer path or query parameter outside ±(2^63−1) (the route's own declaration says which are integers).
+* an integer path or query parameter outside ±(2^63−1) (the app's own OpenAPI document says which are
+  integers, and names the path parameters).
 
 Amounts written as decimal strings are bounded where their currency is known, by their type
 (`dunning_events.money.AmountStr`). JSON and form bodies are read whole here (the body-size limit runs first);
@@ -19,15 +20,13 @@ other bodies (CSV uploads, spooled to disk) stream past untouched and their pars
 from __future__ import annotations
 
 import json
-import typing
+import re
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_kit.problems import FieldError, invalid_input
@@ -94,30 +93,36 @@ def unstorable_values(value: Any, *, location: str = "body") -> Iterator[FieldEr
             yield FieldError(_field(at), NUMBER_REASON, location)
 
 
-def _is_int(annotation: Any) -> bool:
-    if annotation is int:
-        return True
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _is_int(typing.get_args(annotation)[0])
-    return any(arg is int for arg in typing.get_args(annotation))
+@dataclass(frozen=True)
+class _Route:
+    """One documented path template: which segments are parameters, and which parameters are integers."""
+
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    int_path: dict[str, frozenset[str]]  # by method
+    int_query: dict[str, frozenset[str]]
 
 
-def _int_params(
-    route: APIRoute, cache: dict[int, tuple[frozenset[str], frozenset[str]]]
-) -> tuple[frozenset[str], frozenset[str]]:
-    """The names of the route's integer path and query parameters, from its own declaration."""
-    key = id(route)
-    if key not in cache:
-        path: set[str] = set()
-        query: set[str] = set()
-        pending: list[Dependant] = [route.dependant]
-        while pending:
-            dependant = pending.pop()
-            path.update(f.alias for f in dependant.path_params if _is_int(f.field_info.annotation))
-            query.update(f.alias for f in dependant.query_params if _is_int(f.field_info.annotation))
-            pending.extend(dependant.dependencies)
-        cache[key] = (frozenset(path), frozenset(query))
-    return cache[key]
+def _is_int_schema(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "integer" or any(_is_int_schema(s) for s in schema.get("anyOf", ()))
+
+
+def _routes(doc: dict[str, Any]) -> list[_Route]:
+    """The app's routes as its own OpenAPI document describes them (the same document clients and the fuzz
+    run read), most literal first so `/v1/invoices/export` wins over `/v1/invoices/{id}`."""
+    routes = []
+    for path, operations in doc.get("paths", {}).items():
+        pieces = re.split(r"\{([^}]+)\}", path)
+        names = tuple(p.split(":", 1)[0] for p in pieces[1::2])
+        regex = "".join(re.escape(p) if i % 2 == 0 else "([^/]+)" for i, p in enumerate(pieces))
+        int_path: dict[str, frozenset[str]] = {}
+        int_query: dict[str, frozenset[str]] = {}
+        for method, operation in operations.items():
+            params = [p for p in operation.get("parameters", ()) if _is_int_schema(p.get("schema", {}))]
+            int_path[method.upper()] = frozenset(p["name"] for p in params if p["in"] == "path")
+            int_query[method.upper()] = frozenset(p["name"] for p in params if p["in"] == "query")
+        routes.append(_Route(re.compile(f"^{regex}$", re.DOTALL), names, int_path, int_query))
+    return sorted(routes, key=lambda r: len(r.names))
 
 
 def _out_of_range_int(text: str) -> bool:
@@ -127,17 +132,21 @@ def _out_of_range_int(text: str) -> bool:
     return len(literal) >= _INT_DIGITS or int(literal) > INT64_MAX
 
 
-def _url_errors(scope: Scope, cache: dict[int, tuple[frozenset[str], frozenset[str]]]) -> list[FieldError]:
+def _url_errors(scope: Scope, routes: list[_Route]) -> list[FieldError]:
     errors: list[FieldError] = []
-    route, path_params = _matched_route(scope)
-    int_path, int_query = _int_params(route, cache) if route is not None else (frozenset(), frozenset())
-    for name, value in path_params.items():
-        if NUL in value:
-            errors.append(FieldError(f"path.{name}", NUL_REASON, "path"))
-        elif name in int_path and _out_of_range_int(value):
-            errors.append(FieldError(f"path.{name}", NUMBER_REASON, "path"))
-    if not path_params and NUL in scope["path"]:
-        errors.append(FieldError("path", NUL_REASON, "path"))
+    path, method = scope["path"], scope.get("method", "GET")
+    route, values = next(((r, m.groups()) for r in routes if (m := r.pattern.match(path))), (None, ()))
+    int_path = route.int_path.get(method, frozenset()) if route else frozenset()
+    int_query = route.int_query.get(method, frozenset()) if route else frozenset()
+    if route is None or not values:
+        if NUL in path:
+            errors.append(FieldError("path", NUL_REASON, "path"))
+    else:
+        for name, value in zip(route.names, values, strict=True):
+            if NUL in value:
+                errors.append(FieldError(f"path.{name}", NUL_REASON, "path"))
+            elif name in int_path and _out_of_range_int(value):
+                errors.append(FieldError(f"path.{name}", NUMBER_REASON, "path"))
     query = scope.get("query_string", b"").decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
         if NUL in name:
@@ -147,16 +156,6 @@ def _url_errors(scope: Scope, cache: dict[int, tuple[frozenset[str], frozenset[s
         elif name in int_query and _out_of_range_int(value):
             errors.append(FieldError(f"query.{name}", NUMBER_REASON, "query"))
     return errors
-
-
-def _matched_route(scope: Scope) -> tuple[APIRoute | None, dict[str, str]]:
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            params = {k: v for k, v in child.get("path_params", {}).items() if isinstance(v, str)}
-            return (route if isinstance(route, APIRoute) else None), params
-    return None, {}
 
 
 def _body_kind(scope: Scope) -> str | None:
@@ -212,13 +211,19 @@ class UnstorableInputGuard:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._int_params: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+        self._routes: list[_Route] | None = None  # read from the app's OpenAPI document on first use
+
+    def _known_routes(self, scope: Scope) -> list[_Route]:
+        if self._routes is None:
+            openapi = getattr(scope.get("app"), "openapi", None)
+            self._routes = _routes(openapi()) if callable(openapi) else []
+        return self._routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        errors = _url_errors(scope, self._int_params)
+        errors = _url_errors(scope, self._known_routes(scope))
         kind = _body_kind(scope)
         if not errors and kind is not None:
             body, pending = await _read_body(receive)

@@ -88,6 +88,7 @@ class FieldError:
 def field_problem_body(
     status: int,
     errors: Iterable[FieldError | dict[str, Any]],
+    /,
     *,
     error: str = "validation failed",
     instance: str | None = None,
@@ -105,6 +106,7 @@ def field_problem_body(
 
 def invalid_input(
     errors: Iterable[FieldError | dict[str, Any]],
+    /,
     *,
     status: int = 422,
     error: str = "validation failed",
