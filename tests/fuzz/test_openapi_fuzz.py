@@ -85,4 +85,5 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error_and_no_undocum
     finally:
         await platform.stop()
     report = output.decode(errors="replace")
+    print(report[-6000:])  # the run's summary, shown with -s or in the log of a failure
     assert process.returncode == 0, f"schemathesis found problems in {service} (seed {SEED}):\n{report[-20000:]}"
