@@ -1,5 +1,5 @@
-"""No input reaches PostgreSQL that it cannot store: a NUL byte anywhere, or a number no column or amount can
-hold, is refused at the edge with a 422 problem naming the field, on every route of the four services.
+"""No input reaches PostgreSQL that it cannot store: a NUL byte or an unpaired surrogate anywhere, or a number
+no column or amount can hold, is refused at the edge with a 422 problem naming the field, on every route of the four services.
 
 The routes come from each running app's own OpenAPI document, so a route added later is covered without
 touching this file. Requests are hostile in one place at a time and otherwise as plain as possible; the
@@ -21,6 +21,7 @@ from dunning_kit.testing import Platform
 PROBLEM_JSON = "application/problem+json"
 NUL_JSON = "a\\u0000b"  # as it travels in a JSON text
 HUGE_INT = str(2**63)  # one past what a bigint holds
+JSON = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,12 @@ async def test_a_nul_byte_or_an_unstorable_number_anywhere_in_a_json_body_is_ref
                 if named != fields:
                     failures.append(f"{op.label} NUL body: named {sorted(named)}, expected {sorted(fields)}")
             field = next(iter((op.body or {}).get("properties") or {"amount": {}}))
+            r = await _send(client, op, url, f'{{{json.dumps(field)}: "a\\ud800b"}}')  # an unpaired surrogate
+            if problem := _refusal(r, field, "body", "unpaired surrogate"):
+                failures.append(f"{op.label} {field}=\\ud800: {problem}")
+            r = await client.request(op.method, url, content=b'{"a": "\xff"}', headers=JSON)  # not UTF-8
+            if (r.status_code, r.headers.get("content-type")) != (400, PROBLEM_JSON):
+                failures.append(f"{op.label} body not UTF-8: {r.status_code} {r.text[:200]}")
             for number in ("1e400", "-1e400", "NaN", "Infinity", HUGE_INT, f"-{HUGE_INT}0"):
                 r = await _send(client, op, url, f"{{{json.dumps(field)}: {number}}}")
                 if problem := _refusal(r, field, "body", "cannot be stored"):

@@ -6,7 +6,7 @@ one ASGI middleware sits in front of every service's routes (`dunning_kit.app.cr
 it) and answers 422 naming the field (`dunning_kit.problems.invalid_input`) when a request carries
 
 * a NUL byte in the path, in a query parameter's name or value, in a form field, or in any JSON string or
-  object key (`%00`, `\\u0000`);
+  object key (`%00`, `\\u0000`), or an unpaired surrogate in a JSON string or key (`\\ud800`);
 * a JSON number that is not finite (`NaN`, `Infinity`, `1e400`) or lies outside ±(2^63−1): no field of the
   platform holds one;
 * an integer path or query parameter outside ±(2^63−1) (the app's own OpenAPI document says which are
@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dunning_kit.problems import FieldError, invalid_input
+from dunning_kit.problems import MALFORMED_BODY, FieldError, invalid_input
 
 NUL = "\x00"
 INT64_MAX = 2**63 - 1
@@ -37,8 +37,15 @@ MAX_REPORTED = 20  # a hostile body may hold thousands; the first few name the p
 
 DEPTH_REASON = "a JSON parser can follow"
 NUL_REASON = "contains a NUL byte (U+0000), which cannot be stored"
+# JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 text (so no PostgreSQL text) can hold.
+SURROGATE_REASON = "contains an unpaired surrogate (U+D800 to U+DFFF), which cannot be stored"
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 NUMBER_REASON = f"is a number that cannot be stored (it must be finite and within ±{INT64_MAX})"
 _INT_DIGITS = len(str(INT64_MAX)) + 1  # longer literals are out of range (and never parsed: big ints cost CPU)
+
+
+class _Malformed(Exception):
+    """A body no parser can read: 400, like malformed JSON (the framework's own answer is not a problem)."""
 
 
 class _Unstorable:
@@ -68,7 +75,16 @@ def _field(segments: tuple[str | int, ...]) -> str:
 
 
 def _printable(text: str) -> str:
-    return text.replace(NUL, "\\u0000")
+    """`text` with what cannot be stored (or even sent back as UTF-8) spelled as JSON escapes."""
+    return _UNSTORABLE_CHAR.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def _string_problem(text: str) -> str | None:
+    """Why PostgreSQL could not store `text`, or None."""
+    found = _UNSTORABLE_CHAR.search(text)
+    if found is None:
+        return None
+    return NUL_REASON if found[0] == NUL else SURROGATE_REASON
 
 
 def unstorable_values(value: Any, *, location: str = "body") -> Iterator[FieldError]:
@@ -79,13 +95,13 @@ def unstorable_values(value: Any, *, location: str = "body") -> Iterator[FieldEr
     while pending:
         at, item = pending.pop()
         if isinstance(item, str):
-            if NUL in item:
-                yield FieldError(_field(at), NUL_REASON, location)
+            if problem := _string_problem(item):
+                yield FieldError(_field(at), problem, location)
         elif isinstance(item, dict):
             for key, child in reversed(item.items()):
                 name = _printable(str(key))
-                if isinstance(key, str) and NUL in key:
-                    yield FieldError(_field((*at, name)), f"its name {NUL_REASON}", location)
+                if isinstance(key, str) and (problem := _string_problem(key)):
+                    yield FieldError(_field((*at, name)), f"its name {problem}", location)
                 pending.append(((*at, name), child))
         elif isinstance(item, list):
             pending.extend(((*at, i), child) for i, child in reversed(list(enumerate(item))))
@@ -178,6 +194,8 @@ def _body_errors(body: bytes, kind: str) -> list[FieldError]:
         return errors
     try:
         document = json.loads(body, parse_int=_parse_int, parse_constant=_Unstorable)
+    except UnicodeDecodeError:
+        raise _Malformed("is not UTF-8 (nor UTF-16 or UTF-32) text") from None
     except ValueError:
         return []  # malformed JSON: the route's own parsing answers 400 with its position
     except RecursionError:
@@ -227,8 +245,16 @@ class UnstorableInputGuard:
         kind = _body_kind(scope)
         if not errors and kind is not None:
             body, pending = await _read_body(receive)
-            errors = _body_errors(body, kind)
             receive = _replay(body, pending, receive)
+            try:
+                errors = _body_errors(body, kind)
+            except _Malformed as exc:
+                malformed = [FieldError("(body)", str(exc), "body")]
+                response = invalid_input(
+                    malformed, status=400, error="malformed JSON body", type=MALFORMED_BODY, instance=scope["path"]
+                )
+                await response(scope, receive, send)
+                return
         if errors:
             response = invalid_input(errors[:MAX_REPORTED], instance=_printable(scope["path"]))
             await response(scope, receive, send)
