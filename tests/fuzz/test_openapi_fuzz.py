@@ -49,7 +49,13 @@ def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])
 async def test_fuzzing_the_openapi_document_finds_no_server_error_and_no_undocumented_body(
-    service: str, database_url: str, broker: BrokerBackend, clock: SimulatedClock, smtp_sink: SmtpSink, dead_proxy: str
+    service: str,
+    database_url: str,
+    broker: BrokerBackend,
+    clock: SimulatedClock,
+    smtp_sink: SmtpSink,
+    dead_proxy: str,
+    tmp_path: Path,
 ) -> None:
     overrides = {"notifier": {"smtp_host": smtp_sink.host, "smtp_port": smtp_sink.port}}
     platform = await start_platform(
@@ -79,9 +85,15 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error_and_no_undocum
             *command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # schemathesis keeps a cache of crashes in its working directory
             env={**os.environ, "NO_COLOR": "1"},
         )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=SECONDS + 180)
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), timeout=SECONDS + 180)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
     finally:
         await platform.stop()
     report = output.decode(errors="replace")
