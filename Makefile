@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down test test-fast bench lint migrate schemas browser-deps clean
+.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -37,8 +37,13 @@ browser-deps: ## Debian's chromium for the self-service page's browser test (roo
 test: install browser-deps ## the whole suite on real PostgreSQL and the real broker
 	$(PY) -m pytest
 
-test-fast: install ## the suite without the slow fault-injection tests
-	$(PY) -m pytest -m "not slow"
+test-fast: install ## the suite without the slow fault-injection tests and the fuzz run
+	$(PY) -m pytest -m "not slow and not fuzz"
+
+FUZZ_SECONDS ?= 300
+FUZZ_SEED ?= 20261205
+fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test runs 30 s each)
+	DUNNING_FUZZ_SECONDS=$(FUZZ_SECONDS) DUNNING_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -m fuzz tests/fuzz --timeout=0
 
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
 	$(PY) -m tests.bench.run

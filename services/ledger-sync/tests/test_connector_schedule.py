@@ -111,3 +111,14 @@ async def test_a_scheduled_connector_says_so_on_ledger_synced_and_disabling_it_s
     assert (reports[1].scheduled, reports[1].succeeded) == (False, False)
     assert reports[1].error == "connector disabled: no scheduled syncs"
     assert reports[1].last_successful_sync_at == sync.finished_at
+
+
+async def test_a_schedule_beyond_a_year_is_refused_naming_the_field_and_nothing_is_configured(
+    harness: LedgerHarness,
+) -> None:
+    # Each used to be a 500: the intervals are 32-bit columns, and a first sync 2^40 s away is no datetime.
+    for field in ("sync_interval_s", "reconcile_interval_s", "first_sync_in_s"):
+        async with harness.client(ADMIN) as api:
+            r = await api.put("/v1/connectors/stripe", json={"config": {}, field: 2**40})
+            assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
+            assert (await api.get("/v1/connectors")).json()["connectors"] == [], "nothing configured"

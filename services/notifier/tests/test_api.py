@@ -147,3 +147,20 @@ async def test_the_dev_page_shows_the_send_time_by_the_simulated_clock_and_the_r
     assert sent_cell in row and recorded != "2026-04-11"
     assert f'<time datetime="{delivery["created_at"]}" title="wall clock">{recorded}' in row
     assert row.index("notifier clock") < row.index("wall clock"), "columns: Sent (notifier clock), Recorded (wall)"
+
+
+async def test_a_channel_config_that_would_not_read_back_is_refused_and_the_stored_one_stays_readable(
+    notifier: RunningService,
+) -> None:
+    # Found by fuzzing: 420 characters pass the 2083 limit, but percent-encoded the stored URL has 2420, and
+    # a stored config that no longer validates failed every later read, preview and send with a 500.
+    portal = "https://pay.example/" + "ä" * 400
+    async with notifier.client("acme-admin-key") as admin:
+        good = {"branding": {"company_name": "Acme", "payment_portal_url": "https://pay.example/acme"}}
+        assert (await admin.put("/v1/channel-config", json=good)).status_code == 200
+        r = await admin.put("/v1/channel-config", json={"branding": {"payment_portal_url": portal}})
+        assert (r.status_code, r.headers["content-type"]) == (422, "application/problem+json"), r.text
+        assert r.json()["detail"][0]["field"] == "branding.payment_portal_url"
+        read = await admin.get("/v1/channel-config")
+        assert read.status_code == 200 and read.json()["branding"]["payment_portal_url"] == "https://pay.example/acme"
+        assert (await admin.post("/v1/templates/firm_reminder/preview", json={"locale": "en"})).status_code == 200

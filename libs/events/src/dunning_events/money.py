@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, field_validator
 
 # Minor units per ISO 4217 for the currencies whose exponent is not 2. Everything else has 2.
 _MINOR_UNITS: dict[str, int] = {
@@ -232,6 +232,24 @@ def _decimal_to_str(value: Decimal) -> str:
 
 # Decimals travel as JSON strings so no consumer ever parses them into a binary float.
 DecimalStr = Annotated[Decimal, PlainSerializer(_decimal_to_str, return_type=str, when_used="json")]
+
+# The largest amount anyone may send: below 10^14 in every currency, its minor units (at most 4 decimals, CLF)
+# stay inside a PostgreSQL bigint with room for sums, and every computation stays inside Decimal's 28 digits
+# (`"1e400"` would otherwise fail a quantize with InvalidOperation, far from the field that carried it).
+MAX_AMOUNT = Decimal(10) ** 14
+
+
+def storable_amount(value: Decimal) -> Decimal:
+    """`value` if the platform can hold it (finite, below MAX_AMOUNT in absolute value), else ValueError."""
+    if not value.is_finite():
+        raise ValueError("must be a finite decimal amount")
+    if abs(value) >= MAX_AMOUNT:
+        raise ValueError(f"must be less than {MAX_AMOUNT:,} in absolute value")
+    return value
+
+
+# An amount a request carries: a DecimalStr that the platform can store (see MAX_AMOUNT).
+AmountStr = Annotated[DecimalStr, AfterValidator(storable_amount)]
 
 
 class Money(BaseModel):

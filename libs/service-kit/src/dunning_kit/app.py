@@ -17,17 +17,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.db import timed_out
+from dunning_kit.input_guard import UnstorableInputGuard
 from dunning_kit.logs import register_secret_settings
-from dunning_kit.problems import PROBLEM_JSON, Problem, problem_response
+from dunning_kit.problems import (
+    MALFORMED_BODY,
+    PROBLEM_JSON,
+    FieldProblem,
+    Problem,
+    invalid_input,
+    problem_response,
+)
 from dunning_kit.request_limits import BodyTooLarge, RequestLimits, RouteLimits, problem_for_body_too_large
 from dunning_kit.runtime import ServiceRuntime
+
+_LOCATIONS = ("path", "query", "header", "cookie", "body")
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        out.append({"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid"), "type": err.get("type")})
+        raw = err.get("loc", ())
+        loc = [str(p) for p in raw if p not in ("body",)]
+        error = {"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid"), "type": err.get("type")}
+        if raw and raw[0] in _LOCATIONS:
+            error["location"] = raw[0]
+        out.append(error)
     return out
 
 
@@ -35,8 +49,51 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return JSONResponse({"error": "malformed JSON body", "detail": _field_errors(exc)}, status_code=400)
-    return JSONResponse({"error": "validation failed", "detail": _field_errors(exc)}, status_code=422)
+        return invalid_input(
+            _field_errors(exc), status=400, error="malformed JSON body", request=request, type=MALFORMED_BODY
+        )
+    return invalid_input(_field_errors(exc), request=request)
+
+
+def _field_problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/FieldProblem"}}},
+    }
+
+
+def _document_field_problems(app: FastAPI) -> None:
+    """Every operation's 422 (and, where it takes a JSON body, 400) is documented as the body it really gets.
+
+    FastAPI documents its own `HTTPValidationError`, which no route here returns: the kit's handler and the
+    edge guard answer `FieldProblem`, and the guard can answer 422 on any route, so every operation says so.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = FieldProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["FieldProblem"] = problem
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                described = responses.get("422", {}).get("description")
+                if described in (None, "Validation Error"):
+                    described = "A field is wrong or cannot be stored: `detail[].field` names it, `reason` says why"
+                responses["422"] = _field_problem_response(described)
+                if "requestBody" in operation or "400" in responses:
+                    described = responses.get("400", {}).get("description", "Malformed JSON body")
+                    responses["400"] = _field_problem_response(described)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class _DatabaseBusy:
@@ -117,8 +174,13 @@ def create_service_app(
     app.add_exception_handler(Problem, problem_response)
     app.add_exception_handler(BodyTooLarge, problem_for_body_too_large)
     operations = settings.rate_limit_operations_per_minute
-    # Added before the span middleware, so it runs inside it: a BaseHTTPMiddleware reads the body through a task
-    # group, which would turn the 413 raised while counting into an ExceptionGroup (a 500) on its way out.
+    # Innermost to outermost (each add_middleware wraps what was added before):
+    # - the input guard reads JSON and form bodies: inside the request limits, which refuse a huge body
+    #   before it is read (their BodyTooLarge, raised while the guard reads, is turned into a 413 by them);
+    # - the request limits run inside the span middleware: a BaseHTTPMiddleware reads the body through a task
+    #   group, which would turn the 413 raised while counting into an ExceptionGroup (a 500) on its way out;
+    # - a statement or lock timeout anywhere becomes a 503 at the very outside.
+    app.add_middleware(UnstorableInputGuard)
     app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.max_request_body_bytes,
@@ -131,18 +193,21 @@ def create_service_app(
     )
     app.add_middleware(_ServerSpanMiddleware)
     app.add_middleware(_DatabaseBusy)
+    _document_field_problems(app)
 
     @app.get("/healthz", tags=["operations"], summary="Process alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable")
+    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable",
+             responses={503: {"description": "Not ready: `checks` says which dependency is down"}})  # fmt: skip
     async def readyz() -> JSONResponse:
         checks = await runtime.readiness()
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/quietz", tags=["operations"], summary="Nothing in flight: no outbox backlog, lag or due timers")
+    @app.get("/quietz", tags=["operations"], summary="Nothing in flight: no outbox backlog, lag or due timers",
+             responses={503: {"description": "Work in flight: the body says what"}})  # fmt: skip
     async def quietz() -> JSONResponse:
         # Simulations and fault tests wait on this after moving the clock; ops can read it as a drain check.
         report = await runtime.quiet_report()

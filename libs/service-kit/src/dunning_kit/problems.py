@@ -1,4 +1,12 @@
-"""Problem details (RFC 9457) and the one 404 of every read whose object reaches the service by events.
+"""Problem details (RFC 9457): the one shape of a field error, and the one 404 of every read whose object
+reaches the service by events.
+
+A field error (400 malformed body, 422 invalid input) is `application/problem+json` with `type`, `title`,
+`status`, `instance`, and — the platform's v1 contract, kept so clients written against it keep working —
+`error` (a short summary) and `detail` as the list of `{"field", "location", "reason"}`. RFC 9457 tells a
+client to ignore a member whose type it does not expect, so a generic problem client still reads the rest.
+Every service builds these bodies here (`invalid_input`, `InvalidInput`), and `FieldProblem` documents them
+in every service's OpenAPI, so what the document says is what a client gets.
 
 Services learn of invoices and customers from events, so "not there" has two meanings a client must be able
 to tell apart: *not arrived yet* (the service still has events to apply: retry, `Retry-After` says when) and
@@ -8,17 +16,28 @@ from the consumer groups' lag, so every service answers it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from dunning_kit.runtime import ServiceRuntime
 
 PROBLEM_JSON = "application/problem+json"
 NOT_ARRIVED_YET = "urn:dunning:problem:not-arrived-yet"
 RETRY_AFTER_S = 1  # a consumer applies a batch in milliseconds; a second later the answer is usually final
+INVALID_INPUT = "urn:dunning:problem:invalid-input"
+MALFORMED_BODY = "urn:dunning:problem:malformed-body"
+_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+}
 
 T = TypeVar("T")
 
@@ -49,6 +68,93 @@ class Problem(Exception):
         if instance is not None:
             out["instance"] = instance
         return {**out, **self.extensions}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a request: which field (`location` is path, query, header or body) and why."""
+
+    field: str
+    reason: str
+    location: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.location is not None:
+            out["location"] = self.location
+        return out
+
+
+def field_problem_body(
+    status: int,
+    errors: Iterable[FieldError | dict[str, Any]],
+    /,
+    *,
+    error: str = "validation failed",
+    instance: str | None = None,
+    type: str = INVALID_INPUT,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The body of a 400/404/422 that names fields (see the module docstring for the shape)."""
+    body: dict[str, Any] = {"type": type, "title": _TITLES.get(status, "Client Error"), "status": status}
+    if instance is not None:
+        body["instance"] = instance
+    body["error"] = error
+    body["detail"] = [e.as_dict() if isinstance(e, FieldError) else e for e in errors]
+    return {**body, **extensions}
+
+
+def invalid_input(
+    errors: Iterable[FieldError | dict[str, Any]],
+    /,
+    *,
+    status: int = 422,
+    error: str = "validation failed",
+    request: Request | None = None,
+    instance: str | None = None,
+    type: str = INVALID_INPUT,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """A field error answered as `application/problem+json` (422 unless `status` says otherwise)."""
+    if instance is None and request is not None:
+        instance = request.url.path
+    body = field_problem_body(status, errors, error=error, instance=instance, type=type, **extensions)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+class InvalidInput(Problem):
+    """Raise anywhere in a request to answer `invalid_input(errors)`: the app's Problem handler renders it."""
+
+    def __init__(self, errors: Sequence[FieldError], *, status: int = 422, error: str = "validation failed") -> None:
+        super().__init__(status, _TITLES.get(status, "Client Error"), error, type=INVALID_INPUT)
+        self.errors = list(errors)
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        return field_problem_body(self.status, self.errors, error=self.detail, instance=instance, type=self.type)
+
+
+class FieldErrorOut(BaseModel):
+    """One entry of a field problem's `detail` (CSV imports add `line` and `column`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = Field(None, description="The field, e.g. `query.customer_id` or `contacts.0.email`")
+    location: str | None = Field(None, description="Where the field was: path, query, header or body")
+    reason: str = Field(description="Why it was refused")
+
+
+class FieldProblem(BaseModel):
+    """What every 400 and 422 of the platform looks like (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(INVALID_INPUT, description="RFC 9457 problem type")
+    title: str = Field(description="RFC 9457 title, e.g. Unprocessable Content")
+    status: int = Field(description="The HTTP status, repeated")
+    instance: str | None = Field(None, description="The request path")
+    error: str = Field(description="A short summary, e.g. `validation failed`")
+    detail: list[FieldErrorOut] = Field(description="Every field that was refused, and why")
 
 
 async def problem_response(request: Request, exc: Exception) -> JSONResponse:

@@ -95,7 +95,7 @@ RowReader = Callable[[int, list[str]], tuple[Any | None, list[CsvError]]]
 # The fast invoice row: only what InvoiceRecord certainly accepts, read to the same values. Anything
 # else (a bad cell, but also a valid exotic one such as "1e3" or "4820.500") goes through the
 # pydantic record, so errors and odd-but-valid input are judged in exactly one place.
-_AMOUNT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,4}))?")
+_AMOUNT = re.compile(r"([0-9]{1,14})(?:\.([0-9]{1,4}))?")  # below MAX_AMOUNT, as AmountStr checks
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _EXPONENT = {code: minor_units(code) for code in ISO_CURRENCIES}
 
@@ -207,6 +207,8 @@ class CsvFormat:
         fast, finish = self.fast(names), self.finish
 
         def read(line: int, row: list[str]) -> tuple[Any | None, list[CsvError]]:
+            if _NUL in "".join(row):
+                return None, _nul_errors(line, names, row)
             record = fast(row)
             if record is not None:
                 return record, []
@@ -218,6 +220,8 @@ class CsvFormat:
     def parse(self, line: int, names: list[str], row: list[str]) -> tuple[BaseModel | None, list[CsvError]]:
         if len(row) != len(names):
             return None, [CsvError(line, None, f"expected {len(names)} cells, found {len(row)}")]
+        if _NUL in "".join(row):
+            return None, _nul_errors(line, names, row)
         cells = {n: v.strip() for n, v in zip(names, row, strict=True) if v.strip() != ""}
         try:
             data = self.build(cells)
@@ -229,6 +233,18 @@ class CsvFormat:
             return None, [
                 CsvError(line, self.column_of(tuple(e["loc"])), _reason(e)) for e in exc.errors(include_url=False)
             ]
+
+
+_NUL = "\x00"
+
+
+def _nul_errors(line: int, names: list[str], row: list[str]) -> list[CsvError]:
+    """PostgreSQL cannot store U+0000 (the HTTP edge guard refuses it in JSON; a CSV cell is refused here)."""
+    return [
+        CsvError(line, names[i] if i < len(names) else None, "contains a NUL byte (U+0000), which cannot be stored")
+        for i, cell in enumerate(row)
+        if _NUL in cell
+    ]
 
 
 def _reason(err: Any) -> str:

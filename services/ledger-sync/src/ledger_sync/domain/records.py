@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dunning_events.events import ConsentFlags, Contact
-from dunning_events.money import ISO_CURRENCIES, DecimalStr, minor_units, to_minor
+from dunning_events.money import ISO_CURRENCIES, AmountStr, minor_units, to_minor
 from ledger_sync.domain.ledger import InvoiceTerms
 
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -145,7 +145,7 @@ class InvoiceRecord(_Record):
     customer_id: str = Field(min_length=1, max_length=200)
     number: str = Field(min_length=1, max_length=100)
     currency: str = Field(max_length=10, description="ISO 4217 code")
-    total: DecimalStr = Field(description='Decimal string in the currency\'s minor unit, e.g. "4820.00"')
+    total: AmountStr = Field(description='Decimal string in the currency\'s minor unit, e.g. "4820.00"')
     issue_date: date
     due_date: date | None = None
     terms: str | None = Field(None, max_length=100)
@@ -179,7 +179,7 @@ class InvoiceRecord(_Record):
 
 class AllocationRecord(_Record):
     invoice_id: str = Field(min_length=1, max_length=200)
-    amount: DecimalStr
+    amount: AmountStr
 
     _float = field_validator("amount", mode="before")(_no_float)
 
@@ -193,7 +193,7 @@ class PaymentRecord(_Record):
     id: str = Field(min_length=1, max_length=200)
     customer_id: str = Field(min_length=1, max_length=200)
     currency: str = Field(max_length=10)
-    amount: DecimalStr
+    amount: AmountStr
     received_on: date
     reference: str | None = Field(None, max_length=200, description="Check number, bank reference, ...")
     allocations: list[AllocationRecord] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
@@ -212,7 +212,7 @@ class CreditNoteRecord(_Record):
     customer_id: str = Field(min_length=1, max_length=200)
     number: str | None = Field(None, max_length=100)
     currency: str = Field(max_length=10)
-    total: DecimalStr
+    total: AmountStr
     issued_on: date
     allocations: list[AllocationRecord] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from dunning_kit.auth import Tenant
+from dunning_kit.problems import INVALID_INPUT, FieldError, invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.ledger import LedgerRuleViolation
 from ledger_sync.entrypoints import idempotency
@@ -47,7 +48,9 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error(status: int, message: str, field: str, reason: str) -> JSONResponse:
-    return JSONResponse({"error": message, "detail": [{"field": field, "reason": reason}]}, status_code=status)
+    """The kit's field problem (`application/problem+json`, `detail[]` naming the field)."""
+    kind = INVALID_INPUT if status == 422 else "about:blank"
+    return invalid_input([FieldError(field, reason)], status=status, error=message, type=kind)
 
 
 def _row(row: RowResult) -> tuple[int, dict[str, Any]]:

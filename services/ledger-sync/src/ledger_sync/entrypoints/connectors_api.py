@@ -36,19 +36,27 @@ SECRET_KEYS = ("client_secret", "refresh_token", "access_token", "api_key", "web
                "token_secret", "consumer_secret")  # fmt: skip
 
 
+_A_YEAR_S = 366 * 86_400
+
+
 class ConnectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     external_account: str | None = Field(None, description="The ERP's id of the company: QBO realmId, Xero tenantId")
     config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings (base_url, client_id, ...)")
     credentials: dict[str, Any] = Field(default_factory=dict, description="Secrets and tokens; never returned")
     enabled: bool = Field(True, description="Scheduled syncs and reconciliations run only while enabled")
-    sync_interval_s: int = Field(900, ge=60, description="Seconds between two scheduled incremental syncs")
+    # Upper bounds: the columns are 32-bit and a due time must stay a datetime (a year is plenty for both).
+    sync_interval_s: int = Field(
+        900, ge=60, le=_A_YEAR_S, description="Seconds between two scheduled incremental syncs"
+    )
     reconcile_interval_s: int = Field(
-        86_400, ge=300, description="Seconds between two reconciliations (every open invoice re-read from the ERP)"
-    )
+        86_400, ge=300, le=_A_YEAR_S,
+        description="Seconds between two reconciliations (every open invoice re-read from the ERP)",
+    )  # fmt: skip
     first_sync_in_s: int | None = Field(
-        None, ge=0, description="Seconds until the first scheduled sync: 0 = at once; omitted = one sync_interval_s"
-    )
+        None, ge=0, le=_A_YEAR_S,
+        description="Seconds until the first scheduled sync: 0 = at once; omitted = one sync_interval_s",
+    )  # fmt: skip
 
 
 def _sync(request: Request) -> SyncService:

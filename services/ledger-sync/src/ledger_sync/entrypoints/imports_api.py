@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from dunning_kit.auth import Tenant
+from dunning_kit.problems import invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
 from ledger_sync.entrypoints.api import error
@@ -73,12 +74,9 @@ async def import_file(
         text.close()
     body = report.as_dict()
     if not report.committed:
-        body = {
-            "error": f"import rejected: {report.error_count} error(s); nothing was imported",
-            **body,
-            "detail": body.pop("errors"),
-        }
-        return JSONResponse(body, status_code=422)
+        errors = body.pop("errors")
+        summary = f"import rejected: {report.error_count} error(s); nothing was imported"
+        return invalid_input(errors, error=summary, request=request, **body)
     return JSONResponse(body, status_code=200)
 
 

@@ -7,11 +7,12 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.problems import FieldError, invalid_input
 from notifier.adapters import orm
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
@@ -284,6 +285,15 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
         if reason:
             return unprocessable([("webhook.url", reason)])
     stored = body.model_dump(mode="json", exclude_none=True)
+    # What is stored must read back: a URL within its length limit can outgrow it once normalised (found by
+    # fuzzing), and a stored config that no longer validates would fail every read, preview and send.
+    try:
+        TenantConfig.model_validate(stored)
+    except ValidationError as exc:
+        return invalid_input(  # type: ignore[return-value]
+            [FieldError(".".join(map(str, e["loc"])), e["msg"], "body") for e in exc.errors(include_url=False)],
+            request=request,
+        )
     if body.webhook.secret is None:  # keep the secret unless a new one is given (it is never read back)
         current = await load_config(request, principal.tenant_id)
         if current.webhook.secret:

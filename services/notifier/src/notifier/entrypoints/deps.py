@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from dunning_kit.problems import FieldError, invalid_input
 from dunning_kit.runtime import ServiceRuntime
 
 if TYPE_CHECKING:
@@ -26,10 +27,8 @@ def not_found(what: str) -> HTTPException:
 
 
 def unprocessable(errors: list[tuple[str, str]]) -> JSONResponse:
-    """422 in the platform's shape: {"error", "detail": [{"field", "reason"}]}."""
-    return JSONResponse(
-        {"error": "validation failed", "detail": [{"field": f, "reason": r} for f, r in errors]}, status_code=422
-    )
+    """422 in the platform's shape (the kit's field problem: `detail[]` of `{"field", "reason"}`)."""
+    return invalid_input([FieldError(f, r) for f, r in errors])
 
 
 def jsonable(row: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from dunning_events.money import ISO_CURRENCIES, minor_units
+from dunning_events.money import ISO_CURRENCIES, minor_units, storable_amount
 
 Channel = Literal["email", "sms", "voice", "letter", "webhook", "task"]
 Action = Literal["credit_hold", "hand_off_to_collections", "recommend_write_off"]
@@ -64,7 +64,7 @@ def _amount(value: Any) -> Any:
             raise ValueError("must be a decimal amount") from None
         if not parsed.is_finite():
             raise ValueError("must be a decimal amount")
-        return parsed
+        return storable_amount(parsed)
     raise ValueError("must be a decimal amount")
 
 

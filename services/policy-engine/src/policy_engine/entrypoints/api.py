@@ -15,7 +15,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dunning_events import topics
 from dunning_kit.auth import Admin, Tenant
-from dunning_kit.problems import read_projected
+from dunning_kit.input_guard import unstorable_values
+from dunning_kit.problems import FieldError, invalid_input, read_projected
 from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import repository as repo
 from policy_engine.domain.policy import (
@@ -54,13 +55,8 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 
 def _invalid(errors: list[PolicyError]) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": "invalid policy",
-            "detail": [{"field": e.path, "reason": e.reason} for e in errors],
-            "errors": [str(e) for e in errors],
-        },
-        status_code=422,
+    return invalid_input(
+        [FieldError(e.path, e.reason) for e in errors], error="invalid policy", errors=[str(e) for e in errors]
     )
 
 
@@ -68,6 +64,10 @@ async def _policy_body(request: Request, path_id: str | None = None) -> Any:
     """The policy document from a JSON or YAML body (Content-Type application/json or application/yaml)."""
     content_type = request.headers.get("content-type", "application/json")
     raw = parse_policy_text(await request.body(), content_type)
+    # The edge guard reads JSON bodies only; a YAML policy (`"\0"`, `.inf`) is checked here the same way.
+    unstorable = [PolicyError(e.field, e.reason) for e in unstorable_values(raw)]
+    if unstorable:
+        raise InvalidPolicy(unstorable)
     if path_id is not None and isinstance(raw, dict):
         if "id" in raw and raw["id"] != path_id:
             raise InvalidPolicy([PolicyError("id", f"must match the policy in the path ({path_id})")])
@@ -183,13 +183,7 @@ async def _assign(request: Request, tenant: str, scope: str, target: str, policy
         if policy_id is not None:
             book = runtime.extras["book"]  # type: ignore[attr-defined]
             if policy_id not in await book.for_tenant(apg, tenant):
-                return JSONResponse(  # type: ignore[return-value]
-                    {
-                        "error": "validation failed",
-                        "detail": [{"field": "policy_id", "reason": f"no policy {policy_id}"}],
-                    },
-                    status_code=422,
-                )
+                return invalid_input([FieldError("policy_id", f"no policy {policy_id}")])  # type: ignore[return-value]
         replanned = await policy_admin.assign(apg, tenant, scope, target, policy_id, runtime.clock.now())
     return {"scope": scope, "target": target, "policy_id": policy_id, "open_cases_replanned": replanned}
 
@@ -362,9 +356,7 @@ async def preview(
     to: AwareDatetime = Query(description="Window end (exclusive)"),
 ) -> dict[str, Any]:
     if to <= from_:
-        return JSONResponse(  # type: ignore[return-value]
-            {"error": "validation failed", "detail": [{"field": "to", "reason": "must be after from"}]}, status_code=422
-        )
+        return invalid_input([FieldError("to", "must be after from", "query")])  # type: ignore[return-value]
     runtime = _runtime(request)
     extras = runtime.extras  # type: ignore[attr-defined]
     async with runtime.sessions() as session:

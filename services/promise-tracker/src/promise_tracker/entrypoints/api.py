@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from dunning_events import topics
 from dunning_events.money import to_minor
 from dunning_kit.auth import Admin, Tenant
-from dunning_kit.problems import read_projected
+from dunning_kit.problems import FieldError, InvalidInput, invalid_input, read_projected
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.domain.promises import PromiseRejected
 from promise_tracker.domain.rules import PromiseRules
@@ -44,10 +44,7 @@ def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
 
 
 def rejected(exc: PromiseRejected) -> JSONResponse:
-    return JSONResponse(
-        {"error": "validation failed", "detail": [{"field": e.field, "reason": e.reason} for e in exc.errors]},
-        status_code=422,
-    )
+    return invalid_input([FieldError(e.field, e.reason) for e in exc.errors])
 
 
 def _not_found(what: str) -> HTTPException:
@@ -86,9 +83,7 @@ def _cursor(raw: str | None) -> tuple[datetime, str] | None:
         at, promise_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
         return datetime.fromisoformat(at), promise_id
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            422, detail={"error": "validation failed", "detail": [{"field": "cursor", "reason": "malformed cursor"}]}
-        ) from exc
+        raise InvalidInput([FieldError("cursor", "malformed cursor", "query")]) from exc
 
 
 @router.get("/promises", summary="List promises (filter by customer, invoice, status, plan)")

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dunning_events.events import RecordedBy
-from dunning_events.money import ISO_CURRENCIES, DecimalStr, minor_units
+from dunning_events.money import ISO_CURRENCIES, AmountStr, minor_units
 
 
 class _In(BaseModel):
@@ -41,7 +41,7 @@ class PromiseIn(_In):
     customer_id: str = Field(min_length=1, max_length=200)
     invoice_ids: list[str] = Field(min_length=1, max_length=200, description="Invoices the promise covers")
     currency: str = Field(description="ISO 4217; must match the invoices")
-    amount: DecimalStr = Field(description="Promised amount, a decimal string in the invoices' currency")
+    amount: AmountStr = Field(description="Promised amount, a decimal string in the invoices' currency")
     promised_date: date = Field(description="The day the customer promises to pay by, in their time zone")
     recorded_by: RecordedBy = Field(description="collector, customer (self-service) or inbound_reply")
     note: str | None = Field(None, max_length=2000)
@@ -55,7 +55,7 @@ class PlanIn(_In):
     customer_id: str = Field(min_length=1, max_length=200)
     invoice_ids: list[str] = Field(min_length=1, max_length=200)
     currency: str
-    total: DecimalStr | None = Field(None, description="Amount to split; default the invoices' open balance")
+    total: AmountStr | None = Field(None, description="Amount to split; default the invoices' open balance")
     instalment_count: int = Field(ge=1, le=120)
     first_due_date: date = Field(description="Due day of the first instalment, in the customer's time zone")
     interval: Literal["weekly", "fortnightly", "monthly"] = "monthly"

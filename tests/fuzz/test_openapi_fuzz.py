@@ -1,0 +1,101 @@
+"""Schemathesis against each service's own OpenAPI document: no 5xx, and every response matches the document.
+
+`make test` runs a short seeded run per service (DUNNING_FUZZ_SECONDS, 30 by default, with the seed in
+DUNNING_FUZZ_SEED), so a regression shows up in the suite; `make fuzz` runs the same for longer. Each service
+runs alone on real PostgreSQL and the real broker, with an admin key of one tenant (`acme-admin-key`).
+
+Fuzzed configuration can name any host (an ERP `base_url`, a webhook URL): every outbound HTTP call of the
+service under test goes to a proxy port on loopback that refuses connections, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.devfakes.smtp_sink import SmtpSink
+from dunning_kit.services import SERVICES
+from dunning_kit.testing import BrokerBackend, start_platform
+
+pytestmark = pytest.mark.fuzz
+
+SECONDS = int(os.environ.get("DUNNING_FUZZ_SECONDS", "30"))
+SEED = int(os.environ.get("DUNNING_FUZZ_SEED", "20261205"))
+# What the suite holds every response to: no 5xx, and the body of every documented status as documented.
+CHECKS = "not_a_server_error,response_schema_conformance"
+# Readiness and quiescence answer 503 by design (documented); fuzzing them proves nothing.
+PROBES = r"^/(readyz|quietz)$"
+
+
+@pytest.fixture
+def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A loopback port that is bound but never listens (connections are refused), as every HTTP proxy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, "127.0.0.1,localhost")
+        yield proxy
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+async def test_fuzzing_the_openapi_document_finds_no_server_error_and_no_undocumented_body(
+    service: str,
+    database_url: str,
+    broker: BrokerBackend,
+    clock: SimulatedClock,
+    smtp_sink: SmtpSink,
+    dead_proxy: str,
+    tmp_path: Path,
+) -> None:
+    overrides = {"notifier": {"smtp_host": smtp_sink.host, "smtp_port": smtp_sink.port}}
+    platform = await start_platform(
+        database_url=database_url,
+        bootstrap_servers=broker.bootstrap_servers,
+        clock=clock,
+        overrides=overrides,
+        only=[service],
+    )
+    try:
+        base_url = platform[service].base_url
+        command = [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{base_url}/openapi.json",
+            f"--url={base_url}",
+            f"--checks={CHECKS}",
+            f"--seed={SEED}",
+            f"--max-time={SECONDS}",
+            "--workers=1",
+            "--request-timeout=10",
+            "--suppress-health-check=all",
+            f"--exclude-path-regex={PROBES}",
+            "--header=Authorization: Bearer acme-admin-key",
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # schemathesis keeps a cache of crashes in its working directory
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), timeout=SECONDS + 180)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+    finally:
+        await platform.stop()
+    report = output.decode(errors="replace")
+    print(report[-6000:])  # the run's summary, shown with -s or in the log of a failure
+    assert process.returncode == 0, f"schemathesis found problems in {service} (seed {SEED}):\n{report[-20000:]}"
