@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,18 +23,25 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 
-def outbox_table(metadata: MetaData) -> Table:
-    """The outbox, with its dead-letter table beside it (outbox_dead_letters_table): a relay needs both."""
-    table = Table(
-        "outbox",
-        metadata,
-        Column("id", BigInteger, Identity(always=False), primary_key=True),
+def _event_row() -> list[Column[Any]]:
+    """An event as the relay hands it to the broker: the same columns in the outbox and its dead letters."""
+    return [
         Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
         Column("event_type", String(80), nullable=False),
         Column("topic", String(200), nullable=False),
         Column("key", Text, nullable=False),
         Column("payload", LargeBinary, nullable=False),
         Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    ]
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox, with its dead-letter table beside it (outbox_dead_letters_table): a relay needs both."""
+    table = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(always=False), primary_key=True),
+        *_event_row(),
         # Wall-clock (not business) time: outbox age is an operational signal.
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
@@ -58,12 +67,7 @@ def outbox_dead_letters_table(metadata: MetaData) -> Table:
         "outbox_dead_letters",
         metadata,
         Column("id", BigInteger, primary_key=True, autoincrement=False),  # the outbox row's id: its commit order
-        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
-        Column("event_type", String(80), nullable=False),
-        Column("topic", String(200), nullable=False),
-        Column("key", Text, nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        *_event_row(),
         Column("priority", Boolean, nullable=False, server_default=false()),
         Column("error", Text, nullable=False),
         # Wall-clock time, as the outbox's: when the change was committed and when the broker refused it.

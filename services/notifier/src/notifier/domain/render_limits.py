@@ -160,21 +160,15 @@ def size_of(value: Any, cap: int, budget: RenderBudget | None = None) -> int:
             total += len(item) + 2
         elif isinstance(item, _SCALARS):
             total += _scalar_size(item)
-        elif isinstance(item, dict):
+        elif isinstance(item, dict | list | tuple | set | frozenset):
             total += 2 + 2 * len(item)
             if total > cap:
                 return total
             if depth >= MAX_NESTING:
                 raise _too_deep()
-            stack.extend((v, depth + 1) for v in item)
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            total += 2 + 2 * len(item)
-            if total > cap:
-                return total
-            if depth >= MAX_NESTING:
-                raise _too_deep()
-            stack.extend((v, depth + 1) for v in item)
+            stack.extend((v, depth + 1) for v in item)  # a dict's keys, or the items
+            if isinstance(item, dict):
+                stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, Namespace):
             if depth >= MAX_NESTING:
                 raise _too_deep()
