@@ -77,7 +77,7 @@ async def _stream(svc: RunningService, head: bytes, total: int) -> tuple[int, in
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             await asyncio.wait_for(writer.drain(), 5)
             sent += len(chunk)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield, not a wait: lets the reader see the 413 between chunks
     try:
         return await answer, sent
     finally:

@@ -18,9 +18,12 @@ from sqlalchemy import (
     Text,
     false,
     func,
+    literal,
+    or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.sql.elements import ColumnElement
 
 
 def _event_row() -> list[Column[Any]]:
@@ -84,3 +87,9 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_id", UUID(as_uuid=True), primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
+
+def supersedes_sql(version: int, applied: ColumnElement[int]) -> ColumnElement[bool]:
+    """dunning_events.events.supersedes in SQL, for a projection that keeps the applied version in a column: the
+    ledger fact at `version` is newer than the row's (0, a fact from before versions, always applies)."""
+    return or_(literal(version) == 0, applied < version)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, or_, update
+from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,7 @@ from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
 from dunning_events.events import CreditNoteApplied, CustomerUpserted, InvoiceCreated, PaymentApplied
 from dunning_events.money import to_minor
+from dunning_events.tables import supersedes_sql
 from notifier.adapters import orm
 
 
@@ -35,8 +36,8 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
 
 
 def _newer(version: int) -> ColumnElement[bool]:
-    """dunning_events.events.supersedes in SQL: the fact at `version` is newer than the projection's row."""
-    return or_(literal(version) == 0, orm.invoice_balances.c.ledger_version < version)
+    """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
+    return supersedes_sql(version, orm.invoice_balances.c.ledger_version)
 
 
 async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> None:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import case, func, literal, null, or_, select, update
+from sqlalchemy import case, func, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from dunning_events.events import (
 )
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
+from dunning_events.tables import supersedes_sql
 from dunning_kit.clock import Clock
 from promise_tracker.adapters import orm
 from promise_tracker.domain.plans import spread_over_instalments
@@ -292,8 +293,8 @@ class Matcher:
 
 
 def _newer(version: int) -> Any:
-    """dunning_events.events.supersedes in SQL: the fact at `version` is newer than the projection's row."""
-    return or_(literal(version) == 0, orm.invoices.c.ledger_version < version)
+    """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
+    return supersedes_sql(version, orm.invoices.c.ledger_version)
 
 
 def _settled_at(owed: bool, occurred_at: datetime) -> Any:
