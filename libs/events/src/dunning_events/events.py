@@ -233,6 +233,25 @@ class LedgerSynced(EventData):
     )
 
 
+ErasureReason = Literal["data_subject_request", "retention", "manual"]
+
+
+class CustomerErased(EventData):
+    event_type: ClassVar[str] = "customer.erased"
+    topic: ClassVar[str] = topics.LEDGER
+    subject_field: ClassVar[str] = "customer_id"
+    description: ClassVar[str] = (
+        "The customer's personal data was erased (GDPR Art. 17). Every service deletes or pseudonymises what it "
+        "holds about the person (names, addresses, phone numbers, rendered messages, provider payloads, notes), "
+        "keeps the money facts and the fact of each contact, and stops dunning the customer. Ledger-sync keeps a "
+        "tombstone so no later sync or import brings the data back."
+    )
+
+    erased_at: AwareDatetime = Field(description="When the erasure was requested (the injected clock)")
+    reason: ErasureReason = "data_subject_request"
+    pseudonym: str = Field(min_length=1, description="The name every service shows from now on, e.g. `erased-3f9a1c`")
+
+
 # ---------------------------------------------------------------- steps (policy-engine)
 
 
@@ -510,7 +529,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_type: cls
     for cls in (
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
-        CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced,
+        CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
         DunningStepDue, DunningStepCancelled, DunningStepReplanned,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
         NotificationSkipped, NotificationHeld, ConsentRevoked,
