@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dunning_events import topics
 from dunning_events.codec import decode
 from dunning_events.envelope import Envelope, EventData, new_event
-from dunning_events.events import Allocation, Contact, CustomerUpserted, InvoiceCreated, PaymentApplied
+from dunning_events.events import (
+    Allocation,
+    Contact,
+    CustomerUpserted,
+    InvoiceCreated,
+    PaymentApplied,
+    PromiseCreated,
+)
 from dunning_events.outbox import DEFAULT_MAX_MESSAGE_BYTES, OutboxRelay, OutboxWriter
 from dunning_events.tables import outbox_table
 from dunning_kit.db import make_engine
@@ -283,3 +290,30 @@ async def test_two_services_sharing_a_database_publish_at_the_same_time(
     publish = relay.publish_batch if way == "head" else relay.publish_lane
     mine_published, theirs_published = await asyncio.gather(publish(), other_round())
     assert (mine_published, theirs_published) == (1, 1), "the other service published while this one held its lock"
+
+
+# ---------------------------------------------------------------- a topic the service does not produce
+
+
+async def test_a_row_for_a_topic_the_service_does_not_produce_is_set_aside_before_sending(
+    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: Topic
+) -> None:
+    # A service's Kafka user may write only the topics its runtime declares (`produces`, deploy/README.md): the
+    # relay holds to the same list, so a stray event is set aside here, named, instead of failing on the broker.
+    stray = new_event(
+        PromiseCreated(
+            customer_id="C-1", promise_id="P-1", invoice_ids=["INV-1"], amount=Decimal("10.00"), currency="EUR",
+            promised_date=date(2026, 3, 20), deadline=datetime(2026, 3, 21, tzinfo=UTC), recorded_by="collector",
+        ),
+        tenant_id="acme", source="test", occurred_at=AT,
+    )  # fmt: skip
+    inv = invoice("acme", "C-1", 1)
+    await commit(db, stray, inv)
+    relay = OutboxRelay(engine=db.engine, table=outbox, producer=producer, topics=[topics.LEDGER])
+
+    await run_until(relay, lambda: ledger_topic.has(inv), timeout=10, what="the ledger row behind the stray one")
+
+    (row,) = await dead_letters(db.engine)
+    assert (row.event_id, row.topic) == (stray.id, topics.PROMISES)
+    assert "is not a topic this service produces" in row.error and topics.LEDGER in row.error
+    assert await db.unpublished() == 0

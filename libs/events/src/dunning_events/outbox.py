@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -215,8 +215,12 @@ class OutboxRelay:
         poll_interval: float = 0.2,
         retention: timedelta = timedelta(hours=1),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        topics: Collection[str] | None = None,
     ) -> None:
         self.engine = engine
+        # The topics this service publishes to (ServiceRuntime's `produces`; its Kafka user may write only these,
+        # deploy/README.md): a row for another topic is set aside like an oversized one, before it is sent.
+        self.topics = frozenset(topics) if topics is not None else None
         self.table = table
         self.dead_letters = table.metadata.tables["outbox_dead_letters"]
         self.max_message_bytes = max_message_bytes
@@ -305,7 +309,13 @@ class OutboxRelay:
         sendable = []
         for row in rows:
             size = _record_size(row)
-            if size > self.max_message_bytes:
+            if self.topics is not None and row["topic"] not in self.topics:
+                refused[row["id"]] = (
+                    f"TopicAuthorizationFailedError: {row['topic']} is not a topic this service produces "
+                    f"({', '.join(sorted(self.topics))}: the `produces` of its ServiceRuntime, which its Kafka user's "
+                    "ACLs allow); refused by the relay before sending"
+                )
+            elif size > self.max_message_bytes:
                 refused[row["id"]] = (
                     f"MessageSizeTooLargeError: the record is {size} bytes, more than the {self.max_message_bytes} "
                     "bytes a message may have (OUTBOX_MAX_MESSAGE_BYTES, kept at or below the topic's "

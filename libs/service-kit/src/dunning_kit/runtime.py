@@ -66,8 +66,12 @@ class ServiceRuntime:
         clock: Clock,
         metadata: MetaData,
         schema: str,
+        produces: Sequence[str] | None = None,
     ) -> None:
         self.name = name
+        # The event topics this service publishes (its outbox relay refuses any other): with the consumer groups
+        # below, what its Kafka user may do (dunning_kit.kafka_access derives the Strimzi ACLs from both).
+        self.produces: tuple[str, ...] = tuple(produces or ())
         self.settings = settings
         self.clock = clock
         self.schema = settings.database_schema or schema
@@ -89,6 +93,7 @@ class ServiceRuntime:
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
             max_message_bytes=settings.outbox_max_message_bytes,
+            topics=self.produces or None,
         )
         self.outbox = OutboxWriter(
             self.outbox_table, on_commit=self.relay.wake, on_priority_commit=self.relay.wake_lane

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.outbound import OutboundPolicy
@@ -23,7 +24,12 @@ __all__ = ["Settings", "build_runtime", "create_app"]
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(
-        name="ledger-sync", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
+        name="ledger-sync",
+        settings=settings,
+        clock=clock,
+        metadata=orm.metadata,
+        schema=orm.SCHEMA,
+        produces=[topics.LEDGER],
     )
     sync = SyncService(
         engine=runtime.engine,

@@ -127,7 +127,14 @@ def build_send_gate(settings: Settings, runtime: ServiceRuntime) -> SendGate:
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
-    runtime = ServiceRuntime(name="notifier", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA)
+    runtime = ServiceRuntime(
+        name="notifier",
+        settings=settings,
+        clock=clock,
+        metadata=orm.metadata,
+        schema=orm.SCHEMA,
+        produces=[topics.NOTIFICATIONS],
+    )
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
     runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
     renderer = Renderer(PARTIALS, settings.render_limits())

@@ -33,7 +33,12 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(
-        name="policy-engine", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
+        name="policy-engine",
+        settings=settings,
+        clock=clock,
+        metadata=orm.metadata,
+        schema=orm.SCHEMA,
+        produces=[topics.STEPS],
     )
     config = engine_config(settings)
     book = PolicyBook()

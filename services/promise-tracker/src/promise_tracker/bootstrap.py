@@ -29,7 +29,12 @@ DRAIN_BATCHES = 8  # per worker and call of the timer; the timer loop calls agai
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     runtime = ServiceRuntime(
-        name="promise-tracker", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA
+        name="promise-tracker",
+        settings=settings,
+        clock=clock,
+        metadata=orm.metadata,
+        schema=orm.SCHEMA,
+        produces=[topics.PROMISES],
     )
     runtime.outbox = SetwiseOutboxWriter(runtime.outbox_table, on_commit=runtime.relay.wake)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_handler(runtime.outbox, clock, LEDGER_GROUP))
