@@ -25,7 +25,21 @@ if ! kubectl wait --namespace "$namespace" --for=condition=complete --timeout=15
 fi
 
 echo "3/3 services (namespace $namespace)"
-mapfile -t deployments < <(kubectl apply -k "$overlay" -o name | grep '^deployment')
+if grep -q 'base/kafka-users' "$overlay/kustomization.yaml"; then
+  # The pods check the brokers against the cluster CA, which Strimzi keeps in the Kafka namespace: copy the public
+  # certificate next to them (again on every run, so a renewed CA reaches the pods with the next release).
+  ca="$(kubectl get secret dunning-kafka-cluster-ca-cert --namespace "$kafka_namespace" -o 'jsonpath={.data.ca\.crt}')"
+  [[ -n "$ca" ]] || { echo "no ca.crt in secret dunning-kafka-cluster-ca-cert (namespace $kafka_namespace)" >&2; exit 1; }
+  kubectl create secret generic dunning-kafka-cluster-ca-cert --namespace "$namespace" \
+    --from-literal=ca.crt="$(base64 -d <<<"$ca")" --dry-run=client -o yaml | kubectl apply -f -
+fi
+mapfile -t applied < <(kubectl apply -k "$overlay" -o name)
+mapfile -t deployments < <(printf '%s\n' "${applied[@]}" | grep '^deployment')
+if printf '%s\n' "${applied[@]}" | grep -q '^kafkauser'; then
+  # The User Operator writes each service's credentials Secret; the pods start once theirs exists.
+  kubectl wait kafkauser --namespace "$namespace" --selector app.kubernetes.io/part-of=dunning \
+    --for=condition=Ready --timeout=5m
+fi
 for deployment in "${deployments[@]}"; do
   kubectl rollout status --namespace "$namespace" --timeout=10m "$deployment"
 done

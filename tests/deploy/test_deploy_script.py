@@ -1,4 +1,5 @@
-"""deploy/k8s/deploy.sh rolls out in order (topics, migrations, services) and stops when a migration fails.
+"""deploy/k8s/deploy.sh rolls out in order (topics, migrations, Kafka credentials, services) and stops when a migration
+fails.
 
 A stand-in `kubectl` on PATH records every call; no cluster is needed.
 """
@@ -22,7 +23,12 @@ case "$*" in
     for s in ledger-sync policy-engine notifier promise-tracker; do echo "job.batch/$s-migrate-0-1-0"; done
     echo "serviceaccount/dunning-migrator-0-1-0" ;;
   *"apply -k"*"-o name"*)
-    for s in ledger-sync policy-engine notifier promise-tracker; do echo "deployment.apps/$s"; done ;;
+    for s in ledger-sync policy-engine notifier promise-tracker; do echo "deployment.apps/$s"; done
+    case "$*" in *overlays/prod*)
+      for s in ledger-sync policy-engine notifier promise-tracker; do echo "kafkauser.kafka.strimzi.io/dunning-$s"; done ;;
+    esac ;;
+  *"get secret dunning-kafka-cluster-ca-cert"*)
+    printf '%s' "${CLUSTER_CA-$(printf 'CLUSTER CA PEM' | base64)}" ;;
   *"--for=condition=complete"*)
     exit "${FAIL_MIGRATIONS:-0}" ;;
 esac
@@ -76,3 +82,27 @@ def test_a_failed_migration_stops_the_rollout(tmp_path: Path) -> None:
 def test_an_unknown_environment_is_refused(tmp_path: Path) -> None:
     done, calls = run_deploy(tmp_path, "staging")
     assert done.returncode == 2 and calls == []
+
+
+def test_prod_copies_the_cluster_ca_and_waits_for_the_kafka_users_before_the_rollout(tmp_path: Path) -> None:
+    done, calls = run_deploy(tmp_path, "prod")
+    assert done.returncode == 0, done.stderr
+    read_ca = position(calls, "get secret dunning-kafka-cluster-ca-cert", "--namespace kafka")
+    copy_ca = position(calls, "create secret generic dunning-kafka-cluster-ca-cert", "--namespace dunning")
+    assert "--from-literal=ca.crt=CLUSTER CA PEM" in calls[copy_ca]
+    services = position(calls, "apply -k", "overlays/prod -o name")
+    users = position(calls, "wait kafkauser", "--namespace dunning", "condition=Ready")
+    first_rollout = position(calls, "rollout status")
+    assert read_ca < copy_ca < services < users < first_rollout
+
+
+def test_prod_stops_when_the_cluster_ca_cannot_be_read(tmp_path: Path) -> None:
+    done, calls = run_deploy(tmp_path, "prod", CLUSTER_CA="")
+    assert done.returncode == 1 and "dunning-kafka-cluster-ca-cert" in done.stderr
+    assert not any("apply -k" in c and c.rstrip().endswith("overlays/prod -o name") for c in calls)
+
+
+def test_dev_needs_no_kafka_credentials(tmp_path: Path) -> None:
+    done, calls = run_deploy(tmp_path, "dev")
+    assert done.returncode == 0, done.stderr
+    assert not any("cluster-ca-cert" in c or "kafkauser" in c for c in calls)
