@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps clean
+.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps sbom pin-images clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -19,7 +19,7 @@ $(STAMP): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyprojec
 	$(UV) sync --all-packages --locked --quiet
 	@touch $@
 
-install: $(STAMP) ## create .venv with every service, lib and dev tool (from uv.lock)
+install: $(STAMP) ## create .venv with every service, lib and the dev group (embedded runtime, test tools; uv.lock)
 
 up: install ## start PostgreSQL, the broker, the four services, SMTP sink and fake Twilio; Ctrl-C stops
 	$(PY) -m dunning_kit.devstack up
@@ -58,6 +58,18 @@ migrate: install ## run every service's migrations (embedded PostgreSQL unless D
 
 schemas: install ## regenerate the committed JSON Schemas and AsyncAPI document
 	$(PY) -m dunning_events.schema_export
+
+SBOM_DIR ?= build/sbom
+IMAGES := ledger-sync policy-engine notifier promise-tracker
+sbom: $(UV) ## CycloneDX 1.5 SBOM of each image, from uv.lock, runtime dependencies only: $(SBOM_DIR)/<service>.cdx.json
+	@mkdir -p $(SBOM_DIR)
+	@for s in $(IMAGES); do \
+		$(UV) export --frozen --no-dev --package $$s --format cyclonedx1.5 --quiet -o $(SBOM_DIR)/$$s.cdx.json || exit 1; \
+		echo "$(SBOM_DIR)/$$s.cdx.json"; \
+	done
+
+pin-images: ## re-pin deploy/Dockerfile's base images to their tags' current digests (docker buildx + registry access)
+	deploy/pin-base-images.sh deploy/Dockerfile
 
 clean: ## remove the environment and local state
 	rm -rf $(TOOLS) $(VENV) .run .bench

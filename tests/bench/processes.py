@@ -99,6 +99,7 @@ class ServiceReplicas:
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(port),
+                "DEV_MODE": "true",  # the bench runs on the development defaults (signing key, Twilio token)
                 **({"CLOCK_FILE": str(self.clock_file)} if clock is not None else {}),
                 **env,
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -142,6 +143,50 @@ def test_base_images_are_pinned_to_a_version(stages: list[Stage]) -> None:
         if instruction == "COPY" and args.startswith("--from="):
             source = args.split()[0].removeprefix("--from=")
             assert source in names, f"COPY --from={source}: copy from a named, pinned stage"
+
+
+DIGEST_PINNED = re.compile(r"(?P<image>[\w./-]+:[\w.-]+)@sha256:[0-9a-f]{64}")
+
+
+def test_the_images_base_is_pinned_by_digest_with_its_tag(stages: list[Stage]) -> None:
+    """What an image is made of (its own base, and the base its venv was built on) is pinned by content digest;
+    the tag stays beside it for the reader and for `make pin-images`."""
+    for service in SERVICES:
+        runtime_base = lineage(stages, service.name)[0].base
+        build_base = lineage(stages, build_stage(stages, service).name)[0].base
+        for base in (runtime_base, build_base):
+            assert DIGEST_PINNED.fullmatch(base), f"{service.name}: {base} is not pinned by tag@sha256 digest"
+        # The venv built in one stage runs on the interpreter of the other: the very same image.
+        assert runtime_base == build_base, f"{service.name}: built on {build_base}, runs on {runtime_base}"
+
+
+def test_pin_images_rewrites_every_external_base_to_its_current_digest(tmp_path: Path) -> None:
+    """`make pin-images` (deploy/pin-base-images.sh) with a stand-in for `docker buildx imagetools inspect`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    # argv: buildx imagetools inspect <image> --format ...: answer a digest derived from the image reference.
+    fake.write_text('#!/bin/sh\necho "sha256:$(printf %s "$4" | sha256sum | cut -c1-64)"\n')
+    fake.chmod(0o755)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(DOCKERFILE.read_text())
+    done = subprocess.run(
+        ["bash", str(REPO / "deploy" / "pin-base-images.sh"), str(dockerfile)],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pinned = parse(dockerfile.read_text())
+    names = {s.name for s in pinned}
+    for stage in pinned:
+        if stage.base in names:
+            continue
+        match = DIGEST_PINNED.fullmatch(stage.base)
+        assert match, f"{stage.name}: {stage.base} left unpinned"
+        expected = hashlib.sha256(match["image"].encode()).hexdigest()
+        assert stage.base == f"{match['image']}@sha256:{expected}", "the digest is the one the registry gave"
+    # Only FROM lines change.
+    before, after = DOCKERFILE.read_text().splitlines(), dockerfile.read_text().splitlines()
+    assert [a for a, b in zip(before, after, strict=True) if a != b and not a.startswith("FROM ")] == []
 
 
 def test_dependencies_come_from_the_lockfile_before_the_source(stages: list[Stage]) -> None:

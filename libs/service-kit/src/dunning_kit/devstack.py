@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dunning_kit.auth import hash_key
+from dunning_kit.dev_secrets import DEV_API_KEYS
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, wait_for_port
 from dunning_kit.migrations import upgrade
 from dunning_kit.outbound import LOOPBACK_NETWORKS
 from dunning_kit.services import REPO_ROOT, SERVICES
 
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
-DEV_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
+DEV_KEYS = DEV_API_KEYS
 DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
 
 
@@ -119,6 +120,8 @@ class DevStack:
                 "PUBLIC_BASE_URL": urls[s.name],
                 "SMTP_HOST": "127.0.0.1",
                 "SMTP_PORT": str(self.ports.smtp),
+                # Development secrets (the signing key's and Twilio token's defaults, the dev API keys) are
+                # refused at start outside DEV_MODE: the dev stack says explicitly that it is one.
                 "DEV_MODE": "true",
                 "PROMISE_TRACKER_PUBLIC_URL": f"http://127.0.0.1:{self.ports.base + 3}",
                 # Development only: tenant-configured targets (webhooks, ERP URLs) may be local fakes.

@@ -1,6 +1,7 @@
 """Run one service in production mode: `python -m dunning_kit.serve <service>` (or `python -m <package>`).
 
-Settings come from the environment; time from the system clock. SIGTERM drains (see runtime.py).
+Settings come from the environment; time from the system clock. SIGTERM drains (see runtime.py). Outside
+DEV_MODE a start with empty or development secrets is refused (exit 78, see dev_secrets.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from dunning_kit.clock import clock_from_settings
+from dunning_kit.dev_secrets import refuse_development_secrets
 from dunning_kit.logs import configure_logging
 from dunning_kit.services import spec
 from dunning_kit.telemetry import configure_tracing
@@ -60,6 +62,8 @@ async def _serve(service: str) -> None:
     if settings.gc_tuning:
         tune_gc()
     configure_logging(s.name, settings.log_level, settings.log_format)
+    # Before anything connects or listens: outside DEV_MODE, development secrets stop the start here.
+    refuse_development_secrets(settings, s.name)
     configure_tracing(s.name)
     runtime = module.build_runtime(settings, clock_from_settings(settings.clock_file))
     app = module.create_app(runtime)

@@ -7,9 +7,20 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dunning_kit.dev_secrets import DEV_SIGNING_KEY
+
 
 class ServiceSettings(BaseSettings):
+    """A secret setting is marked `json_schema_extra={"secret": True}`: outside DEV_MODE, dunning_kit/dev_secrets.py
+    refuses to start with it empty or a shipped development value."""
+
     model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    dev_mode: bool = Field(
+        False,
+        description="Development machine: shipped development secrets are accepted at start, and the notifier "
+        "serves GET /dev/outbox without a key (`make up` and the tests set it; never in production)",
+    )
 
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dunning",
@@ -68,7 +79,9 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(20.0, description="Time allowed to drain on SIGTERM")
     public_base_url: str = Field("http://127.0.0.1:8000", description="Base URL customers' links point at")
     self_service_signing_key: str = Field(
-        "dev-only-change-me", description="HMAC key of customer links (same value in notifier and promise-tracker)"
+        DEV_SIGNING_KEY,
+        description="HMAC key of customer links (same value in notifier and promise-tracker)",
+        json_schema_extra={"secret": True},
     )
     clock_file: Path | None = Field(
         None, description="Simulations and fault tests only: read the time from this file, shared by all services"
@@ -107,3 +120,9 @@ class ServiceSettings(BaseSettings):
         description="Reverse proxies in front of the service that append to X-Forwarded-For: the rate limits "
         "count the address the outermost of them saw (0: the peer address)",
     )
+
+    def optional_secrets(self) -> set[str]:
+        """Secret settings this configuration can run without: checked at start only when set. Every other
+        secret setting must be set to a real value outside DEV_MODE. A service names the secrets of features it
+        does not use, or that are chosen per tenant at run time."""
+        return set()

@@ -172,8 +172,9 @@ async def start_service(
         timer_poll_interval=0.2,
         outbox_poll_interval=0.05,
         # The fakes of ERPs and webhook receivers listen on loopback: the outbound guard lets them through here
-        # (a test of the guard itself overrides this with "").
-        **{"outbound_allowed_networks": LOOPBACK_NETWORKS, **(overrides or {})},
+        # (a test of the guard itself overrides this with ""). DEV_MODE as under `make up`: the harness runs on
+        # the development secrets (a test of production behaviour overrides it with False).
+        **{"outbound_allowed_networks": LOOPBACK_NETWORKS, "dev_mode": True, **(overrides or {})},
     )
     runtime: ServiceRuntime = module.build_runtime(settings, clock)
     app: FastAPI = module.create_app(runtime)

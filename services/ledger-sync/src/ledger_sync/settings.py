@@ -9,9 +9,15 @@ from dunning_kit.settings import ServiceSettings
 class Settings(ServiceSettings):
     http_port: int = Field(8001, description="Port of the ledger-sync API")
     quickbooks_webhook_verifier_token: str = Field(
-        "", description="Intuit app's webhook verifier token (checks `intuit-signature`); empty refuses all"
+        "",
+        description="Intuit app's webhook verifier token (checks `intuit-signature`); empty refuses all",
+        json_schema_extra={"secret": True},
     )
-    xero_webhook_key: str = Field("", description="Xero app's webhook signing key (checks `x-xero-signature`)")
+    xero_webhook_key: str = Field(
+        "",
+        description="Xero app's webhook signing key (checks `x-xero-signature`); empty refuses all",
+        json_schema_extra={"secret": True},
+    )
     import_batch_size: int = Field(1000, description="CSV rows per batch (and per transaction in pass 2)")
     import_max_body_bytes: int = Field(
         104_857_600,
@@ -25,3 +31,8 @@ class Settings(ServiceSettings):
         description="CIDRs a tenant-configured target (connector base_url/token_url, webhook URL) may reach although "
         "internal (loopback, private, link-local); empty in production, `127.0.0.0/8,::1/128` for local fakes",
     )
+
+    def optional_secrets(self) -> set[str]:
+        # ledger-sync signs no customer links; an ERP's webhook secret is needed only by tenants on that ERP
+        # (empty refuses its webhooks, which is safe).
+        return {"self_service_signing_key", "quickbooks_webhook_verifier_token", "xero_webhook_key"}

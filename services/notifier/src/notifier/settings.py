@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from dunning_kit.dev_secrets import DEV_TWILIO_AUTH_TOKEN
 from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 from notifier.domain.render_limits import RenderLimits
@@ -11,13 +12,14 @@ from notifier.domain.render_limits import RenderLimits
 
 class Settings(ServiceSettings):
     http_port: int = Field(8003, description="Port of the notifier API, callbacks and dev page")
-    dev_mode: bool = Field(False, description="Serve GET /dev/outbox without a key (never in production)")
 
     # ---- email over SMTP (the default email provider)
     smtp_host: str = Field("127.0.0.1", description="SMTP server host")
     smtp_port: int = Field(1025, description="SMTP server port")
     smtp_username: str | None = Field(None, description="SMTP user (auth only when set)")
-    smtp_password: str | None = Field(None, description="SMTP password")
+    smtp_password: str | None = Field(
+        None, description="SMTP password (required when SMTP_USERNAME is set)", json_schema_extra={"secret": True}
+    )
     smtp_starttls: bool = Field(False, description="Upgrade the connection with STARTTLS (port 587)")
     smtp_use_tls: bool = Field(False, description="Implicit TLS from the first byte (port 465)")
     smtp_validate_certs: bool = Field(True, description="Verify the SMTP server's certificate")
@@ -27,7 +29,9 @@ class Settings(ServiceSettings):
 
     # ---- email over the SendGrid v3 API
     sendgrid_api_base_url: str = Field("https://api.sendgrid.com", description="SendGrid API base URL")
-    sendgrid_api_key: str | None = Field(None, description="SendGrid API key (Bearer)")
+    sendgrid_api_key: str | None = Field(
+        None, description="SendGrid API key (Bearer)", json_schema_extra={"secret": True}
+    )
     sendgrid_webhook_public_key: str | None = Field(
         None, description="Base64 DER P-256 public key that verifies the SendGrid event webhook"
     )
@@ -42,7 +46,11 @@ class Settings(ServiceSettings):
         "https://api.twilio.com", description="Twilio REST base URL (the local fake under `make up`)"
     )
     twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="Twilio Account SID")
-    twilio_auth_token: str = Field("dev-twilio-auth-token", description="Twilio auth token (Basic auth, signatures)")
+    twilio_auth_token: str = Field(
+        DEV_TWILIO_AUTH_TOKEN,
+        description="Twilio auth token (Basic auth, signatures of callbacks); required outside DEV_MODE",
+        json_schema_extra={"secret": True},
+    )
     twilio_from_number: str = Field("+15005550006", description="Default sender number (E.164)")
     twilio_messaging_service_sid: str | None = Field(None, description="Send SMS through a Messaging Service")
     default_phone_region: str = Field("US", description="Region assumed for phone numbers without +country")
@@ -51,7 +59,11 @@ class Settings(ServiceSettings):
     letter_provider: str = Field("drop_folder", description="print_api or drop_folder")
     letter_drop_folder: Path = Field(Path(".run/letters"), description="Where PDFs go when letter_provider=drop_folder")
     print_api_base_url: str = Field("https://api.lob.com", description="Print-and-mail API base URL (Lob-shaped)")
-    print_api_key: str | None = Field(None, description="Print-and-mail API key (Basic auth user)")
+    print_api_key: str | None = Field(
+        None,
+        description="Print-and-mail API key (Basic auth user; required when LETTER_PROVIDER=print_api)",
+        json_schema_extra={"secret": True},
+    )
 
     # ---- customer links
     promise_tracker_public_url: str = Field(
@@ -137,6 +149,17 @@ class Settings(ServiceSettings):
         ge=1,
         description="Longest rendered part; everything one render builds together may be four times this",
     )
+
+    def optional_secrets(self) -> set[str]:
+        # SendGrid is chosen per tenant at run time, so its key cannot be required at start (a tenant on SendGrid
+        # without it gets failed deliveries naming the provider). The Twilio token is required: it also verifies
+        # Twilio's signed callbacks, which arrive whether or not SMS is used.
+        optional = {"sendgrid_api_key"}
+        if not self.smtp_username:
+            optional.add("smtp_password")
+        if self.letter_provider != "print_api":
+            optional.add("print_api_key")
+        return optional
 
     def render_limits(self) -> RenderLimits:
         return RenderLimits(

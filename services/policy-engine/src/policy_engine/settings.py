@@ -24,3 +24,6 @@ class Settings(ServiceSettings):
         "unread (payment -> cancellation latency)",
     )
     preview_max_cases: int = Field(20000, description="Most open cases one preview call simulates")
+
+    def optional_secrets(self) -> set[str]:
+        return {"self_service_signing_key"}  # the policy engine signs and reads no customer links
