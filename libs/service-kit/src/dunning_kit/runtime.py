@@ -171,6 +171,7 @@ class ServiceRuntime:
             try:
                 await probe_broker(self.settings.kafka_bootstrap_servers, self.kafka_security)
                 if self._producer_stale:
+                    await self.producer.stop()
                     self._replace_producer()
                 if self.settings.kafka_create_topics:
                     await ensure_topics(
