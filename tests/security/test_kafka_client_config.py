@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from dunning_events.kafka import make_producer
 from dunning_events.kafka_security import KafkaAccessError
+from dunning_kit import dlq
 from dunning_kit.services import REPO_ROOT
 from dunning_kit.settings import ServiceSettings
 from tests.security.pki import Pki
@@ -132,6 +133,21 @@ def test_a_key_that_is_not_the_certificates_is_an_error_naming_the_key(
     )  # fmt: skip
     with pytest.raises(KafkaAccessError, match=r"KAFKA_SSL_KEY_FILE=.*broker\.key is not the key of the certificate"):
         settings.kafka_security().client_kwargs()
+
+
+def test_the_dlq_command_reads_the_same_settings_and_names_a_missing_file(
+    monkeypatch: pytest.MonkeyPatch, secret_mount: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_from_env(
+        monkeypatch, KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
+        KAFKA_SASL_USERNAME_FILE=secret_mount / "username", KAFKA_SASL_PASSWORD_FILE=secret_mount / "gone",
+    )  # fmt: skip
+    assert dlq.main(["list", "notifier.steps"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"dlq: cannot use Kafka: KAFKA_SASL_PASSWORD_FILE={secret_mount / 'gone'} does not exist (is the Secret mounted?)\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from tests.security.conftest import tls_settings
 from tests.security.pki import Pki
 from tests.security.terminator import TlsTerminator
 
-RETRIES = 4  # the cause must stay one line however many times the service has tried
+RETRIES = 3  # the cause must stay one line however many times the service has tried
 
 
 @pytest.fixture

@@ -33,9 +33,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
 
+from dunning_events.broker_probe import probe_broker
 from dunning_events.kafka import make_producer
-from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
+from dunning_events.kafka_security import PLAINTEXT, KafkaAccessError, KafkaSecurity
 from dunning_events.topics import dead_letter_topic
 from dunning_kit.settings import KafkaClientSettings
 
@@ -187,7 +189,11 @@ async def replay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    kafka = KafkaClientSettings()  # the services' Kafka settings, from the same environment
+    try:
+        kafka = KafkaClientSettings()  # the services' Kafka settings, from the same environment
+    except ValidationError as exc:
+        print(f"dlq: the Kafka settings are inconsistent: {exc}", file=sys.stderr)
+        return 2
     security = kafka.kafka_security()
     parser = argparse.ArgumentParser(prog="python -m dunning_kit.dlq", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -205,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--source-topic", help="where dead letters without a dlq-source-topic header go (ones moved there by hand)"
     )
     args = parser.parse_args(argv)
+    try:
+        asyncio.run(probe_broker(args.bootstrap_servers, security))
+    except KafkaAccessError as exc:
+        print(f"dlq: cannot use Kafka: {exc}", file=sys.stderr)  # the cause and the setting, not a stack trace
+        return 2
 
     if args.command == "list":
         found = asyncio.run(read_dead_letters(args.bootstrap_servers, args.group, security))
