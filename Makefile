@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps sbom pin-images clean
+.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps tls-deps sbom pin-images clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -34,10 +34,21 @@ browser-deps: ## Debian's chromium for the self-service page's browser test (roo
 		|| echo "chromium could not be installed: browser tests will be skipped"; \
 	fi
 
-test: install browser-deps ## the whole suite on real PostgreSQL and the real broker
+tls-deps: ## Debian's stunnel4, the TLS terminator in front of the embedded broker in the Kafka security tests
+	@if ! command -v stunnel4 >/dev/null && ! command -v stunnel >/dev/null; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+			echo "installing stunnel4 for the Kafka TLS tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stunnel4 >/dev/null) \
+			|| { echo "stunnel4 could not be installed with apt-get; the Kafka TLS tests need it"; exit 1; }; \
+		else \
+			echo "the Kafka TLS tests need Debian's stunnel4: run 'apt-get install -y stunnel4' as root"; exit 1; \
+		fi; \
+	fi
+
+test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker
 	$(PY) -m pytest
 
-test-fast: install ## the suite without the slow fault-injection tests and the fuzz run
+test-fast: install tls-deps ## the suite without the slow fault-injection tests and the fuzz run
 	$(PY) -m pytest -m "not slow and not fuzz"
 
 FUZZ_SECONDS ?= 300

@@ -25,6 +25,7 @@ from dunning_events import metrics
 from dunning_events.codec import PoisonEvent, decode
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.inbox import Inbox
+from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_events.topics import dead_letter_topic
 from dunning_events.tracing import consume_span
 
@@ -115,10 +116,12 @@ class BatchConsumer:
         max_records: int = 1000,
         poll_timeout_ms: int = 200,
         client_id: str | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.group = group
         self.topics = list(topics)
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.session_factory = session_factory
         self.inbox = inbox
         self.handler = handler
@@ -163,28 +166,34 @@ class BatchConsumer:
 
     async def _connect(self) -> AIOKafkaConsumer:
         backoff = 0.2
+        said = ""
         while not self._stopping:
-            consumer = AIOKafkaConsumer(
-                *self.topics,
-                bootstrap_servers=self.bootstrap_servers,
-                group_id=self.group,
-                client_id=self.client_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.max_records,
-                fetch_max_wait_ms=self.poll_timeout_ms,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=1_000,
-                metadata_max_age_ms=5_000,
-            )
+            consumer: AIOKafkaConsumer | None = None
             try:
+                consumer = AIOKafkaConsumer(
+                    *self.topics,
+                    **self.security.client_kwargs(),
+                    bootstrap_servers=self.bootstrap_servers,
+                    group_id=self.group,
+                    client_id=self.client_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.max_records,
+                    fetch_max_wait_ms=self.poll_timeout_ms,
+                    session_timeout_ms=10_000,
+                    heartbeat_interval_ms=1_000,
+                    metadata_max_age_ms=5_000,
+                )
                 await consumer.start()
                 self.connected = self.healthy = True
                 return consumer
             except Exception as exc:
                 self.healthy = False
-                await consumer.stop()
-                log.warning("consumer %s cannot reach the broker (%s); retrying", self.group, exc)
+                if consumer is not None:
+                    await consumer.stop()
+                if str(exc) != said:  # once per cause, not once per retry
+                    said = str(exc)
+                    log.warning("consumer %s cannot reach the broker (%s); retrying", self.group, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         raise asyncio.CancelledError

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_events.topics import ALL_TOPICS
 
 log = logging.getLogger("dunning.kafka")
@@ -17,10 +18,11 @@ log = logging.getLogger("dunning.kafka")
 DEFAULT_PARTITIONS = 6
 
 
-def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
     # No idempotence and no transactions: the embedded broker supports neither, and the outbox plus
     # inbox give exactly-once effect without them. acks=all keeps an acknowledged event durable on Kafka.
     return AIOKafkaProducer(
+        **security.client_kwargs(),
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         acks="all",
@@ -37,11 +39,14 @@ async def ensure_topics(
     topics: Iterable[str] = ALL_TOPICS,
     partitions: int = DEFAULT_PARTITIONS,
     attempts: int = 30,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Create the topics if missing (in production Strimzi KafkaTopic resources own them)."""
     wanted = list(dict.fromkeys(topics))
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="dunning-admin")
+        admin = AIOKafkaAdminClient(
+            **security.client_kwargs(), bootstrap_servers=bootstrap_servers, client_id="dunning-admin"
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())

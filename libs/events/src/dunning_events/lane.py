@@ -79,15 +79,17 @@ class PriorityLane:
     async def _run(self) -> None:
         backoff = 0.2
         while not self._stopping:
-            reader = AIOKafkaConsumer(
-                bootstrap_servers=self.group.bootstrap_servers,
-                client_id=f"{self.group.client_id}-lane",
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=self.group.poll_timeout_ms,
-            )
+            reader: AIOKafkaConsumer | None = None
             try:
+                reader = AIOKafkaConsumer(
+                    **self.group.security.client_kwargs(),
+                    bootstrap_servers=self.group.bootstrap_servers,
+                    client_id=f"{self.group.client_id}-lane",
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    fetch_max_wait_ms=self.group.poll_timeout_ms,
+                )
                 await reader.start()
                 self._assigned = frozenset()
                 while not self._stopping:
@@ -100,7 +102,8 @@ class PriorityLane:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                await reader.stop()
+                if reader is not None:
+                    await reader.stop()
 
     async def _round(self, reader: AIOKafkaConsumer) -> None:
         assignment = self.group.assignment()

@@ -30,6 +30,14 @@ from dunning_kit.services import REPO_ROOT, SERVICES
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
 DEV_KEYS = DEV_API_KEYS
 DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
+EMBEDDED_KAFKA_SECURITY = {
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    **{
+        f"KAFKA_{name}": ""
+        for name in ("SASL_MECHANISM", "SASL_USERNAME_FILE", "SASL_PASSWORD_FILE", "SSL_CA_FILE", "SSL_CERT_FILE",
+                     "SSL_KEY_FILE")
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -129,6 +137,10 @@ class DevStack:
             }
             if twilio_url:
                 env["TWILIO_BASE_URL"] = twilio_url
+            if self.broker is not None:
+                # The embedded broker speaks plaintext: Kafka security settings in the shell (meant for an external
+                # cluster) must not reach the services. With KAFKA_BOOTSTRAP_SERVERS set they pass through as they are.
+                env.update(EMBEDDED_KAFKA_SECURITY)
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
@@ -150,6 +162,9 @@ class DevStack:
             rows.append(("postgresql", self.pg.dsn("dunning"), "embedded"))
         if self.broker:
             rows.append(("kafka", self.broker.bootstrap_servers, "embedded Tansu (memory storage)"))
+        else:
+            security = os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+            rows.append(("kafka", kafka, f"external ({security})"))
         for name, where, note in rows:
             _say(f"  {name:<16} {where:<48} {note}")
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")

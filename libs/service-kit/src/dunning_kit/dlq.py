@@ -3,6 +3,9 @@
     python -m dunning_kit.dlq list GROUP
     python -m dunning_kit.dlq replay GROUP [--id EVENT_ID ...]
 
+Connects like the services do: KAFKA_BOOTSTRAP_SERVERS and the Kafka security settings (KAFKA_SECURITY_PROTOCOL,
+KAFKA_SSL_*, KAFKA_SASL_*) come from the environment, so the command runs in a service's pod as it is.
+
 `replay` reads `dunning.dlq.<GROUP>` from its start and republishes each dead letter to its source topic (the
 `dlq-source-topic` header the consumer wrote) with the original key (so the same customer's partition) and the
 original headers (trace context, the settlement mark); the `dlq-*` headers stay behind. With `--id` only the dead
@@ -23,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,9 +33,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
 
+from dunning_events.broker_probe import probe_broker
 from dunning_events.kafka import make_producer
+from dunning_events.kafka_security import PLAINTEXT, KafkaAccessError, KafkaSecurity
 from dunning_events.topics import dead_letter_topic
+from dunning_kit.settings import KafkaClientSettings
 
 REPLAYED = "dlq-replayed"  # on a marker: <partition>@<offset> of the dead letter it replayed
 REPLAYED_EVENT_ID = "dlq-replayed-event-id"
@@ -101,10 +107,11 @@ class ReplayReport:
     no_source: list[DeadLetter] = field(default_factory=list)
 
 
-async def read_dead_letters(bootstrap_servers: str, group: str) -> DeadLetters:
+async def read_dead_letters(bootstrap_servers: str, group: str, security: KafkaSecurity = PLAINTEXT) -> DeadLetters:
     """Every record of the group's dead-letter topic up to its current end, with the replay markers sorted out."""
     topic = dead_letter_topic(group)
     consumer = AIOKafkaConsumer(
+        **security.client_kwargs(),
         bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         client_id="dunning-dlq", fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=64 * 1024 * 1024,
     )  # fmt: skip
@@ -146,15 +153,16 @@ async def replay(
     event_ids: Sequence[str] = (),
     producer: AIOKafkaProducer | None = None,
     source_topic: str | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ReplayReport:
     """Republish the group's dead letters (or those of `event_ids`) not replayed before; see the module.
     `source_topic` is where a dead letter without a `dlq-source-topic` header goes (one moved there by hand)."""
-    found = await read_dead_letters(bootstrap_servers, group)
+    found = await read_dead_letters(bootstrap_servers, group, security)
     wanted = set(event_ids)
     report = ReplayReport()
     own = producer is None
     if producer is None:
-        producer = make_producer(bootstrap_servers, client_id="dunning-dlq-replay")
+        producer = make_producer(bootstrap_servers, client_id="dunning-dlq-replay", security=security)
         await producer.start()
     try:
         for letter in found.letters:
@@ -181,10 +189,16 @@ async def replay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        kafka = KafkaClientSettings()  # the services' Kafka settings, from the same environment
+    except ValidationError as exc:
+        print(f"dlq: the Kafka settings are inconsistent: {exc}", file=sys.stderr)
+        return 2
+    security = kafka.kafka_security()
     parser = argparse.ArgumentParser(prog="python -m dunning_kit.dlq", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        default=kafka.kafka_bootstrap_servers,
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,13 +211,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--source-topic", help="where dead letters without a dlq-source-topic header go (ones moved there by hand)"
     )
     args = parser.parse_args(argv)
+    try:
+        asyncio.run(probe_broker(args.bootstrap_servers, security))
+    except KafkaAccessError as exc:
+        print(f"dlq: cannot use Kafka: {exc}", file=sys.stderr)  # the cause and the setting, not a stack trace
+        return 2
 
     if args.command == "list":
-        found = asyncio.run(read_dead_letters(args.bootstrap_servers, args.group))
+        found = asyncio.run(read_dead_letters(args.bootstrap_servers, args.group, security))
         for letter in found.letters:
             print(json.dumps({**letter.describe(), "replayed": letter.position in found.replayed}))
         return 0
-    report = asyncio.run(replay(args.bootstrap_servers, args.group, args.ids, source_topic=args.source_topic))
+    report = asyncio.run(
+        replay(args.bootstrap_servers, args.group, args.ids, source_topic=args.source_topic, security=security)
+    )
     for letter in report.replayed:
         print(json.dumps({"replayed": True, **letter.describe()}))
     for letter in report.no_source:

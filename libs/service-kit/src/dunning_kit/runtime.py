@@ -18,10 +18,12 @@ from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dunning_events import metrics
+from dunning_events.broker_probe import probe_broker
 from dunning_events.consumer import BatchConsumer, BatchHandler
 from dunning_events.events import PRIORITY_TOPICS
 from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.kafka import ensure_topics, make_producer
+from dunning_events.kafka_security import BOOTSTRAP_SETTING, PLAINTEXT, KafkaAccessError
 from dunning_events.lane import PriorityLane
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.tables import inbox_table, outbox_table
@@ -85,7 +87,12 @@ class ServiceRuntime:
         self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
-        self.producer: AIOKafkaProducer = make_producer(settings.kafka_bootstrap_servers, client_id=name)
+        self.kafka_security = settings.kafka_security()
+        # Why the broker cannot be used right now (None once it can): readiness is false meanwhile, and the
+        # cause was logged once, naming the setting at fault.
+        self.broker_problem: str | None = None
+        self.broker_attempts = 0
+        self.producer: AIOKafkaProducer = self._new_producer()
         self.relay = OutboxRelay(
             engine=self.engine,
             table=self.outbox_table,
@@ -119,12 +126,30 @@ class ServiceRuntime:
             producer=self.producer,
             max_records=self.settings.consumer_max_records,
             client_id=f"{self.name}-{group}",
+            security=self.kafka_security,
         )
         self.consumers.append(consumer)
         if PRIORITY_TOPICS.intersection(topics):
             # Settlements are applied ahead of this group's backlog (another tenant's import), in key order.
             self.lanes.append(PriorityLane(consumer))
         return consumer
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        try:
+            producer = make_producer(self.settings.kafka_bootstrap_servers, self.name, self.kafka_security)
+            self._producer_stale = False
+        except KafkaAccessError:
+            # A file is missing (a Secret not mounted yet): the start loop reports it, and builds the real
+            # producer once the probe passes. This one is never started.
+            producer = make_producer(self.settings.kafka_bootstrap_servers, self.name, PLAINTEXT)
+            self._producer_stale = True
+        return producer
+
+    def _replace_producer(self) -> None:
+        self.producer = self._new_producer()
+        self.relay.producer = self.producer
+        for c in self.consumers:
+            c.producer = self.producer
 
     def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats) -> TimerLoop:
         loop = TimerLoop(name, self.clock, fire_due, due_stats, self.settings.timer_poll_interval)
@@ -141,29 +166,45 @@ class ServiceRuntime:
             timer.start()
 
     async def _start_when_broker_reachable(self) -> None:
+        """Probe the broker as a client (TLS, SASL, metadata), create the topics, start the producer; retry until
+        that works. A failure's cause is logged once, when it first appears or changes, naming the setting at
+        fault: a missing Secret or a refused certificate is one line and a false readiness, not a crash loop and
+        not a stack trace per retry."""
         backoff = 0.2
         while True:
+            self.broker_attempts += 1
             try:
+                await probe_broker(self.settings.kafka_bootstrap_servers, self.kafka_security)
+                if self._producer_stale:
+                    await self.producer.stop()
+                    self._replace_producer()
                 if self.settings.kafka_create_topics:
                     await ensure_topics(
                         self.settings.kafka_bootstrap_servers,
                         [*ALL_TOPICS, *(dead_letter_topic(c.group) for c in self.consumers)],
                         partitions=self.settings.kafka_topic_partitions,
                         attempts=1,
+                        security=self.kafka_security,
                     )
                 await self.producer.start()
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s: broker not reachable yet (%s); retrying", self.name, exc)
+                problem = str(exc) if isinstance(exc, KafkaAccessError) else f"{type(exc).__name__}: {exc}"
+                if problem != self.broker_problem:
+                    self.broker_problem = problem
+                    # Not reachable (yet): often a broker still starting. Anything else needs someone to act.
+                    level = logging.WARNING if getattr(exc, "setting", None) == BOOTSTRAP_SETTING else logging.ERROR
+                    log.log(level, "%s: cannot use Kafka: %s; not ready, retrying until this is fixed",
+                            self.name, problem)  # fmt: skip
                 await self.producer.stop()
-                self.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=self.name)
-                self.relay.producer = self.producer
-                for c in self.consumers:
-                    c.producer = self.producer
+                self._replace_producer()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        if self.broker_problem is not None:
+            log.info("%s: Kafka usable again (%s)", self.name, self.kafka_security.describe())
+            self.broker_problem = None
         self._producer_ready.set()
         self.relay.start()
         self.background.append(asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"))

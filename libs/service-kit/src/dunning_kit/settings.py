@@ -3,14 +3,129 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dunning_events.kafka_security import (
+    CA_SETTING,
+    CERT_SETTING,
+    KEY_SETTING,
+    MECHANISM_SETTING,
+    MECHANISMS,
+    PASSWORD_SETTING,
+    PROTOCOL_SETTING,
+    USERNAME_SETTING,
+    KafkaSecurity,
+    SaslMechanism,
+    SecurityProtocol,
+)
 from dunning_kit.dev_secrets import DEV_SIGNING_KEY
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """How every Kafka client connects: the services' settings, also read alone by `python -m dunning_kit.dlq`."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS; mutual TLS with a client certificate), SASL_PLAINTEXT or SASL_SSL, for "
+        "every producer, consumer and admin client (see Kafka security)",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="SASL_* only: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
+    )
+    kafka_sasl_username_file: Path | None = Field(
+        None, description="SASL_* only: file holding the user name (a Kubernetes Secret mount), read at each connect"
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="SASL_* only: file holding the password (a Kubernetes Secret mount), read at each connect"
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="SSL/SASL_SSL: PEM bundle of the CAs that sign the brokers' certificates (Strimzi: the cluster "
+        "CA's ca.crt); unset: the system's trust store",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="SSL/SASL_SSL: PEM client certificate for mutual TLS (with KAFKA_SSL_KEY_FILE)"
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="SSL/SASL_SSL: unencrypted PEM private key of KAFKA_SSL_CERT_FILE"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="SSL/SASL_SSL: the broker's certificate must name the host connected to"
+    )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() or None if isinstance(value, str) else value
+
+    @field_validator(
+        "kafka_sasl_username_file", "kafka_sasl_password_file", "kafka_ssl_ca_file", "kafka_ssl_cert_file",
+        "kafka_ssl_key_file", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Self:
+        """Refuse, at start, a combination that cannot work or would silently drop a setting (a client
+        certificate on a plaintext listener, credentials that are never sent)."""
+        protocol = self.kafka_security_protocol
+        sasl = {
+            MECHANISM_SETTING: self.kafka_sasl_mechanism,
+            USERNAME_SETTING: self.kafka_sasl_username_file,
+            PASSWORD_SETTING: self.kafka_sasl_password_file,
+        }
+        tls = {CA_SETTING: self.kafka_ssl_ca_file, CERT_SETTING: self.kafka_ssl_cert_file,
+               KEY_SETTING: self.kafka_ssl_key_file}  # fmt: skip
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if value is None]
+            if missing:
+                raise ValueError(
+                    f"{PROTOCOL_SETTING}={protocol} needs {', '.join(missing)} "
+                    f"({MECHANISM_SETTING}: one of {', '.join(MECHANISMS)})"
+                )
+        else:
+            stray = [name for name, value in sasl.items() if value is not None]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} set but {PROTOCOL_SETTING}={protocol} does not use SASL: use SASL_SSL or "
+                    "SASL_PLAINTEXT, or unset them"
+                )
+        if protocol not in ("SSL", "SASL_SSL"):
+            stray = [name for name, value in tls.items() if value is not None]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} set but {PROTOCOL_SETTING}={protocol} does not use TLS: use SSL or "
+                    "SASL_SSL, or unset them"
+                )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            given, lacking = (
+                (CERT_SETTING, KEY_SETTING) if self.kafka_ssl_key_file is None else (KEY_SETTING, CERT_SETTING)
+            )
+            raise ValueError(f"{given} is set without {lacking}: mutual TLS needs the certificate and its key")
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username_file=self.kafka_sasl_username_file,
+            sasl_password_file=self.kafka_sasl_password_file,
+            ssl_ca_file=self.kafka_ssl_ca_file,
+            ssl_cert_file=self.kafka_ssl_cert_file,
+            ssl_key_file=self.kafka_ssl_key_file,
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+
+class ServiceSettings(KafkaClientSettings):
     """A secret setting is marked `json_schema_extra={"secret": True}`: outside DEV_MODE, dunning_kit/dev_secrets.py
     refuses to start with it empty or a shipped development value."""
 
@@ -40,7 +155,6 @@ class ServiceSettings(BaseSettings):
         description="PostgreSQL lock_timeout of every connection, in ms (0 = none): a statement that waits this "
         "long for a lock gives up (a request answers 503 with Retry-After, a consumer batch is retried)",
     )
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
     kafka_topic_partitions: int = Field(6, description="Partitions for topics the service creates if missing")
     kafka_create_topics: bool = Field(True, description="Create missing topics on start (off when Strimzi owns them)")
     http_host: str = Field("0.0.0.0", description="Address the HTTP API binds to")

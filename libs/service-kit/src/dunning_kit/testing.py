@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from dunning_events.codec import decode
 from dunning_events.envelope import Envelope, EventData
+from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_kit.auth import hash_key
 from dunning_kit.clock import Clock
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
@@ -158,8 +159,11 @@ async def start_service(
     bootstrap_servers: str,
     clock: Clock,
     overrides: dict[str, Any] | None = None,
+    wait_for_broker: bool = True,
 ) -> RunningService:
-    """Build the service through its own composition root and serve it with uvicorn on a free port."""
+    """Build the service through its own composition root and serve it with uvicorn on a free port.
+
+    `wait_for_broker=False`: return once HTTP is served, for tests of a broker the service cannot use."""
     module = spec.bootstrap()
     port = free_port()
     settings = module.Settings(
@@ -188,8 +192,9 @@ async def start_service(
         return bool(server.started)
 
     await poll_until(up, timeout=30, what=f"{spec.name} to serve HTTP")
-    await runtime.wait_started()
-    await wait_for_assignment([runtime])
+    if wait_for_broker:
+        await runtime.wait_started()
+        await wait_for_assignment([runtime])
     return running
 
 
@@ -327,8 +332,10 @@ class TopicReader:
         await self.consumer.stop()
 
 
-async def read_topic(bootstrap_servers: str, topic: str) -> TopicReader:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+async def read_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> TopicReader:
+    consumer = AIOKafkaConsumer(
+        **security.client_kwargs(), bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+    )
     await consumer.start()
 
     async def partitions() -> set[int]:

@@ -147,6 +147,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
             LEDGER_GROUP,
             runtime.sessions,
             settings.ledger_catch_up_wait_seconds,
+            security=runtime.kafka_security,
         )
         if settings.ledger_catch_up_required
         else None

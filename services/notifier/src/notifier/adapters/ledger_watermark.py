@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from notifier.adapters import orm
 
 log = logging.getLogger("notifier.watermark")
@@ -30,8 +31,10 @@ class LedgerWatermark:
         group: str,
         sessions: async_sessionmaker[AsyncSession],
         wait_seconds: float = 5.0,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.topic = topic
         self.group = group
         self.sessions = sessions
@@ -45,6 +48,7 @@ class LedgerWatermark:
                 # In the ledger consumer's group but never subscribed: it never joins (no rebalance), yet it
                 # can read the group's committed offsets.
                 consumer = AIOKafkaConsumer(
+                    **self.security.client_kwargs(),
                     bootstrap_servers=self.bootstrap_servers,
                     group_id=self.group,
                     enable_auto_commit=False,
