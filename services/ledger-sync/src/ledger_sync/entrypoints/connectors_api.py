@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.data_keys import UndecryptableSecret
 from dunning_kit.problems import Problem
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
@@ -109,7 +110,7 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
     values = {
         "external_account": body.external_account,
         "config": body.config,
-        "credentials": body.credentials,
+        "credentials": _sync(request).seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
         "enabled": body.enabled,
         "sync_interval_s": body.sync_interval_s,
         "reconcile_interval_s": body.reconcile_interval_s,
@@ -249,7 +250,10 @@ async def quickbooks_webhook(request: Request) -> Response:
 
 @webhooks.post("/stripe/{tenant_id}", summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
 async def stripe_webhook(tenant_id: str, request: Request) -> Response:
-    conn = await _sync(request).connection(tenant_id, "stripe")
+    try:
+        conn = await _sync(request).connection(tenant_id, "stripe")
+    except UndecryptableSecret:  # logged once and readiness false; Stripe retries a 503 for up to three days
+        return Response(status_code=503)
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
     return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)
