@@ -258,6 +258,11 @@ class StoredSecretsHealth:
     def opened(self, ref: SecretRef) -> None:
         self._failing.pop(ref, None)
 
+    def replaced(self, table: str, tenant_id: str, connector: str = "") -> None:
+        """A record's secrets were written anew (and sealed under the newest key): its old failures are gone."""
+        for ref in [r for r in self._failing if (r.table, r.tenant_id, r.connector) == (table, tenant_id, connector)]:
+            del self._failing[ref]
+
     @property
     def failing(self) -> list[UndecryptableSecret]:
         return list(self._failing.values())

@@ -22,6 +22,7 @@ from dunning_kit.data_keys import UndecryptableSecret
 from dunning_kit.problems import Problem
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.credentials import TABLE as CREDENTIALS_TABLE
 from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
 from ledger_sync.entrypoints.api import error
@@ -131,6 +132,7 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
         if body.external_account is None or orm.UQ_CONNECTIONS_ACCOUNT not in str(exc.orig):
             raise
         raise _account_taken(name, body.external_account) from None
+    _sync(request).secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
     return {"connector": name, "enabled": body.enabled}
 
 
