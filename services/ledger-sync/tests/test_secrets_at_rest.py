@@ -220,6 +220,7 @@ async def test_a_secret_no_configured_key_opens_fails_its_connector_by_name_and_
             listed = {c["connector"]: c for c in (await admin.get("/v1/connectors")).json()["connectors"]}
         assert "key id 'k1'" in listed["quickbooks"]["last_error"], "the connector's status says why"
         assert (await sync(svc, "globex", "stripe"))[0] == 200, "every other tenant is still served"
+        assert await signed_webhook_status(svc, erps[1], "acme") == 503, "Stripe retries; nothing verified without it"
         logged = [r.getMessage() for r in caplog.records if "cannot be decrypted" in r.getMessage()]
         # One line per stored secret (acme: quickbooks 2, stripe 2), however many probes and syncs.
         assert len(logged) == 4 and len(set(logged)) == 4, logged
