@@ -20,6 +20,7 @@ from dunning_kit.data_keys import DataKeySettingError
 from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, RunningService, start_service, wait_until_quiet
 from ledger_sync.adapters.credentials import open_credentials, reseal_all
+from ledger_sync.devfakes.netsuite import FakeNetSuite
 from ledger_sync.devfakes.quickbooks import FakeQuickBooks
 from ledger_sync.devfakes.server import serving
 from ledger_sync.devfakes.stripe import FakeStripe
@@ -32,6 +33,15 @@ QBO_SECRET = "qbo-client-secret-7f3a9c51"
 QBO_FIRST_REFRESH = "qbo-refresh-token-first-1b2c3d"
 STRIPE_KEY = "sk_test_at_rest_4242424242"
 STRIPE_WHSEC = "whsec_at_rest_9f8e7d6c5b4a"
+NETSUITE = {"consumer_key": "ns-consumer-key-5e4d3c", "consumer_secret": "ns-consumer-secret-a1b2c3",
+            "token_id": "ns-token-id-0f9e8d", "token_secret": "ns-token-secret-7a6b5c"}  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def netsuite(clock: SimulatedClock) -> AsyncIterator[tuple[FakeNetSuite, str]]:
+    fake = FakeNetSuite("TSTDRV1234567", clock.now, **NETSUITE)
+    async with serving(fake.app) as base:
+        yield fake, base
 
 
 @pytest_asyncio.fixture
@@ -111,12 +121,28 @@ async def readiness(svc: RunningService) -> tuple[int, dict[str, bool]]:
 
 
 async def test_no_credential_token_or_webhook_secret_is_stored_in_plain_text(
-    database_url: str, broker: BrokerBackend, clock: SimulatedClock, erps: tuple[FakeQuickBooks, FakeStripe, str, str]
+    database_url: str,
+    broker: BrokerBackend,
+    clock: SimulatedClock,
+    erps: tuple[FakeQuickBooks, FakeStripe, str, str],
+    netsuite: tuple[FakeNetSuite, str],
 ) -> None:
     qbo, stripe, _, _ = erps
     svc = await ledger(database_url, broker, clock, K1)
     try:
         await connect(svc, erps, "acme")
+        async with svc.client("globex-admin-key") as admin:  # token-based auth: four secrets
+            put = await admin.put(
+                "/v1/connectors/netsuite",
+                json={
+                    "external_account": "TSTDRV1234567",
+                    "config": {"base_url": netsuite[1]},
+                    "credentials": NETSUITE,
+                },
+            )
+            assert put.status_code == 200, put.text
+        status, out = await sync(svc, "globex", "netsuite")
+        assert status == 200 and out["succeeded"], "the request signatures were made from the decrypted secrets"
         qbo.customer("1", "Initech", "ap@initech.example")
         status, out = await sync(svc, "acme", "quickbooks")  # the first call refreshes the OAuth tokens
         assert status == 200 and out["succeeded"], out
@@ -128,7 +154,8 @@ async def test_no_credential_token_or_webhook_secret_is_stored_in_plain_text(
 
         dump = await raw_dump(svc)
         assert "Initech" in dump, "the dump does read the tables"
-        secrets = [QBO_SECRET, QBO_FIRST_REFRESH, qbo.access_token, qbo.refresh_token, STRIPE_KEY, STRIPE_WHSEC]
+        secrets = [QBO_SECRET, QBO_FIRST_REFRESH, qbo.access_token, qbo.refresh_token, STRIPE_KEY, STRIPE_WHSEC,
+                   *NETSUITE.values()]  # fmt: skip
         assert [s for s in secrets if s in dump] == []
         for creds in (await stored(svc)).values():
             assert creds and all(v.startswith("v1:k1:") for v in creds.values()), creds
