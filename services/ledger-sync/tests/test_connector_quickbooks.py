@@ -15,6 +15,7 @@ from dunning_kit.clock import SimulatedClock
 from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, start_service, wait_until_quiet
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.credentials import open_credentials
 from ledger_sync.devfakes.quickbooks import FakeQuickBooks
 from ledger_sync.devfakes.server import serving
 from ledger_sync.testing import LedgerHarness
@@ -83,10 +84,12 @@ async def sync(h: LedgerHarness) -> dict[str, Any]:
 
 
 async def stored_credentials(h: LedgerHarness) -> dict[str, Any]:
+    """What is stored, opened with the service's keys (the values themselves are encrypted at rest)."""
     async with h.service.runtime.sessions() as s:
-        return dict(
-            await s.scalar(select(orm.connections.c.credentials).where(orm.connections.c.connector == "quickbooks"))
+        sealed = await s.scalar(
+            select(orm.connections.c.credentials).where(orm.connections.c.connector == "quickbooks")
         )
+    return open_credentials(h.service.app.state.sync.keyring, "acme", "quickbooks", sealed)
 
 
 async def test_backfill_maps_customers_invoices_and_payments_and_stores_the_rotated_refresh_token(

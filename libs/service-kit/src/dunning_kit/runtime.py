@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -108,6 +108,7 @@ class ServiceRuntime:
         self.consumers: list[BatchConsumer] = []
         self.lanes: list[PriorityLane] = []
         self.timers: list[TimerLoop] = []
+        self.readiness_checks: dict[str, Callable[[], Awaitable[bool]]] = {}
         self.background: list[asyncio.Task[Any]] = []
         self._producer_ready = asyncio.Event()
         self._started = False
@@ -155,6 +156,10 @@ class ServiceRuntime:
         loop = TimerLoop(name, self.clock, fire_due, due_stats, self.settings.timer_poll_interval)
         self.timers.append(loop)
         return loop
+
+    def add_readiness_check(self, name: str, check: Callable[[], Awaitable[bool]]) -> None:
+        """A service's own condition for serving (its stored secrets open, ...): shown in /readyz by name."""
+        self.readiness_checks[name] = check
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +280,12 @@ class ServiceRuntime:
             # Reachable, not necessarily assigned: joining the group (after a restart it waits out the dead
             # member's session) shows in /quietz as unknown lag, and is no reason to stop serving.
             checks[f"consumer:{consumer.group}"] = consumer.healthy
+        for name, check in self.readiness_checks.items():
+            try:
+                checks[name] = await check()
+            except Exception as exc:  # e.g. the database is down: that check says so already
+                log.debug("%s: readiness check %s could not run: %s", self.name, name, exc)
+                checks[name] = False
         return checks
 
     async def unapplied(self, topics: Sequence[str]) -> int | None:

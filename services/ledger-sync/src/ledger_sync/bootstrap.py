@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.data_keys import Keyring
 from dunning_kit.outbound import OutboundPolicy
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
@@ -23,6 +24,7 @@ __all__ = ["Settings", "build_runtime", "create_app"]
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
+    keyring = Keyring.from_settings(settings)  # first: a malformed key setting stops the start, naming it
     runtime = ServiceRuntime(
         name="ledger-sync",
         settings=settings,
@@ -39,8 +41,10 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         factories=FACTORIES,
         notice_batch=settings.webhook_notice_batch,
         egress=OutboundPolicy(settings.outbound_allowed_networks),
+        keyring=keyring,
     )
     runtime.sync = sync  # type: ignore[attr-defined]
+    runtime.add_readiness_check("stored_secrets", sync.secrets.ready)
     # Webhook notices are applied by a durable-timer loop (acknowledged fast, processed asynchronously);
     # scheduled syncs and the daily reconciliation likewise.
     runtime.add_timer("webhook-notices", sync.process_notices, sync.notices_due)

@@ -2,11 +2,12 @@
 
 from pydantic import Field
 
+from dunning_kit.data_keys import DataKeySettings
 from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, DataKeySettings):
     http_port: int = Field(8001, description="Port of the ledger-sync API")
     quickbooks_webhook_verifier_token: str = Field(
         "",

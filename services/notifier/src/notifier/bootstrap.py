@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.data_keys import Keyring
 from dunning_kit.outbound import OutboundPolicy
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from notifier.adapters import orm
+from notifier.adapters.channel_secrets import ChannelSecrets
 from notifier.adapters.channels.http import RateLimiter
 from notifier.adapters.channels.letter import DropFolderLetters, PrintApiLetters
 from notifier.adapters.channels.sendgrid import SendGridEmail
@@ -51,6 +53,7 @@ class Notifier:
     providers: ProviderRegistry
     dispatcher: Dispatcher
     egress: OutboundPolicy  # which tenant-configured targets (webhook endpoints) may be called
+    secrets: ChannelSecrets  # the webhook signing secrets, encrypted at rest
 
 
 def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -> ProviderRegistry:
@@ -127,6 +130,7 @@ def build_send_gate(settings: Settings, runtime: ServiceRuntime) -> SendGate:
 
 
 def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
+    keyring = Keyring.from_settings(settings)  # first: a malformed key setting stops the start, naming it
     runtime = ServiceRuntime(
         name="notifier",
         settings=settings,
@@ -135,6 +139,8 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         schema=orm.SCHEMA,
         produces=[topics.NOTIFICATIONS],
     )
+    secrets = ChannelSecrets(runtime.sessions, keyring)
+    runtime.add_readiness_check("stored_secrets", secrets.health.ready)
     runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
     runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
     renderer = Renderer(PARTIALS, settings.render_limits())
@@ -167,6 +173,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         claim_lease_seconds=settings.dispatch_claim_lease_seconds,
         # As many rows in hand as the loops together claimed before batches ran on their own.
         max_in_hand=settings.dispatch_batch_size * settings.dispatch_workers,
+        secrets=secrets,
     )
     for worker in range(settings.dispatch_workers):
         # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
@@ -174,7 +181,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
             "deliveries" if worker == 0 else f"deliveries-{worker}", dispatcher.dispatch_due, dispatcher.due_stats
         )
     egress = OutboundPolicy(settings.outbound_allowed_networks)
-    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress)  # type: ignore[attr-defined]
+    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress, secrets)  # type: ignore[attr-defined]
 
     # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime
     # has stopped its timers, so no send is cut off mid-call by our own shutdown.

@@ -4,13 +4,14 @@ from pathlib import Path
 
 from pydantic import Field
 
+from dunning_kit.data_keys import DataKeySettings
 from dunning_kit.dev_secrets import DEV_TWILIO_AUTH_TOKEN
 from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
 from notifier.domain.render_limits import RenderLimits
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, DataKeySettings):
     http_port: int = Field(8003, description="Port of the notifier API, callbacks and dev page")
 
     # ---- email over SMTP (the default email provider)

@@ -18,9 +18,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.data_keys import UndecryptableSecret
 from dunning_kit.problems import Problem
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.credentials import TABLE as CREDENTIALS_TABLE
 from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
 from ledger_sync.entrypoints.api import error
@@ -109,7 +111,7 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
     values = {
         "external_account": body.external_account,
         "config": body.config,
-        "credentials": body.credentials,
+        "credentials": _sync(request).seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
         "enabled": body.enabled,
         "sync_interval_s": body.sync_interval_s,
         "reconcile_interval_s": body.reconcile_interval_s,
@@ -130,6 +132,7 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
         if body.external_account is None or orm.UQ_CONNECTIONS_ACCOUNT not in str(exc.orig):
             raise
         raise _account_taken(name, body.external_account) from None
+    _sync(request).secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
     return {"connector": name, "enabled": body.enabled}
 
 
@@ -249,7 +252,10 @@ async def quickbooks_webhook(request: Request) -> Response:
 
 @webhooks.post("/stripe/{tenant_id}", summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
 async def stripe_webhook(tenant_id: str, request: Request) -> Response:
-    conn = await _sync(request).connection(tenant_id, "stripe")
+    try:
+        conn = await _sync(request).connection(tenant_id, "stripe")
+    except UndecryptableSecret:  # logged once and readiness false; Stripe retries a 503 for up to three days
+        return Response(status_code=503)
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
     return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)

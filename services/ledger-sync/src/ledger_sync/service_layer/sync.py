@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
+from dunning_kit.data_keys import DEV_DATA_ENCRYPTION_KEYS, Keyring, StoredSecretsHealth, UndecryptableSecret
 from dunning_kit.outbound import OutboundPolicy
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.credentials import credential_ref, open_credentials, seal_credentials, undecryptable
 from ledger_sync.connectors.base import (
     APPLY_ORDER,
     CUSTOMER,
@@ -102,6 +104,7 @@ class SyncService:
         sleep: Sleep = asyncio.sleep,
         notice_batch: int = 200,
         egress: OutboundPolicy | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
@@ -111,6 +114,9 @@ class SyncService:
         self.sleep = sleep  # tests swap in a recorder so backoff delays are seen, not waited
         self.notice_batch = notice_batch
         self.egress = egress or OutboundPolicy()  # which ERP addresses a connector may call
+        # Credentials are sealed at rest (adapters/credentials.py); readiness is false while any does not open.
+        self.keyring = keyring or Keyring.parse(DEV_DATA_ENCRYPTION_KEYS)
+        self.secrets = StoredSecretsHealth(lambda: undecryptable(self.sessions, self.keyring))
         # Claimed work still being applied counts as due, so "quiet" means done, not merely claimed.
         self._notices_in_flight = 0
         self._syncs_in_flight = 0
@@ -125,18 +131,30 @@ class SyncService:
             ).first()
         if row is None or name not in self.factories:
             return None
+        try:
+            credentials = open_credentials(self.keyring, row.tenant_id, row.connector, row.credentials)
+        except UndecryptableSecret as exc:
+            self.secrets.failed(exc)  # readiness false, logged once for this record
+            raise
+        for name_of_secret in credentials:
+            self.secrets.opened(credential_ref(row.tenant_id, row.connector, name_of_secret))
         return Connection(row.tenant_id, row.connector, row.external_account, dict(row.config),
-                          dict(row.credentials), dict(row.cursor))  # fmt: skip
+                          credentials, dict(row.cursor))  # fmt: skip
+
+    def seal(self, tenant_id: str, connector: str, credentials: Mapping[str, Any]) -> dict[str, str]:
+        """Credentials as they are stored: each value encrypted under the newest data-encryption key."""
+        return seal_credentials(self.keyring, tenant_id, connector, credentials)
 
     def build(self, conn: Connection) -> Connector:
         async def save_credentials(credentials: dict[str, Any]) -> None:
             # Its own transaction: a rotated refresh token must survive whatever happens to the sync.
             c = orm.connections.c
+            sealed = self.seal(conn.tenant_id, conn.connector, credentials)
             async with self.sessions() as session, session.begin():
                 await session.execute(
                     update(orm.connections)
                     .where(c.tenant_id == conn.tenant_id, c.connector == conn.connector)
-                    .values(credentials=credentials, updated_at=self.clock.now())
+                    .values(credentials=sealed, updated_at=self.clock.now())
                 )
 
         return self.factories[conn.connector](conn, save_credentials, self.sleep, self.clock, self.egress)
@@ -286,8 +304,27 @@ class SyncService:
         finally:
             await lock_conn.close()
 
+    async def _open_for_run(self, tenant_id: str, name: str) -> Connection | SyncOutcome | None:
+        """The connection to sync, or the failed outcome of a run whose credentials do not open.
+
+        That run is recorded as failed (the connector's last_error and ledger.synced name the record and the key
+        id) instead of being skipped: the freshness signal shows the ledger going stale and why.
+        """
+        try:
+            return await self.connection(tenant_id, name)
+        except UndecryptableSecret as exc:
+            started = self.clock.now()
+            async with self.sessions() as session, session.begin():
+                await record_sync(
+                    session, self.outbox, self.clock, tenant_id, name, started_at=started,
+                    succeeded=False, records_changed=0, error=str(exc),
+                )  # fmt: skip
+            return SyncOutcome(name, succeeded=False, error=str(exc))
+
     async def run_sync(self, tenant_id: str, name: str) -> SyncOutcome:
-        conn = await self.connection(tenant_id, name)
+        conn = await self._open_for_run(tenant_id, name)
+        if isinstance(conn, SyncOutcome):
+            return conn
         if conn is None:
             raise NotFound(name)
         lock = await self._locked(conn)
@@ -333,7 +370,9 @@ class SyncService:
         deleted in the ERP, payment.applied for a payment whose webhook was missed). A balance that still
         differs afterwards is recorded as drift for a human.
         """
-        conn = await self.connection(tenant_id, name)
+        conn = await self._open_for_run(tenant_id, name)
+        if isinstance(conn, SyncOutcome):
+            return conn
         if conn is None:
             raise NotFound(name)
         lock = await self._locked(conn)
@@ -496,7 +535,11 @@ class SyncService:
     async def _process_group(self, tenant_id: str, name: str, rows: list[Any], now: datetime) -> None:
         w = orm.webhook_notices.c
         ids = [r.id for r in rows]
-        conn = await self.connection(tenant_id, name)
+        try:
+            conn = await self.connection(tenant_id, name)
+        except UndecryptableSecret as exc:  # kept and retried later (the keys may be fixed), with the reason
+            await self._retry_later(ids, max(r.attempts for r in rows), now, str(exc))
+            return
         if conn is None:
             await self._finish(ids, now, "connector no longer configured")
             return
@@ -522,16 +565,19 @@ class SyncService:
                     update(orm.webhook_notices).where(w.id.in_(ids)).values(processed_at=now, error=None)
                 )
         except ErpError as exc:
-            attempts = max(r.attempts for r in rows)
-            delay = min(3600, 30 * 2 ** min(attempts, 7))
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(orm.webhook_notices)
-                    .where(w.id.in_(ids))
-                    .values(due_at=now + timedelta(seconds=delay), error=str(exc)[:2000])
-                )
+            await self._retry_later(ids, max(r.attempts for r in rows), now, str(exc))
         finally:
             await self._close(connector)
+
+    async def _retry_later(self, ids: list[int], attempts: int, now: datetime, error: str) -> None:
+        w = orm.webhook_notices.c
+        delay = min(3600, 30 * 2 ** min(attempts, 7))
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(orm.webhook_notices)
+                .where(w.id.in_(ids))
+                .values(due_at=now + timedelta(seconds=delay), error=error[:2000])
+            )
 
     async def _finish(self, ids: list[int], now: datetime, error: str | None) -> None:
         w = orm.webhook_notices.c

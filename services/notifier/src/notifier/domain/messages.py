@@ -56,6 +56,7 @@ class OutboundMessage:
     payload: dict[str, Any] = field(default_factory=dict)  # structured data (webhook body, letter table)
     status_callback_url: str | None = None
     webhook_secret: str | None = None
+    webhook_secret_error: str | None = None  # the stored secret does not open: retried, never sent unsigned
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from dunning_kit.auth import Admin, Tenant
-from dunning_kit.problems import FieldError, invalid_input
+from dunning_kit.data_keys import UndecryptableSecret
+from dunning_kit.problems import FieldError, Problem, invalid_input
 from notifier.adapters import orm
+from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.deps import jsonable, not_found, notifier_of, runtime_of, unprocessable
@@ -248,26 +250,43 @@ async def lift_suppression(
 # ---------------------------------------------------------------- channel configuration
 
 
-def _public(config: TenantConfig) -> dict[str, Any]:
+def _public(config: TenantConfig, secret_set: bool) -> dict[str, Any]:
     out = config.model_dump(mode="json")
-    if out["webhook"].get("secret"):
+    if secret_set:
         out["webhook"]["secret"] = "whsec_…(set)"  # never echo a signing secret
     return out
 
 
-async def load_config(request: Request, tenant_id: str) -> TenantConfig:
+async def _stored_config(request: Request, tenant_id: str) -> dict[str, Any] | None:
     ts = orm.tenant_settings.c
     async with runtime_of(request).sessions() as session:
-        raw = await session.scalar(select(ts.config).where(ts.tenant_id == tenant_id))
-    return TenantConfig.model_validate(raw) if raw else TenantConfig()
+        return await session.scalar(select(ts.config).where(ts.tenant_id == tenant_id))  # type: ignore[no-any-return]
+
+
+async def load_config(request: Request, tenant_id: str, *, open_secret: bool = False) -> TenantConfig:
+    """The tenant's channel configuration; its webhook signing secret only when asked for (it is decrypted)."""
+    raw = await _stored_config(request, tenant_id)
+    if not raw:
+        return TenantConfig()
+    if not open_secret:
+        return TenantConfig.model_validate(notifier_of(request).secrets.without_secret(raw))
+    try:
+        return TenantConfig.model_validate(notifier_of(request).secrets.open(tenant_id, raw))
+    except UndecryptableSecret as exc:
+        # Never answered as if no secret were set: a PUT with a new secret replaces it and cures this.
+        raise Problem(
+            503, "Stored secret cannot be decrypted", str(exc), type="urn:dunning:problem:undecryptable-secret",
+            field="webhook.secret",
+        ) from None  # fmt: skip
 
 
 @router.get("/channel-config", tags=["configuration"], summary="The tenant's channel configuration")
 async def get_channel_config(principal: Tenant, request: Request) -> dict[str, Any]:
+    raw = await _stored_config(request, principal.tenant_id) or {}
     config = await load_config(request, principal.tenant_id)
     n = notifier_of(request)
     return {
-        **_public(config),
+        **_public(config, secret_set=bool((raw.get("webhook") or {}).get("secret"))),
         "effective": {
             "email_provider": config.email.provider or "smtp",
             "letter_provider": config.letter.provider or n.settings.letter_provider,
@@ -295,18 +314,20 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
             request=request,
         )
     if body.webhook.secret is None:  # keep the secret unless a new one is given (it is never read back)
-        current = await load_config(request, principal.tenant_id)
+        current = await load_config(request, principal.tenant_id, open_secret=True)
         if current.webhook.secret:
             stored.setdefault("webhook", {})["secret"] = current.webhook.secret
     runtime = runtime_of(request)
+    sealed = notifier_of(request).secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
     ts = orm.tenant_settings.c
     async with runtime.sessions() as session, session.begin():
         stmt = insert(orm.tenant_settings).values(
-            tenant_id=principal.tenant_id, config=stored, updated_at=runtime.clock.now()
+            tenant_id=principal.tenant_id, config=sealed, updated_at=runtime.clock.now()
         )
         await session.execute(
             stmt.on_conflict_do_update(
-                index_elements=[ts.tenant_id], set_={"config": stored, "updated_at": runtime.clock.now()}
+                index_elements=[ts.tenant_id], set_={"config": sealed, "updated_at": runtime.clock.now()}
             )
         )
-    return _public(TenantConfig.model_validate(stored))
+    notifier_of(request).secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
+    return _public(TenantConfig.model_validate(stored), secret_set=bool(stored.get("webhook", {}).get("secret")))

@@ -89,6 +89,8 @@ class BatchContext:
     over_budget: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
 
     brandings: dict[str, Branding] = field(default_factory=dict)
+    # Tenants whose stored webhook signing secret no configured key opens -> the error naming it.
+    secret_errors: dict[str, str] = field(default_factory=dict)
 
     def config(self, tenant_id: str) -> TenantConfig:
         return self.configs.get(tenant_id) or _DEFAULT_CONFIG
@@ -351,6 +353,7 @@ class Composer:
             if channel in ("sms", "voice")
             else None,
             webhook_secret=config.webhook.secret,
+            webhook_secret_error=ctx.secret_errors.get(tenant_id),
         )
         return Send(message, self.provider_for(channel, config), template.template_id, template.locale, tz)
 

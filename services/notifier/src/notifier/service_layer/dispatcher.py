@@ -56,7 +56,9 @@ from dunning_events.events import NotificationFailed, NotificationSkipped
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import resumed_span
 from dunning_kit.clock import Clock
+from dunning_kit.data_keys import DEV_DATA_ENCRYPTION_KEYS, Keyring, UndecryptableSecret
 from notifier.adapters import orm
+from notifier.adapters.channel_secrets import ChannelSecrets
 from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.contact_window import outside_window
 from notifier.domain.last_look import ProjectedInvoice
@@ -189,8 +191,10 @@ class Dispatcher:
         claim_lease_seconds: float,
         max_in_hand: int | None = None,
         rng: random.Random | None = None,
+        secrets: ChannelSecrets | None = None,
     ) -> None:
         self.sessions = sessions
+        self.secrets = secrets or ChannelSecrets(sessions, Keyring.parse(DEV_DATA_ENCRYPTION_KEYS))
         self.outbox = outbox
         self.clock = clock
         self.composer = composer
@@ -558,6 +562,11 @@ class Dispatcher:
                 ctx.balances[(t, i)] = ProjectedInvoice(int(bal), st)
         ts = orm.tenant_settings.c
         for t, cfg in (await session.execute(select(ts.tenant_id, ts.config).where(ts.tenant_id.in_(tenants)))).all():
+            try:
+                cfg = self.secrets.open(t, cfg)
+            except UndecryptableSecret as exc:  # logged once, readiness false; its webhooks wait (compose.py)
+                cfg = self.secrets.without_secret(cfg)
+                ctx.secret_errors[t] = str(exc)
             try:
                 ctx.configs[t] = TenantConfig.model_validate(cfg)
             except ValueError as exc:  # stored config predates a validation rule: use defaults, say so

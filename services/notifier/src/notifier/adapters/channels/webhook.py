@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from dunning_kit.outbound import ForbiddenDestination, OutboundPolicy
 from notifier.adapters.channels.http import DEFAULT_DEADLINE_SECONDS, RateLimiter, call, provider_timeout
-from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt
+from notifier.domain.messages import OutboundMessage, PermanentSendError, SendReceipt, TransientSendError
 
 
 class SignedWebhooks:
@@ -32,6 +32,8 @@ class SignedWebhooks:
         self.http = (egress or OutboundPolicy()).client(timeout=provider_timeout(timeout))
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
+        if message.webhook_secret_error:  # a key problem of ours, fixable: retried with backoff, not failed
+            raise TransientSendError(f"webhook: {message.webhook_secret_error}", provider="webhook")
         if not message.webhook_secret:
             raise PermanentSendError("webhook: the tenant's endpoint has no signing secret configured")
         body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False)
