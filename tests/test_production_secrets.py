@@ -17,6 +17,7 @@ import pytest
 from dunning_kit.auth import hash_key
 from dunning_kit.dev_secrets import (
     DEV_API_KEYS,
+    DEV_DATA_ENCRYPTION_KEYS,
     DEV_SIGNING_KEY,
     DEV_TWILIO_AUTH_TOKEN,
     EXIT_CONFIG,
@@ -33,8 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_API_KEYS = f"acme:admin:{hash_key('a-real-production-key-4c1d')}"
 DEV_API_KEYS_ENTRY = ",".join(f"{t}:{s}:{hash_key(k)}" for k, (t, s) in DEV_API_KEYS.items())
 # What a production operator sets: every secret the service uses, to real values.
+REAL_DATA_KEYS = "prod-2026-12:q0m8cS4tJ2cZbq1w6oZ3oCqS3n7bqk9Yt0mH8d1W2xA="
 REAL_SECRETS = {
     "SELF_SERVICE_SIGNING_KEY": "7b0e5f1c2a9d4e8f8a6b3c1d0e2f4a5b",
+    "DATA_ENCRYPTION_KEYS": REAL_DATA_KEYS,
     "TWILIO_AUTH_TOKEN": "c2f8e1a47d9b40e6a1f3b5d7c9e0a2b4",
     "API_KEYS": REAL_API_KEYS,
 }
@@ -145,7 +148,11 @@ def test_the_secret_settings_are_marked() -> None:
 
 def test_optional_secrets_are_checked_only_when_their_feature_is_used() -> None:
     notifier = spec("notifier").bootstrap().Settings
-    base = {"self_service_signing_key": REAL_SECRETS["SELF_SERVICE_SIGNING_KEY"], "twilio_auth_token": "t0k3n-real"}
+    base = {
+        "self_service_signing_key": REAL_SECRETS["SELF_SERVICE_SIGNING_KEY"],
+        "twilio_auth_token": "t0k3n-real",
+        "data_encryption_keys": REAL_DATA_KEYS,
+    }
     assert development_secrets(notifier(**base)) == {}
     assert development_secrets(notifier(**base, letter_provider="print_api")) == {"PRINT_API_KEY": "empty"}
     assert development_secrets(notifier(**base, smtp_username="mailer", smtp_password="s3cret-real")) == {}
@@ -154,4 +161,24 @@ def test_optional_secrets_are_checked_only_when_their_feature_is_used() -> None:
         "SENDGRID_API_KEY": "shipped development value"
     }
     ledger = spec("ledger-sync").bootstrap().Settings
-    assert development_secrets(ledger()) == {}, "ledger-sync signs no links and needs no ERP secret to start"
+    assert development_secrets(ledger(data_encryption_keys=REAL_DATA_KEYS)) == {}, (
+        "ledger-sync signs no links and needs no ERP secret to start"
+    )
+
+
+def test_the_development_data_key_is_refused_alone_beside_a_real_key_and_in_a_mounted_file(tmp_path: Path) -> None:
+    """A keyring that still holds the development key opens everything sealed under it: refused in any form."""
+    ledger = spec("ledger-sync").bootstrap().Settings
+    assert development_secrets(ledger()) == {"DATA_ENCRYPTION_KEYS": "shipped development value"}
+    beside = f"{REAL_DATA_KEYS},{DEV_DATA_ENCRYPTION_KEYS}"
+    assert development_secrets(ledger(data_encryption_keys=beside)) == {
+        "DATA_ENCRYPTION_KEYS": "shipped development value"
+    }
+    mounted = tmp_path / "keys"
+    mounted.write_text(f"{REAL_DATA_KEYS}\n{DEV_DATA_ENCRYPTION_KEYS}\n")
+    # the file replaces the setting: its default is not read, so not reported; the file's content is
+    assert development_secrets(ledger(data_encryption_keys_file=mounted)) == {
+        "DATA_ENCRYPTION_KEYS_FILE": "shipped development value"
+    }
+    mounted.write_text(f"{REAL_DATA_KEYS}\n")
+    assert development_secrets(ledger(data_encryption_keys_file=mounted)) == {}

@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from dunning_kit.dev_secrets import DEV_DATA_ENCRYPTION_KEYS
+
 log = logging.getLogger("dunning.data_keys")
 
 ENVELOPE_VERSION = "v1"
@@ -36,9 +38,9 @@ KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce: random per seal, so a key is good for 2**32 seals (NIST SP 800-38D)
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
-# Development only: `make up` and the tests run under it, and the production guard refuses it outside
-# DEV_MODE (it is the setting's default). Anything sealed under it is as good as plain text.
-DEV_DATA_ENCRYPTION_KEYS = "dev-only-do-not-use:G5WI66NDQQijBs1Q2tplVYASfMBZ1uSkgyNq2cpvVd8="
+# DEV_DATA_ENCRYPTION_KEYS (development only, listed with the other shipped development values): `make up` and
+# the tests run under it, and the production guard refuses it outside DEV_MODE. Anything sealed under it is as
+# good as plain text.
 
 
 class DataKeySettingError(ValueError):

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 DEV_SIGNING_KEY = "dev-only-change-me"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_API_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
-SHIPPED_DEV_VALUES: frozenset[str] = frozenset({DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, *DEV_API_KEYS})
+# The data-encryption key of `make up` (dunning_kit/data_keys.py): anything sealed under it is readable by anyone.
+DEV_DATA_ENCRYPTION_KEYS = "dev-only-do-not-use:G5WI66NDQQijBs1Q2tplVYASfMBZ1uSkgyNq2cpvVd8="
+SHIPPED_DEV_VALUES: frozenset[str] = frozenset(
+    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, *DEV_API_KEYS}
+)
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong, a restart alone will not help
 
@@ -43,9 +47,29 @@ def _is_empty(value: Any) -> bool:
     return value is None or not str(value).strip()
 
 
+def _entries(value: Any) -> set[str]:
+    """A secret may be a list (DATA_ENCRYPTION_KEYS: comma- or line-separated keys): each entry is checked."""
+    return {part.strip() for part in str(value).replace("\n", ",").split(",") if part.strip()}
+
+
 def _is_dev_value(settings_cls: type[ServiceSettings], name: str, value: Any) -> bool:
+    """The value, or any entry of it, is a shipped development value or the field's default (a development key
+    kept beside a real one still opens everything it sealed)."""
     default = settings_cls.model_fields[name].default
-    return str(value) in SHIPPED_DEV_VALUES or (not _is_empty(default) and value == default)
+    shipped = SHIPPED_DEV_VALUES | (_entries(default) if not _is_empty(default) else set())
+    return str(value) in shipped or bool(_entries(value) & shipped)
+
+
+def _from_file(settings: ServiceSettings, name: str) -> tuple[str, Any] | None:
+    """A secret read from a mounted file when its `<name>_file` sibling is set (the file replaces the value):
+    (env of the file setting, the file's text); None when there is no such file setting or it is unset."""
+    path = getattr(settings, f"{name}_file", None)
+    if path is None:
+        return None
+    try:
+        return f"{name.upper()}_FILE", Path(path).read_text()
+    except OSError:
+        return None  # the service's own start names an unreadable file
 
 
 EMPTY = "empty"
@@ -59,6 +83,14 @@ def development_secrets(settings: ServiceSettings) -> dict[str, str]:
     optional = settings.optional_secrets()
     problems: dict[str, str] = {}
     for name in secret_settings(cls):
+        from_file = _from_file(settings, name)
+        if from_file is not None:
+            env, text = from_file
+            if _is_empty(text):
+                problems[env] = EMPTY
+            elif _is_dev_value(cls, name, text):
+                problems[env] = DEV_VALUE
+            continue
         value = getattr(settings, name)
         if name in optional and (name not in settings.model_fields_set or _is_empty(value)):
             continue  # a feature this configuration does not use; a value someone set is still checked
