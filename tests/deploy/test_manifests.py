@@ -158,12 +158,6 @@ KAFKA_PORTS = {"dev": {("TCP", 9092)}, "prod": {("TCP", 9093)}}  # dev: Strimzi'
 PROVIDER_PORTS = {("TCP", 443), ("TCP", 587), ("TCP", 465)}  # notifier only: HTTPS APIs and SMTP submission
 ERP_PORTS = {("TCP", 443)}  # ledger-sync only: the ERPs' HTTPS APIs and OAuth token endpoints
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"}
-# The Kafka security settings of issue 13 point 1 (names agreed between the parts): they may be rendered before the
-# settings themselves are merged; once ServiceSettings has them, the check below is strict again on its own.
-KAFKA_SECURITY_SETTINGS = {
-    "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME_FILE", "KAFKA_SASL_PASSWORD_FILE",
-    "KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE", "KAFKA_SSL_CHECK_HOSTNAME",
-}  # fmt: skip
 SECRET_NAME = re.compile(r"(password|secret|token|api_key|signing_key|private_key|^api_keys$|^database_url$)")
 LINK_SIGNERS = {"notifier", "promise-tracker"}  # sign / verify customer links
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
@@ -445,9 +439,8 @@ def test_configuration_keys_are_settings_the_services_read(
     for service in services:
         deploy = deployment(environment, service)
         fields = {f.upper() for f in service.settings_class().model_fields}
-        pending = KAFKA_SECURITY_SETTINGS - {f.upper() for f in ServiceSettings.model_fields}
         names = set(config_values(environment, deploy)) | set(secret_refs(deploy))
-        unknown = {n for n in names if n not in fields | pending and not n.startswith("OTEL_")}
+        unknown = {n for n in names if n not in fields and not n.startswith("OTEL_")}
         assert not unknown, f"{service.name} is given settings it does not have: {sorted(unknown)}"
         values = config_values(environment, deploy)
         assert values["KAFKA_CREATE_TOPICS"] == "false", "Strimzi owns the topics in Kubernetes"
