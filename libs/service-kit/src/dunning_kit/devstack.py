@@ -126,6 +126,10 @@ class DevStack:
             }
             if twilio_url:
                 env["TWILIO_BASE_URL"] = twilio_url
+            if s.name == "ledger-sync":  # its personal-data export gathers the others' pieces
+                env["PERSONAL_DATA_PEERS"] = ",".join(
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                )
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
