@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -253,11 +253,13 @@ async def test_retention_deletes_old_rendered_reminders_and_keeps_the_fact_of_ea
     contacts = (await export(platform, "C-KEEP"))["services"]["policy-engine"]["data"]["contact_attempts"]
     assert contacts
 
-    # Just under three years (MESSAGE_RETENTION_DAYS' default, 1095): kept.
-    await platform.advance(days=1094)
+    sent = sorted(datetime.fromisoformat(d["sent_at"]) for d in before)
+    # The oldest reminder is just under three years old (MESSAGE_RETENTION_DAYS' default, 1095): all kept.
+    await at(platform, sent[0] + timedelta(days=1094))
     assert [d["body_text"] for d in await deliveries(platform, "C-KEEP")] == bodies
 
-    await platform.advance(days=2)
+    # The newest one is over three years old: every body goes.
+    await at(platform, sent[-1] + timedelta(days=1096))
 
     async def bodies_gone() -> list[dict[str, Any]] | None:
         now = await deliveries(platform, "C-KEEP")
