@@ -21,6 +21,7 @@ from dunning_kit.testing import BrokerBackend, start_service, wait_until_quiet
 from ledger_sync.adapters import orm
 from ledger_sync.devfakes.quickbooks import FakeQuickBooks
 from ledger_sync.devfakes.server import serving
+from ledger_sync.devfakes.stripe import FakeStripe
 from ledger_sync.domain.personal_data import is_pseudonym
 from ledger_sync.testing import LedgerHarness
 
@@ -357,3 +358,34 @@ async def test_an_erp_sync_of_an_erased_customer_does_not_bring_the_person_back(
                 assert [v for v in leaked if v in json.dumps(doc)] == []
                 after = upserts_of(await h.events(), "1")[1:]
                 assert [(u.name, u.contacts, u.country) for u in after] == [(pseudonym, [], "DE")]
+
+
+async def test_a_webhook_about_an_erased_customer_keeps_no_payload_and_brings_nobody_back(
+    database_url: str, broker: BrokerBackend, clock: SimulatedClock
+) -> None:
+    fake = FakeStripe(clock.now)
+    async with serving(fake.app) as base:
+        async for h in _ledger(database_url, broker, clock):
+            async with h.client(ADMIN) as api:
+                put = await api.put("/v1/connectors/stripe", json={
+                    "config": {"base_url": base},
+                    "credentials": {"api_key": fake.api_key, "webhook_secret": fake.webhook_secret},
+                })  # fmt: skip
+                assert put.status_code == 200, put.text
+                fake.customer("cus_A", NAME, EMAIL, "DE")
+                assert (await api.post("/v1/connectors/stripe/sync")).json()["succeeded"]
+                assert (await api.delete("/v1/customers/cus_A/personal-data")).status_code == 202
+            pseudonym = (await h.get("/v1/customers/cus_A")).json()["name"]
+
+            fake.customer("cus_A", NAME, "gerda@new.example.org", "DE")  # Stripe sends the object in the event
+            body, signature = fake.signed(fake.events[-1])
+            async with h.client(None) as anon:
+                r = await anon.post("/webhooks/stripe/acme", content=body, headers={"Stripe-Signature": signature})
+                assert r.status_code == 200, r.text
+            await wait_until_quiet([h.service.runtime])
+            async with h.service.runtime.sessions() as s:
+                notices = (await s.execute(select(orm.webhook_notices))).all()
+            assert [(n.entity_id, n.processed_at is not None, n.payload) for n in notices] == [("cus_A", True, None)]
+            assert (await h.get("/v1/customers/cus_A")).json()["name"] == pseudonym
+            doc = (await export(h, "cus_A")).json()
+            assert [v for v in (NAME, EMAIL, "gerda@new.example.org") if v in json.dumps(doc)] == []
