@@ -141,6 +141,10 @@ class DevStack:
                 # The embedded broker speaks plaintext: Kafka security settings in the shell (meant for an external
                 # cluster) must not reach the services. With KAFKA_BOOTSTRAP_SERVERS set they pass through as they are.
                 env.update(EMBEDDED_KAFKA_SECURITY)
+            if s.name == "ledger-sync":  # its personal-data export gathers the others' pieces
+                env["PERSONAL_DATA_PEERS"] = ",".join(
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                )
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)

@@ -159,6 +159,15 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id', 'customer_id'], ['customers.tenant_id', 'customers.customer_id'], ),
     sa.PrimaryKeyConstraint('tenant_id', 'credit_note_id')
     )
+    op.create_table('customer_tombstones',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('customer_id', sa.String(length=200), nullable=False),
+    sa.Column('pseudonym', sa.String(length=100), nullable=False),
+    sa.Column('reason', sa.String(length=40), nullable=False),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'customer_id'], ['customers.tenant_id', 'customers.customer_id'], ),
+    sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
+    )
     op.create_table('invoices',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('invoice_id', sa.String(length=200), nullable=False),
@@ -242,6 +251,7 @@ def downgrade() -> None:
     op.drop_index('ix_invoices_open_due', table_name='invoices', postgresql_where=sa.text("status = 'open'"))
     op.drop_index('ix_invoices_customer', table_name='invoices')
     op.drop_table('invoices')
+    op.drop_table('customer_tombstones')
     op.drop_table('credit_notes')
     op.drop_index('ix_webhook_notices_due', table_name='webhook_notices', postgresql_where=sa.text('processed_at IS NULL'))
     op.drop_table('webhook_notices')

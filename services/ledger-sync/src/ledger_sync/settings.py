@@ -5,6 +5,7 @@ from pydantic import Field
 from dunning_kit.data_keys import DataKeySettings
 from dunning_kit.outbound import AllowedNetworks
 from dunning_kit.settings import ServiceSettings
+from ledger_sync.adapters.personal_data_peers import IN_CLUSTER_PEERS, PeerList
 
 
 class Settings(ServiceSettings, DataKeySettings):
@@ -31,6 +32,14 @@ class Settings(ServiceSettings, DataKeySettings):
         "",
         description="CIDRs a tenant-configured target (connector base_url/token_url, webhook URL) may reach although "
         "internal (loopback, private, link-local); empty in production, `127.0.0.0/8,::1/128` for local fakes",
+    )
+    personal_data_peers: PeerList = Field(
+        IN_CLUSTER_PEERS,
+        description="The services whose pieces `GET /v1/customers/{id}/personal-data` gathers into one export: "
+        "`name=url` comma-separated, asked with the caller's Authorization header (empty: the ledger's piece alone)",
+    )
+    personal_data_peer_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a peer may take to answer its piece of a personal-data export"
     )
 
     def optional_secrets(self) -> set[str]:

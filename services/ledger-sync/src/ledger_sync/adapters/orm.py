@@ -51,6 +51,20 @@ customers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# A customer whose personal data was erased (GDPR Art. 17): every later write of that customer, whatever door it
+# comes through (API, CSV, ERP sync, webhook), keeps the pseudonym and drops names and contacts, so nothing brings
+# the person back. The customer row itself stays: the money facts (invoices, payments, credits) refer to it.
+customer_tombstones = Table(
+    "customer_tombstones",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("customer_id", String(200), primary_key=True),
+    Column("pseudonym", String(100), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
+)
+
 invoices = Table(
     "invoices",
     metadata,

@@ -50,6 +50,7 @@ from ledger_sync.domain.ledger import (
     plan_invoice_upsert,
     settle_status,
 )
+from ledger_sync.domain.personal_data import keep_erased
 from ledger_sync.domain.records import (
     AllocationRecord,
     CreditNoteRecord,
@@ -255,6 +256,14 @@ class Ledger:
         rows = await self.session.execute(_UNKNOWN_CUSTOMERS, {"ids": list(ids), "tenant": self.tenant_id})
         return set(rows.scalars())
 
+    async def erased_customers(self, ids: Iterable[str]) -> dict[str, str]:
+        """The pseudonym of each of these customers whose personal data was erased (the tombstone rule)."""
+        t = orm.customer_tombstones.c
+        rows = await self.session.execute(
+            select(t.customer_id, t.pseudonym).where(t.tenant_id == self.tenant_id, one_of(t.customer_id, ids))
+        )
+        return {customer_id: pseudonym for customer_id, pseudonym in rows.all()}
+
     async def load_invoices(self, ids: set[str], *, lock: bool = True) -> dict[str, InvoiceState]:
         if not ids:
             return {}
@@ -366,12 +375,16 @@ class Ledger:
                 )
             ).mappings()
         }
+        # Read after the rows are locked: an erasure committed meanwhile is seen (it locks the row too).
+        erased = await self.erased_customers(ids)
         result = BatchResult(rows=[])
         writes: dict[str, dict[str, Any]] = {}
         created: set[str] = set()
         now = self.clock.now()
         for n, rec in enumerate(records):
             stamp = stamps[n] if stamps else None
+            if rec.id in erased:
+                rec = keep_erased(rec, erased[rec.id])
             contacts = rec.all_contacts()
             values: dict[str, Any] = {
                 "name": rec.name,

@@ -44,6 +44,7 @@ from ledger_sync.connectors.http import ErpError, Sleep
 from ledger_sync.domain.ledger import LedgerRuleViolation
 from ledger_sync.service_layer.freshness import record_sync
 from ledger_sync.service_layer.ledger import Ledger, NotFound
+from ledger_sync.service_layer.personal_data import drop_erased_payloads
 
 log = logging.getLogger("ledger_sync.sync")
 
@@ -267,12 +268,13 @@ class SyncService:
                 q.c.entity_id == obj.id,
             )
         )  # fmt: skip
-        await session.execute(
+        stored = await session.scalar(
             q.insert().values(
                 tenant_id=conn.tenant_id, connector=conn.connector, entity=obj.kind, entity_id=obj.id or None,
                 error=error[:2000], payload=_jsonable(obj.payload), quarantined_at=self.clock.now(),
-            )
+            ).returning(q.c.id)
         )  # fmt: skip
+        await drop_erased_payloads(session, q, [stored])
         log.warning("%s/%s: quarantined %s %s: %s", conn.tenant_id, conn.connector, obj.kind, obj.id, error)
 
     async def _release_quarantine(self, session: AsyncSession, conn: Connection, obj: ErpObject) -> None:
@@ -564,6 +566,7 @@ class SyncService:
                 await session.execute(
                     update(orm.webhook_notices).where(w.id.in_(ids)).values(processed_at=now, error=None)
                 )
+                await drop_erased_payloads(session, orm.webhook_notices, ids)
         except ErpError as exc:
             await self._retry_later(ids, max(r.attempts for r in rows), now, str(exc))
         finally:
