@@ -21,9 +21,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnClause, MetaData, literal_column, select, table
+from sqlalchemy import LargeBinary, MetaData, Table, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.topics import partition_key
 from dunning_kit.auth import Admin
 
 # The section name, then its records: one list per kind of thing held (customer projection, cases, deliveries...).
@@ -89,17 +90,28 @@ def personal_data_router(service: str, collect: Collect) -> APIRouter:
     return router
 
 
+async def forget_published_events(session: AsyncSession, outbox: Table, tenant_id: str, customer_id: str) -> int:
+    """customer.erased: drop the outbox's copies of the customer's events that are already on the broker (the
+    relay keeps them a while; they may quote a note or a reason). Unpublished ones still go out: they are facts
+    other services must apply. What the broker itself retains is its topics' retention (see the README)."""
+    result = await session.execute(
+        delete(outbox).where(outbox.c.key == partition_key(tenant_id, customer_id), outbox.c.published_at.isnot(None))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def tables_mentioning(session: AsyncSession, metadata: MetaData, needle: str) -> dict[str, int]:
-    """Where a value still appears in a service's tables (each row searched as text, JSON included), by table:
-    the check an erasure must pass (tests, and an operator who wants to see for themselves)."""
+    """Where a value still appears in a service's tables (each row searched as text, JSON included, and every
+    binary column as UTF-8 bytes, like the outbox's event payloads), by table: the check an erasure must pass
+    (tests, and an operator who wants to see for themselves)."""
     found: dict[str, int] = {}
-    for name in metadata.tables:
-        row_text: ColumnClause[str] = literal_column(f"{name}::text")
-        count = await session.scalar(
-            select(literal_column("count(*)"))
-            .select_from(table(name))
-            .where(row_text.contains(needle, autoescape=True))
-        )
+    for name, tbl in metadata.tables.items():
+        binary = [c.name for c in tbl.columns if isinstance(c.type, LargeBinary)]
+        where = " OR ".join(["strpos(t::text, :needle) > 0", *(f"position(:raw IN t.{col}) > 0" for col in binary)])
+        params = [bindparam("needle", needle)]
+        if binary:
+            params.append(bindparam("raw", needle.encode(), type_=LargeBinary))
+        count = await session.scalar(text(f"SELECT count(*) FROM {name} AS t WHERE {where}").bindparams(*params))
         if count:
             found[name] = int(count)
     return found

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.envelope import Envelope
 from dunning_events.events import CustomerErased
+from dunning_kit.personal_data import forget_published_events
 from notifier.adapters import orm
 from notifier.domain.erasure import DIGEST_PREFIX, ERASED_SKIP, ERASED_TEXT, address_digest
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
@@ -124,6 +125,7 @@ async def on_customer_erased(session: AsyncSession, env: Envelope[CustomerErased
     # Inbound replies (a STOP) are tied to no delivery, only to the number they came from.
     await session.execute(_SCRUB_RECEIPTS, {**keys, "addresses": sorted(addresses)})
     await session.execute(_SCRUB_TASKS, {**keys, "erased": ERASED_TEXT})
+    await forget_published_events(session, orm.outbox, env.tenant_id, d.customer_id)
     suppressed = (
         await session.execute(_SUPPRESSED, {**keys, "addresses": sorted(addresses), "digest_like": f"{DIGEST_PREFIX}%"})
     ).all()

@@ -50,6 +50,8 @@ from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
+from dunning_kit.personal_data import forget_published_events
+from policy_engine.adapters import orm
 from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
 from policy_engine.domain.cases import Case, Debtor
@@ -277,6 +279,7 @@ class Engine:
             pending = rules.erase(case, d.reason)
             self._after_stop(case, pending, rules.ERASED_STOP)
         await repo.redact_timeline(apg, env.tenant_id, d.customer_id)
+        await forget_published_events(self.session, orm.outbox, env.tenant_id, d.customer_id)
         if first:
             await repo.write_customer_note(
                 apg, env.tenant_id, d.customer_id, self.now, "cancelled",
