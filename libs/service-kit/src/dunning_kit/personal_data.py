@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import LargeBinary, MetaData, Table, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from dunning_events.topics import partition_key
 from dunning_kit.auth import Admin
@@ -108,7 +109,7 @@ async def tables_mentioning(session: AsyncSession, metadata: MetaData, needle: s
     for name, tbl in metadata.tables.items():
         binary = [c.name for c in tbl.columns if isinstance(c.type, LargeBinary)]
         where = " OR ".join(["strpos(t::text, :needle) > 0", *(f"position(:raw IN t.{col}) > 0" for col in binary)])
-        params = [bindparam("needle", needle)]
+        params: list[BindParameter[Any]] = [bindparam("needle", needle)]
         if binary:
             params.append(bindparam("raw", needle.encode(), type_=LargeBinary))
         count = await session.scalar(text(f"SELECT count(*) FROM {name} AS t WHERE {where}").bindparams(*params))
