@@ -52,7 +52,6 @@ _SCRUB_DELIVERIES = text(
     WHERE tenant_id = :tenant_id AND customer_id = :customer_id
       AND (recipient IS NOT NULL OR subject IS NOT NULL OR body_text IS NOT NULL OR body_html IS NOT NULL
            OR (error IS NOT NULL AND error <> :why AND error <> :erased))
-    RETURNING id
     """
 )
 
