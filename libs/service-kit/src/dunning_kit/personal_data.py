@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import LargeBinary, MetaData, Table, bindparam, delete, text
+from sqlalchemy import Executable, LargeBinary, MetaData, Table, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
@@ -63,7 +63,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def record(row: Mapping[str, Any], json_columns: Iterable[str] = ()) -> dict[str, Any]:
+def record(row: Mapping[Any, Any], json_columns: Iterable[str] = ()) -> dict[str, Any]:
     """A database row (asyncpg Record or SQLAlchemy mapping) as a JSON-ready record; `json_columns` are
     columns read as JSON text (asyncpg without a codec) to be decoded."""
     decoded = set(json_columns)
@@ -73,6 +73,11 @@ def record(row: Mapping[str, Any], json_columns: Iterable[str] = ()) -> dict[str
             value = json.loads(value)
         out[key] = _plain(value)
     return out
+
+
+async def records(session: AsyncSession, query: Executable) -> list[dict[str, Any]]:
+    """The rows of a SQLAlchemy query as JSON-ready records (JSONB columns arrive decoded)."""
+    return [record(row) for row in (await session.execute(query)).mappings().all()]
 
 
 def personal_data_router(service: str, collect: Collect) -> APIRouter:
