@@ -6,7 +6,9 @@ service holds about that person, 200 with empty sections when it holds nothing (
 service may well be known to another; ledger-sync's same path aggregates the four documents).
 
 Each service only says how to collect its sections (`Collect`); the route, the admin scope and the record
-shaping (instants as ISO 8601, UUIDs and Decimals as strings) live here once.
+shaping (instants as ISO 8601, UUIDs and Decimals as strings) live here once. So do two pieces of erasure
+(GDPR Art. 17) every service needs: dropping the outbox's published copies of the customer's events, and the
+check that no value is left anywhere in a service's tables.
 """
 
 from __future__ import annotations
