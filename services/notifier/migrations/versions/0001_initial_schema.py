@@ -45,6 +45,7 @@ def upgrade() -> None:
     sa.Column('contacts', postgresql.JSONB(astext_type=sa.Text()), server_default='[]', nullable=False),
     sa.Column('consent', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('postal_address', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
     op.create_table('deliveries',
@@ -65,6 +66,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.Text(), nullable=True),
     sa.Column('body_text', sa.Text(), nullable=True),
     sa.Column('body_html', sa.Text(), nullable=True),
+    sa.Column('rendered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
@@ -83,6 +85,7 @@ def upgrade() -> None:
     op.create_index('ix_deliveries_pending', 'deliveries', ['next_attempt_at'], unique=False, postgresql_where=sa.text("status = 'pending'"))
     op.create_index('ix_deliveries_provider_message', 'deliveries', ['provider_message_id'], unique=False, postgresql_where=sa.text('provider_message_id IS NOT NULL'))
     op.create_index('ix_deliveries_recipient', 'deliveries', ['recipient'], unique=False, postgresql_where=sa.text('recipient IS NOT NULL'))
+    op.create_index('ix_deliveries_rendered', 'deliveries', ['rendered_at'], unique=False, postgresql_where=sa.text('rendered_at IS NOT NULL'))
     op.create_index('ix_deliveries_sending', 'deliveries', ['updated_at'], unique=False, postgresql_where=sa.text("status = 'sending'"))
     op.create_index('ix_deliveries_step', 'deliveries', ['tenant_id', 'step_id'], unique=False)
     op.create_index('ix_deliveries_tenant_created', 'deliveries', ['tenant_id', 'created_at'], unique=False)
@@ -153,6 +156,7 @@ def upgrade() -> None:
     sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.PrimaryKeyConstraint('provider', 'provider_event_id')
     )
+    op.create_index('ix_receipts_payload_held', 'receipts', ['received_at'], unique=False, postgresql_where=sa.text("payload <> '{}'::jsonb"))
     op.create_table('suppressions',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('kind', sa.String(length=10), nullable=False),
@@ -189,6 +193,7 @@ def downgrade() -> None:
     op.drop_table('tenant_settings')
     op.drop_table('templates')
     op.drop_table('suppressions')
+    op.drop_index('ix_receipts_payload_held', table_name='receipts', postgresql_where=sa.text("payload <> '{}'::jsonb"))
     op.drop_table('receipts')
     op.drop_table('outbox_dead_letters')
     op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))
@@ -202,6 +207,7 @@ def downgrade() -> None:
     op.drop_index('ix_deliveries_tenant_created', table_name='deliveries')
     op.drop_index('ix_deliveries_step', table_name='deliveries')
     op.drop_index('ix_deliveries_sending', table_name='deliveries', postgresql_where=sa.text("status = 'sending'"))
+    op.drop_index('ix_deliveries_rendered', table_name='deliveries', postgresql_where=sa.text('rendered_at IS NOT NULL'))
     op.drop_index('ix_deliveries_recipient', table_name='deliveries', postgresql_where=sa.text('recipient IS NOT NULL'))
     op.drop_index('ix_deliveries_provider_message', table_name='deliveries', postgresql_where=sa.text('provider_message_id IS NOT NULL'))
     op.drop_index('ix_deliveries_pending', table_name='deliveries', postgresql_where=sa.text("status = 'pending'"))

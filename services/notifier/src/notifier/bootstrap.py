@@ -13,6 +13,7 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.data_keys import Keyring
 from dunning_kit.outbound import OutboundPolicy
+from dunning_kit.personal_data import personal_data_router
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from notifier.adapters import orm
@@ -29,9 +30,11 @@ from notifier.domain.default_templates import PARTIALS
 from notifier.domain.rendering import Renderer
 from notifier.domain.retry import RetryPolicy
 from notifier.entrypoints import api, callbacks, customer_pages, dev, templates_api
+from notifier.service_layer import personal_data
 from notifier.service_layer.compose import Composer
 from notifier.service_layer.dispatcher import Dispatcher, ProviderRegistry
 from notifier.service_layer.projections import make_ledger_projector
+from notifier.service_layer.retention import MessageRetention
 from notifier.service_layer.send_gate import SendGate
 from notifier.service_layer.steps import make_step_recorder
 from notifier.settings import Settings
@@ -180,6 +183,8 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         runtime.add_timer(
             "deliveries" if worker == 0 else f"deliveries-{worker}", dispatcher.dispatch_due, dispatcher.due_stats
         )
+    retention = MessageRetention(runtime.sessions, settings.message_retention_days)
+    runtime.add_timer("message-retention", retention.purge_due, retention.due_stats)
     egress = OutboundPolicy(settings.outbound_allowed_networks)
     runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress, secrets)  # type: ignore[attr-defined]
 
@@ -207,7 +212,10 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         runtime,
         title="notifier",
         description="Templates, channels, at-most-once delivery, receipts and opt-outs.",
-        routers=[api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router],
+        routers=[
+            api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router,
+            personal_data_router("notifier", personal_data.collect),
+        ],
         limits=[
             RouteLimits(
                 "/callbacks", max_body_bytes=settings.webhook_max_body_bytes,

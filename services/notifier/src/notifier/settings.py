@@ -73,6 +73,14 @@ class Settings(ServiceSettings, DataKeySettings):
     link_ttl_days: int = Field(30, description="Days a payment or promise link in a reminder stays valid")
     unsubscribe_ttl_days: int = Field(365, description="Days an unsubscribe link stays valid")
 
+    # ---- personal data
+    message_retention_days: int = Field(
+        1095,
+        ge=1,
+        description="Days rendered message bodies and provider payloads are kept (then deleted by a housekeeping "
+        "job; the fact of each contact stays). 1095 = Reg F's 3 years",
+    )
+
     # ---- dispatcher, retries, limits
     dispatch_batch_size: int = Field(500, description="Most deliveries one dispatcher batch claims")
     dispatch_workers: int = Field(

@@ -80,6 +80,8 @@ def upgrade() -> None:
     sa.Column('blocked', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('block_reason', sa.Text(), nullable=True),
     sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('erasure_reason', sa.String(length=40), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
     op.create_index('ix_customers_segment', 'customers', ['tenant_id', 'segment'], unique=False)

@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.personal_data import personal_data_router
 from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
+from policy_engine.service_layer import personal_data
 from policy_engine.service_layer.firing import due_stats, fire_due
 from policy_engine.service_layer.handlers import EngineConfig, make_event_handler
 from policy_engine.service_layer.policy_book import PolicyBook
@@ -73,5 +75,5 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         title="policy-engine",
         description="Dunning policies, durable timers, the rules that decide who is contacted, when, how and why, "
         "and the decision timeline.",
-        routers=[router],
+        routers=[router, personal_data_router("policy-engine", personal_data.collect)],
     )

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=20), server_default='en', nullable=False),
     sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('kept_promise_count', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id'),
     postgresql_with={'fillfactor': 80}
     )

@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from dunning_events import topics
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
+from dunning_kit.personal_data import personal_data_router
 from dunning_kit.request_limits import RouteLimits
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.adapters import orm
 from promise_tracker.adapters.outbox import SetwiseOutboxWriter
 from promise_tracker.entrypoints.api import router as api_router
 from promise_tracker.entrypoints.self_service import router as self_service_router
-from promise_tracker.service_layer import deadlines
+from promise_tracker.service_layer import deadlines, personal_data
 from promise_tracker.service_layer.matching import make_ledger_handler
 from promise_tracker.settings import Settings
 
@@ -71,7 +72,7 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
         runtime,
         title="promise-tracker",
         description="Promises-to-pay and payment plans: recording, matching, deadlines, self-service.",
-        routers=[api_router, self_service_router],
+        routers=[api_router, self_service_router, personal_data_router("promise-tracker", personal_data.collect)],
         limits=[
             RouteLimits("/self-service", rate_per_minute=runtime.settings.rate_limit_pages_per_minute, group="pages")
         ],

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -34,6 +35,8 @@ customers = Table(
     Column("contacts", JSONB, nullable=False, server_default="[]"),
     Column("consent", JSONB, nullable=False, server_default="{}"),
     Column("postal_address", JSONB),
+    # customer.erased applied: the name is the pseudonym, no contacts or address are held, nothing is sent.
+    Column("erased_at", DateTime(timezone=True)),
 )
 
 invoice_balances = Table(
@@ -88,6 +91,9 @@ deliveries = Table(
     Column("subject", Text),
     Column("body_text", Text),
     Column("body_html", Text),
+    # When the bodies above were rendered (the injected clock); NULL once no rendered body is held (none yet,
+    # or deleted by the retention job or an erasure). The contact fact (channel, step, sent_at) stays.
+    Column("rendered_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("error", Text),
@@ -115,6 +121,8 @@ Index(
 )
 Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
 Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
+# The retention job's work list: only rows still holding a rendered body are in it.
+Index("ix_deliveries_rendered", deliveries.c.rendered_at, postgresql_where=deliveries.c.rendered_at.isnot(None))
 # Who a STOP reply or a bounce is about: the addresses and numbers we have messaged.
 Index("ix_deliveries_recipient", deliveries.c.recipient, postgresql_where=deliveries.c.recipient.isnot(None))
 
@@ -182,3 +190,5 @@ receipts = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("payload", JSONB, nullable=False, server_default="{}"),
 )
+# The retention job's work list: receipts still holding the provider's payload.
+Index("ix_receipts_payload_held", receipts.c.received_at, postgresql_where=text("payload <> '{}'::jsonb"))

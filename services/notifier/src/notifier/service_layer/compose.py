@@ -18,6 +18,7 @@ import phonenumbers
 from dunning_kit import signed_links
 from notifier.domain.contact_window import OutsideWindow, customer_zone, outside_window
 from notifier.domain.context import Branding, Links, build_context
+from notifier.domain.erasure import ERASED_SKIP
 from notifier.domain.last_look import LastLook, ProjectedInvoice, last_look
 from notifier.domain.messages import OutboundMessage, PostalAddress, Sender
 from notifier.domain.recipients import (
@@ -218,6 +219,9 @@ class Composer:
         tenant_id, channel, step = row["tenant_id"], row["channel"], row["step"]
         config = ctx.config(tenant_id)
         customer = ctx.customers.get((tenant_id, row["customer_id"]))
+        if customer is not None and customer.get("erased_at") is not None:
+            # A step that reached the notifier after the erasure (or was already waiting): never sent, on any channel.
+            return Skip(ERASED_SKIP, fallback=False)
         look = self.look(row, ctx)
         if look.all_settled:
             return Skip(look.skip_reason(), fallback=False)

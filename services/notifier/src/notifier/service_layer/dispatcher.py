@@ -61,6 +61,7 @@ from notifier.adapters import orm
 from notifier.adapters.channel_secrets import ChannelSecrets
 from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.contact_window import outside_window
+from notifier.domain.erasure import address_digest
 from notifier.domain.last_look import ProjectedInvoice
 from notifier.domain.messages import ChannelProvider, OutcomeUnknownError, PermanentSendError, SendError
 from notifier.domain.recipients import mask, suppression_key
@@ -115,7 +116,8 @@ _MARK_CLAIMED = text(
     UPDATE deliveries AS d
     SET status = 'claimed', claim_token = :token, claimed_until = now() + make_interval(secs => :lease),
         provider = u.provider, recipient = u.recipient, template_id = u.template, locale = u.locale,
-        subject = u.subject, body_text = u.body_text, body_html = u.body_html, updated_at = now()
+        subject = u.subject, body_text = u.body_text, body_html = u.body_html, rendered_at = :now,
+        updated_at = now()
     FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_provider AS text[]), CAST(:b_recipient AS text[]),
                 CAST(:b_template AS text[]), CAST(:b_locale AS text[]), CAST(:b_subject AS text[]),
                 CAST(:b_text AS text[]), CAST(:b_html AS text[]))
@@ -433,7 +435,8 @@ class Dispatcher:
             if marks:
                 # Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send.
                 await session.execute(
-                    _MARK_CLAIMED, {**as_columns(marks), "token": token, "lease": self.claim_lease_seconds}
+                    _MARK_CLAIMED,
+                    {**as_columns(marks), "token": token, "lease": self.claim_lease_seconds, "now": now},
                 )
             if closed:
                 await session.execute(_CLOSE, as_columns(closed))
@@ -591,13 +594,15 @@ class Dispatcher:
                 keys.add((row["tenant_id"], kind, address))
         if not keys:
             return {}
+        # An erased customer's suppressed addresses are kept as digests: look for both forms.
+        digests = {(t, k, address_digest(t, k, a)): (t, k, a) for t, k, a in keys}
         s = orm.suppressions.c
         result = await session.execute(
             select(s.tenant_id, s.kind, s.address, s.reason).where(
-                tuple_(s.tenant_id, s.kind, s.address).in_(sorted(keys))
+                tuple_(s.tenant_id, s.kind, s.address).in_(sorted(keys | set(digests)))
             )
         )
-        return {(t, k, a): r for t, k, a, r in result.all()}
+        return {digests.get((t, k, a), (t, k, a)): r for t, k, a, r in result.all()}
 
     # ------------------------------------------------------------------ the provider call
 

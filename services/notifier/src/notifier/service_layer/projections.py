@@ -1,5 +1,6 @@
 """What the notifier keeps from dunning.ledger.v1: customers (contacts, locale, consent, address) and the
-current balance of every invoice - the last look reads them - plus how far each partition was applied."""
+current balance of every invoice - the last look reads them - plus how far each partition was applied; and
+customer.erased, which scrubs what the notifier holds about a person (service_layer/erasure.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dunning_events.events import CreditNoteApplied, CustomerUpserted, InvoiceCr
 from dunning_events.money import to_minor
 from dunning_events.tables import supersedes_sql
 from notifier.adapters import orm
+from notifier.service_layer.erasure import on_customer_erased
 
 
 async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) -> None:
@@ -31,7 +33,12 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
     }
     stmt = insert(orm.customers).values(tenant_id=env.tenant_id, customer_id=d.customer_id, **values)
     await session.execute(
-        stmt.on_conflict_do_update(index_elements=[orm.customers.c.tenant_id, orm.customers.c.customer_id], set_=values)
+        stmt.on_conflict_do_update(
+            index_elements=[orm.customers.c.tenant_id, orm.customers.c.customer_id],
+            set_=values,
+            # An erased customer's row stays as the erasure left it, whatever a later sync says.
+            where=orm.customers.c.erased_at.is_(None),
+        )
     )
 
 
@@ -90,6 +97,7 @@ LEDGER_HANDLERS: dict[str, Callable[[AsyncSession, Any], Awaitable[None]]] = {
     "payment.applied": on_allocations,
     "payment.reversed": on_allocations,
     "credit_note.applied": on_allocations,
+    "customer.erased": on_customer_erased,
 }
 
 

@@ -42,6 +42,10 @@ customers = Table(
     Column("blocked", Boolean, nullable=False, server_default=text("false")),
     Column("block_reason", Text),
     Column("broken_promise_count", Integer, nullable=False, server_default="0"),
+    # customer.erased applied (GDPR Art. 17): dunning for this customer has stopped for good; no later event
+    # (a customer.upserted of the tombstoned ledger, a new or reopened invoice) starts it again.
+    Column("erased_at", DateTime(timezone=True)),
+    Column("erasure_reason", String(40)),
 )
 Index("ix_customers_segment", customers.c.tenant_id, customers.c.segment)
 

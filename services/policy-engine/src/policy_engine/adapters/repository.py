@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy_engine.adapters.step_events import OUTBOX_COLUMNS
-from policy_engine.domain.cases import Case, Debtor
+from policy_engine.domain.cases import FREE_TEXT_MARKERS, Case, Debtor, redact_free_text
 from policy_engine.domain.freshness import SourceFreshness
 
 # Arrays of arrays cannot be unnest()ed row by row, so list columns travel joined by the ASCII unit
@@ -240,7 +240,7 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
     tenants, customers = zip(*keys, strict=True)
     rows = await apg.fetch(
         "SELECT tenant_id, customer_id, time_zone, country, segment, tags, consent, revoked, blocked, "
-        "broken_promise_count FROM customers WHERE (tenant_id, customer_id) IN "
+        "broken_promise_count, erased_at IS NOT NULL AS erased FROM customers WHERE (tenant_id, customer_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[]))",
         list(tenants),
         list(customers),
@@ -256,6 +256,7 @@ async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]])
             consent=orjson.loads(consent) if isinstance(consent, str) else dict(consent or {}),
             revoked=frozenset(r["revoked"]),
             blocked=r["blocked"],
+            erased=r["erased"],
             broken_promise_count=r["broken_promise_count"],
         )
     return out
@@ -309,6 +310,40 @@ async def ensure_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: 
     await apg.execute(
         "INSERT INTO customers (tenant_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", tenant_id, customer_id
     )
+
+
+async def mark_erased(
+    apg: asyncpg.Connection, tenant_id: str, customer_id: str, erased_at: datetime, reason: str
+) -> bool:
+    """Record customer.erased on the customer (kept: it is what stops dunning for good) and drop what the
+    projection holds beyond the facts dunning and the audit need. True the first time."""
+    await ensure_customer(apg, tenant_id, customer_id)
+    before = await apg.fetchval(
+        "SELECT erased_at FROM customers WHERE tenant_id = $1 AND customer_id = $2 FOR UPDATE", tenant_id, customer_id
+    )
+    await apg.execute(
+        "UPDATE customers SET erased_at = COALESCE(erased_at, $3), erasure_reason = COALESCE(erasure_reason, $4), "
+        "tags = '{}', block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id, erased_at, reason,
+    )  # fmt: skip
+    await apg.execute(
+        "UPDATE cases SET block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2 AND block_reason IS NOT NULL",
+        tenant_id, customer_id,
+    )  # fmt: skip
+    return before is None
+
+
+async def redact_timeline(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> int:
+    """Cut the free text (dispute reasons, block reasons) out of the customer's timeline entries."""
+    rows = await apg.fetch(
+        "SELECT id, reason FROM timeline WHERE tenant_id = $1 AND customer_id = $2 AND reason LIKE ANY($3::text[]) "
+        "FOR UPDATE",
+        tenant_id, customer_id, [f"%{m}%" for m in FREE_TEXT_MARKERS],
+    )  # fmt: skip
+    changed = [(r["id"], redact_free_text(r["reason"])) for r in rows]
+    if changed:
+        await apg.executemany("UPDATE timeline SET reason = $2 WHERE id = $1", changed)
+    return len(changed)
 
 
 async def freshness_facts(

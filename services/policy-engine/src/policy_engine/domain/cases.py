@@ -60,6 +60,7 @@ class Debtor:
     consent: dict[str, bool] = field(default_factory=dict)
     revoked: frozenset[str] = frozenset()
     blocked: bool = False
+    erased: bool = False  # customer.erased applied: never dunned again
     late_invoice_count: int = 0
     broken_promise_count: int = 0
 
@@ -261,6 +262,10 @@ def start(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str = 
     passed over are skipped and logged, never sent in a burst.
     """
     _bind(case, policy)
+    if debtor.erased:
+        # A new or reopened invoice of an erased customer: recorded (the money facts), never dunned.
+        close(case, ERASED_STOP, erasure="permanent")
+        return
     reason = no_dunning_reason(case, policy)
     if reason is not None:
         case.status = "idle"
@@ -518,18 +523,46 @@ def escalate(case: Case, debtor: Debtor, policy: Policy, now: datetime, rule: Re
 # ---------------------------------------------------------------- closing
 
 
-def close(case: Case, reason: str, kind: str = "cancelled") -> str | None:
-    """Stop dunning for good (paid, void, written off, credited to zero). Returns the pending step that is
-    cancelled, if any."""
+def close(case: Case, reason: str, kind: str = "cancelled", **detail: Any) -> str | None:
+    """Stop dunning for good (paid, void, written off, credited to zero, personal data erased). Returns the
+    pending step that is cancelled, if any."""
     if case.status == "closed":
         return None
     cancelled = case.next_step if case.status == "open" else None
     case.status = "closed"
     case.closed_reason = reason
     case.clear_timer()
-    case.note(kind, reason, cancelled)
+    case.note(kind, reason, cancelled, **detail)
     case.next_step = None
     return cancelled
+
+
+# ---------------------------------------------------------------- personal data erased (GDPR Art. 17)
+
+# The closed_reason of every case of an erased customer, and the stop the engine never undoes: a case closed
+# with it is not reopened by a payment reversal or a later snapshot (those revive only "paid"/"credited" closes),
+# and `start` closes any new or reopened case of an erased debtor with it.
+ERASED_STOP = "personal data erased: dunning stopped for good"
+
+# Timeline texts that quote free text from outside (an ERP's dispute reason, an operator's block reason): on
+# erasure everything after the marker is cut, the decision itself (kind, step, time) stays explained.
+FREE_TEXT_MARKERS = ("dispute opened: ", "dispute resolved: ", "dunning block set: ")
+REDACTED = "[erased]"
+
+
+def redact_free_text(reason: str) -> str:
+    """The timeline reason without the free text it quotes (unchanged when it quotes none)."""
+    cut = [reason.find(m) + len(m) for m in FREE_TEXT_MARKERS if m in reason]
+    if not cut:
+        return reason
+    return reason[: min(cut)] + REDACTED
+
+
+def erase(case: Case, erasure_reason: str) -> str | None:
+    """customer.erased: close the case for good (whatever its state) and drop the operator's free text.
+    Returns the pending step that is cancelled, if any."""
+    case.block_reason = None
+    return close(case, ERASED_STOP, erasure=erasure_reason)
 
 
 def make_idle(case: Case, reason: str) -> str | None:
@@ -570,6 +603,9 @@ def decide(
     case: Case, debtor: Debtor, policy: Policy, now: datetime, stale_reason: str | None, caps: CapCheck
 ) -> Firing | None:
     """The case's timer fired: send the pending step, or explain why not and what happens instead."""
+    if debtor.erased and case.status != "closed":
+        close(case, ERASED_STOP, erasure="permanent")
+        return None
     if case.status != "open" or case.paused:
         case.clear_timer()
         return None

@@ -23,6 +23,7 @@ from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     ConsentRevoked,
     CreditNoteApplied,
+    CustomerErased,
     CustomerUpserted,
     DisputeOpened,
     DisputeResolved,
@@ -49,6 +50,8 @@ from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
+from dunning_kit.personal_data import forget_published_events
+from policy_engine.adapters import orm
 from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
 from policy_engine.domain.cases import Case, Debtor
@@ -256,6 +259,34 @@ class Engine:
                 await flag_replan(
                     apg, "tenant_id = $1 AND customer_id = ANY($2::text[])", tenant, changed, now=self.now
                 )
+
+    async def on_customer_erased(self, env: Envelope[CustomerErased]) -> None:
+        """The customer's personal data was erased (GDPR Art. 17): dunning stops for good.
+
+        Every case that is not closed yet is closed with ERASED_STOP (its pending step cancelled with
+        dunning.step.cancelled, a step sent moments ago recalled, as when an invoice is paid); the customer keeps
+        `erased_at`, so no later customer.upserted or invoice event starts dunning again (`rules.start`). The
+        operator's block reasons and the free text quoted in the timeline (dispute reasons) are cut; the money
+        facts, the contact attempts (the caps, Reg F's records) and the decisions themselves stay. A redelivery,
+        or a second erasure, changes nothing."""
+        d = env.data
+        apg = await self.db()
+        first = await repo.mark_erased(apg, env.tenant_id, d.customer_id, d.erased_at, d.reason)
+        cases = await repo.load_where(
+            apg, "tenant_id = $1 AND customer_id = $2 AND status <> 'closed'", env.tenant_id, d.customer_id
+        )
+        for case in cases:
+            pending = rules.erase(case, d.reason)
+            self._after_stop(case, pending, rules.ERASED_STOP)
+        await repo.redact_timeline(apg, env.tenant_id, d.customer_id)
+        await forget_published_events(self.session, orm.outbox, env.tenant_id, d.customer_id)
+        if first:
+            await repo.write_customer_note(
+                apg, env.tenant_id, d.customer_id, self.now, "cancelled",
+                f"personal data erased ({d.reason.replace('_', ' ')}): dunning stopped for good",
+                erasure=d.reason, erased_at=d.erased_at.isoformat(), cases_closed=len(cases),
+            )  # fmt: skip
+        await self.flush(cases, env)
 
     async def on_invoices_created(self, envs: list[Envelope[InvoiceCreated]]) -> None:
         """A run of invoice.created (distinct invoices) applied set-wise: one read of the debtors, policies and
@@ -721,6 +752,7 @@ HANDLERS: dict[str, Handler] = {
     "dispute.opened": Engine.on_dispute_opened,
     "dispute.resolved": Engine.on_dispute_resolved,
     "ledger.synced": Engine.on_ledger_synced,
+    "customer.erased": Engine.on_customer_erased,
     # dunning.promises.v1
     "promise.created": Engine.on_promise_created,
     "promise.kept": Engine.on_promise_kept,

@@ -57,6 +57,8 @@ customers = Table(
     # Chronic promise-breakers: published on every promise.broken so policies can treat them differently.
     Column("broken_promise_count", Integer, nullable=False, server_default="0"),
     Column("kept_promise_count", Integer, nullable=False, server_default="0"),
+    # customer.erased applied: the name is the pseudonym, notes are gone, no new promise or plan is taken.
+    Column("erased_at", DateTime(timezone=True)),
     postgresql_with={"fillfactor": 80},  # counters change often: room for in-place (HOT) updates
 )
 

@@ -31,6 +31,7 @@ from promise_tracker.domain.promises import (
     validate_promise,
 )
 from promise_tracker.domain.rules import PromiseRules
+from promise_tracker.service_layer.erasure import is_erased
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution, lock_timers
 from promise_tracker.service_layer.rules import load_rules
 
@@ -108,6 +109,11 @@ class PromiseBook:
         )
         return {r.invoice_id for r in rows}
 
+    async def _refuse_erased(self, customer_id: str) -> None:
+        """An erased customer is not dunned any more: a promise or plan (an old self-service link) is refused."""
+        if await is_erased(self.session, self.tenant_id, customer_id):
+            raise PromiseRejected.one("customer_id", "the customer's personal data was erased: dunning has stopped")
+
     async def time_zone(self, customer_id: str) -> str:
         cu = orm.customers.c
         tz = await self.session.scalar(
@@ -119,6 +125,7 @@ class PromiseBook:
 
     async def record_promise(self, new: NewPromise) -> dict[str, Any]:
         rules = await load_rules(self.session, self.tenant_id, self.defaults)
+        await self._refuse_erased(new.customer_id)
         invoices = await self._lock_invoices(new.invoice_ids)
         tz = await self.time_zone(new.customer_id)
         validate_promise(
@@ -225,6 +232,7 @@ class PromiseBook:
 
     async def create_plan(self, new: NewPlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         rules = await load_rules(self.session, self.tenant_id, self.defaults)
+        await self._refuse_erased(new.customer_id)
         invoices = await self._lock_invoices(new.invoice_ids)
         tz = await self.time_zone(new.customer_id)
         open_balance = sum(inv.balance_minor for i, inv in invoices.items() if i in new.invoice_ids)

@@ -18,6 +18,7 @@ from dunning_events.envelope import Envelope
 from dunning_events.events import (
     Allocation,
     CreditNoteApplied,
+    CustomerErased,
     CustomerUpserted,
     InvoiceSnapshot,
     InvoiceVoided,
@@ -31,6 +32,7 @@ from dunning_kit.clock import Clock
 from promise_tracker.adapters import orm
 from promise_tracker.domain.plans import spread_over_instalments
 from promise_tracker.domain.promises import counts_toward
+from promise_tracker.service_layer import erasure
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution, lock_timers
 
 
@@ -51,8 +53,15 @@ class Matcher:
         values = {"name": d.name, "time_zone": d.time_zone, "locale": d.locale}
         stmt = insert(cu).values(tenant_id=env.tenant_id, customer_id=d.customer_id, **values)
         await self.session.execute(
-            stmt.on_conflict_do_update(index_elements=[cu.c.tenant_id, cu.c.customer_id], set_=values)
+            stmt.on_conflict_do_update(
+                index_elements=[cu.c.tenant_id, cu.c.customer_id],
+                set_=values,
+                where=cu.c.erased_at.is_(None),  # an erased customer keeps its pseudonym, whatever a sync says
+            )
         )
+
+    async def on_customer_erased(self, env: Envelope[CustomerErased]) -> None:
+        await erasure.on_customer_erased(self.session, env)
 
     async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> bool:
         """The invoice as it is now; False (nothing changed) for a snapshot older than the one applied."""
@@ -311,6 +320,7 @@ Handler = Callable[[Matcher, Any], Awaitable[None]]
 
 HANDLERS: dict[str, Handler] = {
     "customer.upserted": Matcher.on_customer_upserted,
+    "customer.erased": Matcher.on_customer_erased,
     "invoice.created": Matcher.on_invoice,
     "invoice.updated": Matcher.on_invoice,
     "invoice.voided": Matcher.on_invoice_voided,
