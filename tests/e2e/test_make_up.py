@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -41,3 +42,42 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
     still_open = [p for p in ours if not wait_until_closed(p, timeout=10)]
     named = {p: name for name, p in ports.items()} | {p: "an API port" for p in http_ports}
     assert still_open == [], f"still listening after stop: {[(p, named[p]) for p in still_open]}"
+
+
+def _upsert_customer(base_url: str) -> int:
+    body = json.dumps({"id": "C-RESET", "name": "Reset GmbH", "email": "ap@reset.example"}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/v1/customers",
+        data=body,
+        headers={"Authorization": "Bearer dev-acme-key", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_schema_built_from_an_older_initial_migration_is_rebuilt_and_said(tmp_path: Path) -> None:
+    """Before the first release each service's one migration is rewritten in place: `make up` on an old .run/
+    must rebuild that service's schema (saying so) instead of serving 500s on a missing table."""
+    first = start_make_up(tmp_path)
+    try:
+        assert first.ready, "".join(first.output)
+    finally:
+        first.stop()
+    fingerprints = tmp_path / "schema-fingerprints.json"
+    known = json.loads(fingerprints.read_text())
+    known["ledger-sync"] = "built-from-an-older-0001"
+    fingerprints.write_text(json.dumps(known))
+    again = start_make_up(tmp_path)
+    try:
+        assert again.ready, "".join(again.output)
+        said = "".join(again.output)
+        assert "ledger-sync: its migration changed since .run/ was made" in said
+        assert "policy-engine: its migration changed" not in said, "an unchanged schema keeps its data"
+        urls = json.loads((tmp_path / "urls.json").read_text())
+        assert _upsert_customer(urls["ledger-sync"]) in (200, 201)
+    finally:
+        again.stop()
+    assert json.loads(fingerprints.read_text())["ledger-sync"] != "built-from-an-older-0001"

@@ -8,6 +8,7 @@ fake Twilio, and prints where each listens. State lives under .run/ (delete it f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -49,6 +50,14 @@ class Ports:
     base: int = int(os.environ.get("DEV_HTTP_BASE_PORT", "8001"))
 
 
+def migrations_fingerprint(migrations_dir: Path) -> str:
+    """What a service's schema is built from: the text of its migration files."""
+    digest = hashlib.sha256()
+    for path in sorted((migrations_dir / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -79,6 +88,22 @@ class DevStack:
             self.pg.psql("postgres", "CREATE DATABASE dunning")
         return self.pg.dsn("dunning")
 
+    def reset_schemas_whose_migrations_changed(self) -> None:
+        """Until the first release each service keeps ONE initial migration, rewritten when its tables change;
+        alembic sees the same revision and would leave an old development schema as it is (every request then
+        fails on a missing table). So the embedded database remembers what each schema was built from, and a
+        schema built from another version of the migrations is dropped and rebuilt, saying so."""
+        assert self.pg is not None
+        known_file = self.run_dir / "schema-fingerprints.json"
+        known: dict[str, str] = json.loads(known_file.read_text()) if known_file.exists() else {}
+        existing = set(self.pg.psql("dunning", "SELECT nspname FROM pg_namespace").split())
+        now = {s.name: migrations_fingerprint(s.migrations_dir) for s in SERVICES}
+        for s in SERVICES:
+            if s.schema in existing and known.get(s.name) != now[s.name]:
+                _say(f"{s.name}: its migration changed since .run/ was made; its development data is reset")
+                self.pg.psql("dunning", f'DROP SCHEMA "{s.schema}" CASCADE')
+        known_file.write_text(json.dumps(now, indent=2))
+
     def bootstrap_servers(self) -> str:
         external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if external:
@@ -102,6 +127,8 @@ class DevStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         db_url = self.database_url()
         kafka = self.bootstrap_servers()
+        if self.pg is not None:
+            self.reset_schemas_whose_migrations_changed()
         _say("migrating: " + ", ".join(s.name for s in SERVICES))
         for s in SERVICES:
             upgrade(s.migrations_dir, db_url, s.schema)
