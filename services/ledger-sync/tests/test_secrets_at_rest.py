@@ -18,7 +18,7 @@ from dunning_kit import key_rotation
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.data_keys import DataKeySettingError
 from dunning_kit.services import spec
-from dunning_kit.testing import BrokerBackend, RunningService, start_service, wait_until_quiet
+from dunning_kit.testing import BrokerBackend, RunningService, raw_schema_dump, start_service, wait_until_quiet
 from ledger_sync.adapters.credentials import open_credentials, reseal_all
 from ledger_sync.devfakes.netsuite import FakeNetSuite
 from ledger_sync.devfakes.quickbooks import FakeQuickBooks
@@ -93,21 +93,6 @@ async def signed_webhook_status(svc: RunningService, stripe: FakeStripe, tenant:
     return r.status_code
 
 
-async def raw_dump(svc: RunningService) -> str:
-    """Every row of every table of the service's schema, as PostgreSQL prints it."""
-    schema = svc.runtime.schema
-    async with svc.runtime.sessions() as s:
-        tables = (
-            await s.execute(
-                text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
-            )
-        ).scalars()
-        rows = []
-        for table in list(tables):
-            rows += (await s.execute(text(f'SELECT CAST(t AS text) FROM "{schema}"."{table}" t'))).scalars().all()
-    return "\n".join(rows)
-
-
 async def stored(svc: RunningService) -> dict[tuple[str, str], dict[str, Any]]:
     async with svc.runtime.sessions() as s:
         rows = await s.execute(text("SELECT tenant_id, connector, credentials FROM connections"))
@@ -152,7 +137,7 @@ async def test_no_credential_token_or_webhook_secret_is_stored_in_plain_text(
         status, out = await sync(svc, "acme", "quickbooks")
         assert status == 200 and out["succeeded"], "the refreshed tokens were stored and read back"
 
-        dump = await raw_dump(svc)
+        dump = await raw_schema_dump(svc.runtime)
         assert "Initech" in dump, "the dump does read the tables"
         secrets = [QBO_SECRET, QBO_FIRST_REFRESH, qbo.access_token, qbo.refresh_token, STRIPE_KEY, STRIPE_WHSEC,
                    *NETSUITE.values()]  # fmt: skip

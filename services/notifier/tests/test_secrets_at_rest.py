@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from dunning_events import topics
 from dunning_kit import key_rotation
-from dunning_kit.testing import RunningService, poll_until
+from dunning_kit.testing import RunningService, poll_until, raw_schema_dump
 from notifier.adapters.channel_secrets import reseal_all
 from notifier.settings import Settings
 from notifier.testing import EventFeed, read_topic
@@ -48,20 +48,6 @@ async def stored_secret(svc: RunningService) -> str:
         return str(await s.scalar(text("SELECT config -> 'webhook' ->> 'secret' FROM tenant_settings")))
 
 
-async def raw_dump(svc: RunningService) -> str:
-    schema = svc.runtime.schema
-    async with svc.runtime.sessions() as s:
-        tables = (
-            await s.execute(
-                text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
-            )
-        ).scalars()
-        rows = []
-        for table in list(tables):
-            rows += (await s.execute(text(f'SELECT CAST(t AS text) FROM "{schema}"."{table}" t'))).scalars().all()
-    return "\n".join(rows)
-
-
 async def readiness(svc: RunningService) -> tuple[int, dict[str, bool]]:
     async with svc.client(None) as anon:
         r = await anon.get("/readyz")
@@ -81,7 +67,7 @@ async def test_the_webhook_signing_secret_is_encrypted_at_rest_and_rotates_to_a_
     assert (await configure(svc, receiver)).status_code == 200
     assert (await configure(svc, receiver, secret=None)).status_code == 200, "a PUT without a secret keeps it"
     secret_b64 = SECRET.removeprefix("whsec_")
-    dump = await raw_dump(svc)
+    dump = await raw_schema_dump(svc.runtime)
     assert "/hooks/dunning" in dump, "the dump does read the tables"
     assert SECRET not in dump and secret_b64 not in dump
     assert (await stored_secret(svc)).startswith("v1:k1:")

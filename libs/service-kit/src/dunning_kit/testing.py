@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from dunning_events.codec import decode
 from dunning_events.envelope import Envelope, EventData
@@ -330,6 +331,23 @@ class TopicReader:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         await self.consumer.stop()
+
+
+async def raw_schema_dump(runtime: ServiceRuntime) -> str:
+    """Every row of every table of the service's schema as PostgreSQL prints it: what someone reading the
+    database directly would see (the check that a secret or an erased person is not in it)."""
+    async with runtime.sessions() as session:
+        tables = (
+            await session.execute(
+                text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+                {"s": runtime.schema},
+            )
+        ).scalars()
+        rows: list[str] = []
+        for table in list(tables):
+            query = text(f'SELECT CAST(t AS text) FROM "{runtime.schema}"."{table}" t')
+            rows += (await session.execute(query)).scalars().all()
+    return "\n".join(rows)
 
 
 async def read_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> TopicReader:

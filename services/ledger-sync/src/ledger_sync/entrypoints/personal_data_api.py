@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from dunning_kit.auth import Admin
+from dunning_kit.personal_data import PersonalDataExport
 from dunning_kit.problems import Problem
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters.personal_data_peers import PeerFailure, fetch_pieces, parse_peers
@@ -28,18 +29,11 @@ router = APIRouter(prefix="/v1/customers", tags=["personal data"])
 PEER_UNAVAILABLE = "urn:dunning:problem:personal-data-peer-unavailable"
 
 
-class ServicePiece(BaseModel):
-    service: str = Field(description="The service that holds the data")
-    customer_id: str
-    erased: bool = Field(description="True once the service applied the erasure: its sections hold no personal data")
-    data: dict[str, list[dict[str, Any]]] = Field(description="Everything it holds, one list per kind of record")
-
-
 class PersonalDataDocument(BaseModel):
     customer_id: str
     tenant_id: str
     generated_at: datetime = Field(description="When the export was made (the service clock)")
-    services: dict[str, ServicePiece] = Field(description="Each service's piece, by service name")
+    services: dict[str, PersonalDataExport] = Field(description="Each service's piece, by service name")
 
 
 class ErasureOut(BaseModel):
@@ -92,7 +86,10 @@ async def export_personal_data(customer_id: str, principal: Admin, request: Requ
         customer_id=customer_id,
         tenant_id=principal.tenant_id,
         generated_at=runtime.clock.now(),
-        services={SERVICE: ServicePiece(**own), **{name: ServicePiece(**piece) for name, piece in peers.items()}},
+        services={
+            SERVICE: PersonalDataExport(**own),
+            **{name: PersonalDataExport(**piece) for name, piece in peers.items()},
+        },
     )
 
 
