@@ -1,6 +1,6 @@
 """One service's moving parts and their lifecycle: database, producer, outbox relay, consumers, timers.
 
-Start order: database -> producer -> relay, consumers, timers. Stop order (SIGTERM): stop consuming
+Start order: database (timers) -> broker (producer, relay, consumers). Stop order (SIGTERM): stop consuming
 (the batch in hand finishes and commits its offsets) -> stop timers -> flush the outbox -> close.
 """
 
@@ -30,6 +30,7 @@ from dunning_events.tables import inbox_table, outbox_table
 from dunning_events.topics import ALL_TOPICS, dead_letter_topic
 from dunning_kit.clock import Clock
 from dunning_kit.db import make_engine, make_sessions
+from dunning_kit.db_probe import PROBE_TIMEOUT_S, database_problem, probe_database
 from dunning_kit.settings import ServiceSettings
 from dunning_kit.timers import DueStats, FireDue, TimerLoop
 
@@ -92,6 +93,9 @@ class ServiceRuntime:
         # cause was logged once, naming the setting at fault.
         self.broker_problem: str | None = None
         self.broker_attempts = 0
+        # The same for PostgreSQL, until the first connection works.
+        self.database_problem: str | None = None
+        self.database_attempts = 0
         self.producer: AIOKafkaProducer = self._new_producer()
         self.relay = OutboxRelay(
             engine=self.engine,
@@ -164,11 +168,40 @@ class ServiceRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Returns at once; the broker-facing parts start in the background as soon as it is reachable."""
+        """Returns at once; the parts start in the background: the timers once the database answers, the
+        broker-facing parts once the broker can be used too."""
         self._started = True
-        self._starter = asyncio.create_task(self._start_when_broker_reachable(), name=f"{self.name}-start")
+        self._starter = asyncio.create_task(self._start_when_usable(), name=f"{self.name}-start")
+
+    async def _start_when_usable(self) -> None:
+        await self._wait_for_database()
         for timer in self.timers:
             timer.start()
+        await self._start_when_broker_reachable()
+
+    async def _wait_for_database(self) -> None:
+        """Retry one connection until it works; the cause is logged once (and again only when it changes),
+        naming DATABASE_URL without its password, while readiness says `database: false`."""
+        backoff = 0.2
+        while True:
+            self.database_attempts += 1
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await probe_database(self.engine)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                problem, level = database_problem(exc, self.settings.database_url)
+                if problem != self.database_problem:
+                    self.database_problem = problem
+                    log.log(level, "%s: cannot use PostgreSQL: %s; not ready, retrying until this is fixed",
+                            self.name, problem)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if self.database_problem is not None:
+            log.info("%s: PostgreSQL usable again", self.name)
+            self.database_problem = None
 
     async def _start_when_broker_reachable(self) -> None:
         """Probe the broker as a client (TLS, SASL, metadata), create the topics, start the producer; retry until
