@@ -45,11 +45,16 @@ tls-deps: ## Debian's stunnel4, the TLS terminator in front of the embedded brok
 		fi; \
 	fi
 
-test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker
-	$(PY) -m pytest
+# The suite mostly waits (on sockets, consumer group joins, subprocesses), so it runs in more workers than cores;
+# each worker starts its own PostgreSQL and brokers. Tests are handed out one at a time, the long ones first.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+
+test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker, TEST_WORKERS in parallel
+	$(PY) -m pytest $(PARALLEL)
 
 test-fast: install tls-deps ## the suite without the slow fault-injection tests and the fuzz run
-	$(PY) -m pytest -m "not slow and not fuzz"
+	$(PY) -m pytest $(PARALLEL) -m "not slow and not fuzz"
 
 FUZZ_SECONDS ?= 300
 FUZZ_SEED ?= 20261205
