@@ -107,7 +107,9 @@ class PostgresBackend:
 
     def fresh_database(self) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
-        self.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        # FILE_COPY copies the template's files behind one checkpoint: measured 0.1-0.3 s here against 0.4-0.5 s for
+        # the default WAL_LOG, which writes every page of the template to the WAL.
+        self.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB} STRATEGY FILE_COPY")
         return self.url(name)
 
     def stop(self) -> None:
