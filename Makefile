@@ -58,7 +58,7 @@ test-fast: install tls-deps ## the suite without the slow fault-injection tests 
 
 FUZZ_SECONDS ?= 300
 FUZZ_SEED ?= 20261205
-fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test runs 30 s each)
+fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test: a fixed case count each)
 	DUNNING_FUZZ_SECONDS=$(FUZZ_SECONDS) DUNNING_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -m fuzz tests/fuzz --timeout=0
 
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
