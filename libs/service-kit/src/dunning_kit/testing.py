@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -73,8 +74,14 @@ class PostgresBackend:
 
     @classmethod
     def embedded(cls) -> PostgresBackend:
-        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="dunning-test-pg-")) / "data", fsync=False).start()
-        backend = cls(pg.url, pg.psql, pg.destroy)
+        root = Path(tempfile.mkdtemp(prefix="dunning-test-pg-"))
+        pg = EmbeddedPostgres(root / "data", fsync=False).start()
+
+        def stop() -> None:
+            pg.destroy()
+            shutil.rmtree(root, ignore_errors=True)  # every worker of every run made one
+
+        backend = cls(pg.url, pg.psql, stop)
         backend.embedded_server = pg  # type: ignore[attr-defined]
         return backend
 
