@@ -46,9 +46,10 @@ tls-deps: ## Debian's stunnel4, the TLS terminator in front of the embedded brok
 	fi
 
 # The suite mostly waits (on sockets, consumer group joins, subprocesses), so it runs in more workers than cores;
-# each worker starts its own PostgreSQL and brokers. Tests are handed out one at a time, the long ones first.
-TEST_WORKERS ?= 4
-PARALLEL := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+# each worker starts its own PostgreSQL and brokers. Tests are handed out one at a time, the long ones first;
+# the fuzz runs and the process-kill tests each stay on one worker (root conftest.py).
+TEST_WORKERS ?= 6
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
 test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker, TEST_WORKERS in parallel
 	$(PY) -m pytest $(PARALLEL)
