@@ -51,8 +51,12 @@ tls-deps: ## Debian's stunnel4, the TLS terminator in front of the embedded brok
 TEST_WORKERS ?= 6
 PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
+# The process-kill tests (`slow`) run afterwards, alone: a SIGKILL'd notifier must be ready within 5 s, which a
+# machine busy with the parallel workers did not give it (ready in 9-21 s). Both parts run; either failing fails.
 test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker, TEST_WORKERS in parallel
-	$(PY) -m pytest $(PARALLEL)
+	@$(PY) -m pytest $(PARALLEL) -m "not slow"; parallel=$$?; \
+	$(PY) -m pytest -m slow; alone=$$?; \
+	exit $$(( parallel || alone ))
 
 test-fast: install tls-deps ## the suite without the slow fault-injection tests and the fuzz run
 	$(PY) -m pytest $(PARALLEL) -m "not slow and not fuzz"
