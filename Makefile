@@ -45,15 +45,25 @@ tls-deps: ## Debian's stunnel4, the TLS terminator in front of the embedded brok
 		fi; \
 	fi
 
-test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker
-	$(PY) -m pytest
+# The suite mostly waits (on sockets, consumer group joins, subprocesses), so it runs in more workers than cores;
+# each worker starts its own PostgreSQL and brokers. Tests are handed out one at a time, the long ones first;
+# the fuzz runs and the process-kill tests each stay on one worker (root conftest.py).
+TEST_WORKERS ?= 6
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
+# The process-kill tests (`slow`) run afterwards, alone: a SIGKILL'd notifier must be ready within 5 s, which a
+# machine busy with the parallel workers did not give it (ready in 9-21 s). Both parts run; either failing fails.
+test: install browser-deps tls-deps ## the whole suite on real PostgreSQL and the real broker, TEST_WORKERS in parallel
+	@$(PY) -m pytest $(PARALLEL) -m "not slow"; parallel=$$?; \
+	$(PY) -m pytest -m slow; alone=$$?; \
+	exit $$(( parallel || alone ))
 
 test-fast: install tls-deps ## the suite without the slow fault-injection tests and the fuzz run
-	$(PY) -m pytest -m "not slow and not fuzz"
+	$(PY) -m pytest $(PARALLEL) -m "not slow and not fuzz"
 
 FUZZ_SECONDS ?= 300
 FUZZ_SEED ?= 20261205
-fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test runs 30 s each)
+fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test: a fixed case count each)
 	DUNNING_FUZZ_SECONDS=$(FUZZ_SECONDS) DUNNING_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -m fuzz tests/fuzz --timeout=0
 
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json

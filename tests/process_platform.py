@@ -20,7 +20,8 @@ from dunning_kit.devstack import DevStack, Ports
 from dunning_kit.embedded import free_port
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.services import SERVICES
-from dunning_kit.testing import poll_until
+from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, poll_until
+from tests.make_up_process import _dev_ports
 
 KEY = {"Authorization": "Bearer dev-acme-key"}
 DISPATCH_BATCH = 50
@@ -112,10 +113,15 @@ def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) ->
         "OUTBOX_POLL_INTERVAL": "0.05",
         "LOG_LEVEL": "INFO",
         "SHUTDOWN_GRACE_SECONDS": "20",
+        # As in the in-process harness: a 1 s group join instead of 5 s, and a killed consumer's partitions
+        # move on after 2 s.
+        "KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         **PLANTED_SECRETS,
     }
+    # The four APIs below the ephemeral range, as the `make up` tests choose them: base+3 from the ephemeral range
+    # was once taken by an outgoing connection between choosing and binding (promise-tracker, errno 98).
     ports = Ports(
-        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_four_free_ports()
+        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_dev_ports(4, set())
     )
     extra = {s.name: {**common, **platform_env.get(s.name, {})} for s in SERVICES}
     stack = DevStack(ports, extra_env=extra, run_dir=tmp_path)
@@ -124,26 +130,6 @@ def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) ->
         yield ProcessPlatform(stack, tmp_path, clock_file, SIM_START)
     finally:
         stack.down()
-
-
-def _four_free_ports() -> int:
-    import socket
-
-    for _ in range(50):
-        base = free_port()
-        if base > 60000:
-            continue
-        ok = True
-        for p in range(base, base + 4):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no four consecutive free ports")
 
 
 async def gather_limited(coros: list, limit: int = 16) -> list:  # type: ignore[type-arg]

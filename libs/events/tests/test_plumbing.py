@@ -22,7 +22,7 @@ from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.topics import partition_key
 from dunning_events.tracing import child_trace_headers, current_trace_headers, span
-from dunning_kit.testing import BrokerBackend, poll_until
+from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, applied, inbox, outbox
 
@@ -66,6 +66,7 @@ def make_consumer(db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProdu
         handler=one_by_one(GROUP, count_effect),
         producer=producer,
         max_records=100,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )
 
 
@@ -78,7 +79,11 @@ async def publish(producer: AIOKafkaProducer, *events: Envelope[InvoiceCreated])
 
 async def read_topic(bootstrap: str, topic: str, expect: int) -> list[tuple[bytes, dict[str, bytes]]]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4()}", auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )
     await consumer.start()
     got: list[tuple[bytes, dict[str, bytes]]] = []
@@ -272,7 +277,7 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
         await small.stop()
     reader = AIOKafkaConsumer(
         topics.LEDGER, bootstrap_servers=broker.bootstrap_servers, group_id=f"r-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
+        auto_offset_reset="earliest", session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )  # fmt: skip
     await reader.start()
     seen: dict[str, list[tuple[int, str]]] = {}

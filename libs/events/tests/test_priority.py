@@ -32,7 +32,7 @@ from dunning_events.outbox import (
     OutboxWriter,
 )
 from dunning_events.topics import partition_key
-from dunning_kit.testing import BrokerBackend, poll_until
+from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, applied, applied_log, inbox, outbox
 from .test_plumbing import read_topic
@@ -304,6 +304,7 @@ async def test_a_group_applies_a_settlement_ahead_of_its_backlog_but_never_ahead
         group="priority-test", topics=[topics.LEDGER], bootstrap_servers=broker.bootstrap_servers,
         session_factory=db.sessions, inbox=Inbox(inbox, "priority-test"), handler=apply, producer=producer,
         max_records=100,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )  # fmt: skip
     lane = PriorityLane(group)
     group.start()

@@ -117,6 +117,7 @@ class BatchConsumer:
         poll_timeout_ms: int = 200,
         client_id: str | None = None,
         security: KafkaSecurity = PLAINTEXT,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -128,6 +129,7 @@ class BatchConsumer:
         self.producer = producer
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
         # Set by the group's priority lane: awaited before each batch is applied, so settlements the lane has
         # found get the event loop and the database first instead of waiting behind a batch of bulk work.
         self.give_way: Callable[[], Awaitable[None]] | None = None
@@ -180,8 +182,8 @@ class BatchConsumer:
                     auto_offset_reset="earliest",
                     max_poll_records=self.max_records,
                     fetch_max_wait_ms=self.poll_timeout_ms,
-                    session_timeout_ms=10_000,
-                    heartbeat_interval_ms=1_000,
+                    session_timeout_ms=self.session_timeout_ms,
+                    heartbeat_interval_ms=min(1_000, self.session_timeout_ms // 10),
                     metadata_max_age_ms=5_000,
                 )
                 await consumer.start()

@@ -132,6 +132,7 @@ class ServiceRuntime:
             max_records=self.settings.consumer_max_records,
             client_id=f"{self.name}-{group}",
             security=self.kafka_security,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
         )
         self.consumers.append(consumer)
         if PRIORITY_TOPICS.intersection(topics):
