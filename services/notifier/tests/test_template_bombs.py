@@ -120,7 +120,7 @@ async def test_healthz_answers_within_a_second_while_a_bomb_renders(start_notifi
                 "/healthz", timeout=1.0
             )  # the client's 1 s timeout fails the test if it does not answer
             probes.append((answer.status_code, time.perf_counter() - t0))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the probe interval: liveness is sampled through the render, not waited for
         response = await preview
     assert len(probes) >= 5 and all(code == 200 and s < 1.0 for code, s in probes), probes
     assert response.status_code == 422 and "longer than 3 s" in response.json()["detail"][0]["reason"]
@@ -156,7 +156,7 @@ async def test_a_bomb_at_send_fails_that_delivery_and_another_tenants_email_is_s
             assert (await probe.get("/healthz", timeout=1.0)).status_code == 200
             probes.append(time.perf_counter() - started)
             assert len(probes) < 200, "the deliveries were not decided within ~20 s"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the probe interval of a bounded poll (200 probes), not a guessed wait
     assert max(probes) < 1.0, probes
 
     failed = notifications.of_type("notification.failed")
