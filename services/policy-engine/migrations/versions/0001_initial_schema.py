@@ -50,8 +50,11 @@ def upgrade() -> None:
     sa.Column('reminded_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('awaiting_reminder', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('closed_reason', sa.Text(), nullable=True),
+    sa.Column('closure', sa.String(length=16), nullable=True),
     sa.Column('trace', sa.String(length=64), nullable=True),
     sa.Column('ledger_version', sa.BigInteger(), server_default='0', nullable=False),
+    sa.CheckConstraint("(status = 'closed') = (closure IS NOT NULL)", name='ck_cases_closure_iff_closed'),
+    sa.CheckConstraint("closure IN ('paid', 'credited', 'voided', 'written_off', 'handed_off', 'erased')", name='ck_cases_closure_known'),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_cases_customer', 'cases', ['tenant_id', 'customer_id'], unique=False)

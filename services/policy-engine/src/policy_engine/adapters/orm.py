@@ -4,6 +4,7 @@ durable timer), contact attempts, ledger freshness and the decision timeline."""
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -19,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from dunning_kit.runtime import plumbing_tables
+from policy_engine.domain.closure import ClosureReason
 
 SCHEMA = "policy_engine"
 metadata = MetaData()
@@ -107,11 +109,17 @@ cases = Table(
     # hand-off to collections waits for that (hand_off_requires_reminder).
     Column("reminded_at", DateTime(timezone=True)),
     Column("awaiting_reminder", Boolean, nullable=False, server_default=text("false")),
-    Column("closed_reason", Text),
+    Column("closed_reason", Text),  # the sentence shown (timeline, API); rules read `closure`
+    Column("closure", String(16)),  # domain.closure.ClosureReason: why the case is closed
     # W3C traceparent of the event that opened the case: a step fired days later continues that trace.
     Column("trace", String(64)),
     # Case.ledger_version: the newest ledger version of the invoice applied; older snapshots are ignored.
     Column("ledger_version", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint(
+        "closure IN (" + ", ".join(f"'{c.value}'" for c in ClosureReason) + ")", name="ck_cases_closure_known"
+    ),
+    # A closed case always says why, and only a closed one has a closure.
+    CheckConstraint("(status = 'closed') = (closure IS NOT NULL)", name="ck_cases_closure_iff_closed"),
 )
 # Claimed in (next_at, customer) order so one customer's invoices due together land in one batch.
 Index(

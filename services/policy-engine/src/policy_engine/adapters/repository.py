@@ -1,5 +1,8 @@
 """Reading and writing cases, debtors, freshness, contact attempts and the timeline — set-wise.
 
+Every statement of the engine lives here: the timer (service_layer.firing) calls the functions, the event
+handlers go through `PostgresRepository`, the implementation of their protocol (service_layer.storage).
+
 Statements go straight to the asyncpg connection under the session's transaction: a batch of thousands
 of cases is one UPDATE over unnest()ed arrays and one COPY into the timeline, not a statement per row.
 """
@@ -18,9 +21,18 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.envelope import Envelope
+from dunning_events.events import CustomerUpserted
+from dunning_events.outbox import OutboxWriter
+from dunning_kit.personal_data import forget_published_events
+from policy_engine.adapters import orm
 from policy_engine.adapters.step_events import OUTBOX_COLUMNS
 from policy_engine.domain.cases import FREE_TEXT_MARKERS, Case, Debtor, redact_free_text
+from policy_engine.domain.closure import ClosureReason
 from policy_engine.domain.freshness import SourceFreshness
+from policy_engine.domain.policy import Policy
+from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
+from policy_engine.service_layer.storage import PlanningProfile, Reminded
 
 # Arrays of arrays cannot be unnest()ed row by row, so list columns travel joined by the ASCII unit
 # separator (never part of a step name, a pause code or an id from an ERP).
@@ -36,7 +48,7 @@ _PG_TYPES = {
     "next_at": "timestamptz", "shift_days": "int4", "done_steps": "text", "last_offset": "int4",
     "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
     "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "reminded_at": "timestamptz",
-    "awaiting_reminder": "bool", "closed_reason": "text",
+    "awaiting_reminder": "bool", "closed_reason": "text", "closure": "text",
     "trace": "text", "ledger_version": "int8",
 }  # fmt: skip
 assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column type"
@@ -82,6 +94,8 @@ def case_from_record(record: asyncpg.Record) -> Case:
     # Every column is a Case field: fill the instance directly (the hot path decodes thousands per batch).
     case = Case.__new__(Case)
     case.__dict__.update(record.items())
+    if case.closure is not None:
+        case.closure = ClosureReason(case.closure)  # the column holds the value; rules compare members
     case.notes = []
     return case
 
@@ -119,7 +133,7 @@ def _update_statement(columns: Sequence[str]) -> str:
 TIMER_COLUMNS: tuple[str, ...] = (
     "tenant_id", "invoice_id", "status", "pause_reasons", "policy_id", "policy_version", "next_step", "planned_at",
     "next_at", "shift_days", "done_steps", "last_offset", "last_tone", "last_sent_at", "last_step_id", "went_late",
-    "in_default", "compensation_charged", "replan", "awaiting_reminder", "closed_reason",
+    "in_default", "compensation_charged", "replan", "awaiting_reminder", "closed_reason", "closure",
 )  # fmt: skip
 _UPDATE_TIMER = _update_statement(TIMER_COLUMNS)
 
@@ -489,3 +503,215 @@ async def copy_outbox(apg: asyncpg.Connection, records: list[tuple[Any, ...]]) -
     """Events already encoded (see step_events): COPY into the outbox, in order."""
     if records:
         await apg.copy_records_to_table("outbox", records=records, columns=OUTBOX_COLUMNS)
+
+
+# ---------------------------------------------------------------- what the event handlers write besides cases
+
+
+async def flag_replan(apg: asyncpg.Connection, where: str, *args: Any, now: datetime) -> int:
+    """Ask the timer loop to re-resolve the policy and re-plan the next step of open cases (set-wise; the
+    loop does the work in batches). Paused cases are re-planned when they resume."""
+    n = len(args)
+    status = await apg.execute(
+        f"UPDATE cases SET replan = true, next_at = CASE WHEN next_at IS NULL THEN NULL ELSE LEAST(next_at, ${n + 1}) END "
+        f"WHERE status = 'open' AND {where}",
+        *args,
+        now,
+    )
+    return int(status.split()[-1])
+
+
+async def lock_profiles(
+    apg: asyncpg.Connection, tenant_id: str, customer_ids: Sequence[str]
+) -> dict[str, PlanningProfile]:
+    """The planning profile of each customer a customer.upserted already described, locked FOR UPDATE."""
+    return {
+        cid: PlanningProfile(r["time_zone"], r["country"], r["segment"], tuple(sorted(r["tags"])))
+        for cid, r in (await lock_customers(apg, tenant_id, customer_ids)).items()
+        if r["known"]
+    }
+
+
+async def count_broken_promises(apg: asyncpg.Connection, tenant_id: str, customer_id: str, count: int) -> None:
+    await ensure_customer(apg, tenant_id, customer_id)
+    await apg.execute(
+        "UPDATE customers SET broken_promise_count = GREATEST(broken_promise_count, $3) "
+        "WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id, count,
+    )  # fmt: skip
+
+
+async def set_block(apg: asyncpg.Connection, tenant_id: str, customer_id: str, reason: str | None) -> None:
+    await ensure_customer(apg, tenant_id, customer_id)
+    await apg.execute(
+        "UPDATE customers SET blocked = true, block_reason = $3 WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id, reason,
+    )  # fmt: skip
+
+
+async def clear_block(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
+    await apg.execute(
+        "UPDATE customers SET blocked = false, block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id,
+    )  # fmt: skip
+
+
+async def revoke_channel(apg: asyncpg.Connection, tenant_id: str, customer_id: str, channel: str) -> None:
+    await ensure_customer(apg, tenant_id, customer_id)
+    await apg.execute(
+        "UPDATE customers SET revoked = array_append(revoked, $3) WHERE tenant_id = $1 AND customer_id = $2 "
+        "AND NOT ($3 = ANY(revoked))",
+        tenant_id, customer_id, channel,
+    )  # fmt: skip
+
+
+async def record_contact_attempts(
+    apg: asyncpg.Connection, tenant_id: str, customer_id: str, delivery_id: str, channel: str,
+    invoice_ids: Sequence[str], at: datetime,
+) -> None:  # fmt: skip
+    await apg.executemany(
+        "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        [(delivery_id, inv, tenant_id, customer_id, channel, at) for inv in (invoice_ids or [""])],
+    )
+
+
+class PostgresRepository:
+    """The handlers' repository (service_layer.storage.DunningRepository) on PostgreSQL: the statements above,
+    on the session's asyncpg connection inside the session's (the consumer's or the request's) transaction."""
+
+    def __init__(self, session: AsyncSession, outbox: OutboxWriter, book: PolicyBook) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.book = book
+        self._apg: asyncpg.Connection | None = None
+
+    async def db(self) -> asyncpg.Connection:
+        if self._apg is None:
+            self._apg = await driver(self.session)
+        return self._apg
+
+    async def policies(self, tenant: str) -> dict[str, Policy]:
+        return await self.book.for_tenant(await self.db(), tenant)
+
+    async def assignments(
+        self, tenant: str, customers: Iterable[str], segments: Iterable[str | None]
+    ) -> dict[tuple[str, str], str]:
+        return await load_assignments(await self.db(), tenant, customers, segments)
+
+    async def debtors(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Debtor]:
+        return await load_debtors(await self.db(), keys)
+
+    async def with_late_history(self, debtors: Sequence[Debtor], tenant: str) -> list[Debtor]:
+        return await with_late_history(await self.db(), debtors, tenant)
+
+    async def cases(self, tenant: str, invoice_ids: Iterable[str]) -> dict[str, Case]:
+        return await load_cases(await self.db(), tenant, invoice_ids)
+
+    async def unclosed_cases_of(self, tenant: str, customer: str) -> list[Case]:
+        return await load_where(
+            await self.db(), "tenant_id = $1 AND customer_id = $2 AND status <> 'closed'", tenant, customer
+        )
+
+    async def invoice_ids_of(self, tenant: str, customer: str) -> list[str]:
+        cases = await load_where(await self.db(), "tenant_id = $1 AND customer_id = $2", tenant, customer, lock=False)
+        return [c.invoice_id for c in cases]
+
+    async def cases_paused_for_stale_ledger(self, tenant: str) -> list[Case]:
+        return await load_where(await self.db(), "tenant_id = $1 AND 'stale_ledger' = ANY(pause_reasons)", tenant)
+
+    async def insert_case(self, case: Case) -> bool:
+        return await insert_case(await self.db(), case)
+
+    async def insert_cases(self, cases: Sequence[Case]) -> None:
+        await insert_cases(await self.db(), cases)
+
+    async def save_cases(self, cases: Sequence[Case]) -> None:
+        await save_cases(await self.db(), cases)
+
+    async def flag_replan(self, tenant: str, customer_ids: Sequence[str], now: datetime) -> int:
+        if len(customer_ids) == 1:
+            return await flag_replan(await self.db(), "tenant_id = $1 AND customer_id = $2", tenant, customer_ids[0],
+                                     now=now)  # fmt: skip
+        return await flag_replan(
+            await self.db(), "tenant_id = $1 AND customer_id = ANY($2::text[])", tenant, list(customer_ids), now=now
+        )
+
+    async def ensure_customer(self, tenant: str, customer: str) -> None:
+        await ensure_customer(await self.db(), tenant, customer)
+
+    async def lock_profiles(self, tenant: str, customer_ids: Sequence[str]) -> dict[str, PlanningProfile]:
+        return await lock_profiles(await self.db(), tenant, customer_ids)
+
+    async def upsert_customers(self, tenant: str, customers: Sequence[CustomerUpserted]) -> None:
+        await upsert_customers(await self.db(), tenant, [
+            (d.customer_id, d.time_zone, d.locale, d.country, d.segment, SEP.join(sorted(d.tags)),
+             json.dumps(d.consent.model_dump()))
+            for d in customers
+        ])  # fmt: skip
+
+    async def mark_erased(self, tenant: str, customer: str, erased_at: datetime, reason: str) -> bool:
+        return await mark_erased(await self.db(), tenant, customer, erased_at, reason)
+
+    async def count_broken_promises(self, tenant: str, customer: str, count: int) -> None:
+        await count_broken_promises(await self.db(), tenant, customer, count)
+
+    async def set_block(self, tenant: str, customer: str, reason: str | None) -> None:
+        await set_block(await self.db(), tenant, customer, reason)
+
+    async def clear_block(self, tenant: str, customer: str) -> None:
+        await clear_block(await self.db(), tenant, customer)
+
+    async def revoke_channel(self, tenant: str, customer: str, channel: str) -> None:
+        await revoke_channel(await self.db(), tenant, customer, channel)
+
+    async def record_contact_attempts(
+        self, tenant: str, customer: str, delivery_id: str, channel: str, invoice_ids: Sequence[str], at: datetime
+    ) -> None:
+        await record_contact_attempts(await self.db(), tenant, customer, delivery_id, channel, invoice_ids, at)
+
+    async def mark_reminded(
+        self, tenant: str, invoice_ids: Sequence[str], at: datetime, now: datetime
+    ) -> list[Reminded]:
+        rows = await mark_reminded(await self.db(), tenant, list(invoice_ids), at, now)
+        return [Reminded(r["customer_id"], r["invoice_id"], r["next_step"]) for r in rows]
+
+    async def write_notes(self, cases: Iterable[Case], at: datetime) -> int:
+        return await write_notes(await self.db(), cases, at)
+
+    async def write_customer_note(
+        self, tenant: str, customer: str, at: datetime, kind: str, reason: str, **detail: Any
+    ) -> None:
+        await write_customer_note(await self.db(), tenant, customer, at, kind, reason, **detail)
+
+    async def write_invoice_note(
+        self, tenant: str, customer: str, invoice_id: str, at: datetime, kind: str, reason: str,
+        step: str | None = None, **detail: Any,
+    ) -> None:  # fmt: skip
+        await write_invoice_note(await self.db(), tenant, customer, invoice_id, at, kind, reason, step, **detail)
+
+    async def step_name_of(self, tenant: str, invoice_id: str, step_id: str) -> str | None:
+        return await step_name_of(await self.db(), tenant, invoice_id, step_id)
+
+    async def redact_timeline(self, tenant: str, customer: str) -> int:
+        return await redact_timeline(await self.db(), tenant, customer)
+
+    async def record_sync(
+        self, tenant: str, connector: str, scheduled: bool, success: datetime | None, reported: datetime,
+        error: str | None,
+    ) -> None:  # fmt: skip
+        await record_sync(await self.db(), tenant, connector, scheduled, success, reported, error)
+
+    async def freshness_facts(
+        self, tenants: Iterable[str]
+    ) -> tuple[dict[str, list[SourceFreshness]], dict[str, timedelta]]:
+        return await freshness_facts(await self.db(), tenants)
+
+    async def set_import_cadence(self, tenant: str, hours: int | None, now: datetime) -> None:
+        await set_import_cadence(await self.db(), tenant, hours, now)
+
+    async def add_events(self, events: Sequence[Envelope[Any]]) -> None:
+        await self.outbox.add(self.session, events)
+
+    async def forget_published_events(self, tenant: str, customer: str) -> None:
+        await forget_published_events(self.session, orm.outbox, tenant, customer)

@@ -17,6 +17,7 @@ from typing import Any
 from dunning_events.events import supersedes
 from dunning_events.money import from_minor, minor_units
 from policy_engine.domain.calendar import ContactWindow, allowed_at
+from policy_engine.domain.closure import ClosureReason
 from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -109,7 +110,8 @@ class Case:
     replan: bool = False
     reminded_at: datetime | None = None  # when a reminder first reached the debtor (notification.sent)
     awaiting_reminder: bool = False  # a hand-off waits for that first reminder
-    closed_reason: str | None = None
+    closed_reason: str | None = None  # the sentence the timeline and the API show
+    closure: ClosureReason | None = None  # what rules read (None unless closed)
     trace: str | None = None
     # The newest ledger version of the invoice applied (snapshots, allocations, disputes): older facts are ignored.
     ledger_version: int = 0
@@ -264,7 +266,7 @@ def start(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str = 
     _bind(case, policy)
     if debtor.erased:
         # A new or reopened invoice of an erased customer: recorded (the money facts), never dunned.
-        close(case, ERASED_STOP, erasure="permanent")
+        close(case, ClosureReason.ERASED, erasure="permanent")
         return
     reason = no_dunning_reason(case, policy)
     if reason is not None:
@@ -523,26 +525,57 @@ def escalate(case: Case, debtor: Debtor, policy: Policy, now: datetime, rule: Re
 # ---------------------------------------------------------------- closing
 
 
-def close(case: Case, reason: str, kind: str = "cancelled", **detail: Any) -> str | None:
+def close(case: Case, closure: ClosureReason, kind: str = "cancelled", **detail: Any) -> str | None:
     """Stop dunning for good (paid, void, written off, credited to zero, personal data erased). Returns the
     pending step that is cancelled, if any."""
     if case.status == "closed":
         return None
     cancelled = case.next_step if case.status == "open" else None
     case.status = "closed"
-    case.closed_reason = reason
+    case.closure = closure
+    case.closed_reason = CLOSED_TEXT[closure]
     case.clear_timer()
-    case.note(kind, reason, cancelled, **detail)
+    case.note(kind, case.closed_reason, cancelled, **detail)
     case.next_step = None
     return cancelled
 
 
+def close_on_arrival(case: Case, policy: Policy, closure: ClosureReason) -> None:
+    """An invoice that is already void or written off when the engine first sees it: recorded, never dunned."""
+    case.status = "closed"
+    case.closure = closure
+    case.closed_reason = f"no dunning: the invoice is {_LEDGER_TEXT[closure]}"
+    case.note("skipped", case.closed_reason)
+    _bind(case, policy)
+
+
+def reopen(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str) -> None:
+    """A closed (or idle) invoice is back in dunning (see closure.reopens): plan it as a case that revives."""
+    case.status, case.closure, case.closed_reason = "open", None, None
+    start(case, debtor, policy, now, why)
+
+
 # ---------------------------------------------------------------- personal data erased (GDPR Art. 17)
 
-# The closed_reason of every case of an erased customer, and the stop the engine never undoes: a case closed
-# with it is not reopened by a payment reversal or a later snapshot (those revive only "paid"/"credited" closes),
-# and `start` closes any new or reopened case of an erased debtor with it.
+# The closed_reason of every case of an erased customer (ClosureReason.ERASED), and the stop the engine never
+# undoes: no later fact reopens it (closure.reopens), and `start` closes any new or reopened case of an erased
+# debtor with it.
 ERASED_STOP = "personal data erased: dunning stopped for good"
+
+# What the ledger says the invoice became, in the timeline's words.
+_LEDGER_TEXT = {
+    ClosureReason.PAID: "paid",
+    ClosureReason.CREDITED: "credited to zero",
+    ClosureReason.VOIDED: "voided",
+    ClosureReason.WRITTEN_OFF: "written off",
+}
+
+# The sentence a case closed for each reason shows (Case.closed_reason), and the reason of its cancellations.
+CLOSED_TEXT: dict[ClosureReason, str] = {
+    **{closure: f"cancelled: the invoice was {text}" for closure, text in _LEDGER_TEXT.items()},
+    ClosureReason.HANDED_OFF: "handed off to collections",
+    ClosureReason.ERASED: ERASED_STOP,
+}
 
 # Timeline texts that quote free text from outside (an ERP's dispute reason, an operator's block reason): on
 # erasure everything after the marker is cut, the decision itself (kind, step, time) stays explained.
@@ -562,7 +595,7 @@ def erase(case: Case, erasure_reason: str) -> str | None:
     """customer.erased: close the case for good (whatever its state) and drop the operator's free text.
     Returns the pending step that is cancelled, if any."""
     case.block_reason = None
-    return close(case, ERASED_STOP, erasure=erasure_reason)
+    return close(case, ClosureReason.ERASED, erasure=erasure_reason)
 
 
 def make_idle(case: Case, reason: str) -> str | None:
@@ -604,7 +637,7 @@ def decide(
 ) -> Firing | None:
     """The case's timer fired: send the pending step, or explain why not and what happens instead."""
     if debtor.erased and case.status != "closed":
-        close(case, ERASED_STOP, erasure="permanent")
+        close(case, ClosureReason.ERASED, erasure="permanent")
         return None
     if case.status != "open" or case.paused:
         case.clear_timer()
@@ -753,7 +786,8 @@ def mark_sent(
         case.note("escalated", f"{step.name}: {text}", step.name, action=action)
     if "hand_off_to_collections" in step.actions:
         case.status = "closed"
-        case.closed_reason = "handed off to collections"
+        case.closure = ClosureReason.HANDED_OFF
+        case.closed_reason = CLOSED_TEXT[ClosureReason.HANDED_OFF]
         case.next_step = None
         case.clear_timer()
         return

@@ -27,8 +27,9 @@ from policy_engine.domain.calendar import load_holidays, local_day, missing_holi
 from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
 from policy_engine.domain.fees import InvoiceFacts, StepFees, days_overdue, step_fees
 from policy_engine.domain.policy import ContactCap, Policy
+from policy_engine.domain.step_ids import step_id
 from policy_engine.service_layer.freshness import stale_tenants
-from policy_engine.service_layer.handlers import EngineConfig, step_id
+from policy_engine.service_layer.handlers import EngineConfig
 from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
 
 _NO_FEES = StepFees([], [], [])  # a step without fee rules (read only)

@@ -12,7 +12,7 @@ import asyncpg
 from prometheus_client import Gauge
 
 from policy_engine.adapters import repository as repo
-from policy_engine.domain.freshness import stale_reason
+from policy_engine.domain.freshness import SourceFreshness, stale_reason
 
 LEDGER_STALE = Gauge(
     "policy_engine_ledger_stale",
@@ -26,6 +26,13 @@ async def stale_tenants(
 ) -> dict[str, str]:
     """The tenants among `tenants` whose ledger is stale now, with the reason (for the timeline)."""
     sources, cadences = await repo.freshness_facts(apg, tenants)
+    return stale_among(sources, cadences, now, stale_after)
+
+
+def stale_among(
+    sources: dict[str, list[SourceFreshness]], cadences: dict[str, timedelta], now: datetime, stale_after: timedelta
+) -> dict[str, str]:
+    """Of the tenants whose freshness facts these are, the stale ones with the reason; updates the gauge."""
     out: dict[str, str] = {}
     for tenant, facts in sources.items():
         reason = stale_reason(facts, cadences.get(tenant), now, stale_after)

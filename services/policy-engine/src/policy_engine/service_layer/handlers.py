@@ -1,21 +1,19 @@
 """What the policy engine does when an event arrives or an operator acts. The HANDLERS table is the index:
 "what happens when a payment arrives" is `on_allocations`.
 
-Each handler loads the cases it touches (locked), applies the domain rules (policy_engine.domain.cases),
-and writes back cases, timeline notes and events (outbox) in the consumer's one transaction.
+Each handler loads the cases it touches (locked) through its repository (service_layer.storage: PostgreSQL in
+production, in memory in the tests), applies the domain rules (policy_engine.domain.cases, .closure), and
+writes back cases, timeline notes and events (outbox) in the consumer's one transaction. No SQL here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.consumer import ConsumedEvent
@@ -50,31 +48,18 @@ from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import current_trace_headers
 from dunning_kit.clock import Clock
-from dunning_kit.personal_data import forget_published_events
-from policy_engine.adapters import orm
-from policy_engine.adapters import repository as repo
+from policy_engine.adapters.repository import PostgresRepository
 from policy_engine.domain import cases as rules
 from policy_engine.domain.cases import Case, Debtor
+from policy_engine.domain.closure import ClosureReason, Reopening, reopens, settled_by, voided_as
 from policy_engine.domain.fees import interest
 from policy_engine.domain.policy import DEBTOR_CHANNELS, Policy, StatutoryInterest
-from policy_engine.service_layer.freshness import stale_tenants
-from policy_engine.service_layer.policy_book import PolicyBook, load_assignments
+from policy_engine.domain.step_ids import step_id
+from policy_engine.service_layer.freshness import stale_among
+from policy_engine.service_layer.policy_book import PolicyBook
+from policy_engine.service_layer.storage import DunningRepository, PlanningProfile
 
 SOURCE = "policy-engine"
-_STEP_NS = uuid.UUID("6d1f1c1e-6a57-4c59-9a43-5b7f3c1d2e10")
-_STEP_NS_BYTES = _STEP_NS.bytes
-
-
-def step_id(tenant: str, customer: str, policy_id: str, step: str, currency: str, invoice_ids: Iterable[str]) -> str:
-    """Deterministic: the same customer, policy step, currency and invoices always give the same id
-    (the notifier's idempotency key)."""
-    key = "|".join([tenant, customer, policy_id, step, currency, *sorted(invoice_ids)])
-    # str(uuid.uuid5(_STEP_NS, key)) without the UUID object (the timer computes one per message).
-    b = bytearray(hashlib.sha1(_STEP_NS_BYTES + key.encode()).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50  # version 5
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -90,23 +75,29 @@ class _Cancel:
     reason: str
 
 
-@dataclass
 class Engine:
-    session: AsyncSession
-    outbox: OutboxWriter
-    clock: Clock
-    config: EngineConfig
-    book: PolicyBook
-    _apg: asyncpg.Connection | None = None
-    _policies: dict[str, dict[str, Policy]] = field(default_factory=dict)
-    _cancels: list[_Cancel] = field(default_factory=list)
-    # traceparent of each event's consumer span (bulk runs are applied outside the events' own spans)
-    trace_of: dict[uuid.UUID, str | None] = field(default_factory=dict)
+    """The handlers of one transaction (a consumer batch, an API request) over one repository."""
 
-    async def db(self) -> asyncpg.Connection:
-        if self._apg is None:
-            self._apg = await repo.driver(self.session)
-        return self._apg
+    def __init__(
+        self, session: AsyncSession, outbox: OutboxWriter, clock: Clock, config: EngineConfig, book: PolicyBook
+    ) -> None:
+        self._setup(PostgresRepository(session, outbox, book), clock, config)
+
+    @classmethod
+    def over(cls, repository: DunningRepository, clock: Clock, config: EngineConfig) -> Engine:
+        """An engine on any repository (the tests' in-memory one)."""
+        engine = cls.__new__(cls)
+        engine._setup(repository, clock, config)
+        return engine
+
+    def _setup(self, repository: DunningRepository, clock: Clock, config: EngineConfig) -> None:
+        self.repo = repository
+        self.clock = clock
+        self.config = config
+        self._policies: dict[str, dict[str, Policy]] = {}
+        self._cancels: list[_Cancel] = []
+        # traceparent of each event's consumer span (bulk runs are applied outside the events' own spans)
+        self.trace_of: dict[uuid.UUID, str | None] = {}
 
     @property
     def now(self) -> datetime:
@@ -116,11 +107,11 @@ class Engine:
 
     async def policies(self, tenant: str) -> dict[str, Policy]:
         if tenant not in self._policies:
-            self._policies[tenant] = await self.book.for_tenant(await self.db(), tenant)
+            self._policies[tenant] = await self.repo.policies(tenant)
         return self._policies[tenant]
 
     async def debtor(self, tenant: str, customer: str) -> Debtor:
-        return (await repo.load_debtors(await self.db(), [(tenant, customer)]))[(tenant, customer)]
+        return (await self.repo.debtors([(tenant, customer)]))[(tenant, customer)]
 
     async def policy_for(self, case: Case, debtor: Debtor, *, resolve: bool = False) -> Policy:
         """The case's bound policy at its current version; re-resolved when asked, when the case is flagged
@@ -128,20 +119,19 @@ class Engine:
         policies = await self.policies(case.tenant_id)
         if not resolve and not case.replan and case.policy_id in policies:
             return policies[case.policy_id]  # type: ignore[index]
-        apg = await self.db()
-        assignments = await load_assignments(apg, case.tenant_id, [debtor.customer_id], [debtor.segment])
-        (debtor,) = await repo.with_late_history(apg, [debtor], case.tenant_id)
+        assignments = await self.repo.assignments(case.tenant_id, [debtor.customer_id], [debtor.segment])
+        (debtor,) = await self.repo.with_late_history([debtor], case.tenant_id)
         policy, _why = rules.resolve_policy(debtor, case, policies, assignments)
         return policy
 
     async def load(self, tenant: str, invoice_ids: Iterable[str]) -> dict[str, Case]:
-        return await repo.load_cases(await self.db(), tenant, invoice_ids)
+        return await self.repo.cases(tenant, invoice_ids)
 
-    def close(self, case: Case, reason: str, policy: Policy | None = None) -> None:
+    def close(self, case: Case, closure: ClosureReason, policy: Policy | None = None) -> None:
         """Stop dunning for good: cancel the pending step and recall a step sent moments ago."""
         balance_before = case.balance
-        pending = rules.close(case, reason)
-        self._after_stop(case, pending, reason)
+        pending = rules.close(case, closure)
+        self._after_stop(case, pending, rules.CLOSED_TEXT[closure])
         if policy is not None and case.notes:
             accrued = _accrued_interest(policy, case, balance_before, self.now)
             if accrued:
@@ -165,9 +155,8 @@ class Engine:
 
     async def flush(self, cases: Iterable[Case], cause: Envelope[Any] | None = None) -> None:
         cases = list(cases)
-        apg = await self.db()
-        await repo.save_cases(apg, cases)
-        await repo.write_notes(apg, cases, self.now)
+        await self.repo.save_cases(cases)
+        await self.repo.write_notes(cases, self.now)
         if self._cancels:
             await self.emit(
                 [
@@ -182,12 +171,11 @@ class Engine:
             self._cancels.clear()
 
     async def emit(self, items: list[tuple[str, EventData]], cause: Envelope[Any] | None) -> None:
-        await self.outbox.add(
-            self.session,
+        await self.repo.add_events(
             [
                 new_event(data, tenant_id=tenant, source=SOURCE, occurred_at=self.now, caused_by=cause)
                 for tenant, data in items
-            ],
+            ]
         )
 
     async def pause(
@@ -210,55 +198,20 @@ class Engine:
     # ------------------------------------------------------------------ ledger: customers
 
     async def on_customer_upserted(self, env: Envelope[CustomerUpserted]) -> None:
-        d = env.data
-        apg = await self.db()
-        old = await apg.fetchrow(
-            "SELECT known, time_zone, country, segment, tags FROM customers WHERE tenant_id = $1 AND customer_id = $2 "
-            "FOR UPDATE",
-            env.tenant_id,
-            d.customer_id,
-        )
-        new = (d.time_zone, d.country, d.segment, sorted(d.tags))
-        await apg.execute(
-            "INSERT INTO customers (tenant_id, customer_id, known, time_zone, locale, country, segment, tags, consent) "
-            "VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8::text::jsonb) ON CONFLICT (tenant_id, customer_id) DO UPDATE "
-            "SET known = true, time_zone = EXCLUDED.time_zone, locale = EXCLUDED.locale, country = EXCLUDED.country, "
-            "segment = EXCLUDED.segment, tags = EXCLUDED.tags, consent = EXCLUDED.consent",
-            env.tenant_id, d.customer_id, d.time_zone, d.locale, d.country, d.segment, sorted(d.tags),
-            json.dumps(d.consent.model_dump()),
-        )  # fmt: skip
-        changed = (
-            old is None
-            or not old["known"]
-            or (old["time_zone"], old["country"], old["segment"], sorted(old["tags"])) != new
-        )
-        if changed:
-            # Their time zone, calendar or applicable policy may have changed: the timer loop re-plans them.
-            await flag_replan(apg, "tenant_id = $1 AND customer_id = $2", env.tenant_id, d.customer_id, now=self.now)
+        await self.on_customers_upserted([env])
 
     async def on_customers_upserted(self, envs: list[Envelope[CustomerUpserted]]) -> None:
         """A run of customer.upserted applied set-wise (the last one wins when a customer repeats)."""
         by_tenant: dict[str, dict[str, CustomerUpserted]] = {}
         for env in envs:
             by_tenant.setdefault(env.tenant_id, {})[env.data.customer_id] = env.data
-        apg = await self.db()
         for tenant, latest in by_tenant.items():
-            old = await repo.lock_customers(apg, tenant, sorted(latest))
-            await repo.upsert_customers(apg, tenant, [
-                (d.customer_id, d.time_zone, d.locale, d.country, d.segment, repo.SEP.join(sorted(d.tags)),
-                 json.dumps(d.consent.model_dump()))
-                for d in latest.values()
-            ])  # fmt: skip
-            changed = [
-                cid for cid, d in latest.items()
-                if cid not in old or not old[cid]["known"]
-                or (old[cid]["time_zone"], old[cid]["country"], old[cid]["segment"], sorted(old[cid]["tags"]))
-                != (d.time_zone, d.country, d.segment, sorted(d.tags))
-            ]  # fmt: skip
+            old = await self.repo.lock_profiles(tenant, sorted(latest))
+            await self.repo.upsert_customers(tenant, list(latest.values()))
+            # Their time zone, calendar or applicable policy may have changed: the timer loop re-plans them.
+            changed = [cid for cid, d in latest.items() if old.get(cid) != PlanningProfile.of(d)]
             if changed:
-                await flag_replan(
-                    apg, "tenant_id = $1 AND customer_id = ANY($2::text[])", tenant, changed, now=self.now
-                )
+                await self.repo.flag_replan(tenant, changed, self.now)
 
     async def on_customer_erased(self, env: Envelope[CustomerErased]) -> None:
         """The customer's personal data was erased (GDPR Art. 17): dunning stops for good.
@@ -270,19 +223,16 @@ class Engine:
         facts, the contact attempts (the caps, Reg F's records) and the decisions themselves stay. A redelivery,
         or a second erasure, changes nothing."""
         d = env.data
-        apg = await self.db()
-        first = await repo.mark_erased(apg, env.tenant_id, d.customer_id, d.erased_at, d.reason)
-        cases = await repo.load_where(
-            apg, "tenant_id = $1 AND customer_id = $2 AND status <> 'closed'", env.tenant_id, d.customer_id
-        )
+        first = await self.repo.mark_erased(env.tenant_id, d.customer_id, d.erased_at, d.reason)
+        cases = await self.repo.unclosed_cases_of(env.tenant_id, d.customer_id)
         for case in cases:
             pending = rules.erase(case, d.reason)
             self._after_stop(case, pending, rules.ERASED_STOP)
-        await repo.redact_timeline(apg, env.tenant_id, d.customer_id)
-        await forget_published_events(self.session, orm.outbox, env.tenant_id, d.customer_id)
+        await self.repo.redact_timeline(env.tenant_id, d.customer_id)
+        await self.repo.forget_published_events(env.tenant_id, d.customer_id)
         if first:
-            await repo.write_customer_note(
-                apg, env.tenant_id, d.customer_id, self.now, "cancelled",
+            await self.repo.write_customer_note(
+                env.tenant_id, d.customer_id, self.now, "cancelled",
                 f"personal data erased ({d.reason.replace('_', ' ')}): dunning stopped for good",
                 erasure=d.reason, erased_at=d.erased_at.isoformat(), cases_closed=len(cases),
             )  # fmt: skip
@@ -291,7 +241,6 @@ class Engine:
     async def on_invoices_created(self, envs: list[Envelope[InvoiceCreated]]) -> None:
         """A run of invoice.created (distinct invoices) applied set-wise: one read of the debtors, policies and
         assignments, one insert, one COPY of the timeline."""
-        apg = await self.db()
         new_cases: list[Case] = []
         for tenant in dict.fromkeys(env.tenant_id for env in envs):
             mine = [env for env in envs if env.tenant_id == tenant]
@@ -300,11 +249,11 @@ class Engine:
             for env in mine:
                 if env.data.invoice_id in existing:
                     await self.on_invoice_updated(env)  # type: ignore[arg-type]
-            loaded = await repo.load_debtors(apg, {(tenant, env.data.customer_id) for env in fresh})
-            debtors = dict(zip(loaded, await repo.with_late_history(apg, list(loaded.values()), tenant), strict=True))
+            loaded = await self.repo.debtors({(tenant, env.data.customer_id) for env in fresh})
+            debtors = dict(zip(loaded, await self.repo.with_late_history(list(loaded.values()), tenant), strict=True))
             policies = await self.policies(tenant)
-            assignments = await load_assignments(
-                apg, tenant, [d.customer_id for d in debtors.values()], [d.segment for d in debtors.values()]
+            assignments = await self.repo.assignments(
+                tenant, [d.customer_id for d in debtors.values()], [d.segment for d in debtors.values()]
             )
             for env in fresh:
                 debtor = debtors[(tenant, env.data.customer_id)]
@@ -313,8 +262,8 @@ class Engine:
                 policy, _ = rules.resolve_policy(debtor, case, policies, assignments)
                 self._begin(case, env.data, debtor, policy)
                 new_cases.append(case)
-        await repo.insert_cases(apg, new_cases)
-        await repo.write_notes(apg, new_cases, self.now)
+        await self.repo.insert_cases(new_cases)
+        await self.repo.write_notes(new_cases, self.now)
 
     def _new_case(self, env: Envelope[InvoiceCreated] | Envelope[InvoiceUpdated], debtor: Debtor) -> Case:
         d = env.data
@@ -331,24 +280,15 @@ class Engine:
 
     def _begin(self, case: Case, d: InvoiceCreated | InvoiceUpdated, debtor: Debtor, policy: Policy) -> None:
         if d.status in ("void", "written_off"):
-            case.status = "closed"
-            case.closed_reason = f"no dunning: the invoice is {_status_text(d.status)}"
-            case.note("skipped", case.closed_reason)
-            case.policy_id, case.policy_version = policy.id, policy.version
+            rules.close_on_arrival(case, policy, voided_as(d.status))
         else:
             rules.start(case, debtor, policy, self.now)
 
     async def on_consent_revoked(self, env: Envelope[ConsentRevoked]) -> None:
         d = env.data
-        apg = await self.db()
-        await repo.ensure_customer(apg, env.tenant_id, d.customer_id)
-        await apg.execute(
-            "UPDATE customers SET revoked = array_append(revoked, $3) WHERE tenant_id = $1 AND customer_id = $2 "
-            "AND NOT ($3 = ANY(revoked))",
-            env.tenant_id, d.customer_id, d.channel,
-        )  # fmt: skip
-        await repo.write_customer_note(
-            apg, env.tenant_id, d.customer_id, self.now, "skipped",
+        await self.repo.revoke_channel(env.tenant_id, d.customer_id, d.channel)
+        await self.repo.write_customer_note(
+            env.tenant_id, d.customer_id, self.now, "skipped",
             f"{d.channel} opted out ({d.reason.replace('_', ' ')}): no further {d.channel} contact", channel=d.channel,
         )  # fmt: skip
 
@@ -356,19 +296,16 @@ class Engine:
         """Contact caps count what was really sent, as the notifier reports it; a reminder that reached the
         debtor lets a hand-off to collections that waited for one go ahead."""
         d = env.data
-        apg = await self.db()
-        await apg.executemany(
-            "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            [(d.delivery_id, inv, env.tenant_id, d.customer_id, d.channel, env.occurred_at) for inv in (d.invoice_ids or [""])],
-        )  # fmt: skip
+        await self.repo.record_contact_attempts(
+            env.tenant_id, d.customer_id, d.delivery_id, d.channel, d.invoice_ids, env.occurred_at
+        )
         if d.channel not in DEBTOR_CHANNELS or not d.invoice_ids:
             return
-        for r in await repo.mark_reminded(apg, env.tenant_id, d.invoice_ids, env.occurred_at, self.now):
-            await repo.write_invoice_note(
-                apg, env.tenant_id, r["customer_id"], r["invoice_id"], self.now, "resumed",
-                f"a reminder reached the debtor ({d.channel}): {r['next_step']} may hand off to collections now",
-                r["next_step"], delivery_id=d.delivery_id,
+        for r in await self.repo.mark_reminded(env.tenant_id, d.invoice_ids, env.occurred_at, self.now):
+            await self.repo.write_invoice_note(
+                env.tenant_id, r.customer_id, r.invoice_id, self.now, "resumed",
+                f"a reminder reached the debtor ({d.channel}): {r.next_step} may hand off to collections now",
+                r.next_step, delivery_id=d.delivery_id,
             )  # fmt: skip
 
     async def on_notification_failed(self, env: Envelope[NotificationFailed]) -> None:
@@ -377,12 +314,9 @@ class Engine:
         d = env.data
         if not d.outcome_unknown:
             return
-        apg = await self.db()
-        await apg.executemany(
-            "INSERT INTO contact_attempts (delivery_id, invoice_id, tenant_id, customer_id, channel, at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            [(d.delivery_id, inv, env.tenant_id, d.customer_id, d.channel, env.occurred_at) for inv in (d.invoice_ids or [""])],
-        )  # fmt: skip
+        await self.repo.record_contact_attempts(
+            env.tenant_id, d.customer_id, d.delivery_id, d.channel, d.invoice_ids, env.occurred_at
+        )
 
     async def on_notification_held(self, env: Envelope[NotificationHeld]) -> None:
         """The notifier reached a delivery outside its contact window and held it: give the step the next
@@ -404,7 +338,7 @@ class Engine:
         deliver_from = window.next_allowed(not_before)
         deliver_until = window.window_end(deliver_from)
         for case in cases:
-            step = await repo.step_name_of(await self.db(), env.tenant_id, case.invoice_id, d.step_id)
+            step = await self.repo.step_name_of(env.tenant_id, case.invoice_id, d.step_id)
             case.note("held", f"{step or 'the step'} held by the notifier ({d.channel}): {d.reason}", step,
                       step_id=d.step_id, delivery_id=d.delivery_id, channel=d.channel)  # fmt: skip
             rules.replan_held(case, debtor, policy, self.now, deliver_from, step)
@@ -432,9 +366,8 @@ class Engine:
         case.trace = current_trace_headers().get("traceparent")
         policy = await self.policy_for(case, debtor, resolve=True)
         self._begin(case, d, debtor, policy)
-        apg = await self.db()
-        await repo.insert_case(apg, case)
-        await repo.write_notes(apg, [case], self.now)
+        await self.repo.insert_case(case)
+        await self.repo.write_notes([case], self.now)
 
     async def on_invoice_updated(self, env: Envelope[InvoiceUpdated]) -> None:
         d = env.data
@@ -452,12 +385,14 @@ class Engine:
         case.due_date = d.due_date
         debtor = await self.debtor(tenant, case.customer_id)
         policy = await self.policy_for(case, debtor)
-        if d.status in ("void", "written_off"):
-            self.close(case, f"cancelled: the invoice was {_status_text(d.status)}")
-        elif d.status == "paid" or case.balance_minor <= 0:
+        closure = settled_by(d.status, case.balance_minor)
+        if closure is ClosureReason.PAID:
+            # The accrued interest is computed on the balance before the payment.
             new_balance, case.balance_minor = case.balance_minor, old_balance
-            self.close(case, "cancelled: the invoice was paid", policy)
+            self.close(case, closure, policy)
             case.balance_minor = new_balance
+        elif closure is not None:
+            self.close(case, closure)
         else:
             if d.disputed != ("dispute" in case.pause_reasons):
                 if d.disputed:
@@ -465,9 +400,8 @@ class Engine:
                 else:
                     rules.set_pause(case, debtor, policy, self.now, remove=("dispute",), cause="dispute cleared")
             if case.status == "closed":
-                if case.closed_reason and "paid" in case.closed_reason:
-                    case.status, case.closed_reason = "open", None
-                    rules.start(case, debtor, policy, self.now, "the invoice is open again")
+                if reopens(case.closure, Reopening.INVOICE_OPEN_AGAIN):
+                    rules.reopen(case, debtor, policy, self.now, "the invoice is open again")
             elif case.status == "idle":
                 if rules.no_dunning_reason(case, policy) is None:
                     rules.start(case, debtor, policy, self.now, "the invoice qualifies for dunning again")
@@ -483,14 +417,14 @@ class Engine:
         case = (await self.load(env.tenant_id, [env.data.invoice_id])).get(env.data.invoice_id)
         if case is None or not rules.take_ledger_version(case, env.data.version):
             return
-        self.close(case, f"cancelled: the invoice was {_status_text(env.data.status)}")
+        self.close(case, voided_as(env.data.status))
         await self.flush([case], env)
 
     async def on_allocations(self, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
         """A payment or credit note settled (part of) invoices: stop at once on settled ones; partial ones go on
         with the new balance (or stop if it is now below the policy minimum)."""
         d = env.data
-        is_payment = isinstance(d, PaymentApplied)
+        credit_note = not isinstance(d, PaymentApplied)
         cases = await self.load(env.tenant_id, [a.invoice_id for a in d.allocations])
         touched = []
         for alloc in d.allocations:
@@ -501,11 +435,11 @@ class Engine:
             balance_after = to_minor(alloc.invoice_balance_after, case.currency)
             debtor = await self.debtor(env.tenant_id, case.customer_id)
             policy = await self.policy_for(case, debtor)
-            if alloc.invoice_status_after in ("void", "written_off"):
-                self.close(case, f"cancelled: the invoice was {_status_text(alloc.invoice_status_after)}")
-            elif alloc.invoice_status_after == "paid" or balance_after <= 0:
-                self.close(case, "cancelled: the invoice was paid" if is_payment
-                           else "cancelled: the invoice was credited to zero", policy)  # fmt: skip
+            closure = settled_by(alloc.invoice_status_after, balance_after, credit_note=credit_note)
+            if closure is not None:
+                # A settlement notes the statutory interest still owed; a void or a write-off does not.
+                settled = closure in (ClosureReason.PAID, ClosureReason.CREDITED)
+                self.close(case, closure, policy if settled else None)
             elif case.status == "open":
                 case.balance_minor = balance_after
                 why_not = rules.no_dunning_reason(case, policy)
@@ -528,14 +462,9 @@ class Engine:
                 continue
             debtor = await self.debtor(env.tenant_id, case.customer_id)
             policy = await self.policy_for(case, debtor)
-            settled = (
-                case.status == "closed"
-                and case.closed_reason is not None
-                and ("paid" in case.closed_reason or "credited" in case.closed_reason)
-            )
+            settled = case.status == "closed" and reopens(case.closure, Reopening.PAYMENT_REVERSED)
             if settled or (case.status == "idle" and rules.no_dunning_reason(case, policy) is None):
-                case.status, case.closed_reason = "open", None
-                rules.start(case, debtor, policy, self.now, f"payment {d.payment_id} reversed")
+                rules.reopen(case, debtor, policy, self.now, f"payment {d.payment_id} reversed")
         await self.flush(touched, env)
 
     async def on_dispute_opened(self, env: Envelope[DisputeOpened]) -> None:
@@ -555,18 +484,16 @@ class Engine:
     async def on_ledger_synced(self, env: Envelope[LedgerSynced]) -> None:
         d = env.data
         success = d.finished_at if d.succeeded else d.last_successful_sync_at
-        await repo.record_sync(
-            await self.db(), env.tenant_id, d.connector, d.scheduled, success, d.finished_at, d.error
-        )
+        await self.repo.record_sync(env.tenant_id, d.connector, d.scheduled, success, d.finished_at, d.error)
         verb = "synced" if d.scheduled else "imported"
         await self.resume_if_fresh(env.tenant_id, f"connector {d.connector} {verb} at {d.finished_at.isoformat()}", env)
 
     async def resume_if_fresh(self, tenant: str, cause: str, env: Envelope[Any] | None = None) -> None:
         """The tenant's ledger may be fresh again (a sync, an import, a cadence dropped): resume what it paused."""
-        apg = await self.db()
-        if tenant in await stale_tenants(apg, [tenant], self.now, self.config.stale_after):
+        sources, cadences = await self.repo.freshness_facts([tenant])
+        if tenant in stale_among(sources, cadences, self.now, self.config.stale_after):
             return
-        cases = await repo.load_where(apg, "tenant_id = $1 AND 'stale_ledger' = ANY(pause_reasons)", tenant)
+        cases = await self.repo.cases_paused_for_stale_ledger(tenant)
         for case in cases:
             debtor = await self.debtor(case.tenant_id, case.customer_id)
             policy = await self.policy_for(case, debtor)
@@ -576,7 +503,7 @@ class Engine:
     async def set_import_cadence(self, tenant: str, hours: int | None) -> None:
         """A tenant that imports files (or pushes through the API) declares how often an import must arrive;
         without one (None), its silence never makes its ledger stale."""
-        await repo.set_import_cadence(await self.db(), tenant, hours, self.now)
+        await self.repo.set_import_cadence(tenant, hours, self.now)
         if hours is None:
             await self.resume_if_fresh(tenant, "the import cadence was removed")
 
@@ -613,13 +540,7 @@ class Engine:
 
     async def on_promise_broken(self, env: Envelope[PromiseBroken]) -> None:
         d = env.data
-        apg = await self.db()
-        await repo.ensure_customer(apg, env.tenant_id, d.customer_id)
-        await apg.execute(
-            "UPDATE customers SET broken_promise_count = GREATEST(broken_promise_count, $3) "
-            "WHERE tenant_id = $1 AND customer_id = $2",
-            env.tenant_id, d.customer_id, d.broken_promise_count,
-        )  # fmt: skip
+        await self.repo.count_broken_promises(env.tenant_id, d.customer_id, d.broken_promise_count)
         why = f"promise {d.promise_id} broken (shortfall {d.shortfall} {d.currency})"
         await self._re_escalate(env, d.invoice_ids, why, promise_id=d.promise_id)
 
@@ -669,31 +590,16 @@ class Engine:
     # ------------------------------------------------------------------ operator actions (API)
 
     async def set_customer_block(self, tenant: str, customer: str, reason: str | None) -> None:
-        apg = await self.db()
-        await repo.ensure_customer(apg, tenant, customer)
-        await apg.execute(
-            "UPDATE customers SET blocked = true, block_reason = $3 WHERE tenant_id = $1 AND customer_id = $2",
-            tenant, customer, reason,
-        )  # fmt: skip
+        await self.repo.set_block(tenant, customer, reason)
         cause = "customer dunning block set" + (f": {reason}" if reason else "")
-        await repo.write_customer_note(apg, tenant, customer, self.now, "paused", cause)
-        ids = [
-            c.invoice_id
-            for c in await repo.load_where(apg, "tenant_id = $1 AND customer_id = $2", tenant, customer, lock=False)
-        ]
+        await self.repo.write_customer_note(tenant, customer, self.now, "paused", cause)
+        ids = await self.repo.invoice_ids_of(tenant, customer)
         await self.pause(tenant, ids, add=("customer_block",), cause=cause)
 
     async def clear_customer_block(self, tenant: str, customer: str) -> None:
-        apg = await self.db()
-        await apg.execute(
-            "UPDATE customers SET blocked = false, block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
-            tenant, customer,
-        )  # fmt: skip
-        await repo.write_customer_note(apg, tenant, customer, self.now, "resumed", "customer dunning block cleared")
-        ids = [
-            c.invoice_id
-            for c in await repo.load_where(apg, "tenant_id = $1 AND customer_id = $2", tenant, customer, lock=False)
-        ]
+        await self.repo.clear_block(tenant, customer)
+        await self.repo.write_customer_note(tenant, customer, self.now, "resumed", "customer dunning block cleared")
+        ids = await self.repo.invoice_ids_of(tenant, customer)
         await self.pause(tenant, ids, remove=("customer_block",), cause="customer dunning block cleared")
 
     async def set_invoice_block(self, tenant: str, invoice_id: str, reason: str | None) -> bool:
@@ -709,23 +615,6 @@ class Engine:
 
         cause = "invoice dunning block cleared"
         return bool(await self.pause(tenant, [invoice_id], remove=("invoice_block",), cause=cause, mutate=clear))
-
-
-async def flag_replan(apg: asyncpg.Connection, where: str, *args: Any, now: datetime) -> int:
-    """Ask the timer loop to re-resolve the policy and re-plan the next step of open cases (set-wise; the
-    loop does the work in batches). Paused cases are re-planned when they resume."""
-    n = len(args)
-    status = await apg.execute(
-        f"UPDATE cases SET replan = true, next_at = CASE WHEN next_at IS NULL THEN NULL ELSE LEAST(next_at, ${n + 1}) END "
-        f"WHERE status = 'open' AND {where}",
-        *args,
-        now,
-    )
-    return int(status.split()[-1])
-
-
-def _status_text(status: str) -> str:
-    return {"void": "voided", "written_off": "written off", "paid": "paid"}.get(status, status)
 
 
 def _accrued_interest(policy: Policy, case: Case, balance: Any, now: datetime) -> str | None:

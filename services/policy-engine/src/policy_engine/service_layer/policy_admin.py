@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from policy_engine.adapters.repository import flag_replan
 from policy_engine.domain.policy import DEFAULT_POLICY, DEFAULT_POLICY_ID, PolicyDocument
-from policy_engine.service_layer.handlers import flag_replan
 
 
 class PolicyConflict(Exception):
