@@ -42,6 +42,7 @@ async def test_a_stale_snapshot_replayed_after_the_payment_does_not_reopen_the_p
     await engine.quiet()
     state = await engine.state("INV-1")
     assert (state["status"], state["closed_reason"]) == ("closed", "cancelled: the invoice was paid")
+    assert state["closure"] == "paid"  # the typed reason the reopening rule reads (domain.closure)
     assert await engine.timeline("INV-1") == before, "nothing decided on an older snapshot"
     await engine.advance(days=60)
     assert await engine.steps_due() == [], "no reminder for the paid invoice"
@@ -51,3 +52,4 @@ async def test_a_stale_snapshot_replayed_after_the_payment_does_not_reopen_the_p
     await engine.quiet()
     state = await engine.state("INV-1")
     assert state["status"] == "open" and state["next_step"] is not None
+    assert (state["closure"], state["closed_reason"]) == (None, None)

@@ -46,6 +46,7 @@ async def test_a_120_day_lifecycle_sends_every_default_step_once_in_local_busine
 
     state = await engine.state("INV-1")
     assert (state["status"], state["closed_reason"], state["next_at"]) == ("closed", "handed off to collections", None)
+    assert state["closure"] == "handed_off"
     kinds = await engine.kinds("INV-1")
     assert kinds.count("sent") == 11 and kinds.count("scheduled") == 11 and kinds[-1] == "escalated"
 

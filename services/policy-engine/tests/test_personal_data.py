@@ -98,6 +98,7 @@ async def test_customer_erased_cuts_the_personal_text_and_stops_dunning_for_good
     for iid in ("INV-1", "INV-2"):
         state = await engine.state(iid)
         assert (state["status"], state["closed_reason"], state["next_at"]) == ("closed", ERASED_STOP, None)
+        assert state["closure"] == "erased"
         # The money facts stay.
         assert (state["balance"], state["currency"]) == ("1000.00", "EUR")
     cancelled = [c for c in await engine.cancelled() if c.reason == ERASED_STOP]

@@ -344,7 +344,7 @@ async def invoice_state(invoice_id: str, principal: Tenant, request: Request) ->
         "paused_by": case.pause_reasons, "policy_id": case.policy_id, "policy_version": case.policy_version,
         "next_step": case.next_step, "next_at": case.next_at.isoformat() if case.next_at else None,
         "done_steps": case.done_steps, "balance": str(case.balance), "currency": case.currency,
-        "closed_reason": case.closed_reason,
+        "closed_reason": case.closed_reason, "closure": case.closure,
     }  # fmt: skip
 
 
