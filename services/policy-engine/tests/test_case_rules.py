@@ -211,3 +211,12 @@ def test_a_hand_off_reached_before_any_reminder_reached_the_debtor_waits_and_say
     case.reminded_at, case.awaiting_reminder, case.next_at = utc(2026, 3, 2, 9, 5), False, utc(2026, 3, 17, 9)
     firing = fire(case, utc(2026, 3, 17, 9))
     assert firing is not None and firing.step.name == "collections_hand_off"
+
+
+def test_a_broken_promise_lifts_its_pause_but_a_promise_still_standing_keeps_it() -> None:
+    case = new_case()
+    case.pause_reasons, case.promise_ids, case.plan_id = ["promise", "payment_plan"], ["P-1", "P-2"], "PL-1"
+    rules.arrangement_broken(case, promise_id="P-1")
+    assert (case.promise_ids, case.pause_reasons) == (["P-2"], ["promise", "payment_plan"])
+    rules.arrangement_broken(case, promise_id="P-2", plan=True)
+    assert (case.promise_ids, case.pause_reasons, case.plan_id) == ([], [], None)

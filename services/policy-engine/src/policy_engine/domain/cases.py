@@ -488,6 +488,19 @@ def resume(case: Case, debtor: Debtor, policy: Policy, now: datetime, why: str) 
     case.note("resumed", f"resumed: {why}; {step.name} at {_iso(at)}", step.name, planned_at=_iso(at))
 
 
+def arrangement_broken(case: Case, *, promise_id: str | None = None, plan: bool = False) -> None:
+    """A promise was broken (`promise_id`) or the payment plan defaulted (`plan`): it pauses the case no longer.
+    Another promise that still stands keeps its pause."""
+    if promise_id is not None and promise_id in case.promise_ids:
+        case.promise_ids.remove(promise_id)
+    if plan:
+        case.plan_id = None
+        if "payment_plan" in case.pause_reasons:
+            case.pause_reasons.remove("payment_plan")
+    if not case.promise_ids and "promise" in case.pause_reasons:
+        case.pause_reasons.remove("promise")
+
+
 def escalate(case: Case, debtor: Debtor, policy: Policy, now: datetime, rule: ReEscalation, why: str) -> None:
     """After a broken promise or a defaulted plan: jump to the next firmer step, `delay_business_days`
     business days later, inside the contact window."""

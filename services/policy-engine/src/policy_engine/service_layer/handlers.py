@@ -572,14 +572,7 @@ class Engine:
     ) -> None:  # fmt: skip
         cases = list((await self.load(env.tenant_id, invoice_ids)).values())
         for case in cases:
-            if promise_id is not None and promise_id in case.promise_ids:
-                case.promise_ids.remove(promise_id)
-            if plan:
-                case.plan_id = None
-            if not case.promise_ids and "promise" in case.pause_reasons:
-                case.pause_reasons.remove("promise")
-            if plan and "payment_plan" in case.pause_reasons:
-                case.pause_reasons.remove("payment_plan")
+            rules.arrangement_broken(case, promise_id=promise_id, plan=plan)
             debtor = await self.debtor(env.tenant_id, case.customer_id)
             # The customer may now be a chronic promise-breaker, which another policy may be for.
             policy = await self.policy_for(case, debtor, resolve=True)
