@@ -1,7 +1,8 @@
 """Reading and writing cases, debtors, freshness, contact attempts and the timeline — set-wise.
 
-Every statement of the engine lives here: the timer (service_layer.firing) calls the functions, the event
-handlers go through `PostgresRepository`, the implementation of their protocol (service_layer.storage).
+The statements of the timer and the event handlers live here: the timer (service_layer.firing) calls the
+functions, the handlers go through `PostgresRepository`, the implementation of their protocol
+(service_layer.storage.DunningRepository).
 
 Statements go straight to the asyncpg connection under the session's transaction: a batch of thousands
 of cases is one UPDATE over unnest()ed arrays and one COPY into the timeline, not a statement per row.
@@ -87,7 +88,8 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
     fairy = await conn.get_raw_connection()
     if getattr(fairy.dbapi_connection, "_transaction", None) is None:
         await conn.execute(text("SELECT 1"))  # SQLAlchemy begins its transaction lazily
-    return fairy.driver_connection  # type: ignore[return-value]
+    apg: asyncpg.Connection = fairy.driver_connection
+    return apg
 
 
 def case_from_record(record: asyncpg.Record) -> Case:
@@ -170,7 +172,7 @@ async def insert_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
 async def insert_case(apg: asyncpg.Connection, case: Case) -> bool:
     """Insert a new case; False if the invoice already has one."""
     args = [SEP.join(getattr(case, col)) if col in _LIST_COLUMNS else getattr(case, col) for col in CASE_COLUMNS]
-    status = await apg.execute(_INSERT_CASE, *args)
+    status: str = await apg.execute(_INSERT_CASE, *args)
     return status.endswith(" 1")
 
 
@@ -408,11 +410,12 @@ async def set_import_cadence(apg: asyncpg.Connection, tenant_id: str, hours: int
 
 
 async def ledger_sources(apg: asyncpg.Connection, tenant_id: str) -> list[asyncpg.Record]:
-    return await apg.fetch(
+    rows: list[asyncpg.Record] = await apg.fetch(
         "SELECT connector, scheduled, last_success_at, last_report_at, last_error FROM ledger_freshness "
         "WHERE tenant_id = $1 ORDER BY connector",
         tenant_id,
     )
+    return rows
 
 
 async def contact_attempts(
@@ -422,7 +425,7 @@ async def contact_attempts(
     if not keys:
         return []
     tenants, customers = zip(*keys, strict=True)
-    return await apg.fetch(
+    rows: list[asyncpg.Record] = await apg.fetch(
         "SELECT tenant_id, customer_id, invoice_id, channel, delivery_id, at FROM contact_attempts "
         "WHERE (tenant_id, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
         "AND channel = ANY($3::text[]) AND at > $4",
@@ -431,11 +434,12 @@ async def contact_attempts(
         list(set(channels)),
         since,
     )
+    return rows
 
 
 async def write_notes(apg: asyncpg.Connection, cases: Iterable[Case], at: datetime) -> int:
     """Append every case's collected notes to the timeline (COPY) and clear them."""
-    records = []
+    records: list[tuple[Any, ...]] = []
     append = records.append
     for c in cases:
         if not c.notes:

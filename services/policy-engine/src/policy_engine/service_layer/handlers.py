@@ -118,7 +118,7 @@ class Engine:
         for replanning, or when its policy was retired."""
         policies = await self.policies(case.tenant_id)
         if not resolve and not case.replan and case.policy_id in policies:
-            return policies[case.policy_id]  # type: ignore[index]
+            return policies[case.policy_id]
         assignments = await self.repo.assignments(case.tenant_id, [debtor.customer_id], [debtor.segment])
         (debtor,) = await self.repo.with_late_history([debtor], case.tenant_id)
         policy, _why = rules.resolve_policy(debtor, case, policies, assignments)
