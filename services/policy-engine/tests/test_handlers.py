@@ -83,9 +83,12 @@ class World:
 
     # ---- what the scenarios read, from whichever store
     async def case(self, invoice_id: str = "INV-1") -> Case:
-        if isinstance(self.repo, InMemoryRepository):
-            return self.repo.case(TENANT, invoice_id)
-        return (await sql.load_cases(await self.repo.db(), TENANT, [invoice_id], lock=False))[invoice_id]
+        found: dict[str, Case] = (
+            {invoice_id: self.repo.case(TENANT, invoice_id)}
+            if isinstance(self.repo, InMemoryRepository)
+            else await sql.load_cases(await self.repo.db(), TENANT, [invoice_id], lock=False)
+        )
+        return found[invoice_id]
 
     async def store(self, case: Case) -> None:
         await self.repo.save_cases([case])
@@ -103,9 +106,11 @@ class World:
         return [e.data for e in added if e.type == type_]
 
     async def broken_promises(self, customer_id: str = "C-1") -> int:
+        count: int
         if isinstance(self.repo, InMemoryRepository):
-            return self.repo.customers[(TENANT, customer_id)].broken_promise_count
-        count: int = await (await self.repo.db()).fetchval(
+            count = self.repo.customers[(TENANT, customer_id)].broken_promise_count
+            return count
+        count = await (await self.repo.db()).fetchval(
             "SELECT broken_promise_count FROM customers WHERE tenant_id = $1 AND customer_id = $2", TENANT, customer_id
         )
         return count
