@@ -52,13 +52,10 @@ async def tracker(database_url: str, broker: Any, clock: SimulatedClock) -> Asyn
 
 @pytest_asyncio.fixture
 async def seeded(tracker: RunningService, broker: Any, clock: SimulatedClock) -> RunningService:
-    feed = LedgerFeed(await start_producer(broker.bootstrap_servers), clock)
-    try:
+    async with LedgerFeed(await start_producer(broker.bootstrap_servers), clock) as feed:
         await feed.customer("C-B", "Europe/Berlin", name="Brandt Maschinenbau GmbH")
         await feed.invoice("INV-2026-0101", "C-B", "4820.00")
         await feed.invoice("INV-2026-0102", "C-B", "180.00")
-    finally:
-        await feed.aclose()
     await wait_until_quiet([tracker.runtime])
     return tracker
 

@@ -100,11 +100,8 @@ async def notifier(start_notifier: StartNotifier) -> RunningService:
 
 @pytest_asyncio.fixture
 async def feed(broker: Any, clock: SimulatedClock) -> AsyncIterator[EventFeed]:
-    f = await open_feed(broker.bootstrap_servers, clock)
-    try:
+    async with await open_feed(broker.bootstrap_servers, clock) as f:
         yield f
-    finally:
-        await f.aclose()
 
 
 @pytest_asyncio.fixture

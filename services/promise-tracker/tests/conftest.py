@@ -42,11 +42,8 @@ async def tracker(
 
 @pytest_asyncio.fixture
 async def ledger(broker: Any, clock: SimulatedClock) -> AsyncIterator[LedgerFeed]:
-    feed = LedgerFeed(await start_producer(broker.bootstrap_servers), clock)
-    try:
+    async with LedgerFeed(await start_producer(broker.bootstrap_servers), clock) as feed:
         yield feed
-    finally:
-        await feed.aclose()
 
 
 @pytest_asyncio.fixture
