@@ -245,7 +245,9 @@ class LedgerFeed(EventFeed):
             )
         )  # fmt: skip
 
-    def _allocations(self, parts: list[tuple[str, str]], sign: int = 1) -> list[Allocation]:
+    def _settle(self, parts: list[tuple[str, str]], sign: int = 1) -> tuple[list[Allocation], Decimal]:
+        """(invoice, amount) parts applied to the balances (`sign` -1 takes them back): the allocations and their
+        total."""
         out = []
         for invoice_id, amount in parts:
             self.balances[invoice_id] = self.balances.get(invoice_id, Decimal(0)) - sign * Decimal(amount)
@@ -256,7 +258,7 @@ class LedgerFeed(EventFeed):
                     invoice_status_after="paid" if after <= 0 else "open",
                 )
             )  # fmt: skip
-        return out
+        return out, sum((Decimal(a) for _, a in parts), Decimal(0))
 
     async def payment(
         self,
@@ -267,8 +269,7 @@ class LedgerFeed(EventFeed):
         received_on: date | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
-        allocations = self._allocations(parts)
-        total = sum((Decimal(a) for _, a in parts), Decimal(0))
+        allocations, total = self._settle(parts)
         await self.send(
             PaymentApplied(
                 customer_id=customer_id, payment_id=payment_id, currency=currency, amount=total,
@@ -280,8 +281,7 @@ class LedgerFeed(EventFeed):
     async def credit_note(
         self, credit_note_id: str, customer_id: str, parts: list[tuple[str, str]], currency: str = "EUR"
     ) -> None:
-        allocations = self._allocations(parts)
-        total = sum((Decimal(a) for _, a in parts), Decimal(0))
+        allocations, total = self._settle(parts)
         await self.send(
             CreditNoteApplied(
                 customer_id=customer_id, credit_note_id=credit_note_id, currency=currency, total=total,
@@ -292,8 +292,7 @@ class LedgerFeed(EventFeed):
     async def reversal(
         self, payment_id: str, customer_id: str, parts: list[tuple[str, str]], currency: str = "EUR"
     ) -> None:
-        allocations = self._allocations(parts, sign=-1)
-        total = sum((Decimal(a) for _, a in parts), Decimal(0))
+        allocations, total = self._settle(parts, sign=-1)
         await self.send(
             PaymentReversed(
                 customer_id=customer_id, payment_id=payment_id, currency=currency, amount=total, reason="chargeback",
