@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from dunning_events.bulk import raw_connection
 from dunning_events.codec import encode
 from dunning_events.envelope import new_event
 from dunning_events.topics import partition_key
@@ -80,7 +81,7 @@ async def _seed(database_url: str, n: int, channel: str) -> None:
     engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
         async with engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             contacts = '[{"name": "AP", "email": "ap%d@example.com", "phone": "+1415555%04d", "role": "billing"}]'
             await apg.copy_records_to_table(
                 "customers", schema_name=SCHEMA,
@@ -223,7 +224,7 @@ async def _no_failed_sends(database_url: str, channel: str) -> None:
     engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
         async with engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             bad = await apg.fetch(
                 f"SELECT status, left(coalesce(error, ''), 200) AS error, count(*) AS n FROM {SCHEMA}.deliveries "
                 "WHERE status IN ('failed', 'unknown', 'skipped') OR (status = 'pending' AND attempts > 0) "
@@ -241,7 +242,7 @@ async def _check_records(database_url: str, n: int, channel: str) -> None:
     engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
         async with engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             sent = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.deliveries WHERE status = 'sent'")
             other = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.deliveries WHERE status <> 'sent'")
             events = await apg.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox WHERE event_type = 'notification.sent'")

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dunning_events import topics
+from dunning_events.bulk import raw_connection
 from dunning_events.codec import encode
 from dunning_events.envelope import new_event
 from dunning_events.events import Allocation, CustomerUpserted, InvoiceCreated, PaymentApplied
@@ -80,7 +81,7 @@ async def _seed(database_url: str, n: int, spread: timedelta | None = None) -> N
     engine = make_engine(database_url, SCHEMA, pool_size=1)
     try:
         async with engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             consent = json.dumps({"email": True, "sms": True, "voice": True, "letter": True, "webhook": True})
             await apg.copy_records_to_table(
                 "customers", schema_name=SCHEMA,
@@ -142,7 +143,7 @@ async def _decisions(ctx: BenchContext) -> list[Figure]:
         # Every replica answers /quietz 200 (no backlog, lag or due timers): started, assigned, idle.
         await replicas.wait_until("/quietz", timeout=180, interval=0.25, what="the policy-engine replicas to be quiet")
         async with engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
 
             async def nothing_due() -> bool:
                 # A claimed batch's cases stay due to everyone else until its transaction commits, so the
@@ -208,7 +209,7 @@ class CaseClosures:
 
     async def _watch(self) -> None:
         async with self.engine.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             while True:
                 pending = [k for k in self.acknowledged if k not in self.committed]
                 if pending:
@@ -399,7 +400,7 @@ async def _latency_under_import(ctx: BenchContext) -> list[Figure]:
         await ledger.wait_until("/quietz", timeout=120, what="ledger-sync to publish the set-up")
         await engines.wait_until("/quietz", timeout=300, what="the policy engine to apply the set-up")
         async with db.connect() as conn:
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             open_cases = await apg.fetchval(
                 "SELECT count(*) FROM cases WHERE tenant_id = $1 AND status <> 'closed'", OTHER_TENANT
             )
@@ -413,7 +414,7 @@ async def _latency_under_import(ctx: BenchContext) -> list[Figure]:
                      headers={"Authorization": "Bearer acme-api-key", "content-type": "text/csv"})
         )  # fmt: skip
         async with db.connect() as conn:
-            apg = (await conn.get_raw_connection()).driver_connection
+            apg = await raw_connection(conn, in_transaction=False)
 
             async def importing() -> bool:
                 return bool(await apg.fetchval(

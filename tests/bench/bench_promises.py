@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dunning_events import topics
+from dunning_events.bulk import raw_connection
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.db import make_engine
 from dunning_kit.services import spec
@@ -49,8 +50,7 @@ async def _seed(database_url: str, n: int) -> None:
     customers = max(1, n // PROMISES_PER_CUSTOMER)
     try:
         async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            apg: Any = raw.driver_connection
+            apg: Any = await raw_connection(conn, in_transaction=False)
             await apg.copy_records_to_table(
                 "customers", schema_name=SCHEMA, columns=["tenant_id", "customer_id", "time_zone"],
                 records=[("acme", f"C-{c:06d}", "UTC") for c in range(customers)],

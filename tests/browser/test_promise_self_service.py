@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import LedgerFeed, start_producer
 from dunning_kit.services import spec
 from dunning_kit.signed_links import sign
 from dunning_kit.testing import RunningService, start_service, wait_until_quiet
-from promise_tracker.testing import LedgerFeed
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,17 +52,10 @@ async def tracker(database_url: str, broker: Any, clock: SimulatedClock) -> Asyn
 
 @pytest_asyncio.fixture
 async def seeded(tracker: RunningService, broker: Any, clock: SimulatedClock) -> RunningService:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
-    await producer.start()
-    try:
-        feed = LedgerFeed(producer, clock)
+    async with LedgerFeed(await start_producer(broker.bootstrap_servers), clock) as feed:
         await feed.customer("C-B", "Europe/Berlin", name="Brandt Maschinenbau GmbH")
         await feed.invoice("INV-2026-0101", "C-B", "4820.00")
         await feed.invoice("INV-2026-0102", "C-B", "180.00")
-    finally:
-        await producer.stop()
     await wait_until_quiet([tracker.runtime])
     return tracker
 

@@ -16,8 +16,9 @@ import pytest
 
 from dunning_events import topics
 from dunning_kit.devfakes.smtp_sink import SmtpSink
+from dunning_kit.event_testing import read_topic
 from dunning_kit.services import spec
-from dunning_kit.testing import BrokerBackend, Platform, poll_until, read_topic, start_service
+from dunning_kit.testing import BrokerBackend, Platform, poll_until, start_service
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,10 @@ import sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from dunning_events import topics
-from dunning_events.codec import decode, encode
+from dunning_events.codec import encode
 from dunning_events.topics import partition_key
 from dunning_kit.dlq import read_dead_letters, replay
+from dunning_kit.event_testing import envelope_of, topic_records
 from dunning_kit.testing import BrokerBackend, poll_until
 
 from .conftest import PlumbingDb
@@ -70,26 +71,9 @@ async def test_replaying_dead_letters_twice_republishes_each_once_with_its_key_a
     assert (again.replayed, len(again.already_replayed)) == ([], 2)
 
     assert await topic_size(bootstrap, topics.LEDGER) == 5, "each dead letter went back exactly once"
-    records = await _records(bootstrap, expect=5)
+    records = await topic_records(bootstrap, topics.LEDGER, expect=5)
     for ev in poison:
-        copies = [(key, headers) for key, value, headers in records if decode(value).id == ev.id]
+        copies = [(r.key, dict(r.headers)) for r in records if envelope_of(r).id == ev.id]
         original_key = partition_key(ev.tenant_id, ev.customer_id).encode()
         # The first copy is the original, the second the replay: same key (partition), same headers, no dlq-* ones.
         assert copies == [(original_key, dict(headers))] * 2, copies
-
-
-async def _records(bootstrap: str, expect: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(topics.LEDGER, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    got: list[tuple[bytes, bytes, dict[str, bytes]]] = []
-    try:
-
-        async def enough() -> bool:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                got.extend((r.key or b"", r.value or b"", dict(r.headers or ())) for r in records)
-            return len(got) >= expect
-
-        await poll_until(enough, what=f"{expect} records")
-    finally:
-        await consumer.stop()
-    return got

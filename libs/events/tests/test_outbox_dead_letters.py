@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dunning_events import topics
-from dunning_events.codec import decode
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -32,6 +31,7 @@ from dunning_events.events import (
 from dunning_events.outbox import DEFAULT_MAX_MESSAGE_BYTES, OutboxRelay, OutboxWriter
 from dunning_events.tables import outbox_table
 from dunning_kit.db import make_engine
+from dunning_kit.event_testing import TopicReader, read_topic
 from dunning_kit.testing import BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, outbox
@@ -95,36 +95,15 @@ async def dead_letters(engine: AsyncEngine) -> list[Any]:
         )
 
 
-class Topic:
-    """Reads a topic from its start (every partition, no consumer group: nothing to join), remembering the ids seen."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_bytes=200 * 1024 * 1024, max_partition_fetch_bytes=200 * 1024 * 1024,
-        )  # fmt: skip
-        self.seen: list[uuid.UUID] = []
-
-    async def start(self) -> None:
-        await self.consumer.start()
-        await self.consumer.topics()
-        tps = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
-
-    async def has(self, *events: Envelope[Any]) -> bool:
-        batch = await self.consumer.getmany(timeout_ms=100)
-        self.seen.extend(decode(r.value or b"").id for records in batch.values() for r in records)
-        return all(ev.id in self.seen for ev in events)
-
-
 @pytest_asyncio.fixture
-async def ledger_topic(broker: BrokerBackend, producer: AIOKafkaProducer) -> AsyncIterator[Topic]:
-    reader = Topic(broker.bootstrap_servers, topics.LEDGER)  # `producer` created the topics
-    await reader.start()
+async def ledger_topic(broker: BrokerBackend, producer: AIOKafkaProducer) -> AsyncIterator[TopicReader]:
+    # `producer` created the topics. Large fetches: a record may be near the largest message size.
+    reader = await read_topic(
+        broker.bootstrap_servers, topics.LEDGER, fetch_max_bytes=200 * 1024 * 1024,
+        max_partition_fetch_bytes=200 * 1024 * 1024,
+    )  # fmt: skip
     yield reader
-    await reader.consumer.stop()
+    await reader.stop()
 
 
 def dead_lettered_count(topic: str) -> float:
@@ -172,7 +151,7 @@ async def run_until(relay: OutboxRelay, check: Callable[[], Any], *, timeout: fl
 
 
 async def test_an_oversized_customer_is_set_aside_and_the_payment_behind_it_reaches_the_broker_within_10_s(
-    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: Topic
+    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: TopicReader
 ) -> None:
     huge = customer("acme", "C-1", HUGE_TAGS)
     inv, later = invoice("acme", "C-1", 1), invoice("globex", "G-1", 2)
@@ -198,14 +177,14 @@ async def test_an_oversized_customer_is_set_aside_and_the_payment_behind_it_reac
     )
     assert row.size > DEFAULT_MAX_MESSAGE_BYTES and "MessageSizeTooLarge" in row.error and "bytes" in row.error
     assert await db.unpublished() == 0, "the dead-lettered row left the outbox; every other row was published"
-    assert huge.id not in ledger_topic.seen
-    assert ledger_topic.seen.index(inv.id) < ledger_topic.seen.index(paid.id), "the customer's order is kept"
+    assert huge.id not in ledger_topic.ids
+    assert ledger_topic.ids.index(inv.id) < ledger_topic.ids.index(paid.id), "the customer's order is kept"
     assert dead_lettered_count(topics.LEDGER) == before + 1
 
 
 @pytest.mark.parametrize("bad", ["customer (the head)", "payment (the lane)"])
 async def test_a_row_the_broker_refuses_is_dead_lettered_and_the_rows_of_its_batch_go_on(
-    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: Topic, bad: str
+    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: TopicReader, bad: str
 ) -> None:
     # The broker refuses what the relay lets through (its own limit is higher here): only the broker's answer
     # tells which row is bad, and the relay must not retry that batch forever.
@@ -226,12 +205,12 @@ async def test_a_row_the_broker_refuses_is_dead_lettered_and_the_rows_of_its_bat
     assert row.event_id == huge.id and "MessageSizeTooLargeError" in row.error
     assert refusing.refused >= 2, "the batch was refused, then the row alone"
     assert await db.unpublished() == 0
-    assert huge.id not in ledger_topic.seen
-    assert [e for e in ledger_topic.seen if e in {ev.id for ev in small}] == [ev.id for ev in small]
+    assert huge.id not in ledger_topic.ids
+    assert [e for e in ledger_topic.ids if e in {ev.id for ev in small}] == [ev.id for ev in small]
 
 
 async def test_a_transient_broker_error_is_retried_and_never_dead_lettered(
-    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: Topic
+    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: TopicReader
 ) -> None:
     events = [invoice("acme", "C-1", n) for n in range(3)]
     await commit(db, *events)
@@ -296,7 +275,7 @@ async def test_two_services_sharing_a_database_publish_at_the_same_time(
 
 
 async def test_a_row_for_a_topic_the_service_does_not_produce_is_set_aside_before_sending(
-    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: Topic
+    db: PlumbingDb, producer: AIOKafkaProducer, ledger_topic: TopicReader
 ) -> None:
     # A service's Kafka user may write only the topics its runtime declares (`produces`, deploy/README.md): the
     # relay holds to the same list, so a stray event is set aside here, named, instead of failing on the broker.

@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import topics
-from dunning_events.codec import decode, encode
+from dunning_events.codec import encode
 from dunning_events.consumer import BatchConsumer, ConsumedEvent, one_by_one
 from dunning_events.envelope import Envelope, new_event
 from dunning_events.events import InvoiceCreated
@@ -22,6 +22,7 @@ from dunning_events.inbox import Inbox, prune_inbox
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.topics import partition_key
 from dunning_events.tracing import child_trace_headers, current_trace_headers, span
+from dunning_kit.event_testing import envelope_of, topic_records
 from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, applied, inbox, outbox
@@ -77,30 +78,6 @@ async def publish(producer: AIOKafkaProducer, *events: Envelope[InvoiceCreated])
         )
 
 
-async def read_topic(bootstrap: str, topic: str, expect: int) -> list[tuple[bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-    )
-    await consumer.start()
-    got: list[tuple[bytes, dict[str, bytes]]] = []
-    try:
-
-        async def enough() -> bool:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                got.extend((r.value or b"", dict(r.headers or ())) for r in records)
-            return len(got) >= expect
-
-        await poll_until(enough, timeout=20, what=f"{expect} records on {topic}")
-    finally:
-        await consumer.stop()
-    return got
-
-
 async def test_a_redelivered_event_changes_nothing(
     db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
 ) -> None:
@@ -152,8 +129,8 @@ async def test_outbox_rows_survive_a_relay_crash_after_publish(
     assert await recovered.publish_batch() == 5
     assert await db.unpublished() == 0
 
-    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=10)
-    ids = [decode(value).id for value, _ in seen]
+    seen = await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=10)
+    ids = [envelope_of(r).id for r in seen]
     assert sorted(set(ids)) == sorted(e.id for e in events), "every event arrived (duplicates allowed)"
     assert len(ids) == 10, "the crashed batch was published twice, not lost"
 
@@ -175,8 +152,8 @@ async def test_two_relays_never_publish_concurrently_and_keep_order(
 
     published = await asyncio.gather(*(drain(r) for r in relays))
     assert sum(published) == 300
-    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=300)
-    order = [decode(v).subject for v, _ in seen]
+    seen = await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=300)
+    order = [envelope_of(r).subject for r in seen]
     assert order == [e.subject for e in events], "one customer's events keep their commit order"
 
 
@@ -196,12 +173,15 @@ async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
     finally:
         await consumer.stop()
     assert await db.times_applied() == {"INV-7": 1}
-    dead = await read_topic(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=3)
-    errors = [headers["dlq-error"].decode() for _, headers in dead]
+    dead = [
+        dict(r.headers)
+        for r in await topic_records(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=3)
+    ]
+    errors = [headers["dlq-error"].decode() for headers in dead]
     assert "not JSON" in errors[0]
     assert "data.customer_id" in errors[1] and "Field required" in errors[1]
     assert "cannot be applied" in errors[2]
-    assert all(h["dlq-source-topic"] == topics.LEDGER.encode() for _, h in dead)
+    assert all(h["dlq-source-topic"] == topics.LEDGER.encode() for h in dead)
 
 
 async def test_trace_context_travels_from_the_writer_to_the_consumer_span(
@@ -275,25 +255,11 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
         }
     finally:
         await small.stop()
-    reader = AIOKafkaConsumer(
-        topics.LEDGER, bootstrap_servers=broker.bootstrap_servers, group_id=f"r-{uuid.uuid4()}",
-        auto_offset_reset="earliest", session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-    )  # fmt: skip
-    await reader.start()
     seen: dict[str, list[tuple[int, str]]] = {}
-    try:
-
-        async def all_read() -> bool:
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                for r in records:
-                    if r.value != b"probe":
-                        ev = decode(r.value or b"")
-                        seen.setdefault(ev.customer_id, []).append((r.partition, ev.subject))
-            return sum(len(v) for v in seen.values()) >= len(events)
-
-        await poll_until(all_read, timeout=20, what="every relayed event")
-    finally:
-        await reader.stop()
+    for r in await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=len(events) + len(customers)):
+        if r.value != b"probe":
+            ev = envelope_of(r)
+            seen.setdefault(ev.customer_id, []).append((r.partition, ev.subject))
     for c in customers:
         assert {p for p, _ in seen[c]} == {expected[c]}, f"{c} stays on the partition send() picks"
         assert [s for _, s in seen[c]] == [e.subject for e in events if e.customer_id == c], f"{c} in commit order"

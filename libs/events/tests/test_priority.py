@@ -17,7 +17,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import topics
-from dunning_events.codec import decode
 from dunning_events.consumer import BatchConsumer, ConsumedEvent
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import Allocation, InvoiceCreated, PaymentApplied
@@ -33,10 +32,10 @@ from dunning_events.outbox import (
     OutboxWriter,
 )
 from dunning_events.topics import partition_key
+from dunning_kit.event_testing import envelope_of, topic_records
 from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, BrokerBackend, poll_until
 
 from .conftest import PlumbingDb, applied, applied_log, inbox, outbox
-from .test_plumbing import read_topic
 
 AT = datetime(2026, 3, 10, tzinfo=UTC)
 
@@ -139,11 +138,11 @@ async def test_a_settlement_goes_out_ahead_of_another_tenants_backlog_and_every_
     assert backlog_out < len(ledger.backlog) // 2, f"{backlog_out} backlog rows went out before the settlements"
     assert late_out == set(), "C-late's invoice is in the unpublished half: neither it nor its payment is out"
 
-    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=len(ledger.events))
+    seen = await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=len(ledger.events))
     assert len(seen) == len(ledger.events), "each row published once"
     arrived: dict[str, list[str]] = {}
-    for value, headers in seen:
-        ev = decode(value)
+    for record in seen:
+        ev, headers = envelope_of(record), dict(record.headers)
         arrived.setdefault(key_of(ev), []).append(ev.subject)
         assert (headers.get(PRIORITY_HEADER[0]) == PRIORITY_HEADER[1]) == ev.data.priority, ev.type
     assert arrived == ledger.order_per_key(), "every customer's events arrive in commit order"
@@ -258,10 +257,10 @@ async def test_two_replicas_lanes_publishing_a_stream_of_settlements_keep_each_c
         await poll_until(lambda: _all_in(published(db, settlements), settlements), timeout=30, what="all published")
     finally:
         await asyncio.gather(*(relay.stop() for relay in relays))
-    seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=len(settlements))
+    seen = await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=len(settlements))
     arrived: dict[str, list[str]] = {}
-    for value, _ in seen:
-        ev = decode(value)
+    for record in seen:
+        ev = envelope_of(record)
         arrived.setdefault(key_of(ev), []).append(ev.subject)
     expected: dict[str, list[str]] = {}
     for ev in settlements:

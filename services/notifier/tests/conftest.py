@@ -17,9 +17,10 @@ from dunning_kit.devfakes.printmail import FakePrintApi
 from dunning_kit.devfakes.sendgrid import FakeSendGrid
 from dunning_kit.devfakes.smtp_sink import SmtpSink
 from dunning_kit.devfakes.twilio import FakeTwilio
+from dunning_kit.event_testing import OpenReader
 from dunning_kit.services import spec
 from dunning_kit.testing import RunningService, start_service, wait_until_quiet
-from notifier.testing import EventFeed, TopicReader, open_feed, read_topic
+from notifier.testing import EventFeed, TopicReader, open_feed
 
 TWILIO_TOKEN = "test-twilio-auth-token"
 TWILIO_SID = "AC" + "1" * 32
@@ -99,20 +100,13 @@ async def notifier(start_notifier: StartNotifier) -> RunningService:
 
 @pytest_asyncio.fixture
 async def feed(broker: Any, clock: SimulatedClock) -> AsyncIterator[EventFeed]:
-    f = await open_feed(broker.bootstrap_servers, clock)
-    try:
+    async with await open_feed(broker.bootstrap_servers, clock) as f:
         yield f
-    finally:
-        await f.producer.stop()
 
 
 @pytest_asyncio.fixture
-async def notifications(notifier: RunningService, broker: Any) -> AsyncIterator[TopicReader]:
-    reader = await read_topic(broker.bootstrap_servers, topics.NOTIFICATIONS)
-    try:
-        yield reader
-    finally:
-        await reader.stop()
+async def notifications(notifier: RunningService, topic_reader: OpenReader) -> TopicReader:
+    return await topic_reader(topics.NOTIFICATIONS)
 
 
 @pytest.fixture

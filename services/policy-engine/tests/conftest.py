@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
-from dunning_events.codec import decode, encode
-from dunning_events.envelope import Envelope, EventData, new_event
+from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import (
     Allocation,
     ConsentFlags,
@@ -22,9 +21,8 @@ from dunning_events.events import (
     InvoiceCreated,
     PaymentApplied,
 )
-from dunning_events.topics import partition_key
-from dunning_events.tracing import current_trace_headers, to_kafka_headers
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import EventFeed, start_producer, topic_events
 from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, RunningService, start_service, wait_until_quiet
 
@@ -35,36 +33,27 @@ TENANT = "acme"
 class EngineHarness:
     services: list[RunningService]
     clock: SimulatedClock
-    producer: AIOKafkaProducer
+    feed: EventFeed
     bootstrap: str
     database_url: str
-    _seq: int = 0
-    published: list[Envelope[Any]] = field(default_factory=list)
 
     @property
     def svc(self) -> RunningService:
         return self.services[0]
 
     @property
+    def producer(self) -> AIOKafkaProducer:
+        return self.feed.producer
+
+    @property
     def today(self) -> date:
         return self.clock.now().date()
 
     async def publish(self, *datas: EventData, tenant: str = TENANT) -> list[Envelope[Any]]:
-        out = []
-        for data in datas:
-            env = new_event(data, tenant_id=tenant, source="test", occurred_at=self.clock.now())
-            await self.producer.send_and_wait(
-                data.topic,
-                encode(env),
-                key=partition_key(tenant, data.customer_id).encode(),
-                headers=to_kafka_headers(current_trace_headers()),  # as the outbox relay does
-            )
-            out.append(env)
-        self.published.extend(out)
-        return out
+        return await self.feed.publish(*datas, tenant_id=tenant, traced=True)  # traced as the outbox relay sends
 
     async def publish_raw(self, topic: str, raw: bytes, key: str = f"{TENANT}:C-1") -> None:
-        await self.producer.send_and_wait(topic, raw, key=key.encode())
+        await self.feed.send_raw(topic, raw, key.encode())
 
     async def quiet(self, timeout: float = 30) -> None:
         await wait_until_quiet([s.runtime for s in self.services], timeout=timeout)
@@ -122,42 +111,13 @@ class EngineHarness:
 
     async def events(self, topic: str = topics.STEPS, type_: str | None = None) -> list[Envelope[Any]]:
         """Everything on a topic right now (read from the start, without a consumer group)."""
-        return [e for e in await read_topic(self.bootstrap, topic) if type_ is None or e.type == type_]
+        return [e for e in await topic_events(self.bootstrap, topic) if type_ is None or e.type == type_]
 
     async def steps_due(self) -> list[Any]:
         return [e.data for e in await self.events(type_="dunning.step.due")]
 
     async def cancelled(self) -> list[Any]:
         return [e.data for e in await self.events(type_="dunning.step.cancelled")]
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[Envelope[Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[tuple[int, Envelope[Any]]] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                for r in records:
-                    out.append((r.timestamp, decode(r.value or b"")))
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-        out.sort(key=lambda x: x[0])
-        return [e for _, e in out]
-    finally:
-        await consumer.stop()
 
 
 async def start_engine(
@@ -175,13 +135,12 @@ async def start_engine(
 @pytest_asyncio.fixture
 async def engine(database_url: str, broker: BrokerBackend, clock: SimulatedClock) -> AsyncIterator[EngineHarness]:
     svc = await start_engine(database_url, broker, clock)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-    await producer.start()
-    harness = EngineHarness([svc], clock, producer, broker.bootstrap_servers, database_url)
+    feed = EventFeed(await start_producer(broker.bootstrap_servers), clock)
+    harness = EngineHarness([svc], clock, feed, broker.bootstrap_servers, database_url)
     try:
         yield harness
     finally:
-        await producer.stop()
+        await feed.aclose()
         for s in harness.services:
             await s.stop()
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from aiokafka import AIOKafkaProducer
-
 from dunning_events import topics
-from dunning_events.codec import encode
-from dunning_events.envelope import new_event
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import topic_records
 from dunning_kit.testing import BrokerBackend, poll_until, wait_for_assignment
 
-from .conftest import TENANT, EngineHarness, customer, invoice, read_topic, start_engine
+from .conftest import EngineHarness, customer, invoice, start_engine
 
 
 async def test_a_step_whose_moment_passed_while_the_engine_was_down_fires_late_and_says_so(
@@ -74,9 +71,7 @@ async def test_an_event_the_engine_cannot_interpret_is_dead_lettered_and_the_eng
 ) -> None:
     await engine.publish_raw(topics.LEDGER, b"{not json")
     bad = invoice("BAD", due=engine.today, amount="10.005")  # finer than EUR's cents: cannot be applied
-    producer: AIOKafkaProducer = engine.producer
-    env = new_event(bad, tenant_id=TENANT, source="test", occurred_at=engine.clock.now())
-    await producer.send_and_wait(topics.LEDGER, encode(env), key=f"{TENANT}:C-1".encode())
+    await engine.feed.publish(bad)
     await engine.publish(customer(), invoice("GOOD", due=engine.today + timedelta(days=3)))
     await engine.quiet()
 
@@ -96,7 +91,7 @@ async def test_an_event_the_engine_cannot_interpret_is_dead_lettered_and_the_eng
             await consumer.stop()
 
     assert await poll_until(dead_letters, what="two dead letters") == 2
-    _ = read_topic  # the DLQ holds raw bytes (one is not JSON): counted by offsets, not decoded
+    # The DLQ holds raw bytes (one is not JSON): counted by offsets, not decoded.
 
 
 async def test_a_step_fired_days_later_continues_the_trace_of_the_invoice_that_opened_the_case(
@@ -119,19 +114,4 @@ async def test_a_step_fired_days_later_continues_the_trace_of_the_invoice_that_o
 
 
 async def _raw_steps(bootstrap: str) -> list[tuple[bytes, bytes]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topics.STEPS, p) for p in consumer.partitions_for_topic(topics.STEPS) or []]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        headers: list[tuple[bytes, bytes]] = []
-        for records in (await consumer.getmany(timeout_ms=2000)).values():
-            for r in records:
-                headers += [(k.encode(), v) for k, v in r.headers or []]
-        return headers
-    finally:
-        await consumer.stop()
+    return [(k.encode(), v) for r in await topic_records(bootstrap, topics.STEPS) for k, v in r.headers or []]

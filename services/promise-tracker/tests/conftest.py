@@ -1,5 +1,6 @@
 """Fixtures for promise-tracker's tests: the service alone on real PostgreSQL and the real broker, a
-ledger feed that produces ledger-sync's events to the broker, and a reader of dunning.promises.v1."""
+ledger feed that produces ledger-sync's events to the broker (the kit's), and a reader of dunning.promises.v1
+(the kit's `topic_reader` fixture opens readers of any other topic)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import LedgerFeed, OpenReader, TopicReader, start_producer
 from dunning_kit.services import spec
 from dunning_kit.testing import RunningService, start_service, wait_until_quiet
-from promise_tracker.testing import LedgerFeed, TopicReader, read_topic
 
 
 @pytest.fixture
@@ -42,36 +42,13 @@ async def tracker(
 
 @pytest_asyncio.fixture
 async def ledger(broker: Any, clock: SimulatedClock) -> AsyncIterator[LedgerFeed]:
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
-    await producer.start()
-    try:
-        yield LedgerFeed(producer, clock)
-    finally:
-        await producer.stop()
+    async with LedgerFeed(await start_producer(broker.bootstrap_servers), clock) as feed:
+        yield feed
 
 
 @pytest_asyncio.fixture
-async def promise_events(tracker: RunningService, broker: Any) -> AsyncIterator[TopicReader]:
-    reader = await read_topic(broker.bootstrap_servers, topics.PROMISES)
-    try:
-        yield reader
-    finally:
-        await reader.stop()
-
-
-@pytest_asyncio.fixture
-async def topic_reader(broker: Any) -> AsyncIterator[Any]:
-    """Open readers of any topic (e.g. a dead-letter topic); closed at the end of the test."""
-    readers: list[TopicReader] = []
-
-    async def open_reader(topic: str) -> TopicReader:
-        reader = await read_topic(broker.bootstrap_servers, topic)
-        readers.append(reader)
-        return reader
-
-    yield open_reader
-    for reader in readers:
-        await reader.stop()
+async def promise_events(tracker: RunningService, topic_reader: OpenReader) -> TopicReader:
+    return await topic_reader(topics.PROMISES)
 
 
 @pytest.fixture

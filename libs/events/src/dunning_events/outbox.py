@@ -59,6 +59,7 @@ from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from dunning_events import metrics
+from dunning_events.bulk import raw_connection
 from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
 from dunning_events.topics import ALL_TOPICS, partition_key
@@ -298,7 +299,7 @@ class OutboxRelay:
                 await conn.execute(_WAIT_LEAD, {"way": lock})
             # Straight asyncpg: at tens of thousands of events a second, SQLAlchemy's per-row result objects and
             # the expanding IN (...) of 1,000 ids cost more than the database work itself.
-            yield (await conn.get_raw_connection()).driver_connection
+            yield await raw_connection(conn)
 
     async def _publish(self, apg: Any, rows: Sequence[Any]) -> int:
         """Publish the round's rows and mark them; rows the broker refuses for good go to the dead-letter table.
@@ -471,7 +472,7 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 async with self.engine.connect() as conn:
-                    apg: Any = (await conn.get_raw_connection()).driver_connection
+                    apg = await raw_connection(conn, in_transaction=False)  # LISTEN: between transactions
                     channel = _LANE_CHANNEL.format(schema=await apg.fetchval("SELECT current_schema()"))
                     closed = asyncio.Event()
                     apg.add_termination_listener(lambda _, closed=closed: closed.set())

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.devfakes.smtp_sink import SmtpSink
+from dunning_kit.event_testing import OpenReader, TopicReader, read_topic
 from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_platform, use_containers
 
 # A Monday morning, so business-day arithmetic in tests starts from an ordinary day.
@@ -112,3 +113,17 @@ async def platform(
         yield stack
     finally:
         await stack.stop()
+
+
+@pytest_asyncio.fixture
+async def topic_reader(broker: BrokerBackend) -> AsyncIterator[OpenReader]:
+    """Opens readers of any topic from its beginning (event_testing.read_topic); stopped at the end of the test."""
+    readers: list[TopicReader] = []
+
+    async def open_reader(topic: str) -> TopicReader:
+        readers.append(await read_topic(broker.bootstrap_servers, topic))
+        return readers[-1]
+
+    yield open_reader
+    for reader in readers:
+        await reader.stop()

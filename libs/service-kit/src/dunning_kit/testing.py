@@ -17,13 +17,9 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from dunning_events.codec import decode
-from dunning_events.envelope import Envelope, EventData
-from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_kit.auth import hash_key
 from dunning_kit.clock import Clock
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
@@ -313,40 +309,6 @@ async def start_platform(
     return platform
 
 
-class TopicReader:
-    """Every event on a topic from the beginning, read in the background (no consumer group)."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
-        self.events: list[Envelope[EventData]] = []
-        self.raw: list[Any] = []  # every record as read, undecodable ones included
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                for record in records:
-                    self.raw.append(record)
-                    with contextlib.suppress(Exception):
-                        self.events.append(decode(record.value or b""))
-
-    def of_type(self, event_type: str) -> list[Envelope[Any]]:
-        return [e for e in self.events if e.type == event_type]
-
-    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 20) -> list[Envelope[Any]]:
-        async def enough() -> list[Envelope[Any]]:
-            found = self.of_type(event_type)
-            return found if len(found) >= count else []
-
-        return await poll_until(enough, timeout=timeout, what=f"{count} x {event_type}")
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-
 async def raw_schema_dump(runtime: ServiceRuntime) -> str:
     """Every row of every table of the service's schema as PostgreSQL prints it: what someone reading the
     database directly would see (the check that a secret or an erased person is not in it)."""
@@ -362,20 +324,3 @@ async def raw_schema_dump(runtime: ServiceRuntime) -> str:
             query = text(f'SELECT CAST(t AS text) FROM "{runtime.schema}"."{table}" t')
             rows += (await session.execute(query)).scalars().all()
     return "\n".join(rows)
-
-
-async def read_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> TopicReader:
-    consumer = AIOKafkaConsumer(
-        **security.client_kwargs(), bootstrap_servers=bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-
-    async def partitions() -> set[int]:
-        await consumer._client.force_metadata_update()
-        return set(consumer.partitions_for_topic(topic) or ())
-
-    parts = await poll_until(partitions, timeout=20, what=f"partitions of {topic}")
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return TopicReader(consumer)

@@ -1,47 +1,17 @@
-"""Test support for ledger-sync and its neighbours: read what the service put on the broker."""
+"""Test support for ledger-sync and its neighbours: the service on real sockets and what it put on the broker
+(read with the kit's topic reader)."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from dunning_events.codec import decode
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.topics import LEDGER
+from dunning_kit.event_testing import topic_events
 from dunning_kit.testing import RunningService, wait_until_quiet
-
-
-async def read_topic(bootstrap_servers: str, topic: str = LEDGER) -> list[Envelope[EventData]]:
-    """Every event on the topic right now, in partition order (no consumer group, nothing committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id=f"reader-{uuid.uuid4().hex[:6]}"
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Envelope[EventData]] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for records in batch.values():
-                out.extend(decode(r.value) for r in records if r.value is not None)
-        return out
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -55,7 +25,7 @@ class LedgerHarness:
     async def events(self, tenant: str | None = "acme") -> list[Envelope[EventData]]:
         """The ledger events published so far (waits until the outbox is drained)."""
         await wait_until_quiet([self.service.runtime])
-        evs = await read_topic(self.bootstrap_servers)
+        evs = await topic_events(self.bootstrap_servers, LEDGER)
         return [e for e in evs if tenant is None or e.tenant_id == tenant]
 
     async def event_types(self, tenant: str | None = "acme") -> list[str]:

@@ -1,5 +1,5 @@
-"""Test and bench helpers: produce the ledger's and the policy engine's events to the broker exactly as
-those services would, and read dunning.notifications.v1 back."""
+"""Test and bench helpers: the ledger's and the policy engine's events as the notifier's tests send them (through
+the kit's feed), and the kit's reader for dunning.notifications.v1."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from dunning_events.codec import encode
-from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
     ConsentFlags,
@@ -25,32 +21,14 @@ from dunning_events.events import (
     PostalAddress,
     StepInvoice,
 )
-from dunning_events.topics import partition_key
 from dunning_kit.clock import Clock
-from dunning_kit.testing import TopicReader, poll_until, read_topic  # noqa: F401 - re-exported for the tests
+from dunning_kit.event_testing import EventFeed as KitEventFeed
+from dunning_kit.event_testing import TopicReader, read_topic, start_producer  # noqa: F401 - re-exported for the tests
 
 
-class EventFeed:
-    """Publishes ledger and step events for one tenant, keyed like the real producers."""
-
-    def __init__(self, producer: AIOKafkaProducer, clock: Clock, tenant_id: str = "acme") -> None:
-        self.producer = producer
-        self.clock = clock
-        self.tenant_id = tenant_id
-
-    async def publish(self, *data: EventData, tenant_id: str | None = None) -> list[Envelope[Any]]:
-        tenant = tenant_id or self.tenant_id
-        envelopes = [new_event(d, tenant_id=tenant, source="test", occurred_at=self.clock.now()) for d in data]
-        for env in envelopes:
-            await self.producer.send_and_wait(
-                env.data.topic, value=encode(env), key=partition_key(tenant, env.data.customer_id).encode()
-            )
-        return envelopes
-
-    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
-        await self.producer.send_and_wait(topic, value=value, key=key)
-
-    # ---------------------------------------------------------------- builders
+class EventFeed(KitEventFeed):
+    """The kit's feed (publish, send_raw) with the builders of the ledger and step events the notifier's tests
+    send, their defaults the notifier's fixtures."""
 
     @staticmethod
     def customer(
@@ -143,9 +121,7 @@ class EventFeed:
 
 
 async def open_feed(bootstrap_servers: str, clock: Clock, tenant_id: str = "acme") -> EventFeed:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=False, linger_ms=1)
-    await producer.start()
-    return EventFeed(producer, clock, tenant_id)
+    return EventFeed(await start_producer(bootstrap_servers), clock, tenant_id)
 
 
 def at(clock: Clock, **delta: float) -> datetime:

@@ -18,20 +18,24 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import raw_connection, unnest
 from dunning_events.money import minor_units
 from dunning_events.topics import LEDGER
 from dunning_events.tracing import current_trace_headers
 from ledger_sync.domain.ledger import InvoiceTerms
 
+# The batch's columns, one array each ($5..$14), in the order insert_new_invoices passes them.
+_COLUMNS = [
+    ("invoice_id", "text"), ("customer_id", "text"), ("number", "text"), ("currency", "text"),
+    ("total_minor", "bigint"), ("exponent", "int"), ("issue_date", "date"), ("due_date", "date"), ("terms", "text"),
+    ("erp_updated_at", "timestamptz"),
+]  # fmt: skip
 _MONEY = "round(total_minor::numeric / power(10::numeric, exponent), exponent)::text"
 # The batch arrives as one array per column ($5..$14) and is unnested in the statement: one round trip
 # per batch (a temp staging table filled by COPY took three more, and its TRUNCATE cost as much as the COPY).
 _INSERT = f"""
 WITH staged AS MATERIALIZED (
-  SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::int[], $11::date[],
-                       $12::date[], $13::text[], $14::timestamptz[])
-    WITH ORDINALITY AS s(invoice_id, customer_id, number, currency, total_minor, exponent, issue_date, due_date,
-                         terms, erp_updated_at, ord)
+  SELECT * FROM {unnest(_COLUMNS, first=5, alias="s", ordinality="ord")}
 ), ins AS (
   INSERT INTO invoices (tenant_id, invoice_id, customer_id, number, currency, total_minor, balance_minor,
                         cancelled_minor, issue_date, due_date, terms, status, disputed, source, erp_updated_at,
@@ -80,9 +84,7 @@ async def insert_new_invoices(
     events; returns the ids inserted."""
     if not new:
         return set()
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection  # asyncpg, inside the session's transaction
+    driver = await raw_connection(session)
     exponent = {currency: minor_units(currency) for currency in {t.currency for t, _ in new}}
     ids, customers, numbers, currencies, totals, issued, due, payment_terms = (
         list(c) for c in zip(*(t for t, _ in new), strict=True)

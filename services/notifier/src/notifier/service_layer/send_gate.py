@@ -25,9 +25,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dunning_events.bulk import raw_connection
 
 # Unqualified: the service's schema is on the connection's search_path. updated_at starts the stuck sweep's
 # clock (wall time): from here on the outcome can only be recorded or written off, never sent again.
@@ -131,7 +132,7 @@ class SendGate:
         try:
             # Straight on the driver, outside any transaction: the one statement commits on its own (no
             # BEGIN/COMMIT round trips), and asyncpg takes the arrays without a parameter dict per row.
-            apg: Any = (await conn.get_raw_connection()).driver_connection
+            apg = await raw_connection(conn, in_transaction=False)
             rows = await apg.fetch(_MARK_SENDING, ids, tokens)
         except BaseException:
             self._conn = None  # whatever broke, the next group starts on a fresh connection

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import ArrayInsert, raw_connection
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
 from dunning_events.events import DunningStepCancelled, DunningStepDue, DunningStepReplanned
@@ -55,22 +56,17 @@ def delivery_rows(env: Envelope[DunningStepDue], now: datetime) -> list[dict[str
 
 # One statement per batch: the rows travel as one array per column (asyncpg encodes them in C) instead of
 # SQLAlchemy building a parameter dict per row - that per-row Python was most of the consumer's CPU.
-_INSERT_DELIVERIES = text(
-    """
-    INSERT INTO deliveries (id, tenant_id, customer_id, step_id, channel, idempotency_key, step, channel_mode,
-                            fallback_channels, next_attempt_at, correlation_id, trace_context)
-    SELECT u.id, u.tenant_id, u.customer_id, u.step_id, u.channel, u.idempotency_key, u.step::jsonb, u.channel_mode,
-           u.fallback_channels::jsonb, u.next_attempt_at, u.correlation_id, u.trace_context::jsonb
-    FROM unnest(CAST(:id AS uuid[]), CAST(:tenant_id AS text[]), CAST(:customer_id AS text[]),
-                CAST(:step_id AS text[]), CAST(:channel AS text[]), CAST(:idempotency_key AS text[]),
-                CAST(:step AS text[]), CAST(:channel_mode AS text[]), CAST(:fallback_channels AS text[]),
-                CAST(:next_attempt_at AS timestamptz[]), CAST(:correlation_id AS uuid[]),
-                CAST(:trace_context AS text[]))
-         AS u(id, tenant_id, customer_id, step_id, channel, idempotency_key, step, channel_mode, fallback_channels,
-              next_attempt_at, correlation_id, trace_context)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    """
-)
+_INSERT_DELIVERIES = ArrayInsert(
+    "deliveries",
+    [
+        ("id", "uuid"), ("tenant_id", "text"), ("customer_id", "text"), ("step_id", "text"), ("channel", "text"),
+        ("idempotency_key", "text"), ("step", "text"), ("channel_mode", "text"), ("fallback_channels", "text"),
+        ("next_attempt_at", "timestamptz"), ("correlation_id", "uuid"), ("trace_context", "text"),
+    ],
+    values={"step": "u.step::jsonb", "fallback_channels": "u.fallback_channels::jsonb",
+            "trace_context": "u.trace_context::jsonb"},
+    tail="ON CONFLICT (idempotency_key) DO NOTHING",
+)  # fmt: skip
 
 
 def _json(value: Any) -> str:
@@ -80,22 +76,22 @@ def _json(value: Any) -> str:
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         # The unique key makes a redelivered step (or a second fallback attempt) a no-op.
-        await session.execute(
-            _INSERT_DELIVERIES,
-            {
-                "id": [r["id"] for r in rows],
-                "tenant_id": [r["tenant_id"] for r in rows],
-                "customer_id": [r["customer_id"] for r in rows],
-                "step_id": [r["step_id"] for r in rows],
-                "channel": [r["channel"] for r in rows],
-                "idempotency_key": [r["idempotency_key"] for r in rows],
-                "step": [_json(r["step"]) for r in rows],
-                "channel_mode": [r.get("channel_mode") or "all" for r in rows],
-                "fallback_channels": [_json(r.get("fallback_channels") or []) for r in rows],
-                "next_attempt_at": [r["next_attempt_at"] for r in rows],
-                "correlation_id": [r.get("correlation_id") for r in rows],
-                "trace_context": [_json(r.get("trace_context") or {}) for r in rows],
-            },
+        await _INSERT_DELIVERIES.execute(
+            await raw_connection(session),
+            (
+                [r["id"] for r in rows],
+                [r["tenant_id"] for r in rows],
+                [r["customer_id"] for r in rows],
+                [r["step_id"] for r in rows],
+                [r["channel"] for r in rows],
+                [r["idempotency_key"] for r in rows],
+                [_json(r["step"]) for r in rows],
+                [r.get("channel_mode") or "all" for r in rows],
+                [_json(r.get("fallback_channels") or []) for r in rows],
+                [r["next_attempt_at"] for r in rows],
+                [r.get("correlation_id") for r in rows],
+                [_json(r.get("trace_context") or {}) for r in rows],
+            ),
         )
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import ArrayInsert, column_arrays, raw_connection, unnest
 from dunning_events.envelope import Envelope
 from dunning_events.events import CustomerUpserted
 from dunning_events.outbox import OutboxWriter
@@ -56,19 +56,6 @@ assert set(_PG_TYPES) == set(CASE_COLUMNS), "every Case field needs a column typ
 
 _SELECT_CASES = "SELECT " + ", ".join(CASE_COLUMNS) + " FROM cases"
 _KEYS = ("tenant_id", "invoice_id")
-_UPDATE_CASES = (
-    "UPDATE cases AS c SET "
-    + ", ".join(
-        f"{col} = string_to_array(u.{col}, chr(31))" if col in _LIST_COLUMNS else f"{col} = u.{col}"
-        for col in CASE_COLUMNS
-        if col not in _KEYS
-    )
-    + " FROM unnest("
-    + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(CASE_COLUMNS, start=1))
-    + ") AS u("
-    + ", ".join(CASE_COLUMNS)
-    + ") WHERE c.tenant_id = u.tenant_id AND c.invoice_id = u.invoice_id"
-)
 _INSERT_CASE = (
     "INSERT INTO cases ("
     + ", ".join(CASE_COLUMNS)
@@ -79,17 +66,9 @@ _INSERT_CASE = (
     )
     + ") ON CONFLICT (tenant_id, invoice_id) DO NOTHING"
 )
+# The engine's modules reach the session's asyncpg connection through the repository.
+driver = raw_connection
 _TIMELINE_COLUMNS = ["tenant_id", "customer_id", "invoice_id", "at", "kind", "step_name", "reason", "detail"]
-
-
-async def driver(session: AsyncSession) -> asyncpg.Connection:
-    """The session's asyncpg connection, inside the session's transaction (begun if it was not yet)."""
-    conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    if getattr(fairy.dbapi_connection, "_transaction", None) is None:
-        await conn.execute(text("SELECT 1"))  # SQLAlchemy begins its transaction lazily
-    apg: asyncpg.Connection = fairy.driver_connection
-    return apg
 
 
 def case_from_record(record: asyncpg.Record) -> Case:
@@ -123,12 +102,12 @@ def _update_statement(columns: Sequence[str]) -> str:
             for col in cols
             if col not in _KEYS
         )
-        + " FROM unnest("
-        + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(cols, start=1))
-        + ") AS u("
-        + ", ".join(cols)
-        + ") WHERE c.tenant_id = u.tenant_id AND c.invoice_id = u.invoice_id"
+        + f" FROM {unnest([(col, _PG_TYPES[col]) for col in cols])}"
+        + " WHERE c.tenant_id = u.tenant_id AND c.invoice_id = u.invoice_id"
     )
+
+
+_UPDATE_CASES = _update_statement(CASE_COLUMNS)
 
 
 # What a timer decision may change (ledger facts and pause flags are the event handlers' business).
@@ -151,22 +130,17 @@ async def save_cases(apg: asyncpg.Connection, cases: Sequence[Case], columns: Se
                           *_column_arrays(cases, cols))  # fmt: skip
 
 
-_INSERT_CASES = (
-    "INSERT INTO cases ("
-    + ", ".join(CASE_COLUMNS)
-    + ") SELECT "
-    + ", ".join(f"string_to_array(u.{col}, chr(31))" if col in _LIST_COLUMNS else f"u.{col}" for col in CASE_COLUMNS)
-    + " FROM unnest("
-    + ", ".join(f"${i}::{_PG_TYPES[col]}[]" for i, col in enumerate(CASE_COLUMNS, start=1))
-    + ") AS u("
-    + ", ".join(CASE_COLUMNS)
-    + ") ON CONFLICT (tenant_id, invoice_id) DO NOTHING"
+_INSERT_CASES = ArrayInsert(
+    "cases",
+    [(col, _PG_TYPES[col]) for col in CASE_COLUMNS],
+    values={col: f"string_to_array(u.{col}, chr(31))" for col in _LIST_COLUMNS},
+    tail="ON CONFLICT (tenant_id, invoice_id) DO NOTHING",
 )
 
 
 async def insert_cases(apg: asyncpg.Connection, cases: Sequence[Case]) -> None:
     if cases:
-        await apg.execute(_INSERT_CASES, *_column_arrays(cases))
+        await _INSERT_CASES.execute(apg, _column_arrays(cases))
 
 
 async def insert_case(apg: asyncpg.Connection, case: Case) -> bool:
@@ -305,21 +279,27 @@ async def lock_customers(
     return {r["customer_id"]: r for r in rows}
 
 
+_CUSTOMER_COLUMNS = [
+    (c, "text") for c in ("customer_id", "time_zone", "locale", "country", "segment", "tags", "consent")
+]
+_UPSERT_CUSTOMERS = ArrayInsert(
+    "customers",
+    _CUSTOMER_COLUMNS,
+    values={
+        "tenant_id": "$1", "known": "true", "tags": "string_to_array(u.tags, chr(31))", "consent": "u.consent::jsonb"
+    },
+    scalars=1,
+    tail="ON CONFLICT (tenant_id, customer_id) DO UPDATE SET known = true, time_zone = EXCLUDED.time_zone, "
+    "locale = EXCLUDED.locale, country = EXCLUDED.country, segment = EXCLUDED.segment, tags = EXCLUDED.tags, "
+    "consent = EXCLUDED.consent",
+)  # fmt: skip
+
+
 async def upsert_customers(apg: asyncpg.Connection, tenant_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """rows: (customer_id, time_zone, locale, country, segment, tags joined by SEP, consent JSON)."""
     if not rows:
         return
-    cols = list(zip(*rows, strict=True))
-    await apg.execute(
-        "INSERT INTO customers (tenant_id, customer_id, known, time_zone, locale, country, segment, tags, consent) "
-        "SELECT $1, u.c, true, u.tz, u.loc, u.cc, u.seg, string_to_array(u.tags, chr(31)), u.consent::jsonb "
-        "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-        "AS u(c, tz, loc, cc, seg, tags, consent) ON CONFLICT (tenant_id, customer_id) DO UPDATE SET known = true, "
-        "time_zone = EXCLUDED.time_zone, locale = EXCLUDED.locale, country = EXCLUDED.country, "
-        "segment = EXCLUDED.segment, tags = EXCLUDED.tags, consent = EXCLUDED.consent",
-        tenant_id,
-        *[list(c) for c in cols],
-    )
+    await _UPSERT_CUSTOMERS.execute(apg, column_arrays(rows, len(_CUSTOMER_COLUMNS)), tenant_id)
 
 
 async def ensure_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:

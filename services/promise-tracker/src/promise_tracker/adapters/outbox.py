@@ -11,57 +11,36 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import LargeBinary, String, Text, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from dunning_events.bulk import ArrayInsert, raw_connection
 from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
 from dunning_events.outbox import OutboxWriter
 from dunning_events.topics import partition_key
 from dunning_events.tracing import current_trace_headers
 
-
-async def driver(session: AsyncSession) -> Any:
-    """The session's asyncpg connection, inside the session's transaction (begun if it was not yet: SQLAlchemy's
-    asyncpg adapter begins lazily, so a raw statement before any SQLAlchemy one would run outside it)."""
-    conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    if getattr(fairy.dbapi_connection, "_transaction", None) is None:
-        await conn.execute(text("SELECT 1"))
-    return fairy.driver_connection
+# The columns OutboxWriter writes, one array each; the batch shares its trace headers.
+_COLUMNS = [("event_id", "uuid"), ("event_type", "text"), ("topic", "text"), ("key", "text"), ("payload", "bytea")]
 
 
 class SetwiseOutboxWriter(OutboxWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._insert = text(
-            f"INSERT INTO {self.table.name} (event_id, event_type, topic, key, payload, headers) "
-            "SELECT e, t, tp, k, p, CAST(:headers AS jsonb) FROM unnest(:ids, :types, :topics, :keys, :payloads) "
-            "AS u(e, t, tp, k, p)"
-        ).bindparams(
-            bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
-            bindparam("types", type_=ARRAY(String)),
-            bindparam("topics", type_=ARRAY(String)),
-            bindparam("keys", type_=ARRAY(Text)),
-            bindparam("payloads", type_=ARRAY(LargeBinary)),
-            bindparam("headers", type_=Text),
-        )
+        self._insert = ArrayInsert(self.table.name, _COLUMNS, values={"headers": "$1::jsonb"}, scalars=1)
 
     async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         if not events:
             return
-        await session.execute(
-            self._insert,
-            {
-                "ids": [ev.id for ev in events],
-                "types": [ev.type for ev in events],
-                "topics": [ev.data.topic for ev in events],
-                "keys": [partition_key(ev.tenant_id, ev.data.customer_id) for ev in events],
-                "payloads": [encode(ev) for ev in events],
-                "headers": json.dumps(current_trace_headers()),
-            },
+        apg = await raw_connection(session)
+        arrays = (
+            [ev.id for ev in events],
+            [ev.type for ev in events],
+            [ev.data.topic for ev in events],
+            [partition_key(ev.tenant_id, ev.data.customer_id) for ev in events],
+            [encode(ev) for ev in events],
         )
+        await self._insert.execute(apg, arrays, json.dumps(current_trace_headers()))
         self.wake_after_commit(session)
 
     async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
@@ -69,7 +48,7 @@ class SetwiseOutboxWriter(OutboxWriter):
         transaction."""
         if not records:
             return
-        apg = await driver(session)
+        apg = await raw_connection(session)
         await apg.copy_records_to_table(
             self.table.name, schema_name=self.table.schema, records=records, columns=columns
         )

@@ -21,11 +21,12 @@ from types import SimpleNamespace
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import raw_connection
 from dunning_events.money import ISO_CURRENCIES, minor_units
 from dunning_events.tracing import current_trace_headers
 from promise_tracker.adapters import orm
 from promise_tracker.adapters.deadline_events import JUDGED_COLUMNS, OUTBOX_COLUMNS, outbox_records
-from promise_tracker.adapters.outbox import SetwiseOutboxWriter, driver
+from promise_tracker.adapters.outbox import SetwiseOutboxWriter
 from promise_tracker.service_layer.outcomes import Outcomes, Resolution
 
 # Currencies whose minor unit is not the cent (JPY 0, KWD 3, ...); every other one has 2 decimals.
@@ -116,7 +117,7 @@ async def fire_due(session: AsyncSession, outbox: SetwiseOutboxWriter, now: date
     # On the session's asyncpg connection: asyncpg records unpack by position at C speed, where SQLAlchemy's
     # result rows cost several µs per promise. One row even when nothing was judged (the LEFT JOIN), so the
     # claimed count always comes back.
-    apg = await driver(session)
+    apg = await raw_connection(session)
     rows = await apg.fetch(_FIRE, now, limit, *_ODD)
     claimed = rows[0][_CLAIMED]
     standalone = [row for row in rows if row[_PLAN_ID] is None and row[_PROMISE_ID] is not None]

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text, bindparam, delete, select, text, update
+from sqlalchemy import BigInteger, DateTime, String, Text, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import ArrayInsert, raw_connection
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     PlanCompleted,
@@ -64,18 +65,13 @@ _RELEASE_PROMISE_INVOICES = text(
     "DELETE FROM commitments AS c USING unnest(:tenants, :ids) AS u(tenant_id, holder_id) "
     "WHERE c.tenant_id = u.tenant_id AND c.holder_id = u.holder_id AND c.holder_kind = 'promise'"
 ).bindparams(bindparam("tenants", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(String)))
-_COUNT_PER_CUSTOMER = text(
-    "INSERT INTO customers (tenant_id, customer_id, kept_promise_count, broken_promise_count) "
-    "SELECT * FROM unnest(:tenants, :customers, :kept, :broken) "
-    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET "
+_COUNT_PER_CUSTOMER = ArrayInsert(
+    "customers",
+    [("tenant_id", "text"), ("customer_id", "text"), ("kept_promise_count", "int4"), ("broken_promise_count", "int4")],
+    tail="ON CONFLICT (tenant_id, customer_id) DO UPDATE SET "
     "kept_promise_count = customers.kept_promise_count + EXCLUDED.kept_promise_count, "
     "broken_promise_count = customers.broken_promise_count + EXCLUDED.broken_promise_count "
-    "RETURNING tenant_id, customer_id, broken_promise_count"
-).bindparams(
-    bindparam("tenants", type_=ARRAY(String)),
-    bindparam("customers", type_=ARRAY(String)),
-    bindparam("kept", type_=ARRAY(Integer)),
-    bindparam("broken", type_=ARRAY(Integer)),
+    "RETURNING tenant_id, customer_id, broken_promise_count",
 )
 
 Ending = Verdict | str  # "kept" | "partially_kept" | "broken" | "cancelled"
@@ -208,18 +204,14 @@ class Outcomes:
         if not per_customer:
             return {}
         keys = list(per_customer)
-        totals = {
-            (row.tenant_id, row.customer_id): row.broken_promise_count
-            for row in await self.session.execute(
-                _COUNT_PER_CUSTOMER,
-                {
-                    "tenants": [t for t, _ in keys],
-                    "customers": [c for _, c in keys],
-                    "kept": [per_customer[k][0] for k in keys],
-                    "broken": [per_customer[k][1] for k in keys],
-                },
-            )
-        }
+        arrays = (
+            [t for t, _ in keys],
+            [c for _, c in keys],
+            [per_customer[k][0] for k in keys],
+            [per_customer[k][1] for k in keys],
+        )
+        counted = await _COUNT_PER_CUSTOMER.fetch(await raw_connection(self.session), arrays)
+        totals = {(row[0], row[1]): row[2] for row in counted}
         # Number the batch's broken promises per customer in deadline order, ending at the new total.
         running: dict[tuple[str, str], int] = {k: totals[k] - v[1] for k, v in per_customer.items()}
         counts: dict[tuple[str, str], int] = {}
