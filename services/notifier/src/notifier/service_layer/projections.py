@@ -42,7 +42,7 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
     )
 
 
-def _newer(version: int) -> ColumnElement[bool]:
+def newer_than_applied(version: int) -> ColumnElement[bool]:
     """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
     return supersedes_sql(version, orm.invoice_balances.c.ledger_version)
 
@@ -68,7 +68,7 @@ async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> No
         stmt.on_conflict_do_update(
             index_elements=[b.tenant_id, b.invoice_id],
             set_={**values, "ledger_version": func.greatest(b.ledger_version, d.version)},
-            where=_newer(d.version),
+            where=newer_than_applied(d.version),
         )
     )
 
@@ -80,7 +80,9 @@ async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | 
     for a in d.allocations:
         await session.execute(
             update(orm.invoice_balances)
-            .where(b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id, _newer(a.invoice_version_after))
+            .where(
+                b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id, newer_than_applied(a.invoice_version_after)
+            )
             .values(
                 balance_minor=to_minor(a.invoice_balance_after, d.currency),
                 status=a.invoice_status_after,
