@@ -10,7 +10,7 @@ from dunning_events.events import InvoiceUpdated, supersedes
 from dunning_kit.db import make_engine
 from dunning_kit.testing import RunningService
 from notifier.adapters import orm
-from notifier.service_layer.projections import newer_than_applied
+from notifier.adapters.ledger_projection import newer_than_applied
 from notifier.testing import EventFeed, TopicReader
 
 from .conftest import Fakes
