@@ -8,14 +8,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, false, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.adapters import orm
-from notifier.adapters.delivery_records import as_columns
 
 _CLAIM = text(
     "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
@@ -82,7 +81,32 @@ WHERE id = ANY($1::uuid[]) AND status = 'claimed' AND claim_token = ($2::uuid[])
 RETURNING id
 """
 
+# The statements' array parameters, in the order of RenderedClaim's and DecidedRow's fields.
+_CLAIM_COLUMNS = ("b_id", "b_provider", "b_recipient", "b_template", "b_locale", "b_subject", "b_text", "b_html")
+_CLOSE_COLUMNS = ("b_id", "b_status", "b_error", "b_recipient")
 _JSON_COLUMNS = ("step", "fallback_channels", "trace_context")
+
+
+class RenderedClaim(NamedTuple):
+    """What a claimed row keeps of its rendering until it is sent (the message's text part per channel)."""
+
+    id: uuid.UUID
+    provider: str
+    recipient: str
+    template_id: str
+    locale: str
+    subject: str | None
+    text: str | None
+    html: str | None
+
+
+class DecidedRow(NamedTuple):
+    """A row decided without a send: skipped, failed or held, with the reason."""
+
+    id: uuid.UUID
+    status: str
+    error: str
+    recipient: str | None
 
 
 def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,18 +158,17 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int, take_over:
 
 
 async def mark_claimed(
-    session: AsyncSession, marks: list[dict[str, Any]], token: uuid.UUID, lease_seconds: float, now: datetime
+    session: AsyncSession, rendered: list[RenderedClaim], token: uuid.UUID, lease_seconds: float, now: datetime
 ) -> None:
-    """Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send. `marks`: one
-    dict per row with b_id, b_provider, b_recipient, b_template, b_locale, b_subject, b_text, b_html."""
-    if marks:
-        await session.execute(_MARK_CLAIMED, {**as_columns(marks), "token": token, "lease": lease_seconds, "now": now})
+    """Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send."""
+    if rendered:
+        columns = dict(zip(_CLAIM_COLUMNS, map(list, zip(*rendered, strict=True)), strict=True))
+        await session.execute(_MARK_CLAIMED, {**columns, "token": token, "lease": lease_seconds, "now": now})
 
 
-async def close_decided(session: AsyncSession, closed: list[dict[str, Any]]) -> None:
-    """Rows decided without a send (skipped, failed, held): b_id, b_status, b_error, b_recipient."""
-    if closed:
-        await session.execute(_CLOSE, as_columns(closed))
+async def close_decided(session: AsyncSession, decided: list[DecidedRow]) -> None:
+    if decided:
+        await session.execute(_CLOSE, dict(zip(_CLOSE_COLUMNS, map(list, zip(*decided, strict=True)), strict=True)))
 
 
 async def renew_lease(session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID, lease_seconds: float) -> None:

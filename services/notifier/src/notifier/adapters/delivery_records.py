@@ -19,12 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.adapters import orm
 
-
-def as_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """[{"b_id": .., "b_x": ..}, ...] -> {"b_id": [..], "b_x": [..]}: the arrays an unnest statement takes."""
-    return {key: [r[key] for r in rows] for key in rows[0]}
-
-
 # ------------------------------------------------------------------ new records
 
 # One statement per batch: the rows travel as one array per column instead of SQLAlchemy building a parameter
@@ -162,24 +156,38 @@ _MARK_FAILED = text(
 )
 
 
-async def mark_sent(session: AsyncSession, columns: Mapping[str, list[Any]], now: datetime) -> set[uuid.UUID]:
-    """`b_id`, `b_pmid`, `b_provider` columns: the rows this write moved from `sending` to `sent`."""
-    return set((await session.execute(_MARK_SENT, {**columns, "now": now})).scalars())
+async def mark_sent(
+    session: AsyncSession,
+    ids: list[uuid.UUID],
+    provider_message_ids: list[str | None],
+    providers: list[str],
+    now: datetime,
+) -> set[uuid.UUID]:
+    """One entry per row in each list: the rows this write moved from `sending` to `sent`."""
+    params = {"b_id": ids, "b_pmid": provider_message_ids, "b_provider": providers, "now": now}
+    return set((await session.execute(_MARK_SENT, params)).scalars())
 
 
-async def keep_late_receipts(session: AsyncSession, columns: Mapping[str, list[Any]]) -> None:
-    """The same columns as mark_sent, for the rows it did not win."""
-    await session.execute(_KEEP_LATE_RECEIPT, dict(columns))
+async def keep_late_receipts(
+    session: AsyncSession, ids: list[uuid.UUID], provider_message_ids: list[str | None], providers: list[str]
+) -> None:
+    """What mark_sent was given, for the rows it did not win (already `unknown`)."""
+    await session.execute(_KEEP_LATE_RECEIPT, {"b_id": ids, "b_pmid": provider_message_ids, "b_provider": providers})
 
 
-async def mark_retry(session: AsyncSession, columns: Mapping[str, list[Any]]) -> list[uuid.UUID]:
-    """`b_id`, `b_at`, `b_error`: `pending` again, due later."""
-    return list((await session.execute(_MARK_RETRY, dict(columns))).scalars())
+async def mark_retry(
+    session: AsyncSession, ids: list[uuid.UUID], due_at: list[datetime], errors: list[str]
+) -> list[uuid.UUID]:
+    """`pending` again, due later; the rows this write won."""
+    return list((await session.execute(_MARK_RETRY, {"b_id": ids, "b_at": due_at, "b_error": errors})).scalars())
 
 
-async def mark_failed(session: AsyncSession, columns: Mapping[str, list[Any]]) -> set[uuid.UUID]:
-    """`b_id`, `b_status` (failed or unknown), `b_error`."""
-    return set((await session.execute(_MARK_FAILED, dict(columns))).scalars())
+async def mark_failed(
+    session: AsyncSession, ids: list[uuid.UUID], statuses: list[str], errors: list[str]
+) -> set[uuid.UUID]:
+    """`failed`, or `unknown` when the provider may have taken the message; the rows this write won."""
+    params = {"b_id": ids, "b_status": statuses, "b_error": errors}
+    return set((await session.execute(_MARK_FAILED, params)).scalars())
 
 
 async def mark_stuck_unknown(session: AsyncSession, stuck_after_seconds: float, reason: str) -> list[Any]:

@@ -16,7 +16,8 @@ from notifier.adapters import orm
 
 def newer_than_applied(version: int) -> ColumnElement[bool]:
     """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
-    return supersedes_sql(version, orm.invoice_balances.c.ledger_version)
+    newer: ColumnElement[bool] = supersedes_sql(version, orm.invoice_balances.c.ledger_version)
+    return newer
 
 
 async def upsert_customer(session: AsyncSession, tenant_id: str, customer_id: str, values: Mapping[str, Any]) -> None:

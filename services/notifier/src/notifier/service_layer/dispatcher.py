@@ -56,6 +56,7 @@ from dunning_kit.clock import Clock
 from dunning_kit.data_keys import DEV_DATA_ENCRYPTION_KEYS, Keyring
 from notifier.adapters import claims
 from notifier.adapters.channel_secrets import ChannelSecrets
+from notifier.adapters.claims import DecidedRow, RenderedClaim
 from notifier.adapters.delivery_records import insert_deliveries
 from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.contact_window import outside_window
@@ -259,9 +260,9 @@ class Dispatcher:
             if not rows:
                 return 0, []
             ctx, recipients = await load_decision_context(session, rows, self.composer, self.secrets)
-            marks: list[dict[str, Any]] = []
+            rendered: list[RenderedClaim] = []
             events: list[Envelope[Any]] = []
-            closed: list[dict[str, Any]] = []
+            closed: list[DecidedRow] = []
             follow_ups: list[dict[str, Any]] = []
             since = time.perf_counter()
             for row in rows:
@@ -274,19 +275,18 @@ class Dispatcher:
                     since = time.perf_counter()
                 if isinstance(decision, Send):
                     m = decision.message
-                    marks.append(
-                        {
-                            "b_id": row["id"],
-                            "b_provider": decision.provider,
-                            "b_recipient": m.recipient,
-                            "b_template": decision.template_id,
-                            "b_locale": decision.locale,
-                            "b_subject": m.subject,
-                            "b_text": m.sms
-                            if row["channel"] == "sms"
-                            else (m.voice if row["channel"] == "voice" else m.text),
-                            "b_html": m.html,
-                        }
+                    text = m.sms if row["channel"] == "sms" else (m.voice if row["channel"] == "voice" else m.text)
+                    rendered.append(
+                        RenderedClaim(
+                            id=row["id"],
+                            provider=decision.provider,
+                            recipient=m.recipient,
+                            template_id=decision.template_id,
+                            locale=decision.locale,
+                            subject=m.subject,
+                            text=text,
+                            html=m.html,
+                        )
                     )
                     sends.append((row, decision))
                     continue
@@ -305,20 +305,13 @@ class Dispatcher:
                     event = failed_event(row, decision.recipient, now, reason=reason, permanent=True)
                     go_on = True
                 MESSAGES.labels(channel=row["channel"], outcome=status).inc()
-                closed.append(
-                    {
-                        "b_id": row["id"],
-                        "b_status": status,
-                        "b_error": reason,
-                        "b_recipient": recipients[row["id"]].address,
-                    }
-                )
+                closed.append(DecidedRow(row["id"], status, reason, recipients[row["id"]].address))
                 events.append(event)
                 nxt = fallback_row(row, now, reason) if go_on else None
                 if nxt is not None:
                     follow_ups.append(nxt)
             # Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send.
-            await claims.mark_claimed(session, marks, token, self.claim_lease_seconds, now)
+            await claims.mark_claimed(session, rendered, token, self.claim_lease_seconds, now)
             await claims.close_decided(session, closed)
             await insert_deliveries(session, follow_ups)
             await self.outbox.add(session, events)

@@ -23,7 +23,7 @@ from dunning_events.envelope import Envelope
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
 from notifier.adapters import claims, delivery_records
-from notifier.adapters.delivery_records import as_columns, insert_deliveries
+from notifier.adapters.delivery_records import insert_deliveries
 from notifier.domain.contact_window import OutsideWindow
 from notifier.domain.messages import SendError, SendReceipt
 from notifier.domain.recipients import suppression_key
@@ -156,16 +156,13 @@ class OutcomeRecorder:
         if plan.held:
             events.extend(await self._hold_claimed(session, plan.held, token, now, counted))
         if plan.sent:
-            columns = as_columns(
-                [
-                    {"b_id": o.row["id"], "b_pmid": o.receipt.provider_message_id, "b_provider": o.receipt.provider}
-                    for o in plan.sent
-                    if o.receipt is not None
-                ]
-            )
-            won = await delivery_records.mark_sent(session, columns, now)
+            receipts = [(o.row["id"], o.receipt) for o in plan.sent if o.receipt is not None]
+            ids = [rid for rid, _ in receipts]
+            pmids = [r.provider_message_id for _, r in receipts]
+            providers = [r.provider for _, r in receipts]
+            won = await delivery_records.mark_sent(session, ids, pmids, providers, now)
             if len(won) < len(plan.sent):
-                await delivery_records.keep_late_receipts(session, columns)
+                await delivery_records.keep_late_receipts(session, ids, pmids, providers)
                 log.warning(
                     "%d provider answers came after their delivery had left `sending` (written off as unknown by "
                     "the stuck sweep, or recorded already): not recorded again",
@@ -184,27 +181,21 @@ class OutcomeRecorder:
                         )
                     )
         if plan.retries:
-            columns = as_columns(
-                [
-                    {"b_id": o.row["id"], "b_at": v.at, "b_error": o.error.reason if o.error else ""}
-                    for o, v in plan.retries
-                ]
-            )
             channel_of = {o.row["id"]: o.row["channel"] for o, _ in plan.retries}
-            for rid in await delivery_records.mark_retry(session, columns):
+            for rid in await delivery_records.mark_retry(
+                session,
+                [o.row["id"] for o, _ in plan.retries],
+                [v.at for _, v in plan.retries],
+                [o.error.reason if o.error else "" for o, _ in plan.retries],
+            ):
                 counted[(channel_of[rid], "retry")] += 1
         if plan.failed:
-            columns = as_columns(
-                [
-                    {
-                        "b_id": o.row["id"],
-                        "b_status": "unknown" if o.error and o.error.outcome_unknown else "failed",
-                        "b_error": v.reason,
-                    }
-                    for o, v in plan.failed
-                ]
+            won = await delivery_records.mark_failed(
+                session,
+                [o.row["id"] for o, _ in plan.failed],
+                ["unknown" if o.error and o.error.outcome_unknown else "failed" for o, _ in plan.failed],
+                [v.reason for _, v in plan.failed],
             )
-            won = await delivery_records.mark_failed(session, columns)
             for o, verdict in plan.failed:
                 if o.row["id"] not in won or o.error is None:
                     continue
