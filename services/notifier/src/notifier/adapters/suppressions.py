@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -13,29 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.adapters import orm
 
 
-async def insert_suppression(
-    session: AsyncSession,
-    tenant_id: str,
-    kind: str,
-    address: str,
-    reason: str,
-    customer_id: str | None,
-    detail: str | None,
-    now: datetime,
-) -> bool:
+class Suppression(NamedTuple):
+    tenant_id: str
+    kind: str  # email | phone
+    address: str
+    reason: str
+    customer_id: str | None  # whose address it was, when known
+    detail: str | None  # the provider's words, a staff member's note
+
+
+async def insert_suppression(session: AsyncSession, entry: Suppression, now: datetime) -> bool:
     """True when the address was not suppressed yet (the first reason stays)."""
     inserted = (
         await session.execute(
             insert(orm.suppressions)
-            .values(
-                tenant_id=tenant_id,
-                kind=kind,
-                address=address,
-                reason=reason,
-                customer_id=customer_id,
-                detail=detail,
-                created_at=now,
-            )
+            .values(**entry._asdict(), created_at=now)
             .on_conflict_do_nothing()
             .returning(orm.suppressions.c.address)
         )

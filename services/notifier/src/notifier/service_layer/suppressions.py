@@ -33,7 +33,8 @@ async def add_suppression(
     now: datetime,
 ) -> list[Envelope[Any]]:
     """Suppress an address or number; a new suppression also yields consent.revoked for the policy engine."""
-    added = await suppressions.insert_suppression(session, tenant_id, kind, address, reason, customer_id, detail, now)
+    entry = suppressions.Suppression(tenant_id, kind, address, reason, customer_id, detail)
+    added = await suppressions.insert_suppression(session, entry, now)
     if not added or customer_id is None:
         return []
     channels = [channel] if kind == "email" else ["sms", "voice"]  # a STOP on a number stops calls too
