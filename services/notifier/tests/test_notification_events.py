@@ -3,8 +3,10 @@ way (masked recipient, the step's invoices, the step event's correlation id), wh
 
 from __future__ import annotations
 
+import ast
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dunning_events.events import (
     NotificationBounced,
@@ -15,6 +17,7 @@ from dunning_events.events import (
     NotificationSkipped,
 )
 from notifier.domain.contact_window import OutsideWindow
+from notifier.service_layer import notification_events
 from notifier.service_layer.notification_events import (
     failed_event,
     held_event,
@@ -95,3 +98,25 @@ def test_each_outcome_carries_its_own_fields() -> None:
     bounced = outcome_event(NotificationBounced, DELIVERY, "ann@initech.example", NOW, hard=False, reason="4.2.2").data
     assert isinstance(bounced, NotificationBounced)
     assert (bounced.hard, bounced.reason) == (False, "4.2.2")
+
+
+def test_no_module_but_the_builder_constructs_a_delivery_event() -> None:
+    """The dispatcher, the recorder, the stuck sweep and the receipts all go through the builder, so a field
+    added to the events is filled the same way on every path."""
+    src = Path(notification_events.__file__).parents[1]
+    kinds = {
+        "NotificationSent",
+        "NotificationFailed",
+        "NotificationSkipped",
+        "NotificationHeld",
+        "NotificationDelivered",
+        "NotificationBounced",
+    }
+    built_elsewhere = [
+        f"{path.relative_to(src)}:{node.lineno}"
+        for path in sorted(src.rglob("*.py"))
+        if path != Path(notification_events.__file__)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds
+    ]
+    assert built_elsewhere == []
