@@ -70,7 +70,7 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
 # ------------------------------------------------------------------ what the step events change
 
 
-async def cancel_not_started(
+async def cancel_step_deliveries(
     session: AsyncSession, tenant_id: str, step_id: str, statuses: tuple[str, ...], error: str, now: datetime
 ) -> None:
     d = orm.deliveries.c

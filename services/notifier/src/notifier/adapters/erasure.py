@@ -109,7 +109,7 @@ async def pseudonymise_customer(
     await session.execute(_CUSTOMER, {**keys, "pseudonym": pseudonym, "erased_at": erased_at})
 
 
-async def cancel_not_started(
+async def cancel_customer_deliveries(
     session: AsyncSession, tenant_id: str, customer_id: str, statuses: Iterable[str], why: str
 ) -> None:
     keys = {"tenant_id": tenant_id, "customer_id": customer_id}

@@ -49,7 +49,7 @@ async def on_customer_erased(session: AsyncSession, env: Envelope[CustomerErased
     addresses |= await erasure.addresses_messaged(session, tenant_id, customer_id)
     await erasure.pseudonymise_customer(session, tenant_id, customer_id, d.pseudonym, d.erased_at)
     # Not handed to a provider yet: cancelled (a claimed row's send gate then finds it no longer claimed).
-    await erasure.cancel_not_started(session, tenant_id, customer_id, NOT_STARTED, ERASED_SKIP)
+    await erasure.cancel_customer_deliveries(session, tenant_id, customer_id, NOT_STARTED, ERASED_SKIP)
     await erasure.scrub_deliveries(session, tenant_id, customer_id, ERASED_SKIP, ERASED_TEXT)
     await erasure.scrub_receipts(session, tenant_id, customer_id, addresses)
     await erasure.scrub_tasks(session, tenant_id, customer_id, ERASED_TEXT)

@@ -59,7 +59,7 @@ NOT_STARTED = ("pending", "claimed", "held")
 
 async def cancel_step(session: AsyncSession, env: Envelope[DunningStepCancelled], now: datetime) -> None:
     reason = f"step cancelled: {env.data.reason}"
-    await delivery_records.cancel_not_started(session, env.tenant_id, env.data.step_id, NOT_STARTED, reason, now)
+    await delivery_records.cancel_step_deliveries(session, env.tenant_id, env.data.step_id, NOT_STARTED, reason, now)
 
 
 async def replan_step(session: AsyncSession, env: Envelope[DunningStepReplanned]) -> None:
