@@ -30,7 +30,7 @@ def _ephemeral_range() -> range:
         return range(32768, 61000)
 
 
-def _dev_ports(count: int, taken: set[int]) -> int:
+def free_port_block(count: int, taken: set[int]) -> int:
     """The first of `count` consecutive free ports below the ephemeral range: a port the OS hands out for
     outgoing connections (the stack's own, to PostgreSQL and the broker) can be taken between choosing it and
     binding it, which failed a run once (promise-tracker on base+3)."""
@@ -72,11 +72,11 @@ def start_make_up(run_dir: Path) -> MakeUp:
     """Start the stack the way `make up` does (settings as environment variables) and wait for its banner."""
     taken: set[int] = set()
     ports = {
-        "DEV_HTTP_BASE_PORT": _dev_ports(4, taken),  # the four APIs take base..base+3
-        "DEV_PG_PORT": _dev_ports(1, taken),
-        "DEV_KAFKA_PORT": _dev_ports(1, taken),
-        "DEV_SMTP_PORT": _dev_ports(1, taken),
-        "DEV_TWILIO_PORT": _dev_ports(1, taken),
+        "DEV_HTTP_BASE_PORT": free_port_block(4, taken),  # the four APIs take base..base+3
+        "DEV_PG_PORT": free_port_block(1, taken),
+        "DEV_KAFKA_PORT": free_port_block(1, taken),
+        "DEV_SMTP_PORT": free_port_block(1, taken),
+        "DEV_TWILIO_PORT": free_port_block(1, taken),
     }
     env = {**os.environ, "DUNNING_RUN_DIR": str(run_dir), **{k: str(v) for k, v in ports.items()}}
     env.pop("DATABASE_URL", None)

@@ -21,7 +21,7 @@ from dunning_kit.embedded import free_port
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.services import SERVICES
 from dunning_kit.testing import TEST_SESSION_TIMEOUT_MS, poll_until
-from tests.make_up_process import _dev_ports
+from tests.make_up_process import free_port_block
 
 KEY = {"Authorization": "Bearer dev-acme-key"}
 DISPATCH_BATCH = 50
@@ -121,7 +121,7 @@ def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) ->
     # The four APIs below the ephemeral range, as the `make up` tests choose them: base+3 from the ephemeral range
     # was once taken by an outgoing connection between choosing and binding (promise-tracker, errno 98).
     ports = Ports(
-        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=_dev_ports(4, set())
+        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=free_port_block(4, set())
     )
     extra = {s.name: {**common, **platform_env.get(s.name, {})} for s in SERVICES}
     stack = DevStack(ports, extra_env=extra, run_dir=tmp_path)

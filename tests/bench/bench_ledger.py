@@ -70,7 +70,7 @@ class BrokerCounter:
         await self.consumer.stop()
 
 
-async def _csv(n: int) -> AsyncIterator[bytes]:
+async def invoice_csv(n: int) -> AsyncIterator[bytes]:
     yield b"id,customer_id,number,currency,total,issue_date,due_date,terms\n"
     for start in range(0, n, 5_000):
         rows = [
@@ -114,7 +114,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             await counter.start()
             started, cpu_started = time.perf_counter(), [cpu_seconds(pid) for pid in replicas.pids]
             pg_started, bench_cpu_started = postgres_cpu_seconds(ctx), time.process_time()
-            r = await api.post("/v1/imports/invoices", content=_csv(n))
+            r = await api.post("/v1/imports/invoices", content=invoice_csv(n))
             committed_s = time.perf_counter() - started
             r.raise_for_status()
             assert r.json()["imported"] == n, r.text[:300]

@@ -48,7 +48,7 @@ from policy_engine.domain.policy import DEFAULT_POLICY
 
 from .bench_ledger import CUSTOMERS as IMPORT_CUSTOMERS
 from .bench_ledger import REPLICAS as LEDGER_REPLICAS
-from .bench_ledger import _csv
+from .bench_ledger import invoice_csv
 from .harness import BenchContext, Figure
 from .processes import ServiceReplicas, broker_cpu_seconds, postgres_cpu_seconds
 
@@ -410,7 +410,7 @@ async def _latency_under_import(ctx: BenchContext) -> list[Figure]:
         stack.push_async_callback(closures.stop)
         closures.start()
         upload = asyncio.create_task(
-            api.post("/v1/imports/invoices", content=_csv(n),
+            api.post("/v1/imports/invoices", content=invoice_csv(n),
                      headers={"Authorization": "Bearer acme-api-key", "content-type": "text/csv"})
         )  # fmt: skip
         async with db.connect() as conn:

@@ -16,7 +16,7 @@ from dunning_kit.event_testing import envelope_of, topic_records
 from dunning_kit.testing import BrokerBackend, poll_until
 
 from .conftest import PlumbingDb
-from .test_plumbing import GROUP, _offsets_committed, invoice_event, make_consumer
+from .test_plumbing import GROUP, invoice_event, make_consumer, offsets_committed
 
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -56,7 +56,7 @@ async def test_replaying_dead_letters_twice_republishes_each_once_with_its_key_a
     consumer.start()
     try:
         await poll_until(db.times_applied, what="the good event to be applied")
-        await poll_until(lambda: _offsets_committed(consumer), what="the batch to be committed")
+        await poll_until(lambda: offsets_committed(consumer), what="the batch to be committed")
     finally:
         await consumer.stop()
     dead = await read_dead_letters(bootstrap, GROUP)

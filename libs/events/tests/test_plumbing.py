@@ -95,16 +95,16 @@ async def test_a_redelivered_event_changes_nothing(
     try:
         first = invoice_event(1)
         await publish(producer, first, invoice_event(2))
-        await poll_until(lambda: _offsets_committed(consumer), what="offsets committed after the retry")
+        await poll_until(lambda: offsets_committed(consumer), what="offsets committed after the retry")
         await publish(producer, first)  # the broker redelivers the same event id
-        await poll_until(lambda: _offsets_committed(consumer), what="the duplicate to be consumed")
+        await poll_until(lambda: offsets_committed(consumer), what="the duplicate to be consumed")
     finally:
         await consumer.stop()
     assert crashes["left"] == 0, "the crash was injected"
     assert await db.times_applied() == {"INV-1": 1, "INV-2": 1}
 
 
-async def _offsets_committed(consumer: BatchConsumer) -> bool:
+async def offsets_committed(consumer: BatchConsumer) -> bool:
     return await consumer.lag() == 0
 
 
@@ -169,7 +169,7 @@ async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
         await publish(producer, invoice_event(0).model_copy(update={"subject": "INV-poison"}))
         await publish(producer, invoice_event(7))
         await poll_until(db.times_applied, what="the good event to be applied")
-        await poll_until(lambda: _offsets_committed(consumer), what="the batch to be committed")
+        await poll_until(lambda: offsets_committed(consumer), what="the batch to be committed")
     finally:
         await consumer.stop()
     assert await db.times_applied() == {"INV-7": 1}

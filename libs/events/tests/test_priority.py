@@ -23,11 +23,11 @@ from dunning_events.events import Allocation, InvoiceCreated, PaymentApplied
 from dunning_events.inbox import Inbox
 from dunning_events.lane import PriorityLane
 from dunning_events.outbox import (
-    _HEAD,
-    _LANE,
-    _LANE_LOCK_KEY,
-    _RELAY_LOCK_KEY,
+    HEAD_BATCH_SQL,
+    LANE_BATCH_SQL,
+    LANE_LOCK_KEY,
     PRIORITY_HEADER,
+    RELAY_LOCK_KEY,
     OutboxRelay,
     OutboxWriter,
 )
@@ -182,10 +182,10 @@ async def test_the_relays_rounds_are_index_probes_with_and_without_statistics(
             async with db.engine.begin() as conn:
                 await conn.execute(text("ANALYZE outbox"))
         # In the relay's own transactions, as its rounds run them.
-        async with relay._leading(_LANE_LOCK_KEY) as apg:
-            lane = "\n".join(r[0] for r in await apg.fetch("EXPLAIN " + _LANE.format(name="outbox"), 1000))
-        async with relay._leading(_RELAY_LOCK_KEY) as apg:
-            head = "\n".join(r[0] for r in await apg.fetch("EXPLAIN " + _HEAD.format(name="outbox"), 1000))
+        async with relay._leading(LANE_LOCK_KEY) as apg:
+            lane = "\n".join(r[0] for r in await apg.fetch("EXPLAIN " + LANE_BATCH_SQL.format(name="outbox"), 1000))
+        async with relay._leading(RELAY_LOCK_KEY) as apg:
+            head = "\n".join(r[0] for r in await apg.fetch("EXPLAIN " + HEAD_BATCH_SQL.format(name="outbox"), 1000))
         assert "Seq Scan" not in lane + head and "Hash" not in lane, f"{stats}:\n{lane}\n{head}"
         assert "ix_outbox_unpublished_priority" in lane and "ix_outbox_unpublished_key" in lane, lane
         assert "Index Scan using ix_outbox_unpublished on" in head and "Sort" not in head, head

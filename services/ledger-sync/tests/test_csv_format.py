@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_sync.domain.csv_format import FORMATS, _fast_invoices
+from ledger_sync.domain.csv_format import FORMATS, fast_invoice_reader
 
 FMT = FORMATS["invoices"]
 NAMES = ["id", "customer_id", "number", "currency", "total", "issue_date", "due_date", "terms"]
@@ -38,7 +38,7 @@ def test_the_fast_reader_only_accepts_what_the_record_accepts_with_the_same_valu
     invoice_id: str, customer_id: str, number: str, currency: str, total: str, issued: str, due: str, terms: str
 ) -> None:
     row = [invoice_id, customer_id, number, currency, total, issued, due, terms]
-    fast = _fast_invoices(NAMES)(row)
+    fast = fast_invoice_reader(NAMES)(row)
     record, errors = FMT.parse(2, NAMES, row)
     if fast is not None:
         assert record is not None, errors

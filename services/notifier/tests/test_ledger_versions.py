@@ -10,7 +10,7 @@ from dunning_events.events import InvoiceUpdated, supersedes
 from dunning_kit.db import make_engine
 from dunning_kit.testing import RunningService
 from notifier.adapters import orm
-from notifier.service_layer.projections import _newer
+from notifier.adapters.ledger_projection import newer_than_applied
 from notifier.testing import EventFeed, TopicReader
 
 from .conftest import Fakes
@@ -58,6 +58,8 @@ async def test_the_projections_sql_is_the_supersedes_rule(database_url: str) -> 
                                      balance_minor=0, status="open", ledger_version=applied)
                 )  # fmt: skip
                 for version in (0, 1, 4, 5, 6):
-                    assert await conn.scalar(select(_newer(version)).select_from(b)) == supersedes(version, applied)
+                    assert await conn.scalar(select(newer_than_applied(version)).select_from(b)) == supersedes(
+                        version, applied
+                    )
     finally:
         await engine.dispose()

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from dunning_kit.devfakes.smtp_sink import SmtpCounter
 from dunning_kit.embedded import free_port
 from dunning_kit.testing import poll_until
-from notifier.adapters.channels.smtp import SmtpEmail, _data_bytes, build_email
+from notifier.adapters.channels.smtp import SmtpEmail, build_email, smtp_data
 from notifier.domain.messages import OutboundMessage, PermanentSendError, Sender, TransientSendError
 
 
@@ -158,10 +158,10 @@ async def test_a_connection_dropped_after_data_is_an_unknown_outcome_never_retri
 
 
 def test_data_is_dot_stuffed_and_crlf_terminated() -> None:
-    assert _data_bytes(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
-    assert _data_bytes(b".x\nend") == b"..x\r\nend\r\n.\r\n"
+    assert smtp_data(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
+    assert smtp_data(b".x\nend") == b"..x\r\nend\r\n.\r\n"
     raw = build_email(message("ap@example.com"), "ar@example.com")
-    assert _data_bytes(raw) == raw + b".\r\n", "what build_email writes goes on the wire unchanged"
+    assert smtp_data(raw) == raw + b".\r\n", "what build_email writes goes on the wire unchanged"
 
 
 def test_non_ascii_headers_are_encoded_words_the_stdlib_decodes() -> None:

@@ -14,7 +14,7 @@ from dunning_kit.clock import SimulatedClock
 from dunning_kit.db import make_engine
 from dunning_kit.testing import RunningService
 from promise_tracker.adapters import orm
-from promise_tracker.service_layer.matching import _newer
+from promise_tracker.service_layer.matching import newer_than_applied
 
 from .test_matching import promise, status
 
@@ -57,6 +57,8 @@ async def test_the_projections_sql_is_the_supersedes_rule(database_url: str) -> 
                                      balance_minor=0, status="open", ledger_version=applied)
                 )  # fmt: skip
                 for version in (0, 1, 4, 5, 6):
-                    assert await conn.scalar(select(_newer(version)).select_from(t)) == supersedes(version, applied)
+                    assert await conn.scalar(select(newer_than_applied(version)).select_from(t)) == supersedes(
+                        version, applied
+                    )
     finally:
         await engine.dispose()

@@ -70,8 +70,8 @@ log = logging.getLogger("dunning.outbox")
 # One relay at a time per service schema publishes, so per-customer order on the wire is the commit order in the
 # outbox even with several replicas; the others stand by (and take over at once). The lock's id is derived from
 # the way (head or lane) and the service's schema: services sharing one database must not wait for each other.
-_RELAY_LOCK_KEY = "head"
-_LANE_LOCK_KEY = "lane"  # the priority lane's publisher: one per schema as well
+RELAY_LOCK_KEY = "head"
+LANE_LOCK_KEY = "lane"  # the priority lane's publisher: one per schema as well
 _TRY_LEAD = text(
     "SELECT pg_try_advisory_xact_lock(hashtextextended('dunning.outbox.' || CAST(:way AS text) || ':' || "
     "current_schema(), 0)), set_config('enable_sort', 'off', true)"
@@ -90,7 +90,7 @@ PRIORITY_HEADER: tuple[str, bytes] = ("dunning-priority", b"1")
 _LANE_CHANNEL = "dunning_outbox_lane_{schema}"
 _NOTIFY_LANE = text("SELECT pg_notify('dunning_outbox_lane_' || current_schema(), '')")
 
-_HEAD = (
+HEAD_BATCH_SQL = (
     "SELECT id, topic, key, payload, headers::text AS headers, priority FROM {name} "
     "WHERE published_at IS NULL ORDER BY id LIMIT $1"
 )
@@ -100,7 +100,7 @@ _HOLD_SETTLEMENTS = "SELECT id FROM {name} WHERE id = ANY($1::bigint[]) AND publ
 # unpublished row of its key is outside the round. Both lookups are partial indexes (tables.outbox_table); the key's
 # is a correlated LIMIT 1 so that it stays one index probe per settlement whatever the table's statistics say (an
 # anti-join may otherwise hash the whole backlog each round).
-_LANE = """
+LANE_BATCH_SQL = """
 WITH candidate AS MATERIALIZED (
   SELECT id, key FROM {name} WHERE published_at IS NULL AND priority ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
@@ -254,11 +254,11 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish one round of the head; returns how many rows were published (0 if idle or another relay
         leads). Alone, it publishes everything in id order (the lane only ever takes rows earlier)."""
-        async with self._leading(_RELAY_LOCK_KEY) as apg:
+        async with self._leading(RELAY_LOCK_KEY) as apg:
             if apg is None:
                 return 0
             name = self.table.name  # unqualified: the service's schema is on the connection's search_path
-            rows = await apg.fetch(_HEAD.format(name=name), self.batch_size)
+            rows = await apg.fetch(HEAD_BATCH_SQL.format(name=name), self.batch_size)
             settlements = [row["id"] for row in rows if row["priority"]]
             if settlements:
                 held = {r["id"] for r in await apg.fetch(_HOLD_SETTLEMENTS.format(name=name), settlements)}
@@ -272,10 +272,10 @@ class OutboxRelay:
     async def publish_lane(self) -> int:
         """Publish one round of the priority lane, after any other relay's lane round in progress; returns how
         many settlements were published."""
-        async with self._leading(_LANE_LOCK_KEY) as apg:
+        async with self._leading(LANE_LOCK_KEY) as apg:
             if apg is None:
                 return 0
-            candidates = await apg.fetch(_LANE.format(name=self.table.name), self.batch_size)
+            candidates = await apg.fetch(LANE_BATCH_SQL.format(name=self.table.name), self.batch_size)
             self._blocked_keys = {row["key"] for row in candidates if not row["ready"]}
             return await self._publish(apg, [row for row in candidates if row["ready"]])
 
@@ -286,7 +286,7 @@ class OutboxRelay:
         async with self.engine.begin() as conn:
             # Through SQLAlchemy first: that opens the transaction the raw statements then run in (the asyncpg
             # adapter begins lazily, and the lock is a transaction lock).
-            if lock == _RELAY_LOCK_KEY:
+            if lock == RELAY_LOCK_KEY:
                 # No sorting in the head's transaction: its ORDER BY id LIMIT must walk ix_outbox_unpublished in
                 # order. With statistics older than a fast-growing backlog (an import) the planner would rather
                 # bitmap-scan and sort the whole backlog every round (~40 ms a round at 100,000 rows).

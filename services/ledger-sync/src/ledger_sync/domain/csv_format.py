@@ -110,7 +110,7 @@ def _fast_date(cell: str) -> date | None:
         return None
 
 
-def _fast_invoices(names: list[str]) -> Callable[[list[str]], InvoiceTerms | None]:
+def fast_invoice_reader(names: list[str]) -> Callable[[list[str]], InvoiceTerms | None]:
     """A reader of clean invoice rows straight to InvoiceTerms (no per-row pydantic model: a 100,000-row
     import spent a third of its CPU there); None means "not certainly valid, ask InvoiceRecord"."""
     at = {n: i for i, n in enumerate(names)}
@@ -287,7 +287,7 @@ FORMATS: dict[str, CsvFormat] = {
             Column("terms", False, "Payment terms, e.g. net30"),
         ),
         _invoice,
-        fast=_fast_invoices,
+        fast=fast_invoice_reader,
         finish=_invoice_terms,
         key=attrgetter("invoice_id"),
     ),

@@ -19,7 +19,7 @@ from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.deps import jsonable, not_found, notifier_of, runtime_of, unprocessable
-from notifier.service_layer.outcomes import add_suppression
+from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(prefix="/v1")
 

@@ -19,15 +19,14 @@ from notifier.adapters.signatures import sendgrid_valid, twilio_valid
 from notifier.domain.opt_out import is_stop_request
 from notifier.domain.recipients import InvalidAddress, normalize_phone
 from notifier.entrypoints.deps import notifier_of, runtime_of
-from notifier.service_layer.outcomes import add_suppression
 from notifier.service_layer.receipts import (
     Receipt,
     apply_receipt,
     claim_receipt,
-    customers_reached_at,
     delivery_by_id,
     delivery_by_provider_id,
 )
+from notifier.service_layer.suppressions import add_suppression, customers_reached_at
 
 log = logging.getLogger("notifier.callbacks")
 router = APIRouter(prefix="/callbacks", tags=["provider callbacks"])

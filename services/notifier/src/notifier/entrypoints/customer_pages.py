@@ -16,7 +16,7 @@ from notifier.adapters import orm
 from notifier.domain.rendering import money
 from notifier.entrypoints.api import load_config
 from notifier.entrypoints.deps import notifier_of, runtime_of
-from notifier.service_layer.outcomes import add_suppression
+from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(tags=["customer pages"])
 

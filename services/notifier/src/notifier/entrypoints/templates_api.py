@@ -23,6 +23,7 @@ from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.problems import read_projected
 from notifier.adapters import orm
+from notifier.adapters.templates import template_from_row
 from notifier.domain.context import Branding, build_context
 from notifier.domain.default_templates import SHIPPED, TONES
 from notifier.domain.last_look import last_look
@@ -31,7 +32,6 @@ from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.api import load_config
 from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
-from notifier.service_layer.dispatcher import template_from_row
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 

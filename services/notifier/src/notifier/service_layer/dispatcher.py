@@ -41,46 +41,32 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from prometheus_client import Counter
-from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_events.consumer import is_transient
-from dunning_events.envelope import Envelope, EventData
-from dunning_events.events import NotificationFailed, NotificationSkipped
+from dunning_events.envelope import Envelope
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import resumed_span
 from dunning_kit.clock import Clock
-from dunning_kit.data_keys import DEV_DATA_ENCRYPTION_KEYS, Keyring, UndecryptableSecret
-from notifier.adapters import orm
+from dunning_kit.data_keys import DEV_DATA_ENCRYPTION_KEYS, Keyring
+from notifier.adapters import claims
 from notifier.adapters.channel_secrets import ChannelSecrets
+from notifier.adapters.claims import DecidedRow, RenderedClaim
+from notifier.adapters.delivery_records import insert_deliveries
 from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.contact_window import outside_window
-from notifier.domain.erasure import address_digest
-from notifier.domain.last_look import ProjectedInvoice
 from notifier.domain.messages import ChannelProvider, OutcomeUnknownError, PermanentSendError, SendError
-from notifier.domain.recipients import mask, suppression_key
-from notifier.domain.rendering import TemplateSource
 from notifier.domain.retry import RetryPolicy
-from notifier.domain.tenant_config import TenantConfig
-from notifier.service_layer.compose import BatchContext, Composer, Fail, Hold, Recipient, Send, Skip
-from notifier.service_layer.outcomes import (
-    MESSAGES,
-    Outcome,
-    OutcomeRecorder,
-    as_columns,
-    fallback_row,
-    held_event,
-    invoice_ids,
-    notification_event,
-)
+from notifier.service_layer.compose import Composer, Fail, Hold, Send, Skip
+from notifier.service_layer.decision_context import load_decision_context
+from notifier.service_layer.notification_events import failed_event, held_event, skipped_event
+from notifier.service_layer.outcomes import MESSAGES, Outcome, OutcomeRecorder, fallback_row
 from notifier.service_layer.send_gate import SendGate
-from notifier.service_layer.steps import insert_deliveries
 
 log = logging.getLogger("notifier.dispatcher")
 
@@ -97,64 +83,6 @@ HELD = Counter("notifier_sends_held_total", "Dispatch rounds held because the le
 LOST_CLAIMS = Counter(
     "notifier_claims_lost_total", "Claimed deliveries not sent by their batch: lease taken over, or cancelled"
 )
-
-
-# The per-batch statements take one array per column (asyncpg encodes them in C): SQLAlchemy's executemany
-# builds a parameter dict per row in Python, which cost more than the statements themselves.
-_CLAIM = text(
-    "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
-    "ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-# Claims whose dispatcher died (or stalled past its lease): rendered, never handed to a provider, so safe to
-# take over. Database time, like the lease: a simulated clock jumping days must not expire a live claim.
-_CLAIM_EXPIRED = text(
-    "SELECT * FROM deliveries WHERE claimed_until IS NOT NULL AND claimed_until < now() AND status = 'claimed' "
-    "ORDER BY claimed_until LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-_MARK_CLAIMED = text(
-    """
-    UPDATE deliveries AS d
-    SET status = 'claimed', claim_token = :token, claimed_until = now() + make_interval(secs => :lease),
-        provider = u.provider, recipient = u.recipient, template_id = u.template, locale = u.locale,
-        subject = u.subject, body_text = u.body_text, body_html = u.body_html, rendered_at = :now,
-        updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_provider AS text[]), CAST(:b_recipient AS text[]),
-                CAST(:b_template AS text[]), CAST(:b_locale AS text[]), CAST(:b_subject AS text[]),
-                CAST(:b_text AS text[]), CAST(:b_html AS text[]))
-         AS u(id, provider, recipient, template, locale, subject, body_text, body_html)
-    WHERE d.id = u.id
-    """
-)
-# By the batch's own ids (primary key): the partial index of claims also holds the dead entries of every claim
-# since the last vacuum, and a scan of it per batch cost more than the batch's gate marks.
-_RENEW = text(
-    "UPDATE deliveries SET claimed_until = now() + make_interval(secs => :lease) "
-    "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'claimed' AND claim_token = :token"
-)
-# A batch's claims it did not send (stopping, the gate unreachable): back to `pending`, due at once.
-_RELEASE = text(
-    "UPDATE deliveries SET status = 'pending', claim_token = NULL, claimed_until = NULL, updated_at = now() "
-    "WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'claimed' AND claim_token = :token"
-)
-_CLOSE = text(
-    """
-    UPDATE deliveries AS d SET status = u.status, error = u.error, recipient = u.recipient, claimed_until = NULL,
-        updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS text[]), CAST(:b_error AS text[]),
-                CAST(:b_recipient AS text[])) AS u(id, status, error, recipient)
-    WHERE d.id = u.id
-    """
-)
-_JSON_COLUMNS = ("step", "fallback_channels", "trace_context")
-
-
-def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A claimed row as a dict, its JSONB columns parsed (a textual query returns them as JSON text)."""
-    out = dict(row)
-    for key in _JSON_COLUMNS:
-        if isinstance(out[key], str | bytes):
-            out[key] = orjson.loads(out[key])
-    return out
 
 
 class ProviderRegistry:
@@ -303,16 +231,10 @@ class Dispatcher:
     async def due_stats(self, now: datetime) -> tuple[int, float]:
         """Due `pending` rows plus every `claimed` one (in a dispatcher's hands, or waiting for its lease to
         expire after a crash): work that is not done yet."""
-        d = orm.deliveries.c
-        due = and_(d.status == "pending", d.next_attempt_at <= now)
-        # Two counts, each on its own partial index (an OR of both was a candidate for a table scan).
-        pending = select(func.count()).where(due).scalar_subquery()
-        oldest = select(func.min(d.next_attempt_at)).where(due).scalar_subquery()
-        claimed = select(func.count()).where(d.claimed_until.isnot(None)).scalar_subquery()
         async with self.sessions() as session:
-            row = (await session.execute(select(pending, oldest, claimed))).one()
-        overdue = (now - row[1]).total_seconds() if row[1] is not None else 0.0
-        return int(row[0]) + int(row[2]) + self._in_flight, overdue
+            pending, oldest, claimed = await claims.open_work(session, now)
+        overdue = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return pending + claimed + self._in_flight, overdue
 
     # ------------------------------------------------------------------ claim, last look, decide
 
@@ -322,19 +244,11 @@ class Dispatcher:
         Expired leases only follow a crash (or a stall), so they are looked for every few seconds, not every
         round: the partial index of claims holds the dead entries of every claim since the last vacuum, and
         min() walks them from the start."""
-        d = orm.deliveries.c
-        pending = select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1).exists()
         look_for_expired = time.monotonic() >= self._next_lease_check
         if look_for_expired:
             self._next_lease_check = time.monotonic() + min(5.0, self.claim_lease_seconds / 3)
-            # An EXISTS with `claimed_until < now()` was planned as a table scan: it expects many rows to match.
-            oldest_lease = select(func.min(d.claimed_until)).where(d.claimed_until.isnot(None)).scalar_subquery()
-            query = select(pending, oldest_lease < func.now())
-        else:
-            query = select(pending, false())
         async with self.sessions() as session:
-            row = (await session.execute(query)).one()
-        return bool(row[0]), bool(row[1])
+            return await claims.due_work(session, now, look_for_expired)
 
     async def _claim(
         self, now: datetime, token: uuid.UUID, take_over: bool = True, limit: int | None = None
@@ -342,24 +256,13 @@ class Dispatcher:
         sends: list[tuple[dict[str, Any], Send]] = []
         limit = limit or self.batch_size
         async with self.sessions() as session, session.begin():
-            raw: list[Any] = []
-            if take_over:  # claims of a dispatcher that died: first, they have waited a lease already
-                raw += (await session.execute(_CLAIM_EXPIRED, {"limit": limit})).mappings().all()
-            if len(raw) < limit:
-                raw += (await session.execute(_CLAIM, {"now": now, "limit": limit - len(raw)})).mappings().all()
-            rows = [_decoded(r) for r in raw]
+            rows = await claims.claim_due(session, now, limit, take_over)
             if not rows:
                 return 0, []
-            ctx = await self._load_context(session, rows)
-            recipients: dict[Any, Recipient] = {}
-            for row in rows:
-                recipients[row["id"]] = self.composer.recipient(
-                    row, ctx.customers.get((row["tenant_id"], row["customer_id"])), ctx.config(row["tenant_id"])
-                )
-            ctx.suppressed = await self._load_suppressions(session, rows, recipients)
-            marks: list[dict[str, Any]] = []
+            ctx, recipients = await load_decision_context(session, rows, self.composer, self.secrets)
+            rendered: list[RenderedClaim] = []
             events: list[Envelope[Any]] = []
-            closed: list[dict[str, Any]] = []
+            closed: list[DecidedRow] = []
             follow_ups: list[dict[str, Any]] = []
             since = time.perf_counter()
             for row in rows:
@@ -372,74 +275,44 @@ class Dispatcher:
                     since = time.perf_counter()
                 if isinstance(decision, Send):
                     m = decision.message
-                    marks.append(
-                        {
-                            "b_id": row["id"],
-                            "b_provider": decision.provider,
-                            "b_recipient": m.recipient,
-                            "b_template": decision.template_id,
-                            "b_locale": decision.locale,
-                            "b_subject": m.subject,
-                            "b_text": m.sms
-                            if row["channel"] == "sms"
-                            else (m.voice if row["channel"] == "voice" else m.text),
-                            "b_html": m.html,
-                        }
+                    text = m.sms if row["channel"] == "sms" else (m.voice if row["channel"] == "voice" else m.text)
+                    rendered.append(
+                        RenderedClaim(
+                            id=row["id"],
+                            provider=decision.provider,
+                            recipient=m.recipient,
+                            template_id=decision.template_id,
+                            locale=decision.locale,
+                            subject=m.subject,
+                            text=text,
+                            html=m.html,
+                        )
                     )
                     sends.append((row, decision))
                     continue
                 if isinstance(decision, Hold):
                     # Not a failure: no fallback, no attempt counted; the policy engine plans a new window.
                     status, reason = "held", decision.outside.reason
-                    data: EventData = held_event(row, recipients[row["id"]].address, decision.outside, now)
+                    event = held_event(row, recipients[row["id"]].address, now, outside=decision.outside)
                     go_on = False
                 elif isinstance(decision, Skip):
                     status, reason = "skipped", decision.reason
-                    data = NotificationSkipped(
-                        customer_id=row["customer_id"],
-                        delivery_id=str(row["id"]),
-                        step_id=row["step_id"],
-                        channel=row["channel"],
-                        recipient=mask(recipients[row["id"]].address),
-                        invoice_ids=invoice_ids(row),
-                        reason=reason,
-                    )
+                    event = skipped_event(row, recipients[row["id"]].address, now, reason=reason)
                     go_on = decision.fallback
                 else:
                     assert isinstance(decision, Fail)
                     status, reason = "failed", decision.reason
-                    data = NotificationFailed(
-                        customer_id=row["customer_id"],
-                        delivery_id=str(row["id"]),
-                        step_id=row["step_id"],
-                        channel=row["channel"],
-                        recipient=mask(decision.recipient),
-                        invoice_ids=invoice_ids(row),
-                        reason=reason,
-                        permanent=True,
-                    )
+                    event = failed_event(row, decision.recipient, now, reason=reason, permanent=True)
                     go_on = True
                 MESSAGES.labels(channel=row["channel"], outcome=status).inc()
-                closed.append(
-                    {
-                        "b_id": row["id"],
-                        "b_status": status,
-                        "b_error": reason,
-                        "b_recipient": recipients[row["id"]].address,
-                    }
-                )
-                events.append(notification_event(data, row["tenant_id"], now, row.get("correlation_id")))
+                closed.append(DecidedRow(row["id"], status, reason, recipients[row["id"]].address))
+                events.append(event)
                 nxt = fallback_row(row, now, reason) if go_on else None
                 if nxt is not None:
                     follow_ups.append(nxt)
-            if marks:
-                # Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send.
-                await session.execute(
-                    _MARK_CLAIMED,
-                    {**as_columns(marks), "token": token, "lease": self.claim_lease_seconds, "now": now},
-                )
-            if closed:
-                await session.execute(_CLOSE, as_columns(closed))
+            # Rendered and claimed, not yet handed to anyone: after a crash this is still safe to send.
+            await claims.mark_claimed(session, rendered, token, self.claim_lease_seconds, now)
+            await claims.close_decided(session, closed)
             await insert_deliveries(session, follow_ups)
             await self.outbox.add(session, events)
         return len(rows), sends
@@ -531,78 +404,19 @@ class Dispatcher:
             await asyncio.sleep(self.claim_lease_seconds / 3)
             try:
                 async with self.sessions() as session, session.begin():
-                    await session.execute(_RENEW, {"ids": ids, "token": token, "lease": self.claim_lease_seconds})
+                    await claims.renew_lease(session, ids, token, self.claim_lease_seconds)
             except Exception as exc:  # a lost lease costs a re-render elsewhere, never a second send
                 log.warning("renewing claim lease %s failed: %s", token, exc)
 
     async def _release(self, ids: list[uuid.UUID], token: uuid.UUID) -> None:
         try:
             async with self.sessions() as session, session.begin():
-                released = (await session.execute(_RELEASE, {"ids": ids, "token": token})).rowcount  # type: ignore[attr-defined]
+                released = await claims.release(session, ids, token)
         except Exception as exc:  # the lease expires instead, and another dispatcher takes them over
             log.warning("releasing claims %s failed: %s", token, exc)
             return
         if released:
             log.info("released %d claimed deliveries back to pending", released)
-
-    async def _load_context(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> BatchContext:
-        ctx = BatchContext()
-        tenants = sorted({r["tenant_id"] for r in rows})
-        c, b = orm.customers.c, orm.invoice_balances.c
-        customer_keys = sorted({(r["tenant_id"], r["customer_id"]) for r in rows})
-        for rec in (
-            await session.execute(select(orm.customers).where(tuple_(c.tenant_id, c.customer_id).in_(customer_keys)))
-        ).mappings():
-            ctx.customers[(rec["tenant_id"], rec["customer_id"])] = rec
-        invoice_keys = sorted({(r["tenant_id"], inv["invoice_id"]) for r in rows for inv in r["step"]["invoices"]})
-        if invoice_keys:
-            result = await session.execute(
-                select(b.tenant_id, b.invoice_id, b.balance_minor, b.status).where(
-                    tuple_(b.tenant_id, b.invoice_id).in_(invoice_keys)
-                )
-            )
-            for t, i, bal, st in result.all():
-                ctx.balances[(t, i)] = ProjectedInvoice(int(bal), st)
-        ts = orm.tenant_settings.c
-        for t, cfg in (await session.execute(select(ts.tenant_id, ts.config).where(ts.tenant_id.in_(tenants)))).all():
-            try:
-                cfg = self.secrets.open(t, cfg)
-            except UndecryptableSecret as exc:  # logged once, readiness false; its webhooks wait (compose.py)
-                cfg = self.secrets.without_secret(cfg)
-                ctx.secret_errors[t] = str(exc)
-            try:
-                ctx.configs[t] = TenantConfig.model_validate(cfg)
-            except ValueError as exc:  # stored config predates a validation rule: use defaults, say so
-                log.error("tenant %s: stored channel config is invalid (%s); using defaults", t, exc)
-        tp = orm.templates.c
-        template_ids = sorted({r["step"]["template_id"] for r in rows})
-        result = await session.execute(
-            select(orm.templates).where(tp.tenant_id.in_(tenants), tp.template_id.in_(template_ids))
-        )
-        for rec in result.mappings():
-            ctx.templates.setdefault(rec["tenant_id"], {})[(rec["template_id"], rec["locale"])] = template_from_row(rec)
-        return ctx
-
-    async def _load_suppressions(
-        self, session: AsyncSession, rows: Sequence[Mapping[str, Any]], recipients: Mapping[Any, Recipient]
-    ) -> dict[tuple[str, str, str], str]:
-        keys = set()
-        for row in rows:
-            kind = suppression_key(row["channel"])
-            address = recipients[row["id"]].address
-            if kind and address:
-                keys.add((row["tenant_id"], kind, address))
-        if not keys:
-            return {}
-        # An erased customer's suppressed addresses are kept as digests: look for both forms.
-        digests = {(t, k, address_digest(t, k, a)): (t, k, a) for t, k, a in keys}
-        s = orm.suppressions.c
-        result = await session.execute(
-            select(s.tenant_id, s.kind, s.address, s.reason).where(
-                tuple_(s.tenant_id, s.kind, s.address).in_(sorted(keys | set(digests)))
-            )
-        )
-        return {digests.get((t, k, a), (t, k, a)): r for t, k, a, r in result.all()}
 
     # ------------------------------------------------------------------ the provider call
 
@@ -637,16 +451,3 @@ async def _first(calls: asyncio.Future[Any], event: asyncio.Event, timeout: floa
         await asyncio.wait((calls, woken), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         woken.cancel()
-
-
-def template_from_row(rec: Mapping[str, Any]) -> TemplateSource:
-    return TemplateSource(
-        template_id=rec["template_id"],
-        locale=rec["locale"],
-        subject=rec["subject"],
-        text=rec["body_text"],
-        html=rec["body_html"],
-        sms=rec["sms"],
-        voice=rec["voice"],
-        origin="tenant",
-    )

@@ -16,25 +16,24 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import func, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_events.consumer import is_transient
-from dunning_events.envelope import Envelope, EventData, new_event
-from dunning_events.events import ConsentRevoked, NotificationFailed, NotificationHeld, NotificationSent
+from dunning_events.envelope import Envelope
 from dunning_events.outbox import OutboxWriter
 from dunning_kit.clock import Clock
-from notifier.adapters import orm
+from notifier.adapters import claims, delivery_records
+from notifier.adapters.delivery_records import insert_deliveries
 from notifier.domain.contact_window import OutsideWindow
 from notifier.domain.messages import SendError, SendReceipt
-from notifier.domain.recipients import mask, suppression_key
+from notifier.domain.recipients import suppression_key
 from notifier.domain.retry import GiveUp, RetryAt, RetryPolicy, after_failure
 from notifier.service_layer.compose import Send
-from notifier.service_layer.steps import idempotency_key, insert_deliveries
+from notifier.service_layer.notification_events import failed_event, held_event, sent_event
+from notifier.service_layer.steps import idempotency_key
+from notifier.service_layer.suppressions import add_suppression
 
 log = logging.getLogger("notifier.dispatcher")
-SOURCE = "notifier"
 
 MESSAGES = Counter("notifier_messages_total", "Delivery outcomes", ["channel", "outcome"])
 OUTCOME_WRITE_RETRIES = Counter(
@@ -61,107 +60,6 @@ class _Plan:
     failed: list[tuple[Outcome, GiveUp]] = field(default_factory=list)
 
 
-def _common(o: Outcome) -> dict[str, Any]:
-    row = o.row
-    return {
-        "customer_id": row["customer_id"],
-        "delivery_id": str(row["id"]),
-        "step_id": row["step_id"],
-        "channel": row["channel"],
-        "recipient": mask(o.send.message.recipient),
-        "invoice_ids": invoice_ids(row),
-    }
-
-
-def _event(o: Outcome, data: EventData, now: datetime) -> Envelope[Any]:
-    return notification_event(data, o.row["tenant_id"], now, o.row.get("correlation_id"))
-
-
-# Every outcome write is conditional on the row still being `sending`, and so is the stuck sweep: whichever
-# commits first wins, the other finds no row and emits nothing - never `unknown` and then `sent` with both
-# events. `RETURNING id` says which rows this write won; only those get their event. `id = ANY` puts the primary
-# key in charge: this runs for every group of outcomes, and a join on unnest() alone may be planned as a scan
-# of the whole table.
-_MARK_SENT = text(
-    """
-    UPDATE deliveries AS d
-    SET status = 'sent', provider_message_id = u.pmid, provider = u.provider, error = NULL, sent_at = :now,
-        updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
-    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
-    RETURNING d.id
-    """
-)
-# A provider's answer that came after the sweep had written the call off as `unknown`: the status (and the
-# event already emitted) stand, but the provider's id is kept, so a delivery receipt can still find the row
-# and report it delivered or bounced.
-_KEEP_LATE_RECEIPT = text(
-    """
-    UPDATE deliveries AS d SET provider_message_id = u.pmid
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_pmid AS text[]), CAST(:b_provider AS text[])) AS u(id, pmid, provider)
-    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'unknown'
-      AND d.provider_message_id IS NULL
-    """
-)
-_MARK_RETRY = text(
-    """
-    UPDATE deliveries AS d SET status = 'pending', next_attempt_at = u.at, error = u.error, updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_at AS timestamptz[]), CAST(:b_error AS text[])) AS u(id, at, error)
-    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
-    RETURNING d.id
-    """
-)
-# `failed`, or `unknown` when the provider may have taken the message.
-_MARK_FAILED = text(
-    """
-    UPDATE deliveries AS d SET status = u.status, error = u.error, updated_at = now()
-    FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS text[]), CAST(:b_error AS text[])) AS u(id, status, error)
-    WHERE d.id = ANY(CAST(:b_id AS uuid[])) AND d.id = u.id AND d.status = 'sending'
-    RETURNING d.id
-    """
-)
-# Held at the gate: only while the row is still this batch's claim (not cancelled, not taken over).
-_HOLD_CLAIMED = text(
-    """
-    UPDATE deliveries
-    SET status = 'held', error = (CAST(:b_error AS text[]))[array_position(CAST(:b_id AS uuid[]), id)],
-        claimed_until = NULL, updated_at = now()
-    WHERE id = ANY(CAST(:b_id AS uuid[])) AND status = 'claimed' AND claim_token = :token
-    RETURNING id
-    """
-)
-
-
-def as_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """[{"b_id": .., "b_x": ..}, ...] -> {"b_id": [..], "b_x": [..]}: the arrays an unnest statement takes."""
-    return {key: [r[key] for r in rows] for key in rows[0]}
-
-
-def notification_event(data: EventData, tenant_id: str, now: datetime, correlation_id: Any) -> Envelope[Any]:
-    return new_event(data, tenant_id=tenant_id, source=SOURCE, occurred_at=now, correlation_id=correlation_id)
-
-
-def invoice_ids(row: Mapping[str, Any]) -> list[str]:
-    return [inv["invoice_id"] for inv in row["step"]["invoices"]]
-
-
-def held_event(
-    row: Mapping[str, Any], recipient: str | None, outside: OutsideWindow, now: datetime
-) -> NotificationHeld:
-    return NotificationHeld(
-        customer_id=row["customer_id"],
-        delivery_id=str(row["id"]),
-        step_id=row["step_id"],
-        channel=row["channel"],
-        recipient=mask(recipient),
-        invoice_ids=invoice_ids(row),
-        reason=outside.reason,
-        held_at=now,
-        deliver_from=outside.deliver_from,
-        deliver_until=outside.deliver_until,
-    )
-
-
 def fallback_row(row: Mapping[str, Any], now: datetime, reason: str) -> dict[str, Any] | None:
     """The next channel's delivery record, when the step's channel_mode is `fallback` and one is left."""
     rest = list(row.get("fallback_channels") or [])
@@ -182,48 +80,6 @@ def fallback_row(row: Mapping[str, Any], now: datetime, reason: str) -> dict[str
         "next_attempt_at": now,
         "correlation_id": row.get("correlation_id"),
     }
-
-
-async def add_suppression(
-    session: AsyncSession,
-    tenant_id: str,
-    kind: str,
-    address: str,
-    reason: str,
-    customer_id: str | None,
-    channel: str,
-    detail: str | None,
-    now: datetime,
-) -> list[Envelope[Any]]:
-    """Suppress an address or number; a new suppression also yields consent.revoked for the policy engine."""
-    inserted = (
-        await session.execute(
-            insert(orm.suppressions)
-            .values(
-                tenant_id=tenant_id,
-                kind=kind,
-                address=address,
-                reason=reason,
-                customer_id=customer_id,
-                detail=detail,
-                created_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(orm.suppressions.c.address)
-        )
-    ).first()
-    if inserted is None or customer_id is None:
-        return []
-    channels = [channel] if kind == "email" else ["sms", "voice"]  # a STOP on a number stops calls too
-    return [
-        notification_event(
-            ConsentRevoked(customer_id=customer_id, channel=ch, address=mask(address), reason=reason),  # type: ignore[arg-type]
-            tenant_id,
-            now,
-            None,
-        )
-        for ch in channels
-    ]
 
 
 class OutcomeRecorder:
@@ -300,16 +156,13 @@ class OutcomeRecorder:
         if plan.held:
             events.extend(await self._hold_claimed(session, plan.held, token, now, counted))
         if plan.sent:
-            columns = as_columns(
-                [
-                    {"b_id": o.row["id"], "b_pmid": o.receipt.provider_message_id, "b_provider": o.receipt.provider}
-                    for o in plan.sent
-                    if o.receipt is not None
-                ]
-            )
-            won = set((await session.execute(_MARK_SENT, {**columns, "now": now})).scalars())
+            receipts = [(o.row["id"], o.receipt) for o in plan.sent if o.receipt is not None]
+            ids = [rid for rid, _ in receipts]
+            pmids = [r.provider_message_id for _, r in receipts]
+            providers = [r.provider for _, r in receipts]
+            won = await delivery_records.mark_sent(session, ids, pmids, providers, now)
             if len(won) < len(plan.sent):
-                await session.execute(_KEEP_LATE_RECEIPT, columns)
+                await delivery_records.keep_late_receipts(session, ids, pmids, providers)
                 log.warning(
                     "%d provider answers came after their delivery had left `sending` (written off as unknown by "
                     "the stuck sweep, or recorded already): not recorded again",
@@ -318,45 +171,47 @@ class OutcomeRecorder:
             for o in plan.sent:
                 if o.row["id"] in won and o.receipt is not None:
                     counted[(o.row["channel"], "sent")] += 1
-                    data = NotificationSent(
-                        **_common(o), provider=o.receipt.provider, provider_message_id=o.receipt.provider_message_id
+                    events.append(
+                        sent_event(
+                            o.row,
+                            o.send.message.recipient,
+                            now,
+                            provider=o.receipt.provider,
+                            provider_message_id=o.receipt.provider_message_id,
+                        )
                     )
-                    events.append(_event(o, data, now))
         if plan.retries:
-            columns = as_columns(
-                [
-                    {"b_id": o.row["id"], "b_at": v.at, "b_error": o.error.reason if o.error else ""}
-                    for o, v in plan.retries
-                ]
-            )
             channel_of = {o.row["id"]: o.row["channel"] for o, _ in plan.retries}
-            for rid in (await session.execute(_MARK_RETRY, columns)).scalars():
+            for rid in await delivery_records.mark_retry(
+                session,
+                [o.row["id"] for o, _ in plan.retries],
+                [v.at for _, v in plan.retries],
+                [o.error.reason if o.error else "" for o, _ in plan.retries],
+            ):
                 counted[(channel_of[rid], "retry")] += 1
         if plan.failed:
-            columns = as_columns(
-                [
-                    {
-                        "b_id": o.row["id"],
-                        "b_status": "unknown" if o.error and o.error.outcome_unknown else "failed",
-                        "b_error": v.reason,
-                    }
-                    for o, v in plan.failed
-                ]
+            won = await delivery_records.mark_failed(
+                session,
+                [o.row["id"] for o, _ in plan.failed],
+                ["unknown" if o.error and o.error.outcome_unknown else "failed" for o, _ in plan.failed],
+                [v.reason for _, v in plan.failed],
             )
-            won = set((await session.execute(_MARK_FAILED, columns)).scalars())
             for o, verdict in plan.failed:
                 if o.row["id"] not in won or o.error is None:
                     continue
                 row, unknown = o.row, o.error.outcome_unknown
                 counted[(row["channel"], "unknown" if unknown else "failed")] += 1
-                data = NotificationFailed(
-                    **_common(o),
-                    provider=o.send.provider,
-                    reason=verdict.reason,
-                    permanent=verdict.permanent,
-                    outcome_unknown=unknown,
+                events.append(
+                    failed_event(
+                        row,
+                        o.send.message.recipient,
+                        now,
+                        provider=o.send.provider,
+                        reason=verdict.reason,
+                        permanent=verdict.permanent,
+                        outcome_unknown=unknown,
+                    )
                 )
-                events.append(_event(o, data, now))
                 if unknown:
                     continue  # it may have reached the debtor: no suppression, no second channel for the step
                 kind = suppression_key(row["channel"])
@@ -391,14 +246,13 @@ class OutcomeRecorder:
     ) -> list[Envelope[Any]]:
         """Rows the gate found outside their window: `held` + notification.held - for the rows that were
         still this batch's claim (a cancelled or taken-over row is someone else's story)."""
-        columns = {"b_id": [o.row["id"] for o in held], "b_error": [o.held.reason for o in held if o.held]}
-        mine = set((await session.execute(_HOLD_CLAIMED, {**columns, "token": token})).scalars())
+        ids, reasons = [o.row["id"] for o in held], [o.held.reason for o in held if o.held]
+        mine = await claims.hold_claimed(session, ids, reasons, token)
         events = []
         for o in held:
             if o.row["id"] in mine and o.held is not None:
                 counted[(o.row["channel"], "held")] += 1
-                data = held_event(o.row, o.send.message.recipient, o.held, now)
-                events.append(notification_event(data, o.row["tenant_id"], now, o.row.get("correlation_id")))
+                events.append(held_event(o.row, o.send.message.recipient, now, outside=o.held))
         return events
 
     async def sweep_stuck(self, now: datetime) -> None:
@@ -408,45 +262,21 @@ class OutcomeRecorder:
         if time.monotonic() - self._last_sweep < min(30.0, self.stuck_after_seconds / 2):
             return
         self._last_sweep = time.monotonic()
-        d = orm.deliveries.c
         reason = (
             "outcome unknown: the notifier stopped during the provider call; "
             "not re-sent (at most once) - check the provider's log"
         )
         async with self.sessions() as session, session.begin():
-            # Wall-clock (database) time: a simulated clock jumping days must not expire an in-flight call.
-            stuck = (
-                (
-                    await session.execute(
-                        update(orm.deliveries)
-                        .where(
-                            d.status == "sending",
-                            d.updated_at < func.now() - text(f"interval '{int(self.stuck_after_seconds)} seconds'"),
-                        )
-                        .values(status="unknown", error=reason, updated_at=func.now())
-                        .returning(orm.deliveries)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            stuck = await delivery_records.mark_stuck_unknown(session, self.stuck_after_seconds, reason)
             events = [
-                notification_event(
-                    NotificationFailed(
-                        customer_id=r["customer_id"],
-                        delivery_id=str(r["id"]),
-                        step_id=r["step_id"],
-                        channel=r["channel"],
-                        recipient=mask(r["recipient"]),
-                        invoice_ids=invoice_ids(r),
-                        provider=r["provider"],
-                        reason=reason,
-                        permanent=True,
-                        outcome_unknown=True,
-                    ),
-                    r["tenant_id"],
+                failed_event(
+                    r,
+                    r["recipient"],
                     now,
-                    r.get("correlation_id"),
+                    provider=r["provider"],
+                    reason=reason,
+                    permanent=True,
+                    outcome_unknown=True,
                 )
                 for r in stuck
             ]

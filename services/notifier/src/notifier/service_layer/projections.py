@@ -7,16 +7,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
 from dunning_events.events import CreditNoteApplied, CustomerUpserted, InvoiceCreated, PaymentApplied
 from dunning_events.money import to_minor
-from dunning_events.tables import supersedes_sql
-from notifier.adapters import orm
+from notifier.adapters import ledger_projection
 from notifier.service_layer.erasure import on_customer_erased
 
 
@@ -31,20 +28,7 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
         "consent": d.consent.model_dump(),
         "postal_address": d.postal_address.model_dump() if d.postal_address else None,
     }
-    stmt = insert(orm.customers).values(tenant_id=env.tenant_id, customer_id=d.customer_id, **values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[orm.customers.c.tenant_id, orm.customers.c.customer_id],
-            set_=values,
-            # An erased customer's row stays as the erasure left it, whatever a later sync says.
-            where=orm.customers.c.erased_at.is_(None),
-        )
-    )
-
-
-def _newer(version: int) -> ColumnElement[bool]:
-    """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
-    return supersedes_sql(version, orm.invoice_balances.c.ledger_version)
+    await ledger_projection.upsert_customer(session, env.tenant_id, d.customer_id, values)
 
 
 async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> None:
@@ -60,32 +44,16 @@ async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> No
         "currency": d.currency,
         "customer_id": d.customer_id,
     }
-    b = orm.invoice_balances.c
-    stmt = insert(orm.invoice_balances).values(
-        tenant_id=env.tenant_id, invoice_id=d.invoice_id, ledger_version=d.version, **values
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[b.tenant_id, b.invoice_id],
-            set_={**values, "ledger_version": func.greatest(b.ledger_version, d.version)},
-            where=_newer(d.version),
-        )
-    )
+    await ledger_projection.upsert_invoice(session, env.tenant_id, d.invoice_id, d.version, values)
 
 
 async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
     """payment.applied, payment.reversed and credit_note.applied carry each invoice's balance (and version) after."""
     d = env.data
-    b = orm.invoice_balances.c
     for a in d.allocations:
-        await session.execute(
-            update(orm.invoice_balances)
-            .where(b.tenant_id == env.tenant_id, b.invoice_id == a.invoice_id, _newer(a.invoice_version_after))
-            .values(
-                balance_minor=to_minor(a.invoice_balance_after, d.currency),
-                status=a.invoice_status_after,
-                ledger_version=func.greatest(b.ledger_version, a.invoice_version_after),
-            )
+        balance = to_minor(a.invoice_balance_after, d.currency)
+        await ledger_projection.set_balance(
+            session, env.tenant_id, a.invoice_id, a.invoice_version_after, balance, a.invoice_status_after
         )
 
 
@@ -114,15 +82,7 @@ async def record_positions(session: AsyncSession, events: list[ConsumedEvent]) -
         latest[key] = max(latest.get(key, -1), ev.offset + 1)
     if not latest:
         return
-    stmt = insert(orm.ledger_positions).values(
-        [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(latest.items())]
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[orm.ledger_positions.c.topic, orm.ledger_positions.c.partition],
-            set_={"next_offset": func.greatest(orm.ledger_positions.c.next_offset, stmt.excluded.next_offset)},
-        )
-    )
+    await ledger_projection.advance_positions(session, latest)
 
 
 def make_ledger_projector(group: str):  # type: ignore[no-untyped-def]

@@ -29,16 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dunning_events.bulk import raw_connection
-
-# Unqualified: the service's schema is on the connection's search_path. updated_at starts the stuck sweep's
-# clock (wall time): from here on the outcome can only be recorded or written off, never sent again.
-# Found by primary key (id = ANY), each row's own claim token picked by its position: this runs hundreds of
-# times a second and must never be planned as a scan (a join on unnest() was, once the table had grown).
-_MARK_SENDING = """
-UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_until = NULL, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'claimed' AND claim_token = ($2::uuid[])[array_position($1::uuid[], id)]
-RETURNING id
-"""
+from notifier.adapters import claims
 
 
 @dataclass
@@ -133,7 +124,7 @@ class SendGate:
             # Straight on the driver, outside any transaction: the one statement commits on its own (no
             # BEGIN/COMMIT round trips), and asyncpg takes the arrays without a parameter dict per row.
             apg = await raw_connection(conn, in_transaction=False)
-            rows = await apg.fetch(_MARK_SENDING, ids, tokens)
+            rows = await apg.fetch(claims.MARK_SENDING, ids, tokens)
         except BaseException:
             self._conn = None  # whatever broke, the next group starts on a fresh connection
             await _discard(conn)

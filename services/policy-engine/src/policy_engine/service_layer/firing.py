@@ -55,8 +55,8 @@ async def fire_due(
     await _load_calendars((d.country for d in debtors.values()), now.year)
     policies = await book.current(apg, tenants)
     stale = await stale_tenants(apg, tenants, now, config.stale_after)
-    bound = await _bind_policies(apg, cases, debtors, policies)
-    caps = await _cap_check(apg, cases, bound, now)
+    bound = await bind_policies(apg, cases, debtors, policies)
+    caps = await cap_check(apg, cases, bound, now)
 
     firings: list[Firing] = []
     for n, case in enumerate(cases, start=1):
@@ -107,7 +107,7 @@ async def _load_calendars(countries: Iterable[str | None], year: int) -> None:
         await asyncio.to_thread(load_holidays, missing, year)
 
 
-async def _bind_policies(
+async def bind_policies(
     apg: asyncpg.Connection,
     cases: list[Case],
     debtors: dict[tuple[str, str], Debtor],
@@ -131,7 +131,7 @@ async def _bind_policies(
     return bound
 
 
-async def _cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int, Policy], now: datetime) -> CapCheck:
+async def cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int, Policy], now: datetime) -> CapCheck:
     """Load the contact attempts the batch's capped channels need (none when no pending step uses one)."""
     channels: set[str] = set()
     longest = 0

@@ -16,7 +16,7 @@ import asyncpg
 from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
 from policy_engine.domain.fees import InvoiceFacts, step_fees
-from policy_engine.service_layer.firing import _bind_policies, _cap_check
+from policy_engine.service_layer.firing import bind_policies, cap_check
 from policy_engine.service_layer.freshness import stale_tenants
 from policy_engine.service_layer.handlers import EngineConfig
 from policy_engine.service_layer.policy_book import PolicyBook
@@ -41,8 +41,8 @@ async def preview(
     debtors = await repo.load_debtors(apg, {(c.tenant_id, c.customer_id) for c in cases})
     policies = await book.current(apg, [tenant])
     stale = (await stale_tenants(apg, [tenant], now, config.stale_after)).get(tenant)
-    bound = await _bind_policies(apg, cases, debtors, policies)
-    caps = await _cap_check(apg, cases, bound, now)
+    bound = await bind_policies(apg, cases, debtors, policies)
+    caps = await cap_check(apg, cases, bound, now)
 
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for case in cases:

@@ -89,7 +89,7 @@ class Matcher:
                     "settled_at": _settled_at(owed, env.occurred_at),
                     "ledger_version": func.greatest(t.c.ledger_version, d.version),
                 },
-                where=_newer(d.version),  # an older snapshot (a replayed dead letter) changes nothing
+                where=newer_than_applied(d.version),  # an older snapshot (a replayed dead letter) changes nothing
             ).returning(t.c.invoice_id)
         )
         return applied.first() is not None
@@ -211,7 +211,7 @@ class Matcher:
         tenant_id = env.tenant_id
         owed = alloc.invoice_status_after == "open" and alloc.invoice_balance_after > 0
         version = alloc.invoice_version_after
-        newer = _newer(version)
+        newer = newer_than_applied(version)
         found = (
             await self.session.execute(
                 update(orm.invoices)
@@ -301,7 +301,7 @@ class Matcher:
             )
 
 
-def _newer(version: int) -> Any:
+def newer_than_applied(version: int) -> Any:
     """The fact at `version` is newer than the projection's row (dunning_events.tables.supersedes_sql)."""
     return supersedes_sql(version, orm.invoices.c.ledger_version)
 

@@ -144,7 +144,7 @@ def build_email(message: OutboundMessage, default_sender: str, now: datetime | N
     )  # fmt: skip
 
 
-def _data_bytes(raw: bytes) -> bytes:
+def smtp_data(raw: bytes) -> bytes:
     """What goes on the wire after DATA: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), and the
     terminating dot. `build_email` output needs neither fix, so this is two scans, not a rewrite."""
     if b"\n." in raw or raw.startswith(b"."):
@@ -290,7 +290,7 @@ class _Session(asyncio.Protocol):
                 else:
                     await self._reset()
                 raise _Refused(stage, code, text)
-        self._write(_data_bytes(raw))
+        self._write(smtp_data(raw))
         async with asyncio.timeout(self.timeout):
             code, text = await self._reply()
         if code // 100 != 2:
