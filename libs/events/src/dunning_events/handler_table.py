@@ -17,14 +17,15 @@ Dispatch costs one dict lookup per event.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events.consumer import ConsumedEvent
+from dunning_events.consumer import BatchConsumer, ConsumedEvent
 from dunning_events.envelope import Envelope, EventData
+from dunning_events.events import EVENT_TYPES
 
 C = TypeVar("C")  # what the handlers work on for one batch: the session, or a service object built on it
 D = TypeVar("D", bound=EventData)
@@ -82,6 +83,32 @@ class HandlerTable(Mapping[type[EventData], Reaction[C]]):
     def topics(self) -> frozenset[str]:
         """The topics the table's events travel on: what its consumer must subscribe to."""
         return frozenset(cls.topic for cls in self._by_class)
+
+
+def table_problems(table: HandlerTable[Any], subscribed: Iterable[str]) -> list[str]:
+    """What is wrong with a table for a consumer subscribed to `subscribed` (empty when nothing): a key that is no
+    published event type (dunning_events.events), or whose topic the consumer does not read (its handler would
+    never run). The services' tests assert this is empty."""
+    topics = set(subscribed)
+    problems = []
+    for cls in table:
+        if EVENT_TYPES.get(cls.event_type) is not cls:
+            problems.append(f"{cls.__name__} is not a known event type")
+        elif cls.topic not in topics:
+            problems.append(f"{cls.__name__} travels on {cls.topic}, which no consumer of this table reads")
+    return problems
+
+
+def tables_read_by(consumers: Iterable[BatchConsumer]) -> list[tuple[HandlerTable[Any], set[str]]]:
+    """Each handler table the consumers run, with the topics its consumers subscribe to; a consumer whose apply
+    function is not built from a table is an error (every service's behaviour is indexed by one)."""
+    found: dict[int, tuple[HandlerTable[Any], set[str]]] = {}
+    for consumer in consumers:
+        if not isinstance(consumer.handler, TableApply):
+            raise TypeError(f"consumer {consumer.group} does not apply a handler table")
+        table = consumer.handler.table
+        found.setdefault(id(table), (table, set()))[1].update(consumer.topics)
+    return list(found.values())
 
 
 Layers = Callable[[list[ConsumedEvent]], list[list[ConsumedEvent]]]
