@@ -45,7 +45,7 @@ async def h(
         spec("ledger-sync"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
         overrides={"quickbooks_webhook_verifier_token": VERIFIER},
     )  # fmt: skip
-    svc.app.state.sync.sleep = Sleeps()
+    svc.runtime.objects.sync.sleep = Sleeps()
     harness = LedgerHarness(svc, broker.bootstrap_servers)
     fake, base = qbo
     r = await harness.client(ADMIN).__aenter__()
@@ -89,7 +89,7 @@ async def stored_credentials(h: LedgerHarness) -> dict[str, Any]:
         sealed = await s.scalar(
             select(orm.connections.c.credentials).where(orm.connections.c.connector == "quickbooks")
         )
-    return open_credentials(h.service.app.state.sync.keyring, "acme", "quickbooks", sealed)
+    return open_credentials(h.service.runtime.objects.sync.keyring, "acme", "quickbooks", sealed)
 
 
 async def test_backfill_maps_customers_invoices_and_payments_and_stores_the_rotated_refresh_token(
@@ -177,7 +177,7 @@ async def test_429_and_5xx_are_retried_honouring_retry_after(h: LedgerHarness, q
     fake.fail_next = [(429, {"Retry-After": "7"}), (503, {})]
     out = await sync(h)
     assert out["succeeded"], out
-    sleeps = h.service.app.state.sync.sleep
+    sleeps = h.service.runtime.objects.sync.sleep
     assert sleeps[0] == 7.0 and len(sleeps) == 2
     assert (await h.get("/v1/invoices/10")).json()["status"] == "paid"
 

@@ -38,7 +38,7 @@ async def h(
     svc = await start_service(
         spec("ledger-sync"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock
     )
-    svc.app.state.sync.sleep = Sleeps()
+    svc.runtime.objects.sync.sleep = Sleeps()
     harness = LedgerHarness(svc, broker.bootstrap_servers)
     fake, base = fake_stripe
     async with harness.client(ADMIN) as api:
@@ -185,7 +185,7 @@ async def test_rate_limits_are_retried_and_garbage_is_quarantined(
     fake.fail_next = [(429, {"Retry-After": "3"}), (500, {})]
     out = await sync(h)
     assert out["succeeded"] and out["quarantined"] >= 1, out
-    assert h.service.app.state.sync.sleep[0] == 3.0
+    assert h.service.runtime.objects.sync.sleep[0] == 3.0
     q = (await h.get("/v1/connectors/stripe/quarantine")).json()["items"]
     assert [(i["entity_id"], i["error"].split(":")[0]) for i in q] == [("in_bad", "currency")]
     assert await balance(h, "in_2") == ("open", "30.00")

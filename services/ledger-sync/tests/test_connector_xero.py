@@ -43,7 +43,7 @@ async def h(
 ) -> AsyncIterator[LedgerHarness]:
     svc = await start_service(spec("ledger-sync"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers,
                               clock=clock, overrides={"xero_webhook_key": KEY})  # fmt: skip
-    svc.app.state.sync.sleep = Sleeps()
+    svc.runtime.objects.sync.sleep = Sleeps()
     harness = LedgerHarness(svc, broker.bootstrap_servers)
     fake, base = fx
     async with harness.client(ADMIN) as api:
@@ -134,6 +134,6 @@ async def test_429_with_retry_after_and_quarantine(h: LedgerHarness, fx: tuple[F
     fake.fail_next = [(429, {"Retry-After": "11"})]
     out = await sync(h)
     assert out["succeeded"] and out["quarantined"] >= 1, out
-    assert h.service.app.state.sync.sleep == [11.0]
+    assert h.service.runtime.objects.sync.sleep == [11.0]
     q = (await h.get("/v1/connectors/xero/quarantine")).json()["items"]
     assert [(i["entity_id"], i["error"].split(":")[0]) for i in q] == [("i-9", "Date")]

@@ -193,7 +193,7 @@ async def test_rotation_re_encrypts_everything_under_the_new_key_and_the_old_key
     try:
         creds = await stored(svc)
         assert all(v.startswith("v1:k2:") for c in creds.values() for v in c.values()), creds
-        assert open_credentials(svc.app.state.sync.keyring, "globex", "stripe", creds[("globex", "stripe")]) == {
+        assert open_credentials(svc.runtime.objects.sync.keyring, "globex", "stripe", creds[("globex", "stripe")]) == {
             "api_key": STRIPE_KEY, "webhook_secret": STRIPE_WHSEC, "legacy_password": "plain-leftover-pw"
         }  # fmt: skip
         qbo.customer("2", "Hooli")

@@ -101,7 +101,7 @@ async def test_keys_and_tenants_are_enforced_and_the_dev_page_lists_messages(
             assert (await anonymous.get(path)).status_code == 401, path
         page = await anonymous.get("/dev/outbox")
         assert page.status_code == 200 and "ap@initech.example" in page.text and "Payment due" in page.text
-        notifier.runtime.notifier.settings.dev_mode = False
+        notifier.runtime.objects.settings.dev_mode = False
         assert (await anonymous.get("/dev/outbox")).status_code == 404
     async with notifier.client() as acme, notifier.client("globex-api-key") as globex:
         mine = (await acme.get(f"/v1/deliveries/{delivery_id}")).json()

@@ -49,7 +49,7 @@ async def test_a_crash_between_provider_call_and_record_never_sends_twice(
         crashed.append(len(outcomes))
         raise Crash("killed after the SMTP server accepted the message")
 
-    first.runtime.notifier.dispatcher.after_send_hook = crash
+    first.runtime.objects.dispatcher.after_send_hook = crash
     await feed.publish(feed.customer(), feed.invoice())
     await feed.publish(feed.step())
     await poll_until(lambda: _async_len(fakes.smtp.received), what="the email at the sink")

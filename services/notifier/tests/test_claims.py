@@ -76,7 +76,7 @@ async def test_a_graceful_stop_hands_unsent_claims_back_and_a_restart_sends_them
         stopping = asyncio.create_task(first.stop())  # SIGTERM: open calls finish, the rest goes back
 
         async def told_to_stop() -> bool:
-            return first.runtime.notifier.dispatcher._stopping
+            return first.runtime.objects.dispatcher._stopping
 
         await poll_until(told_to_stop, what="the dispatcher to stop admitting sends")
     await stopping

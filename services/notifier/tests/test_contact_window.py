@@ -38,8 +38,8 @@ async def _status_is(svc: RunningService, status: str) -> list[dict[str, Any]]:
 @asynccontextmanager
 async def smtp_slots_taken(svc: RunningService) -> AsyncIterator[None]:
     """Every SMTP slot of the send gate held by the test: claimed deliveries wait at the gate."""
-    slot = svc.runtime.notifier.dispatcher.gate.slot("smtp")
-    taken = svc.runtime.notifier.settings.smtp_pool_size
+    slot = svc.runtime.objects.dispatcher.gate.slot("smtp")
+    taken = svc.runtime.objects.settings.smtp_pool_size
     for _ in range(taken):
         await slot.acquire()
     try:

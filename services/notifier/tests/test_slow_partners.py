@@ -188,7 +188,7 @@ async def test_a_call_the_stuck_sweep_wrote_off_stays_unknown_when_its_answer_co
 
         await poll_until(written_off, what="the stuck sweep to write the call off")
 
-    notifier.runtime.notifier.dispatcher.after_send_hook = answer_late
+    notifier.runtime.objects.dispatcher.after_send_hook = answer_late
     await feed.publish(feed.customer(), feed.invoice())
     await feed.publish(feed.step())
     [failed] = await notifications.wait_for("notification.failed")

@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from dunning_events.topics import partition_key
 from dunning_kit.auth import Admin
+from dunning_kit.dependencies import runtime_of
 
 # The section name, then its records: one list per kind of thing held (customer projection, cases, deliveries...).
 Sections = dict[str, list[dict[str, Any]]]
@@ -92,7 +93,7 @@ def personal_data_router(service: str, collect: Collect) -> APIRouter:
         summary="Everything this service holds about one customer (GDPR Art. 15); admin scope",
     )
     async def export_personal_data(customer_id: str, principal: Admin, request: Request) -> PersonalDataExport:
-        found = await collect(request.app.state.runtime, principal.tenant_id, customer_id)
+        found = await collect(runtime_of(request), principal.tenant_id, customer_id)
         return PersonalDataExport(service=service, customer_id=customer_id, erased=found.erased, data=found.sections)
 
     return router

@@ -1,7 +1,10 @@
-"""One service's moving parts and their lifecycle: database, producer, outbox relay, consumers, timers.
+"""One service's moving parts and their lifecycle: database, producer, outbox relay, consumers, timers, and a typed
+slot for the service's own objects (`objects`, a dataclass the service defines in its service_layer/).
 
-Start order: database (timers) -> broker (producer, relay, consumers). Stop order (SIGTERM): stop consuming
-(the batch in hand finishes and commits its offsets) -> stop timers -> flush the outbox -> close.
+Start order: database (timers) -> broker (producer, relay, consumers). Stop order (SIGTERM): the service's
+`on_stop(..., before_parts=True)` callbacks (its own work winds down while the relay still drains the outbox) ->
+stop consuming (the batch in hand finishes and commits its offsets) -> stop timers -> flush the outbox -> close ->
+the service's other `on_stop` callbacks (its clients close once nothing can call them).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing_extensions import TypeVar
 
 from dunning_events import metrics
 from dunning_events.broker_probe import probe_broker
@@ -35,6 +39,12 @@ from dunning_kit.settings import ServiceSettings
 from dunning_kit.timers import DueStats, FireDue, TimerLoop
 
 log = logging.getLogger("dunning.runtime")
+
+# Defaults (PEP 696): code that serves any service (the kit) writes plain `ServiceRuntime`.
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=Any)  # the service's Settings class
+ObjectsT = TypeVar("ObjectsT", default=Any)  # the service's own objects (a dataclass in its service_layer/)
+
+StopCallback = Callable[[], Awaitable[None]]
 
 HOUSEKEEPING_INTERVAL_S = 600.0  # inbox pruning: rare, and cheap when there is nothing to prune
 
@@ -60,12 +70,14 @@ class QuietReport:
         )
 
 
-class ServiceRuntime:
+class ServiceRuntime(Generic[SettingsT, ObjectsT]):
+    """`ServiceRuntime[Settings, EngineObjects]`: `settings` is the service's Settings, `objects` its own objects."""
+
     def __init__(
         self,
         *,
         name: str,
-        settings: ServiceSettings,
+        settings: SettingsT,
         clock: Clock,
         metadata: MetaData,
         schema: str,
@@ -114,11 +126,31 @@ class ServiceRuntime:
         self.timers: list[TimerLoop] = []
         self.readiness_checks: dict[str, Callable[[], Awaitable[bool]]] = {}
         self.background: list[asyncio.Task[Any]] = []
+        self._objects: ObjectsT | None = None
+        self._stop_first: list[StopCallback] = []
+        self._stop_last: list[StopCallback] = []
         self._producer_ready = asyncio.Event()
         self._started = False
         self._starter: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ wiring (composition root)
+
+    @property
+    def objects(self) -> ObjectsT:
+        """The service's own objects (its policy book, its dispatcher, ...), set once by its bootstrap."""
+        if self._objects is None:
+            raise RuntimeError(f"{self.name}: the service's objects were not set by its bootstrap")
+        return self._objects
+
+    @objects.setter
+    def objects(self, objects: ObjectsT) -> None:
+        self._objects = objects
+
+    def on_stop(self, callback: StopCallback, *, before_parts: bool = False) -> None:
+        """Run `callback` when the service stops: after the runtime's parts have stopped (close the service's
+        clients), or with `before_parts` first, while consumers, timers and the outbox relay still run (let the
+        service's own work finish and reach the outbox). Callbacks of one kind run in the order added."""
+        (self._stop_first if before_parts else self._stop_last).append(callback)
 
     def add_consumer(self, group: str, topics: Sequence[str], handler: BatchHandler) -> BatchConsumer:
         consumer = BatchConsumer(
@@ -157,10 +189,18 @@ class ServiceRuntime:
         for c in self.consumers:
             c.producer = self.producer
 
-    def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats) -> TimerLoop:
-        loop = TimerLoop(name, self.clock, fire_due, due_stats, self.settings.timer_poll_interval)
-        self.timers.append(loop)
-        return loop
+    def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats, *, workers: int = 1) -> list[TimerLoop]:
+        """A durable-timer loop; with `workers` > 1 that many loops (`name`, `name-1`, ...) overlap one batch's
+        database round trips with another's work, kept on disjoint rows by their claims (SKIP LOCKED), exactly
+        as replicas are."""
+        loops = [
+            TimerLoop(
+                name if n == 0 else f"{name}-{n}", self.clock, fire_due, due_stats, self.settings.timer_poll_interval
+            )
+            for n in range(max(1, workers))
+        ]
+        self.timers.extend(loops)
+        return loops
 
     def add_readiness_check(self, name: str, check: Callable[[], Awaitable[bool]]) -> None:
         """A service's own condition for serving (its stored secrets open, ...): shown in /readyz by name."""
@@ -272,6 +312,8 @@ class ServiceRuntime:
     async def stop(self) -> None:
         if not self._started:
             return
+        for callback in self._stop_first:
+            await callback()
         self._started = False
         if self._starter is not None and not self._starter.done():
             self._starter.cancel()
@@ -286,6 +328,8 @@ class ServiceRuntime:
             await self.relay.stop(drain_timeout=self.settings.shutdown_grace_seconds / 2)
         await self.producer.stop()
         await self.engine.dispose()
+        for callback in self._stop_last:
+            await callback()
 
     # ------------------------------------------------------------------ observation
 

@@ -18,15 +18,16 @@ from ledger_sync.entrypoints.connectors_api import router as connectors_router
 from ledger_sync.entrypoints.connectors_api import webhooks
 from ledger_sync.entrypoints.imports_api import router as imports_router
 from ledger_sync.entrypoints.personal_data_api import router as personal_data_router
+from ledger_sync.service_layer.objects import LedgerObjects, LedgerRuntime
 from ledger_sync.service_layer.sync import SyncService
 from ledger_sync.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
 
 
-def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
+def build_runtime(settings: Settings, clock: Clock) -> LedgerRuntime:
     keyring = Keyring.from_settings(settings)  # first: a malformed key setting stops the start, naming it
-    runtime = ServiceRuntime(
+    runtime: LedgerRuntime = ServiceRuntime(
         name="ledger-sync",
         settings=settings,
         clock=clock,
@@ -44,7 +45,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         egress=OutboundPolicy(settings.outbound_allowed_networks),
         keyring=keyring,
     )
-    runtime.sync = sync  # type: ignore[attr-defined]
+    runtime.objects = LedgerObjects(sync=sync)
     runtime.add_readiness_check("stored_secrets", sync.secrets.ready)
     # Webhook notices are applied by a durable-timer loop (acknowledged fast, processed asynchronously);
     # scheduled syncs and the daily reconciliation likewise.
@@ -53,9 +54,9 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     return runtime
 
 
-def create_app(runtime: ServiceRuntime) -> FastAPI:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    app = create_service_app(
+def create_app(runtime: LedgerRuntime) -> FastAPI:
+    settings = runtime.settings
+    return create_service_app(
         runtime,
         title="ledger-sync",
         description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant; "
@@ -69,5 +70,3 @@ def create_app(runtime: ServiceRuntime) -> FastAPI:
             RouteLimits("/v1/imports", max_body_bytes=settings.import_max_body_bytes),
         ],
     )  # fmt: skip
-    app.state.sync = runtime.sync  # type: ignore[attr-defined]
-    return app

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
 from dunning_events import topics
+from dunning_events.handler_table import consumer_apply
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.data_keys import Keyring
@@ -33,30 +33,17 @@ from notifier.entrypoints import api, callbacks, customer_pages, dev, templates_
 from notifier.service_layer import personal_data
 from notifier.service_layer.compose import Composer
 from notifier.service_layer.dispatcher import Dispatcher, ProviderRegistry
-from notifier.service_layer.projections import make_ledger_projector
+from notifier.service_layer.objects import Notifier, NotifierRuntime
+from notifier.service_layer.projections import LEDGER_HANDLERS, record_positions
 from notifier.service_layer.retention import MessageRetention
 from notifier.service_layer.send_gate import SendGate
-from notifier.service_layer.steps import make_step_recorder
+from notifier.service_layer.steps import STEP_HANDLERS, StepBatch, note_trace
 from notifier.settings import Settings
 
-__all__ = ["Notifier", "Settings", "build_runtime", "create_app"]
+__all__ = ["Settings", "build_runtime", "create_app"]
 
 LEDGER_GROUP = "notifier.ledger"
 STEPS_GROUP = "notifier.steps"
-
-
-@dataclass
-class Notifier:
-    """What the routes need besides the runtime (reachable as `runtime.notifier`)."""
-
-    settings: Settings
-    clock: Clock
-    renderer: Renderer
-    composer: Composer
-    providers: ProviderRegistry
-    dispatcher: Dispatcher
-    egress: OutboundPolicy  # which tenant-configured targets (webhook endpoints) may be called
-    secrets: ChannelSecrets  # the webhook signing secrets, encrypted at rest
 
 
 def build_providers(settings: Settings, clock: Clock, runtime: ServiceRuntime) -> ProviderRegistry:
@@ -132,9 +119,9 @@ def build_send_gate(settings: Settings, runtime: ServiceRuntime) -> SendGate:
     )
 
 
-def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
+def build_runtime(settings: Settings, clock: Clock) -> NotifierRuntime:
     keyring = Keyring.from_settings(settings)  # first: a malformed key setting stops the start, naming it
-    runtime = ServiceRuntime(
+    runtime: NotifierRuntime = ServiceRuntime(
         name="notifier",
         settings=settings,
         clock=clock,
@@ -144,8 +131,14 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     )
     secrets = ChannelSecrets(runtime.sessions, keyring)
     runtime.add_readiness_check("stored_secrets", secrets.health.ready)
-    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_projector(LEDGER_GROUP))
-    runtime.add_consumer(STEPS_GROUP, [topics.STEPS], make_step_recorder(clock, STEPS_GROUP))
+    ledger = consumer_apply(
+        LEDGER_HANDLERS, group=LEDGER_GROUP, context=lambda session: session, finish=record_positions
+    )
+    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], ledger)
+    steps = consumer_apply(
+        STEP_HANDLERS, group=STEPS_GROUP, context=lambda session: StepBatch(session, clock.now()), in_span=note_trace
+    )
+    runtime.add_consumer(STEPS_GROUP, [topics.STEPS], steps)
     renderer = Renderer(PARTIALS, settings.render_limits())
     composer = Composer(settings, renderer)
     providers = build_providers(settings, clock, runtime)
@@ -178,36 +171,33 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         max_in_hand=settings.dispatch_batch_size * settings.dispatch_workers,
         secrets=secrets,
     )
-    for worker in range(settings.dispatch_workers):
-        # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
-        runtime.add_timer(
-            "deliveries" if worker == 0 else f"deliveries-{worker}", dispatcher.dispatch_due, dispatcher.due_stats
-        )
+    # Several loops share the due rows through SKIP LOCKED, exactly as replicas do.
+    runtime.add_timer("deliveries", dispatcher.dispatch_due, dispatcher.due_stats, workers=settings.dispatch_workers)
     retention = MessageRetention(runtime.sessions, settings.message_retention_days)
     runtime.add_timer("message-retention", retention.purge_due, retention.due_stats)
     egress = OutboundPolicy(settings.outbound_allowed_networks)
-    runtime.notifier = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress, secrets)  # type: ignore[attr-defined]
+    runtime.objects = Notifier(settings, clock, renderer, composer, providers, dispatcher, egress, secrets)
 
-    # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime
-    # has stopped its timers, so no send is cut off mid-call by our own shutdown.
-    runtime_stop = runtime.stop
-
-    async def stop() -> None:
+    async def finish_sending() -> None:
         dispatcher.stop_sending()  # open calls finish, unsent claims go back to pending (see the dispatcher)
-        # Before the runtime stops: the batches' outcomes must reach the outbox while the relay still drains it.
+        # Before the runtime's parts stop: the batches' outcomes must reach the outbox while the relay drains it.
         await dispatcher.drain(timeout=settings.shutdown_grace_seconds / 2)
-        await runtime_stop()
+
+    async def close_clients() -> None:
+        # Provider connections (SMTP pool, HTTP clients, the watermark's broker client) close after the runtime
+        # has stopped its timers, so no send is cut off mid-call by our own shutdown.
         await gate.aclose()
         await providers.aclose()
         if watermark is not None:
             await watermark.close()
 
-    runtime.stop = stop  # type: ignore[method-assign]
+    runtime.on_stop(finish_sending, before_parts=True)
+    runtime.on_stop(close_clients)
     return runtime
 
 
-def create_app(runtime: ServiceRuntime) -> FastAPI:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+def create_app(runtime: NotifierRuntime) -> FastAPI:
+    settings = runtime.settings
     return create_service_app(
         runtime,
         title="notifier",

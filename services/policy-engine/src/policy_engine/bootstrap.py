@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from fastapi import FastAPI
 
 from dunning_events import topics
+from dunning_events.handler_table import consumer_apply
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.personal_data import personal_data_router
@@ -15,7 +16,8 @@ from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
 from policy_engine.service_layer import personal_data
 from policy_engine.service_layer.firing import due_stats, fire_due
-from policy_engine.service_layer.handlers import EngineConfig, make_event_handler
+from policy_engine.service_layer.handlers import HANDLERS, Engine, EngineConfig, commuting_layers, note_trace
+from policy_engine.service_layer.objects import EngineObjects, EngineRuntime
 from policy_engine.service_layer.policy_book import PolicyBook
 from policy_engine.settings import Settings
 
@@ -33,8 +35,8 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
-def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
-    runtime = ServiceRuntime(
+def build_runtime(settings: Settings, clock: Clock) -> EngineRuntime:
+    runtime: EngineRuntime = ServiceRuntime(
         name="policy-engine",
         settings=settings,
         clock=clock,
@@ -44,13 +46,23 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     )
     config = engine_config(settings)
     book = PolicyBook()
-    runtime.extras = {"config": config, "book": book}  # type: ignore[attr-defined]
+    runtime.objects = EngineObjects(config=config, book=book)
+    outbox = runtime.outbox
     for group, topic in (
         (LEDGER_GROUP, topics.LEDGER),
         (PROMISES_GROUP, topics.PROMISES),
         (NOTIFICATIONS_GROUP, topics.NOTIFICATIONS),
     ):
-        consumer = runtime.add_consumer(group, [topic], make_event_handler(runtime.outbox, clock, config, book, group))
+        # One table for the three groups: each receives only its topic's events. Events of different customers
+        # commute, so a batch is applied in layers (commuting_layers), each bulk type set-wise once per layer.
+        apply = consumer_apply(
+            HANDLERS,
+            group=group,
+            context=lambda session: Engine(session, outbox, clock, config, book),
+            layers=commuting_layers,
+            in_span=note_trace,
+        )
+        consumer = runtime.add_consumer(group, [topic], apply)
         # A payment must stop dunning at once: fetch with a short wait rather than the kit's default.
         consumer.poll_timeout_ms = settings.consumer_fetch_wait_ms
 
@@ -64,12 +76,11 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
 
     # Several loops overlap one batch's database round trips with another's decisions; the per-customer
     # claim keeps them (and other replicas) on disjoint customers.
-    for worker in range(max(1, settings.step_timer_workers)):
-        runtime.add_timer("dunning-steps" if worker == 0 else f"dunning-steps-{worker}", fire, stats)
+    runtime.add_timer("dunning-steps", fire, stats, workers=settings.step_timer_workers)
     return runtime
 
 
-def create_app(runtime: ServiceRuntime) -> FastAPI:
+def create_app(runtime: EngineRuntime) -> FastAPI:
     return create_service_app(
         runtime,
         title="policy-engine",

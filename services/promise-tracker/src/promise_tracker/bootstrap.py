@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from dunning_events import topics
+from dunning_events.handler_table import consumer_apply
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.personal_data import personal_data_router
@@ -18,7 +19,8 @@ from promise_tracker.adapters.outbox import SetwiseOutboxWriter
 from promise_tracker.entrypoints.api import router as api_router
 from promise_tracker.entrypoints.self_service import router as self_service_router
 from promise_tracker.service_layer import deadlines, personal_data
-from promise_tracker.service_layer.matching import make_ledger_handler
+from promise_tracker.service_layer.matching import HANDLERS, Matcher, flush_outcomes
+from promise_tracker.service_layer.objects import TrackerRuntime
 from promise_tracker.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
@@ -28,8 +30,8 @@ DEADLINE_TIMER = "promise-deadlines"
 DRAIN_BATCHES = 8  # per worker and call of the timer; the timer loop calls again at once while work is left
 
 
-def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
-    runtime = ServiceRuntime(
+def build_runtime(settings: Settings, clock: Clock) -> TrackerRuntime:
+    runtime: TrackerRuntime = ServiceRuntime(
         name="promise-tracker",
         settings=settings,
         clock=clock,
@@ -38,7 +40,14 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
         produces=[topics.PROMISES],
     )
     runtime.outbox = SetwiseOutboxWriter(runtime.outbox_table, on_commit=runtime.relay.wake)
-    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], make_ledger_handler(runtime.outbox, clock, LEDGER_GROUP))
+    outbox = runtime.outbox
+    apply = consumer_apply(
+        HANDLERS,
+        group=LEDGER_GROUP,
+        context=lambda session: Matcher(session, outbox, clock.now()),
+        finish=flush_outcomes,
+    )
+    runtime.add_consumer(LEDGER_GROUP, [topics.LEDGER], apply)
 
     async def fire_batch(now: datetime) -> int:
         async with runtime.sessions() as session, session.begin():
@@ -67,7 +76,7 @@ def build_runtime(settings: Settings, clock: Clock) -> ServiceRuntime:
     return runtime
 
 
-def create_app(runtime: ServiceRuntime) -> FastAPI:
+def create_app(runtime: TrackerRuntime) -> FastAPI:
     return create_service_app(
         runtime,
         title="promise-tracker",

@@ -17,12 +17,11 @@ from pydantic import BaseModel, Field
 from dunning_kit.auth import Admin
 from dunning_kit.personal_data import PersonalDataExport
 from dunning_kit.problems import Problem
-from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters.personal_data_peers import PeerFailure, fetch_pieces, parse_peers
 from ledger_sync.domain.personal_data import customer_id_problem
-from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.deps import Runtime
+from ledger_sync.entrypoints.problems import error
 from ledger_sync.service_layer.personal_data import SERVICE, CustomerPersonalData
-from ledger_sync.settings import Settings
 
 router = APIRouter(prefix="/v1/customers", tags=["personal data"])
 
@@ -62,11 +61,10 @@ def _unknown(customer_id: str) -> JSONResponse:
             responses={**RESPONSES, 502: {"description": "A peer answered wrongly (named in `peer`)"},
                        503: {"description": "A peer could not be reached (named in `peer`)"}},
             summary="Everything the platform holds about one customer, from all four services (GDPR Art. 15)")  # fmt: skip
-async def export_personal_data(customer_id: str, principal: Admin, request: Request) -> Any:
+async def export_personal_data(customer_id: str, principal: Admin, request: Request, runtime: Runtime) -> Any:
     if (invalid := _invalid(customer_id)) is not None:
         return invalid
-    runtime: ServiceRuntime = request.app.state.runtime
-    settings: Settings = runtime.settings  # type: ignore[assignment]
+    settings = runtime.settings
     async with runtime.sessions() as session:
         own = await CustomerPersonalData(session, principal.tenant_id).export(customer_id)
     if own is None:
@@ -95,10 +93,9 @@ async def export_personal_data(customer_id: str, principal: Admin, request: Requ
 
 @router.delete("/{customer_id}/personal-data", response_model=ErasureOut, status_code=202, responses=RESPONSES,
                summary="Erase the customer's personal data in every service (GDPR Art. 17); money facts are kept")  # fmt: skip
-async def erase_personal_data(customer_id: str, principal: Admin, request: Request) -> Any:
+async def erase_personal_data(customer_id: str, principal: Admin, runtime: Runtime) -> Any:
     if (invalid := _invalid(customer_id)) is not None:
         return invalid
-    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session, session.begin():
         erasure = await CustomerPersonalData(session, principal.tenant_id).erase(
             customer_id, runtime.outbox, runtime.clock

@@ -18,7 +18,9 @@ from notifier.adapters import orm
 from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.deps import jsonable, not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.deps import Objects, Runtime, jsonable, not_found, unprocessable
+from notifier.service_layer.channel_config import load_config, stored_config
+from notifier.service_layer.objects import NotifierRuntime
 from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(prefix="/v1")
@@ -70,7 +72,7 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
 @router.get("/deliveries", tags=["deliveries"], summary="Deliveries of the tenant, newest first")
 async def list_deliveries(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     status: DeliveryStatus | None = None,
     customer_id: str | None = None,
     step_id: str | None = None,
@@ -82,16 +84,16 @@ async def list_deliveries(
     for column, value in (("status", status), ("customer_id", customer_id), ("step_id", step_id), ("channel", channel)):
         if value is not None:
             query = query.where(d[column] == value)
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (await session.execute(query.order_by(d.created_at.desc(), d.id).limit(limit))).mappings().all()
     return {"deliveries": [jsonable(r) for r in rows]}
 
 
 @router.get("/deliveries/{delivery_id}", tags=["deliveries"], summary="One delivery with its rendered content")
-async def get_delivery(principal: Tenant, request: Request, delivery_id: str) -> dict[str, Any]:
+async def get_delivery(principal: Tenant, runtime: Runtime, delivery_id: str) -> dict[str, Any]:
     ident = _parse_uuid(delivery_id)
     d = orm.deliveries.c
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         row = None
         if ident is not None:
             row = (
@@ -118,7 +120,7 @@ async def get_delivery(principal: Tenant, request: Request, delivery_id: str) ->
 )
 async def list_tasks(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     status: Literal["open", "done"] | None = "open",
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
@@ -126,7 +128,7 @@ async def list_tasks(
     query = select(orm.collector_tasks).where(t.tenant_id == principal.tenant_id)
     if status is not None:
         query = query.where(t.status == status)
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (await session.execute(query.order_by(t.created_at, t.id).limit(limit))).mappings().all()
     return {"tasks": [jsonable(r) for r in rows]}
 
@@ -136,10 +138,9 @@ class TaskCompletion(BaseModel):
 
 
 @router.post("/tasks/{task_id}/complete", tags=["collector tasks"], summary="Mark a collector task done")
-async def complete_task(principal: Tenant, request: Request, task_id: str, body: TaskCompletion) -> dict[str, Any]:
+async def complete_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskCompletion) -> dict[str, Any]:
     ident = _parse_uuid(task_id)
     t = orm.collector_tasks.c
-    runtime = runtime_of(request)
     async with runtime.sessions() as session, session.begin():
         row = None
         if ident is not None:
@@ -165,10 +166,10 @@ async def complete_task(principal: Tenant, request: Request, task_id: str, body:
 
 @router.get("/suppressions", tags=["opt-outs"], summary="Addresses and numbers that are not contacted")
 async def list_suppressions(
-    principal: Tenant, request: Request, limit: int = Query(500, ge=1, le=5000)
+    principal: Tenant, runtime: Runtime, limit: int = Query(500, ge=1, le=5000)
 ) -> dict[str, Any]:
     s = orm.suppressions.c
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (
             (
                 await session.execute(
@@ -198,12 +199,11 @@ def _normalised(kind: str, address: str) -> str:
 @router.post(
     "/suppressions", tags=["opt-outs"], status_code=201, summary="Suppress an address (e.g. an opt-out by phone)"
 )
-async def add_manual_suppression(principal: Admin, request: Request, body: SuppressionIn) -> Any:
+async def add_manual_suppression(principal: Admin, runtime: Runtime, body: SuppressionIn) -> Any:
     try:
         address = _normalised(body.kind, body.address)
     except InvalidAddress as exc:
         return unprocessable([("address", str(exc))])
-    runtime = runtime_of(request)
     async with runtime.sessions() as session, session.begin():
         events = await add_suppression(
             session,
@@ -227,14 +227,14 @@ async def add_manual_suppression(principal: Admin, request: Request, body: Suppr
     summary="Lift a suppression (the customer consented again)",
 )
 async def lift_suppression(
-    principal: Admin, request: Request, kind: Literal["email", "phone"], address: str
+    principal: Admin, runtime: Runtime, kind: Literal["email", "phone"], address: str
 ) -> Response:
     try:
         normalised = _normalised(kind, address)
     except InvalidAddress:
         raise not_found("suppression") from None
     s = orm.suppressions.c
-    async with runtime_of(request).sessions() as session, session.begin():
+    async with runtime.sessions() as session, session.begin():
         gone = (
             await session.execute(
                 delete(orm.suppressions)
@@ -257,21 +257,9 @@ def _public(config: TenantConfig, secret_set: bool) -> dict[str, Any]:
     return out
 
 
-async def _stored_config(request: Request, tenant_id: str) -> dict[str, Any] | None:
-    ts = orm.tenant_settings.c
-    async with runtime_of(request).sessions() as session:
-        return await session.scalar(select(ts.config).where(ts.tenant_id == tenant_id))  # type: ignore[no-any-return]
-
-
-async def load_config(request: Request, tenant_id: str, *, open_secret: bool = False) -> TenantConfig:
-    """The tenant's channel configuration; its webhook signing secret only when asked for (it is decrypted)."""
-    raw = await _stored_config(request, tenant_id)
-    if not raw:
-        return TenantConfig()
-    if not open_secret:
-        return TenantConfig.model_validate(notifier_of(request).secrets.without_secret(raw))
+async def _config_with_secret(runtime: NotifierRuntime, tenant_id: str) -> TenantConfig:
     try:
-        return TenantConfig.model_validate(notifier_of(request).secrets.open(tenant_id, raw))
+        return await load_config(runtime, tenant_id, open_secret=True)
     except UndecryptableSecret as exc:
         # Never answered as if no secret were set: a PUT with a new secret replaces it and cures this.
         raise Problem(
@@ -281,26 +269,27 @@ async def load_config(request: Request, tenant_id: str, *, open_secret: bool = F
 
 
 @router.get("/channel-config", tags=["configuration"], summary="The tenant's channel configuration")
-async def get_channel_config(principal: Tenant, request: Request) -> dict[str, Any]:
-    raw = await _stored_config(request, principal.tenant_id) or {}
-    config = await load_config(request, principal.tenant_id)
-    n = notifier_of(request)
+async def get_channel_config(principal: Tenant, runtime: Runtime, notifier: Objects) -> dict[str, Any]:
+    raw = await stored_config(runtime, principal.tenant_id) or {}
+    config = await load_config(runtime, principal.tenant_id)
     return {
         **_public(config, secret_set=bool((raw.get("webhook") or {}).get("secret"))),
         "effective": {
             "email_provider": config.email.provider or "smtp",
-            "letter_provider": config.letter.provider or n.settings.letter_provider,
-            "email_from": config.email.from_address or n.settings.email_from,
-            "sms_from": config.sms.from_number or n.settings.twilio_from_number,
+            "letter_provider": config.letter.provider or notifier.settings.letter_provider,
+            "email_from": config.email.from_address or notifier.settings.email_from,
+            "sms_from": config.sms.from_number or notifier.settings.twilio_from_number,
         },
     }
 
 
 @router.put("/channel-config", tags=["configuration"], summary="Replace the tenant's channel configuration (admin)")
-async def put_channel_config(principal: Admin, request: Request, body: TenantConfig) -> Any:
+async def put_channel_config(
+    principal: Admin, request: Request, runtime: Runtime, notifier: Objects, body: TenantConfig
+) -> Any:
     if body.webhook.url is not None:
         # The service POSTs signed reminders there: never to an internal address (checked again on connect).
-        reason = notifier_of(request).egress.refusal_for_url(str(body.webhook.url))
+        reason = notifier.egress.refusal_for_url(str(body.webhook.url))
         if reason:
             return unprocessable([("webhook.url", reason)])
     stored = body.model_dump(mode="json", exclude_none=True)
@@ -314,11 +303,10 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
             request=request,
         )
     if body.webhook.secret is None:  # keep the secret unless a new one is given (it is never read back)
-        current = await load_config(request, principal.tenant_id, open_secret=True)
+        current = await _config_with_secret(runtime, principal.tenant_id)
         if current.webhook.secret:
             stored.setdefault("webhook", {})["secret"] = current.webhook.secret
-    runtime = runtime_of(request)
-    sealed = notifier_of(request).secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
+    sealed = notifier.secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
     ts = orm.tenant_settings.c
     async with runtime.sessions() as session, session.begin():
         stmt = insert(orm.tenant_settings).values(
@@ -329,5 +317,5 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
                 index_elements=[ts.tenant_id], set_={"config": sealed, "updated_at": runtime.clock.now()}
             )
         )
-    notifier_of(request).secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
+    notifier.secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
     return _public(TenantConfig.model_validate(stored), secret_set=bool(stored.get("webhook", {}).get("secret")))

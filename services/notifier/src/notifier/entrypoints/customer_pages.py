@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
@@ -14,8 +14,9 @@ from dunning_events.money import from_minor
 from dunning_kit import signed_links
 from notifier.adapters import orm
 from notifier.domain.rendering import money
-from notifier.entrypoints.api import load_config
-from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.entrypoints.deps import Runtime
+from notifier.service_layer.channel_config import load_config
+from notifier.service_layer.objects import NotifierRuntime
 from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(tags=["customer pages"])
@@ -30,8 +31,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
-    n = notifier_of(request)
+def _verify(runtime: NotifierRuntime, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
+    n = runtime.objects
     try:
         payload = signed_links.verify(n.settings.self_service_signing_key, token, n.clock.now())
     except signed_links.ExpiredLink:
@@ -44,19 +45,19 @@ def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | H
 
 
 @router.get("/pay", summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open")
-async def pay(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "pay")
+async def pay(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "pay")
     if isinstance(payload, HTMLResponse):
         return payload
     tenant_id, customer_id = str(payload["tenant_id"]), str(payload["customer_id"])
     invoice_ids = [str(i) for i in payload.get("invoice_ids", [])]  # type: ignore[union-attr]
-    config = await load_config(request, tenant_id)
+    config = await load_config(runtime, tenant_id)
     if config.branding.payment_portal_url:
         query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
         sep = "&" if "?" in str(config.branding.payment_portal_url) else "?"
         return RedirectResponse(f"{config.branding.payment_portal_url}{sep}{query}", status_code=303)
     b = orm.invoice_balances.c
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (
             await session.execute(
                 select(b.number, b.currency, b.balance_minor, b.status)
@@ -79,8 +80,8 @@ async def pay(request: Request, token: str = "") -> Response:
 
 
 @router.get("/unsubscribe", summary="Unsubscribe page (asks to confirm)")
-async def unsubscribe_page(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "unsubscribe")
+async def unsubscribe_page(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
     return _page(
@@ -92,11 +93,10 @@ async def unsubscribe_page(request: Request, token: str = "") -> Response:
 
 
 @router.post("/unsubscribe", summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")
-async def unsubscribe(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "unsubscribe")
+async def unsubscribe(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
-    runtime = runtime_of(request)
     channel = str(payload["channel"])
     async with runtime.sessions() as session, session.begin():
         events = await add_suppression(

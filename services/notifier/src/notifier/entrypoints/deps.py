@@ -1,25 +1,19 @@
-"""Shared helpers of the routes: the runtime and the notifier's services from the app state."""
+"""What a route of the notifier may ask for as a parameter (its runtime, the notifier's own objects), and the
+routes' small shared helpers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.responses import JSONResponse
 
+from dunning_kit.dependencies import objects_of, runtime_of
 from dunning_kit.problems import FieldError, invalid_input
-from dunning_kit.runtime import ServiceRuntime
+from notifier.service_layer.objects import Notifier, NotifierRuntime
 
-if TYPE_CHECKING:
-    from notifier.bootstrap import Notifier
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def notifier_of(request: Request) -> Notifier:
-    return request.app.state.runtime.notifier  # type: ignore[no-any-return]
+Runtime = Annotated[NotifierRuntime, Depends(runtime_of)]
+Objects = Annotated[Notifier, Depends(objects_of)]
 
 
 def not_found(what: str) -> HTTPException:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from dunning_kit.clock import SystemClock
 from notifier.adapters import orm
-from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.entrypoints.deps import Objects, Runtime
 
 router = APIRouter(tags=["development"])
 
@@ -44,13 +44,12 @@ def _time(instant: datetime | None, what: str) -> str:
 
 
 @router.get("/dev/outbox", response_class=HTMLResponse, include_in_schema=False)
-async def outbox_page(request: Request, limit: int = 200) -> HTMLResponse:
+async def outbox_page(runtime: Runtime, notifier: Objects, limit: int = 200) -> HTMLResponse:
     # Lists every tenant's messages with no key: only ever on a developer's machine.
-    notifier = notifier_of(request)
     if not notifier.settings.dev_mode:
         raise HTTPException(404, detail="not found")
     d = orm.deliveries.c
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (
             await session.execute(
                 select(

@@ -13,7 +13,7 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -30,8 +30,9 @@ from notifier.domain.last_look import last_look
 from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, TemplateRenderError, TemplateSource
 from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.api import load_config
-from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.deps import Objects, Runtime, not_found, unprocessable
+from notifier.service_layer.channel_config import load_config
+from notifier.service_layer.objects import NotifierRuntime
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -53,20 +54,20 @@ def _out(t: TemplateSource) -> dict[str, Any]:
 
 
 async def _tenant_templates(
-    request: Request, tenant_id: str, template_id: str | None = None
+    runtime: NotifierRuntime, tenant_id: str, template_id: str | None = None
 ) -> dict[tuple[str, str], TemplateSource]:
     tp = orm.templates.c
     query = select(orm.templates).where(tp.tenant_id == tenant_id)
     if template_id is not None:
         query = query.where(tp.template_id == template_id)
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = (await session.execute(query)).mappings().all()
     return {(r["template_id"], r["locale"]): template_from_row(r) for r in rows}
 
 
 @router.get("", summary="Templates: shipped defaults and the tenant's own")
-async def list_templates(principal: Tenant, request: Request) -> dict[str, Any]:
-    own = await _tenant_templates(request, principal.tenant_id)
+async def list_templates(principal: Tenant, runtime: Runtime) -> dict[str, Any]:
+    own = await _tenant_templates(runtime, principal.tenant_id)
     items = [{"template_id": tid, "locale": loc, "origin": "tenant"} for (tid, loc) in sorted(own)]
     items += [
         {"template_id": tid, "locale": loc, "origin": "shipped", "tone": TONES[tid][0], "overridden": (tid, loc) in own}
@@ -76,8 +77,8 @@ async def list_templates(principal: Tenant, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{template_id}", summary="One template as it would be used for a locale")
-async def get_template(principal: Tenant, request: Request, template_id: str, locale: str = "en") -> dict[str, Any]:
-    own = await _tenant_templates(request, principal.tenant_id, template_id)
+async def get_template(principal: Tenant, runtime: Runtime, template_id: str, locale: str = "en") -> dict[str, Any]:
+    own = await _tenant_templates(runtime, principal.tenant_id, template_id)
     chosen = choose_template(own, template_id, locale)
     if chosen is None:
         raise not_found("template")
@@ -85,12 +86,14 @@ async def get_template(principal: Tenant, request: Request, template_id: str, lo
 
 
 @router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)")
-async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
+async def put_template(
+    principal: Admin, runtime: Runtime, template_id: str, body: TemplateIn, notifier: Objects
+) -> Any:
     import re
 
     if not re.match(TEMPLATE_ID, template_id):
         return unprocessable([("template_id", "lower-case letters, digits, _ and - only (1-100)")])
-    renderer = notifier_of(request).renderer
+    renderer = notifier.renderer
     errors = [
         (part, err)
         for part in PARTS
@@ -101,16 +104,15 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
     source = TemplateSource(
         template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant"
     )
-    config = await load_config(request, principal.tenant_id)
+    config = await load_config(runtime, principal.tenant_id)
     try:
-        await render_off_loop(renderer, source, _sample_context(request, principal.tenant_id, config, source))
+        await render_off_loop(renderer, source, _sample_context(runtime, principal.tenant_id, config, source))
     except TemplateRenderError as exc:
         # Over its render budget (or stopped by the sandbox) with sample data, it would fail every send: refuse
         # it now. Other errors (a name the sample lacks, a type) may depend on the data: the preview with a real
         # customer shows them.
         if exc.limit is not None or exc.message.startswith("blocked by the sandbox"):
             return unprocessable([(exc.part, exc.message)])
-    runtime = runtime_of(request)
     values = {
         "subject": body.subject,
         "body_text": body.text,
@@ -131,9 +133,9 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
-async def delete_template(principal: Admin, request: Request, template_id: str, locale: str) -> Response:
+async def delete_template(principal: Admin, runtime: Runtime, template_id: str, locale: str) -> Response:
     tp = orm.templates.c
-    async with runtime_of(request).sessions() as session, session.begin():
+    async with runtime.sessions() as session, session.begin():
         gone = (
             await session.execute(
                 delete(orm.templates)
@@ -184,7 +186,7 @@ async def render_off_loop(renderer: Renderer, template: TemplateSource, context:
 
 
 def _context(
-    request: Request,
+    runtime: NotifierRuntime,
     tenant_id: str,
     config: TenantConfig,
     template_id: str,
@@ -206,7 +208,7 @@ def _context(
     }
     look = last_look(invoices, {}, currency)
     row = {"tenant_id": tenant_id, "customer_id": customer_id, "channel": channel}
-    links = notifier_of(request).composer.links(
+    links = runtime.objects.composer.links(
         row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if channel == "email" else None
     )
     return build_context(
@@ -223,20 +225,22 @@ def _context(
     )
 
 
-def _sample_context(request: Request, tenant_id: str, config: TenantConfig, template: TemplateSource) -> dict[str, Any]:
-    now = runtime_of(request).clock.now()
+def _sample_context(
+    runtime: NotifierRuntime, tenant_id: str, config: TenantConfig, template: TemplateSource
+) -> dict[str, Any]:
+    now = runtime.clock.now()
     name, currency, invoices = _sample(template.locale, now.date())
     return _context(
-        request, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
+        runtime, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
         currency=currency, invoices=invoices, channel="email", now=now,
     )  # fmt: skip
 
 
 @router.post("/{template_id}/preview", summary="Render a template with sample or real data")
-async def preview_template(principal: Tenant, request: Request, template_id: str, body: PreviewIn) -> Any:
-    n = notifier_of(request)
-    runtime = runtime_of(request)
-    config = await load_config(request, principal.tenant_id)
+async def preview_template(
+    principal: Tenant, runtime: Runtime, template_id: str, body: PreviewIn, notifier: Objects
+) -> Any:
+    config = await load_config(runtime, principal.tenant_id)
     now = runtime.clock.now()
     customer: dict[str, Any] | None = None
     if body.customer_id is not None:
@@ -296,7 +300,7 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
         errors = [
             (f"template.{p}", err)
             for p in PARTS
-            if (src := getattr(body.template, p)) is not None and (err := n.renderer.check_syntax(p, src))
+            if (src := getattr(body.template, p)) is not None and (err := notifier.renderer.check_syntax(p, src))
         ]
         if errors:
             return unprocessable(errors)
@@ -306,7 +310,7 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
         )
     else:
         template = choose_template(
-            await _tenant_templates(request, principal.tenant_id, template_id),
+            await _tenant_templates(runtime, principal.tenant_id, template_id),
             template_id,
             locale,
             config.default_locale,
@@ -314,11 +318,11 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
     if template is None:
         raise not_found("template")
     context = _context(
-        request, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
+        runtime, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
         locale=locale, currency=currency, invoices=invoices, channel=body.channel, now=now,
     )  # fmt: skip
     try:
-        rendered = await render_off_loop(n.renderer, template, context)
+        rendered = await render_off_loop(notifier.renderer, template, context)
     except TemplateRenderError as exc:
         return unprocessable([(f"template.{exc.part}", exc.message)])
     return {

@@ -4,14 +4,21 @@ customer.erased, which scrubs what the notifier holds about a person (service_la
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope
-from dunning_events.events import CreditNoteApplied, CustomerUpserted, InvoiceCreated, PaymentApplied
+from dunning_events.events import (
+    CreditNoteApplied,
+    CustomerErased,
+    CustomerUpserted,
+    InvoiceCreated,
+    InvoiceUpdated,
+    InvoiceVoided,
+    PaymentApplied,
+    PaymentReversed,
+)
+from dunning_events.handler_table import HandlerTable, on
 from dunning_events.money import to_minor
 from notifier.adapters import ledger_projection
 from notifier.service_layer.erasure import on_customer_erased
@@ -31,7 +38,9 @@ async def on_customer(session: AsyncSession, env: Envelope[CustomerUpserted]) ->
     await ledger_projection.upsert_customer(session, env.tenant_id, d.customer_id, values)
 
 
-async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> None:
+async def on_invoice(
+    session: AsyncSession, env: Envelope[InvoiceCreated] | Envelope[InvoiceUpdated] | Envelope[InvoiceVoided]
+) -> None:
     """created, updated and voided all carry the invoice as it is now; a snapshot older than the one applied (a
     replayed dead letter after a payment) changes nothing."""
     d = env.data
@@ -47,7 +56,10 @@ async def on_invoice(session: AsyncSession, env: Envelope[InvoiceCreated]) -> No
     await ledger_projection.upsert_invoice(session, env.tenant_id, d.invoice_id, d.version, values)
 
 
-async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied]) -> None:
+async def on_allocations(
+    session: AsyncSession,
+    env: Envelope[PaymentApplied] | Envelope[CreditNoteApplied] | Envelope[PaymentReversed],
+) -> None:
     """payment.applied, payment.reversed and credit_note.applied carry each invoice's balance (and version) after."""
     d = env.data
     for a in d.allocations:
@@ -57,16 +69,18 @@ async def on_allocations(session: AsyncSession, env: Envelope[PaymentApplied] | 
         )
 
 
-LEDGER_HANDLERS: dict[str, Callable[[AsyncSession, Any], Awaitable[None]]] = {
-    "customer.upserted": on_customer,
-    "invoice.created": on_invoice,
-    "invoice.updated": on_invoice,
-    "invoice.voided": on_invoice,
-    "payment.applied": on_allocations,
-    "payment.reversed": on_allocations,
-    "credit_note.applied": on_allocations,
-    "customer.erased": on_customer_erased,
-}
+# The index of what the notifier keeps from dunning.ledger.v1, keyed by the events' data classes; each batch then
+# records how far it got (record_positions, the consumer's `finish`).
+LEDGER_HANDLERS: HandlerTable[AsyncSession] = HandlerTable(
+    on(CustomerUpserted, on_customer),
+    on(InvoiceCreated, on_invoice),
+    on(InvoiceUpdated, on_invoice),
+    on(InvoiceVoided, on_invoice),
+    on(PaymentApplied, on_allocations),
+    on(PaymentReversed, on_allocations),
+    on(CreditNoteApplied, on_allocations),
+    on(CustomerErased, on_customer_erased),
+)
 
 
 async def record_positions(session: AsyncSession, events: list[ConsumedEvent]) -> None:
@@ -83,15 +97,3 @@ async def record_positions(session: AsyncSession, events: list[ConsumedEvent]) -
     if not latest:
         return
     await ledger_projection.advance_positions(session, latest)
-
-
-def make_ledger_projector(group: str):  # type: ignore[no-untyped-def]
-    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
-        for ev in events:
-            handler = LEDGER_HANDLERS.get(ev.type)
-            if handler is not None:
-                with ev.traced(group):
-                    await handler(session, ev.envelope)
-        await record_positions(session, events)
-
-    return apply

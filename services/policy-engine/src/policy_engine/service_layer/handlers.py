@@ -1,5 +1,5 @@
-"""What the policy engine does when an event arrives or an operator acts. The HANDLERS table is the index:
-"what happens when a payment arrives" is `on_allocations`.
+"""What the policy engine does when an event arrives or an operator acts. The HANDLERS table (at the end, keyed by
+the events' data classes) is the index: "what happens when a payment arrives" is `on_allocations`.
 
 Each handler loads the cases it touches (locked) through its repository (service_layer.storage: PostgreSQL in
 production, in memory in the tests), applies the domain rules (policy_engine.domain.cases, .closure), and
@@ -9,7 +9,7 @@ writes back cases, timeline notes and events (outbox) in the consumer's one tran
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ from dunning_events.events import (
     PromiseCreated,
     PromiseKept,
 )
+from dunning_events.handler_table import HandlerTable, on, on_run
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import current_trace_headers
@@ -619,46 +620,39 @@ def _accrued_interest(policy: Policy, case: Case, balance: Any, now: datetime) -
     return f"{amount} {case.currency}" if amount > 0 else None
 
 
-Handler = Callable[[Engine, Any], Awaitable[None]]
-
-HANDLERS: dict[str, Handler] = {
-    # dunning.ledger.v1 (customer.upserted and invoice.created arrive in bulk: see RUN_HANDLERS, which the
-    # consumer uses for them; these one-event forms serve the API and invoice.updated for an unknown invoice)
-    "customer.upserted": Engine.on_customer_upserted,
-    "invoice.created": Engine.on_invoice_created,
-    "invoice.updated": Engine.on_invoice_updated,
-    "invoice.voided": Engine.on_invoice_voided,
-    "payment.applied": Engine.on_allocations,
-    "credit_note.applied": Engine.on_allocations,
-    "payment.reversed": Engine.on_payment_reversed,
-    "dispute.opened": Engine.on_dispute_opened,
-    "dispute.resolved": Engine.on_dispute_resolved,
-    "ledger.synced": Engine.on_ledger_synced,
-    "customer.erased": Engine.on_customer_erased,
+# The index of the engine's behaviour: what it does with each event its consumers receive. customer.upserted and
+# invoice.created arrive in bulk (an ERP sync, a CSV import) and are applied set-wise; their one-event forms
+# (on_customer_upserted, on_invoice_created) serve the API and invoice.updated for an invoice not seen yet.
+HANDLERS: HandlerTable[Engine] = HandlerTable(
+    # dunning.ledger.v1
+    on_run(CustomerUpserted, Engine.on_customers_upserted),
+    on_run(InvoiceCreated, Engine.on_invoices_created),
+    on(InvoiceUpdated, Engine.on_invoice_updated),
+    on(InvoiceVoided, Engine.on_invoice_voided),
+    on(PaymentApplied, Engine.on_allocations),
+    on(CreditNoteApplied, Engine.on_allocations),
+    on(PaymentReversed, Engine.on_payment_reversed),
+    on(DisputeOpened, Engine.on_dispute_opened),
+    on(DisputeResolved, Engine.on_dispute_resolved),
+    on(LedgerSynced, Engine.on_ledger_synced),
+    on(CustomerErased, Engine.on_customer_erased),
     # dunning.promises.v1
-    "promise.created": Engine.on_promise_created,
-    "promise.kept": Engine.on_promise_kept,
-    "promise.cancelled": Engine.on_promise_cancelled,
-    "promise.broken": Engine.on_promise_broken,
-    "plan.created": Engine.on_plan_created,
-    "plan.completed": Engine.on_plan_completed,
-    "plan.defaulted": Engine.on_plan_defaulted,
+    on(PromiseCreated, Engine.on_promise_created),
+    on(PromiseKept, Engine.on_promise_kept),
+    on(PromiseCancelled, Engine.on_promise_cancelled),
+    on(PromiseBroken, Engine.on_promise_broken),
+    on(PlanCreated, Engine.on_plan_created),
+    on(PlanCompleted, Engine.on_plan_completed),
+    on(PlanDefaulted, Engine.on_plan_defaulted),
     # dunning.notifications.v1
-    "notification.sent": Engine.on_notification_sent,
-    "notification.failed": Engine.on_notification_failed,
-    "notification.held": Engine.on_notification_held,
-    "consent.revoked": Engine.on_consent_revoked,
-}
+    on(NotificationSent, Engine.on_notification_sent),
+    on(NotificationFailed, Engine.on_notification_failed),
+    on(NotificationHeld, Engine.on_notification_held),
+    on(ConsentRevoked, Engine.on_consent_revoked),
+)
 
 
-# Bulk types arriving in runs (an ERP sync, a CSV import): applied set-wise by these.
-RUN_HANDLERS: dict[str, Callable[[Engine, list[Any]], Awaitable[None]]] = {
-    "invoice.created": Engine.on_invoices_created,
-    "customer.upserted": Engine.on_customers_upserted,
-}
-
-
-def _layers(events: list[ConsumedEvent]) -> list[list[ConsumedEvent]]:
+def commuting_layers(events: list[ConsumedEvent]) -> list[list[ConsumedEvent]]:
     """Split a batch into layers that can each be applied set-wise without changing any outcome.
 
     Events of different customers commute (partitioning orders only each customer's events), so a layer
@@ -685,25 +679,6 @@ def _layers(events: list[ConsumedEvent]) -> list[list[ConsumedEvent]]:
     return layers
 
 
-def make_event_handler(outbox: OutboxWriter, clock: Clock, config: EngineConfig, book: PolicyBook, group: str):  # type: ignore[no-untyped-def]
-    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
-        engine = Engine(session, outbox, clock, config, book)
-        for layer in _layers(events):
-            bulk: dict[str, list[ConsumedEvent]] = {}
-            for ev in layer:
-                if ev.type in RUN_HANDLERS:
-                    bulk.setdefault(ev.type, []).append(ev)
-                    continue
-                handler = HANDLERS.get(ev.type)
-                if handler is not None:
-                    with ev.traced(group):
-                        await handler(engine, ev.envelope)
-            for kind, run in bulk.items():
-                for other in run[1:]:
-                    with other.traced(group):  # each event keeps its consumer span; its trace goes on from it
-                        engine.trace_of[other.envelope.id] = current_trace_headers().get("traceparent")
-                with run[0].traced(group):
-                    engine.trace_of[run[0].envelope.id] = current_trace_headers().get("traceparent")
-                    await RUN_HANDLERS[kind](engine, [r.envelope for r in run])
-
-    return apply
+def note_trace(engine: Engine, env: Envelope[Any]) -> None:
+    """Inside a set-wise event's own consumer span: the trace its effects (a step's event) go on from."""
+    engine.trace_of[env.id] = current_trace_headers().get("traceparent")

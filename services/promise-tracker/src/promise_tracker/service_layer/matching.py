@@ -1,10 +1,10 @@
 """What happens when a ledger event arrives: the invoice/customer projections, and payments, credit
-notes and reversals matched to the promises that cover their invoices. The HANDLERS table is the index.
+notes and reversals matched to the promises that cover their invoices. The HANDLERS table (at the end, keyed by
+the events' data classes) is the index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -20,15 +20,16 @@ from dunning_events.events import (
     CreditNoteApplied,
     CustomerErased,
     CustomerUpserted,
-    InvoiceSnapshot,
+    InvoiceCreated,
+    InvoiceUpdated,
     InvoiceVoided,
     PaymentApplied,
     PaymentReversed,
 )
+from dunning_events.handler_table import HandlerTable, on
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tables import supersedes_sql
-from dunning_kit.clock import Clock
 from promise_tracker.adapters import orm
 from promise_tracker.domain.plans import spread_over_instalments
 from promise_tracker.domain.promises import counts_toward
@@ -63,7 +64,9 @@ class Matcher:
     async def on_customer_erased(self, env: Envelope[CustomerErased]) -> None:
         await erasure.on_customer_erased(self.session, env)
 
-    async def on_invoice(self, env: Envelope[InvoiceSnapshot]) -> bool:
+    async def on_invoice(
+        self, env: Envelope[InvoiceCreated] | Envelope[InvoiceUpdated] | Envelope[InvoiceVoided]
+    ) -> bool:
         """The invoice as it is now; False (nothing changed) for a snapshot older than the one applied."""
         d = env.data
         t = orm.invoices
@@ -316,28 +319,19 @@ def _mutable(row: Any) -> SimpleNamespace:
     return SimpleNamespace(**row._asdict())
 
 
-Handler = Callable[[Matcher, Any], Awaitable[None]]
+# The index of what promise-tracker does with the ledger, keyed by the events' data classes.
+HANDLERS: HandlerTable[Matcher] = HandlerTable(
+    on(CustomerUpserted, Matcher.on_customer_upserted),
+    on(CustomerErased, Matcher.on_customer_erased),
+    on(InvoiceCreated, Matcher.on_invoice),
+    on(InvoiceUpdated, Matcher.on_invoice),
+    on(InvoiceVoided, Matcher.on_invoice_voided),
+    on(PaymentApplied, Matcher.on_payment_applied),
+    on(CreditNoteApplied, Matcher.on_credit_note_applied),
+    on(PaymentReversed, Matcher.on_payment_reversed),
+)
 
-HANDLERS: dict[str, Handler] = {
-    "customer.upserted": Matcher.on_customer_upserted,
-    "customer.erased": Matcher.on_customer_erased,
-    "invoice.created": Matcher.on_invoice,
-    "invoice.updated": Matcher.on_invoice,
-    "invoice.voided": Matcher.on_invoice_voided,
-    "payment.applied": Matcher.on_payment_applied,
-    "credit_note.applied": Matcher.on_credit_note_applied,
-    "payment.reversed": Matcher.on_payment_reversed,
-}
 
-
-def make_ledger_handler(outbox: OutboxWriter, clock: Clock, group: str):  # type: ignore[no-untyped-def]
-    async def apply(session: AsyncSession, events: list[ConsumedEvent]) -> None:
-        matcher = Matcher(session, outbox, clock.now())
-        for ev in events:
-            handler = HANDLERS.get(ev.type)
-            if handler is not None:
-                with ev.traced(group):
-                    await handler(matcher, ev.envelope)
-        await matcher.outcomes.flush()
-
-    return apply
+async def flush_outcomes(matcher: Matcher, events: list[ConsumedEvent]) -> None:
+    """After a batch: the promises' outcomes it decided, written set-wise."""
+    await matcher.outcomes.flush()
