@@ -108,9 +108,7 @@ class CursorCodec:
         except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, KeyError):
             raise _refused("not a cursor this API returned") from None
 
-    def page(
-        self, rows: Sequence[R], limit: int, position: Callable[[R], Position], view: Callable[[R], T]
-    ) -> Page[T]:
+    def page(self, rows: Sequence[R], limit: int, position: Callable[[R], Position], view: Callable[[R], T]) -> Page[T]:
         """The page of the first `limit` rows, each shown by `view` (fetch `limit + 1` rows: the extra one says a
         next page exists, so the last page has no cursor and no empty page is ever needed)."""
         served = list(rows[:limit])

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from dunning_kit.auth import Tenant
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import INVALID_INPUT, FieldError, invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.ledger import LedgerRuleViolation
@@ -20,16 +21,12 @@ from ledger_sync.entrypoints import idempotency
 from ledger_sync.entrypoints.schemas import (
     CreditNoteIn,
     CreditNoteOut,
-    CreditNotePage,
     CustomerIn,
     CustomerOut,
-    CustomerPage,
     InvoiceIn,
     InvoiceOut,
-    InvoicePage,
     PaymentIn,
     PaymentOut,
-    PaymentPage,
     ReasonIn,
     ResolutionIn,
     WriteResult,
@@ -177,9 +174,6 @@ async def reverse_payment(
 
 # ---------------------------------------------------------------------------------------------- reads
 
-Limit = Query(50, ge=1, le=500, description="Page size")
-CursorQ = Query(None, description="`next_cursor` of the previous page")
-
 
 def _not_found(kind: str, object_id: str) -> JSONResponse:
     return error(404, "not found", "id", f"no {kind} {object_id!r}")
@@ -194,12 +188,12 @@ async def _read(request: Request, tenant_id: str, fn: Callable[[LedgerQueries], 
             return error(422, "validation failed", exc.field, exc.reason)
 
 
-@router.get("/customers", response_model=CustomerPage, summary="List customers")
+@router.get("/customers", response_model=Page[CustomerOut], description=PAGE_CONTRACT, summary="List customers")
 async def list_customers(
-    principal: Tenant, request: Request, limit: int = Limit, cursor: str | None = CursorQ, segment: str | None = None
+    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None, segment: str | None = None
 ) -> Any:
     page = await _read(request, principal.tenant_id, lambda q: q.customers(limit=limit, cursor=cursor, segment=segment))
-    return page if isinstance(page, JSONResponse) else page.__dict__
+    return page
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut, responses={404: {}}, summary="Get a customer")
@@ -209,13 +203,16 @@ async def get_customer(customer_id: str, principal: Tenant, request: Request) ->
 
 
 @router.get(
-    "/invoices", response_model=InvoicePage, summary="List invoices (filters: status, customer, overdue as of a date)"
+    "/invoices",
+    response_model=Page[InvoiceOut],
+    description=PAGE_CONTRACT,
+    summary="List invoices (filters: status, customer, overdue as of a date)",
 )
 async def list_invoices(
     principal: Tenant,
     request: Request,
-    limit: int = Limit,
-    cursor: str | None = CursorQ,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
     status: Literal["open", "paid", "void", "written_off"] | None = None,
     customer_id: str | None = None,
     overdue_as_of: date | None = Query(None, description="Only open invoices whose due date is before this date"),
@@ -228,7 +225,7 @@ async def list_invoices(
             limit=limit, cursor=cursor, status=status, customer_id=customer_id, overdue_as_of=overdue_as_of, today=today
         ),
     )
-    return page if isinstance(page, JSONResponse) else page.__dict__
+    return page
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses={404: {}},
@@ -239,18 +236,18 @@ async def get_invoice(invoice_id: str, principal: Tenant, request: Request) -> A
     return found if found is not None else _not_found("invoice", invoice_id)
 
 
-@router.get("/payments", response_model=PaymentPage, summary="List payments")
+@router.get("/payments", response_model=Page[PaymentOut], description=PAGE_CONTRACT, summary="List payments")
 async def list_payments(
     principal: Tenant,
     request: Request,
-    limit: int = Limit,
-    cursor: str | None = CursorQ,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
     customer_id: str | None = None,
 ) -> Any:
     page = await _read(
         request, principal.tenant_id, lambda q: q.payments(limit=limit, cursor=cursor, customer_id=customer_id)
     )
-    return page if isinstance(page, JSONResponse) else page.__dict__
+    return page
 
 
 @router.get(
@@ -264,18 +261,18 @@ async def get_payment(payment_id: str, principal: Tenant, request: Request) -> A
     return found if found is not None else _not_found("payment", payment_id)
 
 
-@router.get("/credit-notes", response_model=CreditNotePage, summary="List credit notes")
+@router.get("/credit-notes", response_model=Page[CreditNoteOut], description=PAGE_CONTRACT, summary="List credit notes")
 async def list_credit_notes(
     principal: Tenant,
     request: Request,
-    limit: int = Limit,
-    cursor: str | None = CursorQ,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
     customer_id: str | None = None,
 ) -> Any:
     page = await _read(
         request, principal.tenant_id, lambda q: q.credit_notes(limit=limit, cursor=cursor, customer_id=customer_id)
     )
-    return page if isinstance(page, JSONResponse) else page.__dict__
+    return page
 
 
 @router.get("/credit-notes/{credit_note_id}", response_model=CreditNoteOut, responses={404: {}},

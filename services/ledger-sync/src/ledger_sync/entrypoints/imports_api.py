@@ -15,6 +15,7 @@ from dunning_kit.problems import invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
 from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.schemas import IMPORT_BODY, FreshnessOut, ImportColumn, ImportReportOut
 from ledger_sync.service_layer.freshness import freshness
 from ledger_sync.service_layer.imports import import_csv
 
@@ -23,7 +24,11 @@ router = APIRouter(prefix="/v1", tags=["import", "freshness"])
 _SPOOL_IN_MEMORY = 1 << 20  # beyond 1 MiB the upload goes to a temporary file
 
 
-@router.get("/imports/formats", summary="The CSV column format of each import kind")
+@router.get(
+    "/imports/formats",
+    response_model=dict[str, list[ImportColumn]],
+    summary="The CSV column format of each import kind",
+)
 async def import_formats(principal: Tenant) -> dict[str, Any]:
     return {
         kind: [{"column": c.name, "required": c.required, "description": c.doc} for c in fmt.columns]
@@ -34,6 +39,8 @@ async def import_formats(principal: Tenant) -> dict[str, Any]:
 @router.post(
     "/imports/{kind}",
     summary="Import a CSV file (body text/csv, or multipart field `file`)",
+    response_model=ImportReportOut,
+    openapi_extra=IMPORT_BODY,
     responses={
         200: {"description": "Imported (with `partial`, the skipped rows are listed)"},
         422: {"description": "The file has errors: every one with line and column; nothing was imported"},
@@ -80,7 +87,7 @@ async def import_file(
     return JSONResponse(body, status_code=200)
 
 
-@router.get("/freshness", summary="Per connector: when the last successful sync finished")
+@router.get("/freshness", response_model=FreshnessOut, summary="Per connector: when the last successful sync finished")
 async def get_freshness(principal: Tenant, request: Request) -> dict[str, Any]:
     runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
