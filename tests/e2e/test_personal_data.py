@@ -148,7 +148,7 @@ async def timeline(platform: Platform, invoice_id: str) -> list[dict[str, Any]]:
 
 async def deliveries(platform: Platform, customer_id: str) -> list[dict[str, Any]]:
     async with platform["notifier"].client() as api:
-        listed = (await api.get("/v1/deliveries", params={"customer_id": customer_id})).json()["deliveries"]
+        listed = (await api.get("/v1/deliveries", params={"customer_id": customer_id})).json()["items"]
         return [(await api.get(f"/v1/deliveries/{d['id']}")).json() for d in listed]
 
 

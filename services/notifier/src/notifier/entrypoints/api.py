@@ -6,19 +6,26 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.data_keys import UndecryptableSecret
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, Problem, invalid_input
-from notifier.adapters import orm
 from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.deps import jsonable, not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.schemas import (
+    ChannelConfigOut,
+    DeliveryDetail,
+    DeliveryOut,
+    SuppressionAdded,
+    SuppressionOut,
+    TaskOut,
+)
+from notifier.service_layer import queries
 from notifier.service_layer.outcomes import add_suppression
 
 router = APIRouter(prefix="/v1")
@@ -36,25 +43,6 @@ DeliveryStatus = Literal[
     "unknown",
     "held",
 ]
-_DELIVERY_COLUMNS = (
-    "id",
-    "customer_id",
-    "step_id",
-    "channel",
-    "status",
-    "provider",
-    "recipient",
-    "template_id",
-    "locale",
-    "subject",
-    "error",
-    "attempts",
-    "provider_message_id",
-    "next_attempt_at",
-    "sent_at",
-    "created_at",
-    "updated_at",
-)
 
 
 def _parse_uuid(value: str) -> uuid.UUID | None:
@@ -67,7 +55,8 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
 # ---------------------------------------------------------------- deliveries
 
 
-@router.get("/deliveries", tags=["deliveries"], summary="Deliveries of the tenant, newest first")
+@router.get("/deliveries", tags=["deliveries"], response_model=Page[DeliveryOut], description=PAGE_CONTRACT,
+            summary="Deliveries of the tenant, newest first")  # fmt: skip
 async def list_deliveries(
     principal: Tenant,
     request: Request,
@@ -75,113 +64,71 @@ async def list_deliveries(
     customer_id: str | None = None,
     step_id: str | None = None,
     channel: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-) -> dict[str, Any]:
-    d = orm.deliveries.c
-    query = select(*(d[c] for c in _DELIVERY_COLUMNS)).where(d.tenant_id == principal.tenant_id)
-    for column, value in (("status", status), ("customer_id", customer_id), ("step_id", step_id), ("channel", channel)):
-        if value is not None:
-            query = query.where(d[column] == value)
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Any:
+    filters = {"status": status, "customer_id": customer_id, "step_id": step_id, "channel": channel}
     async with runtime_of(request).sessions() as session:
-        rows = (await session.execute(query.order_by(d.created_at.desc(), d.id).limit(limit))).mappings().all()
-    return {"deliveries": [jsonable(r) for r in rows]}
+        return await queries.deliveries(session, principal.tenant_id, filters, limit=limit, cursor=cursor)
 
 
-@router.get("/deliveries/{delivery_id}", tags=["deliveries"], summary="One delivery with its rendered content")
-async def get_delivery(principal: Tenant, request: Request, delivery_id: str) -> dict[str, Any]:
+@router.get("/deliveries/{delivery_id}", tags=["deliveries"], response_model=DeliveryDetail,
+            summary="One delivery with its rendered content")  # fmt: skip
+async def get_delivery(principal: Tenant, request: Request, delivery_id: str) -> Any:
     ident = _parse_uuid(delivery_id)
-    d = orm.deliveries.c
-    async with runtime_of(request).sessions() as session:
-        row = None
-        if ident is not None:
-            row = (
-                (
-                    await session.execute(
-                        select(*(d[c] for c in _DELIVERY_COLUMNS), d.body_text, d.body_html, d.step).where(
-                            d.id == ident, d.tenant_id == principal.tenant_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-    if row is None:
+    found = None
+    if ident is not None:
+        async with runtime_of(request).sessions() as session:
+            found = await queries.delivery(session, principal.tenant_id, ident)
+    if found is None:
         raise not_found("delivery")
-    return jsonable(row)
+    return found
 
 
 # ---------------------------------------------------------------- collector tasks
 
 
-@router.get(
-    "/tasks", tags=["collector tasks"], summary="Work items for collectors (steps the policy gives to a person)"
-)
+@router.get("/tasks", tags=["collector tasks"], response_model=Page[TaskOut], description=PAGE_CONTRACT,
+            summary="Work items for collectors (steps the policy gives to a person), oldest first")  # fmt: skip
 async def list_tasks(
     principal: Tenant,
     request: Request,
     status: Literal["open", "done"] | None = "open",
-    limit: int = Query(100, ge=1, le=1000),
-) -> dict[str, Any]:
-    t = orm.collector_tasks.c
-    query = select(orm.collector_tasks).where(t.tenant_id == principal.tenant_id)
-    if status is not None:
-        query = query.where(t.status == status)
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Any:
     async with runtime_of(request).sessions() as session:
-        rows = (await session.execute(query.order_by(t.created_at, t.id).limit(limit))).mappings().all()
-    return {"tasks": [jsonable(r) for r in rows]}
+        return await queries.tasks(session, principal.tenant_id, status, limit=limit, cursor=cursor)
 
 
 class TaskCompletion(BaseModel):
     note: str | None = Field(None, max_length=4000, description="What the collector did or agreed")
 
 
-@router.post("/tasks/{task_id}/complete", tags=["collector tasks"], summary="Mark a collector task done")
-async def complete_task(principal: Tenant, request: Request, task_id: str, body: TaskCompletion) -> dict[str, Any]:
+@router.post("/tasks/{task_id}/complete", tags=["collector tasks"], response_model=TaskOut,
+             summary="Mark a collector task done")  # fmt: skip
+async def complete_task(principal: Tenant, request: Request, task_id: str, body: TaskCompletion) -> Any:
     ident = _parse_uuid(task_id)
-    t = orm.collector_tasks.c
     runtime = runtime_of(request)
-    async with runtime.sessions() as session, session.begin():
-        row = None
-        if ident is not None:
-            row = (
-                (
-                    await session.execute(
-                        update(orm.collector_tasks)
-                        .where(t.id == ident, t.tenant_id == principal.tenant_id)
-                        .values(status="done", note=body.note, completed_at=runtime.clock.now())
-                        .returning(orm.collector_tasks)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-    if row is None:
+    done = None
+    if ident is not None:
+        async with runtime.sessions() as session, session.begin():
+            done = await queries.complete_task(session, principal.tenant_id, ident, body.note, runtime.clock.now())
+    if done is None:
         raise not_found("task")
-    return jsonable(row)
+    return done
 
 
 # ---------------------------------------------------------------- suppression list
 
 
-@router.get("/suppressions", tags=["opt-outs"], summary="Addresses and numbers that are not contacted")
+@router.get("/suppressions", tags=["opt-outs"], response_model=Page[SuppressionOut], description=PAGE_CONTRACT,
+            summary="Addresses and numbers that are not contacted, newest first")  # fmt: skip
 async def list_suppressions(
-    principal: Tenant, request: Request, limit: int = Query(500, ge=1, le=5000)
-) -> dict[str, Any]:
-    s = orm.suppressions.c
+    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
     async with runtime_of(request).sessions() as session:
-        rows = (
-            (
-                await session.execute(
-                    select(orm.suppressions)
-                    .where(s.tenant_id == principal.tenant_id)
-                    .order_by(s.created_at.desc())
-                    .limit(limit)
-                )
-            )
-            .mappings()
-            .all()
-        )
-    return {"suppressions": [jsonable(r) for r in rows]}
+        return await queries.suppressions(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
 class SuppressionIn(BaseModel):
@@ -196,7 +143,11 @@ def _normalised(kind: str, address: str) -> str:
 
 
 @router.post(
-    "/suppressions", tags=["opt-outs"], status_code=201, summary="Suppress an address (e.g. an opt-out by phone)"
+    "/suppressions",
+    tags=["opt-outs"],
+    status_code=201,
+    response_model=SuppressionAdded,
+    summary="Suppress an address (e.g. an opt-out by phone)",
 )
 async def add_manual_suppression(principal: Admin, request: Request, body: SuppressionIn) -> Any:
     try:
@@ -233,16 +184,9 @@ async def lift_suppression(
         normalised = _normalised(kind, address)
     except InvalidAddress:
         raise not_found("suppression") from None
-    s = orm.suppressions.c
     async with runtime_of(request).sessions() as session, session.begin():
-        gone = (
-            await session.execute(
-                delete(orm.suppressions)
-                .where(s.tenant_id == principal.tenant_id, s.kind == kind, s.address == normalised)
-                .returning(s.address)
-            )
-        ).first()
-    if gone is None:
+        lifted = await queries.lift_suppression(session, principal.tenant_id, kind, normalised)
+    if not lifted:
         raise not_found("suppression")
     return Response(status_code=204)
 
@@ -258,9 +202,8 @@ def _public(config: TenantConfig, secret_set: bool) -> dict[str, Any]:
 
 
 async def _stored_config(request: Request, tenant_id: str) -> dict[str, Any] | None:
-    ts = orm.tenant_settings.c
     async with runtime_of(request).sessions() as session:
-        return await session.scalar(select(ts.config).where(ts.tenant_id == tenant_id))  # type: ignore[no-any-return]
+        return await queries.stored_config(session, tenant_id)
 
 
 async def load_config(request: Request, tenant_id: str, *, open_secret: bool = False) -> TenantConfig:
@@ -280,7 +223,8 @@ async def load_config(request: Request, tenant_id: str, *, open_secret: bool = F
         ) from None  # fmt: skip
 
 
-@router.get("/channel-config", tags=["configuration"], summary="The tenant's channel configuration")
+@router.get("/channel-config", tags=["configuration"], response_model=None,
+            responses={200: {"model": ChannelConfigOut}}, summary="The tenant's channel configuration")  # fmt: skip
 async def get_channel_config(principal: Tenant, request: Request) -> dict[str, Any]:
     raw = await _stored_config(request, principal.tenant_id) or {}
     config = await load_config(request, principal.tenant_id)
@@ -296,7 +240,9 @@ async def get_channel_config(principal: Tenant, request: Request) -> dict[str, A
     }
 
 
-@router.put("/channel-config", tags=["configuration"], summary="Replace the tenant's channel configuration (admin)")
+@router.put("/channel-config", tags=["configuration"], response_model=None,
+            responses={200: {"model": TenantConfig, "description": "As stored; a set secret reads `whsec_…(set)`"}},
+            summary="Replace the tenant's channel configuration (admin)")  # fmt: skip
 async def put_channel_config(principal: Admin, request: Request, body: TenantConfig) -> Any:
     if body.webhook.url is not None:
         # The service POSTs signed reminders there: never to an internal address (checked again on connect).
@@ -319,15 +265,7 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
             stored.setdefault("webhook", {})["secret"] = current.webhook.secret
     runtime = runtime_of(request)
     sealed = notifier_of(request).secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
-    ts = orm.tenant_settings.c
     async with runtime.sessions() as session, session.begin():
-        stmt = insert(orm.tenant_settings).values(
-            tenant_id=principal.tenant_id, config=sealed, updated_at=runtime.clock.now()
-        )
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[ts.tenant_id], set_={"config": sealed, "updated_at": runtime.clock.now()}
-            )
-        )
+        await queries.store_config(session, principal.tenant_id, sealed, runtime.clock.now())
     notifier_of(request).secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
     return _public(TenantConfig.model_validate(stored), secret_set=bool(stored.get("webhook", {}).get("secret")))

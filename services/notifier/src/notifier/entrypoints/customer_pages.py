@@ -4,18 +4,18 @@ unsubscribe link (a page with a confirm button, and RFC 8058 one-click POST)."""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from dunning_events.money import from_minor
 from dunning_kit import signed_links
-from notifier.adapters import orm
 from notifier.domain.rendering import money
 from notifier.entrypoints.api import load_config
 from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.service_layer import queries
 from notifier.service_layer.outcomes import add_suppression
 
 router = APIRouter(tags=["customer pages"])
@@ -43,7 +43,21 @@ def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | H
     return payload
 
 
-@router.get("/pay", summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open")
+# The pages answer HTML (a redirect to the tenant's portal when one is configured).
+HTML_PAGE: dict[str, Any] = {"response_class": HTMLResponse, "responses": {
+    303: {"description": "The tenant's payment portal"}, 400: {"description": "A damaged link (an HTML page)"},
+    410: {"description": "An expired link (an HTML page)"}}}  # fmt: skip
+
+
+# What a mail client posts for RFC 8058 one-click (the confirm button posts an empty form); the token is the query.
+ONE_CLICK_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {
+    "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+        "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}}}  # fmt: skip
+
+
+@router.get(
+    "/pay", **HTML_PAGE, summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open"
+)
 async def pay(request: Request, token: str = "") -> Response:
     payload = _verify(request, token, "pay")
     if isinstance(payload, HTMLResponse):
@@ -55,15 +69,8 @@ async def pay(request: Request, token: str = "") -> Response:
         query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
         sep = "&" if "?" in str(config.branding.payment_portal_url) else "?"
         return RedirectResponse(f"{config.branding.payment_portal_url}{sep}{query}", status_code=303)
-    b = orm.invoice_balances.c
     async with runtime_of(request).sessions() as session:
-        rows = (
-            await session.execute(
-                select(b.number, b.currency, b.balance_minor, b.status)
-                .where(b.tenant_id == tenant_id, b.customer_id == customer_id, b.invoice_id.in_(invoice_ids))
-                .order_by(b.number)
-            )
-        ).all()
+        rows = await queries.invoices_to_pay(session, tenant_id, customer_id, invoice_ids)
     items = "".join(
         f"<tr><td>{escape(r.number)}</td><td style='text-align:right'>"
         f"{escape(money(from_minor(r.balance_minor, r.currency), r.currency, 'en') if r.status == 'open' else 'settled')}</td></tr>"
@@ -78,7 +85,7 @@ async def pay(request: Request, token: str = "") -> Response:
     )
 
 
-@router.get("/unsubscribe", summary="Unsubscribe page (asks to confirm)")
+@router.get("/unsubscribe", **HTML_PAGE, summary="Unsubscribe page (asks to confirm)")
 async def unsubscribe_page(request: Request, token: str = "") -> Response:
     payload = _verify(request, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
@@ -91,7 +98,8 @@ async def unsubscribe_page(request: Request, token: str = "") -> Response:
     )
 
 
-@router.post("/unsubscribe", summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")
+@router.post("/unsubscribe", **HTML_PAGE, openapi_extra=ONE_CLICK_BODY,
+             summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")  # fmt: skip
 async def unsubscribe(request: Request, token: str = "") -> Response:
     payload = _verify(request, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):

@@ -15,23 +15,22 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
 
 from dunning_events import topics
 from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import read_projected
-from notifier.adapters import orm
 from notifier.domain.context import Branding, build_context
-from notifier.domain.default_templates import SHIPPED, TONES
+from notifier.domain.default_templates import TONES
 from notifier.domain.last_look import last_look
 from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, TemplateRenderError, TemplateSource
 from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.api import load_config
 from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
-from notifier.service_layer.dispatcher import template_from_row
+from notifier.entrypoints.schemas import PreviewOut, TemplateListed, TemplateOut
+from notifier.service_layer import queries
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -55,27 +54,20 @@ def _out(t: TemplateSource) -> dict[str, Any]:
 async def _tenant_templates(
     request: Request, tenant_id: str, template_id: str | None = None
 ) -> dict[tuple[str, str], TemplateSource]:
-    tp = orm.templates.c
-    query = select(orm.templates).where(tp.tenant_id == tenant_id)
-    if template_id is not None:
-        query = query.where(tp.template_id == template_id)
     async with runtime_of(request).sessions() as session:
-        rows = (await session.execute(query)).mappings().all()
-    return {(r["template_id"], r["locale"]): template_from_row(r) for r in rows}
+        return await queries.tenant_templates(session, tenant_id, template_id)
 
 
-@router.get("", summary="Templates: shipped defaults and the tenant's own")
-async def list_templates(principal: Tenant, request: Request) -> dict[str, Any]:
-    own = await _tenant_templates(request, principal.tenant_id)
-    items = [{"template_id": tid, "locale": loc, "origin": "tenant"} for (tid, loc) in sorted(own)]
-    items += [
-        {"template_id": tid, "locale": loc, "origin": "shipped", "tone": TONES[tid][0], "overridden": (tid, loc) in own}
-        for (tid, loc) in sorted(SHIPPED)
-    ]
-    return {"templates": items}
+@router.get("", response_model=Page[TemplateListed], response_model_exclude_unset=True, description=PAGE_CONTRACT,
+            summary="Templates: shipped defaults and the tenant's own, by id, locale and origin")  # fmt: skip
+async def list_templates(
+    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
+    async with runtime_of(request).sessions() as session:
+        return await queries.templates(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
-@router.get("/{template_id}", summary="One template as it would be used for a locale")
+@router.get("/{template_id}", response_model=TemplateOut, summary="One template as it would be used for a locale")
 async def get_template(principal: Tenant, request: Request, template_id: str, locale: str = "en") -> dict[str, Any]:
     own = await _tenant_templates(request, principal.tenant_id, template_id)
     chosen = choose_template(own, template_id, locale)
@@ -84,7 +76,9 @@ async def get_template(principal: Tenant, request: Request, template_id: str, lo
     return _out(chosen)
 
 
-@router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)")
+@router.put(
+    "/{template_id}", response_model=TemplateOut, summary="Create or replace the tenant's template for a locale (admin)"
+)
 async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
     import re
 
@@ -119,29 +113,16 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
         "voice": body.voice,
         "updated_at": runtime.clock.now(),
     }
-    tp = orm.templates.c
     async with runtime.sessions() as session, session.begin():
-        stmt = insert(orm.templates).values(
-            tenant_id=principal.tenant_id, template_id=template_id, locale=body.locale, **values
-        )
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=[tp.tenant_id, tp.template_id, tp.locale], set_=values)
-        )
+        await queries.save_template(session, principal.tenant_id, template_id, body.locale, values)
     return _out(source)
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
 async def delete_template(principal: Admin, request: Request, template_id: str, locale: str) -> Response:
-    tp = orm.templates.c
     async with runtime_of(request).sessions() as session, session.begin():
-        gone = (
-            await session.execute(
-                delete(orm.templates)
-                .where(tp.tenant_id == principal.tenant_id, tp.template_id == template_id, tp.locale == locale)
-                .returning(tp.template_id)
-            )
-        ).first()
-    if gone is None:
+        deleted = await queries.delete_template(session, principal.tenant_id, template_id, locale)
+    if not deleted:
         raise not_found("template")
     return Response(status_code=204)
 
@@ -232,7 +213,7 @@ def _sample_context(request: Request, tenant_id: str, config: TenantConfig, temp
     )  # fmt: skip
 
 
-@router.post("/{template_id}/preview", summary="Render a template with sample or real data")
+@router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render a template with sample or real data")
 async def preview_template(principal: Tenant, request: Request, template_id: str, body: PreviewIn) -> Any:
     n = notifier_of(request)
     runtime = runtime_of(request)
@@ -240,38 +221,18 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
     now = runtime.clock.now()
     customer: dict[str, Any] | None = None
     if body.customer_id is not None:
-        c = orm.customers.c
+        customer_id = body.customer_id
 
         async def load_customer() -> dict[str, Any] | None:
             async with runtime.sessions() as session:
-                row = (
-                    (
-                        await session.execute(
-                            select(orm.customers).where(
-                                c.tenant_id == principal.tenant_id, c.customer_id == body.customer_id
-                            )
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
-            return dict(row) if row else None
+                return await queries.customer(session, principal.tenant_id, customer_id)
 
         # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
         customer = await read_projected(
             runtime, load_customer, what=f"customer {body.customer_id}", topics=[topics.LEDGER]
         )
         async with runtime.sessions() as session:
-            b = orm.invoice_balances.c
-            query = select(orm.invoice_balances).where(
-                b.tenant_id == principal.tenant_id,
-                b.customer_id == body.customer_id,
-                b.status == "open",
-                b.balance_minor > 0,
-            )
-            if body.invoice_ids:
-                query = query.where(b.invoice_id.in_(body.invoice_ids))
-            open_rows = (await session.execute(query.order_by(b.due_date, b.invoice_id))).mappings().all()
+            open_rows = await queries.open_invoices(session, principal.tenant_id, customer_id, body.invoice_ids)
         if not open_rows:
             return unprocessable([("customer_id", "the customer has no open invoices to remind of")])
         currency = open_rows[0]["currency"]
