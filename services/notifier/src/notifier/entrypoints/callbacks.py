@@ -140,7 +140,7 @@ _SENDGRID_EVENTS: dict[str, Any] = {
         },
     }
 }
-_TWIML = {
+_TWIML: dict[int | str, dict[str, Any]] = {
     200: {"description": "TwiML (an empty reply)", "content": {"application/xml": {"schema": {"type": "string"}}}}
 }
 
