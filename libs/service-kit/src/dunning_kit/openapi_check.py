@@ -113,5 +113,7 @@ async def unserved_app(service: str) -> FastAPI:
         kafka_bootstrap_servers="127.0.0.1:9",
         dev_mode=True,
     )
-    app: FastAPI = module.create_app(module.build_runtime(settings, SystemClock()))
+    runtime = module.build_runtime(settings, SystemClock())
+    app: FastAPI = module.create_app(runtime)
+    await runtime.producer.stop()  # never started: closing it only keeps the garbage collector quiet
     return app

@@ -65,11 +65,25 @@ _ENCODE: dict[type, tuple[str, Callable[[Any], Any]]] = {
     int: ("i", lambda v: v),
     str: ("s", lambda v: v),
 }
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError("not an integer")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
 _DECODE: dict[str, Callable[[Any], Any]] = {
-    "t": lambda v: datetime.fromisoformat(v),
-    "d": lambda v: date.fromisoformat(v),
-    "i": lambda v: v if type(v) is int else int("x"),  # a non-int raises ValueError
-    "s": lambda v: v if isinstance(v, str) else int("x"),
+    "t": lambda v: datetime.fromisoformat(_str(v)),
+    "d": lambda v: date.fromisoformat(_str(v)),
+    "i": _int,
+    "s": _str,
 }
 
 
