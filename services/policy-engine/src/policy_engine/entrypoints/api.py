@@ -395,8 +395,7 @@ async def invoice_state(invoice_id: str, principal: Tenant, request: Request) ->
 @router.get(
     "/preview",
     tags=["preview"],
-    response_model=None,
-    responses={200: {"model": PreviewOut}},
+    response_model=PreviewOut,
     summary="Dry run: every step that would go out in [from, to)",
 )
 async def preview(
