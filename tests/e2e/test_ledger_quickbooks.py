@@ -38,8 +38,8 @@ async def qbo(clock: SimulatedClock) -> AsyncIterator[tuple[FakeQuickBooks, str]
 
 async def timeline(platform: Platform, invoice_id: str) -> list[str]:
     async with platform["policy-engine"].client() as api:
-        r = await api.get(f"/v1/invoices/{invoice_id}/timeline")
-    return [e["kind"] for e in r.json().get("entries", [])] if r.status_code == 200 else []
+        r = await api.get(f"/v1/invoices/{invoice_id}/timeline", params={"limit": 500})
+    return [e["kind"] for e in r.json().get("items", [])] if r.status_code == 200 else []
 
 
 async def test_a_void_by_quickbooks_webhook_cancels_the_scheduled_reminder(

@@ -141,14 +141,14 @@ async def sent_to(sink: SmtpSink, address: str) -> int:
 
 async def timeline(platform: Platform, invoice_id: str) -> list[dict[str, Any]]:
     async with platform["policy-engine"].client() as api:
-        r = await api.get(f"/v1/invoices/{invoice_id}/timeline")
+        r = await api.get(f"/v1/invoices/{invoice_id}/timeline", params={"limit": 500})
     assert r.status_code == 200, r.text
-    return r.json()["entries"]  # type: ignore[no-any-return]
+    return r.json()["items"]  # type: ignore[no-any-return]
 
 
 async def deliveries(platform: Platform, customer_id: str) -> list[dict[str, Any]]:
     async with platform["notifier"].client() as api:
-        listed = (await api.get("/v1/deliveries", params={"customer_id": customer_id})).json()["deliveries"]
+        listed = (await api.get("/v1/deliveries", params={"customer_id": customer_id})).json()["items"]
         return [(await api.get(f"/v1/deliveries/{d['id']}")).json() for d in listed]
 
 

@@ -43,7 +43,7 @@ async def at(platform: Platform, instant: datetime) -> None:
 
 async def timeline(platform: Platform) -> list[dict[str, Any]]:
     async with platform["policy-engine"].client() as api:
-        return (await api.get(f"/v1/invoices/{INVOICE_ID}/timeline")).json()["entries"]  # type: ignore[no-any-return]
+        return (await api.get(f"/v1/invoices/{INVOICE_ID}/timeline", params={"limit": 500})).json()["items"]  # type: ignore[no-any-return]
 
 
 async def dunning_state(platform: Platform) -> dict[str, Any]:

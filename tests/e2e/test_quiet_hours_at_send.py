@@ -72,7 +72,7 @@ async def test_a_step_reached_after_quiet_hours_began_is_held_replanned_and_sent
         assert replanned.data.step_id == due.data.step_id
         assert replanned.data.deliver_from == datetime(2026, 3, 3, 8, tzinfo=BERLIN)
         async with platform["policy-engine"].client() as engine:
-            entries = (await engine.get("/v1/invoices/INV-QH/timeline")).json()["entries"]
+            entries = (await engine.get("/v1/invoices/INV-QH/timeline", params={"limit": 500})).json()["items"]
         kinds = [(e["kind"], e["step"]) for e in entries]
         assert ("held", "pre_due_reminder") in kinds
         replan_note = next(e for e in entries if e["kind"] == "scheduled" and "re-planned" in e["reason"])

@@ -46,7 +46,7 @@ async def test_due_date_reminder_reaches_the_smtp_sink(platform: Platform, smtp_
     assert "2026-0042" in body
     assert "4,820.00" in body or "4.820,00" in body
     async with platform["policy-engine"].client() as api:
-        entries = (await api.get("/v1/invoices/INV-2026-0042/timeline")).json()["entries"]
+        entries = (await api.get("/v1/invoices/INV-2026-0042/timeline", params={"limit": 500})).json()["items"]
     # The default policy: pre-due reminder (day -5) then the due-date notice. The clock jumps 11 days at once,
     # so both are overdue when the engine looks: the due-date notice supersedes the stale pre-due reminder
     # (skipped, with the reason), is sent, and the first follow-up is scheduled.
@@ -81,7 +81,7 @@ async def test_payment_before_due_date_means_no_email_and_a_cancelled_reminder(
 
     assert smtp_sink.received == []
     async with platform["policy-engine"].client() as api:
-        entries = (await api.get("/v1/invoices/INV-2026-0042/timeline")).json()["entries"]
+        entries = (await api.get("/v1/invoices/INV-2026-0042/timeline", params={"limit": 500})).json()["items"]
     kinds = [e["kind"] for e in entries]
     # Only the next step is ever scheduled (the pre-due reminder); paid before it: cancelled, nothing sent.
     assert kinds == ["scheduled", "cancelled"], entries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from dunning_kit.page_walk import assert_page_limits, walk_pages
 from ledger_sync.testing import LedgerHarness
 
 CUSTOMER = {"id": "C-1", "name": "Initech GmbH", "email": "ap@initech.example"}
@@ -150,3 +151,22 @@ async def test_openapi_documents_the_v1_routes(harness: LedgerHarness) -> None:
     doc = (await harness.get("/openapi.json")).json()
     for path in ("/v1/customers", "/v1/invoices", "/v1/payments", "/v1/credit-notes", "/v1/invoices/{invoice_id}/void"):
         assert path in doc["paths"], path
+
+
+async def test_pages_stay_whole_while_customers_are_added_between_them(harness: LedgerHarness) -> None:
+    """Keyset pages: rows that existed when the walk began are each served once, whatever is inserted meanwhile."""
+    before = [f"C-{n:02d}" for n in range(0, 20, 2)]
+    for cid in before:
+        await harness.post("/v1/customers", {"id": cid, "name": cid})
+
+    async def insert_around(page: int) -> None:  # one before everything served so far, one after
+        await harness.post("/v1/customers", {"id": f"C-{2 * page - 1:02d}", "name": "late"})
+        await harness.post("/v1/customers", {"id": f"C-99-{page}", "name": "late"})
+
+    pages = await walk_pages(harness.get, "/v1/customers", limit=3, between=insert_around)
+    seen = [c["id"] for page in pages for c in page]
+    assert len(seen) == len(set(seen)), "served twice"
+    assert set(before) <= set(seen), "skipped a customer that existed before the walk"
+    assert seen == sorted(seen), "the order is the key"
+    invoices_cursor = (await harness.get("/v1/customers", params={"limit": 1})).json()["next_cursor"]
+    await assert_page_limits(harness.get, "/v1/invoices", other_list_cursor=invoices_cursor)

@@ -291,7 +291,7 @@ async def test_connector_admin_needs_an_admin_key_and_never_returns_secrets(h: L
     async with h.client("acme-api-key") as api:
         assert (await api.post("/v1/connectors/quickbooks/sync")).status_code == 403
     async with h.client(ADMIN) as api:
-        listed = (await api.get("/v1/connectors")).json()["connectors"]
+        listed = (await api.get("/v1/connectors")).json()["items"]
     assert listed[0]["credentials"] == ["client_secret", "refresh_token"]
     async with h.client("globex-admin-key") as api:
         assert (await api.post("/v1/connectors/quickbooks/sync")).status_code == 404

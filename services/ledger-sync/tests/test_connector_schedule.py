@@ -38,7 +38,7 @@ async def configure(harness: LedgerHarness, base: str, fake: FakeStripe, **sched
 
 async def connection(harness: LedgerHarness) -> dict[str, Any]:
     async with harness.client(ADMIN) as api:
-        [conn] = (await api.get("/v1/connectors")).json()["connectors"]
+        [conn] = (await api.get("/v1/connectors")).json()["items"]
     return conn  # type: ignore[no-any-return]
 
 
@@ -121,4 +121,4 @@ async def test_a_schedule_beyond_a_year_is_refused_naming_the_field_and_nothing_
         async with harness.client(ADMIN) as api:
             r = await api.put("/v1/connectors/stripe", json={"config": {}, field: 2**40})
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
-            assert (await api.get("/v1/connectors")).json()["connectors"] == [], "nothing configured"
+            assert (await api.get("/v1/connectors")).json()["items"] == [], "nothing configured"

@@ -145,9 +145,7 @@ async def test_no_credential_token_or_webhook_secret_is_stored_in_plain_text(
         for creds in (await stored(svc)).values():
             assert creds and all(v.startswith("v1:k1:") for v in creds.values()), creds
         async with svc.client("acme-admin-key") as admin:
-            listed = {
-                c["connector"]: c["credentials"] for c in (await admin.get("/v1/connectors")).json()["connectors"]
-            }
+            listed = {c["connector"]: c["credentials"] for c in (await admin.get("/v1/connectors")).json()["items"]}
         assert listed["stripe"] == ["api_key", "webhook_secret"], "which secrets are set is still shown"
     finally:
         await svc.stop()
@@ -229,7 +227,7 @@ async def test_a_secret_no_configured_key_opens_fails_its_connector_by_name_and_
         assert "connections (tenant 'acme', connector 'quickbooks') field credentials." in out["error"]
         assert "key id 'k1'" in out["error"] and "not configured" in out["error"]
         async with svc.client("acme-admin-key") as admin:
-            listed = {c["connector"]: c for c in (await admin.get("/v1/connectors")).json()["connectors"]}
+            listed = {c["connector"]: c for c in (await admin.get("/v1/connectors")).json()["items"]}
         assert "key id 'k1'" in listed["quickbooks"]["last_error"], "the connector's status says why"
         assert (await sync(svc, "globex", "stripe"))[0] == 200, "every other tenant is still served"
         assert await signed_webhook_status(svc, erps[1], "acme") == 503, "Stripe retries; nothing verified without it"

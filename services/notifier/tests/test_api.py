@@ -21,7 +21,7 @@ async def test_templates_are_listed_saved_previewed_and_used_for_real_sends(
     notifier: RunningService, feed: EventFeed, fakes: Fakes, notifications: TopicReader
 ) -> None:
     async with notifier.client() as api, notifier.client("acme-admin-key") as admin:
-        listed = (await api.get("/v1/templates")).json()["templates"]
+        listed = (await api.get("/v1/templates")).json()["items"]
         assert {("firm_reminder", "de"), ("firm_reminder", "en")} <= {(t["template_id"], t["locale"]) for t in listed}
         assert (await api.put("/v1/templates/firm_reminder", json=CUSTOM)).status_code == 403, "admin key needed"
         bad = await admin.put("/v1/templates/firm_reminder", json={**CUSTOM, "html": "<p>{% if %}</p>"})
@@ -107,7 +107,7 @@ async def test_keys_and_tenants_are_enforced_and_the_dev_page_lists_messages(
         mine = (await acme.get(f"/v1/deliveries/{delivery_id}")).json()
         assert mine["status"] == "sent" and "2026-0042" in mine["body_text"]
         assert (await globex.get(f"/v1/deliveries/{delivery_id}")).status_code == 404
-        assert (await globex.get("/v1/deliveries")).json()["deliveries"] == []
+        assert (await globex.get("/v1/deliveries")).json()["items"] == []
         assert (await acme.get("/v1/deliveries/not-a-uuid")).status_code == 404
 
 
@@ -124,7 +124,7 @@ async def test_manual_suppressions_are_normalised_and_can_be_lifted(
         await notifications.wait_for("consent.revoked", count=2)
         assert (await admin.delete("/v1/suppressions/phone/+14155550100")).status_code == 204
         assert (await admin.delete("/v1/suppressions/phone/+14155550100")).status_code == 404
-        assert (await admin.get("/v1/suppressions")).json()["suppressions"] == []
+        assert (await admin.get("/v1/suppressions")).json()["items"] == []
 
 
 async def test_the_dev_page_shows_the_send_time_by_the_simulated_clock_and_the_record_time_by_the_wall(
@@ -135,7 +135,7 @@ async def test_the_dev_page_shows_the_send_time_by_the_simulated_clock_and_the_r
     await feed.publish(feed.step())
     await notifications.wait_for("notification.sent")
     async with notifier.client() as api:
-        [delivery] = (await api.get("/v1/deliveries")).json()["deliveries"]
+        [delivery] = (await api.get("/v1/deliveries")).json()["items"]
     async with httpx.AsyncClient(base_url=notifier.base_url) as anonymous:
         page = (await anonymous.get("/dev/outbox")).text
     simulated = feed.clock.now()

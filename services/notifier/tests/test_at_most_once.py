@@ -67,7 +67,7 @@ async def test_a_crash_between_provider_call_and_record_never_sends_twice(
     assert len(fakes.smtp.received) == 1, "the message must not be sent a second time"
     assert final == ["unknown"]
     async with second.client() as api:
-        [delivery] = (await api.get("/v1/deliveries")).json()["deliveries"]
+        [delivery] = (await api.get("/v1/deliveries")).json()["items"]
     assert "outcome unknown" in delivery["error"] and delivery["attempts"] == 1
 
 

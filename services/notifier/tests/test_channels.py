@@ -188,11 +188,11 @@ async def test_a_collector_task_is_listed_and_completed_only_by_its_tenant(
     await feed.publish(feed.step(channels=["task"], template_id="collections_hand_off", tone="final"))
     await notifications.wait_for("notification.sent")
     async with notifier.client() as api, notifier.client(other_key) as other:
-        [task] = (await api.get("/v1/tasks")).json()["tasks"]
+        [task] = (await api.get("/v1/tasks")).json()["items"]
         assert task["title"].startswith("Your account has been referred to collections")
         assert task["details"]["invoices"][0]["number"] == "2026-0042"
-        assert (await other.get("/v1/tasks")).json()["tasks"] == []
+        assert (await other.get("/v1/tasks")).json()["items"] == []
         assert (await other.post(f"/v1/tasks/{task['id']}/complete", json={})).status_code == 404
         done = await api.post(f"/v1/tasks/{task['id']}/complete", json={"note": "called, promised Friday"})
         assert done.status_code == 200 and done.json()["status"] == "done"
-        assert (await api.get("/v1/tasks")).json()["tasks"] == []
+        assert (await api.get("/v1/tasks")).json()["items"] == []

@@ -42,7 +42,7 @@ async def test_a_step_becomes_one_html_and_text_email_with_signed_links(
     }  # fmt: skip
     assert sent[0].data.provider == "smtp" and sent[0].data.recipient == "a***@initech.example"
     async with notifier.client() as api:
-        deliveries = (await api.get("/v1/deliveries")).json()["deliveries"]
+        deliveries = (await api.get("/v1/deliveries")).json()["items"]
     assert [(d["status"], d["channel"], d["template_id"], d["locale"]) for d in deliveries] == [
         ("sent", "email", "firm_reminder", "de")
     ]

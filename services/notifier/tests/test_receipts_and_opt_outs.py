@@ -53,7 +53,7 @@ async def test_a_forged_twilio_callback_is_refused_and_changes_nothing(
     await quiet()
     assert await _count(notifier, orm.receipts) == 0
     async with notifier.client() as api:
-        [delivery] = (await api.get("/v1/deliveries")).json()["deliveries"]
+        [delivery] = (await api.get("/v1/deliveries")).json()["items"]
     assert delivery["status"] == "sent"
     # The genuine callback (signed with the account's token) is applied, once.
     assert (await fakes.twilio.status_callback(sms["sid"], "undelivered", error_code=30003)).status_code == 204

@@ -159,5 +159,5 @@ async def test_an_invalid_number_fails_at_once_and_is_suppressed(
     row = await _delivery(notifier)
     assert row["status"] == "failed" and row["attempts"] == 1
     async with notifier.client() as api:
-        suppressed = (await api.get("/v1/suppressions")).json()["suppressions"]
+        suppressed = (await api.get("/v1/suppressions")).json()["items"]
     assert [(s["kind"], s["address"], s["reason"]) for s in suppressed] == [("phone", "+15005550001", "hard_bounce")]

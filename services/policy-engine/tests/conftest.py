@@ -96,9 +96,9 @@ class EngineHarness:
 
     async def timeline(self, invoice_id: str, tenant_key: str = "acme-api-key") -> list[dict[str, Any]]:
         async with self.api(tenant_key) as api:
-            r = await api.get(f"/v1/invoices/{invoice_id}/timeline")
+            r = await api.get(f"/v1/invoices/{invoice_id}/timeline", params={"limit": 500})
             assert r.status_code == 200, r.text
-            return r.json()["entries"]  # type: ignore[no-any-return]
+            return r.json()["items"]  # type: ignore[no-any-return]
 
     async def kinds(self, invoice_id: str) -> list[str]:
         return [e["kind"] for e in await self.timeline(invoice_id)]

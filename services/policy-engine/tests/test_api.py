@@ -63,11 +63,11 @@ async def test_policy_crud_with_versions_in_yaml_and_json(engine: EngineHarness)
         del v2["version"], v2["open_cases_replanned"]
         r = await admin.put("/v1/policies/smb", json=v2)
         assert (r.status_code, r.json()["version"]) == (200, 2)
-        versions = (await admin.get("/v1/policies/smb/versions")).json()["versions"]
+        versions = (await admin.get("/v1/policies/smb/versions")).json()["items"]
         assert [v["version"] for v in versions] == [1, 2]
         assert (await admin.get("/v1/policies/smb/versions/1")).json()["document"]["steps"][0]["offset_days"] == 1
         assert (await admin.get("/v1/policies/smb")).json()["version"] == 2
-        assert {p["id"] for p in (await admin.get("/v1/policies")).json()["policies"]} == {"smb", "default"}
+        assert {p["id"] for p in (await admin.get("/v1/policies")).json()["items"]} == {"smb", "default"}
 
         assert (await admin.delete("/v1/policies/smb")).status_code == 200
         assert (await admin.get("/v1/policies/smb")).status_code == 404
@@ -126,7 +126,7 @@ async def test_assigning_a_policy_to_a_segment_moves_its_customers_open_cases(en
         await admin.post("/v1/policies", content=POLICY_YAML, headers={"content-type": "application/yaml"})
         r = await admin.put("/v1/assignments/segments/smb", json={"policy_id": "smb"})
         assert r.json()["open_cases_replanned"] == 1
-        assert (await admin.get("/v1/assignments")).json()["assignments"][0]["target"] == "smb"
+        assert (await admin.get("/v1/assignments")).json()["items"][0]["target"] == "smb"
     await engine.quiet()
     a, b = await engine.state("A"), await engine.state("B")
     assert (a["policy_id"], a["next_step"]) == ("smb", "nudge")
@@ -209,8 +209,8 @@ async def test_a_read_of_an_invoice_not_yet_applied_says_it_has_not_arrived_and_
         release.set()
 
         async def timeline() -> Any:
-            r = await api.get("/v1/invoices/INV-1/timeline")
-            return r.json()["entries"] if r.status_code == 200 else None
+            r = await api.get("/v1/invoices/INV-1/timeline", params={"limit": 500})
+            return r.json()["items"] if r.status_code == 200 else None
 
         assert await poll_until(timeline, what="the invoice's timeline once its event is applied")
         await engine.quiet()

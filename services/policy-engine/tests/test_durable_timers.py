@@ -61,7 +61,7 @@ async def test_two_replicas_on_one_database_fire_each_due_step_exactly_once(
     for s in engine.services:
         async with s.client() as api:
             for n in range(0, 450, 45):
-                entries = (await api.get(f"/v1/invoices/I-{n}/timeline")).json()["entries"]
+                entries = (await api.get(f"/v1/invoices/I-{n}/timeline", params={"limit": 500})).json()["items"]
                 sent[f"I-{n}"] = sum(e["kind"] == "sent" for e in entries)
     assert set(sent.values()) == {3}
 

@@ -149,7 +149,7 @@ async def test_customer_and_invoice_dunning_blocks_pause_until_cleared(engine: E
 
     async with engine.api() as api:
         assert (await api.delete("/v1/customers/C-1/dunning-block")).status_code == 200
-        customer_tl = (await api.get("/v1/customers/C-1/timeline")).json()["entries"]
+        customer_tl = (await api.get("/v1/customers/C-1/timeline", params={"limit": 500})).json()["items"]
     await engine.quiet()
     assert (await engine.timeline("A"))[-1]["kind"] == "resumed"
     assert (await engine.state("B"))["paused_by"] == ["invoice_block"]

@@ -34,9 +34,9 @@ async def _mentions(engine: EngineHarness, needle: str) -> dict[str, int]:
 
 async def _customer_timeline(engine: EngineHarness) -> list[dict[str, Any]]:
     async with engine.api() as api:
-        r = await api.get("/v1/customers/C-1/timeline")
+        r = await api.get("/v1/customers/C-1/timeline", params={"limit": 500})
         assert r.status_code == 200, r.text
-        return r.json()["entries"]  # type: ignore[no-any-return]
+        return r.json()["items"]  # type: ignore[no-any-return]
 
 
 def _erased(engine: EngineHarness) -> CustomerErased:

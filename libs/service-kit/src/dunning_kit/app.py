@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -146,6 +147,18 @@ class _ServerSpanMiddleware(BaseHTTPMiddleware):
             return response
 
 
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool] = Field(description="Each dependency (database, broker, ...) and whether it answers")
+
+
+class Quietness(BaseModel):
+    quiet: bool
+    outbox_backlog: int
+    consumer_lag: dict[str, int | None] = Field(description="Per consumer group: records not yet processed")
+    timers_due: dict[str, int] = Field(description="Per timer loop: entries due and not yet fired")
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     *,
@@ -199,15 +212,17 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable",
-             responses={503: {"description": "Not ready: `checks` says which dependency is down"}})  # fmt: skip
+    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable", response_model=Readiness,
+             responses={503: {"description": "Not ready: `checks` says which dependency is down",
+                              "model": Readiness}})  # fmt: skip
     async def readyz() -> JSONResponse:
         checks = await runtime.readiness()
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/quietz", tags=["operations"], summary="Nothing in flight: no outbox backlog, lag or due timers",
-             responses={503: {"description": "Work in flight: the body says what"}})  # fmt: skip
+             response_model=Quietness,
+             responses={503: {"description": "Work in flight: the body says what", "model": Quietness}})  # fmt: skip
     async def quietz() -> JSONResponse:
         # Simulations and fault tests wait on this after moving the clock; ops can read it as a drain check.
         report = await runtime.quiet_report()
@@ -219,7 +234,9 @@ def create_service_app(
         }
         return JSONResponse(body, status_code=200 if report.quiet else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string",
+                                                                    "description": "Prometheus text format"}}}}})  # fmt: skip
     async def prometheus_metrics() -> PlainTextResponse:
         try:
             await runtime.quiet_report()  # refreshes lag, backlog and timer gauges

@@ -66,7 +66,7 @@ def upgrade() -> None:
     sa.Column('found_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_drift_tenant', 'drift', ['tenant_id', 'connector'], unique=False)
+    op.create_index('ix_drift_tenant', 'drift', ['tenant_id', 'connector', 'id'], unique=False)
     op.create_table('idempotency_keys',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
@@ -125,7 +125,7 @@ def upgrade() -> None:
     sa.Column('quarantined_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_quarantine_tenant', 'quarantine', ['tenant_id', 'connector'], unique=False)
+    op.create_index('ix_quarantine_tenant', 'quarantine', ['tenant_id', 'connector', 'id'], unique=False)
     op.create_table('webhook_notices',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=100), nullable=False),

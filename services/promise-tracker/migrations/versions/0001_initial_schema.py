@@ -118,6 +118,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'plan_id')
     )
+    op.create_index('ix_plans_created', 'plans', ['tenant_id', 'created_at', 'plan_id'], unique=False)
     op.create_index('ix_plans_customer', 'plans', ['tenant_id', 'customer_id'], unique=False)
     op.create_table('promise_rules',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -150,6 +151,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'promise_id'),
     postgresql_with={'fillfactor': 70}
     )
+    op.create_index('ix_promises_created', 'promises', ['tenant_id', 'created_at', 'promise_id'], unique=False)
     op.create_index('ix_promises_customer', 'promises', ['tenant_id', 'customer_id', 'created_at'], unique=False)
     op.create_index('ix_promises_plan', 'promises', ['tenant_id', 'plan_id', 'instalment_index'], unique=False, postgresql_where=sa.text('plan_id IS NOT NULL'))
     op.create_table('receipts',
@@ -176,9 +178,11 @@ def downgrade() -> None:
     op.drop_table('receipts')
     op.drop_index('ix_promises_plan', table_name='promises', postgresql_where=sa.text('plan_id IS NOT NULL'))
     op.drop_index('ix_promises_customer', table_name='promises')
+    op.drop_index('ix_promises_created', table_name='promises')
     op.drop_table('promises')
     op.drop_table('promise_rules')
     op.drop_index('ix_plans_customer', table_name='plans')
+    op.drop_index('ix_plans_created', table_name='plans')
     op.drop_table('plans')
     op.drop_table('outbox_dead_letters')
     op.drop_index('ix_outbox_unpublished_priority', table_name='outbox', postgresql_where=sa.text('published_at IS NULL AND priority'))

@@ -245,7 +245,8 @@ quarantine = Table(
     Column("payload", JSONB),
     Column("quarantined_at", DateTime(timezone=True), nullable=False),
 )
-Index("ix_quarantine_tenant", quarantine.c.tenant_id, quarantine.c.connector)
+# (tenant, connector, id) is the order of its cursor pages.
+Index("ix_quarantine_tenant", quarantine.c.tenant_id, quarantine.c.connector, quarantine.c.id)
 
 # What the last reconciliation found that re-applying the ERP's records could not explain.
 drift = Table(
@@ -259,4 +260,4 @@ drift = Table(
     Column("erp_balance_minor", BigInteger, nullable=False),
     Column("found_at", DateTime(timezone=True), nullable=False),
 )
-Index("ix_drift_tenant", drift.c.tenant_id, drift.c.connector)
+Index("ix_drift_tenant", drift.c.tenant_id, drift.c.connector, drift.c.id)  # its cursor pages' order

@@ -7,29 +7,26 @@ nothing is written; a good one is stored and acknowledged at once, and applied b
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.data_keys import UndecryptableSecret
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import Problem
-from ledger_sync.adapters import orm
+from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters.credentials import TABLE as CREDENTIALS_TABLE
 from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
-from ledger_sync.entrypoints.deps import Runtime, Sync
-from ledger_sync.entrypoints.problems import error
-from ledger_sync.service_layer.freshness import record_unscheduled
+from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.schemas import ConnectorConfigured, ConnectorOut, DriftOut, QuarantinedOut, SyncOutcomeOut
+from ledger_sync.service_layer import connections
 from ledger_sync.service_layer.ledger import NotFound
-from ledger_sync.service_layer.objects import LedgerRuntime
-from ledger_sync.service_layer.sync import SyncService, first_sync_at
+from ledger_sync.service_layer.sync import SyncOutcome, SyncService
 
 log = logging.getLogger("ledger_sync.webhooks")
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
@@ -40,6 +37,11 @@ SECRET_KEYS = ("client_secret", "refresh_token", "access_token", "api_key", "web
 
 
 _A_YEAR_S = 366 * 86_400
+
+RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Another run of this connector is in progress", "model": SyncOutcomeOut},
+    502: {"description": "The ERP failed the run (`error` says how)", "model": SyncOutcomeOut},
+}
 
 
 class ConnectionIn(BaseModel):
@@ -62,13 +64,17 @@ class ConnectionIn(BaseModel):
     )  # fmt: skip
 
 
+def _sync(request: Request) -> SyncService:
+    return request.app.state.sync  # type: ignore[no-any-return]
+
+
 def _unknown(name: str) -> JSONResponse:
     return error(404, "not found", "connector", f"no connector {name!r} (known: {', '.join(sorted(FACTORIES))})")
 
 
-def _refused_target(sync: SyncService, config: dict[str, Any]) -> JSONResponse | None:
+def _refused_target(request: Request, config: dict[str, Any]) -> JSONResponse | None:
     """422 for a base_url/token_url the service must not call (an internal address); checked again on connect."""
-    egress = sync.egress
+    egress = _sync(request).egress
     for key in URL_SETTINGS:
         value = config.get(key)
         if value is None:
@@ -94,71 +100,50 @@ def _account_taken(name: str, account: str) -> Problem:
 
 @router.put(
     "/{name}",
+    response_model=ConnectorConfigured,
     summary="Configure a tenant's connector (admin key)",
     responses={409: {"description": "The external account (realm, Xero tenant, ...) belongs to another tenant"}},
 )
-async def configure(name: str, body: ConnectionIn, principal: Admin, runtime: Runtime, sync: Sync) -> Any:
+async def configure(name: str, body: ConnectionIn, principal: Admin, request: Request) -> Any:
     if name not in FACTORIES:
         return _unknown(name)
-    refused = _refused_target(sync, body.config)
+    refused = _refused_target(request, body.config)
     if refused is not None:
         return refused
-    now = runtime.clock.now()
-    values = {
-        "external_account": body.external_account,
-        "config": body.config,
-        "credentials": sync.seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
-        "enabled": body.enabled,
-        "sync_interval_s": body.sync_interval_s,
-        "reconcile_interval_s": body.reconcile_interval_s,
-        "next_sync_at": first_sync_at(now, body.first_sync_in_s, body.sync_interval_s),
-        "next_reconcile_at": now + timedelta(seconds=body.reconcile_interval_s),
-        "updated_at": now,
-    }
-    c = orm.connections.c
+    runtime: ServiceRuntime = request.app.state.runtime
+    settings = connections.ConnectionSettings(
+        external_account=body.external_account,
+        config=body.config,
+        sealed_credentials=_sync(request).seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
+        enabled=body.enabled,
+        sync_interval_s=body.sync_interval_s,
+        reconcile_interval_s=body.reconcile_interval_s,
+        first_sync_in_s=body.first_sync_in_s,
+    )
     try:
-        async with runtime.sessions() as session, session.begin():
-            stmt = insert(orm.connections).values(tenant_id=principal.tenant_id, connector=name, **values)
-            await session.execute(stmt.on_conflict_do_update(index_elements=[c.tenant_id, c.connector], set_=values))
-            if not body.enabled:
-                await record_unscheduled(session, runtime.outbox, runtime.clock, principal.tenant_id, name)
-    except IntegrityError as exc:
-        # The unique (connector, external_account) index: decided by the database, so two tenants racing for
-        # the same realm cannot both win.
-        if body.external_account is None or orm.UQ_CONNECTIONS_ACCOUNT not in str(exc.orig):
-            raise
+        await connections.configure(
+            runtime.sessions, runtime.outbox, runtime.clock, principal.tenant_id, name, settings
+        )
+    except connections.ExternalAccountTaken:
+        assert body.external_account is not None  # only a named account can be taken
         raise _account_taken(name, body.external_account) from None
-    sync.secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
-    return {"connector": name, "enabled": body.enabled}
+    _sync(request).secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
+    return ConnectorConfigured(connector=name, enabled=body.enabled)
 
 
-@router.get("", summary="The tenant's connectors, their cursors and freshness (no secrets)")
-async def list_connectors(principal: Admin, runtime: Runtime) -> Any:
-    c = orm.connections.c
+@router.get("", response_model=Page[ConnectorOut], description=PAGE_CONTRACT,
+            summary="The tenant's connectors, their cursors and freshness (no secrets)")  # fmt: skip
+async def list_connectors(
+    principal: Admin, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
-        rows = (await session.execute(select(orm.connections).where(c.tenant_id == principal.tenant_id))).mappings()
-        return {
-            "connectors": [
-                {
-                    "connector": r["connector"],
-                    "external_account": r["external_account"],
-                    "config": r["config"],
-                    "credentials": sorted(r["credentials"]),  # which secrets are set, never their values
-                    "cursor": r["cursor"],
-                    "enabled": r["enabled"],
-                    "next_sync_at": r["next_sync_at"].isoformat() if r["next_sync_at"] else None,
-                    "last_success_at": r["last_success_at"].isoformat() if r["last_success_at"] else None,
-                    "last_error": r["last_error"],
-                }
-                for r in rows
-            ]
-        }
+        return await connections.list_connections(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
-@router.post("/{name}/sync", summary="Run a sync now and wait for it (admin key)")
-async def sync_now(name: str, principal: Admin, sync: Sync) -> Any:
+async def _run(name: str, run: Callable[[], Awaitable[SyncOutcome]]) -> Any:
     try:
-        outcome = await sync.run_sync(principal.tenant_id, name)
+        outcome = await run()
     except NotFound:
         return _unknown(name)
     if outcome.skipped:
@@ -166,69 +151,63 @@ async def sync_now(name: str, principal: Admin, sync: Sync) -> Any:
     return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
 
 
-@router.post("/{name}/reconcile", summary="Compare the ledger with the ERP now and correct drift (admin key)")
-async def reconcile_now(name: str, principal: Admin, sync: Sync) -> Any:
-    try:
-        outcome = await sync.reconcile(principal.tenant_id, name)
-    except NotFound:
-        return _unknown(name)
-    if outcome.skipped:
-        return JSONResponse(outcome.as_dict(), status_code=409)
-    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+@router.post("/{name}/sync", response_model=SyncOutcomeOut, responses=RUN_RESPONSES,
+             summary="Run a sync now and wait for it (admin key)")  # fmt: skip
+async def sync_now(name: str, principal: Admin, request: Request) -> Any:
+    return await _run(name, lambda: _sync(request).run_sync(principal.tenant_id, name))
 
 
-@router.get("/{name}/quarantine", summary="ERP records that could not be applied, with their errors")
-async def quarantined(name: str, principal: Tenant, runtime: Runtime, limit: int = Query(100, ge=1, le=1000)) -> Any:
-    q = orm.quarantine.c
+@router.post("/{name}/reconcile", response_model=SyncOutcomeOut, responses=RUN_RESPONSES,
+             summary="Compare the ledger with the ERP now and correct drift (admin key)")  # fmt: skip
+async def reconcile_now(name: str, principal: Admin, request: Request) -> Any:
+    return await _run(name, lambda: _sync(request).reconcile(principal.tenant_id, name))
+
+
+@router.get("/{name}/quarantine", response_model=Page[QuarantinedOut], description=PAGE_CONTRACT,
+            summary="ERP records that could not be applied, with their errors")  # fmt: skip
+async def quarantined(
+    name: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
-        rows = await session.execute(
-            select(orm.quarantine)
-            .where(q.tenant_id == principal.tenant_id, q.connector == name)
-            .order_by(q.id)
-            .limit(limit)
-        )
-        return {
-            "items": [
-                {"entity": r.entity, "entity_id": r.entity_id, "error": r.error, "payload": r.payload,
-                 "quarantined_at": r.quarantined_at.isoformat()}
-                for r in rows
-            ]
-        }  # fmt: skip
+        return await connections.quarantined(session, principal.tenant_id, name, limit=limit, cursor=cursor)
 
 
-@router.get("/{name}/drift", summary="Balances that still differ from the ERP after reconciliation")
-async def drift(name: str, principal: Tenant, runtime: Runtime) -> Any:
-    d = orm.drift.c
+@router.get("/{name}/drift", response_model=Page[DriftOut], description=PAGE_CONTRACT,
+            summary="Balances that still differ from the ERP after reconciliation")  # fmt: skip
+async def drift(
+    name: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
+    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
-        rows = await session.execute(
-            select(orm.drift).where(d.tenant_id == principal.tenant_id, d.connector == name).order_by(d.id)
-        )
-        return {
-            "items": [
-                {"invoice_id": r.invoice_id, "ledger_balance_minor": r.ledger_balance_minor,
-                 "erp_balance_minor": r.erp_balance_minor, "found_at": r.found_at.isoformat()}
-                for r in rows
-            ]
-        }  # fmt: skip
+        return await connections.drift(session, principal.tenant_id, name, limit=limit, cursor=cursor)
 
 
 # ------------------------------------------------------------------------------------------ webhooks
 
 
-def _app_secret(runtime: LedgerRuntime, name: str) -> str:
-    settings = runtime.settings
+# The ERP's payload is read raw: its signature covers the exact bytes, so it is documented as bytes.
+WEBHOOK: dict[str, Any] = {
+    "response_class": Response,
+    "responses": {200: {"description": "Stored; applied shortly by the webhook timer (empty body)"},
+                  401: {"description": "Bad signature (or unknown tenant); nothing stored"}},
+    "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "string", "format": "binary", "description": "The ERP's signed notification, as sent"}}}}},
+}  # fmt: skip
+
+
+def _app_secret(request: Request, name: str) -> str:
+    settings = request.app.state.runtime.settings
     return str(
         {"quickbooks": settings.quickbooks_webhook_verifier_token, "xero": settings.xero_webhook_key}.get(name, "")
     )
 
 
-async def _receive(
-    request: Request, runtime: LedgerRuntime, name: str, secret: str, tenant_id: str | None = None
-) -> Response:
+async def _receive(request: Request, name: str, secret: str, tenant_id: str | None = None) -> Response:
     body = await request.body()
     receiver = RECEIVERS[name]
     try:
-        receiver.verify(request.headers, body, secret, now=runtime.clock.now())
+        receiver.verify(request.headers, body, secret, now=request.app.state.runtime.clock.now())
     except SignatureError as exc:
         log.warning("%s webhook refused: %s", name, exc)
         return Response(status_code=401)
@@ -236,26 +215,28 @@ async def _receive(
         notices = receiver.notices(body)
     except ValueError as exc:
         return error(400, "malformed webhook", "(body)", str(exc))
-    await runtime.objects.sync.store_notices(name, notices, tenant_id)
+    await _sync(request).store_notices(name, notices, tenant_id)
     return Response(status_code=200)
 
 
-@webhooks.post("/quickbooks", summary="QuickBooks Online webhooks (legacy and CloudEvents), intuit-signature")
-async def quickbooks_webhook(request: Request, runtime: Runtime) -> Response:
-    return await _receive(request, runtime, "quickbooks", _app_secret(runtime, "quickbooks"))
+@webhooks.post(
+    "/quickbooks", **WEBHOOK, summary="QuickBooks Online webhooks (legacy and CloudEvents), intuit-signature"
+)
+async def quickbooks_webhook(request: Request) -> Response:
+    return await _receive(request, "quickbooks", _app_secret(request, "quickbooks"))
 
 
-@webhooks.post("/stripe/{tenant_id}", summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
-async def stripe_webhook(tenant_id: str, request: Request, runtime: Runtime, sync: Sync) -> Response:
+@webhooks.post("/stripe/{tenant_id}", **WEBHOOK, summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
+async def stripe_webhook(tenant_id: str, request: Request) -> Response:
     try:
-        conn = await sync.connection(tenant_id, "stripe")
+        conn = await _sync(request).connection(tenant_id, "stripe")
     except UndecryptableSecret:  # logged once and readiness false; Stripe retries a 503 for up to three days
         return Response(status_code=503)
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
-    return await _receive(request, runtime, "stripe", secret, tenant_id=tenant_id if conn else None)
+    return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)
 
 
-@webhooks.post("/xero", summary="Xero webhooks (and the intent-to-receive probe), x-xero-signature")
-async def xero_webhook(request: Request, runtime: Runtime) -> Response:
-    return await _receive(request, runtime, "xero", _app_secret(runtime, "xero"))
+@webhooks.post("/xero", **WEBHOOK, summary="Xero webhooks (and the intent-to-receive probe), x-xero-signature")
+async def xero_webhook(request: Request) -> Response:
+    return await _receive(request, "xero", _app_secret(request, "xero"))

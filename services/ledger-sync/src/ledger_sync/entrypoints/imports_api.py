@@ -12,9 +12,10 @@ from starlette.datastructures import UploadFile
 
 from dunning_kit.auth import Tenant
 from dunning_kit.problems import invalid_input
+from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
-from ledger_sync.entrypoints.deps import Runtime
-from ledger_sync.entrypoints.problems import error
+from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.schemas import IMPORT_BODY, FreshnessOut, ImportColumn, ImportReportOut
 from ledger_sync.service_layer.freshness import freshness
 from ledger_sync.service_layer.imports import import_csv
 
@@ -23,7 +24,11 @@ router = APIRouter(prefix="/v1", tags=["import", "freshness"])
 _SPOOL_IN_MEMORY = 1 << 20  # beyond 1 MiB the upload goes to a temporary file
 
 
-@router.get("/imports/formats", summary="The CSV column format of each import kind")
+@router.get(
+    "/imports/formats",
+    response_model=dict[str, list[ImportColumn]],
+    summary="The CSV column format of each import kind",
+)
 async def import_formats(principal: Tenant) -> dict[str, Any]:
     return {
         kind: [{"column": c.name, "required": c.required, "description": c.doc} for c in fmt.columns]
@@ -34,6 +39,8 @@ async def import_formats(principal: Tenant) -> dict[str, Any]:
 @router.post(
     "/imports/{kind}",
     summary="Import a CSV file (body text/csv, or multipart field `file`)",
+    response_model=ImportReportOut,
+    openapi_extra=IMPORT_BODY,
     responses={
         200: {"description": "Imported (with `partial`, the skipped rows are listed)"},
         422: {"description": "The file has errors: every one with line and column; nothing was imported"},
@@ -43,9 +50,9 @@ async def import_file(
     kind: Literal["customers", "invoices", "payments"],
     principal: Tenant,
     request: Request,
-    runtime: Runtime,
     partial: bool = Query(False, description="Import the valid rows and report the skipped ones"),
 ) -> JSONResponse:
+    runtime: ServiceRuntime = request.app.state.runtime
     raw: IO[bytes]
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
@@ -68,7 +75,7 @@ async def import_file(
             kind,
             text,
             partial=partial,
-            batch_size=runtime.settings.import_batch_size,
+            batch_size=runtime.settings.import_batch_size,  # type: ignore[attr-defined]
         )
     finally:
         text.close()
@@ -80,7 +87,8 @@ async def import_file(
     return JSONResponse(body, status_code=200)
 
 
-@router.get("/freshness", summary="Per connector: when the last successful sync finished")
-async def get_freshness(principal: Tenant, runtime: Runtime) -> dict[str, Any]:
+@router.get("/freshness", response_model=FreshnessOut, summary="Per connector: when the last successful sync finished")
+async def get_freshness(principal: Tenant, request: Request) -> dict[str, Any]:
+    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
         return {"connectors": await freshness(session, principal.tenant_id, runtime.clock.now())}

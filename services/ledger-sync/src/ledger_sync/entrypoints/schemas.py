@@ -116,21 +116,106 @@ class CreditNoteOut(BaseModel):
     allocations: list[MoneyLine] | None = None
 
 
-class CustomerPage(BaseModel):
-    items: list[CustomerOut]
-    next_cursor: str | None
+# ---------------------------------------------------------------------------------------------- connectors
 
 
-class InvoicePage(BaseModel):
-    items: list[InvoiceOut]
-    next_cursor: str | None
+class ConnectorConfigured(BaseModel):
+    connector: str
+    enabled: bool
 
 
-class PaymentPage(BaseModel):
-    items: list[PaymentOut]
-    next_cursor: str | None
+class ConnectorOut(BaseModel):
+    connector: str
+    external_account: str | None
+    config: dict[str, Any] = Field(description="Non-secret settings")
+    credentials: list[str] = Field(description="Which secrets are set (never their values)")
+    cursor: dict[str, Any] = Field(description="Where the next incremental sync starts")
+    enabled: bool
+    next_sync_at: str | None
+    last_success_at: str | None
+    last_error: str | None
 
 
-class CreditNotePage(BaseModel):
-    items: list[CreditNoteOut]
-    next_cursor: str | None
+class SyncOutcomeOut(BaseModel):
+    connector: str
+    succeeded: bool
+    pages: int
+    changed: int
+    quarantined: int
+    error: str | None
+    skipped: bool = Field(description="Another run of this connector was in progress (answered 409)")
+    drift: int
+
+
+class QuarantinedOut(BaseModel):
+    entity: str
+    entity_id: str | None
+    error: str
+    payload: Any = Field(description="The ERP's record as received")
+    quarantined_at: str
+
+
+class DriftOut(BaseModel):
+    invoice_id: str
+    ledger_balance_minor: int
+    erp_balance_minor: int
+    found_at: str
+
+
+# ---------------------------------------------------------------------------------------------- imports, freshness
+
+
+class ImportColumn(BaseModel):
+    column: str
+    required: bool
+    description: str
+
+
+class SkippedLine(BaseModel):
+    line: int
+    errors: list[dict[str, Any]] = Field(description="`{column, reason}` of every error on the line")
+
+
+class ImportReportOut(BaseModel):
+    kind: str
+    partial: bool
+    committed: bool
+    rows: int
+    imported: int
+    unchanged: int
+    events: int
+    error_count: int
+    errors_truncated: bool
+    skipped: list[SkippedLine] = Field(default_factory=list, description="With `partial`: the rows left out")
+
+
+class ConnectorFreshness(BaseModel):
+    connector: str
+    scheduled: bool
+    last_successful_sync_at: str | None
+    age_seconds: float | None
+    last_attempt_at: str | None
+    last_error: str | None
+    records_changed: int
+
+
+class FreshnessOut(BaseModel):
+    connectors: list[ConnectorFreshness]
+
+
+# The bodies a CSV import accepts (read from the raw request, so FastAPI cannot infer them).
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string", "description": "The CSV file, UTF-8 with a header row"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}

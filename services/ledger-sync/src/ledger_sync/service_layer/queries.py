@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -12,41 +10,30 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
+from dunning_kit.pages import CursorCodec, Page
 from ledger_sync.adapters import orm
-from ledger_sync.domain.ledger import LedgerRuleViolation
 
-_CURSOR_PREFIX = "after:"
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode((_CURSOR_PREFIX + last_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    if not raw.startswith(_CURSOR_PREFIX):
-        raise LedgerRuleViolation("cursor", "not a cursor this API returned")
-    return raw[len(_CURSOR_PREFIX) :]
-
-
-@dataclass
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+# One cursor per list: a customers cursor handed to /v1/invoices is refused (422 naming `cursor`).
+CUSTOMERS = CursorCodec("ledger.customers")
+INVOICES = CursorCodec("ledger.invoices")
+PAYMENTS = CursorCodec("ledger.payments")
+CREDIT_NOTES = CursorCodec("ledger.credit_notes")
 
 
 async def _page(
-    session: AsyncSession, stmt: Select[Any], id_col: Any, limit: int, cursor: str | None
-) -> tuple[list[Any], str | None]:
-    if cursor:
-        stmt = stmt.where(id_col > decode_cursor(cursor))
+    session: AsyncSession,
+    stmt: Select[Any],
+    id_col: Any,
+    codec: CursorCodec,
+    limit: int,
+    cursor: str | None,
+    view: Callable[[Any], dict[str, Any]],
+) -> Page[dict[str, Any]]:
+    """Keyset on the external id: the primary key (tenant_id, id) is the order, so inserts never shift a page."""
+    if (after := codec.decode(cursor, 1)) is not None:
+        stmt = stmt.where(id_col > after[0])
     rows = list((await session.execute(stmt.order_by(id_col).limit(limit + 1))).mappings())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (encode_cursor(rows[-1][id_col.key]) if more and rows else None)
+    return codec.page(rows, limit, lambda r: (r[id_col.key],), view)
 
 
 def _money(minor: int, currency: str) -> str:
@@ -129,13 +116,12 @@ class LedgerQueries:
         self.session = session
         self.tenant_id = tenant_id
 
-    async def customers(self, *, limit: int, cursor: str | None, segment: str | None = None) -> Page:
+    async def customers(self, *, limit: int, cursor: str | None, segment: str | None = None) -> Page[dict[str, Any]]:
         c = orm.customers.c
         stmt = select(orm.customers).where(c.tenant_id == self.tenant_id)
         if segment:
             stmt = stmt.where(c.segment == segment)
-        rows, nxt = await _page(self.session, stmt, c.customer_id, limit, cursor)
-        return Page([customer_view(r) for r in rows], nxt)
+        return await _page(self.session, stmt, c.customer_id, CUSTOMERS, limit, cursor, customer_view)
 
     async def customer(self, customer_id: str) -> dict[str, Any] | None:
         c = orm.customers.c
@@ -159,7 +145,7 @@ class LedgerQueries:
         customer_id: str | None = None,
         overdue_as_of: date | None = None,
         today: date | None = None,
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         i = orm.invoices.c
         stmt = select(orm.invoices).where(i.tenant_id == self.tenant_id)
         if status:
@@ -168,8 +154,8 @@ class LedgerQueries:
             stmt = stmt.where(i.customer_id == customer_id)
         if overdue_as_of:
             stmt = stmt.where(i.status == "open", i.due_date < overdue_as_of)
-        rows, nxt = await _page(self.session, stmt, i.invoice_id, limit, cursor)
-        return Page([invoice_view(r, overdue_as_of or today) for r in rows], nxt)
+        as_of = overdue_as_of or today
+        return await _page(self.session, stmt, i.invoice_id, INVOICES, limit, cursor, lambda r: invoice_view(r, as_of))
 
     async def invoice(self, invoice_id: str, today: date | None = None) -> dict[str, Any] | None:
         i, a, ca = orm.invoices.c, orm.allocations.c, orm.credit_allocations.c
@@ -200,13 +186,12 @@ class LedgerQueries:
         view["credits"] = [{"credit_note_id": n, "amount": _money(m, cur)} for n, m in credits]
         return view
 
-    async def payments(self, *, limit: int, cursor: str | None, customer_id: str | None = None) -> Page:
+    async def payments(self, *, limit: int, cursor: str | None, customer_id: str | None = None) -> Page[dict[str, Any]]:
         p = orm.payments.c
         stmt = select(orm.payments).where(p.tenant_id == self.tenant_id)
         if customer_id:
             stmt = stmt.where(p.customer_id == customer_id)
-        rows, nxt = await _page(self.session, stmt, p.payment_id, limit, cursor)
-        return Page([payment_view(r) for r in rows], nxt)
+        return await _page(self.session, stmt, p.payment_id, PAYMENTS, limit, cursor, payment_view)
 
     async def payment(self, payment_id: str) -> dict[str, Any] | None:
         p, a = orm.payments.c, orm.allocations.c
@@ -230,13 +215,14 @@ class LedgerQueries:
         view["allocations"] = [{"invoice_id": inv, "amount": _money(m, row["currency"])} for inv, m in allocs]
         return view
 
-    async def credit_notes(self, *, limit: int, cursor: str | None, customer_id: str | None = None) -> Page:
+    async def credit_notes(
+        self, *, limit: int, cursor: str | None, customer_id: str | None = None
+    ) -> Page[dict[str, Any]]:
         cn = orm.credit_notes.c
         stmt = select(orm.credit_notes).where(cn.tenant_id == self.tenant_id)
         if customer_id:
             stmt = stmt.where(cn.customer_id == customer_id)
-        rows, nxt = await _page(self.session, stmt, cn.credit_note_id, limit, cursor)
-        return Page([credit_note_view(r) for r in rows], nxt)
+        return await _page(self.session, stmt, cn.credit_note_id, CREDIT_NOTES, limit, cursor, credit_note_view)
 
     async def credit_note(self, credit_note_id: str) -> dict[str, Any] | None:
         cn, ca = orm.credit_notes.c, orm.credit_allocations.c

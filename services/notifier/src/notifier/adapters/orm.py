@@ -119,7 +119,8 @@ Index(
     deliveries.c.provider_message_id,
     postgresql_where=deliveries.c.provider_message_id.isnot(None),
 )
-Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at)
+# The order of GET /v1/deliveries cursor pages (newest first, the id breaks ties).
+Index("ix_deliveries_tenant_created", deliveries.c.tenant_id, deliveries.c.created_at, deliveries.c.id)
 Index("ix_deliveries_step", deliveries.c.tenant_id, deliveries.c.step_id)
 # The retention job's work list: only rows still holding a rendered body are in it.
 Index("ix_deliveries_rendered", deliveries.c.rendered_at, postgresql_where=deliveries.c.rendered_at.isnot(None))
@@ -161,6 +162,15 @@ suppressions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# The order of GET /v1/suppressions cursor pages (newest first).
+Index(
+    "ix_suppressions_tenant_created",
+    suppressions.c.tenant_id,
+    suppressions.c.created_at,
+    suppressions.c.kind,
+    suppressions.c.address,
+)
+
 collector_tasks = Table(
     "collector_tasks",
     metadata,
@@ -177,7 +187,14 @@ collector_tasks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
 )
-Index("ix_collector_tasks_tenant_status", collector_tasks.c.tenant_id, collector_tasks.c.status)
+# The order of GET /v1/tasks cursor pages (by status, oldest first).
+Index(
+    "ix_collector_tasks_tenant_status",
+    collector_tasks.c.tenant_id,
+    collector_tasks.c.status,
+    collector_tasks.c.created_at,
+    collector_tasks.c.id,
+)
 
 # Provider callbacks already applied (a provider retries its webhooks; each is applied once).
 receipts = Table(

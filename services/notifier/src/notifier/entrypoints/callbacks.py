@@ -18,8 +18,7 @@ from notifier.adapters.channels.twilio import HARD_BOUNCE_CODES
 from notifier.adapters.signatures import sendgrid_valid, twilio_valid
 from notifier.domain.opt_out import is_stop_request
 from notifier.domain.recipients import InvalidAddress, normalize_phone
-from notifier.entrypoints.deps import Objects, Runtime
-from notifier.service_layer.objects import NotifierRuntime
+from notifier.entrypoints.deps import notifier_of, runtime_of
 from notifier.service_layer.receipts import (
     Receipt,
     apply_receipt,
@@ -36,8 +35,8 @@ _SID_GRACE_S = 2.0
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-async def _verified_twilio_form(request: Request, runtime: NotifierRuntime) -> dict[str, str]:
-    n = runtime.objects
+async def _verified_twilio_form(request: Request) -> dict[str, str]:
+    n = notifier_of(request)
     form = await request.form()
     params = [(k, str(v)) for k, v in form.multi_items()]
     # Twilio signs the URL it called: our public base URL + the path (+ query), not what a proxy rewrote.
@@ -93,10 +92,69 @@ async def _sid_recorded(runtime: Any, sid: str) -> bool:
         await asyncio.sleep(0.05)
 
 
-@router.post("/twilio/status", summary="Twilio message and call status callbacks")
-async def twilio_status(request: Request, runtime: Runtime) -> Response:
-    fields = await _verified_twilio_form(request, runtime)
+# The providers' bodies are read raw (their signatures cover them): documented here, since FastAPI cannot infer them.
+_TWILIO_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "description": "Twilio's signed callback parameters",
+                    "properties": {
+                        "MessageSid": {"type": "string"},
+                        "MessageStatus": {"type": "string"},
+                        "CallSid": {"type": "string"},
+                        "CallStatus": {"type": "string"},
+                        "ErrorCode": {"type": "string"},
+                        "From": {"type": "string"},
+                        "Body": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+_SENDGRID_EVENTS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "description": "SendGrid's signed event batch",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "sg_message_id": {"type": "string"},
+                            "email": {"type": "string"},
+                            "sg_event_id": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "type": {"type": "string"},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+_TWIML: dict[int | str, dict[str, Any]] = {
+    200: {"description": "TwiML (an empty reply)", "content": {"application/xml": {"schema": {"type": "string"}}}}
+}
+
+
+@router.post(
+    "/twilio/status",
+    status_code=204,
+    response_class=Response,
+    openapi_extra=_TWILIO_FORM,
+    summary="Twilio message and call status callbacks",
+)
+async def twilio_status(request: Request) -> Response:
+    fields = await _verified_twilio_form(request)
     sid, status, kind, reason = _twilio_receipt(fields)
+    runtime = runtime_of(request)
     now = runtime.clock.now()
     if sid and not await _sid_recorded(runtime, sid):
         log.warning("twilio status %s for unknown sid %s", status, sid)
@@ -113,9 +171,15 @@ async def twilio_status(request: Request, runtime: Runtime) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/twilio/inbound", summary="Inbound SMS (STOP-style replies revoke consent)")
-async def twilio_inbound(request: Request, runtime: Runtime) -> Response:
-    fields = await _verified_twilio_form(request, runtime)
+@router.post(
+    "/twilio/inbound",
+    response_class=Response,
+    responses=_TWIML,
+    openapi_extra=_TWILIO_FORM,
+    summary="Inbound SMS (STOP-style replies revoke consent)",
+)
+async def twilio_inbound(request: Request) -> Response:
+    fields = await _verified_twilio_form(request)
     body = fields.get("Body", "")
     if not is_stop_request(body):
         log.info("inbound sms (not an opt-out) from %s", fields.get("From", "")[:4] + "…")
@@ -124,6 +188,7 @@ async def twilio_inbound(request: Request, runtime: Runtime) -> Response:
         number = normalize_phone(fields.get("From", ""))
     except InvalidAddress:
         return Response(_TWIML_EMPTY, media_type="application/xml")
+    runtime = runtime_of(request)
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         if not await claim_receipt(
@@ -161,15 +226,22 @@ def _sendgrid_kind(event: dict[str, Any]) -> Receipt:
     return _SENDGRID_KINDS.get(name, "progress")
 
 
-@router.post("/sendgrid/events", summary="SendGrid event webhook (signed, ECDSA)")
-async def sendgrid_events(request: Request, runtime: Runtime, notifier: Objects) -> Response:
+@router.post(
+    "/sendgrid/events",
+    response_class=Response,
+    openapi_extra=_SENDGRID_EVENTS,
+    responses={200: {"description": "Applied (empty body)"}},
+    summary="SendGrid event webhook (signed, ECDSA)",
+)
+async def sendgrid_events(request: Request) -> Response:
+    n = notifier_of(request)
     raw = await request.body()
     if not sendgrid_valid(
-        notifier.settings.sendgrid_webhook_public_key,
+        n.settings.sendgrid_webhook_public_key,
         request.headers.get("x-twilio-email-event-webhook-signature"),
         request.headers.get("x-twilio-email-event-webhook-timestamp"),
         raw,
-        tolerance_s=notifier.settings.sendgrid_webhook_tolerance_seconds,
+        tolerance_s=n.settings.sendgrid_webhook_tolerance_seconds,
     ):
         raise HTTPException(401, detail="invalid SendGrid event webhook signature")
     try:
@@ -178,6 +250,7 @@ async def sendgrid_events(request: Request, runtime: Runtime, notifier: Objects)
         raise HTTPException(400, detail="malformed JSON body") from None
     if not isinstance(events, list):
         raise HTTPException(400, detail="expected a JSON array of events")
+    runtime = runtime_of(request)
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         for event in events:

@@ -4,19 +4,18 @@ unsubscribe link (a page with a confirm button, and RFC 8058 one-click POST)."""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from dunning_events.money import from_minor
 from dunning_kit import signed_links
-from notifier.adapters import orm
 from notifier.domain.rendering import money
-from notifier.entrypoints.deps import Runtime
-from notifier.service_layer.channel_config import load_config
-from notifier.service_layer.objects import NotifierRuntime
+from notifier.entrypoints.api import load_config
+from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.service_layer import queries
 from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(tags=["customer pages"])
@@ -31,8 +30,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _verify(runtime: NotifierRuntime, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
-    n = runtime.objects
+def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
+    n = notifier_of(request)
     try:
         payload = signed_links.verify(n.settings.self_service_signing_key, token, n.clock.now())
     except signed_links.ExpiredLink:
@@ -44,27 +43,34 @@ def _verify(runtime: NotifierRuntime, token: str, purpose: str) -> dict[str, obj
     return payload
 
 
-@router.get("/pay", summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open")
-async def pay(runtime: Runtime, token: str = "") -> Response:
-    payload = _verify(runtime, token, "pay")
+# The pages answer HTML (a redirect to the tenant's portal when one is configured).
+HTML_PAGE: dict[str, Any] = {"response_class": HTMLResponse, "responses": {
+    303: {"description": "The tenant's payment portal"}, 400: {"description": "A damaged link (an HTML page)"},
+    410: {"description": "An expired link (an HTML page)"}}}  # fmt: skip
+
+
+# What a mail client posts for RFC 8058 one-click (the confirm button posts an empty form); the token is the query.
+ONE_CLICK_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {
+    "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+        "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}}}  # fmt: skip
+
+
+@router.get(
+    "/pay", **HTML_PAGE, summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open"
+)
+async def pay(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "pay")
     if isinstance(payload, HTMLResponse):
         return payload
     tenant_id, customer_id = str(payload["tenant_id"]), str(payload["customer_id"])
     invoice_ids = [str(i) for i in payload.get("invoice_ids", [])]  # type: ignore[union-attr]
-    config = await load_config(runtime, tenant_id)
+    config = await load_config(request, tenant_id)
     if config.branding.payment_portal_url:
         query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
         sep = "&" if "?" in str(config.branding.payment_portal_url) else "?"
         return RedirectResponse(f"{config.branding.payment_portal_url}{sep}{query}", status_code=303)
-    b = orm.invoice_balances.c
-    async with runtime.sessions() as session:
-        rows = (
-            await session.execute(
-                select(b.number, b.currency, b.balance_minor, b.status)
-                .where(b.tenant_id == tenant_id, b.customer_id == customer_id, b.invoice_id.in_(invoice_ids))
-                .order_by(b.number)
-            )
-        ).all()
+    async with runtime_of(request).sessions() as session:
+        rows = await queries.invoices_to_pay(session, tenant_id, customer_id, invoice_ids)
     items = "".join(
         f"<tr><td>{escape(r.number)}</td><td style='text-align:right'>"
         f"{escape(money(from_minor(r.balance_minor, r.currency), r.currency, 'en') if r.status == 'open' else 'settled')}</td></tr>"
@@ -79,9 +85,9 @@ async def pay(runtime: Runtime, token: str = "") -> Response:
     )
 
 
-@router.get("/unsubscribe", summary="Unsubscribe page (asks to confirm)")
-async def unsubscribe_page(runtime: Runtime, token: str = "") -> Response:
-    payload = _verify(runtime, token, "unsubscribe")
+@router.get("/unsubscribe", **HTML_PAGE, summary="Unsubscribe page (asks to confirm)")
+async def unsubscribe_page(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
     return _page(
@@ -92,11 +98,13 @@ async def unsubscribe_page(runtime: Runtime, token: str = "") -> Response:
     )
 
 
-@router.post("/unsubscribe", summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")
-async def unsubscribe(runtime: Runtime, token: str = "") -> Response:
-    payload = _verify(runtime, token, "unsubscribe")
+@router.post("/unsubscribe", **HTML_PAGE, openapi_extra=ONE_CLICK_BODY,
+             summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")  # fmt: skip
+async def unsubscribe(request: Request, token: str = "") -> Response:
+    payload = _verify(request, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
+    runtime = runtime_of(request)
     channel = str(payload["channel"])
     async with runtime.sessions() as session, session.begin():
         events = await add_suppression(

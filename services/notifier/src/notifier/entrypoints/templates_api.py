@@ -13,26 +13,24 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
 
 from dunning_events import topics
 from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import read_projected
-from notifier.adapters import orm
-from notifier.adapters.templates import template_from_row
 from notifier.domain.context import Branding, build_context
-from notifier.domain.default_templates import SHIPPED, TONES
+from notifier.domain.default_templates import TONES
 from notifier.domain.last_look import last_look
 from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, TemplateRenderError, TemplateSource
 from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.deps import Objects, Runtime, not_found, unprocessable
-from notifier.service_layer.channel_config import load_config
-from notifier.service_layer.objects import NotifierRuntime
+from notifier.entrypoints.api import load_config
+from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.schemas import PreviewOut, TemplateListed, TemplateOut
+from notifier.service_layer import queries
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -54,46 +52,39 @@ def _out(t: TemplateSource) -> dict[str, Any]:
 
 
 async def _tenant_templates(
-    runtime: NotifierRuntime, tenant_id: str, template_id: str | None = None
+    request: Request, tenant_id: str, template_id: str | None = None
 ) -> dict[tuple[str, str], TemplateSource]:
-    tp = orm.templates.c
-    query = select(orm.templates).where(tp.tenant_id == tenant_id)
-    if template_id is not None:
-        query = query.where(tp.template_id == template_id)
-    async with runtime.sessions() as session:
-        rows = (await session.execute(query)).mappings().all()
-    return {(r["template_id"], r["locale"]): template_from_row(r) for r in rows}
+    async with runtime_of(request).sessions() as session:
+        return await queries.tenant_templates(session, tenant_id, template_id)
 
 
-@router.get("", summary="Templates: shipped defaults and the tenant's own")
-async def list_templates(principal: Tenant, runtime: Runtime) -> dict[str, Any]:
-    own = await _tenant_templates(runtime, principal.tenant_id)
-    items = [{"template_id": tid, "locale": loc, "origin": "tenant"} for (tid, loc) in sorted(own)]
-    items += [
-        {"template_id": tid, "locale": loc, "origin": "shipped", "tone": TONES[tid][0], "overridden": (tid, loc) in own}
-        for (tid, loc) in sorted(SHIPPED)
-    ]
-    return {"templates": items}
+@router.get("", response_model=Page[TemplateListed], response_model_exclude_unset=True, description=PAGE_CONTRACT,
+            summary="Templates: shipped defaults and the tenant's own, by id, locale and origin")  # fmt: skip
+async def list_templates(
+    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Any:
+    async with runtime_of(request).sessions() as session:
+        return await queries.templates(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
-@router.get("/{template_id}", summary="One template as it would be used for a locale")
-async def get_template(principal: Tenant, runtime: Runtime, template_id: str, locale: str = "en") -> dict[str, Any]:
-    own = await _tenant_templates(runtime, principal.tenant_id, template_id)
+@router.get("/{template_id}", response_model=TemplateOut, summary="One template as it would be used for a locale")
+async def get_template(principal: Tenant, request: Request, template_id: str, locale: str = "en") -> dict[str, Any]:
+    own = await _tenant_templates(request, principal.tenant_id, template_id)
     chosen = choose_template(own, template_id, locale)
     if chosen is None:
         raise not_found("template")
     return _out(chosen)
 
 
-@router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)")
-async def put_template(
-    principal: Admin, runtime: Runtime, template_id: str, body: TemplateIn, notifier: Objects
-) -> Any:
+@router.put(
+    "/{template_id}", response_model=TemplateOut, summary="Create or replace the tenant's template for a locale (admin)"
+)
+async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
     import re
 
     if not re.match(TEMPLATE_ID, template_id):
         return unprocessable([("template_id", "lower-case letters, digits, _ and - only (1-100)")])
-    renderer = notifier.renderer
+    renderer = notifier_of(request).renderer
     errors = [
         (part, err)
         for part in PARTS
@@ -104,15 +95,16 @@ async def put_template(
     source = TemplateSource(
         template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant"
     )
-    config = await load_config(runtime, principal.tenant_id)
+    config = await load_config(request, principal.tenant_id)
     try:
-        await render_off_loop(renderer, source, _sample_context(runtime, principal.tenant_id, config, source))
+        await render_off_loop(renderer, source, _sample_context(request, principal.tenant_id, config, source))
     except TemplateRenderError as exc:
         # Over its render budget (or stopped by the sandbox) with sample data, it would fail every send: refuse
         # it now. Other errors (a name the sample lacks, a type) may depend on the data: the preview with a real
         # customer shows them.
         if exc.limit is not None or exc.message.startswith("blocked by the sandbox"):
             return unprocessable([(exc.part, exc.message)])
+    runtime = runtime_of(request)
     values = {
         "subject": body.subject,
         "body_text": body.text,
@@ -121,29 +113,16 @@ async def put_template(
         "voice": body.voice,
         "updated_at": runtime.clock.now(),
     }
-    tp = orm.templates.c
     async with runtime.sessions() as session, session.begin():
-        stmt = insert(orm.templates).values(
-            tenant_id=principal.tenant_id, template_id=template_id, locale=body.locale, **values
-        )
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=[tp.tenant_id, tp.template_id, tp.locale], set_=values)
-        )
+        await queries.save_template(session, principal.tenant_id, template_id, body.locale, values)
     return _out(source)
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
-async def delete_template(principal: Admin, runtime: Runtime, template_id: str, locale: str) -> Response:
-    tp = orm.templates.c
-    async with runtime.sessions() as session, session.begin():
-        gone = (
-            await session.execute(
-                delete(orm.templates)
-                .where(tp.tenant_id == principal.tenant_id, tp.template_id == template_id, tp.locale == locale)
-                .returning(tp.template_id)
-            )
-        ).first()
-    if gone is None:
+async def delete_template(principal: Admin, request: Request, template_id: str, locale: str) -> Response:
+    async with runtime_of(request).sessions() as session, session.begin():
+        deleted = await queries.delete_template(session, principal.tenant_id, template_id, locale)
+    if not deleted:
         raise not_found("template")
     return Response(status_code=204)
 
@@ -186,7 +165,7 @@ async def render_off_loop(renderer: Renderer, template: TemplateSource, context:
 
 
 def _context(
-    runtime: NotifierRuntime,
+    request: Request,
     tenant_id: str,
     config: TenantConfig,
     template_id: str,
@@ -208,7 +187,7 @@ def _context(
     }
     look = last_look(invoices, {}, currency)
     row = {"tenant_id": tenant_id, "customer_id": customer_id, "channel": channel}
-    links = runtime.objects.composer.links(
+    links = notifier_of(request).composer.links(
         row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if channel == "email" else None
     )
     return build_context(
@@ -225,57 +204,35 @@ def _context(
     )
 
 
-def _sample_context(
-    runtime: NotifierRuntime, tenant_id: str, config: TenantConfig, template: TemplateSource
-) -> dict[str, Any]:
-    now = runtime.clock.now()
+def _sample_context(request: Request, tenant_id: str, config: TenantConfig, template: TemplateSource) -> dict[str, Any]:
+    now = runtime_of(request).clock.now()
     name, currency, invoices = _sample(template.locale, now.date())
     return _context(
-        runtime, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
+        request, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
         currency=currency, invoices=invoices, channel="email", now=now,
     )  # fmt: skip
 
 
-@router.post("/{template_id}/preview", summary="Render a template with sample or real data")
-async def preview_template(
-    principal: Tenant, runtime: Runtime, template_id: str, body: PreviewIn, notifier: Objects
-) -> Any:
-    config = await load_config(runtime, principal.tenant_id)
+@router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render a template with sample or real data")
+async def preview_template(principal: Tenant, request: Request, template_id: str, body: PreviewIn) -> Any:
+    n = notifier_of(request)
+    runtime = runtime_of(request)
+    config = await load_config(request, principal.tenant_id)
     now = runtime.clock.now()
     customer: dict[str, Any] | None = None
     if body.customer_id is not None:
-        c = orm.customers.c
+        customer_id = body.customer_id
 
         async def load_customer() -> dict[str, Any] | None:
             async with runtime.sessions() as session:
-                row = (
-                    (
-                        await session.execute(
-                            select(orm.customers).where(
-                                c.tenant_id == principal.tenant_id, c.customer_id == body.customer_id
-                            )
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
-            return dict(row) if row else None
+                return await queries.customer(session, principal.tenant_id, customer_id)
 
         # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
         customer = await read_projected(
             runtime, load_customer, what=f"customer {body.customer_id}", topics=[topics.LEDGER]
         )
         async with runtime.sessions() as session:
-            b = orm.invoice_balances.c
-            query = select(orm.invoice_balances).where(
-                b.tenant_id == principal.tenant_id,
-                b.customer_id == body.customer_id,
-                b.status == "open",
-                b.balance_minor > 0,
-            )
-            if body.invoice_ids:
-                query = query.where(b.invoice_id.in_(body.invoice_ids))
-            open_rows = (await session.execute(query.order_by(b.due_date, b.invoice_id))).mappings().all()
+            open_rows = await queries.open_invoices(session, principal.tenant_id, customer_id, body.invoice_ids)
         if not open_rows:
             return unprocessable([("customer_id", "the customer has no open invoices to remind of")])
         currency = open_rows[0]["currency"]
@@ -300,7 +257,7 @@ async def preview_template(
         errors = [
             (f"template.{p}", err)
             for p in PARTS
-            if (src := getattr(body.template, p)) is not None and (err := notifier.renderer.check_syntax(p, src))
+            if (src := getattr(body.template, p)) is not None and (err := n.renderer.check_syntax(p, src))
         ]
         if errors:
             return unprocessable(errors)
@@ -310,7 +267,7 @@ async def preview_template(
         )
     else:
         template = choose_template(
-            await _tenant_templates(runtime, principal.tenant_id, template_id),
+            await _tenant_templates(request, principal.tenant_id, template_id),
             template_id,
             locale,
             config.default_locale,
@@ -318,11 +275,11 @@ async def preview_template(
     if template is None:
         raise not_found("template")
     context = _context(
-        runtime, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
+        request, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
         locale=locale, currency=currency, invoices=invoices, channel=body.channel, now=now,
     )  # fmt: skip
     try:
-        rendered = await render_off_loop(notifier.renderer, template, context)
+        rendered = await render_off_loop(n.renderer, template, context)
     except TemplateRenderError as exc:
         return unprocessable([(f"template.{exc.part}", exc.message)])
     return {

@@ -100,6 +100,7 @@ plans = Table(
     Column("resolved_at", DateTime(timezone=True)),
     Column("reason", Text),
     Index("ix_plans_customer", "tenant_id", "customer_id"),
+    Index("ix_plans_created", "tenant_id", "created_at", "plan_id"),  # the order of GET /v1/plans pages
 )
 
 promises = Table(
@@ -124,6 +125,7 @@ promises = Table(
     Column("reason", Text),
     # No index mentions status, received or resolved_at, so ending a promise can be a HOT update.
     Index("ix_promises_customer", "tenant_id", "customer_id", "created_at"),
+    Index("ix_promises_created", "tenant_id", "created_at", "promise_id"),  # the order of GET /v1/promises pages
     Index("ix_promises_plan", "tenant_id", "plan_id", "instalment_index", postgresql_where=text("plan_id IS NOT NULL")),
     # Room on every page for the new version of a row: matching and the deadline check then update in place.
     postgresql_with={"fillfactor": 70},

@@ -2,40 +2,52 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from dunning_events import topics
 from dunning_events.money import to_minor
 from dunning_kit.auth import Admin, Tenant
-from dunning_kit.problems import FieldError, InvalidInput, invalid_input, read_projected
+from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
+from dunning_kit.problems import FieldError, invalid_input, read_projected
+from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.domain.promises import PromiseRejected
 from promise_tracker.domain.rules import PromiseRules
-from promise_tracker.entrypoints.deps import Runtime
-from promise_tracker.entrypoints.schemas import CancelIn, PlanIn, PromiseIn, PromiseRulesIn
+from promise_tracker.entrypoints.schemas import (
+    CancelIn,
+    PlanIn,
+    PlanOut,
+    PromiseIn,
+    PromiseOut,
+    PromiseRecordOut,
+    PromiseRulesIn,
+    PromiseRulesOut,
+)
 from promise_tracker.service_layer import views
 from promise_tracker.service_layer.book import NewPlan, NewPromise, NotActive, NotFound, PromiseBook
-from promise_tracker.service_layer.objects import TrackerRuntime
 from promise_tracker.service_layer.rules import load_rules, save_rules
 
 router = APIRouter(prefix="/v1", tags=["promises"])
 Status = Literal["active", "kept", "partially_kept", "broken", "cancelled"]
 
 
-def book(runtime: TrackerRuntime, session: Any, tenant_id: str) -> PromiseBook:
+def _runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
+    runtime = _runtime(request)
     settings = runtime.settings
     return PromiseBook(
         session,
         runtime.outbox,
         runtime.clock.now(),
         tenant_id,
-        settings.default_rules(),
-        settings.promise_deadline_settle_seconds,
+        settings.default_rules(),  # type: ignore[attr-defined]
+        settings.promise_deadline_settle_seconds,  # type: ignore[attr-defined]
     )
 
 
@@ -50,11 +62,11 @@ def _not_found(what: str) -> HTTPException:
 # ---------------------------------------------------------------- promises
 
 
-@router.post("/promises", status_code=201, summary="Record a promise-to-pay")
-async def record_promise(body: PromiseIn, principal: Tenant, runtime: Runtime) -> JSONResponse:
+@router.post("/promises", status_code=201, response_model=PromiseOut, summary="Record a promise-to-pay")
+async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
-        async with runtime.sessions() as session, session.begin():
-            promise = await book(runtime, session, principal.tenant_id).record_promise(
+        async with _runtime(request).sessions() as session, session.begin():
+            promise = await book(request, session, principal.tenant_id).record_promise(
                 NewPromise(
                     customer_id=body.customer_id,
                     invoice_ids=body.invoice_ids,
@@ -67,73 +79,68 @@ async def record_promise(body: PromiseIn, principal: Tenant, runtime: Runtime) -
             )
     except PromiseRejected as exc:
         return rejected(exc)
-    async with runtime.sessions() as session:
+    async with _runtime(request).sessions() as session:
         view = await views.get_promise(session, principal.tenant_id, promise["promise_id"])
     return JSONResponse(view, status_code=201)
 
 
-def _cursor(raw: str | None) -> tuple[datetime, str] | None:
-    if not raw:
-        return None
-    try:
-        at, promise_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), promise_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput([FieldError("cursor", "malformed cursor", "query")]) from exc
-
-
-@router.get("/promises", summary="List promises (filter by customer, invoice, status, plan)")
+@router.get("/promises", response_model=Page[PromiseOut], description=PAGE_CONTRACT,
+            summary="List promises, oldest first (filter by customer, invoice, status, plan)")  # fmt: skip
 async def list_promises(
     principal: Tenant,
-    runtime: Runtime,
+    request: Request,
     customer_id: str | None = None,
     invoice_id: str | None = None,
     status: Status | None = None,
     plan_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    async with runtime.sessions() as session:
-        items, after = await views.list_promises(
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Any:
+    async with _runtime(request).sessions() as session:
+        return await views.list_promises(
             session, principal.tenant_id, customer_id=customer_id, invoice_id=invoice_id, status=status,
-            plan_id=plan_id, limit=limit, after=_cursor(cursor),
+            plan_id=plan_id, limit=limit, cursor=cursor,
         )  # fmt: skip
-    next_cursor = base64.urlsafe_b64encode(f"{after[0].isoformat()}|{after[1]}".encode()).decode() if after else None
-    return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/promises/{promise_id}", summary="One promise")
-async def get_promise(promise_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
-    async with runtime.sessions() as session:
+@router.get("/promises/{promise_id}", response_model=PromiseOut, summary="One promise")
+async def get_promise(promise_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
         view = await views.get_promise(session, principal.tenant_id, promise_id)
     if view is None:
         raise _not_found("promise")
     return view
 
 
-@router.post("/promises/{promise_id}/cancel", summary="Withdraw an active promise (emits promise.cancelled)")
+@router.post(
+    "/promises/{promise_id}/cancel",
+    response_model=PromiseOut,
+    summary="Withdraw an active promise (emits promise.cancelled)",
+)
 async def cancel_promise(
-    promise_id: str, principal: Tenant, runtime: Runtime, body: Annotated[CancelIn | None, Body()] = None
+    promise_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
 ) -> dict[str, Any]:
     try:
-        async with runtime.sessions() as session, session.begin():
-            await book(runtime, session, principal.tenant_id).cancel_promise(promise_id, body.reason if body else None)
+        async with _runtime(request).sessions() as session, session.begin():
+            await book(request, session, principal.tenant_id).cancel_promise(promise_id, body.reason if body else None)
     except NotFound:
         raise _not_found("promise") from None
     except NotActive as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    async with runtime.sessions() as session:
+    async with _runtime(request).sessions() as session:
         return await views.get_promise(session, principal.tenant_id, promise_id) or {}
 
 
 # ---------------------------------------------------------------- plans
 
 
-@router.post("/plans", status_code=201, summary="Create a payment plan (each instalment is a promise)")
-async def create_plan(body: PlanIn, principal: Tenant, runtime: Runtime) -> JSONResponse:
+@router.post(
+    "/plans", status_code=201, response_model=PlanOut, summary="Create a payment plan (each instalment is a promise)"
+)
+async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
-        async with runtime.sessions() as session, session.begin():
-            plan, _ = await book(runtime, session, principal.tenant_id).create_plan(
+        async with _runtime(request).sessions() as session, session.begin():
+            plan, _ = await book(request, session, principal.tenant_id).create_plan(
                 NewPlan(
                     customer_id=body.customer_id,
                     invoice_ids=body.invoice_ids,
@@ -148,72 +155,88 @@ async def create_plan(body: PlanIn, principal: Tenant, runtime: Runtime) -> JSON
             )
     except PromiseRejected as exc:
         return rejected(exc)
-    async with runtime.sessions() as session:
+    async with _runtime(request).sessions() as session:
         view = await views.get_plan(session, principal.tenant_id, plan["plan_id"])
     return JSONResponse(view, status_code=201)
 
 
-@router.get("/plans", summary="List payment plans")
+@router.get("/plans", response_model=Page[PlanOut], description=PAGE_CONTRACT,
+            summary="List payment plans, oldest first, each with its instalments")  # fmt: skip
 async def list_plans(
     principal: Tenant,
-    runtime: Runtime,
+    request: Request,
     customer_id: str | None = None,
     status: Literal["active", "completed", "defaulted", "cancelled"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
-    async with runtime.sessions() as session:
-        items = await views.list_plans(
-            session, principal.tenant_id, customer_id=customer_id, status=status, limit=limit
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Any:
+    async with _runtime(request).sessions() as session:
+        return await views.list_plans(
+            session, principal.tenant_id, customer_id=customer_id, status=status, limit=limit, cursor=cursor
         )
-    return {"items": items}
 
 
-@router.get("/plans/{plan_id}", summary="One payment plan with its instalments")
-async def get_plan(plan_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
-    async with runtime.sessions() as session:
+@router.get("/plans/{plan_id}", response_model=PlanOut, summary="One payment plan with its instalments")
+async def get_plan(plan_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+    async with _runtime(request).sessions() as session:
         view = await views.get_plan(session, principal.tenant_id, plan_id)
     if view is None:
         raise _not_found("plan")
     return view
 
 
-@router.post("/plans/{plan_id}/cancel", summary="Withdraw a plan: its open instalments are cancelled")
+@router.post(
+    "/plans/{plan_id}/cancel", response_model=PlanOut, summary="Withdraw a plan: its open instalments are cancelled"
+)
 async def cancel_plan(
-    plan_id: str, principal: Tenant, runtime: Runtime, body: Annotated[CancelIn | None, Body()] = None
+    plan_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
 ) -> dict[str, Any]:
     try:
-        async with runtime.sessions() as session, session.begin():
-            await book(runtime, session, principal.tenant_id).cancel_plan(plan_id, body.reason if body else None)
+        async with _runtime(request).sessions() as session, session.begin():
+            await book(request, session, principal.tenant_id).cancel_plan(plan_id, body.reason if body else None)
     except NotFound:
         raise _not_found("plan") from None
     except NotActive as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    async with runtime.sessions() as session:
+    async with _runtime(request).sessions() as session:
         return await views.get_plan(session, principal.tenant_id, plan_id) or {}
 
 
 # ---------------------------------------------------------------- customers and rules
 
 
-@router.get("/customers/{customer_id}/promise-record", summary="Kept and broken promises of a customer")
-async def promise_record(customer_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
+@router.get(
+    "/customers/{customer_id}/promise-record",
+    response_model=PromiseRecordOut,
+    summary="Kept and broken promises of a customer",
+)
+async def promise_record(customer_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
     async def load() -> dict[str, Any] | None:
-        async with runtime.sessions() as session:
+        async with _runtime(request).sessions() as session:
             return await views.promise_record(session, principal.tenant_id, customer_id)
 
     # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
-    return await read_projected(runtime, load, what=f"customer {customer_id}", topics=[topics.LEDGER])
+    return await read_projected(_runtime(request), load, what=f"customer {customer_id}", topics=[topics.LEDGER])
 
 
-@router.get("/admin/promise-rules", tags=["admin"], summary="The tenant's promise rules (defaults if never set)")
-async def get_rules(principal: Admin, runtime: Runtime) -> dict[str, Any]:
+@router.get(
+    "/admin/promise-rules",
+    tags=["admin"],
+    response_model=PromiseRulesOut,
+    summary="The tenant's promise rules (defaults if never set)",
+)
+async def get_rules(principal: Admin, request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
     async with runtime.sessions() as session:
-        rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())
+        rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())  # type: ignore[attr-defined]
     return asdict(rules)
 
 
-@router.put("/admin/promise-rules", tags=["admin"], summary="Set the tenant's promise rules")
-async def put_rules(body: PromiseRulesIn, principal: Admin, runtime: Runtime) -> dict[str, Any]:
+@router.put(
+    "/admin/promise-rules", tags=["admin"], response_model=PromiseRulesOut, summary="Set the tenant's promise rules"
+)
+async def put_rules(body: PromiseRulesIn, principal: Admin, request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
     rules = PromiseRules(**body.model_dump())
     async with runtime.sessions() as session, session.begin():
         await save_rules(session, principal.tenant_id, rules, runtime.clock.now())

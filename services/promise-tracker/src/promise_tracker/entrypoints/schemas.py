@@ -77,3 +77,62 @@ class PromiseRulesIn(_In):
     plan_on_missed: Literal["cancel", "strike"]
     plan_max_strikes: int = Field(ge=0, le=100)
     plan_max_instalments: int = Field(ge=1, le=120)
+
+
+# ---------------------------------------------------------------- responses
+
+
+class PromiseOut(BaseModel):
+    id: str
+    customer_id: str
+    invoice_ids: list[str]
+    amount: str
+    currency: str
+    received: str = Field(description="Paid towards the promise so far")
+    shortfall: str = Field(description="Missing at the deadline (broken or partially kept promises)")
+    promised_date: str
+    deadline: str = Field(description="The end of the promised day in the customer's time zone, plus grace")
+    recorded_by: str
+    note: str | None
+    status: str = Field(description="active, kept, partially_kept, broken or cancelled")
+    plan_id: str | None
+    instalment_index: int | None
+    created_at: str
+    resolved_at: str | None
+    reason: str | None
+
+
+class PlanOut(BaseModel):
+    id: str
+    customer_id: str
+    invoice_ids: list[str]
+    currency: str
+    total: str
+    instalment_count: int
+    interval: str
+    recorded_by: str
+    note: str | None
+    on_missed: str = Field(description="What a missed instalment does: cancel the plan, or count a strike")
+    max_strikes: int
+    strikes: int
+    status: str = Field(description="active, completed, defaulted or cancelled")
+    reason: str | None
+    created_at: str
+    resolved_at: str | None
+    instalments: list[PromiseOut]
+
+
+class PromiseRecordOut(BaseModel):
+    customer_id: str
+    time_zone: str
+    broken_promise_count: int
+    kept_promise_count: int
+    active_promises: int
+
+
+class PromiseRulesOut(BaseModel):
+    max_horizon_days: int
+    grace_days: int
+    plan_on_missed: str
+    plan_max_strikes: int
+    plan_max_instalments: int

@@ -15,17 +15,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
+from dunning_kit.runtime import ServiceRuntime
 from dunning_kit.signed_links import ExpiredLink, InvalidLink, verify
-from promise_tracker.adapters import orm
 from promise_tracker.domain.promises import FieldError, PromiseRejected, local_today
-from promise_tracker.entrypoints.deps import Runtime
+from promise_tracker.service_layer import visits
 from promise_tracker.service_layer.book import NewPlan, NewPromise, PromiseBook
-from promise_tracker.service_layer.objects import TrackerRuntime
 from promise_tracker.service_layer.rules import load_rules
+from promise_tracker.service_layer.visits import Session
 
 router = APIRouter(prefix="/self-service", tags=["self-service"], include_in_schema=False)
 
@@ -101,7 +99,11 @@ class Visit:
     invoices: list[OpenInvoice]  # the token's invoices that are still open
 
 
-async def open_visit(session: AsyncSession, runtime: TrackerRuntime, token: str | None) -> Visit:
+def _runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def open_visit(session: Session, runtime: ServiceRuntime, token: str | None) -> Visit:
     if not token:
         raise Refused(403, "This link cannot be used", "The link is incomplete. Please use the link from your email.")
     try:
@@ -122,12 +124,7 @@ async def open_visit(session: AsyncSession, runtime: TrackerRuntime, token: str 
     tenant_id, customer_id, invoice_ids = claims.get("tenant_id"), claims.get("customer_id"), claims.get("invoice_ids")
     if not (isinstance(tenant_id, str) and isinstance(customer_id, str) and isinstance(invoice_ids, list)):
         raise Refused(403, "This link cannot be used", "The link is not valid. Please use the link from your email.")
-    i = orm.invoices.c
-    rows = (
-        await session.execute(
-            select(orm.invoices).where(i.tenant_id == tenant_id, i.invoice_id.in_([str(x) for x in invoice_ids]))
-        )
-    ).all()
+    rows = await visits.invoices_named(session, tenant_id, invoice_ids)
     # A link naming an invoice that is not this customer's is refused whole, never shown in part.
     if not rows or any(r.customer_id != customer_id for r in rows):
         raise Refused(
@@ -135,18 +132,8 @@ async def open_visit(session: AsyncSession, runtime: TrackerRuntime, token: str 
             "This link cannot be used",
             "This link does not match your account. Please use the link from your email.",
         )
-    c = orm.commitments.c
-    covered = set(
-        (
-            await session.scalars(
-                select(c.invoice_id).where(c.tenant_id == tenant_id, c.invoice_id.in_([r.invoice_id for r in rows]))
-            )
-        ).all()
-    )
-    cu = orm.customers.c
-    customer = (
-        await session.execute(select(orm.customers).where(cu.tenant_id == tenant_id, cu.customer_id == customer_id))
-    ).first()
+    covered = await visits.covered_invoices(session, tenant_id, [r.invoice_id for r in rows])
+    customer = await visits.customer(session, tenant_id, customer_id)
     invoices = [
         OpenInvoice(r.invoice_id, r.number, r.currency, r.balance_minor, r.due_date, r.invoice_id in covered)
         for r in sorted(rows, key=lambda r: (r.due_date or date.max, r.number))
@@ -161,20 +148,21 @@ async def open_visit(session: AsyncSession, runtime: TrackerRuntime, token: str 
     )
 
 
-async def _form_context(session: AsyncSession, runtime: TrackerRuntime, visit: Visit) -> dict[str, Any]:
-    rules = await load_rules(session, visit.tenant_id, runtime.settings.default_rules())
+async def _form_context(session: Session, runtime: ServiceRuntime, visit: Visit) -> dict[str, Any]:
+    rules = await load_rules(session, visit.tenant_id, runtime.settings.default_rules())  # type: ignore[attr-defined]
     today = local_today(runtime.clock.now(), visit.time_zone)
     return {
         "visit": visit,
         "today": today,
         "latest": today + timedelta(days=rules.max_horizon_days),
         "max_instalments": max(2, rules.plan_max_instalments),
-        "interval": runtime.settings.self_service_plan_interval,
+        "interval": runtime.settings.self_service_plan_interval,  # type: ignore[attr-defined]
     }
 
 
 @router.get("/promise", response_class=HTMLResponse)
-async def promise_page(runtime: Runtime, token: str | None = None) -> HTMLResponse:
+async def promise_page(request: Request, token: str | None = None) -> HTMLResponse:
+    runtime = _runtime(request)
     async with runtime.sessions() as session:
         try:
             visit = await open_visit(session, runtime, token)
@@ -216,7 +204,8 @@ def _field_messages(errors: list[FieldError]) -> list[dict[str, str]]:
 
 
 @router.post("/promise", response_class=HTMLResponse)
-async def record_from_page(request: Request, runtime: Runtime) -> HTMLResponse:
+async def record_from_page(request: Request) -> HTMLResponse:
+    runtime = _runtime(request)
     form = await request.form()
     token = str(form.get("token") or "")
     choice = "plan" if form.get("choice") == "plan" else "promise"
@@ -258,15 +247,15 @@ async def record_from_page(request: Request, runtime: Runtime) -> HTMLResponse:
             async with runtime.sessions() as session, session.begin():
                 book = PromiseBook(
                     session, runtime.outbox, runtime.clock.now(), visit.tenant_id,
-                    runtime.settings.default_rules(),
-                    runtime.settings.promise_deadline_settle_seconds,
+                    runtime.settings.default_rules(),  # type: ignore[attr-defined]
+                    runtime.settings.promise_deadline_settle_seconds,  # type: ignore[attr-defined]
                 )  # fmt: skip
                 if choice == "plan":
                     _, instalments = await book.create_plan(
                         NewPlan(
                             customer_id=visit.customer_id, invoice_ids=chosen, currency=currency, total_minor=total,
                             instalment_count=count, first_due_date=day,
-                            interval=runtime.settings.self_service_plan_interval,
+                            interval=runtime.settings.self_service_plan_interval,  # type: ignore[attr-defined]
                             recorded_by="customer", note="requested on the self-service page",
                         )
                     )  # fmt: skip

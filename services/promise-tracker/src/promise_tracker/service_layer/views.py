@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import any_, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
+from dunning_kit.pages import CursorCodec, Page
 from promise_tracker.adapters import orm
+
+PROMISES = CursorCodec("promises.promises")
+PLANS = CursorCodec("promises.plans")
 
 
 def promise_view(row: Any) -> dict[str, Any]:
@@ -76,9 +79,9 @@ async def list_promises(
     status: str | None,
     plan_id: str | None,
     limit: int,
-    after: tuple[datetime, str] | None,
-) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
-    """Newest last, keyset-paginated on (created_at, promise_id)."""
+    cursor: str | None,
+) -> Page[dict[str, Any]]:
+    """Oldest first, keyset-paginated on (created_at, promise_id) (index ix_promises_created)."""
     p = orm.promises.c
     q = select(orm.promises).where(p.tenant_id == tenant_id)
     if customer_id:
@@ -89,16 +92,10 @@ async def list_promises(
         q = q.where(p.status == status)
     if plan_id:
         q = q.where(p.plan_id == plan_id)
-    if after:
+    if (after := PROMISES.decode(cursor, 2)) is not None:
         q = q.where(tuple_(p.created_at, p.promise_id) > tuple_(literal(after[0]), literal(after[1])))
     rows = (await session.execute(q.order_by(p.created_at, p.promise_id).limit(limit + 1))).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = None
-    if more and rows:
-        last = rows[-1]
-        cursor = (last.created_at, last.promise_id)
-    return [promise_view(r) for r in rows], cursor
+    return PROMISES.page(rows, limit, lambda r: (r.created_at, r.promise_id), promise_view)
 
 
 async def get_plan(session: AsyncSession, tenant_id: str, plan_id: str) -> dict[str, Any] | None:
@@ -116,16 +113,27 @@ async def get_plan(session: AsyncSession, tenant_id: str, plan_id: str) -> dict[
 
 
 async def list_plans(
-    session: AsyncSession, tenant_id: str, *, customer_id: str | None, status: str | None, limit: int
-) -> list[dict[str, Any]]:
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    customer_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[dict[str, Any]]:
+    """Oldest first, keyset-paginated on (created_at, plan_id) (index ix_plans_created), each with its instalments."""
     pl = orm.plans.c
-    q = select(orm.plans.c.plan_id).where(pl.tenant_id == tenant_id)
+    q = select(pl.plan_id, pl.created_at).where(pl.tenant_id == tenant_id)
     if customer_id:
         q = q.where(pl.customer_id == customer_id)
     if status:
         q = q.where(pl.status == status)
-    ids = (await session.scalars(q.order_by(pl.created_at, pl.plan_id).limit(limit))).all()
-    return [plan for plan_id in ids if (plan := await get_plan(session, tenant_id, plan_id)) is not None]
+    if (after := PLANS.decode(cursor, 2)) is not None:
+        q = q.where(tuple_(pl.created_at, pl.plan_id) > tuple_(literal(after[0]), literal(after[1])))
+    keys = (await session.execute(q.order_by(pl.created_at, pl.plan_id).limit(limit + 1))).all()
+    page = PLANS.page(keys, limit, lambda k: (k.created_at, k.plan_id), lambda k: k.plan_id)
+    plans = [plan for plan_id in page.items if (plan := await get_plan(session, tenant_id, plan_id)) is not None]
+    return Page[dict[str, Any]](items=plans, next_cursor=page.next_cursor)
 
 
 async def promise_record(session: AsyncSession, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
