@@ -43,14 +43,14 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed JSON"},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such object for this tenant"},
-    422: {"description": "A field is wrong: `detail[].field` names it, `detail[].reason` says why"},
+    422: {"description": "A field is wrong: `errors[].field` names it, `errors[].reason` says why"},
 }
 
 
 def error(status: int, message: str, field: str, reason: str) -> JSONResponse:
-    """The kit's field problem (`application/problem+json`, `detail[]` naming the field)."""
+    """The kit's field problem (`application/problem+json`, `errors[]` naming the field)."""
     kind = INVALID_INPUT if status == 422 else "about:blank"
-    return invalid_input([FieldError(field, reason)], status=status, error=message, type=kind)
+    return invalid_input([FieldError(field, reason)], status=status, detail=message, type=kind)
 
 
 def _row(row: RowResult) -> tuple[int, dict[str, Any]]:

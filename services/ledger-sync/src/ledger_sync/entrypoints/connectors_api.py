@@ -28,7 +28,7 @@ from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
 from ledger_sync.entrypoints.api import error
 from ledger_sync.service_layer.freshness import record_unscheduled
 from ledger_sync.service_layer.ledger import NotFound
-from ledger_sync.service_layer.sync import SyncService, first_sync_at
+from ledger_sync.service_layer.sync import SyncOutcome, SyncService, first_sync_at
 
 log = logging.getLogger("ledger_sync.webhooks")
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
@@ -160,15 +160,25 @@ async def list_connectors(principal: Admin, request: Request) -> Any:
         }
 
 
+def _answer(outcome: SyncOutcome) -> Any:
+    """The outcome, or the problem it is: 409 when a run of this connector holds its lock, 502 when the ERP
+    failed (the outcome's fields ride along as extension members)."""
+    if outcome.skipped:
+        raise Problem(409, "Sync already running", outcome.error or "a sync of this connector is running",
+                      **outcome.as_dict())  # fmt: skip
+    if not outcome.succeeded:
+        raise Problem(502, "ERP sync failed", outcome.error or "the ERP did not answer as expected",
+                      **outcome.as_dict())  # fmt: skip
+    return outcome.as_dict()
+
+
 @router.post("/{name}/sync", summary="Run a sync now and wait for it (admin key)")
 async def sync_now(name: str, principal: Admin, request: Request) -> Any:
     try:
         outcome = await _sync(request).run_sync(principal.tenant_id, name)
     except NotFound:
         return _unknown(name)
-    if outcome.skipped:
-        return JSONResponse(outcome.as_dict(), status_code=409)
-    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+    return _answer(outcome)
 
 
 @router.post("/{name}/reconcile", summary="Compare the ledger with the ERP now and correct drift (admin key)")
@@ -177,9 +187,7 @@ async def reconcile_now(name: str, principal: Admin, request: Request) -> Any:
         outcome = await _sync(request).reconcile(principal.tenant_id, name)
     except NotFound:
         return _unknown(name)
-    if outcome.skipped:
-        return JSONResponse(outcome.as_dict(), status_code=409)
-    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+    return _answer(outcome)
 
 
 @router.get("/{name}/quarantine", summary="ERP records that could not be applied, with their errors")

@@ -76,7 +76,7 @@ async def import_file(
     if not report.committed:
         errors = body.pop("errors")
         summary = f"import rejected: {report.error_count} error(s); nothing was imported"
-        return invalid_input(errors, error=summary, request=request, **body)
+        return invalid_input(errors, detail=summary, request=request, **body)
     return JSONResponse(body, status_code=200)
 
 

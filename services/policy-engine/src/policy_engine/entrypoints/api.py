@@ -55,9 +55,7 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 
 def _invalid(errors: list[PolicyError]) -> JSONResponse:
-    return invalid_input(
-        [FieldError(e.path, e.reason) for e in errors], error="invalid policy", errors=[str(e) for e in errors]
-    )
+    return invalid_input([FieldError(e.path, e.reason) for e in errors], detail="invalid policy")
 
 
 async def _policy_body(request: Request, path_id: str | None = None) -> Any:
