@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from dunning_events.tracing import tracer
 from dunning_kit.auth import ApiKeyRegistry
+from dunning_kit.idempotency import IdempotencyKeys
 from dunning_kit.input_guard import UnstorableInputGuard
 from dunning_kit.logs import register_secret_settings
 from dunning_kit.problem_handlers import ServerErrors, document_problems, install_problem_handlers
@@ -67,12 +68,15 @@ def create_service_app(
         RouteLimits("/quietz", rate_per_minute=operations, group="operations"),
     ]
     # Innermost to outermost (each add_middleware wraps what was added before):
+    # - Idempotency-Key innermost: it sees only requests the edge let through, and holds a key's row while the
+    #   route runs (dunning_kit.idempotency);
     # - the input guard reads JSON and form bodies: inside the request limits, which refuse a huge body
     #   before it is read (their BodyTooLarge, raised while the guard reads, is turned into a 413 by them);
     # - the request limits run inside the span middleware: a BaseHTTPMiddleware reads the body through a task
     #   group, which would turn the 413 raised while counting into an ExceptionGroup (a 500) on its way out;
     # - at the very outside, an exception nothing handled becomes a 500 problem (a statement or lock timeout
     #   a 503), logged once.
+    app.add_middleware(IdempotencyKeys)
     app.add_middleware(UnstorableInputGuard)
     app.add_middleware(
         RequestLimits,

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dunning_kit.app_routes import api_routes
 from dunning_kit.auth import admin_principal, current_principal
 from dunning_kit.db import timed_out
 from dunning_kit.problems import (
@@ -136,6 +137,7 @@ def _problem(description: str, schema: str = "ProblemDetails") -> dict[str, Any]
 
 
 def _needs(route: APIRoute, call: Any) -> bool:
+    """Whether the route depends on `call`, directly or through another dependency."""
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop()
@@ -148,12 +150,11 @@ def _needs(route: APIRoute, call: Any) -> bool:
 def _auth_of_operations(app: FastAPI) -> dict[tuple[str, str], tuple[bool, bool]]:
     """(method, path) -> (needs an API key, needs an admin key), from each route's dependencies."""
     out: dict[tuple[str, str], tuple[bool, bool]] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            admin = _needs(route, admin_principal)
-            key = admin or _needs(route, current_principal)
-            for method in route.methods or ():
-                out[(method.lower(), route.path_format)] = (key, admin)
+    for api in api_routes(app):
+        admin = _needs(api.route, admin_principal)
+        key = admin or _needs(api.route, current_principal)
+        for method in api.methods:
+            out[(method.lower(), api.path)] = (key, admin)
     return out
 
 

@@ -24,14 +24,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
-from dunning_kit.runtime import ServiceRuntime
+if TYPE_CHECKING:  # the runtime (its housekeeping) uses modules that build problems
+    from dunning_kit.runtime import ServiceRuntime
 
 PROBLEM_JSON = "application/problem+json"
 NOT_ARRIVED_YET = "urn:dunning:problem:not-arrived-yet"

@@ -89,6 +89,16 @@ def upgrade() -> None:
     op.create_index('ix_deliveries_sending', 'deliveries', ['updated_at'], unique=False, postgresql_where=sa.text("status = 'sending'"))
     op.create_index('ix_deliveries_step', 'deliveries', ['tenant_id', 'step_id'], unique=False)
     op.create_index('ix_deliveries_tenant_created', 'deliveries', ['tenant_id', 'created_at'], unique=False)
+    op.create_table('idempotency_keys',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'key')
+    )
+    op.create_index(op.f('ix_idempotency_keys_created_at'), 'idempotency_keys', ['created_at'], unique=False)
     op.create_table('inbox',
     sa.Column('consumer_group', sa.String(length=200), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -204,6 +214,8 @@ def downgrade() -> None:
     op.drop_index('ix_invoice_balances_customer', table_name='invoice_balances')
     op.drop_table('invoice_balances')
     op.drop_table('inbox')
+    op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
+    op.drop_table('idempotency_keys')
     op.drop_index('ix_deliveries_tenant_created', table_name='deliveries')
     op.drop_index('ix_deliveries_step', table_name='deliveries')
     op.drop_index('ix_deliveries_sending', table_name='deliveries', postgresql_where=sa.text("status = 'sending'"))

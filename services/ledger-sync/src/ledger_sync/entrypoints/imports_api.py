@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from dunning_kit.auth import Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
@@ -34,6 +35,7 @@ async def import_formats(principal: Tenant) -> dict[str, Any]:
 @router.post(
     "/imports/{kind}",
     summary="Import a CSV file (body text/csv, or multipart field `file`)",
+    dependencies=[Idempotent],
     responses={
         200: {"description": "Imported (with `partial`, the skipped rows are listed)"},
         422: {"description": "The file has errors: every one with line and column; nothing was imported"},

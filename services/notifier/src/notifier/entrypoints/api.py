@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.data_keys import UndecryptableSecret
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import FieldError, Problem, invalid_input
 from notifier.adapters import orm
 from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
@@ -196,7 +197,11 @@ def _normalised(kind: str, address: str) -> str:
 
 
 @router.post(
-    "/suppressions", tags=["opt-outs"], status_code=201, summary="Suppress an address (e.g. an opt-out by phone)"
+    "/suppressions",
+    tags=["opt-outs"],
+    status_code=201,
+    summary="Suppress an address (e.g. an opt-out by phone)",
+    dependencies=[Idempotent],
 )
 async def add_manual_suppression(principal: Admin, request: Request, body: SuppressionIn) -> Any:
     try:

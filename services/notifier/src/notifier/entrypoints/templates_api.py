@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from dunning_events import topics
 from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import read_projected
 from notifier.adapters import orm
 from notifier.domain.context import Branding, build_context
@@ -84,7 +85,8 @@ async def get_template(principal: Tenant, request: Request, template_id: str, lo
     return _out(chosen)
 
 
-@router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)")
+@router.put("/{template_id}", summary="Create or replace the tenant's template for a locale (admin)",
+            dependencies=[Idempotent])  # fmt: skip
 async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
     import re
 

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dunning_events import topics
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.input_guard import unstorable_values
 from dunning_kit.problems import FieldError, invalid_input, read_projected
 from dunning_kit.runtime import ServiceRuntime
@@ -85,7 +86,8 @@ async def validate(request: Request, principal: Admin) -> Any:
     return {"valid": True, "policy": doc.model_dump(mode="json")}
 
 
-@router.post("/policies", status_code=201, tags=["policies"], summary="Create a policy (version 1)")
+@router.post("/policies", status_code=201, tags=["policies"], summary="Create a policy (version 1)",
+             dependencies=[Idempotent])  # fmt: skip
 async def create_policy(request: Request, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request)
@@ -94,7 +96,8 @@ async def create_policy(request: Request, principal: Admin) -> Any:
     return await _publish(request, principal.tenant_id, doc, must_be_new=True)
 
 
-@router.put("/policies/{policy_id}", tags=["policies"], summary="Publish a new version of a policy")
+@router.put("/policies/{policy_id}", tags=["policies"], summary="Publish a new version of a policy",
+            dependencies=[Idempotent])  # fmt: skip
 async def put_policy(policy_id: str, request: Request, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request, policy_id)

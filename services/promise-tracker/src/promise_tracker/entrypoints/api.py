@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from dunning_events import topics
 from dunning_events.money import to_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import FieldError, InvalidInput, invalid_input, read_projected
 from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.domain.promises import PromiseRejected
@@ -54,7 +55,7 @@ def _not_found(what: str) -> HTTPException:
 # ---------------------------------------------------------------- promises
 
 
-@router.post("/promises", status_code=201, summary="Record a promise-to-pay")
+@router.post("/promises", status_code=201, summary="Record a promise-to-pay", dependencies=[Idempotent])
 async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
         async with _runtime(request).sessions() as session, session.begin():
@@ -133,7 +134,8 @@ async def cancel_promise(
 # ---------------------------------------------------------------- plans
 
 
-@router.post("/plans", status_code=201, summary="Create a payment plan (each instalment is a promise)")
+@router.post("/plans", status_code=201, summary="Create a payment plan (each instalment is a promise)",
+             dependencies=[Idempotent])  # fmt: skip
 async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
         async with _runtime(request).sessions() as session, session.begin():
