@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.idempotency import HEADER as IDEMPOTENCY_KEY
+from dunning_kit.personal_data import forget_idempotent_answers
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
     PostgresBackend,
@@ -23,6 +24,7 @@ from dunning_kit.testing import (
     problem_fields,
     service_for_problem_tests,
 )
+from ledger_sync.adapters import orm
 
 CLOCK = SimulatedClock(SIM_START)
 CSV = {"content-type": "text/csv"}
@@ -100,3 +102,16 @@ async def test_keys_expire_after_their_ttl_and_housekeeping_deletes_them(ledger:
         assert "customer-ttl" not in await keys(ledger)
         renamed = await api.post("/v1/customers", json={"id": "C-TTL", "name": "B"}, headers=key)
         assert renamed.status_code == 200 and renamed.json()["changed"], "an expired key is a new key"
+
+
+async def test_an_erasure_forgets_the_stored_answers_that_mention_the_customer(ledger: RunningService) -> None:
+    async with ledger.client() as api:
+        for customer in ("C-ERASED", "C-KEPT"):
+            made = await api.post(
+                "/v1/customers", json={"id": customer, "name": "N"}, headers={IDEMPOTENCY_KEY: f"make-{customer}"}
+            )
+            assert made.status_code == 201, made.text
+    async with ledger.runtime.sessions() as session, session.begin():
+        assert await forget_idempotent_answers(session, orm.metadata, "acme", "C-ERASED") == 1
+    remaining = await keys(ledger)
+    assert "make-C-ERASED" not in remaining and "make-C-KEPT" in remaining
