@@ -61,6 +61,18 @@ def test_every_public_path_reaches_its_service_and_only_it(environment: str) -> 
         assert _served_by(routes, path) == expected, path
 
 
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_links_in_messages_point_at_the_ingress_host(environment: str) -> None:
+    """The notifier's links (pay, unsubscribe, self-service) and Twilio callbacks are built on these URLs."""
+    config = {
+        d["metadata"]["name"].rsplit("-", 1)[0]: d["data"]
+        for d in render(K8S / "overlays" / environment)
+        if d["kind"] == "ConfigMap"
+    }
+    urls = [config["dunning-common"]["PUBLIC_BASE_URL"], config["notifier-config"]["PROMISE_TRACKER_PUBLIC_URL"]]
+    assert urls == [f"https://{HOSTS[environment]}"] * 2
+
+
 def test_the_routed_backends_are_services_on_their_http_port() -> None:
     documents = render(K8S / "overlays" / "prod")
     services = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Service"}
