@@ -79,6 +79,7 @@ migrate: install ## run every service's migrations (embedded PostgreSQL unless D
 
 schemas: install ## regenerate the committed JSON Schemas and AsyncAPI document
 	$(PY) -m dunning_events.schema_export
+	$(PY) -m dunning_kit.openapi_export
 
 SBOM_DIR ?= build/sbom
 IMAGES := ledger-sync policy-engine notifier promise-tracker

@@ -94,9 +94,9 @@ def _refusal(response: httpx.Response, field: str, location: str, words: str) ->
     if response.status_code != 422 or not response.headers.get("content-type", "").startswith(PROBLEM_JSON):
         return f"{response.status_code} {response.headers.get('content-type')}: {response.text[:200]}"
     body = response.json()
-    named = [d for d in body["detail"] if d.get("field") == field and d.get("location") == location]
+    named = [d for d in body["errors"] if d.get("field") == field and d.get("location") == location]
     if body["status"] != 422 or not named or words not in named[0]["reason"]:
-        return f"422 without {location} field {field!r} ({words}): {body['detail']}"
+        return f"422 without {location} field {field!r} ({words}): {body['errors']}"
     return None
 
 
@@ -181,7 +181,7 @@ async def test_a_nul_byte_or_an_unstorable_number_anywhere_in_a_json_body_is_ref
             if r.status_code != 422 or r.headers.get("content-type") != PROBLEM_JSON:
                 failures.append(f"{op.label} NUL body: {r.status_code} {r.text[:200]}")
             else:
-                named = {d["field"] for d in r.json()["detail"] if d.get("location") == "body"}
+                named = {d["field"] for d in r.json()["errors"] if d.get("location") == "body"}
                 if named != fields:
                     failures.append(f"{op.label} NUL body: named {sorted(named)}, expected {sorted(fields)}")
             field = next(iter((op.body or {}).get("properties") or {"amount": {}}))
@@ -248,7 +248,7 @@ async def test_a_csv_cell_with_a_nul_byte_is_refused_with_its_line_and_column(pl
         await api.post("/v1/customers", json={"id": "C-1", "name": "Initech"})
         r = await api.post("/v1/imports/invoices", content=csv.encode(), headers={"content-type": "text/csv"})
         assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM_JSON), r.text
-        assert [(d["line"], d["column"]) for d in r.json()["detail"]] == [(3, "id")], r.text
+        assert [(d["line"], d["column"]) for d in r.json()["errors"]] == [(3, "id")], r.text
         assert (await api.get("/v1/invoices/INV-1")).status_code == 404  # all or nothing
 
 
@@ -264,9 +264,9 @@ async def test_a_yaml_policy_with_a_nul_byte_or_an_unholdable_fee_is_refused_nam
         for text, field in policies.items():
             r = await api.post("/v1/policies/validate", content=text, headers={"content-type": "application/yaml"})
             assert r.status_code == 422 and r.headers["content-type"] == PROBLEM_JSON, r.text
-            assert field in {d["field"] for d in r.json()["detail"]}, r.text
+            assert field in {d["field"] for d in r.json()["errors"]}, r.text
         step = {"name": "s1", "offset_days": 5, "channels": ["email"], "template_id": "t1"}
         fee = {"kind": "fixed", "amounts": {"EUR": "1e400"}}
         r = await api.post("/v1/policies/validate", json={"id": "p1", "steps": [{**step, "fees": [fee]}]})
         assert r.status_code == 422, r.text
-        assert "steps[0].fees[0].amounts" in {d["field"] for d in r.json()["detail"]}, r.text
+        assert "steps[0].fees[0].amounts" in {d["field"] for d in r.json()["errors"]}, r.text

@@ -38,7 +38,7 @@ async def test_same_idempotency_key_with_another_body_is_refused_clearly(harness
     await harness.post("/v1/customers", CUSTOMER, headers=key)
     other = await harness.post("/v1/customers", {**CUSTOMER, "name": "Other"}, headers=key)
     assert other.status_code == 422
-    assert other.json()["detail"][0]["field"] == "Idempotency-Key"
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
     assert (await harness.get("/v1/customers/C-1")).json()["name"] == "Initech GmbH"
 
 
@@ -64,7 +64,7 @@ async def test_concurrent_requests_with_one_key_write_once(harness: LedgerHarnes
 async def test_a_key_that_failed_validation_can_be_retried_with_a_fixed_body(harness: LedgerHarness) -> None:
     key = {"Idempotency-Key": "retry-me"}
     bad = await harness.post("/v1/customers", {**CUSTOMER, "time_zone": "Mars/Olympus"}, headers=key)
-    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "time_zone"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "time_zone"
     good = await harness.post("/v1/customers", CUSTOMER, headers=key)
     assert good.status_code == 201
 

@@ -143,7 +143,7 @@ async def test_void_releases_payments_as_unapplied_credit_and_emits_invoice_void
     voided = (await harness.events())[-1]
     assert (voided.type, voided.data.status, voided.data.reason) == ("invoice.voided", "void", "issued in error")
     changed = await harness.post("/v1/invoices", invoice(total="5.00"))
-    assert changed.status_code == 422 and changed.json()["detail"][0]["field"] == "status"
+    assert changed.status_code == 422 and changed.json()["errors"][0]["field"] == "status"
 
 
 async def test_write_off_emits_invoice_voided_with_status_written_off(harness: LedgerHarness) -> None:
@@ -201,8 +201,8 @@ async def test_a_wrong_invoice_field_is_422_naming_it(
     await seed(harness)
     r = await harness.post("/v1/invoices", {**body, "id": "INV-BAD"})
     assert r.status_code == 422, r.text
-    detail = r.json()["detail"]
-    assert any(d["field"] == field and words in d["reason"] for d in detail), detail
+    errors = r.json()["errors"]
+    assert any(d["field"] == field and words in d["reason"] for d in errors), errors
     assert (await harness.get("/v1/invoices/INV-BAD")).status_code == 404
 
 
@@ -228,7 +228,7 @@ async def test_a_wrong_allocation_is_422_and_nothing_is_written(
     before = await harness.event_types()
     r = await harness.post("/v1/payments", payment(amount="150.00", allocations=allocations))
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["field"] == field and words in r.json()["detail"][0]["reason"]
+    assert r.json()["errors"][0]["field"] == field and words in r.json()["errors"][0]["reason"]
     assert (await harness.get("/v1/payments/PAY-1")).status_code == 404
     inv = (await harness.get("/v1/invoices/INV-1")).json()
     assert inv["balance"] == "100.00" and inv["payments"] == []
@@ -239,7 +239,7 @@ async def test_total_below_what_is_paid_is_422(harness: LedgerHarness) -> None:
     await seed(harness)
     await harness.post("/v1/payments", payment())
     r = await harness.post("/v1/invoices", invoice(total="50.00"))
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "total"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "total"
 
 
 @pytest.mark.parametrize(

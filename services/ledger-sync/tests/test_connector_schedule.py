@@ -120,5 +120,5 @@ async def test_a_schedule_beyond_a_year_is_refused_naming_the_field_and_nothing_
     for field in ("sync_interval_s", "reconcile_interval_s", "first_sync_in_s"):
         async with harness.client(ADMIN) as api:
             r = await api.put("/v1/connectors/stripe", json={"config": {}, field: 2**40})
-            assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
             assert (await api.get("/v1/connectors")).json()["items"] == [], "nothing configured"

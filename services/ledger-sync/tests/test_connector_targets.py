@@ -65,7 +65,7 @@ async def test_every_internal_connector_url_is_refused_with_422_naming_the_field
             r = await admin.put(
                 "/v1/connectors/quickbooks", json={"external_account": "9130350000000001", "config": {key: url}}
             )
-            if r.status_code != 422 or r.json()["detail"][0]["field"] != f"config.{key}":
+            if r.status_code != 422 or r.json()["errors"][0]["field"] != f"config.{key}":
                 accepted.append((url, r.status_code, r.text[:200]))
         assert accepted == []
         assert (await admin.get("/v1/connectors")).json()["items"] == [], "nothing was saved"

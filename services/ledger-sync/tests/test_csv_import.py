@@ -70,8 +70,8 @@ async def test_a_file_with_errors_imports_nothing_and_names_every_line_and_colum
     )
     r = await upload(harness, "invoices", bad)
     assert r["status"] == 422 and r["committed"] is False
-    got = {(e["line"], e["column"]) for e in r["detail"]}
-    assert got == {(3, "currency"), (4, "total"), (4, "due_date"), (5, "customer_id"), (6, None)}, r["detail"]
+    got = {(e["line"], e["column"]) for e in r["errors"]}
+    assert got == {(3, "currency"), (4, "total"), (4, "due_date"), (5, "customer_id"), (6, None)}, r["errors"]
     assert r["error_count"] == 5
     assert (await harness.get("/v1/invoices/INV-1")).status_code == 404, "a clean row of a bad file is not imported"
     assert "invoice.created" not in await harness.event_types()
@@ -98,7 +98,7 @@ async def test_partial_import_skips_exactly_the_bad_rows(harness: LedgerHarness)
 async def test_unknown_and_missing_columns_are_reported_on_line_1(harness: LedgerHarness) -> None:
     r = await upload(harness, "invoices", "id,customer,number\nX,C-1,1\n")
     assert r["status"] == 422
-    assert {(e["line"], e["column"], e["reason"]) for e in r["detail"]} >= {
+    assert {(e["line"], e["column"], e["reason"]) for e in r["errors"]} >= {
         (1, "customer", "unknown column"),
         (1, "currency", "required column is missing"),
     }
@@ -115,7 +115,7 @@ async def test_payments_import_with_allocations_column(harness: LedgerHarness) -
     )
     r = await upload(harness, "payments", text)
     assert r["status"] == 422
-    assert {(e["line"], e["column"]) for e in r["detail"]} == {(3, "allocations"), (4, "allocations")}
+    assert {(e["line"], e["column"]) for e in r["errors"]} == {(3, "allocations"), (4, "allocations")}
     good = await upload(harness, "payments", text.rsplit("P-2", 1)[0])
     assert good["status"] == 200 and good["imported"] == 1
     assert (await harness.get("/v1/invoices/INV-2")).json()["balance"] == "210.50"

@@ -252,7 +252,7 @@ async def test_unknown_customer_is_404_for_export_and_erasure_and_another_tenant
     for key, customer_id in ((ADMIN, "C-404"), ("globex-admin-key", "C-77")):
         for r in (await export(h, customer_id, key), await erase(h, customer_id, key)):
             assert r.status_code == 404, r.text
-            assert r.json()["detail"][0]["field"] == "customer_id"
+            assert r.json()["errors"][0]["field"] == "customer_id"
     assert (await h.get("/v1/customers/C-77")).json()["name"] == NAME  # nothing was erased
     assert "customer.erased" not in await h.event_types()
 
@@ -262,7 +262,7 @@ async def test_bad_input_and_a_non_admin_key_are_refused_and_change_nothing(h: L
     too_long = "C" * 201
     for r in (await export(h, too_long), await erase(h, too_long), await erase(h, "%20")):
         assert r.status_code == 422, r.text
-        assert r.json()["detail"][0]["field"] == "customer_id"
+        assert r.json()["errors"][0]["field"] == "customer_id"
     nul = await erase(h, "C-77%00")
     assert nul.status_code == 422  # the edge guard: a NUL byte reaches no query
     for r in (await export(h, key="acme-api-key"), await erase(h, key="acme-api-key")):

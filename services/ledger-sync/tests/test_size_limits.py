@@ -50,7 +50,7 @@ async def test_an_oversized_customer_is_422_naming_the_field_and_writes_nothing(
 ) -> None:
     r = await harness.post("/v1/customers", {**CUSTOMER, **over})
     assert r.status_code == 422, r.text[:500]
-    fields = [d["field"] for d in r.json()["detail"]]
+    fields = [d["field"] for d in r.json()["errors"]]
     assert any(f == field or f.startswith(f"{field}.") or f.startswith(f"{field}[") for f in fields), fields
     assert len(r.content) < 20_000, "the answer does not echo the megabytes back"
     assert (await harness.get("/v1/customers/C-1")).status_code == 404
@@ -63,14 +63,14 @@ async def test_a_payment_with_too_many_allocations_is_422_naming_them(harness: L
         "allocations": [{"invoice_id": f"INV-{n}", "amount": "0.01"} for n in range(MAX_ALLOCATIONS + 1)],
     }  # fmt: skip
     r = await harness.post("/v1/payments", body)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "allocations", r.text[:500]
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "allocations", r.text[:500]
 
 
 async def test_a_csv_customer_with_too_many_tags_names_its_line_and_column(harness: LedgerHarness) -> None:
     tags = "|".join(f"t{n}" for n in range(MAX_TAGS + 1))
     r = await upload(harness, "customers", f"id,name,tags\nC-1,Initech,ok\nC-2,Hooli,{tags}\n")
     assert r["status"] == 422 and r["committed"] is False
-    assert [(e["line"], e["column"]) for e in r["detail"]] == [(3, "tags")], r["detail"]
+    assert [(e["line"], e["column"]) for e in r["errors"]] == [(3, "tags")], r["errors"]
     assert await harness.event_types() == []
 
 

@@ -25,9 +25,9 @@ async def test_templates_are_listed_saved_previewed_and_used_for_real_sends(
         assert {("firm_reminder", "de"), ("firm_reminder", "en")} <= {(t["template_id"], t["locale"]) for t in listed}
         assert (await api.put("/v1/templates/firm_reminder", json=CUSTOM)).status_code == 403, "admin key needed"
         bad = await admin.put("/v1/templates/firm_reminder", json={**CUSTOM, "html": "<p>{% if %}</p>"})
-        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "html"
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "html"
         missing = await admin.put("/v1/templates/firm_reminder", json={"locale": "en"})
-        assert missing.status_code == 422 and {d["field"] for d in missing.json()["detail"]} == {"subject", "text"}
+        assert missing.status_code == 422 and {d["field"] for d in missing.json()["errors"]} == {"subject", "text"}
         assert (await admin.put("/v1/templates/firm_reminder", json=CUSTOM)).status_code == 200
 
         sample_en = (await api.post("/v1/templates/firm_reminder/preview", json={"locale": "en"})).json()
@@ -43,8 +43,8 @@ async def test_templates_are_listed_saved_previewed_and_used_for_real_sends(
         blocked = await api.post("/v1/templates/firm_reminder/preview", json={"template": evil})
         assert blocked.status_code == 422
         assert (
-            blocked.json()["detail"][0]["field"] == "template.text"
-            and "sandbox" in blocked.json()["detail"][0]["reason"]
+            blocked.json()["errors"][0]["field"] == "template.text"
+            and "sandbox" in blocked.json()["errors"][0]["reason"]
         )
 
         # Real data: this customer's open invoices from the ledger projection.
@@ -77,7 +77,7 @@ async def test_channel_config_is_validated_and_never_echoes_the_webhook_secret(n
             "webhook": {"secret": "plain"}, "sms": {"from_number": "12"},
         })  # fmt: skip
         assert bad.status_code == 422
-        fields = {d["field"] for d in bad.json()["detail"]}
+        fields = {d["field"] for d in bad.json()["errors"]}
         assert fields == {"branding.primary_color", "email.provider", "webhook.secret", "sms.from_number"}
         ok = await admin.put("/v1/channel-config", json={
             "webhook": {"url": "https://hooks.acme.example/dunning", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
@@ -116,7 +116,7 @@ async def test_manual_suppressions_are_normalised_and_can_be_lifted(
 ) -> None:
     async with notifier.client("acme-admin-key") as admin:
         bad = await admin.post("/v1/suppressions", json={"kind": "phone", "address": "not a number"})
-        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "address"
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "address"
         made = await admin.post(
             "/v1/suppressions", json={"kind": "phone", "address": "+1 (415) 555-0100", "customer_id": "C-1"}
         )
@@ -160,7 +160,7 @@ async def test_a_channel_config_that_would_not_read_back_is_refused_and_the_stor
         assert (await admin.put("/v1/channel-config", json=good)).status_code == 200
         r = await admin.put("/v1/channel-config", json={"branding": {"payment_portal_url": portal}})
         assert (r.status_code, r.headers["content-type"]) == (422, "application/problem+json"), r.text
-        assert r.json()["detail"][0]["field"] == "branding.payment_portal_url"
+        assert r.json()["errors"][0]["field"] == "branding.payment_portal_url"
         read = await admin.get("/v1/channel-config")
         assert read.status_code == 200 and read.json()["branding"]["payment_portal_url"] == "https://pay.example/acme"
         assert (await admin.post("/v1/templates/firm_reminder/preview", json={"locale": "en"})).status_code == 200

@@ -95,12 +95,12 @@ async def test_a_bomb_is_refused_at_preview_and_at_save_with_the_limit_named(
     async with notifier.client() as api, notifier.client("acme-admin-key") as admin:
         preview = await api.post("/v1/templates/firm_reminder/preview", json={"template": bomb})
         assert preview.status_code == 422, preview.text
-        [problem] = preview.json()["detail"]
+        [problem] = preview.json()["errors"]
         assert problem["field"] == "template.text" and "render limit exceeded" in problem["reason"], problem
 
         saved = await admin.put("/v1/templates/firm_reminder", json=bomb)
         assert saved.status_code == 422, saved.text
-        [problem] = saved.json()["detail"]
+        [problem] = saved.json()["errors"]
         assert problem["field"] == "text" and "render limit exceeded" in problem["reason"], problem
         stored = (await api.get("/v1/templates/firm_reminder", params={"locale": "en"})).json()
         assert stored["origin"] == "shipped", "nothing was saved"
@@ -123,7 +123,7 @@ async def test_healthz_answers_within_a_second_while_a_bomb_renders(start_notifi
             await asyncio.sleep(0.2)  # the probe interval: liveness is sampled through the render, not waited for
         response = await preview
     assert len(probes) >= 5 and all(code == 200 and s < 1.0 for code, s in probes), probes
-    assert response.status_code == 422 and "longer than 3 s" in response.json()["detail"][0]["reason"]
+    assert response.status_code == 422 and "longer than 3 s" in response.json()["errors"][0]["reason"]
     assert time.perf_counter() - started < 6.0
 
 

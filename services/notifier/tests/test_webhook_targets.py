@@ -68,7 +68,7 @@ async def test_every_internal_webhook_url_is_refused_with_422_naming_the_field(n
     async with notifier.client("acme-admin-key") as admin:
         for url in INTERNAL_WEBHOOK_URLS:
             r = await admin.put("/v1/channel-config", json={"webhook": {"url": url, "secret": SECRET}})
-            if r.status_code != 422 or r.json()["detail"][0]["field"] != "webhook.url":
+            if r.status_code != 422 or r.json()["errors"][0]["field"] != "webhook.url":
                 accepted.append((url, r.status_code, r.text[:200]))
         assert accepted == []
         assert (await admin.get("/v1/channel-config")).json()["webhook"]["url"] is None, "nothing was saved"

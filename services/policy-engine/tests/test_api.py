@@ -83,15 +83,15 @@ async def test_an_invalid_policy_is_rejected_whole_with_every_error_listed(engin
         r = await admin.post("/v1/policies", json=bad)
         assert r.status_code == 422
         body = r.json()
-        assert body["errors"] == [
+        assert [f"{e['field']}: {e['reason']}" for e in body["errors"]] == [
             "priority: must be an integer",
             "quiet_hours.end: must not be after 21:00 (a policy may only be stricter)",
             "steps[3].offset_days: must be an integer",
         ]
-        assert body["detail"][2] == {"field": "steps[3].offset_days", "reason": "must be an integer"}
+        assert body["errors"][2] == {"field": "steps[3].offset_days", "reason": "must be an integer"}
         assert (await admin.get("/v1/policies/bad")).status_code == 404  # nothing stored
         r = await admin.post("/v1/policies", content="id: [", headers={"content-type": "application/yaml"})
-        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "(policy)"
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "(policy)"
         r = await admin.post("/v1/policies/validate", content=POLICY_YAML, headers={"content-type": "application/yaml"})
         assert r.json()["valid"] is True and (await admin.get("/v1/policies/smb")).status_code == 404
 

@@ -129,4 +129,4 @@ async def test_customer_erased_deletes_notes_and_names_keeps_the_money_and_takes
                   "promised_date": (clock.now().date() + timedelta(days=3)).isoformat(), "recorded_by": "collector"},
         )  # fmt: skip
     assert refused.status_code == 422, refused.text
-    assert [d["field"] for d in refused.json()["detail"]] == ["customer_id"]
+    assert [d["field"] for d in refused.json()["errors"]] == ["customer_id"]

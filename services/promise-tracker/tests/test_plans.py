@@ -65,7 +65,7 @@ async def test_a_plan_splits_the_balance_exactly_and_tracks_each_instalment_as_a
             json={"customer_id": "C-P", "invoice_ids": ["INV-P2"], "amount": "40.00", "currency": "EUR",
                   "promised_date": "2026-03-05", "recorded_by": "collector"},
         )  # fmt: skip
-        assert single.status_code == 422 and single.json()["detail"][0]["field"] == "invoice_ids"
+        assert single.status_code == 422 and single.json()["errors"][0]["field"] == "invoice_ids"
     [event] = await promise_events.wait_for("plan.created")
     assert [str(i.amount) for i in event.data.instalments] == ["33.34", "33.33", "33.33"]
     created_events = await promise_events.wait_for("promise.created", 3)
@@ -198,6 +198,6 @@ async def test_an_invalid_plan_is_refused_naming_the_field(
         for override, field in cases:
             r = await api.post("/v1/plans", json=plan_body(**override))
             assert r.status_code == 422, (override, r.text)
-            assert field in {d["field"] for d in r.json()["detail"]}, (override, r.text)
+            assert field in {d["field"] for d in r.json()["errors"]}, (override, r.text)
         assert (await api.get("/v1/plans")).json()["items"] == []
         assert (await api.get("/v1/promises")).json()["items"] == []

@@ -38,7 +38,7 @@ def body(clock: SimulatedClock, **over: Any) -> dict[str, Any]:
 
 def fields(response: Any) -> set[str]:
     assert response.status_code == 422, response.text
-    return {d["field"] for d in response.json()["detail"]}
+    return {d["field"] for d in response.json()["errors"]}
 
 
 async def test_a_recorded_promise_is_stored_and_announced_with_its_deadline_in_the_customers_zone(
@@ -162,7 +162,7 @@ async def test_at_most_one_active_promise_per_invoice(
         assert first.status_code == 201
         second = await api.post("/v1/promises", json=body(clock, invoice_ids=["INV-2"], amount="100.00"))
         assert fields(second) == {"invoice_ids"}
-        assert "INV-2" in second.json()["detail"][0]["reason"]
+        assert "INV-2" in second.json()["errors"][0]["reason"]
         # Two requests racing for the same free invoice: exactly one wins.
         await api.post(f"/v1/promises/{first.json()['id']}/cancel")
         import asyncio

@@ -251,7 +251,7 @@ class UnstorableInputGuard:
             except _Malformed as exc:
                 malformed = [FieldError("(body)", str(exc), "body")]
                 response = invalid_input(
-                    malformed, status=400, error="malformed JSON body", type=MALFORMED_BODY, instance=scope["path"]
+                    malformed, status=400, detail="malformed JSON body", type=MALFORMED_BODY, instance=scope["path"]
                 )
                 await response(scope, receive, send)
                 return

@@ -23,13 +23,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Executable, LargeBinary, MetaData, Table, bindparam, delete, text
+from sqlalchemy import Executable, LargeBinary, MetaData, Table, Text, bindparam, delete, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from dunning_events.topics import partition_key
 from dunning_kit.auth import Admin
 from dunning_kit.dependencies import runtime_of
+from dunning_kit.idempotency import TABLE as IDEMPOTENCY_TABLE
 
 # The section name, then its records: one list per kind of thing held (customer projection, cases, deliveries...).
 Sections = dict[str, list[dict[str, Any]]]
@@ -102,9 +103,23 @@ def personal_data_router(service: str, collect: Collect) -> APIRouter:
 async def forget_published_events(session: AsyncSession, outbox: Table, tenant_id: str, customer_id: str) -> int:
     """customer.erased: drop the outbox's copies of the customer's events that are already on the broker (the
     relay keeps them a while; they may quote a note or a reason). Unpublished ones still go out: they are facts
-    other services must apply. What the broker itself retains is its topics' retention (see the README)."""
+    other services must apply. What the broker itself retains is its topics' retention (see the README).
+    The stored answers of Idempotency-Keys that mention the customer go too (forget_idempotent_answers)."""
     result = await session.execute(
         delete(outbox).where(outbox.c.key == partition_key(tenant_id, customer_id), outbox.c.published_at.isnot(None))
+    )
+    await forget_idempotent_answers(session, outbox.metadata, tenant_id, customer_id)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_idempotent_answers(session: AsyncSession, metadata: MetaData, tenant_id: str, customer_id: str) -> int:
+    """customer.erased: drop the stored answers (dunning_kit.idempotency) that mention the customer, searched
+    as `tables_mentioning` searches; a retry with such a key within its TTL is then a new request."""
+    keys = metadata.tables.get(IDEMPOTENCY_TABLE)
+    if keys is None:
+        return 0
+    result = await session.execute(
+        delete(keys).where(keys.c.tenant_id == tenant_id, func.strpos(keys.c.response.cast(Text), customer_id) > 0)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

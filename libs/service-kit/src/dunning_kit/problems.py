@@ -1,12 +1,17 @@
-"""Problem details (RFC 9457): the one shape of a field error, and the one 404 of every read whose object
-reaches the service by events.
+"""Problem details (RFC 9457): the one shape of every error the platform answers, and the one 404 of every
+read whose object reaches the service by events.
 
-A field error (400 malformed body, 422 invalid input) is `application/problem+json` with `type`, `title`,
-`status`, `instance`, and — the platform's v1 contract, kept so clients written against it keep working —
-`error` (a short summary) and `detail` as the list of `{"field", "location", "reason"}`. RFC 9457 tells a
-client to ignore a member whose type it does not expect, so a generic problem client still reads the rest.
-Every service builds these bodies here (`invalid_input`, `InvalidInput`), and `FieldProblem` documents them
-in every service's OpenAPI, so what the document says is what a client gets.
+Every error (400, 401, 403, 404, 409, 413, 422, 429, 5xx) is `application/problem+json` with `type` (a URI;
+`about:blank` when the status says it all), `title` (the status's phrase or a short name of the problem),
+`status`, `detail` (a sentence for a human) and `instance` (the request path). A field error (400 malformed
+body, 422 invalid input) adds `errors`, the list of `{"field", "reason", "location"}`: `field` in dotted form
+with list indexes as the request spelled them (`contacts.0.email`, `steps[3].offset_days`, `query.cursor`,
+`Idempotency-Key`), `reason` saying why. Problems may carry more members (`pending_events`, a CSV error's
+`line` and `column`); RFC 9457 tells a client to ignore a member it does not expect.
+
+Every service builds these bodies here (`Problem`, `invalid_input`, `InvalidInput`); the kit's app installs
+the exception handlers that render them (dunning_kit.app) and `ProblemDetails` / `FieldProblem` document
+them in every service's OpenAPI, so what the document says is what a client gets.
 
 Services learn of invoices and customers from events, so "not there" has two meanings a client must be able
 to tell apart: *not arrived yet* (the service still has events to apply: retry, `Retry-After` says when) and
@@ -18,26 +23,55 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
-from dunning_kit.runtime import ServiceRuntime
+if TYPE_CHECKING:  # the runtime (its housekeeping) uses modules that build problems
+    from dunning_kit.runtime import ServiceRuntime
 
 PROBLEM_JSON = "application/problem+json"
 NOT_ARRIVED_YET = "urn:dunning:problem:not-arrived-yet"
 RETRY_AFTER_S = 1  # a consumer applies a batch in milliseconds; a second later the answer is usually final
 INVALID_INPUT = "urn:dunning:problem:invalid-input"
 MALFORMED_BODY = "urn:dunning:problem:malformed-body"
-_TITLES = {
-    400: "Bad Request",
-    404: "Not Found",
-    409: "Conflict",
-    413: "Content Too Large",
-    422: "Unprocessable Content",
-}
+
+
+_RFC_9110_PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}  # Python still has the old names
+
+
+def title_of(status: int) -> str:
+    """The status's reason phrase, as RFC 9110 names it."""
+    if status in _RFC_9110_PHRASES:
+        return _RFC_9110_PHRASES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Client Error" if status < 500 else "Server Error"
+
+
+class ProblemResponse(JSONResponse):
+    """A problem document; one built without its request gets `instance` (the path) when it is sent."""
+
+    media_type = PROBLEM_JSON
+
+    def __init__(self, problem: dict[str, Any], status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.problem = problem
+        super().__init__(problem, status_code=status_code, headers=headers, media_type=PROBLEM_JSON)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.problem.get("instance") is None and scope["type"] == "http":
+            members = list(self.problem.items())
+            at = min(len(members), 4)  # after type, title, status, detail: where every problem has it
+            self.problem = dict([*members[:at], ("instance", scope["path"]), *members[at:]])
+            self.body = self.render(self.problem)
+            self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
+
 
 T = TypeVar("T")
 
@@ -90,17 +124,16 @@ def field_problem_body(
     errors: Iterable[FieldError | dict[str, Any]],
     /,
     *,
-    error: str = "validation failed",
+    detail: str = "validation failed",
     instance: str | None = None,
     type: str = INVALID_INPUT,
     **extensions: Any,
 ) -> dict[str, Any]:
     """The body of a 400/404/422 that names fields (see the module docstring for the shape)."""
-    body: dict[str, Any] = {"type": type, "title": _TITLES.get(status, "Client Error"), "status": status}
+    body: dict[str, Any] = {"type": type, "title": title_of(status), "status": status, "detail": detail}
     if instance is not None:
         body["instance"] = instance
-    body["error"] = error
-    body["detail"] = [e.as_dict() if isinstance(e, FieldError) else e for e in errors]
+    body["errors"] = [e.as_dict() if isinstance(e, FieldError) else e for e in errors]
     return {**body, **extensions}
 
 
@@ -109,7 +142,7 @@ def invalid_input(
     /,
     *,
     status: int = 422,
-    error: str = "validation failed",
+    detail: str = "validation failed",
     request: Request | None = None,
     instance: str | None = None,
     type: str = INVALID_INPUT,
@@ -119,23 +152,23 @@ def invalid_input(
     """A field error answered as `application/problem+json` (422 unless `status` says otherwise)."""
     if instance is None and request is not None:
         instance = request.url.path
-    body = field_problem_body(status, errors, error=error, instance=instance, type=type, **extensions)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    body = field_problem_body(status, errors, detail=detail, instance=instance, type=type, **extensions)
+    return ProblemResponse(body, status, headers)
 
 
 class InvalidInput(Problem):
     """Raise anywhere in a request to answer `invalid_input(errors)`: the app's Problem handler renders it."""
 
-    def __init__(self, errors: Sequence[FieldError], *, status: int = 422, error: str = "validation failed") -> None:
-        super().__init__(status, _TITLES.get(status, "Client Error"), error, type=INVALID_INPUT)
+    def __init__(self, errors: Sequence[FieldError], *, status: int = 422, detail: str = "validation failed") -> None:
+        super().__init__(status, title_of(status), detail, type=INVALID_INPUT)
         self.errors = list(errors)
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
-        return field_problem_body(self.status, self.errors, error=self.detail, instance=instance, type=self.type)
+        return field_problem_body(self.status, self.errors, detail=self.detail, instance=instance, type=self.type)
 
 
 class FieldErrorOut(BaseModel):
-    """One entry of a field problem's `detail` (CSV imports add `line` and `column`)."""
+    """One entry of a field problem's `errors` (CSV imports add `line` and `column`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -144,25 +177,34 @@ class FieldErrorOut(BaseModel):
     reason: str = Field(description="Why it was refused")
 
 
-class FieldProblem(BaseModel):
-    """What every 400 and 422 of the platform looks like (`application/problem+json`)."""
+class ProblemDetails(BaseModel):
+    """What every error of the platform looks like (`application/problem+json`, RFC 9457)."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(INVALID_INPUT, description="RFC 9457 problem type")
-    title: str = Field(description="RFC 9457 title, e.g. Unprocessable Content")
+    type: str = Field("about:blank", description="RFC 9457 problem type (a URI; about:blank: the status says it)")
+    title: str = Field(description="A short name of the problem, e.g. Not Found")
     status: int = Field(description="The HTTP status, repeated")
+    detail: str = Field(description="What went wrong, for a human")
     instance: str | None = Field(None, description="The request path")
-    error: str = Field(description="A short summary, e.g. `validation failed`")
-    detail: list[FieldErrorOut] = Field(description="Every field that was refused, and why")
+
+
+class FieldProblem(ProblemDetails):
+    """What every 400 and 422 of the platform looks like: a problem naming the fields that were refused."""
+
+    type: str = Field(INVALID_INPUT, description="RFC 9457 problem type")
+    errors: list[FieldErrorOut] = Field(description="Every field that was refused, and why")
+
+
+def problem_json(problem: Problem, instance: str | None) -> JSONResponse:
+    """`problem` as the response every error of the platform is."""
+    return ProblemResponse(problem.body(instance), problem.status, problem.headers)
 
 
 async def problem_response(request: Request, exc: Exception) -> JSONResponse:
     """The app's exception handler for `Problem`."""
     assert isinstance(exc, Problem)
-    return JSONResponse(
-        exc.body(request.url.path), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
-    )
+    return problem_json(exc, request.url.path)
 
 
 async def missing(runtime: ServiceRuntime, what: str, topics: Sequence[str]) -> Problem:

@@ -27,12 +27,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dunning_kit.problems import PROBLEM_JSON
+from dunning_kit.problems import PROBLEM_JSON, Problem, title_of
 
 _MAX_CLIENTS = 10_000  # buckets kept per group; the least recently seen client is forgotten first
 
@@ -141,16 +140,13 @@ class RequestLimits:
             )
             if wait > 0:
                 retry = max(1, math.ceil(wait))
-                await _refuse(
-                    send, scope, 429, "Too Many Requests",
-                    f"more than {route.rate_per_minute} requests a minute from this client; retry in {retry}s",
-                    {"retry-after": str(retry)},
-                )  # fmt: skip
+                detail = f"more than {route.rate_per_minute} requests a minute from this client; retry in {retry}s"
+                await _refuse(send, scope, Problem(429, title_of(429), detail, headers={"Retry-After": str(retry)}))
                 return
         limit = route.max_body_bytes if route is not None and route.max_body_bytes is not None else self.max_body_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, scope, 413, "Content Too Large", f"request body larger than {limit} bytes")
+            await _refuse(send, scope, body_too_large(limit))
             return
         received = 0
         started = False
@@ -175,7 +171,7 @@ class RequestLimits:
         except BodyTooLarge:
             if started:  # the app answered before it read on (cannot happen in our routes; nothing to add)
                 return
-            await _refuse(send, scope, 413, "Content Too Large", f"request body larger than {limit} bytes")
+            await _refuse(send, scope, body_too_large(limit))
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -188,37 +184,18 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(
-    send: Send, scope: Scope, status: int, title: str, detail: str, headers: dict[str, str] | None = None
-) -> None:
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": scope["path"]}
-    ).encode()
+def body_too_large(limit: int) -> Problem:
+    # `connection: close`: the rest of the body is not read, so the connection cannot carry another request.
+    return Problem(413, title_of(413), f"request body larger than {limit} bytes", headers={"connection": "close"})
+
+
+async def _refuse(send: Send, scope: Scope, problem: Problem) -> None:
+    body = json.dumps(problem.body(scope["path"])).encode()
     raw: list[tuple[bytes, bytes]] = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
-        # The rest of the body is not read: the connection cannot carry another request.
         (b"connection", b"close"),
     ]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    raw += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items() if k.lower() != "connection"]
+    await send({"type": "http.response.start", "status": problem.status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-async def problem_for_body_too_large(request: Any, exc: Exception) -> Any:
-    """The app's handler for BodyTooLarge raised inside a route: the same problem document as the middleware's."""
-    from fastapi.responses import JSONResponse
-
-    assert isinstance(exc, BodyTooLarge)
-    return JSONResponse(
-        {
-            "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": f"request body larger than {exc.limit} bytes",
-            "instance": request.url.path,
-        },
-        status_code=413,
-        media_type=PROBLEM_JSON,
-        headers={"connection": "close"},
-    )

@@ -35,6 +35,8 @@ from dunning_events.topics import ALL_TOPICS, dead_letter_topic
 from dunning_kit.clock import Clock
 from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.db_probe import PROBE_TIMEOUT_S, database_problem, probe_database
+from dunning_kit.idempotency import TABLE as IDEMPOTENCY_TABLE
+from dunning_kit.idempotency import idempotency_table, prune_keys
 from dunning_kit.settings import ServiceSettings
 from dunning_kit.timers import DueStats, FireDue, TimerLoop
 
@@ -50,7 +52,9 @@ HOUSEKEEPING_INTERVAL_S = 600.0  # inbox pruning: rare, and cheap when there is 
 
 
 def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """Add the outbox and inbox tables to a service's metadata (its migrations create them)."""
+    """Add the outbox, inbox and idempotency-key tables to a service's metadata (its migrations create them);
+    returns the outbox and the inbox."""
+    idempotency_table(metadata)
     return outbox_table(metadata), inbox_table(metadata)
 
 
@@ -100,6 +104,7 @@ class ServiceRuntime(Generic[SettingsT, ObjectsT]):
         self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
+        self.idempotency_table: Table | None = metadata.tables.get(IDEMPOTENCY_TABLE)
         self.kafka_security = settings.kafka_security()
         # Why the broker cannot be used right now (None once it can): readiness is false meanwhile, and the
         # cause was logged once, naming the setting at fault.
@@ -293,18 +298,30 @@ class ServiceRuntime(Generic[SettingsT, ObjectsT]):
             lane.start()
 
     async def _housekeeping(self) -> None:
-        """Prune the inbox now and then; a failure is logged and retried at the next round."""
+        """Prune the inbox and the expired idempotency keys now and then; a failure is logged and retried at the
+        next round."""
         retention = timedelta(hours=self.settings.inbox_retention_hours)
         while True:
             try:
                 removed = await prune_inbox(self.engine, self.inbox_table, retention)
                 if removed:
                     log.info("%s: pruned %d inbox entries older than %s", self.name, removed, retention)
+                await self.prune_idempotency_keys()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("%s: inbox pruning failed (%s); retrying later", self.name, exc)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    async def prune_idempotency_keys(self) -> int:
+        """Delete the Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_HOURS (by the service's clock)."""
+        if self.idempotency_table is None:
+            return 0
+        ttl = timedelta(hours=self.settings.idempotency_key_ttl_hours)
+        removed = await prune_keys(self.engine, self.idempotency_table, self.clock.now() - ttl)
+        if removed:
+            log.info("%s: pruned %d idempotency keys older than %s", self.name, removed, ttl)
+        return removed
 
     async def wait_started(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._producer_ready.wait(), timeout)

@@ -193,6 +193,12 @@ class ServiceSettings(KafkaClientSettings):
         description="Hours an applied event's id is kept for de-duplication: longer than the topics' retention "
         "(30 days), so even a consumer group replaying its topic from the start applies nothing twice",
     )
+    idempotency_key_ttl_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Hours an Idempotency-Key is remembered (by the service's clock): a retry within them replays "
+        "the first answer; after them the key is new again, and housekeeping deletes it",
+    )
     timer_poll_interval: float = Field(1.0, description="Seconds a timer loop waits when nothing is due")
     timer_batch_size: int = Field(1000, description="Most due timers one claim takes")
     gc_tuning: bool = Field(

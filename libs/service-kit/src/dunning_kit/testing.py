@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from dunning_kit.migrations import upgrade
 from dunning_kit.outbound import LOOPBACK_NETWORKS
 from dunning_kit.runtime import QuietReport, ServiceRuntime
 from dunning_kit.services import SERVICES, ServiceSpec
+from dunning_kit.services import spec as service_spec
 
 T = TypeVar("T")
 
@@ -324,3 +325,83 @@ async def raw_schema_dump(runtime: ServiceRuntime) -> str:
             query = text(f'SELECT CAST(t AS text) FROM "{runtime.schema}"."{table}" t')
             rows += (await session.execute(query)).scalars().all()
     return "\n".join(rows)
+
+
+PROBLEM_MEMBERS = ("type", "title", "status", "detail", "instance")
+
+
+def problem_fields(body: dict[str, Any]) -> list[str]:
+    """The fields a validation problem (400/422) names, in order: `errors[].field` (RFC 9457 body)."""
+    return [e.get("field") for e in body.get("errors") or ()]
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """`response` is an RFC 9457 problem of `status` for its request's path; returns the body."""
+    assert response.status_code == status, (status, response.status_code, response.text[:500])
+    assert response.headers.get("content-type") == "application/problem+json", response.headers
+    body: dict[str, Any] = response.json()
+    assert set(PROBLEM_MEMBERS) <= body.keys(), body
+    assert (body["status"], body["instance"]) == (status, response.request.url.path), body
+    assert isinstance(body["type"], str) and isinstance(body["title"], str) and body["title"], body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    if status in (400, 422) and body["type"] != "about:blank":
+        assert body["errors"] and all(isinstance(e["field"], str) and e["reason"] for e in body["errors"]), body
+    return body
+
+
+FAULT_PATH = "/_test/fault"  # a route only the problem tests add: it raises, to provoke the 500
+PROBLEM_TEST_BODY_LIMIT = 16_384  # small enough to send a 413 cheaply, large enough for every real body
+PROBLEM_TEST_RATE = 2  # /quietz and /metrics: the third call in a minute is a 429
+
+
+@contextlib.asynccontextmanager
+async def service_for_problem_tests(
+    name: str, pg_backend: PostgresBackend, clock: Clock, overrides: dict[str, Any] | None = None
+) -> AsyncIterator[RunningService]:
+    """One service on its own database and broker for a module of problem tests, with a small body limit, a low
+    operations rate limit and a route that fails (FAULT_PATH): every error status is cheap to provoke."""
+    broker = BrokerBackend.embedded()
+    try:
+        svc = await start_service(
+            service_spec(name),
+            database_url=pg_backend.fresh_database(),
+            bootstrap_servers=broker.bootstrap_servers,
+            clock=clock,
+            overrides={
+                "max_request_body_bytes": PROBLEM_TEST_BODY_LIMIT,
+                "rate_limit_operations_per_minute": PROBLEM_TEST_RATE,
+                **(overrides or {}),
+            },
+        )
+
+        async def fault() -> None:
+            raise RuntimeError("password=hunter2 in a message no client may see")
+
+        svc.app.add_api_route(FAULT_PATH, fault, methods=["GET"], include_in_schema=False)
+        try:
+            yield svc
+        finally:
+            await svc.stop()
+    finally:
+        broker.stop()
+
+
+async def assert_common_problems(svc: RunningService, *, tenant_route: str, admin_route: str) -> None:
+    """The statuses the kit itself answers on every service: 401 and 403 (on the given GET routes), 404 (no
+    such path), 413 (a body over the default limit posted to `admin_route`), 429 (the operations rate limit)
+    and 500 (FAULT_PATH, whose message is not leaked)."""
+    async with svc.client(None) as anonymous, svc.client() as api:
+        unauthorised = await anonymous.get(tenant_route)
+        assert_problem(unauthorised, 401)
+        assert unauthorised.headers["www-authenticate"] == "Bearer"
+        assert_problem(await api.get(admin_route), 403)
+        assert_problem(await api.get("/v1/no-such-thing"), 404)
+        too_large = await api.post(admin_route, content=b"x" * (PROBLEM_TEST_BODY_LIMIT + 1))
+        assert "larger than" in assert_problem(too_large, 413)["detail"]
+        for _ in range(PROBLEM_TEST_RATE):  # the bucket's burst (it refills one call per 30 s)
+            await anonymous.get("/quietz")
+        limited = await anonymous.get("/quietz")
+        assert_problem(limited, 429)
+        assert int(limited.headers["retry-after"]) >= 1
+        failed = assert_problem(await api.get(FAULT_PATH), 500)
+        assert "hunter2" not in str(failed) and "RuntimeError" not in str(failed), failed

@@ -88,6 +88,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
     op.create_index('ix_customers_segment', 'customers', ['tenant_id', 'segment'], unique=False)
+    op.create_table('idempotency_keys',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'key')
+    )
+    op.create_index(op.f('ix_idempotency_keys_created_at'), 'idempotency_keys', ['created_at'], unique=False)
     op.create_table('import_cadences',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('expected_every_hours', sa.Integer(), nullable=False),
@@ -190,6 +200,8 @@ def downgrade() -> None:
     op.drop_table('ledger_freshness')
     op.drop_table('inbox')
     op.drop_table('import_cadences')
+    op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
+    op.drop_table('idempotency_keys')
     op.drop_index('ix_customers_segment', table_name='customers')
     op.drop_table('customers')
     op.drop_index('ix_contacts_debtor', table_name='contact_attempts')

@@ -45,6 +45,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'promise_id')
     )
     op.create_index('ix_deadline_timers_due', 'deadline_timers', ['check_at'], unique=False)
+    op.create_table('idempotency_keys',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'key')
+    )
+    op.create_index(op.f('ix_idempotency_keys_created_at'), 'idempotency_keys', ['created_at'], unique=False)
     op.create_table('inbox',
     sa.Column('consumer_group', sa.String(length=200), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -192,6 +202,8 @@ def downgrade() -> None:
     op.drop_index('ix_invoices_customer', table_name='invoices')
     op.drop_table('invoices')
     op.drop_table('inbox')
+    op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
+    op.drop_table('idempotency_keys')
     op.drop_index('ix_deadline_timers_due', table_name='deadline_timers')
     op.drop_table('deadline_timers')
     op.drop_table('customers')

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from dunning_kit.idempotency import TABLE as IDEMPOTENCY_TABLE
 from dunning_kit.runtime import plumbing_tables
 
 SCHEMA = "ledger_sync"
@@ -167,17 +168,9 @@ credit_allocations = Table(
 )
 Index("ix_credit_allocations_invoice", credit_allocations.c.tenant_id, credit_allocations.c.invoice_id)
 
-# Idempotency-Key on POST: the first response is stored in the write's own transaction and replayed.
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("tenant_id", String(100), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("status_code", Integer, nullable=False),
-    Column("response", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+# Idempotency-Key on POST: the first response is stored in the write's own transaction and replayed (the kit's
+# table, added by plumbing_tables; dunning_kit.idempotency).
+idempotency_keys = metadata.tables[IDEMPOTENCY_TABLE]
 
 # One row per tenant and connector: its settings and secrets, cursor, schedule and freshness.
 connections = Table(

@@ -6,18 +6,19 @@ Every route needs a tenant API key; an id of another tenant is simply not found 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from dunning_kit import idempotency
 from dunning_kit.auth import Tenant
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import INVALID_INPUT, FieldError, invalid_input
 from dunning_kit.runtime import ServiceRuntime
+from ledger_sync.adapters import orm
 from ledger_sync.domain.ledger import LedgerRuleViolation
-from ledger_sync.entrypoints import idempotency
 from ledger_sync.entrypoints.schemas import (
     CreditNoteIn,
     CreditNoteOut,
@@ -40,14 +41,14 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed JSON"},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such object for this tenant"},
-    422: {"description": "A field is wrong: `detail[].field` names it, `detail[].reason` says why"},
+    422: {"description": "A field is wrong: `errors[].field` names it, `errors[].reason` says why"},
 }
 
 
 def error(status: int, message: str, field: str, reason: str) -> JSONResponse:
-    """The kit's field problem (`application/problem+json`, `detail[]` naming the field)."""
+    """The kit's field problem (`application/problem+json`, `errors[]` naming the field)."""
     kind = INVALID_INPUT if status == 422 else "about:blank"
-    return invalid_input([FieldError(field, reason)], status=status, error=message, type=kind)
+    return invalid_input([FieldError(field, reason)], status=status, detail=message, type=kind)
 
 
 def _row(row: RowResult) -> tuple[int, dict[str, Any]]:
@@ -59,29 +60,27 @@ async def write(request: Request, tenant_id: str, action: Callable[[Ledger], Awa
     """Run one write in one transaction, honouring Idempotency-Key; nothing is written on any error."""
     runtime: ServiceRuntime = request.app.state.runtime
     key = request.headers.get(idempotency.HEADER)
-    if key is not None and not 0 < len(key) <= idempotency.MAX_KEY_LENGTH:
-        return error(
-            422, "validation failed", idempotency.HEADER, f"must be 1 to {idempotency.MAX_KEY_LENGTH} characters"
-        )
+    if refused := idempotency.key_problem(key):
+        return invalid_input(refused, request=request)
     fingerprint = idempotency.request_fingerprint(request.method, request.url.path, await request.body())
+    keys = orm.idempotency_keys
+    ttl = timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
     try:
+        # The key is claimed and remembered in the write's own transaction: both commit, or neither.
         async with runtime.sessions() as session, session.begin():
             if key:
-                stored = await idempotency.claim(session, tenant_id, key, fingerprint)
+                stored = await idempotency.claim(
+                    session, keys, tenant_id, key, fingerprint, now=runtime.clock.now(), ttl=ttl
+                )
                 if stored is not None:
                     if stored.request_hash != fingerprint:
-                        return error(
-                            422,
-                            "idempotency key reused",
-                            idempotency.HEADER,
-                            "this key was already used with a different request; use a new key for a new request",
-                        )
+                        return invalid_input([idempotency.REUSED], detail="idempotency key reused", request=request)
                     return JSONResponse(
-                        stored.response, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+                        stored.response, status_code=stored.status_code, headers={idempotency.REPLAYED: "true"}
                     )
             status, body = _row(await action(Ledger(session, runtime.outbox, runtime.clock, tenant_id)))
             if key:
-                await idempotency.remember(session, tenant_id, key, status, body)
+                await idempotency.remember(session, keys, tenant_id, key, status, body)
     except LedgerRuleViolation as exc:
         return error(422, "validation failed", exc.field, exc.reason)
     except NotFound as exc:

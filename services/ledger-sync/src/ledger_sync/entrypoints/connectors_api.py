@@ -141,14 +141,24 @@ async def list_connectors(
         return await connections.list_connections(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
+def _answer(outcome: SyncOutcome) -> Any:
+    """The outcome, or the problem it is: 409 when a run of this connector holds its lock, 502 when the ERP
+    failed (the outcome's fields ride along as extension members)."""
+    if outcome.skipped:
+        raise Problem(409, "Sync already running", outcome.error or "a sync of this connector is running",
+                      **outcome.as_dict())  # fmt: skip
+    if not outcome.succeeded:
+        raise Problem(502, "ERP sync failed", outcome.error or "the ERP did not answer as expected",
+                      **outcome.as_dict())  # fmt: skip
+    return outcome.as_dict()
+
+
 async def _run(name: str, run: Callable[[], Awaitable[SyncOutcome]]) -> Any:
     try:
         outcome = await run()
     except NotFound:
         return _unknown(name)
-    if outcome.skipped:
-        return JSONResponse(outcome.as_dict(), status_code=409)
-    return JSONResponse(outcome.as_dict(), status_code=200 if outcome.succeeded else 502)
+    return _answer(outcome)
 
 
 @router.post("/{name}/sync", response_model=SyncOutcomeOut, responses=RUN_RESPONSES,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from dunning_kit.auth import Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import invalid_input
 from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
@@ -41,6 +42,7 @@ async def import_formats(principal: Tenant) -> dict[str, Any]:
     summary="Import a CSV file (body text/csv, or multipart field `file`)",
     response_model=ImportReportOut,
     openapi_extra=IMPORT_BODY,
+    dependencies=[Idempotent],
     responses={
         200: {"description": "Imported (with `partial`, the skipped rows are listed)"},
         422: {"description": "The file has errors: every one with line and column; nothing was imported"},
@@ -83,7 +85,7 @@ async def import_file(
     if not report.committed:
         errors = body.pop("errors")
         summary = f"import rejected: {report.error_count} error(s); nothing was imported"
-        return invalid_input(errors, error=summary, request=request, **body)
+        return invalid_input(errors, detail=summary, request=request, **body)
     return JSONResponse(body, status_code=200)
 
 

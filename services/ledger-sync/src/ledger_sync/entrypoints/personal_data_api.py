@@ -44,7 +44,7 @@ class ErasureOut(BaseModel):
 RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "The key is not admin-scoped"},
     404: {"description": "No such customer for this tenant"},
-    422: {"description": "The customer id cannot name a customer (`detail[].field` = `customer_id`)"},
+    422: {"description": "The customer id cannot name a customer (`errors[].field` = `customer_id`)"},
 }
 
 

@@ -23,6 +23,7 @@ from dunning_events.money import from_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.topics import partition_key
 from dunning_kit.clock import Clock
+from dunning_kit.personal_data import forget_idempotent_answers
 from ledger_sync.adapters import orm
 from ledger_sync.domain.personal_data import ERP_CUSTOMER_REFERENCES, new_pseudonym
 from ledger_sync.service_layer.ledger import SOURCE
@@ -247,6 +248,7 @@ class CustomerPersonalData:
             delete(box).where(box.c.key == key, or_(box.c.published_at.is_not(None), box.c.event_type == upserted))
         )
         await self.session.execute(delete(dead).where(dead.c.key == key, dead.c.event_type == upserted))
+        await forget_idempotent_answers(self.session, orm.metadata, self.tenant_id, customer_id)
         await self.session.execute(
             orm.customer_tombstones.insert().values(
                 **where, pseudonym=erasure.pseudonym, reason=reason, erased_at=erasure.erased_at

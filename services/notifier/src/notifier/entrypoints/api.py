@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.data_keys import UndecryptableSecret
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, Problem, invalid_input
 from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
@@ -148,6 +149,7 @@ def _normalised(kind: str, address: str) -> str:
     status_code=201,
     response_model=SuppressionAdded,
     summary="Suppress an address (e.g. an opt-out by phone)",
+    dependencies=[Idempotent],
 )
 async def add_manual_suppression(principal: Admin, request: Request, body: SuppressionIn) -> Any:
     try:

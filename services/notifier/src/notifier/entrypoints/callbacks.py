@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from dunning_kit.problems import FieldError, InvalidInput
 from notifier.adapters.channels.twilio import HARD_BOUNCE_CODES
 from notifier.adapters.signatures import sendgrid_valid, twilio_valid
 from notifier.domain.opt_out import is_stop_request
@@ -247,9 +248,15 @@ async def sendgrid_events(request: Request) -> Response:
     try:
         events = json.loads(raw)
     except ValueError:
-        raise HTTPException(400, detail="malformed JSON body") from None
+        raise InvalidInput(
+            [FieldError("(body)", "is not JSON", "body")], status=400, detail="malformed JSON body"
+        ) from None
     if not isinstance(events, list):
-        raise HTTPException(400, detail="expected a JSON array of events")
+        raise InvalidInput(
+            [FieldError("(body)", "must be a JSON array of events", "body")],
+            status=400,
+            detail="expected a JSON array of events",
+        )
     runtime = runtime_of(request)
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():

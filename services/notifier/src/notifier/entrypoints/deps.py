@@ -26,7 +26,7 @@ def not_found(what: str) -> HTTPException:
 
 
 def unprocessable(errors: list[tuple[str, str]]) -> JSONResponse:
-    """422 in the platform's shape (the kit's field problem: `detail[]` of `{"field", "reason"}`)."""
+    """422 in the platform's shape (the kit's field problem: `errors[]` of `{"field", "reason"}`)."""
     return invalid_input([FieldError(f, r) for f, r in errors])
 
 

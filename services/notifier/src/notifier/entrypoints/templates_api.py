@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from dunning_events import topics
 from dunning_events.money import from_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import read_projected
 from notifier.domain.context import Branding, build_context
@@ -77,7 +78,10 @@ async def get_template(principal: Tenant, request: Request, template_id: str, lo
 
 
 @router.put(
-    "/{template_id}", response_model=TemplateOut, summary="Create or replace the tenant's template for a locale (admin)"
+    "/{template_id}",
+    response_model=TemplateOut,
+    summary="Create or replace the tenant's template for a locale (admin)",
+    dependencies=[Idempotent],
 )
 async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
     import re

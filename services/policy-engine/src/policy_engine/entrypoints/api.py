@@ -14,6 +14,7 @@ from pydantic import AwareDatetime
 
 from dunning_events import topics
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.input_guard import unstorable_values
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, invalid_input, read_projected
@@ -56,9 +57,7 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 
 def _invalid(errors: list[PolicyError]) -> JSONResponse:
-    return invalid_input(
-        [FieldError(e.path, e.reason) for e in errors], error="invalid policy", errors=[str(e) for e in errors]
-    )
+    return invalid_input([FieldError(e.path, e.reason) for e in errors], detail="invalid policy")
 
 
 async def _policy_body(request: Request, path_id: str | None = None) -> Any:
@@ -95,7 +94,7 @@ async def validate(request: Request, principal: Admin) -> Any:
 
 
 @router.post("/policies", status_code=201, tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
-             summary="Create a policy (version 1)")  # fmt: skip
+             summary="Create a policy (version 1)", dependencies=[Idempotent])  # fmt: skip
 async def create_policy(request: Request, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request)
@@ -106,7 +105,7 @@ async def create_policy(request: Request, principal: Admin) -> Any:
 
 @router.put("/policies/{policy_id}", tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
             responses={201: {"description": "The policy did not exist: version 1", "model": PolicyPublished}},
-            summary="Publish a new version of a policy")  # fmt: skip
+            summary="Publish a new version of a policy", dependencies=[Idempotent])  # fmt: skip
 async def put_policy(policy_id: str, request: Request, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request, policy_id)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from dunning_events import topics
 from dunning_events.money import to_minor
 from dunning_kit.auth import Admin, Tenant
+from dunning_kit.idempotency import Idempotent
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, invalid_input, read_projected
 from dunning_kit.runtime import ServiceRuntime
@@ -62,7 +63,13 @@ def _not_found(what: str) -> HTTPException:
 # ---------------------------------------------------------------- promises
 
 
-@router.post("/promises", status_code=201, response_model=PromiseOut, summary="Record a promise-to-pay")
+@router.post(
+    "/promises",
+    status_code=201,
+    response_model=PromiseOut,
+    summary="Record a promise-to-pay",
+    dependencies=[Idempotent],
+)
 async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
         async with _runtime(request).sessions() as session, session.begin():
@@ -135,7 +142,11 @@ async def cancel_promise(
 
 
 @router.post(
-    "/plans", status_code=201, response_model=PlanOut, summary="Create a payment plan (each instalment is a promise)"
+    "/plans",
+    status_code=201,
+    response_model=PlanOut,
+    summary="Create a payment plan (each instalment is a promise)",
+    dependencies=[Idempotent],
 )
 async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSONResponse:
     try:
