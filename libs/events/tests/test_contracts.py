@@ -38,9 +38,9 @@ def payment() -> PaymentApplied:
 
 def test_an_event_round_trips_through_json_with_exact_decimals() -> None:
     ev = new_event(payment(), tenant_id="acme", source="test", occurred_at=datetime(2026, 3, 3, tzinfo=UTC))
-    raw = encode(ev)
+    headers, raw = encode(ev)
     assert b'"amount":"100.10"' in raw, "money travels as a decimal string"
-    back = decode(raw)
+    back = decode(headers, raw)
     assert back == ev
     assert back.data.amount == Decimal("100.10")
     assert back.subject == "P-1"
@@ -51,15 +51,26 @@ def test_the_partition_key_is_tenant_and_customer() -> None:
 
 
 def test_decode_names_what_is_wrong() -> None:
+    headers, value = encode(new_event(payment(), tenant_id="acme", source="t", occurred_at=datetime.now(UTC)))
+    attributes = dict(headers)
     with pytest.raises(UnknownEventType, match=r"unknown event type 'invoice\.exploded'"):
-        decode(b'{"type": "invoice.exploded"}')
-    ev = json.loads(encode(new_event(payment(), tenant_id="acme", source="t", occurred_at=datetime.now(UTC))))
-    ev["data"]["amount"] = "ten"
+        decode(attributes | {"ce_type": b"invoice.exploded"}, value)
+    with pytest.raises(UnknownEventType, match=r"ce_type: missing header"):
+        decode({k: v for k, v in attributes.items() if k != "ce_type"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_tenantid: missing header"):
+        decode({k: v for k, v in attributes.items() if k != "ce_tenantid"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_specversion: '0.3' is not CloudEvents 1.0"):
+        decode(attributes | {"ce_specversion": b"0.3"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_time: Input should be a valid datetime"):
+        decode(attributes | {"ce_time": b"yesterday"}, value)
+    data = json.loads(value)
+    data["amount"] = "ten"
     with pytest.raises(PoisonEvent, match=r"data\.amount"):
-        decode(json.dumps(ev))
-    ev["schema_version"] = 99
+        decode(attributes, json.dumps(data))
+    with pytest.raises(PoisonEvent, match="not JSON"):
+        decode(attributes, b"{not json")
     with pytest.raises(PoisonEvent, match="newer than this consumer knows"):
-        decode(json.dumps(ev))
+        decode(attributes | {"ce_schemaversion": b"99"}, value)
 
 
 def test_money_is_never_a_float_and_respects_minor_units() -> None:

@@ -115,7 +115,7 @@ class Topic:
 
     async def has(self, *events: Envelope[Any]) -> bool:
         batch = await self.consumer.getmany(timeout_ms=100)
-        self.seen.extend(decode(r.value or b"").id for records in batch.values() for r in records)
+        self.seen.extend(decode(r.headers, r.value).id for records in batch.values() for r in records)
         return all(ev.id in self.seen for ev in events)
 
 

@@ -72,8 +72,9 @@ def make_consumer(db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProdu
 
 async def publish(producer: AIOKafkaProducer, *events: Envelope[InvoiceCreated]) -> None:
     for ev in events:
+        headers, value = encode(ev)
         await producer.send_and_wait(
-            topics.LEDGER, encode(ev), key=partition_key(ev.tenant_id, ev.customer_id).encode()
+            topics.LEDGER, value, key=partition_key(ev.tenant_id, ev.customer_id).encode(), headers=headers
         )
 
 
@@ -153,7 +154,7 @@ async def test_outbox_rows_survive_a_relay_crash_after_publish(
     assert await db.unpublished() == 0
 
     seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=10)
-    ids = [decode(value).id for value, _ in seen]
+    ids = [decode(headers, value).id for value, headers in seen]
     assert sorted(set(ids)) == sorted(e.id for e in events), "every event arrived (duplicates allowed)"
     assert len(ids) == 10, "the crashed batch was published twice, not lost"
 
@@ -176,7 +177,7 @@ async def test_two_relays_never_publish_concurrently_and_keep_order(
     published = await asyncio.gather(*(drain(r) for r in relays))
     assert sum(published) == 300
     seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=300)
-    order = [decode(v).subject for v, _ in seen]
+    order = [decode(h, v).subject for v, h in seen]
     assert order == [e.subject for e in events], "one customer's events keep their commit order"
 
 
@@ -187,21 +188,32 @@ async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
     consumer.start()
     try:
         key = b"acme:C-1"
-        await producer.send_and_wait(topics.LEDGER, b"{not json", key=key)
-        await producer.send_and_wait(topics.LEDGER, b'{"type": "invoice.created", "data": {}}', key=key)
+        attributes, _ = encode(invoice_event(9))  # a CloudEvent's headers around values that are not its data
+        await producer.send_and_wait(topics.LEDGER, b"{not json", key=key, headers=attributes)
+        await producer.send_and_wait(topics.LEDGER, b"{}", key=key, headers=attributes)
         await publish(producer, invoice_event(0).model_copy(update={"subject": "INV-poison"}))
+        # Not a CloudEvent of this platform: no ce_type header (the value alone is a valid event's data).
+        headers, value = encode(invoice_event(8))
+        await producer.send_and_wait(
+            topics.LEDGER, value, key=key, headers=[(k, v) for k, v in headers if k != "ce_type"]
+        )
         await publish(producer, invoice_event(7))
         await poll_until(db.times_applied, what="the good event to be applied")
         await poll_until(lambda: _offsets_committed(consumer), what="the batch to be committed")
     finally:
         await consumer.stop()
     assert await db.times_applied() == {"INV-7": 1}
-    dead = await read_topic(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=3)
+    dead = await read_topic(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=4)
     errors = [headers["dlq-error"].decode() for _, headers in dead]
     assert "not JSON" in errors[0]
     assert "data.customer_id" in errors[1] and "Field required" in errors[1]
-    assert "cannot be applied" in errors[2]
+    # Undecodable records are set aside as the batch is read, before the handler fails on one.
+    assert errors[2] == "ce_type: missing header: not a CloudEvent of this platform"
+    assert "cannot be applied" in errors[3]
     assert all(h["dlq-source-topic"] == topics.LEDGER.encode() for _, h in dead)
+    # A dead letter keeps the record's CloudEvents headers (what a replay republishes) beside the dlq-* ones.
+    assert "ce_type" not in dead[2][1] and dead[2][1]["ce_id"] == headers[1][1]
+    assert dead[3][1]["ce_subject"] == b"INV-poison" and dead[3][1]["ce_type"] == b"invoice.created"
 
 
 async def test_trace_context_travels_from_the_writer_to_the_consumer_span(
@@ -287,7 +299,7 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
             for records in (await reader.getmany(timeout_ms=200)).values():
                 for r in records:
                     if r.value != b"probe":
-                        ev = decode(r.value or b"")
+                        ev = decode(r.headers, r.value)
                         seen.setdefault(ev.customer_id, []).append((r.partition, ev.subject))
             return sum(len(v) for v in seen.values()) >= len(events)
 
@@ -297,3 +309,36 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
     for c in customers:
         assert {p for p, _ in seen[c]} == {expected[c]}, f"{c} stays on the partition send() picks"
         assert [s for _, s in seen[c]] == [e.subject for e in events if e.customer_id == c], f"{c} in commit order"
+
+
+async def test_a_relayed_record_is_a_cloudevent_in_binary_mode(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    """On the wire: the data alone as the value, every attribute a ce_* header (extensions for tenant,
+    correlation, causation and the schema's version), the W3C trace context beside them, the key as before."""
+    cause = invoice_event(1)
+    event = new_event(
+        cause.data, tenant_id="acme", source="ledger-sync", occurred_at=cause.occurred_at, caused_by=cause
+    )
+    with span("POST /v1/invoices"):
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, [event])
+    await OutboxRelay(engine=db.engine, table=outbox, producer=producer).publish_batch()
+    [(value, headers)] = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=1)
+    assert value == event.data.model_dump_json().encode(), "the data alone, as pydantic writes it"
+    traceparent = headers.pop("traceparent")
+    assert traceparent.startswith(b"00-")
+    assert headers == {
+        "ce_specversion": b"1.0",
+        "ce_id": str(event.id).encode(),
+        "ce_type": b"invoice.created",
+        "ce_source": b"ledger-sync",
+        "ce_time": b"2026-03-01T00:00:00Z",
+        "ce_subject": b"INV-1",
+        "ce_schemaversion": b"1",
+        "ce_tenantid": b"acme",
+        "ce_correlationid": str(cause.correlation_id).encode(),
+        "ce_causationid": str(cause.id).encode(),
+        "content-type": b"application/json",
+    }
+    assert decode(headers, value) == event

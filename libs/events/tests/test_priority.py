@@ -143,7 +143,7 @@ async def test_a_settlement_goes_out_ahead_of_another_tenants_backlog_and_every_
     assert len(seen) == len(ledger.events), "each row published once"
     arrived: dict[str, list[str]] = {}
     for value, headers in seen:
-        ev = decode(value)
+        ev = decode(headers, value)
         arrived.setdefault(key_of(ev), []).append(ev.subject)
         assert (headers.get(PRIORITY_HEADER[0]) == PRIORITY_HEADER[1]) == ev.data.priority, ev.type
     assert arrived == ledger.order_per_key(), "every customer's events arrive in commit order"
@@ -260,8 +260,8 @@ async def test_two_replicas_lanes_publishing_a_stream_of_settlements_keep_each_c
         await asyncio.gather(*(relay.stop() for relay in relays))
     seen = await read_topic(broker.bootstrap_servers, topics.LEDGER, expect=len(settlements))
     arrived: dict[str, list[str]] = {}
-    for value, _ in seen:
-        ev = decode(value)
+    for value, headers in seen:
+        ev = decode(headers, value)
         arrived.setdefault(key_of(ev), []).append(ev.subject)
     expected: dict[str, list[str]] = {}
     for ev in settlements:
