@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from dunning_events import topics
-from dunning_events.codec import decode, encode
+from dunning_events.codec import decode_record
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -22,7 +22,7 @@ from dunning_events.events import (
     InvoiceCreated,
     PaymentApplied,
 )
-from dunning_events.topics import partition_key
+from dunning_events.kafka import send_event
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.services import spec
@@ -53,12 +53,8 @@ class EngineHarness:
         out = []
         for data in datas:
             env = new_event(data, tenant_id=tenant, source="test", occurred_at=self.clock.now())
-            await self.producer.send_and_wait(
-                data.topic,
-                encode(env),
-                key=partition_key(tenant, data.customer_id).encode(),
-                headers=to_kafka_headers(current_trace_headers()),  # as the outbox relay does
-            )
+            # As the outbox relay does: the CloudEvents record with the trace context.
+            await send_event(self.producer, env, headers=to_kafka_headers(current_trace_headers()))
             out.append(env)
         self.published.extend(out)
         return out
@@ -151,7 +147,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Envelope[Any]]:
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 for r in records:
-                    out.append((r.timestamp, decode(r.value or b"")))
+                    out.append((r.timestamp, decode_record(r)))
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         out.sort(key=lambda x: x[0])

@@ -8,8 +8,8 @@ from datetime import timedelta
 from aiokafka import AIOKafkaProducer
 
 from dunning_events import topics
-from dunning_events.codec import encode
 from dunning_events.envelope import new_event
+from dunning_events.kafka import send_event
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.testing import BrokerBackend, poll_until, wait_for_assignment
 
@@ -76,7 +76,7 @@ async def test_an_event_the_engine_cannot_interpret_is_dead_lettered_and_the_eng
     bad = invoice("BAD", due=engine.today, amount="10.005")  # finer than EUR's cents: cannot be applied
     producer: AIOKafkaProducer = engine.producer
     env = new_event(bad, tenant_id=TENANT, source="test", occurred_at=engine.clock.now())
-    await producer.send_and_wait(topics.LEDGER, encode(env), key=f"{TENANT}:C-1".encode())
+    await send_event(producer, env)
     await engine.publish(customer(), invoice("GOOD", due=engine.today + timedelta(days=3)))
     await engine.quiet()
 

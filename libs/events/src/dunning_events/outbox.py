@@ -59,8 +59,8 @@ from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from dunning_events import metrics
-from dunning_events.codec import ce_headers, encode_data, time_text
-from dunning_events.envelope import Envelope
+from dunning_events.codec import ce_headers, decode, encode_data, time_text
+from dunning_events.envelope import Envelope, EventData
 from dunning_events.topics import ALL_TOPICS, partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 
@@ -181,6 +181,21 @@ def outbox_row(event: Envelope[Any], trace_headers: Mapping[str, str]) -> dict[s
         "causation_id": event.causation_id,
         "priority": event.data.priority,
     }
+
+
+def event_of_row(row: Mapping[str, Any]) -> Envelope[EventData]:
+    """Decode an outbox row (its columns by name, as stored or as OUTBOX_COLUMNS lists them) as a consumer
+    would decode the record the relay makes of it: for tests and tools that look into the outbox."""
+
+    def text(name: str) -> str:
+        return str(row[name])
+
+    causation = row["causation_id"]
+    headers = ce_headers(
+        text("event_id"), text("event_type"), text("source"), text("occurred_at"), text("subject"),
+        text("schema_version"), text("tenant_id"), text("correlation_id"), None if causation is None else str(causation),
+    )  # fmt: skip
+    return decode(headers, row["payload"])
 
 
 class OutboxWriter:

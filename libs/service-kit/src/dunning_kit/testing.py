@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from dunning_events.codec import decode
+from dunning_events.codec import decode_record
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_kit.auth import hash_key
@@ -329,7 +329,7 @@ class TopicReader:
                 for record in records:
                     self.raw.append(record)
                     with contextlib.suppress(Exception):
-                        self.events.append(decode(record.value or b""))
+                        self.events.append(decode_record(record))
 
     def of_type(self, event_type: str) -> list[Envelope[Any]]:
         return [e for e in self.events if e.type == event_type]

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from dunning_events.codec import decode
+from dunning_events.codec import decode_record
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.topics import LEDGER
 from dunning_kit.testing import RunningService, wait_until_quiet
@@ -38,7 +38,7 @@ async def read_topic(bootstrap_servers: str, topic: str = LEDGER) -> list[Envelo
         while await behind():
             batch = await consumer.getmany(*tps, timeout_ms=500)
             for records in batch.values():
-                out.extend(decode(r.value) for r in records if r.value is not None)
+                out.extend(decode_record(r) for r in records if r.value is not None)
         return out
     finally:
         await consumer.stop()

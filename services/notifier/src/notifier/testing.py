@@ -10,7 +10,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from dunning_events.codec import encode
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -25,7 +24,7 @@ from dunning_events.events import (
     PostalAddress,
     StepInvoice,
 )
-from dunning_events.topics import partition_key
+from dunning_events.kafka import send_event
 from dunning_kit.clock import Clock
 from dunning_kit.testing import TopicReader, poll_until, read_topic  # noqa: F401 - re-exported for the tests
 
@@ -42,13 +41,13 @@ class EventFeed:
         tenant = tenant_id or self.tenant_id
         envelopes = [new_event(d, tenant_id=tenant, source="test", occurred_at=self.clock.now()) for d in data]
         for env in envelopes:
-            await self.producer.send_and_wait(
-                env.data.topic, value=encode(env), key=partition_key(tenant, env.data.customer_id).encode()
-            )
+            await send_event(self.producer, env)
         return envelopes
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
-        await self.producer.send_and_wait(topic, value=value, key=key)
+    async def send_raw(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
     # ---------------------------------------------------------------- builders
 

@@ -39,9 +39,10 @@ class LedgerFeed:
 
     async def send(self, data: EventData, occurred_at: datetime | None = None) -> Envelope[EventData]:
         env = new_event(data, tenant_id=self.tenant, source="ledger-sync", occurred_at=occurred_at or self.clock.now())
-        self.last_sent, self.last_raw = env, encode(env)
+        self.last_sent, self.last_raw = env, encode(env)  # the record: its CloudEvents headers and value
+        headers, value = self.last_raw
         await self.producer.send_and_wait(
-            topics.LEDGER, value=self.last_raw, key=partition_key(self.tenant, data.customer_id).encode()
+            topics.LEDGER, value=value, key=partition_key(self.tenant, data.customer_id).encode(), headers=headers
         )
         return env
 

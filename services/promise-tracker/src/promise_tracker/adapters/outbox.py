@@ -11,14 +11,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import LargeBinary, String, Text, bindparam, text
+from sqlalchemy import Integer, LargeBinary, String, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
-from dunning_events.outbox import OutboxWriter
-from dunning_events.topics import partition_key
+from dunning_events.outbox import OutboxWriter, outbox_row
 from dunning_events.tracing import current_trace_headers
 
 
@@ -32,36 +30,39 @@ async def driver(session: AsyncSession) -> Any:
     return fairy.driver_connection
 
 
+# The columns the set-wise insert fills, each from one array (OUTBOX_COLUMNS but the trace headers, one per call).
+_ARRAYS: dict[str, ARRAY[Any]] = {
+    "event_id": ARRAY(UUID(as_uuid=True)),
+    "event_type": ARRAY(String),
+    "topic": ARRAY(String),
+    "key": ARRAY(Text),
+    "payload": ARRAY(LargeBinary),
+    "source": ARRAY(String),
+    "occurred_at": ARRAY(Text),
+    "subject": ARRAY(Text),
+    "schema_version": ARRAY(Integer),
+    "tenant_id": ARRAY(Text),
+    "correlation_id": ARRAY(UUID(as_uuid=True)),
+    "causation_id": ARRAY(UUID(as_uuid=True)),
+}
+
+
 class SetwiseOutboxWriter(OutboxWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        columns = ", ".join(_ARRAYS)
         self._insert = text(
-            f"INSERT INTO {self.table.name} (event_id, event_type, topic, key, payload, headers) "
-            "SELECT e, t, tp, k, p, CAST(:headers AS jsonb) FROM unnest(:ids, :types, :topics, :keys, :payloads) "
-            "AS u(e, t, tp, k, p)"
-        ).bindparams(
-            bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
-            bindparam("types", type_=ARRAY(String)),
-            bindparam("topics", type_=ARRAY(String)),
-            bindparam("keys", type_=ARRAY(Text)),
-            bindparam("payloads", type_=ARRAY(LargeBinary)),
-            bindparam("headers", type_=Text),
-        )
+            f"INSERT INTO {self.table.name} ({columns}, headers) "
+            f"SELECT *, CAST(:headers AS jsonb) FROM unnest({', '.join(f':{c}' for c in _ARRAYS)})"
+        ).bindparams(*(bindparam(c, type_=t) for c, t in _ARRAYS.items()), bindparam("headers", type_=Text))
 
     async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         if not events:
             return
-        await session.execute(
-            self._insert,
-            {
-                "ids": [ev.id for ev in events],
-                "types": [ev.type for ev in events],
-                "topics": [ev.data.topic for ev in events],
-                "keys": [partition_key(ev.tenant_id, ev.data.customer_id) for ev in events],
-                "payloads": [encode(ev) for ev in events],
-                "headers": json.dumps(current_trace_headers()),
-            },
-        )
+        rows = [outbox_row(ev, {}) for ev in events]
+        params: dict[str, Any] = {c: [row[c] for row in rows] for c in _ARRAYS}
+        params["headers"] = json.dumps(current_trace_headers())
+        await session.execute(self._insert, params)
         self.wake_after_commit(session)
 
     async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
