@@ -6,10 +6,12 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from dunning_events.codec import PoisonEvent, UnknownEventType, decode, encode
+from dunning_events.consumer import DLQ_HEADERS
 from dunning_events.envelope import new_event
 from dunning_events.events import EVENT_TYPES, Allocation, PaymentApplied
 from dunning_events.money import Money, from_minor, round_money, to_minor
@@ -95,3 +97,21 @@ def test_committed_schemas_and_asyncapi_are_not_stale() -> None:
     committed = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.json")}
     stale = sorted(name for name in expected.keys() | committed.keys() if expected.get(name) != committed.get(name))
     assert not stale, f"regenerate with `python -m dunning_events.schema_export`; stale: {stale}"
+
+
+def test_the_asyncapi_examples_are_records_the_consumers_decode_and_the_schemas_accept() -> None:
+    """Every event type has an example in the AsyncAPI document: CloudEvents headers and a value that the codec
+    decodes (the wire format as documented) and the event's JSON Schema validates; DLQ headers are documented."""
+    doc = json.loads((SCHEMA_DIR / "asyncapi.json").read_text())
+    messages = doc["components"]["messages"]
+    required = doc["components"]["schemas"]["CloudEventHeaders"]["required"]
+    for event_type, model in EVENT_TYPES.items():
+        [example] = messages[event_type.replace(".", "_")]["examples"]
+        headers = {k: v.encode() for k, v in example["headers"].items()}
+        assert set(required) <= set(headers), event_type
+        event = decode(headers, json.dumps(example["payload"]))
+        assert (event.type, event.schema_version) == (event_type, model.schema_version)
+        schema = json.loads((SCHEMA_DIR / f"{event_type}.json").read_text())
+        jsonschema.validate(example["payload"], schema)
+    dlq = messages["dead_letter"]["headers"]
+    assert set(dlq["required"]) == set(DLQ_HEADERS) and {"ce_id", "ce_type"} <= set(dlq["properties"])
