@@ -9,8 +9,9 @@ in the model's field order, byte for byte what `codec.encode_data` writes for th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -34,15 +35,25 @@ def fields_of(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(model.model_fields)
 
 
-def ordered(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A nested part (an invoice line, a fee, an amount) as a dict in its model's field order."""
-    return {name: values[name] for name in fields_of(model)}
+@cache
+def _picker(model: type[BaseModel]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    # zip over an itemgetter's tuple: a third of a dict comprehension's cost, which the hot paths pay per event.
+    fields = fields_of(model)
+    get = itemgetter(*fields)
+    if len(fields) == 1:
+        return lambda values: {fields[0]: get(values)}
+    return lambda values: dict(zip(fields, get(values), strict=True))
+
+
+def ordered(model: type[BaseModel], values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A nested part (an invoice line, a fee, an amount) in its model's field order (as it is if already so)."""
+    return values if tuple(values) == fields_of(model) else _picker(model)(values)
 
 
 class FastEncoder:
     """One event type's records from plain values: its value in the model's field order, and its outbox row."""
 
-    __slots__ = ("event_type", "fields", "schema_version", "source", "topic")
+    __slots__ = ("_pick", "event_type", "fields", "schema_version", "source", "topic")
 
     def __init__(self, model: type[EventData], source: str) -> None:
         self.event_type = model.event_type
@@ -50,10 +61,13 @@ class FastEncoder:
         self.schema_version = model.schema_version
         self.fields = fields_of(model)
         self.source = source
+        self._pick = _picker(model)
 
     def value(self, data: Mapping[str, Any]) -> bytes:
         """The record's value: `data`'s fields in the model's order (every field named, nested parts `ordered`)."""
-        return orjson.dumps({name: data[name] for name in self.fields}, option=_DUMPS_OPTIONS)
+        if tuple(data) != self.fields:  # a dict already in the model's order (the hot paths) is written as it is
+            data = self._pick(data)
+        return orjson.dumps(data, option=_DUMPS_OPTIONS)
 
     def row(
         self,

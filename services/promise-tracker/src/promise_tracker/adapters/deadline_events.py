@@ -77,16 +77,17 @@ def outbox_records(rows: Sequence[Any], occurred_at: datetime, headers: str) -> 
             "currency": currency,
             "amount": amount(amount_minor, units),
             "received": amount(received_minor, units),
-            "plan_id": None,
         }
         if status == "kept":
             encoder = _KEPT
-        else:
+        else:  # PromiseBroken's own fields follow the shared ones, before plan_id (the model's order: the encoder
+            # writes a dict already in it as it is, and reorders any other)
             encoder = _BROKEN
             data["shortfall"] = amount(amount_minor - (received_minor if received_minor > 0 else 0), units)
             data["partially_kept"] = status == "partially_kept"
             data["deadline"] = deadline
             data["broken_promise_count"] = broken_count
+        data["plan_id"] = None
         append(
             encoder.row(
                 event_id=event_id,
