@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down test test-fast fuzz bench lint migrate schemas browser-deps tls-deps sbom pin-images clean
+.PHONY: install up down test test-fast fuzz bench lint migrate schemas release-schemas browser-deps tls-deps sbom pin-images clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -69,10 +69,11 @@ fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
 	$(PY) -m tests.bench.run
 
-lint: install ## ruff (lint + format check) and mypy (strict on libs/events)
+lint: install ## ruff (lint + format check), mypy (strict on libs/events), event schemas compatible with the release
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m dunning_events.compat
 
 migrate: install ## run every service's migrations (embedded PostgreSQL unless DATABASE_URL is set)
 	$(PY) -m dunning_kit.devstack migrate
@@ -80,6 +81,10 @@ migrate: install ## run every service's migrations (embedded PostgreSQL unless D
 schemas: install ## regenerate the committed JSON Schemas and AsyncAPI document
 	$(PY) -m dunning_events.schema_export
 	$(PY) -m dunning_kit.openapi_export
+
+# The event schemas `make lint` checks compatibility against (dunning_events.compat): run when a release is cut.
+release-schemas: schemas ## snapshot the event schemas as released (libs/events/schemas/released/)
+	$(PY) -m dunning_events.compat --release
 
 SBOM_DIR ?= build/sbom
 IMAGES := ledger-sync policy-engine notifier promise-tracker

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -55,10 +54,10 @@ class BrokerCounter:
             batch = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batch.values():
                 for r in records:
-                    kind = json.loads(r.value or b"{}").get("type")
-                    if kind == "invoice.created":
+                    kind = dict(r.headers or ()).get("ce_type")  # CloudEvents binary mode: a header
+                    if kind == b"invoice.created":
                         self.created += 1
-                    elif kind == "ledger.synced":
+                    elif kind == b"ledger.synced":
                         self.synced += 1
             if self.expected and self.created >= self.expected and self.synced:
                 self.done.set()

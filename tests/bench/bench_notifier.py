@@ -114,9 +114,10 @@ async def _produce_steps(bootstrap: str, n: int, channel: str, clock: SimulatedC
                 channels=[channel], template_id="firm_reminder" if channel == "email" else "escalation_sms",
             )  # fmt: skip
             env = new_event(step, tenant_id="acme", source="bench", occurred_at=NOW)
+            headers, value = encode(env)  # the CloudEvents record
             futures.append(
                 await producer.send(
-                    "dunning.steps.v1", encode(env), key=partition_key("acme", step.customer_id).encode()
+                    "dunning.steps.v1", value, key=partition_key("acme", step.customer_id).encode(), headers=headers
                 )
             )
         await asyncio.gather(*futures)

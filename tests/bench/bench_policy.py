@@ -247,9 +247,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
-def _env(data: Any) -> tuple[bytes, bytes]:
+def _env(data: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     env = new_event(data, tenant_id="acme", source="bench", occurred_at=DAY)
-    return encode(env), partition_key("acme", data.customer_id).encode()
+    headers, value = encode(env)  # the CloudEvents record
+    return value, partition_key("acme", data.customer_id).encode(), headers
 
 
 async def _latency(ctx: BenchContext) -> list[Figure]:
@@ -289,7 +290,7 @@ async def _latency(ctx: BenchContext) -> list[Figure]:
                     due_date=DAY.date() + timedelta(days=30),
                 )))  # fmt: skip
                 i += 1
-            futures = [await producer.send(topics.LEDGER, value, key=key) for value, key in batch]
+            futures = [await producer.send(topics.LEDGER, value, key=key, headers=h) for value, key, h in batch]
             await asyncio.gather(*futures)
             background_sent += len(batch)
             await asyncio.sleep(1 / BACKGROUND_BURSTS_PER_S)
@@ -306,13 +307,13 @@ async def _latency(ctx: BenchContext) -> list[Figure]:
                 clock.advance(sweep)  # every 100 ms the clock moves on and the next slice of steps falls due
             invoice_id = f"INV-{(p * 7919) % open_cases:08d}"
             c = int(invoice_id.split("-")[1]) // INVOICES_PER_CUSTOMER
-            value, key = _env(PaymentApplied(
+            value, key, headers = _env(PaymentApplied(
                 customer_id=f"C-{c:07d}", payment_id=f"PAY-{uuid.uuid4().hex[:10]}", currency="EUR",
                 amount=Decimal("1250.00"), received_on=TARGET.date(), unapplied=Decimal(0),
                 allocations=[Allocation(invoice_id=invoice_id, amount=Decimal("1250.00"),
                                         invoice_balance_after=Decimal(0), invoice_status_after="paid")],
             ))  # fmt: skip
-            await producer.send_and_wait(topics.LEDGER, value, key=key)
+            await producer.send_and_wait(topics.LEDGER, value, key=key, headers=headers)
             closures.paid(invoice_id)
             await asyncio.sleep(0.02)
         latencies = await closures.wait(timeout=120)

@@ -17,7 +17,6 @@ PostgreSQL, the broker): steadier than the wall-clock figure on a shared machine
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -107,9 +106,9 @@ async def _broken_timestamps(bootstrap_servers: str, n: int) -> dict[str, float]
         while len(seen) < n and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for r in records:
-                    doc = json.loads(r.value or b"{}")
-                    if doc.get("type") == "promise.broken":
-                        seen.setdefault(doc["subject"], r.timestamp / 1000)
+                    attributes = dict(r.headers or ())  # CloudEvents binary mode: the attributes are headers
+                    if attributes.get("ce_type") == b"promise.broken":
+                        seen.setdefault(attributes["ce_subject"].decode(), r.timestamp / 1000)
         return seen
     finally:
         await consumer.stop()

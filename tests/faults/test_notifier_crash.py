@@ -86,7 +86,7 @@ async def test_sigkill_three_times_mid_send_writes_off_only_the_calls_in_flight(
     reported = {
         r[0]
         for r in pp.sql(
-            "SELECT convert_from(payload, 'UTF8')::jsonb #>> '{data,delivery_id}' FROM notifier.outbox "
+            "SELECT convert_from(payload, 'UTF8')::jsonb #>> '{delivery_id}' FROM notifier.outbox "
             "WHERE event_type = 'notification.failed'"
         )
     }

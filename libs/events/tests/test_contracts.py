@@ -6,10 +6,12 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from dunning_events.codec import PoisonEvent, UnknownEventType, decode, encode
+from dunning_events.consumer import DLQ_HEADERS
 from dunning_events.envelope import new_event
 from dunning_events.events import EVENT_TYPES, Allocation, PaymentApplied
 from dunning_events.money import Money, from_minor, round_money, to_minor
@@ -38,9 +40,9 @@ def payment() -> PaymentApplied:
 
 def test_an_event_round_trips_through_json_with_exact_decimals() -> None:
     ev = new_event(payment(), tenant_id="acme", source="test", occurred_at=datetime(2026, 3, 3, tzinfo=UTC))
-    raw = encode(ev)
+    headers, raw = encode(ev)
     assert b'"amount":"100.10"' in raw, "money travels as a decimal string"
-    back = decode(raw)
+    back = decode(headers, raw)
     assert back == ev
     assert back.data.amount == Decimal("100.10")
     assert back.subject == "P-1"
@@ -51,15 +53,26 @@ def test_the_partition_key_is_tenant_and_customer() -> None:
 
 
 def test_decode_names_what_is_wrong() -> None:
+    headers, value = encode(new_event(payment(), tenant_id="acme", source="t", occurred_at=datetime.now(UTC)))
+    attributes = dict(headers)
     with pytest.raises(UnknownEventType, match=r"unknown event type 'invoice\.exploded'"):
-        decode(b'{"type": "invoice.exploded"}')
-    ev = json.loads(encode(new_event(payment(), tenant_id="acme", source="t", occurred_at=datetime.now(UTC))))
-    ev["data"]["amount"] = "ten"
+        decode(attributes | {"ce_type": b"invoice.exploded"}, value)
+    with pytest.raises(UnknownEventType, match=r"ce_type: missing header"):
+        decode({k: v for k, v in attributes.items() if k != "ce_type"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_tenantid: missing header"):
+        decode({k: v for k, v in attributes.items() if k != "ce_tenantid"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_specversion: '0.3' is not CloudEvents 1.0"):
+        decode(attributes | {"ce_specversion": b"0.3"}, value)
+    with pytest.raises(PoisonEvent, match=r"ce_time: Input should be a valid datetime"):
+        decode(attributes | {"ce_time": b"yesterday"}, value)
+    data = json.loads(value)
+    data["amount"] = "ten"
     with pytest.raises(PoisonEvent, match=r"data\.amount"):
-        decode(json.dumps(ev))
-    ev["schema_version"] = 99
+        decode(attributes, json.dumps(data))
+    with pytest.raises(PoisonEvent, match="not JSON"):
+        decode(attributes, b"{not json")
     with pytest.raises(PoisonEvent, match="newer than this consumer knows"):
-        decode(json.dumps(ev))
+        decode(attributes | {"ce_schemaversion": b"99"}, value)
 
 
 def test_money_is_never_a_float_and_respects_minor_units() -> None:
@@ -84,3 +97,21 @@ def test_committed_schemas_and_asyncapi_are_not_stale() -> None:
     committed = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.json")}
     stale = sorted(name for name in expected.keys() | committed.keys() if expected.get(name) != committed.get(name))
     assert not stale, f"regenerate with `python -m dunning_events.schema_export`; stale: {stale}"
+
+
+def test_the_asyncapi_examples_are_records_the_consumers_decode_and_the_schemas_accept() -> None:
+    """Every event type has an example in the AsyncAPI document: CloudEvents headers and a value that the codec
+    decodes (the wire format as documented) and the event's JSON Schema validates; DLQ headers are documented."""
+    doc = json.loads((SCHEMA_DIR / "asyncapi.json").read_text())
+    messages = doc["components"]["messages"]
+    required = doc["components"]["schemas"]["CloudEventHeaders"]["required"]
+    for event_type, model in EVENT_TYPES.items():
+        [example] = messages[event_type.replace(".", "_")]["examples"]
+        headers = {k: v.encode() for k, v in example["headers"].items()}
+        assert set(required) <= set(headers), event_type
+        event = decode(headers, json.dumps(example["payload"]))
+        assert (event.type, event.schema_version) == (event_type, model.schema_version)
+        schema = json.loads((SCHEMA_DIR / f"{event_type}.json").read_text())
+        jsonschema.validate(example["payload"], schema)
+    dlq = messages["dead_letter"]["headers"]
+    assert set(dlq["required"]) == set(DLQ_HEADERS) and {"ce_id", "ce_type"} <= set(dlq["properties"])

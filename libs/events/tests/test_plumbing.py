@@ -73,8 +73,9 @@ def make_consumer(db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProdu
 
 async def publish(producer: AIOKafkaProducer, *events: Envelope[InvoiceCreated]) -> None:
     for ev in events:
+        headers, value = encode(ev)
         await producer.send_and_wait(
-            topics.LEDGER, encode(ev), key=partition_key(ev.tenant_id, ev.customer_id).encode()
+            topics.LEDGER, value, key=partition_key(ev.tenant_id, ev.customer_id).encode(), headers=headers
         )
 
 
@@ -164,9 +165,15 @@ async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
     consumer.start()
     try:
         key = b"acme:C-1"
-        await producer.send_and_wait(topics.LEDGER, b"{not json", key=key)
-        await producer.send_and_wait(topics.LEDGER, b'{"type": "invoice.created", "data": {}}', key=key)
+        attributes, _ = encode(invoice_event(9))  # a CloudEvent's headers around values that are not its data
+        await producer.send_and_wait(topics.LEDGER, b"{not json", key=key, headers=attributes)
+        await producer.send_and_wait(topics.LEDGER, b"{}", key=key, headers=attributes)
         await publish(producer, invoice_event(0).model_copy(update={"subject": "INV-poison"}))
+        # Not a CloudEvent of this platform: no ce_type header (the value alone is a valid event's data).
+        headers, value = encode(invoice_event(8))
+        await producer.send_and_wait(
+            topics.LEDGER, value, key=key, headers=[(k, v) for k, v in headers if k != "ce_type"]
+        )
         await publish(producer, invoice_event(7))
         await poll_until(db.times_applied, what="the good event to be applied")
         await poll_until(lambda: offsets_committed(consumer), what="the batch to be committed")
@@ -175,13 +182,18 @@ async def test_a_poison_event_is_dead_lettered_and_the_next_one_still_applies(
     assert await db.times_applied() == {"INV-7": 1}
     dead = [
         dict(r.headers)
-        for r in await topic_records(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=3)
+        for r in await topic_records(broker.bootstrap_servers, topics.dead_letter_topic(GROUP), expect=4)
     ]
-    errors = [headers["dlq-error"].decode() for headers in dead]
+    errors = [h["dlq-error"].decode() for h in dead]
     assert "not JSON" in errors[0]
     assert "data.customer_id" in errors[1] and "Field required" in errors[1]
-    assert "cannot be applied" in errors[2]
+    # Undecodable records are set aside as the batch is read, before the handler fails on one.
+    assert errors[2] == "ce_type: missing header: not a CloudEvent of this platform"
+    assert "cannot be applied" in errors[3]
     assert all(h["dlq-source-topic"] == topics.LEDGER.encode() for h in dead)
+    # A dead letter keeps the record's CloudEvents headers (what a replay republishes) beside the dlq-* ones.
+    assert "ce_type" not in dead[2] and dead[2]["ce_id"] == headers[1][1]
+    assert dead[3]["ce_subject"] == b"INV-poison" and dead[3]["ce_type"] == b"invoice.created"
 
 
 async def test_trace_context_travels_from_the_writer_to_the_consumer_span(
@@ -263,3 +275,37 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
     for c in customers:
         assert {p for p, _ in seen[c]} == {expected[c]}, f"{c} stays on the partition send() picks"
         assert [s for _, s in seen[c]] == [e.subject for e in events if e.customer_id == c], f"{c} in commit order"
+
+
+async def test_a_relayed_record_is_a_cloudevent_in_binary_mode(
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+) -> None:
+    """On the wire: the data alone as the value, every attribute a ce_* header (extensions for tenant,
+    correlation, causation and the schema's version), the W3C trace context beside them, the key as before."""
+    cause = invoice_event(1)
+    event = new_event(
+        cause.data, tenant_id="acme", source="ledger-sync", occurred_at=cause.occurred_at, caused_by=cause
+    )
+    with span("POST /v1/invoices"):
+        async with db.sessions() as session, session.begin():
+            await OutboxWriter(outbox).add(session, [event])
+    await OutboxRelay(engine=db.engine, table=outbox, producer=producer).publish_batch()
+    [record] = await topic_records(broker.bootstrap_servers, topics.LEDGER, expect=1)
+    value, headers = record.value, dict(record.headers)
+    assert value == event.data.model_dump_json().encode(), "the data alone, as pydantic writes it"
+    traceparent = headers.pop("traceparent")
+    assert traceparent.startswith(b"00-")
+    assert headers == {
+        "ce_specversion": b"1.0",
+        "ce_id": str(event.id).encode(),
+        "ce_type": b"invoice.created",
+        "ce_source": b"ledger-sync",
+        "ce_time": b"2026-03-01T00:00:00Z",
+        "ce_subject": b"INV-1",
+        "ce_schemaversion": b"1",
+        "ce_tenantid": b"acme",
+        "ce_correlationid": str(cause.correlation_id).encode(),
+        "ce_causationid": str(cause.id).encode(),
+        "content-type": b"application/json",
+    }
+    assert envelope_of(record) == event

@@ -252,7 +252,7 @@ async def test_invoice_created_built_by_postgresql_is_the_codecs_envelope(
     what the codec would write for the same envelope, whatever the currency's minor units."""
     import json
 
-    from dunning_events.codec import encode
+    from dunning_events.codec import attributes, encode
 
     await seed(harness, invoice(currency=currency, total=total, terms=None))
     created = next(e for e in await harness.events() if e.type == "invoice.created")
@@ -261,8 +261,23 @@ async def test_invoice_created_built_by_postgresql_is_the_codecs_envelope(
 
         from ledger_sync.adapters import orm
 
-        raw = await s.scalar(select(orm.outbox.c.payload).where(orm.outbox.c.event_type == "invoice.created"))
-    assert json.loads(raw) == json.loads(encode(created))
+        o = orm.outbox.c
+        row = (
+            await s.execute(
+                select(o.payload, o.source, o.occurred_at, o.subject, o.schema_version, o.tenant_id).where(
+                    o.event_type == "invoice.created"
+                )
+            )
+        ).one()
+    assert json.loads(row.payload) == json.loads(encode(created)[1])
+    a = attributes(created)  # and the CloudEvents attributes in the row's columns, as the codec writes them
+    assert (row.source, row.occurred_at, row.subject, str(row.schema_version), row.tenant_id) == (
+        a["source"],
+        a["occurred_at"],
+        a["subject"],
+        a["schema_version"],
+        a["tenant_id"],
+    )
     assert str(created.data.total) == total and str(created.data.balance) == total
     assert created.data.status == ("paid" if total == "0.00" else "open")
     assert created.data.terms is None and created.subject == "INV-1" and created.customer_id == "C-1"

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dunning_events.codec import encode
 from dunning_kit.testing import RunningService, poll_until, wait_until_quiet
 from notifier.adapters import orm
 from notifier.testing import EventFeed, TopicReader
@@ -27,7 +28,8 @@ async def test_a_redelivered_step_event_sends_nothing_more(
     [step] = await feed.publish(feed.step())
     await notifications.wait_for("notification.sent")
     # The same envelope again (broker redelivery) and a new envelope for the same step (a replayed producer).
-    await feed.send_raw("dunning.steps.v1", step.model_dump_json().encode(), b"acme:C-1")
+    headers, value = encode(step)
+    await feed.send_raw("dunning.steps.v1", value, b"acme:C-1", headers)
     await feed.publish(feed.step())
     await quiet()
     assert len(fakes.smtp.received) == 1

@@ -133,7 +133,8 @@ async def test_customer_erased_scrubs_the_person_keeps_the_contact_facts_and_sto
     assert not any(needle in str(doc) for needle in SECRETS)
 
     # Redelivered: nothing changes.
-    await feed.send_raw(erasure.data.topic, encode(erasure), partition_key("acme", "C-1").encode())
+    headers, value = encode(erasure)
+    await feed.send_raw(erasure.data.topic, value, partition_key("acme", "C-1").encode(), headers)
     await quiet()
     assert (await _export(notifier)).json() == doc
 

@@ -7,14 +7,13 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from dunning_events.codec import encode
 from dunning_events.events import CustomerErased, DisputeOpened, InvoiceUpdated
-from dunning_events.topics import partition_key
+from dunning_events.kafka import send_event
 from dunning_kit.personal_data import tables_mentioning
 from policy_engine.adapters import orm
 from policy_engine.domain.cases import ERASED_STOP, redact_free_text
 
-from .conftest import TENANT, EngineHarness, customer, invoice
+from .conftest import EngineHarness, customer, invoice
 
 DISPUTE_TEXT = "Anna Schmidt says the pallets arrived crushed"
 BLOCK_TEXT = "Anna Schmidt is in hospital until May"
@@ -121,7 +120,7 @@ async def test_customer_erased_cuts_the_personal_text_and_stops_dunning_for_good
 
     # Redelivered (same event id) and erased again (a new event): nothing changes.
     before = (len(notes), len(await engine.cancelled()))
-    await engine.producer.send_and_wait(erasure.data.topic, encode(erasure), key=partition_key(TENANT, "C-1").encode())
+    await send_event(engine.producer, erasure)
     await engine.publish(_erased(engine))
     await engine.quiet()
     assert (len(await _customer_timeline(engine)), len(await engine.cancelled())) == before

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import LedgerFeed
 from dunning_kit.idempotency import HEADER as IDEMPOTENCY_KEY
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
@@ -28,7 +29,6 @@ from dunning_kit.testing import (
     service_for_problem_tests,
     wait_until_quiet,
 )
-from promise_tracker.testing import LedgerFeed
 
 CLOCK = SimulatedClock(SIM_START)
 

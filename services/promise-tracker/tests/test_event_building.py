@@ -26,7 +26,7 @@ def test_a_broken_promise_event_built_from_a_row_passes_the_published_contract()
     outcomes = Outcomes(None, None, NOW)  # type: ignore[arg-type]
     outcomes._emit_ending(Resolution(promise_row(), "partially_kept", 20_000), {("acme", "P-1"): 3}, None)
     [env] = outcomes._events
-    again = decode(encode(env))  # the consumer's path: full validation against the registered model
+    again = decode(*encode(env))  # the consumer's path: full validation against the registered model
     assert isinstance(again.data, PromiseBroken)
     assert again.data == PromiseBroken(
         customer_id="C-1", promise_id="P-1", invoice_ids=["INV-1", "INV-2"], currency="JPY", amount="120000",
@@ -47,7 +47,7 @@ def test_a_kept_promise_event_carries_the_cause_of_its_payment() -> None:
     outcomes._emit_ending(Resolution(promise_row(), "kept", 120_000), {}, None)
     first = outcomes._events[0]
     outcomes._emit_ending(Resolution(promise_row(), "kept", 120_000), {}, first)
-    kept = decode(encode(outcomes._events[1]))
+    kept = decode(*encode(outcomes._events[1]))
     assert isinstance(kept.data, PromiseKept) and str(kept.data.received) == "120000"
     assert kept.causation_id == first.id and kept.correlation_id == first.correlation_id
 

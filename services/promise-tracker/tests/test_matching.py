@@ -155,7 +155,8 @@ async def test_a_redelivered_payment_counts_once_and_a_reversal_takes_its_money_
         await quiet()
         # The same event again (at-least-once on the wire): the inbox applies it once.
         payment = ledger.last_sent
-        await ledger.producer.send_and_wait(topics.LEDGER, value=ledger.last_raw, key=b"acme:C-R")
+        headers, value = ledger.last_raw
+        await ledger.producer.send_and_wait(topics.LEDGER, value=value, key=b"acme:C-R", headers=headers)
         await quiet()
         assert payment.type == "payment.applied"
         assert (await status(api, p["id"]))["received"] == "200.00"

@@ -110,7 +110,8 @@ async def test_customer_erased_deletes_notes_and_names_keeps_the_money_and_takes
 
     # Redelivered, then a later sync of the customer (the tombstoned ledger's pseudonym, or a stale name):
     # nothing comes back.
-    await ledger.producer.send_and_wait(erasure.data.topic, ledger.last_raw, key=b"acme:C-1")
+    headers, value = ledger.last_raw
+    await ledger.producer.send_and_wait(erasure.data.topic, value, key=b"acme:C-1", headers=headers)
     await ledger.customer("C-1", name=NAME)
     await quiet()
     assert (await _export(tracker)).json() == doc

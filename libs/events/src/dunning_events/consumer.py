@@ -31,6 +31,22 @@ from dunning_events.tracing import consume_span
 
 log = logging.getLogger("dunning.consumer")
 
+# What a dead letter adds to the headers the record had on its source topic (those stay, the CloudEvents ones too,
+# so `python -m dunning_kit.dlq replay` republishes the record as it was). Documented in the AsyncAPI document.
+DLQ_ERROR = "dlq-error"
+DLQ_CONSUMER_GROUP = "dlq-consumer-group"
+DLQ_SOURCE_TOPIC = "dlq-source-topic"
+DLQ_SOURCE_PARTITION = "dlq-source-partition"
+DLQ_SOURCE_OFFSET = "dlq-source-offset"
+DLQ_HEADERS: dict[str, str] = {
+    DLQ_ERROR: "Why the record can never be applied: the header or field and the reason (PoisonEvent), or the "
+    "handler's error (first 4,000 bytes)",
+    DLQ_CONSUMER_GROUP: "The consumer group that gave up on it",
+    DLQ_SOURCE_TOPIC: "The topic it was read from (where a replay republishes it)",
+    DLQ_SOURCE_PARTITION: "Its partition there",
+    DLQ_SOURCE_OFFSET: "Its offset there",
+}
+
 
 @dataclass
 class ConsumedEvent:
@@ -252,7 +268,7 @@ class BatchConsumer:
         for records in batches.values():
             for record in records:
                 try:
-                    env = decode(record.value or b"")
+                    env = decode(record.headers, record.value)
                 except PoisonEvent as exc:
                     poison.append((record, str(exc)))
                     continue
@@ -313,12 +329,13 @@ class BatchConsumer:
             record.offset,
             error,
         )
+        # The record as it came (its ce_* headers, trace context and priority mark kept), plus DLQ_HEADERS.
         headers = list(record.headers or []) + [
-            ("dlq-error", error.encode()[:4000]),
-            ("dlq-consumer-group", self.group.encode()),
-            ("dlq-source-topic", record.topic.encode()),
-            ("dlq-source-partition", str(record.partition).encode()),
-            ("dlq-source-offset", str(record.offset).encode()),
+            (DLQ_ERROR, error.encode()[:4000]),
+            (DLQ_CONSUMER_GROUP, self.group.encode()),
+            (DLQ_SOURCE_TOPIC, record.topic.encode()),
+            (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+            (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
         ]
         await self.producer.send_and_wait(self.dead_letter_topic, value=record.value, key=record.key, headers=headers)
         metrics.DEAD_LETTERED.labels(group=self.group).inc()

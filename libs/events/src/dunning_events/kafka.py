@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from dunning_events.codec import encode
+from dunning_events.envelope import Envelope
 from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
-from dunning_events.topics import ALL_TOPICS
+from dunning_events.topics import ALL_TOPICS, partition_key
 
 log = logging.getLogger("dunning.kafka")
 
 DEFAULT_PARTITIONS = 6
+
+
+async def send_event(
+    producer: AIOKafkaProducer, event: Envelope[Any], headers: Sequence[tuple[str, bytes]] = ()
+) -> Any:
+    """Produce one event straight to its topic as the relay would (its CloudEvents record, keyed by tenant and
+    customer), with `headers` (trace context, ...) after the ce_* ones: for tests and tools; services publish
+    through their outbox."""
+    attributes, value = encode(event)
+    key = partition_key(event.tenant_id, event.data.customer_id).encode()
+    return await producer.send_and_wait(event.data.topic, value, key=key, headers=[*attributes, *headers])
 
 
 def make_producer(bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:

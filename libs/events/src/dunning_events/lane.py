@@ -180,7 +180,7 @@ def _settlement(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent | None:
     if PRIORITY_HEADER not in (record.headers or ()):
         return None
     try:
-        env = decode(record.value or b"")
+        env = decode(record.headers, record.value)
     except PoisonEvent:
         return None
     return ConsumedEvent(env, record.topic, record.partition, record.offset, list(record.headers or []), ahead=True)

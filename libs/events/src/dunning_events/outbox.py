@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -60,8 +60,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from dunning_events import metrics
 from dunning_events.bulk import raw_connection
-from dunning_events.codec import encode
-from dunning_events.envelope import Envelope
+from dunning_events.codec import ce_headers, decode, encode_data, time_text
+from dunning_events.envelope import Envelope, EventData
 from dunning_events.topics import ALL_TOPICS, partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 
@@ -90,9 +90,17 @@ PRIORITY_HEADER: tuple[str, bytes] = ("dunning-priority", b"1")
 _LANE_CHANNEL = "dunning_outbox_lane_{schema}"
 _NOTIFY_LANE = text("SELECT pg_notify('dunning_outbox_lane_' || current_schema(), '')")
 
+# A row's CloudEvents attributes as the text its ce_* headers carry (codec.ce_headers): PostgreSQL writes the
+# UUIDs and the version as text, so the relay only encodes strings.
+_ATTRIBUTES = (
+    "{o}event_id::text AS event_id, {o}event_type, {o}source, {o}occurred_at, {o}subject, "
+    "{o}schema_version::text AS schema_version, {o}tenant_id, {o}correlation_id::text AS correlation_id, "
+    "{o}causation_id::text AS causation_id"
+)
 HEAD_BATCH_SQL = (
-    "SELECT id, topic, key, payload, headers::text AS headers, priority FROM {name} "
-    "WHERE published_at IS NULL ORDER BY id LIMIT $1"
+    "SELECT id, topic, key, payload, headers::text AS headers, priority, "
+    + _ATTRIBUTES.format(o="")
+    + " FROM {name} WHERE published_at IS NULL ORDER BY id LIMIT $1"
 )
 # The head's settlements: wait for a lane round holding any of them; those it published drop out.
 _HOLD_SETTLEMENTS = "SELECT id FROM {name} WHERE id = ANY($1::bigint[]) AND published_at IS NULL ORDER BY id FOR UPDATE"
@@ -104,24 +112,27 @@ LANE_BATCH_SQL = """
 WITH candidate AS MATERIALIZED (
   SELECT id, key FROM {name} WHERE published_at IS NULL AND priority ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority, (
+SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority, {attributes}, (
   SELECT e.id FROM {name} e
   WHERE e.published_at IS NULL AND e.key = c.key AND e.id < c.id AND e.id NOT IN (SELECT id FROM candidate)
   ORDER BY e.key, e.id LIMIT 1
 ) IS NULL AS ready
 FROM candidate c JOIN {name} o ON o.id = c.id
 ORDER BY o.id
-"""
+""".replace("{attributes}", _ATTRIBUTES.format(o="o."))
 # Rows the broker refused for good leave the outbox for its dead-letter table, in the round's transaction.
 _DEAD_LETTER = """
 WITH refused AS (
   SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)
 ), moved AS (
   DELETE FROM {name} o USING refused r WHERE o.id = r.id
-  RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.payload, o.headers, o.priority, o.created_at, r.error
+  RETURNING o.id, o.event_id, o.event_type, o.topic, o.key, o.payload, o.headers, o.source, o.occurred_at, o.subject,
+            o.schema_version, o.tenant_id, o.correlation_id, o.causation_id, o.priority, o.created_at, r.error
 )
-INSERT INTO {dead_letters} (id, event_id, event_type, topic, key, payload, headers, priority, created_at, error)
-SELECT id, event_id, event_type, topic, key, payload, headers, priority, created_at, error FROM moved
+INSERT INTO {dead_letters} (id, event_id, event_type, topic, key, payload, headers, source, occurred_at, subject,
+                            schema_version, tenant_id, correlation_id, causation_id, priority, created_at, error)
+SELECT id, event_id, event_type, topic, key, payload, headers, source, occurred_at, subject, schema_version, tenant_id,
+       correlation_id, causation_id, priority, created_at, error FROM moved
 ON CONFLICT (event_id) DO UPDATE SET id = EXCLUDED.id, error = EXCLUDED.error, dead_lettered_at = now()
 RETURNING topic
 """
@@ -153,6 +164,41 @@ def refused_for_good(exc: BaseException) -> bool:
     return isinstance(exc, _REFUSED_FOR_GOOD)
 
 
+def outbox_row(event: Envelope[Any], trace_headers: Mapping[str, str]) -> dict[str, Any]:
+    """The outbox row of an event (tables._event_row): its data as the record's value, its attributes in columns."""
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "topic": event.data.topic,
+        "key": partition_key(event.tenant_id, event.data.customer_id),
+        "payload": encode_data(event),
+        "headers": trace_headers,
+        "source": event.source,
+        "occurred_at": time_text(event.occurred_at),
+        "subject": event.subject,
+        "schema_version": event.schema_version,
+        "tenant_id": event.tenant_id,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "priority": event.data.priority,
+    }
+
+
+def event_of_row(row: Mapping[str, Any]) -> Envelope[EventData]:
+    """Decode an outbox row (its columns by name, as stored or as OUTBOX_COLUMNS lists them) as a consumer
+    would decode the record the relay makes of it: for tests and tools that look into the outbox."""
+
+    def text(name: str) -> str:
+        return str(row[name])
+
+    causation = row["causation_id"]
+    headers = ce_headers(
+        text("event_id"), text("event_type"), text("source"), text("occurred_at"), text("subject"),
+        text("schema_version"), text("tenant_id"), text("correlation_id"), None if causation is None else str(causation),
+    )  # fmt: skip
+    return decode(headers, row["payload"])
+
+
 class OutboxWriter:
     """Adds events to the outbox inside the caller's transaction; commits are the caller's job."""
 
@@ -170,18 +216,7 @@ class OutboxWriter:
         if not events:
             return
         trace_headers = current_trace_headers()
-        rows = [
-            {
-                "event_id": ev.id,
-                "event_type": ev.type,
-                "topic": ev.data.topic,
-                "key": partition_key(ev.tenant_id, ev.data.customer_id),
-                "payload": encode(ev),
-                "headers": trace_headers,
-                "priority": ev.data.priority,
-            }
-            for ev in events
-        ]
+        rows = [outbox_row(ev, trace_headers) for ev in events]
         await session.execute(self.table.insert(), rows)
         settlements = any(row["priority"] for row in rows)
         if settlements:
@@ -405,7 +440,7 @@ class OutboxRelay:
             if entry is None:
                 entry = open_batches[(topic, partition)] = (self.producer.create_batch(), [])
             batch, batch_rows = entry
-            headers = _kafka_headers(row["headers"])
+            headers = _record_headers(row)
             if row["priority"]:
                 headers.append(PRIORITY_HEADER)
             if batch.append(key=key_bytes, value=row["payload"], timestamp=None, headers=headers) is None:
@@ -544,17 +579,31 @@ class OutboxRelay:
 
 def _record_size(row: Any) -> int:
     """The record's size on the wire, near enough (key, value, headers as stored; the batch framing is small)."""
-    return len(row["payload"]) + len(row["key"]) + len(row["headers"] or "") + (16 if row["priority"] else 0)
+    attributes = len(row["source"]) + len(row["subject"]) + len(row["tenant_id"]) + len(row["event_type"])
+    return (
+        len(row["payload"]) + len(row["key"]) + len(row["headers"] or "") + attributes + _CE_HEADERS_SIZE
+        + (16 if row["priority"] else 0)
+    )  # fmt: skip
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:4000]
 
 
-def _kafka_headers(stored: str | None) -> list[tuple[str, bytes]]:
-    if not stored or stored == "{}":  # most rows: nothing was being traced, skip the JSON parse
-        return []
-    return to_kafka_headers(orjson.loads(stored))
+# The ce_* headers' names, the fixed values (specversion, content type), three UUIDs, a time and a version.
+_CE_HEADERS_SIZE = 300
+
+
+def _record_headers(row: Any) -> list[tuple[str, bytes]]:
+    """The record's headers: its CloudEvents attributes (from the row's columns), then the trace context."""
+    headers = ce_headers(
+        row["event_id"], row["event_type"], row["source"], row["occurred_at"], row["subject"],
+        row["schema_version"], row["tenant_id"], row["correlation_id"], row["causation_id"],
+    )  # fmt: skip
+    stored = row["headers"]
+    if stored and stored != "{}":  # most rows: nothing was being traced, skip the JSON parse
+        headers.extend(to_kafka_headers(orjson.loads(stored)))
+    return headers
 
 
 def _install_commit_hooks() -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -33,8 +34,17 @@ def _event_row() -> list[Column[Any]]:
         Column("event_type", String(80), nullable=False),
         Column("topic", String(200), nullable=False),
         Column("key", Text, nullable=False),
-        Column("payload", LargeBinary, nullable=False),
+        Column("payload", LargeBinary, nullable=False),  # the record's value: the event's data as JSON
         Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        # The CloudEvents attributes the relay writes as the record's ce_* headers (dunning_events.codec), stored
+        # apart from the payload (the event's data alone, the record's value) so that publishing parses no JSON.
+        Column("source", String(80), nullable=False),
+        Column("occurred_at", Text, nullable=False),  # as ce_time carries it (RFC 3339): formatted once, on write
+        Column("subject", Text, nullable=False),
+        Column("schema_version", Integer, nullable=False),
+        Column("tenant_id", Text, nullable=False),
+        Column("correlation_id", UUID(as_uuid=True), nullable=False),
+        Column("causation_id", UUID(as_uuid=True), nullable=True),
     ]
 
 

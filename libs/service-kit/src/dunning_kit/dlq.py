@@ -8,7 +8,8 @@ KAFKA_SSL_*, KAFKA_SASL_*) come from the environment, so the command runs in a s
 
 `replay` reads `dunning.dlq.<GROUP>` from its start and republishes each dead letter to its source topic (the
 `dlq-source-topic` header the consumer wrote) with the original key (so the same customer's partition) and the
-original headers (trace context, the settlement mark); the `dlq-*` headers stay behind. With `--id` only the dead
+original headers (the CloudEvents `ce_*` attributes, trace context, the settlement mark); the `dlq-*` headers stay
+behind. A dead letter's event id and type are its `ce_id` and `ce_type` headers. With `--id` only the dead
 letters of those event ids are replayed.
 
 Safe to run twice: after the source topic acknowledged a replayed record, a marker goes to the dead-letter topic
@@ -31,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
@@ -63,11 +63,8 @@ class DeadLetter:
 
     @property
     def event_id(self) -> str | None:
-        try:
-            value = orjson.loads(self.value).get("id")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return str(value) if value is not None else None
+        """The CloudEvents id (`ce_id` header; events are CloudEvents in binary mode, dunning_events.codec)."""
+        return self.header("ce_id")
 
     @property
     def source_topic(self) -> str | None:
@@ -79,15 +76,10 @@ class DeadLetter:
         return [(k, v) for k, v in self.headers if not k.startswith("dlq-")]
 
     def describe(self) -> dict[str, Any]:
-        event_type = None
-        try:
-            event_type = orjson.loads(self.value).get("type")
-        except (orjson.JSONDecodeError, AttributeError):
-            pass
         return {
             "position": self.position,
             "event_id": self.event_id,
-            "type": event_type,
+            "type": self.header("ce_type"),
             "key": None if self.key is None else self.key.decode(errors="replace"),
             "source": f"{self.source_topic}[{self.header('dlq-source-partition')}]@{self.header('dlq-source-offset')}",
             "error": self.header("dlq-error"),

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from dunning_events.codec import decode, encode
+from dunning_events.codec import Headers, decode_record, encode
 from dunning_events.envelope import Envelope, EventData, new_event
 from dunning_events.events import (
     Allocation,
@@ -37,8 +37,9 @@ from dunning_kit.testing import poll_until
 
 
 def envelope_of(record: ConsumerRecord[Any, Any]) -> Envelope[EventData]:
-    """The event a record read off a topic carries: the one place tests decode the wire format."""
-    return decode(record.value or b"")
+    """The event a record read off a topic carries (CloudEvents binary mode: ce_* headers, the data as the value):
+    the one place tests decode the wire format."""
+    return decode_record(record)
 
 
 class TopicReader:
@@ -166,7 +167,8 @@ class EventFeed:
         self.tenant_id = tenant_id
         self.source = source
         self.published: list[Envelope[Any]] = []
-        self.last_raw = b""  # the last event as sent, for tests that send it again
+        # The last event as sent (its CloudEvents headers and value), for tests that send it again.
+        self.last_raw: tuple[Headers, bytes] = ([], b"")
 
     async def publish(
         self, *data: EventData, tenant_id: str | None = None, occurred_at: datetime | None = None, traced: bool = False
@@ -176,19 +178,22 @@ class EventFeed:
         out: list[Envelope[Any]] = []
         for d in data:
             env = new_event(d, tenant_id=tenant, source=self.source, occurred_at=occurred_at or self.clock.now())
-            self.last_raw = encode(env)
+            self.last_raw = attributes, value = encode(env)
             await self.producer.send_and_wait(
                 d.topic,
-                value=self.last_raw,
+                value=value,
                 key=partition_key(tenant, d.customer_id).encode(),
-                headers=to_kafka_headers(current_trace_headers()) if traced else None,
+                headers=[*attributes, *(to_kafka_headers(current_trace_headers()) if traced else [])],
             )
             out.append(env)
         self.published.extend(out)
         return out
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
-        await self.producer.send_and_wait(topic, value=value, key=key)
+    async def send_raw(
+        self, topic: str, value: bytes, key: bytes, headers: Sequence[tuple[str, bytes]] | None = None
+    ) -> None:
+        """A record as given (a malformed one, or an event sent again with its headers)."""
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=list(headers) if headers else None)
 
     async def aclose(self) -> None:
         await self.producer.stop()

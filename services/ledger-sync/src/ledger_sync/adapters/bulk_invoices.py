@@ -1,9 +1,10 @@
 """The bulk fast path for NEW invoices: one statement inserts a batch of them (handed over as column
-arrays) and writes each one's `invoice.created` into the outbox, the event JSON built by PostgreSQL.
+arrays) and writes each one's `invoice.created` into the outbox, the event's data JSON built by PostgreSQL (its
+CloudEvents attributes in the outbox's columns, as OutboxWriter writes them).
 
 Why: at 100,000 invoices, building and encoding one pydantic envelope per invoice and binding every
 parameter through the ORM cost more CPU than everything else together; here Python only hands over
-tuples. The JSON is the same envelope `dunning_events.codec.encode` writes (a test decodes both and
+tuples. The JSON is the same data `dunning_events.codec.encode` writes (a test decodes both and
 compares), and existing invoices never come here (they are diffed in Python: invoice.updated).
 """
 
@@ -48,19 +49,16 @@ WITH staged AS MATERIALIZED (
 ), created AS (
   SELECT s.*, ins.status, gen_random_uuid() AS event_id FROM ins JOIN staged s USING (invoice_id)
 ), ev AS (
-  INSERT INTO outbox (event_id, event_type, topic, key, payload, headers)
+  INSERT INTO outbox (event_id, event_type, topic, key, payload, headers, source, occurred_at, subject, schema_version,
+                      tenant_id, correlation_id, causation_id)
   SELECT event_id, 'invoice.created', '{LEDGER}', $1::text || ':' || customer_id,
          convert_to(json_build_object(
-           'id', event_id, 'type', 'invoice.created', 'schema_version', 1, 'source', 'ledger-sync',
-           'occurred_at', $4::text, 'tenant_id', $1::text, 'subject', invoice_id,
-           'correlation_id', $15::text, 'causation_id', NULL,
-           'data', json_build_object(
-             'customer_id', customer_id, 'invoice_id', invoice_id, 'number', number, 'currency', currency,
-             'total', {_MONEY}, 'balance', {_MONEY},
-             'issue_date', to_char(issue_date, 'YYYY-MM-DD'), 'due_date', to_char(due_date, 'YYYY-MM-DD'),
-             'terms', terms, 'status', status, 'disputed', false, 'version', 1)
+           'customer_id', customer_id, 'invoice_id', invoice_id, 'number', number, 'currency', currency,
+           'total', {_MONEY}, 'balance', {_MONEY},
+           'issue_date', to_char(issue_date, 'YYYY-MM-DD'), 'due_date', to_char(due_date, 'YYYY-MM-DD'),
+           'terms', terms, 'status', status, 'disputed', false, 'version', 1
          )::text, 'UTF8'),
-         $16::jsonb
+         $16::jsonb, 'ledger-sync', $4::text, invoice_id, 1, $1::text, $15::uuid, NULL
   FROM created ORDER BY ord
   RETURNING 1
 )

@@ -1,6 +1,7 @@
-"""dunning.step.due on the hot path: the envelope's JSON written directly, byte-for-byte the document that
-`Envelope[DunningStepDue].model_dump_json()` produces (tests/test_step_events.py holds the two together),
-and COPY'd into the outbox — pydantic costs more than the decision itself at 10,000 decisions a second."""
+"""dunning.step.due on the hot path: its outbox row built from plain values by the events library's fast encoder
+(dunning_events.fast_encoder: the model's field order, byte for byte what pydantic writes for the data; its test
+holds the two together) and COPY'd into the outbox — pydantic costs more than the decision itself at 10,000
+decisions a second."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ from typing import Any
 
 import orjson
 
-from dunning_events.events import DunningStepDue
+from dunning_events.events import DunningStepDue, Fee, StepInvoice
+from dunning_events.fast_encoder import OUTBOX_COLUMNS, FastEncoder, ordered
+from dunning_events.money import Money
 from dunning_events.topics import partition_key
+
+__all__ = ["OUTBOX_COLUMNS", "FeeRow", "OutboxRow", "StepInvoiceRow", "step_due_row"]
+
+_STEP_DUE = FastEncoder(DunningStepDue, source="policy-engine")
 
 
 def _instant(at: datetime) -> str:
@@ -56,13 +63,18 @@ class OutboxRow:
     key: str
     payload: bytes
     headers: dict[str, str]
+    occurred_at: str
+    tenant_id: str
+    subject: str
 
     def record(self) -> tuple[Any, ...]:
+        """The row as OUTBOX_COLUMNS lists them (a decision starts its own flow: correlated with itself)."""
         headers = orjson.dumps(self.headers).decode() if self.headers else "{}"
-        return (self.event_id, DunningStepDue.event_type, DunningStepDue.topic, self.key, self.payload, headers)
-
-
-OUTBOX_COLUMNS = ["event_id", "event_type", "topic", "key", "payload", "headers"]
+        return (
+            self.event_id, _STEP_DUE.event_type, _STEP_DUE.topic, self.key, self.payload, headers,
+            _STEP_DUE.source, self.occurred_at, self.subject, _STEP_DUE.schema_version, self.tenant_id,
+            self.event_id, None,
+        )  # fmt: skip
 
 
 def step_due_row(
@@ -91,18 +103,8 @@ def step_due_row(
     headers: dict[str, str] | None = None,
 ) -> OutboxRow:
     event_id = uuid.uuid4()
-    eid = str(event_id)
-    doc = {
-        "id": eid,
-        "type": DunningStepDue.event_type,
-        "schema_version": DunningStepDue.schema_version,
-        "source": "policy-engine",
-        "occurred_at": _instant(occurred_at),
-        "tenant_id": tenant_id,
-        "subject": step_id,
-        "correlation_id": eid,
-        "causation_id": None,
-        "data": {
+    payload = _STEP_DUE.value(
+        {
             "customer_id": customer_id,
             "step_id": step_id,
             "policy_id": policy_id,
@@ -116,22 +118,28 @@ def step_due_row(
             "currency": currency,
             "amount_due": str(amount_due),
             "invoices": [
-                {
-                    "invoice_id": i.invoice_id,
-                    "number": i.number,
-                    "total": str(i.total),
-                    "balance": str(i.balance),
-                    "due_date": i.due_date.isoformat() if i.due_date else None,
-                    "days_overdue": i.days_overdue,
-                }
+                ordered(
+                    StepInvoice,
+                    {
+                        "invoice_id": i.invoice_id,
+                        "number": i.number,
+                        "total": str(i.total),
+                        "balance": str(i.balance),
+                        "due_date": i.due_date.isoformat() if i.due_date else None,
+                        "days_overdue": i.days_overdue,
+                    },
+                )
                 for i in invoices
             ],
             "fees": [
-                {
-                    "kind": f.kind,
-                    "description": f.description,
-                    "amount": {"amount": str(f.amount), "currency": f.currency},
-                }
+                ordered(
+                    Fee,
+                    {
+                        "kind": f.kind,
+                        "description": f.description,
+                        "amount": ordered(Money, {"amount": str(f.amount), "currency": f.currency}),
+                    },
+                )
                 for f in fees
             ],
             "actions": actions,
@@ -139,7 +147,14 @@ def step_due_row(
             "late": late,
             "deliver_until": _instant(deliver_until) if deliver_until else None,
             "deliver_from": _instant(deliver_from) if deliver_from else None,
-        },
-    }
-    payload = orjson.dumps(doc)  # compact UTF-8, as pydantic writes it
-    return OutboxRow(event_id, partition_key(tenant_id, customer_id), payload, headers or {})
+        }
+    )
+    return OutboxRow(
+        event_id,
+        partition_key(tenant_id, customer_id),
+        payload,
+        headers or {},
+        _instant(occurred_at),
+        tenant_id,
+        step_id,
+    )

@@ -1,9 +1,9 @@
 """promise.kept / promise.broken of stand-alone promises judged by the deadline timer, as outbox records.
 
-The documents are written directly (a dict in the models' field order, serialised with orjson), byte for
-byte what `encode(new_event(PromiseKept/PromiseBroken(...)))` writes: the timer judges thousands of
-promises per batch, and validating data this service just read from its own rows cost more than the rest
-of a check. tests/test_deadline_events.py holds the two together (every field, its order and its bytes).
+The rows are built by the events library's fast encoder (dunning_events.fast_encoder: the models' field order,
+byte for byte what the codec writes for `new_event(PromiseKept/PromiseBroken(...))`): the timer judges thousands
+of promises per batch, and validating data this service just read from its own rows cost more than the rest of a
+check. tests/test_deadline_events.py holds the two together for these rows (every field, its order and its bytes).
 """
 
 from __future__ import annotations
@@ -13,21 +13,16 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-from pydantic import AwareDatetime, TypeAdapter
-
+from dunning_events.codec import time_text
 from dunning_events.events import PromiseBroken, PromiseKept
+from dunning_events.fast_encoder import OUTBOX_COLUMNS, FastEncoder
 from dunning_events.topics import partition_key
 
-SOURCE = "promise-tracker"
-OUTBOX_COLUMNS = ["event_id", "event_type", "topic", "key", "payload", "headers"]
-# orjson writes an aware datetime as pydantic does (microseconds only when non-zero), once told to write
-# UTC as "Z"; the rows' deadlines come from PostgreSQL, always in UTC.
-_DUMPS_OPTIONS = orjson.OPT_UTC_Z
-_AWARE_DATETIME = TypeAdapter(AwareDatetime)  # `occurred_at`: once per batch, exactly as the envelope writes it
+__all__ = ["JUDGED_COLUMNS", "OUTBOX_COLUMNS", "amount", "outbox_records", "uuid4_strings"]
 
-_KEPT, _BROKEN = PromiseKept, PromiseBroken
-assert _KEPT.topic == _BROKEN.topic
+SOURCE = "promise-tracker"
+# The rows' deadlines come from PostgreSQL, always in UTC: the encoder writes them as pydantic does (Z).
+_KEPT, _BROKEN = FastEncoder(PromiseKept, SOURCE), FastEncoder(PromiseBroken, SOURCE)
 
 
 def amount(minor: int, units: int) -> str:
@@ -66,14 +61,10 @@ def outbox_records(rows: Sequence[Any], occurred_at: datetime, headers: str) -> 
     """One outbox record (OUTBOX_COLUMNS) per judged stand-alone promise (JUDGED_COLUMNS + the claimed
     count), in the rows' order. `broken_count` is the customer's running count of broken promises (set for every
     verdict but kept); `units` the currency's decimals."""
-    at = _AWARE_DATETIME.dump_python(occurred_at, mode="json")
+    at = time_text(occurred_at)  # once per batch, exactly as the envelope writes it
     ids = uuid4_strings(2 * len(rows))  # two per event: its id and a new correlation id
-    topic = _KEPT.topic
-    kept_type, kept_version = _KEPT.event_type, _KEPT.schema_version
-    broken_type, broken_version = _BROKEN.event_type, _BROKEN.schema_version
     records: list[tuple[Any, ...]] = []
     append = records.append
-    dumps = orjson.dumps
     for (
         tenant_id, promise_id, customer_id, invoice_ids, currency, amount_minor, received_minor,
         deadline, status, broken_count, units, _plan_id, _instalment_index, _claimed,
@@ -88,34 +79,25 @@ def outbox_records(rows: Sequence[Any], occurred_at: datetime, headers: str) -> 
             "received": amount(received_minor, units),
         }
         if status == "kept":
-            event_type, schema_version = kept_type, kept_version
-        else:  # PromiseBroken's own fields follow the shared ones, before plan_id (the model's field order)
-            event_type, schema_version = broken_type, broken_version
+            encoder = _KEPT
+        else:  # PromiseBroken's own fields follow the shared ones, before plan_id (the model's order: the encoder
+            # writes a dict already in it as it is, and reorders any other)
+            encoder = _BROKEN
             data["shortfall"] = amount(amount_minor - (received_minor if received_minor > 0 else 0), units)
             data["partially_kept"] = status == "partially_kept"
             data["deadline"] = deadline
             data["broken_promise_count"] = broken_count
         data["plan_id"] = None
-        doc = {
-            "id": event_id,
-            "type": event_type,
-            "schema_version": schema_version,
-            "source": SOURCE,
-            "occurred_at": at,
-            "tenant_id": tenant_id,
-            "subject": promise_id,
-            "correlation_id": correlation_id,
-            "causation_id": None,
-            "data": data,
-        }
         append(
-            (
-                event_id,
-                event_type,
-                topic,
-                partition_key(tenant_id, customer_id),
-                dumps(doc, option=_DUMPS_OPTIONS),
-                headers,
+            encoder.row(
+                event_id=event_id,
+                key=partition_key(tenant_id, customer_id),
+                data=data,
+                headers=headers,
+                occurred_at=at,
+                subject=promise_id,
+                tenant_id=tenant_id,
+                correlation_id=correlation_id,
             )
         )
     return records

@@ -14,14 +14,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dunning_events.bulk import ArrayInsert, raw_connection
-from dunning_events.codec import encode
 from dunning_events.envelope import Envelope
-from dunning_events.outbox import OutboxWriter
-from dunning_events.topics import partition_key
+from dunning_events.outbox import OutboxWriter, outbox_row
 from dunning_events.tracing import current_trace_headers
 
-# The columns OutboxWriter writes, one array each; the batch shares its trace headers.
-_COLUMNS = [("event_id", "uuid"), ("event_type", "text"), ("topic", "text"), ("key", "text"), ("payload", "bytea")]
+# The columns the set-wise insert fills, each from one array (OUTBOX_COLUMNS but the trace headers, one per call).
+_COLUMNS = [
+    ("event_id", "uuid"), ("event_type", "text"), ("topic", "text"), ("key", "text"), ("payload", "bytea"),
+    ("source", "text"), ("occurred_at", "text"), ("subject", "text"), ("schema_version", "int4"),
+    ("tenant_id", "text"), ("correlation_id", "uuid"), ("causation_id", "uuid"),
+]  # fmt: skip
 
 
 class SetwiseOutboxWriter(OutboxWriter):
@@ -32,15 +34,9 @@ class SetwiseOutboxWriter(OutboxWriter):
     async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         if not events:
             return
-        apg = await raw_connection(session)
-        arrays = (
-            [ev.id for ev in events],
-            [ev.type for ev in events],
-            [ev.data.topic for ev in events],
-            [partition_key(ev.tenant_id, ev.data.customer_id) for ev in events],
-            [encode(ev) for ev in events],
-        )
-        await self._insert.execute(apg, arrays, json.dumps(current_trace_headers()))
+        rows = [outbox_row(ev, {}) for ev in events]
+        arrays = [[row[c] for row in rows] for c, _ in _COLUMNS]
+        await self._insert.execute(await raw_connection(session), arrays, json.dumps(current_trace_headers()))
         self.wake_after_commit(session)
 
     async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
