@@ -69,7 +69,7 @@ fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
 	$(PY) -m tests.bench.run
 
-lint: install ## ruff (lint + format check), mypy (strict on libs/events), event schemas compatible with the release
+lint: install ## ruff (lint + format check), mypy over the libs and the services (strict on libs/events), event schemas compatible with the release
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -100,8 +100,8 @@ class EventFeed(KitEventFeed):
         ]
         return DunningStepDue(
             customer_id=customer_id, step_id=step_id, policy_id="default", policy_version=1, step_index=1,
-            step_name=template_id, tone=tone, template_id=template_id, channels=list(channels),  # type: ignore[arg-type]
-            channel_mode=channel_mode,  # type: ignore[arg-type]
+            step_name=template_id, tone=tone, template_id=template_id, channels=list(channels),
+            channel_mode=channel_mode,
             currency=currency, amount_due=sum((i.balance for i in items), Decimal(0)), invoices=items, fees=list(fees),
             scheduled_for=self.clock.now(), deliver_from=deliver_from, deliver_until=deliver_until,
         )  # fmt: skip

@@ -39,8 +39,9 @@ def build_runtime(settings: Settings, clock: Clock) -> TrackerRuntime:
         schema=orm.SCHEMA,
         produces=[topics.PROMISES],
     )
-    runtime.outbox = SetwiseOutboxWriter(runtime.outbox_table, on_commit=runtime.relay.wake)
-    outbox = runtime.outbox
+    # The deadline timer writes its events set-wise (one statement per batch): the runtime's writer is that one.
+    outbox = SetwiseOutboxWriter(runtime.outbox_table, on_commit=runtime.relay.wake)
+    runtime.outbox = outbox
     apply = consumer_apply(
         HANDLERS,
         group=LEDGER_GROUP,
@@ -51,7 +52,7 @@ def build_runtime(settings: Settings, clock: Clock) -> TrackerRuntime:
 
     async def fire_batch(now: datetime) -> int:
         async with runtime.sessions() as session, session.begin():
-            return await deadlines.fire_due(session, runtime.outbox, now, settings.timer_batch_size)
+            return await deadlines.fire_due(session, outbox, now, settings.timer_batch_size)
 
     async def drain(now: datetime) -> int:
         total = 0

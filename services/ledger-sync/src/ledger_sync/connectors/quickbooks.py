@@ -280,7 +280,7 @@ class QuickBooks:
                 return [PaymentGone(obj.id, "deleted in QuickBooks", stamp=stamp)]
             if _voided(p):
                 return [PaymentGone(obj.id, "voided in QuickBooks", stamp=stamp)]
-            allocations = []
+            allocations: list[dict[str, Any]] = []
             for n, line in enumerate(p.get("Line") or []):
                 invoices = [t for t in line.get("LinkedTxn") or [] if t.get("TxnType") == "Invoice"]
                 if invoices:

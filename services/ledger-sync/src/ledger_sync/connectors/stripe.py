@@ -142,9 +142,9 @@ class Stripe:
         objects = []
         for ev in events:
             obj = (ev.get("data") or {}).get("object") or {}
-            kind = KIND_OF_OBJECT.get(str(obj.get("object")))
-            if kind:
-                objects.append(self._object(kind, obj, int(ev.get("created", 0))))
+            object_kind = KIND_OF_OBJECT.get(str(obj.get("object")))
+            if object_kind:
+                objects.append(self._object(object_kind, obj, int(ev.get("created", 0))))
         newest = max((int(e.get("created", 0)) for e in events), default=created_gt)
         for start in range(0, max(len(objects), 1), 200):
             last = start + 200 >= len(objects)

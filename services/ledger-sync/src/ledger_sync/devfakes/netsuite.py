@@ -92,7 +92,7 @@ class FakeNetSuite:
                                      "title": "Unauthorized", "status": 401,
                                      "o:errorDetails": [{"detail": "Invalid login attempt.", "o:errorCode": "INVALID_LOGIN"}]},
                                     status_code=401)  # fmt: skip
-            return await call_next(request)  # type: ignore[no-any-return]
+            return await call_next(request)
 
         def since_of(text: str) -> date | None:
             m = re.search(r"TO_DATE\('(\d{4}-\d{2}-\d{2})'", text)

@@ -185,7 +185,7 @@ class FakeQuickBooks:
                 return Response(
                     b'{"fault":{"error":[{"message":"AuthenticationFailed","code":"3200"}]}}', status_code=401
                 )
-            return await call_next(request)  # type: ignore[no-any-return]
+            return await call_next(request)
 
         @app.post("/oauth2/v1/tokens/bearer")
         async def token(request: Request) -> Response:

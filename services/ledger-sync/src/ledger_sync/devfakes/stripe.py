@@ -133,7 +133,7 @@ class FakeStripe:
                 return JSONResponse({"error": {"type": "api_error"}}, status_code=status, headers=headers)
             if request.headers.get("authorization") != f"Bearer {fake.api_key}":
                 return error(401, "Invalid API Key provided", "authentication_error")
-            return await call_next(request)  # type: ignore[no-any-return]
+            return await call_next(request)
 
         def page(items: list[dict[str, Any]], request: Request, url: str) -> JSONResponse:
             limit = min(int(request.query_params.get("limit", 10)), 100)

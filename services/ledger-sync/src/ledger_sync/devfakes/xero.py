@@ -125,7 +125,7 @@ class FakeXero:
                     return JSONResponse({"Type": None, "Title": "Unauthorized", "Status": 401}, status_code=401)
                 if request.headers.get("xero-tenant-id") != fake.tenant_id:
                     return JSONResponse({"Title": "Forbidden", "Detail": "AuthenticationUnsuccessful"}, status_code=403)
-            return await call_next(request)  # type: ignore[no-any-return]
+            return await call_next(request)
 
         @app.post("/connect/token")
         async def token(request: Request) -> JSONResponse:

@@ -117,7 +117,7 @@ async def record_credit_note(body: CreditNoteIn, principal: Tenant, request: Req
 
 async def _one(pending: Awaitable[Any]) -> RowResult:
     result = await pending
-    return result.one()  # type: ignore[no-any-return]
+    return result.one()
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=WriteResult, responses=WRITE_RESPONSES,

@@ -65,7 +65,7 @@ class ConnectionIn(BaseModel):
 
 
 def _sync(request: Request) -> SyncService:
-    return request.app.state.sync  # type: ignore[no-any-return]
+    return request.app.state.sync
 
 
 def _unknown(name: str) -> JSONResponse:

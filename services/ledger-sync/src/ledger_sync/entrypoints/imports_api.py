@@ -67,7 +67,7 @@ async def import_file(
         async for chunk in request.stream():
             raw.write(chunk)
         raw.seek(0)
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
     try:
         report = await import_csv(
             runtime.sessions,
@@ -77,7 +77,7 @@ async def import_file(
             kind,
             text,
             partial=partial,
-            batch_size=runtime.settings.import_batch_size,  # type: ignore[attr-defined]
+            batch_size=runtime.settings.import_batch_size,
         )
     finally:
         text.close()

@@ -261,7 +261,7 @@ def _compact(line: int, record: Any) -> Any:
 
 def _expand(item: Any) -> tuple[int, Any]:
     if len(item) == 2:
-        return item  # type: ignore[no-any-return]
+        return item
     line, id_, customer, number, currency, total, issued, due, terms = item
     return line, InvoiceTerms(
         id_, customer, number, currency, total, date.fromordinal(issued),
@@ -284,7 +284,7 @@ async def _one_transaction(
         try:
             ledger = Ledger(session, outbox, clock, tenant_id, source="csv", correlation_id=correlation)
             for batch in rows.batches():
-                result = await ledger.record_payments([r for _, r in batch], skip_invalid=True)  # type: ignore[misc]
+                result = await ledger.record_payments([r for _, r in batch], skip_invalid=True)
                 _report_errors(report, rows.fmt, batch, result.errors)
                 report.count(result)
             if report.error_count and not report.partial:

@@ -347,7 +347,7 @@ class Ledger:
                 invoice_id=d.invoice_id,
                 amount=from_minor(abs(d.delta), currency),
                 invoice_balance_after=from_minor(d.balance_after, currency),
-                invoice_status_after=d.status_after,  # type: ignore[arg-type]
+                invoice_status_after=d.status_after,
                 invoice_version_after=d.version_after,
             )
             for d in deltas
@@ -489,14 +489,14 @@ class Ledger:
         unknown = await self._unknown_customers({r.customer_id for r in records})
         result = BatchResult(rows=[])
         terms_of: list[InvoiceTerms | None] = []
-        for n, terms in enumerate(self._checked_terms(records, unknown)):
-            if isinstance(terms, LedgerRuleViolation):
+        for n, checked in enumerate(self._checked_terms(records, unknown)):
+            if isinstance(checked, LedgerRuleViolation):
                 if not skip_invalid:
-                    raise terms
-                result.errors[n] = terms
+                    raise checked
+                result.errors[n] = checked
                 terms_of.append(None)
             else:
-                terms_of.append(terms)
+                terms_of.append(checked)
 
         # New invoices go in with one INSERT .. ON CONFLICT DO NOTHING (the bulk-import fast path, no
         # lookup); only ids that already existed are loaded, locked and diffed.

@@ -86,7 +86,7 @@ def build_context(
         "company": branding.as_context,
         "invoices": invoices,
         "invoice_count": len(invoices),
-        "invoice_numbers": ", ".join(i["number"] for i in invoices),
+        "invoice_numbers": ", ".join(str(i["number"]) for i in invoices),
         "total": money(look.total, currency, locale),
         "fees": fees,
         "fees_total": money(fees_total, currency, locale) if fees else None,

@@ -52,7 +52,7 @@ class TemplateSource:
     origin: str = "shipped"  # shipped or tenant
 
     def part(self, name: str) -> str | None:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
     try:
         TenantConfig.model_validate(stored)
     except ValidationError as exc:
-        return invalid_input(  # type: ignore[return-value]
+        return invalid_input(
             [FieldError(".".join(map(str, e["loc"])), e["msg"], "body") for e in exc.errors(include_url=False)],
             request=request,
         )

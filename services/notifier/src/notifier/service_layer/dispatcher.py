@@ -222,9 +222,9 @@ class Dispatcher:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
-        if task.cancelled() or task.exception() is None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
             return
-        exc = task.exception()
         level = logging.WARNING if is_transient(exc) else logging.ERROR
         log.log(level, "dispatch batch failed: %s", exc, exc_info=exc)
 

@@ -456,7 +456,7 @@ async def write_invoice_note(
 
 async def step_name_of(apg: asyncpg.Connection, tenant_id: str, invoice_id: str, step_id: str) -> str | None:
     """The name of the step the engine sent under `step_id` for this invoice (from its `sent` note)."""
-    return await apg.fetchval(  # type: ignore[no-any-return]
+    return await apg.fetchval(
         "SELECT step_name FROM timeline WHERE tenant_id = $1 AND invoice_id = $2 AND kind = 'sent' "
         "AND detail->>'step_id' = $3 ORDER BY id DESC LIMIT 1",
         tenant_id, invoice_id, step_id,

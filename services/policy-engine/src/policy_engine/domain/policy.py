@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal, InvalidOperation
@@ -126,7 +127,7 @@ class QuietHours(_Part):
 
 class Calendar(_Part):
     business_days_only: StrictBool = Field(True, description="Steps go out on business days only")
-    weekend: list[Weekday] = Field(default_factory=lambda: ["sat", "sun"])
+    weekend: list[Weekday] = Field(default_factory=lambda: list[Weekday](("sat", "sun")))
     holidays: StrictBool = Field(True, description="Skip public holidays of the customer's country")
     holiday_country: str | None = Field(None, description="Use this country's holidays instead of the customer's")
 
@@ -461,7 +462,7 @@ _REASONS = {
 }
 
 
-def _reason(err: dict[str, Any]) -> str:
+def _reason(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in _REASONS:

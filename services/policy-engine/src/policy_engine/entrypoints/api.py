@@ -53,7 +53,7 @@ router = APIRouter(prefix="/v1")
 
 
 def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def _invalid(errors: list[PolicyError]) -> JSONResponse:
@@ -132,7 +132,7 @@ async def _current_policies(request: Request, tenant: str) -> dict[str, Any]:
     runtime = _runtime(request)
     async with runtime.sessions() as session:
         book = runtime.extras["book"]  # type: ignore[attr-defined]
-        return await book.for_tenant(await repo.driver(session), tenant)  # type: ignore[no-any-return]
+        return await book.for_tenant(await repo.driver(session), tenant)
 
 
 @router.get("/policies", tags=["policies"], response_model=Page[PolicyOut], description=PAGE_CONTRACT,
@@ -410,7 +410,7 @@ async def preview(
     async with runtime.sessions() as session:
         return await run_preview(
             await repo.driver(session), extras["book"], extras["config"], principal.tenant_id, from_, to,
-            runtime.clock.now(), runtime.settings.preview_max_cases,  # type: ignore[attr-defined]
+            runtime.clock.now(), runtime.settings.preview_max_cases,
         )  # fmt: skip
 
 

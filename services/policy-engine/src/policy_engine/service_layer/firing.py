@@ -122,7 +122,7 @@ async def bind_policies(
         if case.replan or case.policy_id not in tenant_policies:
             unresolved[case.tenant_id].append(case)
         else:
-            bound[id(case)] = tenant_policies[case.policy_id]  # type: ignore[index]
+            bound[id(case)] = tenant_policies[case.policy_id]
     for tenant, group in unresolved.items():
         ds = await repo.with_late_history(apg, [debtors[(tenant, c.customer_id)] for c in group], tenant)
         assignments = await load_assignments(apg, tenant, [d.customer_id for d in ds], [d.segment for d in ds])

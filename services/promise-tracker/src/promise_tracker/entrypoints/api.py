@@ -36,7 +36,7 @@ Status = Literal["active", "kept", "partially_kept", "broken", "cancelled"]
 
 
 def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
@@ -47,8 +47,8 @@ def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
         runtime.outbox,
         runtime.clock.now(),
         tenant_id,
-        settings.default_rules(),  # type: ignore[attr-defined]
-        settings.promise_deadline_settle_seconds,  # type: ignore[attr-defined]
+        settings.default_rules(),
+        settings.promise_deadline_settle_seconds,
     )
 
 
@@ -239,7 +239,7 @@ async def promise_record(customer_id: str, principal: Tenant, request: Request) 
 async def get_rules(principal: Admin, request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
     async with runtime.sessions() as session:
-        rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())  # type: ignore[attr-defined]
+        rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())
     return asdict(rules)
 
 

@@ -100,7 +100,7 @@ class Visit:
 
 
 def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 async def open_visit(session: Session, runtime: ServiceRuntime, token: str | None) -> Visit:
@@ -149,14 +149,14 @@ async def open_visit(session: Session, runtime: ServiceRuntime, token: str | Non
 
 
 async def _form_context(session: Session, runtime: ServiceRuntime, visit: Visit) -> dict[str, Any]:
-    rules = await load_rules(session, visit.tenant_id, runtime.settings.default_rules())  # type: ignore[attr-defined]
+    rules = await load_rules(session, visit.tenant_id, runtime.settings.default_rules())
     today = local_today(runtime.clock.now(), visit.time_zone)
     return {
         "visit": visit,
         "today": today,
         "latest": today + timedelta(days=rules.max_horizon_days),
         "max_instalments": max(2, rules.plan_max_instalments),
-        "interval": runtime.settings.self_service_plan_interval,  # type: ignore[attr-defined]
+        "interval": runtime.settings.self_service_plan_interval,
     }
 
 
@@ -247,15 +247,15 @@ async def record_from_page(request: Request) -> HTMLResponse:
             async with runtime.sessions() as session, session.begin():
                 book = PromiseBook(
                     session, runtime.outbox, runtime.clock.now(), visit.tenant_id,
-                    runtime.settings.default_rules(),  # type: ignore[attr-defined]
-                    runtime.settings.promise_deadline_settle_seconds,  # type: ignore[attr-defined]
+                    runtime.settings.default_rules(),
+                    runtime.settings.promise_deadline_settle_seconds,
                 )  # fmt: skip
                 if choice == "plan":
                     _, instalments = await book.create_plan(
                         NewPlan(
                             customer_id=visit.customer_id, invoice_ids=chosen, currency=currency, total_minor=total,
                             instalment_count=count, first_due_date=day,
-                            interval=runtime.settings.self_service_plan_interval,  # type: ignore[attr-defined]
+                            interval=runtime.settings.self_service_plan_interval,
                             recorded_by="customer", note="requested on the self-service page",
                         )
                     )  # fmt: skip

@@ -113,7 +113,7 @@ class Outcomes:
         self.now = now
         self._events: list[Envelope[EventData]] = []
 
-    def emit(self, data: EventData, tenant_id: str, cause: Envelope[EventData] | None = None) -> None:
+    def emit(self, data: EventData, tenant_id: str, cause: Envelope[Any] | None = None) -> None:
         self._events.append(new_event(data, tenant_id=tenant_id, source=SOURCE, occurred_at=self.now, caused_by=cause))
 
     def emit_built(
@@ -137,7 +137,7 @@ class Outcomes:
 
     # ------------------------------------------------------------------ ending promises
 
-    async def resolve(self, resolutions: Sequence[Resolution], cause: Envelope[EventData] | None = None) -> None:
+    async def resolve(self, resolutions: Sequence[Resolution], cause: Envelope[Any] | None = None) -> None:
         """Record the endings, adjust customer counters, release invoices, emit events, settle plans.
         (The deadline timer does all but the plans in its own statement; see deadlines.py.)"""
         if not resolutions:
@@ -182,7 +182,7 @@ class Outcomes:
         self,
         instalments: Sequence[Resolution],
         broken_counts: dict[tuple[str, str], int],
-        cause: Envelope[EventData] | None = None,
+        cause: Envelope[Any] | None = None,
     ) -> None:
         """Emit the endings of recorded and counted instalments, plan by plan, with what they do to the plan.
         `broken_counts`: (tenant, promise) -> the customer's running broken-promise count."""
@@ -343,7 +343,7 @@ class Outcomes:
             self._emit_ending(Resolution(row, "cancelled", row.received_minor, reason), {}, cause)
         return len(rows)
 
-    async def cancel_plan(self, plan: Any, reason: str, cause: Envelope[EventData] | None = None) -> None:
+    async def cancel_plan(self, plan: Any, reason: str, cause: Envelope[Any] | None = None) -> None:
         """Withdraw a plan: its open instalments are cancelled (dunning resumes), the plan ends cancelled."""
         await self._cancel_active_instalments(plan.tenant_id, plan.plan_id, reason, cause)
         await self._end_plan(plan, "cancelled", reason, plan.strikes)
