@@ -34,8 +34,9 @@ DEV_ONLY = {
     "kubernetes-validate",
 }
 # Modules that exist for development only; the services never import them (checked below).
-DEV_MODULES = ("dunning_kit.devstack", "dunning_kit.testing", "dunning_kit.pytest_plugin", "dunning_kit.embedded",
-               "dunning_kit.autogen", "dunning_kit.devfakes")  # fmt: skip
+DEV_MODULES = ("dunning_kit.devstack", "dunning_kit.testing", "dunning_kit.event_testing", "dunning_kit.page_walk",
+               "dunning_kit.pytest_plugin", "dunning_kit.embedded", "dunning_kit.autogen",
+               "dunning_kit.devfakes")  # fmt: skip
 DEV_SUBMODULES = ("testing", "devfakes")  # <service>.testing, <service>.devfakes
 
 

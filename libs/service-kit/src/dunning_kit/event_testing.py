@@ -205,8 +205,10 @@ class EventFeed:
         await self.aclose()
 
 
-async def start_producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=False, linger_ms=1)
+async def start_producer(bootstrap_servers: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        **security.client_kwargs(), bootstrap_servers=bootstrap_servers, enable_idempotence=False, linger_ms=1
+    )
     await producer.start()
     return producer
 
