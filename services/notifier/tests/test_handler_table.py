@@ -3,31 +3,13 @@ of the consumers running that table subscribes to (a key on another topic would 
 
 from __future__ import annotations
 
-from dunning_events.handler_table import table_problems, tables_read_by
-from dunning_kit.clock import SystemClock
-from notifier.bootstrap import build_runtime
+from dunning_kit.testing import assert_tables_cover_their_topics
 from notifier.service_layer.projections import LEDGER_HANDLERS
 from notifier.service_layer.steps import STEP_HANDLERS
-from notifier.settings import Settings
 
 
 async def test_every_key_of_the_handler_tables_is_a_known_event_on_a_topic_its_consumers_read() -> None:
-    runtime = build_runtime(
-        Settings(
-            dev_mode=True,
-            database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
-            kafka_bootstrap_servers="127.0.0.1:1",
-        ),
-        SystemClock(),
-    )
-    try:
-        read = tables_read_by(runtime.consumers)
-        assert {id(table) for table, _ in read} == {id(t) for t in (LEDGER_HANDLERS, STEP_HANDLERS)}
-        for table, topics in read:
-            assert table_problems(table, topics) == [], sorted(topics)
-    finally:
-        await runtime.producer.stop()
-        await runtime.engine.dispose()
+    await assert_tables_cover_their_topics("notifier", LEDGER_HANDLERS, STEP_HANDLERS)
 
 
 def test_due_steps_are_recorded_set_wise_and_cancels_and_replans_one_by_one() -> None:

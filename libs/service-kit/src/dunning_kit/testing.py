@@ -20,8 +20,9 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from dunning_events.handler_table import HandlerTable, table_problems, tables_read_by
 from dunning_kit.auth import hash_key
-from dunning_kit.clock import Clock
+from dunning_kit.clock import Clock, SystemClock
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from dunning_kit.migrations import upgrade
 from dunning_kit.outbound import LOOPBACK_NETWORKS
@@ -405,3 +406,24 @@ async def assert_common_problems(svc: RunningService, *, tenant_route: str, admi
         assert int(limited.headers["retry-after"]) >= 1
         failed = assert_problem(await api.get(FAULT_PATH), 500)
         assert "hunter2" not in str(failed) and "RuntimeError" not in str(failed), failed
+
+
+async def assert_tables_cover_their_topics(service: str, *tables: HandlerTable[Any]) -> None:
+    """The service's consumers run exactly these handler tables, and every key of each is a published event type
+    on a topic the consumers running it subscribe to (a key on another topic would never be called). The runtime
+    is built offline: nothing connects to a database or a broker."""
+    module = service_spec(service).bootstrap()
+    settings = module.Settings(
+        dev_mode=True,
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        kafka_bootstrap_servers="127.0.0.1:1",
+    )
+    runtime: ServiceRuntime = module.build_runtime(settings, SystemClock())
+    try:
+        read = tables_read_by(runtime.consumers)
+        assert {id(table) for table, _ in read} == {id(t) for t in tables}
+        for table, topics in read:
+            assert table_problems(table, topics) == [], sorted(topics)
+    finally:
+        await runtime.producer.stop()
+        await runtime.engine.dispose()
