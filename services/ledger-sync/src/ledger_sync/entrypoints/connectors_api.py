@@ -18,14 +18,15 @@ from dunning_kit.auth import Admin, Tenant
 from dunning_kit.data_keys import UndecryptableSecret
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import Problem
-from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.adapters.credentials import TABLE as CREDENTIALS_TABLE
 from ledger_sync.connectors.base import SignatureError
 from ledger_sync.connectors.registry import FACTORIES, RECEIVERS, URL_SETTINGS
-from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.deps import Runtime, Sync
+from ledger_sync.entrypoints.problems import error
 from ledger_sync.entrypoints.schemas import ConnectorConfigured, ConnectorOut, DriftOut, QuarantinedOut, SyncOutcomeOut
 from ledger_sync.service_layer import connections
 from ledger_sync.service_layer.ledger import NotFound
+from ledger_sync.service_layer.objects import LedgerRuntime
 from ledger_sync.service_layer.sync import SyncOutcome, SyncService
 
 log = logging.getLogger("ledger_sync.webhooks")
@@ -64,17 +65,13 @@ class ConnectionIn(BaseModel):
     )  # fmt: skip
 
 
-def _sync(request: Request) -> SyncService:
-    return request.app.state.sync
-
-
 def _unknown(name: str) -> JSONResponse:
     return error(404, "not found", "connector", f"no connector {name!r} (known: {', '.join(sorted(FACTORIES))})")
 
 
-def _refused_target(request: Request, config: dict[str, Any]) -> JSONResponse | None:
+def _refused_target(sync: SyncService, config: dict[str, Any]) -> JSONResponse | None:
     """422 for a base_url/token_url the service must not call (an internal address); checked again on connect."""
-    egress = _sync(request).egress
+    egress = sync.egress
     for key in URL_SETTINGS:
         value = config.get(key)
         if value is None:
@@ -104,17 +101,16 @@ def _account_taken(name: str, account: str) -> Problem:
     summary="Configure a tenant's connector (admin key)",
     responses={409: {"description": "The external account (realm, Xero tenant, ...) belongs to another tenant"}},
 )
-async def configure(name: str, body: ConnectionIn, principal: Admin, request: Request) -> Any:
+async def configure(name: str, body: ConnectionIn, principal: Admin, runtime: Runtime, sync: Sync) -> Any:
     if name not in FACTORIES:
         return _unknown(name)
-    refused = _refused_target(request, body.config)
+    refused = _refused_target(sync, body.config)
     if refused is not None:
         return refused
-    runtime: ServiceRuntime = request.app.state.runtime
     settings = connections.ConnectionSettings(
         external_account=body.external_account,
         config=body.config,
-        sealed_credentials=_sync(request).seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
+        sealed_credentials=sync.seal(principal.tenant_id, name, body.credentials),  # encrypted at rest
         enabled=body.enabled,
         sync_interval_s=body.sync_interval_s,
         reconcile_interval_s=body.reconcile_interval_s,
@@ -127,16 +123,15 @@ async def configure(name: str, body: ConnectionIn, principal: Admin, request: Re
     except connections.ExternalAccountTaken:
         assert body.external_account is not None  # only a named account can be taken
         raise _account_taken(name, body.external_account) from None
-    _sync(request).secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
+    sync.secrets.replaced(CREDENTIALS_TABLE, principal.tenant_id, name)  # new credentials cure old faults
     return ConnectorConfigured(connector=name, enabled=body.enabled)
 
 
 @router.get("", response_model=Page[ConnectorOut], description=PAGE_CONTRACT,
             summary="The tenant's connectors, their cursors and freshness (no secrets)")  # fmt: skip
 async def list_connectors(
-    principal: Admin, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    principal: Admin, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
         return await connections.list_connections(session, principal.tenant_id, limit=limit, cursor=cursor)
 
@@ -163,22 +158,21 @@ async def _run(name: str, run: Callable[[], Awaitable[SyncOutcome]]) -> Any:
 
 @router.post("/{name}/sync", response_model=SyncOutcomeOut, responses=RUN_RESPONSES,
              summary="Run a sync now and wait for it (admin key)")  # fmt: skip
-async def sync_now(name: str, principal: Admin, request: Request) -> Any:
-    return await _run(name, lambda: _sync(request).run_sync(principal.tenant_id, name))
+async def sync_now(name: str, principal: Admin, sync: Sync) -> Any:
+    return await _run(name, lambda: sync.run_sync(principal.tenant_id, name))
 
 
 @router.post("/{name}/reconcile", response_model=SyncOutcomeOut, responses=RUN_RESPONSES,
              summary="Compare the ledger with the ERP now and correct drift (admin key)")  # fmt: skip
-async def reconcile_now(name: str, principal: Admin, request: Request) -> Any:
-    return await _run(name, lambda: _sync(request).reconcile(principal.tenant_id, name))
+async def reconcile_now(name: str, principal: Admin, sync: Sync) -> Any:
+    return await _run(name, lambda: sync.reconcile(principal.tenant_id, name))
 
 
 @router.get("/{name}/quarantine", response_model=Page[QuarantinedOut], description=PAGE_CONTRACT,
             summary="ERP records that could not be applied, with their errors")  # fmt: skip
 async def quarantined(
-    name: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    name: str, principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
         return await connections.quarantined(session, principal.tenant_id, name, limit=limit, cursor=cursor)
 
@@ -186,9 +180,8 @@ async def quarantined(
 @router.get("/{name}/drift", response_model=Page[DriftOut], description=PAGE_CONTRACT,
             summary="Balances that still differ from the ERP after reconciliation")  # fmt: skip
 async def drift(
-    name: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    name: str, principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    runtime: ServiceRuntime = request.app.state.runtime
     async with runtime.sessions() as session:
         return await connections.drift(session, principal.tenant_id, name, limit=limit, cursor=cursor)
 
@@ -206,18 +199,20 @@ WEBHOOK: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _app_secret(request: Request, name: str) -> str:
-    settings = request.app.state.runtime.settings
+def _app_secret(runtime: LedgerRuntime, name: str) -> str:
+    settings = runtime.settings
     return str(
         {"quickbooks": settings.quickbooks_webhook_verifier_token, "xero": settings.xero_webhook_key}.get(name, "")
     )
 
 
-async def _receive(request: Request, name: str, secret: str, tenant_id: str | None = None) -> Response:
+async def _receive(
+    request: Request, runtime: LedgerRuntime, name: str, secret: str, tenant_id: str | None = None
+) -> Response:
     body = await request.body()
     receiver = RECEIVERS[name]
     try:
-        receiver.verify(request.headers, body, secret, now=request.app.state.runtime.clock.now())
+        receiver.verify(request.headers, body, secret, now=runtime.clock.now())
     except SignatureError as exc:
         log.warning("%s webhook refused: %s", name, exc)
         return Response(status_code=401)
@@ -225,28 +220,28 @@ async def _receive(request: Request, name: str, secret: str, tenant_id: str | No
         notices = receiver.notices(body)
     except ValueError as exc:
         return error(400, "malformed webhook", "(body)", str(exc))
-    await _sync(request).store_notices(name, notices, tenant_id)
+    await runtime.objects.sync.store_notices(name, notices, tenant_id)
     return Response(status_code=200)
 
 
 @webhooks.post(
     "/quickbooks", **WEBHOOK, summary="QuickBooks Online webhooks (legacy and CloudEvents), intuit-signature"
 )
-async def quickbooks_webhook(request: Request) -> Response:
-    return await _receive(request, "quickbooks", _app_secret(request, "quickbooks"))
+async def quickbooks_webhook(request: Request, runtime: Runtime) -> Response:
+    return await _receive(request, runtime, "quickbooks", _app_secret(runtime, "quickbooks"))
 
 
 @webhooks.post("/stripe/{tenant_id}", **WEBHOOK, summary="Stripe webhooks for one tenant's endpoint, Stripe-Signature")
-async def stripe_webhook(tenant_id: str, request: Request) -> Response:
+async def stripe_webhook(tenant_id: str, request: Request, runtime: Runtime, sync: Sync) -> Response:
     try:
-        conn = await _sync(request).connection(tenant_id, "stripe")
+        conn = await sync.connection(tenant_id, "stripe")
     except UndecryptableSecret:  # logged once and readiness false; Stripe retries a 503 for up to three days
         return Response(status_code=503)
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
-    return await _receive(request, "stripe", secret, tenant_id=tenant_id if conn else None)
+    return await _receive(request, runtime, "stripe", secret, tenant_id=tenant_id if conn else None)
 
 
 @webhooks.post("/xero", **WEBHOOK, summary="Xero webhooks (and the intent-to-receive probe), x-xero-signature")
-async def xero_webhook(request: Request) -> Response:
-    return await _receive(request, "xero", _app_secret(request, "xero"))
+async def xero_webhook(request: Request, runtime: Runtime) -> Response:
+    return await _receive(request, runtime, "xero", _app_secret(runtime, "xero"))

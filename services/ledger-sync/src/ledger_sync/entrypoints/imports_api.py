@@ -13,9 +13,9 @@ from starlette.datastructures import UploadFile
 from dunning_kit.auth import Tenant
 from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import invalid_input
-from dunning_kit.runtime import ServiceRuntime
 from ledger_sync.domain.csv_format import FORMATS
-from ledger_sync.entrypoints.api import error
+from ledger_sync.entrypoints.deps import Runtime
+from ledger_sync.entrypoints.problems import error
 from ledger_sync.entrypoints.schemas import IMPORT_BODY, FreshnessOut, ImportColumn, ImportReportOut
 from ledger_sync.service_layer.freshness import freshness
 from ledger_sync.service_layer.imports import import_csv
@@ -52,9 +52,9 @@ async def import_file(
     kind: Literal["customers", "invoices", "payments"],
     principal: Tenant,
     request: Request,
+    runtime: Runtime,
     partial: bool = Query(False, description="Import the valid rows and report the skipped ones"),
 ) -> JSONResponse:
-    runtime: ServiceRuntime = request.app.state.runtime
     raw: IO[bytes]
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
@@ -90,7 +90,6 @@ async def import_file(
 
 
 @router.get("/freshness", response_model=FreshnessOut, summary="Per connector: when the last successful sync finished")
-async def get_freshness(principal: Tenant, request: Request) -> dict[str, Any]:
-    runtime: ServiceRuntime = request.app.state.runtime
+async def get_freshness(principal: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         return {"connectors": await freshness(session, principal.tenant_id, runtime.clock.now())}

@@ -17,7 +17,7 @@ from dunning_kit.problems import FieldError, Problem, invalid_input
 from notifier.adapters.channel_secrets import TABLE as SECRETS_TABLE
 from notifier.domain.recipients import InvalidAddress, normalize_email, normalize_phone
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.deps import Objects, Runtime, not_found, unprocessable
 from notifier.entrypoints.schemas import (
     ChannelConfigOut,
     DeliveryDetail,
@@ -27,6 +27,8 @@ from notifier.entrypoints.schemas import (
     TaskOut,
 )
 from notifier.service_layer import queries
+from notifier.service_layer.channel_config import load_config, stored_config
+from notifier.service_layer.objects import NotifierRuntime
 from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(prefix="/v1")
@@ -60,7 +62,7 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
             summary="Deliveries of the tenant, newest first")  # fmt: skip
 async def list_deliveries(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     status: DeliveryStatus | None = None,
     customer_id: str | None = None,
     step_id: str | None = None,
@@ -69,17 +71,17 @@ async def list_deliveries(
     cursor: Cursor = None,
 ) -> Any:
     filters = {"status": status, "customer_id": customer_id, "step_id": step_id, "channel": channel}
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.deliveries(session, principal.tenant_id, filters, limit=limit, cursor=cursor)
 
 
 @router.get("/deliveries/{delivery_id}", tags=["deliveries"], response_model=DeliveryDetail,
             summary="One delivery with its rendered content")  # fmt: skip
-async def get_delivery(principal: Tenant, request: Request, delivery_id: str) -> Any:
+async def get_delivery(principal: Tenant, runtime: Runtime, delivery_id: str) -> Any:
     ident = _parse_uuid(delivery_id)
     found = None
     if ident is not None:
-        async with runtime_of(request).sessions() as session:
+        async with runtime.sessions() as session:
             found = await queries.delivery(session, principal.tenant_id, ident)
     if found is None:
         raise not_found("delivery")
@@ -93,12 +95,12 @@ async def get_delivery(principal: Tenant, request: Request, delivery_id: str) ->
             summary="Work items for collectors (steps the policy gives to a person), oldest first")  # fmt: skip
 async def list_tasks(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     status: Literal["open", "done"] | None = "open",
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Any:
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.tasks(session, principal.tenant_id, status, limit=limit, cursor=cursor)
 
 
@@ -108,9 +110,8 @@ class TaskCompletion(BaseModel):
 
 @router.post("/tasks/{task_id}/complete", tags=["collector tasks"], response_model=TaskOut,
              summary="Mark a collector task done")  # fmt: skip
-async def complete_task(principal: Tenant, request: Request, task_id: str, body: TaskCompletion) -> Any:
+async def complete_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskCompletion) -> Any:
     ident = _parse_uuid(task_id)
-    runtime = runtime_of(request)
     done = None
     if ident is not None:
         async with runtime.sessions() as session, session.begin():
@@ -126,9 +127,9 @@ async def complete_task(principal: Tenant, request: Request, task_id: str, body:
 @router.get("/suppressions", tags=["opt-outs"], response_model=Page[SuppressionOut], description=PAGE_CONTRACT,
             summary="Addresses and numbers that are not contacted, newest first")  # fmt: skip
 async def list_suppressions(
-    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.suppressions(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
@@ -151,12 +152,11 @@ def _normalised(kind: str, address: str) -> str:
     summary="Suppress an address (e.g. an opt-out by phone)",
     dependencies=[Idempotent],
 )
-async def add_manual_suppression(principal: Admin, request: Request, body: SuppressionIn) -> Any:
+async def add_manual_suppression(principal: Admin, runtime: Runtime, body: SuppressionIn) -> Any:
     try:
         address = _normalised(body.kind, body.address)
     except InvalidAddress as exc:
         return unprocessable([("address", str(exc))])
-    runtime = runtime_of(request)
     async with runtime.sessions() as session, session.begin():
         events = await add_suppression(
             session,
@@ -180,13 +180,13 @@ async def add_manual_suppression(principal: Admin, request: Request, body: Suppr
     summary="Lift a suppression (the customer consented again)",
 )
 async def lift_suppression(
-    principal: Admin, request: Request, kind: Literal["email", "phone"], address: str
+    principal: Admin, runtime: Runtime, kind: Literal["email", "phone"], address: str
 ) -> Response:
     try:
         normalised = _normalised(kind, address)
     except InvalidAddress:
         raise not_found("suppression") from None
-    async with runtime_of(request).sessions() as session, session.begin():
+    async with runtime.sessions() as session, session.begin():
         lifted = await queries.lift_suppression(session, principal.tenant_id, kind, normalised)
     if not lifted:
         raise not_found("suppression")
@@ -203,20 +203,9 @@ def _public(config: TenantConfig, secret_set: bool) -> dict[str, Any]:
     return out
 
 
-async def _stored_config(request: Request, tenant_id: str) -> dict[str, Any] | None:
-    async with runtime_of(request).sessions() as session:
-        return await queries.stored_config(session, tenant_id)
-
-
-async def load_config(request: Request, tenant_id: str, *, open_secret: bool = False) -> TenantConfig:
-    """The tenant's channel configuration; its webhook signing secret only when asked for (it is decrypted)."""
-    raw = await _stored_config(request, tenant_id)
-    if not raw:
-        return TenantConfig()
-    if not open_secret:
-        return TenantConfig.model_validate(notifier_of(request).secrets.without_secret(raw))
+async def _config_with_secret(runtime: NotifierRuntime, tenant_id: str) -> TenantConfig:
     try:
-        return TenantConfig.model_validate(notifier_of(request).secrets.open(tenant_id, raw))
+        return await load_config(runtime, tenant_id, open_secret=True)
     except UndecryptableSecret as exc:
         # Never answered as if no secret were set: a PUT with a new secret replaces it and cures this.
         raise Problem(
@@ -227,17 +216,16 @@ async def load_config(request: Request, tenant_id: str, *, open_secret: bool = F
 
 @router.get("/channel-config", tags=["configuration"], response_model=None,
             responses={200: {"model": ChannelConfigOut}}, summary="The tenant's channel configuration")  # fmt: skip
-async def get_channel_config(principal: Tenant, request: Request) -> dict[str, Any]:
-    raw = await _stored_config(request, principal.tenant_id) or {}
-    config = await load_config(request, principal.tenant_id)
-    n = notifier_of(request)
+async def get_channel_config(principal: Tenant, runtime: Runtime, notifier: Objects) -> dict[str, Any]:
+    raw = await stored_config(runtime, principal.tenant_id) or {}
+    config = await load_config(runtime, principal.tenant_id)
     return {
         **_public(config, secret_set=bool((raw.get("webhook") or {}).get("secret"))),
         "effective": {
             "email_provider": config.email.provider or "smtp",
-            "letter_provider": config.letter.provider or n.settings.letter_provider,
-            "email_from": config.email.from_address or n.settings.email_from,
-            "sms_from": config.sms.from_number or n.settings.twilio_from_number,
+            "letter_provider": config.letter.provider or notifier.settings.letter_provider,
+            "email_from": config.email.from_address or notifier.settings.email_from,
+            "sms_from": config.sms.from_number or notifier.settings.twilio_from_number,
         },
     }
 
@@ -245,10 +233,12 @@ async def get_channel_config(principal: Tenant, request: Request) -> dict[str, A
 @router.put("/channel-config", tags=["configuration"], response_model=None,
             responses={200: {"model": TenantConfig, "description": "As stored; a set secret reads `whsec_…(set)`"}},
             summary="Replace the tenant's channel configuration (admin)")  # fmt: skip
-async def put_channel_config(principal: Admin, request: Request, body: TenantConfig) -> Any:
+async def put_channel_config(
+    principal: Admin, request: Request, runtime: Runtime, notifier: Objects, body: TenantConfig
+) -> Any:
     if body.webhook.url is not None:
         # The service POSTs signed reminders there: never to an internal address (checked again on connect).
-        reason = notifier_of(request).egress.refusal_for_url(str(body.webhook.url))
+        reason = notifier.egress.refusal_for_url(str(body.webhook.url))
         if reason:
             return unprocessable([("webhook.url", reason)])
     stored = body.model_dump(mode="json", exclude_none=True)
@@ -262,12 +252,11 @@ async def put_channel_config(principal: Admin, request: Request, body: TenantCon
             request=request,
         )
     if body.webhook.secret is None:  # keep the secret unless a new one is given (it is never read back)
-        current = await load_config(request, principal.tenant_id, open_secret=True)
+        current = await _config_with_secret(runtime, principal.tenant_id)
         if current.webhook.secret:
             stored.setdefault("webhook", {})["secret"] = current.webhook.secret
-    runtime = runtime_of(request)
-    sealed = notifier_of(request).secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
+    sealed = notifier.secrets.seal(principal.tenant_id, stored)  # the signing secret encrypted at rest
     async with runtime.sessions() as session, session.begin():
         await queries.store_config(session, principal.tenant_id, sealed, runtime.clock.now())
-    notifier_of(request).secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
+    notifier.secrets.health.replaced(SECRETS_TABLE, principal.tenant_id)  # a new secret cures old faults
     return _public(TenantConfig.model_validate(stored), secret_set=bool(stored.get("webhook", {}).get("secret")))

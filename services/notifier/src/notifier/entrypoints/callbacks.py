@@ -19,7 +19,8 @@ from notifier.adapters.channels.twilio import HARD_BOUNCE_CODES
 from notifier.adapters.signatures import sendgrid_valid, twilio_valid
 from notifier.domain.opt_out import is_stop_request
 from notifier.domain.recipients import InvalidAddress, normalize_phone
-from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.entrypoints.deps import Objects, Runtime
+from notifier.service_layer.objects import NotifierRuntime
 from notifier.service_layer.receipts import (
     Receipt,
     apply_receipt,
@@ -36,8 +37,8 @@ _SID_GRACE_S = 2.0
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-async def _verified_twilio_form(request: Request) -> dict[str, str]:
-    n = notifier_of(request)
+async def _verified_twilio_form(request: Request, runtime: NotifierRuntime) -> dict[str, str]:
+    n = runtime.objects
     form = await request.form()
     params = [(k, str(v)) for k, v in form.multi_items()]
     # Twilio signs the URL it called: our public base URL + the path (+ query), not what a proxy rewrote.
@@ -152,10 +153,9 @@ _TWIML: dict[int | str, dict[str, Any]] = {
     openapi_extra=_TWILIO_FORM,
     summary="Twilio message and call status callbacks",
 )
-async def twilio_status(request: Request) -> Response:
-    fields = await _verified_twilio_form(request)
+async def twilio_status(request: Request, runtime: Runtime) -> Response:
+    fields = await _verified_twilio_form(request, runtime)
     sid, status, kind, reason = _twilio_receipt(fields)
-    runtime = runtime_of(request)
     now = runtime.clock.now()
     if sid and not await _sid_recorded(runtime, sid):
         log.warning("twilio status %s for unknown sid %s", status, sid)
@@ -179,8 +179,8 @@ async def twilio_status(request: Request) -> Response:
     openapi_extra=_TWILIO_FORM,
     summary="Inbound SMS (STOP-style replies revoke consent)",
 )
-async def twilio_inbound(request: Request) -> Response:
-    fields = await _verified_twilio_form(request)
+async def twilio_inbound(request: Request, runtime: Runtime) -> Response:
+    fields = await _verified_twilio_form(request, runtime)
     body = fields.get("Body", "")
     if not is_stop_request(body):
         log.info("inbound sms (not an opt-out) from %s", fields.get("From", "")[:4] + "…")
@@ -189,7 +189,6 @@ async def twilio_inbound(request: Request) -> Response:
         number = normalize_phone(fields.get("From", ""))
     except InvalidAddress:
         return Response(_TWIML_EMPTY, media_type="application/xml")
-    runtime = runtime_of(request)
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         if not await claim_receipt(
@@ -234,15 +233,14 @@ def _sendgrid_kind(event: dict[str, Any]) -> Receipt:
     responses={200: {"description": "Applied (empty body)"}},
     summary="SendGrid event webhook (signed, ECDSA)",
 )
-async def sendgrid_events(request: Request) -> Response:
-    n = notifier_of(request)
+async def sendgrid_events(request: Request, runtime: Runtime, notifier: Objects) -> Response:
     raw = await request.body()
     if not sendgrid_valid(
-        n.settings.sendgrid_webhook_public_key,
+        notifier.settings.sendgrid_webhook_public_key,
         request.headers.get("x-twilio-email-event-webhook-signature"),
         request.headers.get("x-twilio-email-event-webhook-timestamp"),
         raw,
-        tolerance_s=n.settings.sendgrid_webhook_tolerance_seconds,
+        tolerance_s=notifier.settings.sendgrid_webhook_tolerance_seconds,
     ):
         raise HTTPException(401, detail="invalid SendGrid event webhook signature")
     try:
@@ -257,7 +255,6 @@ async def sendgrid_events(request: Request) -> Response:
             status=400,
             detail="expected a JSON array of events",
         )
-    runtime = runtime_of(request)
     now = runtime.clock.now()
     async with runtime.sessions() as session, session.begin():
         for event in events:

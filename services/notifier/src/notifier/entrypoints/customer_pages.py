@@ -7,15 +7,16 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dunning_events.money import from_minor
 from dunning_kit import signed_links
 from notifier.domain.rendering import money
-from notifier.entrypoints.api import load_config
-from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.entrypoints.deps import Runtime
 from notifier.service_layer import queries
+from notifier.service_layer.channel_config import load_config
+from notifier.service_layer.objects import NotifierRuntime
 from notifier.service_layer.suppressions import add_suppression
 
 router = APIRouter(tags=["customer pages"])
@@ -30,8 +31,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _verify(request: Request, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
-    n = notifier_of(request)
+def _verify(runtime: NotifierRuntime, token: str, purpose: str) -> dict[str, object] | HTMLResponse:
+    n = runtime.objects
     try:
         payload = signed_links.verify(n.settings.self_service_signing_key, token, n.clock.now())
     except signed_links.ExpiredLink:
@@ -58,18 +59,18 @@ ONE_CLICK_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": 
 @router.get(
     "/pay", **HTML_PAGE, summary="Pay link of a reminder: redirect to the tenant's portal, or list what is open"
 )
-async def pay(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "pay")
+async def pay(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "pay")
     if isinstance(payload, HTMLResponse):
         return payload
     tenant_id, customer_id = str(payload["tenant_id"]), str(payload["customer_id"])
     invoice_ids = [str(i) for i in payload.get("invoice_ids", [])]  # type: ignore[union-attr]
-    config = await load_config(request, tenant_id)
+    config = await load_config(runtime, tenant_id)
     if config.branding.payment_portal_url:
         query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
         sep = "&" if "?" in str(config.branding.payment_portal_url) else "?"
         return RedirectResponse(f"{config.branding.payment_portal_url}{sep}{query}", status_code=303)
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = await queries.invoices_to_pay(session, tenant_id, customer_id, invoice_ids)
     items = "".join(
         f"<tr><td>{escape(r.number)}</td><td style='text-align:right'>"
@@ -86,8 +87,8 @@ async def pay(request: Request, token: str = "") -> Response:
 
 
 @router.get("/unsubscribe", **HTML_PAGE, summary="Unsubscribe page (asks to confirm)")
-async def unsubscribe_page(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "unsubscribe")
+async def unsubscribe_page(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
     return _page(
@@ -100,11 +101,10 @@ async def unsubscribe_page(request: Request, token: str = "") -> Response:
 
 @router.post("/unsubscribe", **HTML_PAGE, openapi_extra=ONE_CLICK_BODY,
              summary="Unsubscribe (form confirm, or RFC 8058 one-click from the mail client)")  # fmt: skip
-async def unsubscribe(request: Request, token: str = "") -> Response:
-    payload = _verify(request, token, "unsubscribe")
+async def unsubscribe(runtime: Runtime, token: str = "") -> Response:
+    payload = _verify(runtime, token, "unsubscribe")
     if isinstance(payload, HTMLResponse):
         return payload
-    runtime = runtime_of(request)
     channel = str(payload["channel"])
     async with runtime.sessions() as session, session.begin():
         events = await add_suppression(

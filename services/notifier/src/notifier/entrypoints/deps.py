@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from dunning_kit.dependencies import objects_of, runtime_of
@@ -14,11 +14,6 @@ from notifier.service_layer.objects import Notifier, NotifierRuntime
 
 Runtime = Annotated[NotifierRuntime, Depends(runtime_of)]
 Objects = Annotated[Notifier, Depends(objects_of)]
-
-
-def notifier_of(request: Request) -> Notifier:  # MERGE-TODO: routes take `Objects`
-    notifier: Notifier = objects_of(request)
-    return notifier
 
 
 def not_found(what: str) -> HTTPException:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 
 from dunning_kit.clock import SystemClock
-from notifier.entrypoints.deps import notifier_of, runtime_of
+from notifier.entrypoints.deps import Objects, Runtime
 from notifier.service_layer import queries
 
 router = APIRouter(tags=["development"])
@@ -43,12 +43,11 @@ def _time(instant: datetime | None, what: str) -> str:
 
 
 @router.get("/dev/outbox", response_class=HTMLResponse, include_in_schema=False)
-async def outbox_page(request: Request, limit: int = 200) -> HTMLResponse:
+async def outbox_page(runtime: Runtime, notifier: Objects, limit: int = 200) -> HTMLResponse:
     # Lists every tenant's messages with no key: only ever on a developer's machine.
-    notifier = notifier_of(request)
     if not notifier.settings.dev_mode:
         raise HTTPException(404, detail="not found")
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         rows = await queries.recent_messages(session, min(limit, 1000))
     if isinstance(notifier.clock, SystemClock):
         clock_note = "the system clock"

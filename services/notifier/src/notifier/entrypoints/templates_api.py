@@ -13,7 +13,7 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from dunning_events import topics
@@ -28,10 +28,11 @@ from notifier.domain.last_look import last_look
 from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, TemplateRenderError, TemplateSource
 from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
-from notifier.entrypoints.api import load_config
-from notifier.entrypoints.deps import not_found, notifier_of, runtime_of, unprocessable
+from notifier.entrypoints.deps import Objects, Runtime, not_found, unprocessable
 from notifier.entrypoints.schemas import PreviewOut, TemplateListed, TemplateOut
 from notifier.service_layer import queries
+from notifier.service_layer.channel_config import load_config
+from notifier.service_layer.objects import NotifierRuntime
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -53,24 +54,24 @@ def _out(t: TemplateSource) -> dict[str, Any]:
 
 
 async def _tenant_templates(
-    request: Request, tenant_id: str, template_id: str | None = None
+    runtime: NotifierRuntime, tenant_id: str, template_id: str | None = None
 ) -> dict[tuple[str, str], TemplateSource]:
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.tenant_templates(session, tenant_id, template_id)
 
 
 @router.get("", response_model=Page[TemplateListed], response_model_exclude_unset=True, description=PAGE_CONTRACT,
             summary="Templates: shipped defaults and the tenant's own, by id, locale and origin")  # fmt: skip
 async def list_templates(
-    principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    async with runtime_of(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.templates(session, principal.tenant_id, limit=limit, cursor=cursor)
 
 
 @router.get("/{template_id}", response_model=TemplateOut, summary="One template as it would be used for a locale")
-async def get_template(principal: Tenant, request: Request, template_id: str, locale: str = "en") -> dict[str, Any]:
-    own = await _tenant_templates(request, principal.tenant_id, template_id)
+async def get_template(principal: Tenant, runtime: Runtime, template_id: str, locale: str = "en") -> dict[str, Any]:
+    own = await _tenant_templates(runtime, principal.tenant_id, template_id)
     chosen = choose_template(own, template_id, locale)
     if chosen is None:
         raise not_found("template")
@@ -83,12 +84,14 @@ async def get_template(principal: Tenant, request: Request, template_id: str, lo
     summary="Create or replace the tenant's template for a locale (admin)",
     dependencies=[Idempotent],
 )
-async def put_template(principal: Admin, request: Request, template_id: str, body: TemplateIn) -> Any:
+async def put_template(
+    principal: Admin, runtime: Runtime, notifier: Objects, template_id: str, body: TemplateIn
+) -> Any:
     import re
 
     if not re.match(TEMPLATE_ID, template_id):
         return unprocessable([("template_id", "lower-case letters, digits, _ and - only (1-100)")])
-    renderer = notifier_of(request).renderer
+    renderer = notifier.renderer
     errors = [
         (part, err)
         for part in PARTS
@@ -99,16 +102,15 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
     source = TemplateSource(
         template_id, body.locale, body.subject, body.text, body.html, body.sms, body.voice, "tenant"
     )
-    config = await load_config(request, principal.tenant_id)
+    config = await load_config(runtime, principal.tenant_id)
     try:
-        await render_off_loop(renderer, source, _sample_context(request, principal.tenant_id, config, source))
+        await render_off_loop(renderer, source, _sample_context(runtime, principal.tenant_id, config, source))
     except TemplateRenderError as exc:
         # Over its render budget (or stopped by the sandbox) with sample data, it would fail every send: refuse
         # it now. Other errors (a name the sample lacks, a type) may depend on the data: the preview with a real
         # customer shows them.
         if exc.limit is not None or exc.message.startswith("blocked by the sandbox"):
             return unprocessable([(exc.part, exc.message)])
-    runtime = runtime_of(request)
     values = {
         "subject": body.subject,
         "body_text": body.text,
@@ -123,8 +125,8 @@ async def put_template(principal: Admin, request: Request, template_id: str, bod
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")
-async def delete_template(principal: Admin, request: Request, template_id: str, locale: str) -> Response:
-    async with runtime_of(request).sessions() as session, session.begin():
+async def delete_template(principal: Admin, runtime: Runtime, template_id: str, locale: str) -> Response:
+    async with runtime.sessions() as session, session.begin():
         deleted = await queries.delete_template(session, principal.tenant_id, template_id, locale)
     if not deleted:
         raise not_found("template")
@@ -169,7 +171,7 @@ async def render_off_loop(renderer: Renderer, template: TemplateSource, context:
 
 
 def _context(
-    request: Request,
+    runtime: NotifierRuntime,
     tenant_id: str,
     config: TenantConfig,
     template_id: str,
@@ -191,7 +193,7 @@ def _context(
     }
     look = last_look(invoices, {}, currency)
     row = {"tenant_id": tenant_id, "customer_id": customer_id, "channel": channel}
-    links = notifier_of(request).composer.links(
+    links = runtime.objects.composer.links(
         row, [i.invoice_id for i in look.open_invoices], now, "preview@example.com" if channel == "email" else None
     )
     return build_context(
@@ -208,20 +210,22 @@ def _context(
     )
 
 
-def _sample_context(request: Request, tenant_id: str, config: TenantConfig, template: TemplateSource) -> dict[str, Any]:
-    now = runtime_of(request).clock.now()
+def _sample_context(
+    runtime: NotifierRuntime, tenant_id: str, config: TenantConfig, template: TemplateSource
+) -> dict[str, Any]:
+    now = runtime.clock.now()
     name, currency, invoices = _sample(template.locale, now.date())
     return _context(
-        request, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
+        runtime, tenant_id, config, template.template_id, customer_id="SAMPLE", name=name, locale=template.locale,
         currency=currency, invoices=invoices, channel="email", now=now,
     )  # fmt: skip
 
 
 @router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render a template with sample or real data")
-async def preview_template(principal: Tenant, request: Request, template_id: str, body: PreviewIn) -> Any:
-    n = notifier_of(request)
-    runtime = runtime_of(request)
-    config = await load_config(request, principal.tenant_id)
+async def preview_template(
+    principal: Tenant, runtime: Runtime, notifier: Objects, template_id: str, body: PreviewIn
+) -> Any:
+    config = await load_config(runtime, principal.tenant_id)
     now = runtime.clock.now()
     customer: dict[str, Any] | None = None
     if body.customer_id is not None:
@@ -261,7 +265,7 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
         errors = [
             (f"template.{p}", err)
             for p in PARTS
-            if (src := getattr(body.template, p)) is not None and (err := n.renderer.check_syntax(p, src))
+            if (src := getattr(body.template, p)) is not None and (err := notifier.renderer.check_syntax(p, src))
         ]
         if errors:
             return unprocessable(errors)
@@ -271,7 +275,7 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
         )
     else:
         template = choose_template(
-            await _tenant_templates(request, principal.tenant_id, template_id),
+            await _tenant_templates(runtime, principal.tenant_id, template_id),
             template_id,
             locale,
             config.default_locale,
@@ -279,11 +283,11 @@ async def preview_template(principal: Tenant, request: Request, template_id: str
     if template is None:
         raise not_found("template")
     context = _context(
-        request, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
+        runtime, principal.tenant_id, config, template_id, customer_id=body.customer_id or "SAMPLE", name=name,
         locale=locale, currency=currency, invoices=invoices, channel=body.channel, now=now,
     )  # fmt: skip
     try:
-        rendered = await render_off_loop(n.renderer, template, context)
+        rendered = await render_off_loop(notifier.renderer, template, context)
     except TemplateRenderError as exc:
         return unprocessable([(f"template.{exc.part}", exc.message)])
     return {

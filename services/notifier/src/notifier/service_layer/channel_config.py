@@ -5,18 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from notifier.adapters import orm
 from notifier.domain.tenant_config import TenantConfig
+from notifier.service_layer import queries
 from notifier.service_layer.objects import NotifierRuntime
 
 
 async def stored_config(runtime: NotifierRuntime, tenant_id: str) -> dict[str, Any] | None:
-    ts = orm.tenant_settings.c
     async with runtime.sessions() as session:
-        found: dict[str, Any] | None = await session.scalar(select(ts.config).where(ts.tenant_id == tenant_id))
-    return found
+        return await queries.stored_config(session, tenant_id)
 
 
 async def load_config(runtime: NotifierRuntime, tenant_id: str, *, open_secret: bool = False) -> TenantConfig:

@@ -18,7 +18,6 @@ from dunning_kit.idempotency import Idempotent
 from dunning_kit.input_guard import unstorable_values
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, invalid_input, read_projected
-from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import repository as repo
 from policy_engine.domain.policy import (
     InvalidPolicy,
@@ -26,6 +25,7 @@ from policy_engine.domain.policy import (
     parse_policy_text,
     validate_policy,
 )
+from policy_engine.entrypoints.deps import Runtime
 from policy_engine.entrypoints.schemas import (
     POLICY_BODY,
     AssignmentIn,
@@ -47,13 +47,10 @@ from policy_engine.entrypoints.schemas import (
 )
 from policy_engine.service_layer import freshness, policy_admin, queries
 from policy_engine.service_layer.handlers import Engine
+from policy_engine.service_layer.objects import EngineRuntime
 from policy_engine.service_layer.preview import preview as run_preview
 
 router = APIRouter(prefix="/v1")
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
 
 
 def _invalid(errors: list[PolicyError]) -> JSONResponse:
@@ -95,27 +92,26 @@ async def validate(request: Request, principal: Admin) -> Any:
 
 @router.post("/policies", status_code=201, tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
              summary="Create a policy (version 1)", dependencies=[Idempotent])  # fmt: skip
-async def create_policy(request: Request, principal: Admin) -> Any:
+async def create_policy(request: Request, runtime: Runtime, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request)
     except InvalidPolicy as exc:
         return _invalid(exc.errors)
-    return await _publish(request, principal.tenant_id, doc, must_be_new=True)
+    return await _publish(runtime, principal.tenant_id, doc, must_be_new=True)
 
 
 @router.put("/policies/{policy_id}", tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
             responses={201: {"description": "The policy did not exist: version 1", "model": PolicyPublished}},
             summary="Publish a new version of a policy", dependencies=[Idempotent])  # fmt: skip
-async def put_policy(policy_id: str, request: Request, principal: Admin) -> Any:
+async def put_policy(policy_id: str, request: Request, runtime: Runtime, principal: Admin) -> Any:
     try:
         doc = await _policy_body(request, policy_id)
     except InvalidPolicy as exc:
         return _invalid(exc.errors)
-    return await _publish(request, principal.tenant_id, doc, must_be_new=False)
+    return await _publish(runtime, principal.tenant_id, doc, must_be_new=False)
 
 
-async def _publish(request: Request, tenant: str, doc: Any, *, must_be_new: bool) -> Any:
-    runtime = _runtime(request)
+async def _publish(runtime: EngineRuntime, tenant: str, doc: Any, *, must_be_new: bool) -> Any:
     async with runtime.sessions() as session, session.begin():
         apg = await repo.driver(session)
         try:
@@ -128,24 +124,22 @@ async def _publish(request: Request, tenant: str, doc: Any, *, must_be_new: bool
     return JSONResponse(body, status_code=201 if version == 1 or must_be_new else 200)
 
 
-async def _current_policies(request: Request, tenant: str) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def _current_policies(runtime: EngineRuntime, tenant: str) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        book = runtime.extras["book"]  # type: ignore[attr-defined]
-        return await book.for_tenant(await repo.driver(session), tenant)
+        return await runtime.objects.book.for_tenant(await repo.driver(session), tenant)
 
 
 @router.get("/policies", tags=["policies"], response_model=Page[PolicyOut], description=PAGE_CONTRACT,
             summary="Every policy in force, at its current version, in the order they are tried")  # fmt: skip
-async def list_policies(request: Request, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Any:
-    current = await _current_policies(request, principal.tenant_id)
+async def list_policies(runtime: Runtime, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Any:
+    current = await _current_policies(runtime, principal.tenant_id)
     return queries.policies_page(current, limit=limit, cursor=cursor)
 
 
 @router.get("/policies/{policy_id}", tags=["policies"], response_model=PolicyOut,
             summary="A policy at its current version")  # fmt: skip
-async def get_policy(policy_id: str, request: Request, principal: Admin) -> Any:
-    current = await _current_policies(request, principal.tenant_id)
+async def get_policy(policy_id: str, runtime: Runtime, principal: Admin) -> Any:
+    current = await _current_policies(runtime, principal.tenant_id)
     if policy_id not in current:
         raise HTTPException(404, f"no policy {policy_id}")
     return current[policy_id].to_json()
@@ -154,9 +148,9 @@ async def get_policy(policy_id: str, request: Request, principal: Admin) -> Any:
 @router.get("/policies/{policy_id}/versions", tags=["policies"], response_model=Page[PolicyVersionOut],
             description=PAGE_CONTRACT, summary="Every version of a policy, oldest first")  # fmt: skip
 async def list_versions(
-    policy_id: str, request: Request, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    policy_id: str, runtime: Runtime, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         page = await queries.versions_page(
             await repo.driver(session), principal.tenant_id, policy_id, limit=limit, cursor=cursor
         )
@@ -167,8 +161,8 @@ async def list_versions(
 
 @router.get("/policies/{policy_id}/versions/{version}", tags=["policies"], response_model=PolicyVersionOut,
             summary="One version of a policy")  # fmt: skip
-async def get_version(policy_id: str, version: int, request: Request, principal: Admin) -> Any:
-    async with _runtime(request).sessions() as session:
+async def get_version(policy_id: str, version: int, runtime: Runtime, principal: Admin) -> Any:
+    async with runtime.sessions() as session:
         found = await policy_admin.versions(await repo.driver(session), principal.tenant_id, policy_id)
     if not found:
         raise HTTPException(404, f"no policy {policy_id}")
@@ -180,8 +174,7 @@ async def get_version(policy_id: str, version: int, request: Request, principal:
 
 @router.delete("/policies/{policy_id}", status_code=200, tags=["policies"], response_model=PolicyRetired,
                summary="Retire a policy")  # fmt: skip
-async def delete_policy(policy_id: str, request: Request, principal: Admin) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def delete_policy(policy_id: str, runtime: Runtime, principal: Admin) -> dict[str, Any]:
     async with runtime.sessions() as session, session.begin():
         try:
             replanned = await policy_admin.retire(
@@ -197,14 +190,13 @@ async def delete_policy(policy_id: str, request: Request, principal: Admin) -> d
 # ---------------------------------------------------------------- assignments (admin)
 
 
-async def _assign(request: Request, tenant: str, scope: str, target: str, policy_id: str | None) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def _assign(
+    runtime: EngineRuntime, tenant: str, scope: str, target: str, policy_id: str | None
+) -> dict[str, Any]:
     async with runtime.sessions() as session, session.begin():
         apg = await repo.driver(session)
-        if policy_id is not None:
-            book = runtime.extras["book"]  # type: ignore[attr-defined]
-            if policy_id not in await book.for_tenant(apg, tenant):
-                return invalid_input([FieldError("policy_id", f"no policy {policy_id}")])  # type: ignore[return-value]
+        if policy_id is not None and policy_id not in await runtime.objects.book.for_tenant(apg, tenant):
+            return invalid_input([FieldError("policy_id", f"no policy {policy_id}")])  # type: ignore[return-value]
         replanned = await policy_admin.assign(apg, tenant, scope, target, policy_id, runtime.clock.now())
     return {"scope": scope, "target": target, "policy_id": policy_id, "open_cases_replanned": replanned}
 
@@ -215,8 +207,8 @@ async def _assign(request: Request, tenant: str, scope: str, target: str, policy
     response_model=AssignmentResult,
     summary="Assign a policy to a customer",
 )
-async def assign_customer(customer_id: str, body: AssignmentIn, request: Request, principal: Admin) -> Any:
-    return await _assign(request, principal.tenant_id, "customer", customer_id, body.policy_id)
+async def assign_customer(customer_id: str, body: AssignmentIn, runtime: Runtime, principal: Admin) -> Any:
+    return await _assign(runtime, principal.tenant_id, "customer", customer_id, body.policy_id)
 
 
 @router.delete(
@@ -225,8 +217,8 @@ async def assign_customer(customer_id: str, body: AssignmentIn, request: Request
     response_model=AssignmentResult,
     summary="Remove a customer's assignment",
 )
-async def unassign_customer(customer_id: str, request: Request, principal: Admin) -> Any:
-    return await _assign(request, principal.tenant_id, "customer", customer_id, None)
+async def unassign_customer(customer_id: str, runtime: Runtime, principal: Admin) -> Any:
+    return await _assign(runtime, principal.tenant_id, "customer", customer_id, None)
 
 
 @router.put(
@@ -235,8 +227,8 @@ async def unassign_customer(customer_id: str, request: Request, principal: Admin
     response_model=AssignmentResult,
     summary="Assign a policy to a segment",
 )
-async def assign_segment(segment: str, body: AssignmentIn, request: Request, principal: Admin) -> Any:
-    return await _assign(request, principal.tenant_id, "segment", segment, body.policy_id)
+async def assign_segment(segment: str, body: AssignmentIn, runtime: Runtime, principal: Admin) -> Any:
+    return await _assign(runtime, principal.tenant_id, "segment", segment, body.policy_id)
 
 
 @router.delete(
@@ -245,16 +237,16 @@ async def assign_segment(segment: str, body: AssignmentIn, request: Request, pri
     response_model=AssignmentResult,
     summary="Remove a segment's assignment",
 )
-async def unassign_segment(segment: str, request: Request, principal: Admin) -> Any:
-    return await _assign(request, principal.tenant_id, "segment", segment, None)
+async def unassign_segment(segment: str, runtime: Runtime, principal: Admin) -> Any:
+    return await _assign(runtime, principal.tenant_id, "segment", segment, None)
 
 
 @router.get("/assignments", tags=["assignments"], response_model=Page[AssignmentOut], description=PAGE_CONTRACT,
             summary="Every policy assignment, by scope and target")  # fmt: skip
 async def list_assignments(
-    request: Request, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    runtime: Runtime, principal: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await queries.assignments_page(
             await repo.driver(session), principal.tenant_id, limit=limit, cursor=cursor
         )
@@ -263,10 +255,9 @@ async def list_assignments(
 # ---------------------------------------------------------------- dunning blocks
 
 
-def _engine(request: Request, session: Any) -> Engine:
-    runtime = _runtime(request)
-    extras = runtime.extras  # type: ignore[attr-defined]
-    return Engine(session, runtime.outbox, runtime.clock, extras["config"], extras["book"])
+def _engine(runtime: EngineRuntime, session: Any) -> Engine:
+    objects = runtime.objects
+    return Engine(session, runtime.outbox, runtime.clock, objects.config, objects.book)
 
 
 async def _customer_known(session: Any, tenant: str, customer_id: str) -> bool:
@@ -279,11 +270,11 @@ async def _customer_known(session: Any, tenant: str, customer_id: str) -> bool:
     response_model=CustomerBlock,
     summary="Pause all dunning of a customer",
 )
-async def block_customer(customer_id: str, request: Request, principal: Tenant, body: BlockIn | None = None) -> Any:
-    async with _runtime(request).sessions() as session, session.begin():
+async def block_customer(customer_id: str, runtime: Runtime, principal: Tenant, body: BlockIn | None = None) -> Any:
+    async with runtime.sessions() as session, session.begin():
         if not await _customer_known(session, principal.tenant_id, customer_id):
             raise HTTPException(404, f"no customer {customer_id}")
-        await _engine(request, session).set_customer_block(
+        await _engine(runtime, session).set_customer_block(
             principal.tenant_id, customer_id, body.reason if body else None
         )
     return {"customer_id": customer_id, "blocked": True, "reason": body.reason if body else None}
@@ -295,11 +286,11 @@ async def block_customer(customer_id: str, request: Request, principal: Tenant, 
     response_model=CustomerBlock,
     summary="Resume dunning of a customer",
 )
-async def unblock_customer(customer_id: str, request: Request, principal: Tenant) -> Any:
-    async with _runtime(request).sessions() as session, session.begin():
+async def unblock_customer(customer_id: str, runtime: Runtime, principal: Tenant) -> Any:
+    async with runtime.sessions() as session, session.begin():
         if not await _customer_known(session, principal.tenant_id, customer_id):
             raise HTTPException(404, f"no customer {customer_id}")
-        await _engine(request, session).clear_customer_block(principal.tenant_id, customer_id)
+        await _engine(runtime, session).clear_customer_block(principal.tenant_id, customer_id)
     return {"customer_id": customer_id, "blocked": False}
 
 
@@ -309,9 +300,9 @@ async def unblock_customer(customer_id: str, request: Request, principal: Tenant
     response_model=InvoiceBlock,
     summary="Pause dunning of one invoice",
 )
-async def block_invoice(invoice_id: str, request: Request, principal: Tenant, body: BlockIn | None = None) -> Any:
-    async with _runtime(request).sessions() as session, session.begin():
-        if not await _engine(request, session).set_invoice_block(
+async def block_invoice(invoice_id: str, runtime: Runtime, principal: Tenant, body: BlockIn | None = None) -> Any:
+    async with runtime.sessions() as session, session.begin():
+        if not await _engine(runtime, session).set_invoice_block(
             principal.tenant_id, invoice_id, body.reason if body else None
         ):
             raise HTTPException(404, f"no invoice {invoice_id}")
@@ -324,9 +315,9 @@ async def block_invoice(invoice_id: str, request: Request, principal: Tenant, bo
     response_model=InvoiceBlock,
     summary="Resume dunning of one invoice",
 )
-async def unblock_invoice(invoice_id: str, request: Request, principal: Tenant) -> Any:
-    async with _runtime(request).sessions() as session, session.begin():
-        if not await _engine(request, session).clear_invoice_block(principal.tenant_id, invoice_id):
+async def unblock_invoice(invoice_id: str, runtime: Runtime, principal: Tenant) -> Any:
+    async with runtime.sessions() as session, session.begin():
+        if not await _engine(runtime, session).clear_invoice_block(principal.tenant_id, invoice_id):
             raise HTTPException(404, f"no invoice {invoice_id}")
     return {"invoice_id": invoice_id, "blocked": False}
 
@@ -335,7 +326,7 @@ async def unblock_invoice(invoice_id: str, request: Request, principal: Tenant) 
 
 
 async def _timeline(
-    request: Request,
+    runtime: EngineRuntime,
     tenant: str,
     column: Literal["invoice_id", "customer_id"],
     value: str,
@@ -343,30 +334,30 @@ async def _timeline(
     cursor: str | None,
 ) -> Any:
     async def load() -> Any:
-        async with _runtime(request).sessions() as session:
+        async with runtime.sessions() as session:
             return await queries.timeline_page(
                 await repo.driver(session), tenant, column, value, limit=limit, cursor=cursor
             )
 
     # Invoices and customers arrive as ledger events: a miss is "not arrived yet" or "unknown" (dunning_kit.problems).
     what = f"{column.removesuffix('_id')} {value}"
-    return await read_projected(_runtime(request), load, what=what, topics=[topics.LEDGER])
+    return await read_projected(runtime, load, what=what, topics=[topics.LEDGER])
 
 
 @router.get("/invoices/{invoice_id}/timeline", tags=["timeline"], response_model=Page[TimelineEntry],
             description=PAGE_CONTRACT, summary="Every decision about one invoice, oldest first")  # fmt: skip
 async def invoice_timeline(
-    invoice_id: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    invoice_id: str, principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    return await _timeline(request, principal.tenant_id, "invoice_id", invoice_id, limit, cursor)
+    return await _timeline(runtime, principal.tenant_id, "invoice_id", invoice_id, limit, cursor)
 
 
 @router.get("/customers/{customer_id}/timeline", tags=["timeline"], response_model=Page[TimelineEntry],
             description=PAGE_CONTRACT, summary="Every decision about one customer, oldest first")  # fmt: skip
 async def customer_timeline(
-    customer_id: str, principal: Tenant, request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    customer_id: str, principal: Tenant, runtime: Runtime, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Any:
-    return await _timeline(request, principal.tenant_id, "customer_id", customer_id, limit, cursor)
+    return await _timeline(runtime, principal.tenant_id, "customer_id", customer_id, limit, cursor)
 
 
 @router.get(
@@ -375,13 +366,13 @@ async def customer_timeline(
     response_model=DunningState,
     summary="The invoice's dunning state right now",
 )
-async def invoice_state(invoice_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+async def invoice_state(invoice_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
     async def load() -> Any:
-        async with _runtime(request).sessions() as session:
+        async with runtime.sessions() as session:
             found = await repo.load_cases(await repo.driver(session), principal.tenant_id, [invoice_id], lock=False)
         return found.get(invoice_id)
 
-    case = await read_projected(_runtime(request), load, what=f"invoice {invoice_id}", topics=[topics.LEDGER])
+    case = await read_projected(runtime, load, what=f"invoice {invoice_id}", topics=[topics.LEDGER])
     return {
         "invoice_id": case.invoice_id, "customer_id": case.customer_id, "status": case.status,
         "paused_by": case.pause_reasons, "policy_id": case.policy_id, "policy_version": case.policy_version,
@@ -398,18 +389,17 @@ async def invoice_state(invoice_id: str, principal: Tenant, request: Request) ->
     summary="Dry run: every step that would go out in [from, to)",
 )
 async def preview(
-    request: Request,
+    runtime: Runtime,
     principal: Tenant,
     from_: AwareDatetime = Query(alias="from", description="Window start (ISO 8601 with offset)"),
     to: AwareDatetime = Query(description="Window end (exclusive)"),
 ) -> dict[str, Any]:
     if to <= from_:
         return invalid_input([FieldError("to", "must be after from", "query")])  # type: ignore[return-value]
-    runtime = _runtime(request)
-    extras = runtime.extras  # type: ignore[attr-defined]
+    objects = runtime.objects
     async with runtime.sessions() as session:
         return await run_preview(
-            await repo.driver(session), extras["book"], extras["config"], principal.tenant_id, from_, to,
+            await repo.driver(session), objects.book, objects.config, principal.tenant_id, from_, to,
             runtime.clock.now(), runtime.settings.preview_max_cases,
         )  # fmt: skip
 
@@ -423,16 +413,15 @@ async def preview(
     response_model=LedgerFreshness,
     summary="Whether the tenant's ledger is fresh enough to dun on",
 )
-async def get_ledger_freshness(request: Request, principal: Tenant) -> dict[str, Any]:
-    return await _freshness_report(request, principal.tenant_id)
+async def get_ledger_freshness(runtime: Runtime, principal: Tenant) -> dict[str, Any]:
+    return await _freshness_report(runtime, principal.tenant_id)
 
 
-async def _freshness_report(request: Request, tenant: str) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def _freshness_report(runtime: EngineRuntime, tenant: str) -> dict[str, Any]:
     async with runtime.sessions() as session:
         return await freshness.report(
             await repo.driver(session), tenant, runtime.clock.now(),
-            runtime.extras["config"].stale_after,  # type: ignore[attr-defined]
+            runtime.objects.config.stale_after,
         )  # fmt: skip
 
 
@@ -440,8 +429,8 @@ async def _freshness_report(request: Request, tenant: str) -> dict[str, Any]:
     "/ledger-freshness/import-cadence", tags=["freshness"], response_model=LedgerFreshness,
     summary="Declare how often the tenant's imports arrive (file imports and API pushes are otherwise never stale)",
 )  # fmt: skip
-async def put_import_cadence(body: ImportCadenceIn, request: Request, principal: Admin) -> dict[str, Any]:
-    return await _set_import_cadence(request, principal.tenant_id, body.expected_every_hours)
+async def put_import_cadence(body: ImportCadenceIn, runtime: Runtime, principal: Admin) -> dict[str, Any]:
+    return await _set_import_cadence(runtime, principal.tenant_id, body.expected_every_hours)
 
 
 @router.delete(
@@ -450,11 +439,11 @@ async def put_import_cadence(body: ImportCadenceIn, request: Request, principal:
     response_model=LedgerFreshness,
     summary="Drop the declared import cadence",
 )
-async def delete_import_cadence(request: Request, principal: Admin) -> dict[str, Any]:
-    return await _set_import_cadence(request, principal.tenant_id, None)
+async def delete_import_cadence(runtime: Runtime, principal: Admin) -> dict[str, Any]:
+    return await _set_import_cadence(runtime, principal.tenant_id, None)
 
 
-async def _set_import_cadence(request: Request, tenant: str, hours: int | None) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session, session.begin():
-        await _engine(request, session).set_import_cadence(tenant, hours)
-    return await _freshness_report(request, tenant)
+async def _set_import_cadence(runtime: EngineRuntime, tenant: str, hours: int | None) -> dict[str, Any]:
+    async with runtime.sessions() as session, session.begin():
+        await _engine(runtime, session).set_import_cadence(tenant, hours)
+    return await _freshness_report(runtime, tenant)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 
 from dunning_events import topics
@@ -14,9 +14,9 @@ from dunning_kit.auth import Admin, Tenant
 from dunning_kit.idempotency import Idempotent
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, invalid_input, read_projected
-from dunning_kit.runtime import ServiceRuntime
 from promise_tracker.domain.promises import PromiseRejected
 from promise_tracker.domain.rules import PromiseRules
+from promise_tracker.entrypoints.deps import Runtime
 from promise_tracker.entrypoints.schemas import (
     CancelIn,
     PlanIn,
@@ -29,18 +29,14 @@ from promise_tracker.entrypoints.schemas import (
 )
 from promise_tracker.service_layer import views
 from promise_tracker.service_layer.book import NewPlan, NewPromise, NotActive, NotFound, PromiseBook
+from promise_tracker.service_layer.objects import TrackerRuntime
 from promise_tracker.service_layer.rules import load_rules, save_rules
 
 router = APIRouter(prefix="/v1", tags=["promises"])
 Status = Literal["active", "kept", "partially_kept", "broken", "cancelled"]
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
-
-
-def book(request: Request, session: Any, tenant_id: str) -> PromiseBook:
-    runtime = _runtime(request)
+def book(runtime: TrackerRuntime, session: Any, tenant_id: str) -> PromiseBook:
     settings = runtime.settings
     return PromiseBook(
         session,
@@ -70,10 +66,10 @@ def _not_found(what: str) -> HTTPException:
     summary="Record a promise-to-pay",
     dependencies=[Idempotent],
 )
-async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -> JSONResponse:
+async def record_promise(body: PromiseIn, principal: Tenant, runtime: Runtime) -> JSONResponse:
     try:
-        async with _runtime(request).sessions() as session, session.begin():
-            promise = await book(request, session, principal.tenant_id).record_promise(
+        async with runtime.sessions() as session, session.begin():
+            promise = await book(runtime, session, principal.tenant_id).record_promise(
                 NewPromise(
                     customer_id=body.customer_id,
                     invoice_ids=body.invoice_ids,
@@ -86,7 +82,7 @@ async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -
             )
     except PromiseRejected as exc:
         return rejected(exc)
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         view = await views.get_promise(session, principal.tenant_id, promise["promise_id"])
     return JSONResponse(view, status_code=201)
 
@@ -95,7 +91,7 @@ async def record_promise(body: PromiseIn, principal: Tenant, request: Request) -
             summary="List promises, oldest first (filter by customer, invoice, status, plan)")  # fmt: skip
 async def list_promises(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     customer_id: str | None = None,
     invoice_id: str | None = None,
     status: Status | None = None,
@@ -103,7 +99,7 @@ async def list_promises(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Any:
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await views.list_promises(
             session, principal.tenant_id, customer_id=customer_id, invoice_id=invoice_id, status=status,
             plan_id=plan_id, limit=limit, cursor=cursor,
@@ -111,8 +107,8 @@ async def list_promises(
 
 
 @router.get("/promises/{promise_id}", response_model=PromiseOut, summary="One promise")
-async def get_promise(promise_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session:
+async def get_promise(promise_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         view = await views.get_promise(session, principal.tenant_id, promise_id)
     if view is None:
         raise _not_found("promise")
@@ -125,16 +121,16 @@ async def get_promise(promise_id: str, principal: Tenant, request: Request) -> d
     summary="Withdraw an active promise (emits promise.cancelled)",
 )
 async def cancel_promise(
-    promise_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
+    promise_id: str, principal: Tenant, runtime: Runtime, body: Annotated[CancelIn | None, Body()] = None
 ) -> dict[str, Any]:
     try:
-        async with _runtime(request).sessions() as session, session.begin():
-            await book(request, session, principal.tenant_id).cancel_promise(promise_id, body.reason if body else None)
+        async with runtime.sessions() as session, session.begin():
+            await book(runtime, session, principal.tenant_id).cancel_promise(promise_id, body.reason if body else None)
     except NotFound:
         raise _not_found("promise") from None
     except NotActive as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await views.get_promise(session, principal.tenant_id, promise_id) or {}
 
 
@@ -148,10 +144,10 @@ async def cancel_promise(
     summary="Create a payment plan (each instalment is a promise)",
     dependencies=[Idempotent],
 )
-async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSONResponse:
+async def create_plan(body: PlanIn, principal: Tenant, runtime: Runtime) -> JSONResponse:
     try:
-        async with _runtime(request).sessions() as session, session.begin():
-            plan, _ = await book(request, session, principal.tenant_id).create_plan(
+        async with runtime.sessions() as session, session.begin():
+            plan, _ = await book(runtime, session, principal.tenant_id).create_plan(
                 NewPlan(
                     customer_id=body.customer_id,
                     invoice_ids=body.invoice_ids,
@@ -166,7 +162,7 @@ async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSON
             )
     except PromiseRejected as exc:
         return rejected(exc)
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         view = await views.get_plan(session, principal.tenant_id, plan["plan_id"])
     return JSONResponse(view, status_code=201)
 
@@ -175,21 +171,21 @@ async def create_plan(body: PlanIn, principal: Tenant, request: Request) -> JSON
             summary="List payment plans, oldest first, each with its instalments")  # fmt: skip
 async def list_plans(
     principal: Tenant,
-    request: Request,
+    runtime: Runtime,
     customer_id: str | None = None,
     status: Literal["active", "completed", "defaulted", "cancelled"] | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Any:
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await views.list_plans(
             session, principal.tenant_id, customer_id=customer_id, status=status, limit=limit, cursor=cursor
         )
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, summary="One payment plan with its instalments")
-async def get_plan(plan_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
-    async with _runtime(request).sessions() as session:
+async def get_plan(plan_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         view = await views.get_plan(session, principal.tenant_id, plan_id)
     if view is None:
         raise _not_found("plan")
@@ -200,16 +196,16 @@ async def get_plan(plan_id: str, principal: Tenant, request: Request) -> dict[st
     "/plans/{plan_id}/cancel", response_model=PlanOut, summary="Withdraw a plan: its open instalments are cancelled"
 )
 async def cancel_plan(
-    plan_id: str, principal: Tenant, request: Request, body: Annotated[CancelIn | None, Body()] = None
+    plan_id: str, principal: Tenant, runtime: Runtime, body: Annotated[CancelIn | None, Body()] = None
 ) -> dict[str, Any]:
     try:
-        async with _runtime(request).sessions() as session, session.begin():
-            await book(request, session, principal.tenant_id).cancel_plan(plan_id, body.reason if body else None)
+        async with runtime.sessions() as session, session.begin():
+            await book(runtime, session, principal.tenant_id).cancel_plan(plan_id, body.reason if body else None)
     except NotFound:
         raise _not_found("plan") from None
     except NotActive as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    async with _runtime(request).sessions() as session:
+    async with runtime.sessions() as session:
         return await views.get_plan(session, principal.tenant_id, plan_id) or {}
 
 
@@ -221,13 +217,13 @@ async def cancel_plan(
     response_model=PromiseRecordOut,
     summary="Kept and broken promises of a customer",
 )
-async def promise_record(customer_id: str, principal: Tenant, request: Request) -> dict[str, Any]:
+async def promise_record(customer_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
     async def load() -> dict[str, Any] | None:
-        async with _runtime(request).sessions() as session:
+        async with runtime.sessions() as session:
             return await views.promise_record(session, principal.tenant_id, customer_id)
 
     # The customer arrives as a ledger event: a miss is "not arrived yet" or "unknown".
-    return await read_projected(_runtime(request), load, what=f"customer {customer_id}", topics=[topics.LEDGER])
+    return await read_projected(runtime, load, what=f"customer {customer_id}", topics=[topics.LEDGER])
 
 
 @router.get(
@@ -236,8 +232,7 @@ async def promise_record(customer_id: str, principal: Tenant, request: Request) 
     response_model=PromiseRulesOut,
     summary="The tenant's promise rules (defaults if never set)",
 )
-async def get_rules(principal: Admin, request: Request) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def get_rules(principal: Admin, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rules = await load_rules(session, principal.tenant_id, runtime.settings.default_rules())
     return asdict(rules)
@@ -246,8 +241,7 @@ async def get_rules(principal: Admin, request: Request) -> dict[str, Any]:
 @router.put(
     "/admin/promise-rules", tags=["admin"], response_model=PromiseRulesOut, summary="Set the tenant's promise rules"
 )
-async def put_rules(body: PromiseRulesIn, principal: Admin, request: Request) -> dict[str, Any]:
-    runtime = _runtime(request)
+async def put_rules(body: PromiseRulesIn, principal: Admin, runtime: Runtime) -> dict[str, Any]:
     rules = PromiseRules(**body.model_dump())
     async with runtime.sessions() as session, session.begin():
         await save_rules(session, principal.tenant_id, rules, runtime.clock.now())

@@ -17,11 +17,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dunning_events.money import from_minor
-from dunning_kit.runtime import ServiceRuntime
 from dunning_kit.signed_links import ExpiredLink, InvalidLink, verify
 from promise_tracker.domain.promises import FieldError, PromiseRejected, local_today
+from promise_tracker.entrypoints.deps import Runtime
 from promise_tracker.service_layer import visits
 from promise_tracker.service_layer.book import NewPlan, NewPromise, PromiseBook
+from promise_tracker.service_layer.objects import TrackerRuntime
 from promise_tracker.service_layer.rules import load_rules
 from promise_tracker.service_layer.visits import Session
 
@@ -99,11 +100,7 @@ class Visit:
     invoices: list[OpenInvoice]  # the token's invoices that are still open
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
-
-
-async def open_visit(session: Session, runtime: ServiceRuntime, token: str | None) -> Visit:
+async def open_visit(session: Session, runtime: TrackerRuntime, token: str | None) -> Visit:
     if not token:
         raise Refused(403, "This link cannot be used", "The link is incomplete. Please use the link from your email.")
     try:
@@ -148,7 +145,7 @@ async def open_visit(session: Session, runtime: ServiceRuntime, token: str | Non
     )
 
 
-async def _form_context(session: Session, runtime: ServiceRuntime, visit: Visit) -> dict[str, Any]:
+async def _form_context(session: Session, runtime: TrackerRuntime, visit: Visit) -> dict[str, Any]:
     rules = await load_rules(session, visit.tenant_id, runtime.settings.default_rules())
     today = local_today(runtime.clock.now(), visit.time_zone)
     return {
@@ -161,8 +158,7 @@ async def _form_context(session: Session, runtime: ServiceRuntime, visit: Visit)
 
 
 @router.get("/promise", response_class=HTMLResponse)
-async def promise_page(request: Request, token: str | None = None) -> HTMLResponse:
-    runtime = _runtime(request)
+async def promise_page(runtime: Runtime, token: str | None = None) -> HTMLResponse:
     async with runtime.sessions() as session:
         try:
             visit = await open_visit(session, runtime, token)
@@ -204,8 +200,7 @@ def _field_messages(errors: list[FieldError]) -> list[dict[str, str]]:
 
 
 @router.post("/promise", response_class=HTMLResponse)
-async def record_from_page(request: Request) -> HTMLResponse:
-    runtime = _runtime(request)
+async def record_from_page(request: Request, runtime: Runtime) -> HTMLResponse:
     form = await request.form()
     token = str(form.get("token") or "")
     choice = "plan" if form.get("choice") == "plan" else "promise"
