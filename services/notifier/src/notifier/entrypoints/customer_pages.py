@@ -64,7 +64,8 @@ async def pay(runtime: Runtime, token: str = "") -> Response:
     if isinstance(payload, HTMLResponse):
         return payload
     tenant_id, customer_id = str(payload["tenant_id"]), str(payload["customer_id"])
-    invoice_ids = [str(i) for i in payload.get("invoice_ids", [])]  # type: ignore[union-attr]
+    listed = payload.get("invoice_ids")
+    invoice_ids = [str(i) for i in listed] if isinstance(listed, list) else []
     config = await load_config(runtime, tenant_id)
     if config.branding.payment_portal_url:
         query = urlencode({"customer": customer_id, "invoices": ",".join(invoice_ids)})
