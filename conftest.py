@@ -16,14 +16,5 @@ def _rank(item: pytest.Item) -> int:
     return next((i for i, m in enumerate(LONG_MARKERS) if item.get_closest_marker(m)), len(LONG_MARKERS))
 
 
-# Two groups each run on one worker, one test after the other (`--dist loadgroup`): the fuzz runs (CPU-bound) and
-# the process-kill tests (whose restarts must be ready within seconds); run side by side they starved each other.
-GROUPS = {"slow": "processes", "fuzz": "fuzz"}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_rank)
-    for item in items:
-        group = next((g for m, g in GROUPS.items() if item.get_closest_marker(m)), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
