@@ -216,7 +216,7 @@ async def _receive(
     except SignatureError as exc:
         log.warning("%s webhook refused: %s", name, exc)
         # The ERPs look at the status only; the body is the platform's problem, saying nothing of why.
-        raise Problem(401, "Unauthorized", "the notification's signature does not verify; nothing was stored")
+        raise Problem(401, "Unauthorized", "the notification's signature does not verify; nothing was stored") from None
     try:
         notices = receiver.notices(body)
     except ValueError as exc:
@@ -237,7 +237,7 @@ async def stripe_webhook(tenant_id: str, request: Request, runtime: Runtime, syn
     try:
         conn = await sync.connection(tenant_id, "stripe")
     except UndecryptableSecret:  # logged once and readiness false; Stripe retries a 503 for up to three days
-        raise Problem(503, "Service Unavailable", "the endpoint's secret cannot be opened now; retry later")
+        raise Problem(503, "Service Unavailable", "the endpoint's secret cannot be opened now; retry later") from None
     # An unknown tenant gets the same 401 as a bad signature: nothing to learn by probing.
     secret = str(conn.credentials.get("webhook_secret", "")) if conn else ""
     return await _receive(request, runtime, "stripe", secret, tenant_id=tenant_id if conn else None)
