@@ -46,12 +46,12 @@ def _refused_field(cursor: str, codec: CursorCodec = DELIVERIES, arity: int = 2)
     ],
 )
 def test_a_tampered_cursor_is_refused_naming_cursor(cursor: str) -> None:
-    assert _refused_field(cursor) == "cursor"
+    assert _refused_field(cursor) == "query.cursor"
 
 
 def test_a_cursor_of_another_list_is_refused() -> None:
     foreign = CursorCodec("notifier.tasks").encode((datetime(2026, 1, 1, tzinfo=UTC), "t-1"))
-    assert _refused_field(foreign) == "cursor"
+    assert _refused_field(foreign) == "query.cursor"
 
 
 def test_a_page_cuts_at_limit_and_points_past_its_last_item() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from dunning_kit.testing import problem_fields
 
 Get = Callable[..., Awaitable[Any]]  # an httpx-like `get(path, params=...)` answering a response
 
@@ -35,23 +36,13 @@ async def walk_pages(
     raise AssertionError(f"{path}: more than {max_pages} pages")
 
 
-def refused_fields(response: Any) -> list[str]:
-    """The fields a 422 names, in today's problem body or the RFC 9457 one (`errors`)."""
-    body = response.json()
-    entries = body.get("errors") or body.get("detail") or []
-    return (
-        [str(e.get("field", "")) for e in entries if isinstance(e, dict)]
-        if isinstance(entries, list)
-        else [json.dumps(entries)]
-    )
-
-
 async def assert_page_limits(get: Get, path: str, other_list_cursor: str, params: dict[str, Any] | None = None) -> None:
-    """limit above the maximum → 422 naming `limit`; a cursor of another list or a damaged one → 422 naming `cursor`."""
+    """limit above the maximum → 422 naming `query.limit`; a cursor of another list or a damaged one → 422 naming
+    `query.cursor` (query parameters are named `query.<name>` like every other field problem's)."""
     from dunning_kit.pages import MAX_LIMIT
 
     too_many = await get(path, params={**(params or {}), "limit": MAX_LIMIT + 1})
-    assert too_many.status_code == 422 and any("limit" in f for f in refused_fields(too_many)), too_many.text
+    assert too_many.status_code == 422 and problem_fields(too_many.json()) == ["query.limit"], too_many.text
     for cursor in (other_list_cursor, "bm90IGEgY3Vyc29y", "%%%"):
         refused = await get(path, params={**(params or {}), "cursor": cursor})
-        assert refused.status_code == 422 and any("cursor" in f for f in refused_fields(refused)), refused.text
+        assert refused.status_code == 422 and problem_fields(refused.json()) == ["query.cursor"], refused.text

@@ -131,4 +131,4 @@ class CursorCodec:
 
 
 def _refused(reason: str) -> InvalidInput:
-    return InvalidInput([FieldError("cursor", reason, "query")])
+    return InvalidInput([FieldError("query.cursor", reason, "query")])
