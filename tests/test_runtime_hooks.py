@@ -41,7 +41,7 @@ async def test_timer_workers_run_side_by_side_and_stop_callbacks_run_before_and_
 
     async def fire(now: datetime) -> int:
         fired_by.add(asyncio.current_task().get_name())  # type: ignore[union-attr]
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the batch's own work (not a wait for async work): the workers' batches overlap
         return 0
 
     async def stats(now: datetime) -> tuple[int, float]:
@@ -65,10 +65,11 @@ async def test_timer_workers_run_side_by_side_and_stop_callbacks_run_before_and_
     runtime.on_stop(finish_work, before_parts=True)
     await runtime.start()  # the broker is unreachable: the timers start all the same, once the database answers
     try:
-        await poll_until(
-            lambda: asyncio.sleep(0, fired_by == {"timers-deliveries", "timers-deliveries-1", "timers-deliveries-2"}),
-            what="all three timer workers fired",
-        )
+
+        async def all_three_fired() -> bool:
+            return fired_by == {"timers-deliveries", "timers-deliveries-1", "timers-deliveries-2"}
+
+        await poll_until(all_three_fired, what="all three timer workers fired")
     finally:
         await runtime.stop()
     assert stages == [("before the parts", True), ("after the parts", False)]
