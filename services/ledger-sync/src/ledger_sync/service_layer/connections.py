@@ -6,11 +6,12 @@ connectors by name (the primary key), quarantine and drift by their serial id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -105,35 +106,42 @@ async def list_connections(
     return CONNECTORS.page(rows, limit, lambda r: (r["connector"],), _connection_view)
 
 
+async def _connector_page(
+    session: AsyncSession,
+    table: Table,
+    codec: CursorCodec,
+    tenant_id: str,
+    connector: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    view: Callable[[Any], dict[str, Any]],
+) -> Page[dict[str, Any]]:
+    """One page of a connector's rows in id order (quarantine and drift keep one row per finding)."""
+    t = table.c
+    stmt = select(table).where(t.tenant_id == tenant_id, t.connector == connector)
+    if (after := codec.decode(cursor, 1)) is not None:
+        stmt = stmt.where(t.id > after[0])
+    rows = list((await session.execute(stmt.order_by(t.id).limit(limit + 1))).mappings())
+    page: Page[dict[str, Any]] = codec.page(rows, limit, lambda r: (r["id"],), view)
+    return page
+
+
 async def quarantined(
     session: AsyncSession, tenant_id: str, connector: str, *, limit: int, cursor: str | None
 ) -> Page[dict[str, Any]]:
-    q = orm.quarantine.c
-    stmt = select(orm.quarantine).where(q.tenant_id == tenant_id, q.connector == connector)
-    if (after := QUARANTINE.decode(cursor, 1)) is not None:
-        stmt = stmt.where(q.id > after[0])
-    rows = list((await session.execute(stmt.order_by(q.id).limit(limit + 1))).mappings())
-    return QUARANTINE.page(
-        rows,
-        limit,
-        lambda r: (r["id"],),
-        lambda r: {"entity": r["entity"], "entity_id": r["entity_id"], "error": r["error"], "payload": r["payload"],
-                   "quarantined_at": r["quarantined_at"].isoformat()},
+    return await _connector_page(
+        session, orm.quarantine, QUARANTINE, tenant_id, connector, limit=limit, cursor=cursor,
+        view=lambda r: {"entity": r["entity"], "entity_id": r["entity_id"], "error": r["error"],
+                        "payload": r["payload"], "quarantined_at": r["quarantined_at"].isoformat()},
     )  # fmt: skip
 
 
 async def drift(
     session: AsyncSession, tenant_id: str, connector: str, *, limit: int, cursor: str | None
 ) -> Page[dict[str, Any]]:
-    d = orm.drift.c
-    stmt = select(orm.drift).where(d.tenant_id == tenant_id, d.connector == connector)
-    if (after := DRIFT.decode(cursor, 1)) is not None:
-        stmt = stmt.where(d.id > after[0])
-    rows = list((await session.execute(stmt.order_by(d.id).limit(limit + 1))).mappings())
-    return DRIFT.page(
-        rows,
-        limit,
-        lambda r: (r["id"],),
-        lambda r: {"invoice_id": r["invoice_id"], "ledger_balance_minor": r["ledger_balance_minor"],
-                   "erp_balance_minor": r["erp_balance_minor"], "found_at": r["found_at"].isoformat()},
+    return await _connector_page(
+        session, orm.drift, DRIFT, tenant_id, connector, limit=limit, cursor=cursor,
+        view=lambda r: {"invoice_id": r["invoice_id"], "ledger_balance_minor": r["ledger_balance_minor"],
+                        "erp_balance_minor": r["erp_balance_minor"], "found_at": r["found_at"].isoformat()},
     )  # fmt: skip
