@@ -1,4 +1,4 @@
-"""The four services as the dev stack and the test harness see them (names, ports, packages)."""
+"""The services as the dev stack and the test harness see them (names, ports, packages)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("policy-engine", "policy_engine", 8002),
     ServiceSpec("notifier", "notifier", 8003),
     ServiceSpec("promise-tracker", "promise_tracker", 8004),
+    ServiceSpec("insights", "insights", 8005),
 )
 
 

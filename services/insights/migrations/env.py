@@ -1,0 +1,6 @@
+"""Alembic environment of insights (async, its own schema and version table)."""
+
+from dunning_kit.migrations import run_env
+from insights.adapters.orm import SCHEMA, metadata
+
+run_env(metadata, SCHEMA)
