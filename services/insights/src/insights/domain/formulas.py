@@ -12,20 +12,18 @@ from typing import Literal
 
 Bucket = Literal["current", "1-30", "31-60", "61-90", "91+"]
 BUCKETS: tuple[Bucket, ...] = ("current", "1-30", "31-60", "61-90", "91+")
+# The last day past due each bucket holds, oldest bucket open-ended (the SQL of the figures is built from this).
+BUCKET_LIMITS: tuple[tuple[int, Bucket], ...] = ((0, "current"), (30, "1-30"), (60, "31-60"), (90, "61-90"))
+OLDEST_BUCKET: Bucket = "91+"
 COUNTBACK_MONTHS = 36  # how far back the countback walks before it stops counting
 
 
 def aging_bucket(days_past_due: int) -> Bucket:
     """The aging bucket of an invoice `days_past_due` days after its due date (0 or less: not due yet)."""
-    if days_past_due <= 0:
-        return "current"
-    if days_past_due <= 30:
-        return "1-30"
-    if days_past_due <= 60:
-        return "31-60"
-    if days_past_due <= 90:
-        return "61-90"
-    return "91+"
+    for last_day, bucket in BUCKET_LIMITS:
+        if days_past_due <= last_day:
+            return bucket
+    return OLDEST_BUCKET
 
 
 def dso_standard(ar: Decimal, sales: Decimal, days: int) -> Decimal | None:
