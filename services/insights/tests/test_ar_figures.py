@@ -201,7 +201,7 @@ async def test_a_series_takes_each_stock_at_its_intervals_end(figures_db: Sessio
         assert series.columns[:3] == ["from", "to", "currency"]
         last_week = [r for r in series.rows if r["to"] == D.isoformat()]
         assert rows(FigureTable("aging", [], last_week), "currency", "bucket", "amount", "count") == EXPECTED_AGING
-        for a, b in weeks:
+        for _, b in weeks:
             single = await f.aging(session, FigureRequest(Scope("t-series"), [(b, b)], as_of=b))
             at_end = [r for r in series.rows if r["to"] == b.isoformat()]
             assert rows(FigureTable("", [], at_end), "currency", "bucket", "amount", "count") == rows(

@@ -8,6 +8,8 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from insights.adapters import orm
+from insights.entrypoints import ar_api, fx_api, portfolio_api
+from insights.service_layer.gauges import add_gauge_timer
 from insights.service_layer.objects import InsightsRuntime
 from insights.settings import Settings
 
@@ -19,6 +21,7 @@ def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
     runtime: InsightsRuntime = ServiceRuntime(
         name="insights", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA, produces=[]
     )
+    add_gauge_timer(runtime)
     return runtime
 
 
@@ -28,5 +31,9 @@ def create_app(runtime: InsightsRuntime) -> FastAPI:
         title="insights",
         description="The accounts-receivable read model: aging, DSO, CEI, ADD, collection, promise, step and "
         "channel figures from the event stream.",
-        routers=[],
+        routers=[
+            ar_api.router,
+            fx_api.router,
+            portfolio_api.router,
+        ],
     )
