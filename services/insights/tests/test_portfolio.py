@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -54,7 +55,15 @@ async def walk(sessions: Sessions, sort: Sort, where: PortfolioFilter | None = N
 
 async def test_only_open_invoices_in_the_order_asked_walked_whole(portfolio: Sessions) -> None:
     by_balance = await walk(portfolio, "-balance")
-    assert [i["invoice_id"] for i in by_balance] == ["E", "G", "C", "A", "D", "B", "F"]  # ties: by invoice id, same direction
+    assert [i["invoice_id"] for i in by_balance] == [
+        "E",
+        "G",
+        "C",
+        "A",
+        "D",
+        "B",
+        "F",
+    ]  # ties: by invoice id, same direction
     assert [i["invoice_id"] for i in await walk(portfolio, "balance")] == ["F", "B", "D", "A", "C", "G", "E"]
     assert [i["invoice_id"] for i in await walk(portfolio, "-days_overdue", limit=3)] == list("GFEDCBA")
     assert [i["invoice_id"] for i in await walk(portfolio, "days_overdue")] == list("ABCDEFG")
@@ -81,7 +90,7 @@ async def test_filters_by_bucket_currency_segment_customer_and_minimum_balance(p
 def test_bucket_due_date_ranges_meet_without_gaps() -> None:
     ranges = [due_dates_of(b, TODAY) for b in BUCKETS]
     assert ranges[0] == (TODAY, None) and ranges[-1] == (None, TODAY - timedelta(days=91))
-    for (first, _), (_, last) in zip(ranges, ranges[1:], strict=False):
+    for (first, _), (_, last) in pairwise(ranges):
         assert first is not None and last is not None and last == first - timedelta(days=1)
 
 
