@@ -65,6 +65,11 @@ class Conversion:
         return (self.reporting_currency, *key[1:])
 
 
+def plain(rate: Decimal) -> Decimal:
+    """A rate as it was given: NUMERIC(24, 10) pads 0.8 to 0.8000000000; no exponent form for whole rates."""
+    return rate.quantize(Decimal(1)) if rate == rate.to_integral_value() else rate.normalize()
+
+
 async def reporting_currency(session: AsyncSession, tenant_id: str) -> str | None:
     value = await session.scalar(
         text("SELECT reporting_currency FROM tenants WHERE tenant_id = :tenant"), {"tenant": tenant_id}
@@ -90,7 +95,7 @@ async def conversion(session: AsyncSession, tenant_id: str, currencies: set[str]
             {"tenant": tenant_id, "quote": reporting, "currencies": wanted, "on": on},
         )
     ).all()
-    rates = {r.currency: FxRateUsed(r.currency, reporting, r.rate_date, Decimal(r.rate)) for r in rows}
+    rates = {r.currency: FxRateUsed(r.currency, reporting, r.rate_date, plain(Decimal(r.rate))) for r in rows}
     missing = [c for c in wanted if c not in rates]
     if missing:
         reason = "; ".join(f"no {c}->{reporting} rate on or before {on.isoformat()}" for c in missing)
@@ -158,6 +163,6 @@ async def rates_page(
             "reporting_currency": r.quote_currency,
             "currency": r.currency,
             "date": r.rate_date,
-            "rate": Decimal(r.rate),
+            "rate": plain(Decimal(r.rate)),
         },
     )
