@@ -8,6 +8,7 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from insights.adapters import orm
+from insights.entrypoints import activity_api
 from insights.service_layer.objects import InsightsRuntime
 from insights.settings import Settings
 
@@ -28,5 +29,7 @@ def create_app(runtime: InsightsRuntime) -> FastAPI:
         title="insights",
         description="The accounts-receivable read model: aging, DSO, CEI, ADD, collection, promise, step and "
         "channel figures from the event stream.",
-        routers=[],
+        routers=[
+            activity_api.router,
+        ],
     )
