@@ -19,7 +19,7 @@ from dunning_kit.problems import InvalidInput
 from dunning_kit.testing import PostgresBackend
 from insights.adapters import orm
 from insights.domain.activity import Tally, converted, intervals, median_days, share
-from insights.domain.report import FigureTable
+from insights.domain.report import Cell, FigureTable
 from insights.service_layer.activity_figures import (
     ActivityQuery,
     contact_figures,
@@ -104,12 +104,13 @@ class Ledger:
 
 async def figure(engine: AsyncEngine, fn: Any, tenant: str, **query: Any) -> FigureTable:
     query = {"period_from": D - timedelta(days=7), "period_to": D + timedelta(days=20), **query}
+    session: AsyncSession
     async with make_sessions(engine)() as session:
-        session: AsyncSession  # type: ignore[no-redef]
-        return await fn(session, ActivityQuery(tenant_id=tenant, **query))  # type: ignore[no-any-return]
+        table: FigureTable = await fn(session, ActivityQuery(tenant_id=tenant, **query))
+    return table
 
 
-def only(table: FigureTable) -> dict[str, Any]:
+def only(table: FigureTable) -> dict[str, Cell]:
     assert len(table.rows) == 1, table.rows
     return table.rows[0]
 

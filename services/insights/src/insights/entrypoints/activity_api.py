@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_kit.auth import Tenant
 from dunning_kit.problems import FieldError, InvalidInput
@@ -45,7 +44,7 @@ def activity_query(
 async def read(
     runtime: InsightsRuntime,
     query: figures.ActivityQuery,
-    figure: Callable[[AsyncSession, Any], Awaitable[FigureTable]],
+    figure: Callable[[Any, figures.ActivityQuery], Awaitable[FigureTable]],
 ) -> FigureTable:
     async with runtime.sessions() as session, session.begin():
         return await figure(session, query)
