@@ -103,12 +103,16 @@ async def test_bad_queries_are_problems_naming_the_query_field(insights: Running
         customer = assert_problem(await api.get("/v1/figures/promises", params={"customer_id": "C-404"}), 422)
         convert = assert_problem(await api.get("/v1/figures/steps", params={"convert": "true"}), 422)
         dates = assert_problem(await api.get("/v1/figures/steps", params={"from": str(TODAY + timedelta(1))}), 422)
+        far = assert_problem(await api.get("/v1/figures/steps", params={"to": "9999-12-31"}), 422)
+        daily = assert_problem(await api.get("/v1/figures/contacts", params={"from": "2000-01-01"}), 422)
     assert problem_fields(grouping) == problem_fields(contacts) == ["query.group_by"]
     assert "segment" in contacts["errors"][0]["reason"]
     assert problem_fields(segment) == ["query.segment"] and "government" in segment["errors"][0]["reason"]
     assert problem_fields(customer) == ["query.customer_id"]
     assert problem_fields(convert) == ["query.convert"]
     assert problem_fields(dates) == ["query.from"]
+    assert problem_fields(far) == ["query.to"]
+    assert problem_fields(daily) == ["query.interval"]  # contacts are daily unless asked otherwise
 
 
 async def test_an_empty_period_is_a_200_with_a_note_and_another_tenant_sees_nothing(insights: RunningService) -> None:
