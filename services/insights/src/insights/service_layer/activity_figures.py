@@ -331,17 +331,26 @@ async def step_figures(session: AsyncSession, q: ActivityQuery) -> FigureTable:
     by_step = "step" in q.group_by or not by_channel  # per step unless only the channel was asked for
     group_columns = [*(["policy_id", "step_name"] if by_step else []), *(["channel"] if by_channel else []), "currency"]
     key_names = [*(["period_start"] if q.interval else []), *group_columns]
-    step_scope = [
-        s.c.tenant_id == q.tenant_id,
-        s.c.sent_on >= q.period_from,
-        s.c.sent_on <= q.period_to,
-        *([s.c.currency == q.currency] if q.currency else []),
-        *customer_scope(q, s.c.customer_id),
-    ]
-    # A channel's row is about the steps that had a delivery sent on it.
+
+    def in_scope(steps: Any) -> list[ColumnElement[bool]]:
+        return [
+            steps.c.tenant_id == q.tenant_id,
+            steps.c.sent_on >= q.period_from,
+            steps.c.sent_on <= q.period_to,
+            *([steps.c.currency == q.currency] if q.currency else []),
+            *customer_scope(q, steps.c.customer_id),
+        ]
+
+    step_scope = in_scope(s)
+    # A channel's row is about the steps that had a delivery sent on it (read for the period's steps only).
+    period_steps = s.alias("period_steps")
     sent_on_channel = (
         select(d.c.step_id, d.c.channel)
-        .where(d.c.tenant_id == q.tenant_id, d.c.sent_at.is_not(None))
+        .where(
+            d.c.tenant_id == q.tenant_id,
+            d.c.sent_at.is_not(None),
+            d.c.step_id.in_(select(period_steps.c.step_id).where(*in_scope(period_steps))),
+        )
         .distinct()
         .subquery("sent_channels")
     )
