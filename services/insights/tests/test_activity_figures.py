@@ -3,6 +3,7 @@ directly (one database for the module, one tenant per test) and every number is 
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,13 +19,14 @@ from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.problems import InvalidInput
 from dunning_kit.testing import PostgresBackend
 from insights.adapters import orm
-from insights.domain.activity import Tally, converted, intervals, median_days, share
+from insights.domain.activity import Tally, converted, intervals, median_days, paid_within, share
 from insights.domain.report import Cell, FigureTable
 from insights.service_layer.activity_figures import (
     ActivityQuery,
     contact_figures,
     promise_figures,
     step_figures,
+    step_row,
 )
 
 D = date(2026, 3, 2)  # a Monday: the day the steps go out
@@ -370,3 +372,100 @@ def test_converted_tallies_add_money_at_each_rate_and_shares_follow_the_merged_s
                                                                                           Decimal("59.0"))  # fmt: skip
     assert share(tally.amount("paid_3d"), tally.amount("amount")) == "0.5413"  # 59 / 109, not (0.5 + 1) / 2
     assert median_days(tally.days_to_pay) == Decimal(4)
+
+
+# ---------------------------------------------------------------- the SQL against the formulas, on random data
+
+
+async def test_step_figures_match_the_readme_formulas_computed_in_python_on_a_random_ledger(
+    engine: AsyncEngine,
+) -> None:
+    rng = random.Random(15)
+    period = (D, D + timedelta(10))
+    currency_of = {f"C{n}": ("EUR", "USD")[n % 2] for n in range(5)}
+    changes: dict[str, list[tuple[str, date, Decimal]]] = {}
+    settled: dict[str, date | None] = {}
+    steps: list[tuple[str, str, str, date, dict[str, Decimal]]] = []
+    deliveries: list[dict[str, Any]] = []
+    revocations: list[tuple[str, str, datetime]] = []
+    async with Ledger(engine, "t-random") as t:
+        for customer, currency in currency_of.items():
+            t.customer(customer)
+            invoices = [f"{customer}-I{n}" for n in range(4)]
+            for invoice_id in invoices:
+                settled[invoice_id] = rng.choice([None, D + timedelta(rng.randint(-4, 25))])
+                t.invoice(invoice_id, customer, "100.00", currency=currency, settled_on=settled[invoice_id])
+                changes[invoice_id] = []
+                for n in range(rng.randint(0, 4)):
+                    kind = rng.choice(["payment", "payment", "credit", "reversal", "issue"])
+                    amount = Decimal(rng.randint(1, 9000)) / 100 * (1 if kind in ("reversal", "issue") else -1)
+                    on = D + timedelta(rng.randint(-3, 30))
+                    changes[invoice_id].append((kind, on, amount))
+                    t.change(invoice_id, f"{kind}:{n}", on, str(amount))
+            for n in range(5):
+                step_id, name = f"{customer}-S{n}", rng.choice(["first", "second", "final"])
+                sent_on = D + timedelta(rng.randint(-2, 12))
+                asked = {i: Decimal(rng.randint(1, 12000)) / 100 for i in rng.sample(invoices, rng.randint(1, 3))}
+                steps.append((step_id, customer, name, sent_on, asked))
+                t.step(step_id, customer, sent_on, {i: str(b) for i, b in asked.items()}, name=name, currency=currency)
+                for channel in rng.sample(["email", "sms", "letter"], rng.randint(0, 2)):
+                    when = at(sent_on, rng.randint(8, 20))
+                    outcome = {
+                        k: when for k in ("sent_at", "delivered_at", "bounced_at", "failed_at") if rng.random() < 0.5
+                    }
+                    deliveries.append({"delivery_id": f"{step_id}-{channel}", "step_id": step_id, "customer": customer,
+                                       "channel": channel, **outcome})  # fmt: skip
+                    t.delivery(f"{step_id}-{channel}", step_id, customer, channel, **outcome)
+            for channel in ("email", "sms"):
+                if rng.random() < 0.6:
+                    revocations.append((customer, channel, at(D + timedelta(rng.randint(0, 14)), 7)))
+                    t.add(orm.consent_revocations, customer_id=customer, channel=channel,
+                          revoked_at=revocations[-1][2], reason="stop_reply")  # fmt: skip
+
+    opted: set[str] = set()
+    for customer, channel, revoked_at in revocations:
+        before = [d for d in deliveries if (d["customer"], d["channel"]) == (customer, channel)
+                  and d.get("sent_at") and d["sent_at"] <= revoked_at]  # fmt: skip
+        if before:
+            opted.add(max(before, key=lambda d: (d["sent_at"], d["delivery_id"]))["delivery_id"])
+
+    def reference(by_channel: bool) -> dict[tuple[str, ...], dict[str, Any]]:
+        rows: dict[tuple[str, ...], Tally] = {}
+        in_period = [s for s in steps if period[0] <= s[3] <= period[1]]
+        for step_id, customer, name, sent_on, asked in in_period:
+            mine = [d for d in deliveries if d["step_id"] == step_id]
+            channels = [d["channel"] for d in mine if d.get("sent_at")] if by_channel else [None]
+            for d in mine:
+                tally = rows.setdefault((d["channel"] if by_channel else name, currency_of[customer]), Tally())
+                for outcome in ("sent", "delivered", "bounced", "failed"):
+                    tally.counts[outcome] += 1 if d.get(f"{outcome}_at") else 0
+                tally.counts["opted_out"] += d["delivery_id"] in opted
+            for channel in channels:
+                tally = rows.setdefault((channel if by_channel else name, currency_of[customer]), Tally())
+                tally.counts["steps"] += 1
+                for invoice_id, balance in asked.items():
+                    paid_on = settled[invoice_id]
+                    tally.counts["invoices"] += 1
+                    tally.money["amount"] = tally.amount("amount") + balance
+                    for n in (3, 7, 14):
+                        came_in = -sum((a for k, on, a in changes[invoice_id]
+                                        if k in ("payment", "reversal", "credit") and sent_on <= on <= sent_on + timedelta(n)),
+                                       Decimal(0))  # fmt: skip
+                        tally.money[f"paid_{n}d"] = tally.amount(f"paid_{n}d") + paid_within(balance, came_in)
+                        tally.counts[f"settled_{n}d"] += (
+                            paid_on is not None and sent_on <= paid_on <= sent_on + timedelta(n)
+                        )
+                    if paid_on is not None and paid_on >= sent_on:
+                        tally.days_to_pay[(paid_on - sent_on).days] += 1
+        return {key: step_row(tally, key[-1]) for key, tally in rows.items()}
+
+    query = {"period_from": period[0], "period_to": period[1]}
+    by_step = await figure(engine, step_figures, "t-random", **query)
+    assert {(r["step_name"], r["currency"]): values(r) for r in by_step.rows} == reference(False)
+    by_channel = await figure(engine, step_figures, "t-random", group_by=["channel"], **query)
+    assert {(r["channel"], r["currency"]): values(r) for r in by_channel.rows} == reference(True)
+    assert len(by_step.rows) >= 4 and any(r["median_days_to_pay"] for r in by_step.rows)  # the data is not trivial
+
+
+def values(row: dict[str, Cell]) -> dict[str, Cell]:
+    return {c: v for c, v in row.items() if c not in ("policy_id", "step_name", "channel", "currency")}
