@@ -20,7 +20,8 @@ from dunning_kit.problems import InvalidInput
 from dunning_kit.testing import PostgresBackend
 from insights.adapters import orm
 from insights.domain.activity import Tally, converted, intervals, median_days, paid_within, share
-from insights.domain.report import Cell, FigureTable
+from insights.domain.report import Cell, FigureTable, FxRateUsed
+from insights.service_layer import activity_figures
 from insights.service_layer.activity_figures import (
     ActivityQuery,
     contact_figures,
@@ -232,6 +233,31 @@ async def test_steps_are_per_currency_and_filtered_by_segment_customer_and_curre
     with pytest.raises(InvalidInput) as convert:
         await figure(engine, step_figures, "t-cur", convert=True)
     assert [e.field for e in convert.value.errors] == ["query.convert"]
+
+
+async def test_a_converted_figure_adds_money_at_each_rate_and_lists_the_rates(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Ledger(engine, "t-convert") as t:
+        t.customer("C")
+        t.invoice("A", "C", "100.00", settled_on=D + timedelta(2))
+        t.invoice("B", "C", "80.00", currency="USD")
+        t.step("S1", "C", D, {"A": "100.00"})
+        t.step("S2", "C", D, {"B": "80.00"}, currency="USD")
+        t.change("A", "payment:p1", D + timedelta(2), "-100.00")
+    usd = FxRateUsed("USD", "EUR", D - timedelta(1), Decimal("0.9"))
+
+    async def rates(session: AsyncSession, q: ActivityQuery, currencies: set[str]) -> tuple[str, list[FxRateUsed]]:
+        assert currencies == {"EUR", "USD"} and q.period_to == D + timedelta(20)
+        return "EUR", [usd]
+
+    monkeypatch.setattr(activity_figures, "conversion_rates", rates)
+    table = await figure(engine, step_figures, "t-convert", convert=True)
+    row = only(table)
+    assert (table.reporting_currency, table.fx_rates_used) == ("EUR", [usd])
+    assert (row["currency"], row["steps"], row["invoices"], row["amount"]) == ("EUR", 2, 2, "172.00")  # 100 + 80 × 0.9
+    assert row["paid_3d_amount_share"] == "0.5814"  # 100 / 172, not the mean of 1 and 0
+    assert (row["paid_3d_invoice_share"], row["median_days_to_pay"]) == ("0.5000", "2.00")
 
 
 async def test_a_weekly_series_has_every_week_of_the_period_clipped_to_it(engine: AsyncEngine) -> None:

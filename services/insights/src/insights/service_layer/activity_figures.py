@@ -157,9 +157,11 @@ async def conversion_rates(
 ) -> tuple[str, list[FxRateUsed]]:
     """The tenant's reporting currency and one rate per other currency (the latest supplied on or before `to`).
 
-    TODO(issue 15, merge with figures-ar): answer through `insights.service_layer.fx` (it refuses with a 422 naming
-    `query.convert` when a rate or the reporting currency is missing). Until that module is merged, activity
-    figures refuse `convert=true` the same way."""
+    TODO(issue 15, merge with figures-ar): answer through its `insights.service_layer.fx`, which refuses with a 422
+    naming `query.convert` when the tenant has no reporting currency or a rate is missing:
+        conversion = await fx.conversion(session, q.tenant_id, currencies, q.period_to)
+        return conversion.reporting_currency, list(conversion.rates.values())
+    Until that module is merged, activity figures refuse `convert=true` the same way."""
     raise InvalidInput(
         [
             FieldError(
