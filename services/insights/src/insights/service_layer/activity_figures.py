@@ -96,7 +96,7 @@ def utc_day(instant: Any) -> ColumnElement[date]:
 
 
 def bucket(day: Any, interval: Interval | None) -> Any:
-    """The first day of the interval a day falls in, unclipped (keys() clips it to the period)."""
+    """The first day of the interval a day falls in, unclipped (tallies() clips it to the period)."""
     if interval is None:
         return None
     if interval == "day":
