@@ -82,6 +82,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'delivery_id')
     )
     op.create_index('ix_deliveries_customer', 'deliveries', ['tenant_id', 'customer_id', 'channel', 'sent_at'], unique=False)
+    op.create_index('ix_deliveries_sent', 'deliveries', ['tenant_id', 'sent_at'], unique=False)
     op.create_index('ix_deliveries_step', 'deliveries', ['tenant_id', 'step_id'], unique=False)
     op.create_table('disputes',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
@@ -302,6 +303,7 @@ def downgrade() -> None:
     op.drop_table('fx_rates')
     op.drop_table('disputes')
     op.drop_index('ix_deliveries_step', table_name='deliveries')
+    op.drop_index('ix_deliveries_sent', table_name='deliveries')
     op.drop_index('ix_deliveries_customer', table_name='deliveries')
     op.drop_table('deliveries')
     op.drop_index('ix_customers_segment', table_name='customers')

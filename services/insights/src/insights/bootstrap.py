@@ -8,7 +8,7 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from insights.adapters import orm
-from insights.entrypoints import ar_api, fx_api, portfolio_api
+from insights.entrypoints import activity_api, ar_api, fx_api, portfolio_api
 from insights.service_layer.gauges import add_gauge_timer
 from insights.service_layer.objects import InsightsRuntime
 from insights.settings import Settings
@@ -35,5 +35,6 @@ def create_app(runtime: InsightsRuntime) -> FastAPI:
             ar_api.router,
             fx_api.router,
             portfolio_api.router,
+            activity_api.router,
         ],
     )

@@ -243,6 +243,7 @@ deliveries = Table(
     Column("held_at", DateTime(timezone=True)),
     Index("ix_deliveries_step", "tenant_id", "step_id"),
     Index("ix_deliveries_customer", "tenant_id", "customer_id", "channel", "sent_at"),
+    Index("ix_deliveries_sent", "tenant_id", "sent_at"),  # contact volume per day reads a period's sends
 )
 
 consent_revocations = Table(
