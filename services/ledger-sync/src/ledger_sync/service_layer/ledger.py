@@ -725,12 +725,15 @@ class Ledger:
             .where(i.tenant_id == self.tenant_id, i.invoice_id == invoice_id)
             .values(disputed=open_, dispute_reason=note if open_ else None, version=version, updated_at=now)
         )
-        # The dispute period, dated as its event: opened, or the open period of the invoice resolved.
+        # The dispute period, dated as its event: opened, or the open period of the invoice resolved. Opened again
+        # at the instant it was resolved (a clock standing still) is that period open again, as a consumer keying
+        # periods by their opening instant sees it.
         if open_:
+            stmt = insert(orm.invoice_disputes).values(tenant_id=self.tenant_id, invoice_id=invoice_id, opened_at=now)
             await self.session.execute(
-                insert(orm.invoice_disputes)
-                .values(tenant_id=self.tenant_id, invoice_id=invoice_id, opened_at=now)
-                .on_conflict_do_nothing()
+                stmt.on_conflict_do_update(
+                    index_elements=[d.tenant_id, d.invoice_id, d.opened_at], set_={"resolved_at": None}
+                )
             )
         else:
             await self.session.execute(
