@@ -4,6 +4,8 @@ while the ledger changes serves every invoice once, pages refuse a bad cursor or
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
@@ -210,7 +212,8 @@ async def test_a_bad_cursor_or_limit_is_a_422_naming_it(ledger: LedgerHarness) -
             assert refused.status_code == 422 and problem_fields(refused.json()) == ["query.limit"], refused.text
             assert refused.headers["content-type"] == "application/problem+json"
         assert (await ledger.get(path, params={"limit": 5000})).status_code == 200
-        for cursor in (other_list, "bm90IGEgY3Vyc29y", "%%%"):
+        forged = json.dumps([f"ledger.export.{path.rsplit('/', 1)[1]}", [["s", "INV\u0000"]]]).encode()
+        for cursor in (other_list, "bm90IGEgY3Vyc29y", "%%%", base64.urlsafe_b64encode(forged).decode()):
             refused = await ledger.get(path, params={"cursor": cursor})
             assert refused.status_code == 422 and problem_fields(refused.json()) == ["query.cursor"], refused.text
     refused = await ledger.get("/v1/exports/invoices", params={"cursor": customers_export})
