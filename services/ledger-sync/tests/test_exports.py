@@ -9,11 +9,22 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias, TypeVar, cast
 
 import pytest_asyncio
 
 from dunning_events.envelope import Envelope, EventData
+from dunning_events.events import (
+    Allocation,
+    CreditNoteApplied,
+    DisputeOpened,
+    DisputeResolved,
+    InvoiceCreated,
+    InvoiceUpdated,
+    InvoiceVoided,
+    PaymentApplied,
+    PaymentReversed,
+)
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.page_walk import walk_pages
 from dunning_kit.pytest_plugin import SIM_START
@@ -23,6 +34,7 @@ from ledger_sync.entrypoints.schemas import ExportCustomer, ExportInvoice
 from ledger_sync.testing import LedgerHarness
 
 CLOCK = SimulatedClock(SIM_START)
+D = TypeVar("D", bound=EventData)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -77,6 +89,9 @@ async def export(ledger: LedgerHarness, what: str, key: str = "acme-api-key", li
     return [item for page in pages for item in page]
 
 
+Settling: TypeAlias = PaymentApplied | PaymentReversed | CreditNoteApplied
+
+
 def about(events: list[Envelope[EventData]], invoice_id: str) -> list[Envelope[EventData]]:
     """The events that touch one invoice, in order."""
     out = []
@@ -88,14 +103,20 @@ def about(events: list[Envelope[EventData]], invoice_id: str) -> list[Envelope[E
     return out
 
 
-def allocation(e: Envelope[EventData], invoice_id: str) -> Any:
-    return next(a for a in e.data.allocations if a.invoice_id == invoice_id)  # type: ignore[attr-defined]
+def only(events: list[Envelope[EventData]], kind: type[D]) -> list[Envelope[D]]:
+    return [cast(Envelope[D], e) for e in events if isinstance(e.data, kind)]
 
 
-def balance_after(e: Envelope[EventData], invoice_id: str) -> Decimal:
-    if hasattr(e.data, "allocations"):
-        return allocation(e, invoice_id).invoice_balance_after  # type: ignore[no-any-return]
-    return e.data.balance  # type: ignore[attr-defined,no-any-return]
+def allocation(data: Settling, invoice_id: str) -> Allocation:
+    return next(a for a in data.allocations if a.invoice_id == invoice_id)
+
+
+def balance_after(data: EventData, invoice_id: str) -> Decimal:
+    """The invoice's balance as an event reported it."""
+    if isinstance(data, PaymentApplied | PaymentReversed | CreditNoteApplied):
+        return Decimal(allocation(data, invoice_id).invoice_balance_after)
+    assert isinstance(data, InvoiceCreated | InvoiceUpdated), data
+    return Decimal(data.balance)
 
 
 async def test_an_invoices_history_is_what_its_events_said(ledger: LedgerHarness) -> None:
@@ -124,31 +145,31 @@ async def test_an_invoices_history_is_what_its_events_said(ledger: LedgerHarness
         assert ExportInvoice.model_validate(item).model_dump(mode="json") == item
 
     h1 = about(events, "H-1")
-    (applied_1,) = [e for e in h1 if e.type == "payment.applied" and e.data.payment_id == "P-1"]  # type: ignore[attr-defined]
-    (reversed_2,) = [e for e in h1 if e.type == "payment.reversed"]
-    (credited,) = [e for e in h1 if e.type == "credit_note.applied"]
-    (opened,) = [e for e in h1 if e.type == "dispute.opened"]
-    (resolved,) = [e for e in h1 if e.type == "dispute.resolved"]
+    (applied_1,) = [e for e in only(h1, PaymentApplied) if e.data.payment_id == "P-1"]
+    (reversed_2,) = only(h1, PaymentReversed)
+    (credited,) = only(h1, CreditNoteApplied)
+    (opened,) = only(h1, DisputeOpened)
+    (resolved,) = only(h1, DisputeResolved)
     assert items["H-1"]["payments"] == [
-        {"payment_id": "P-1", "received_on": "2026-02-01", "amount": str(allocation(applied_1, "H-1").amount),
+        {"payment_id": "P-1", "received_on": "2026-02-01", "amount": str(allocation(applied_1.data, "H-1").amount),
          "reversed_at": None},
-        {"payment_id": "P-2", "received_on": "2026-02-03", "amount": str(allocation(reversed_2, "H-1").amount),
+        {"payment_id": "P-2", "received_on": "2026-02-03", "amount": str(allocation(reversed_2.data, "H-1").amount),
          "reversed_at": reversed_2.occurred_at.isoformat().replace("+00:00", "Z")},
     ]  # fmt: skip
     assert items["H-1"]["credits"] == [
-        {"credit_note_id": "CN-1", "issued_on": "2026-02-10", "amount": str(allocation(credited, "H-1").amount)}
+        {"credit_note_id": "CN-1", "issued_on": "2026-02-10", "amount": str(allocation(credited.data, "H-1").amount)}
     ]
     exported = ExportInvoice.model_validate(items["H-1"])
     assert [(d.opened_at, d.resolved_at) for d in exported.disputes] == [(opened.occurred_at, resolved.occurred_at)]
     assert exported.payments[1].reversed_at == reversed_2.occurred_at
     assert (exported.balance, exported.status, exported.disputed, exported.closed) == ("60.00", "open", False, None)
-    assert exported.version == resolved.data.invoice_version  # type: ignore[attr-defined]
+    assert exported.version == resolved.data.invoice_version
 
     for invoice_id, status, paid in (("H-2", "void", "15.00"), ("H-3", "written_off", "30.00")):
         history = about(events, invoice_id)
-        close = history[-1]
-        assert (close.type, close.data.status) == ("invoice.voided", status)  # type: ignore[attr-defined]
-        seen_before = balance_after(history[-2], invoice_id)
+        (close,) = only(history, InvoiceVoided)
+        assert history[-1] is close and close.data.status == status
+        seen_before = balance_after(history[-2].data, invoice_id)
         got = ExportInvoice.model_validate(items[invoice_id])
         assert got.closed is not None
         assert (got.closed.status, got.closed.closed_at, got.closed.amount) == (
@@ -157,14 +178,14 @@ async def test_an_invoices_history_is_what_its_events_said(ledger: LedgerHarness
         assert [(p.payment_id, p.amount, p.reversed_at) for p in got.payments] == [
             ("P-3" if invoice_id == "H-2" else "P-4", paid, None)
         ], "the payment the events applied stays on the invoice's history (a void's release emits nothing)"
-        assert (got.status, got.balance, got.version) == (status, "0.00", close.data.version)  # type: ignore[attr-defined]
+        assert (got.status, got.balance, got.version) == (status, "0.00", close.data.version)
 
     # What the export accounts for adds up: nothing left for a consumer to call "settled before the platform".
     for got in map(ExportInvoice.model_validate, items.values()):
-        paid = sum(Decimal(p.amount) for p in got.payments if p.reversed_at is None)
+        standing = sum(Decimal(p.amount) for p in got.payments if p.reversed_at is None)
         credited_total = sum(Decimal(c.amount) for c in got.credits)
         closed = Decimal(got.closed.amount) if got.closed else Decimal(0)
-        assert Decimal(got.total) - Decimal(got.balance) - paid - credited_total - closed == 0, got
+        assert Decimal(got.total) - Decimal(got.balance) - standing - credited_total - closed == 0, got
 
 
 async def test_the_customer_export_says_who_was_erased(ledger: LedgerHarness) -> None:
