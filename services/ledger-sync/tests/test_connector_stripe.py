@@ -14,6 +14,7 @@ from dunning_kit.testing import BrokerBackend, start_service, wait_until_quiet
 from ledger_sync.adapters import orm
 from ledger_sync.devfakes.server import serving
 from ledger_sync.devfakes.stripe import FakeStripe
+from ledger_sync.entrypoints.schemas import ExportInvoice
 from ledger_sync.testing import LedgerHarness
 
 ADMIN = "acme-admin-key"
@@ -117,6 +118,17 @@ async def test_incremental_sync_reads_the_events_list(
     assert await balance(h, "in_6") == ("open", "42.00")
     voided = [e for e in await h.events() if e.type == "invoice.voided"]
     assert {(e.data.invoice_id, e.data.status) for e in voided} == {("in_4", "void"), ("in_1", "written_off")}
+    # The export dates each close as its event and says what it cancelled (in_1: 100.00 less the 15.00 credit).
+    exported = {
+        i["invoice_id"]: ExportInvoice.model_validate(i) for i in (await h.get("/v1/exports/invoices")).json()["items"]
+    }
+    closes = {
+        (i.invoice_id, i.closed.status, i.closed.closed_at, i.closed.amount) for i in exported.values() if i.closed
+    }
+    assert closes == {
+        (e.data.invoice_id, e.data.status, e.occurred_at, {"in_1": "85.00", "in_4": "9.00"}[e.data.invoice_id])
+        for e in voided
+    }
 
 
 async def test_a_signed_webhook_is_applied(h: LedgerHarness, fake_stripe: tuple[FakeStripe, str]) -> None:

@@ -18,6 +18,7 @@ from ledger_sync.connectors.base import MappingError
 from ledger_sync.connectors.xero import ms_json_datetime
 from ledger_sync.devfakes.server import serving
 from ledger_sync.devfakes.xero import FakeXero
+from ledger_sync.entrypoints.schemas import ExportInvoice
 from ledger_sync.testing import LedgerHarness
 
 TENANT = "a3f2c1d0-0000-4000-8000-000000000001"
@@ -103,6 +104,20 @@ async def test_backfill_then_incremental_with_if_modified_since_and_polled_payme
     assert (await h.get("/v1/invoices/i-1")).json()["status"] == "paid"
     assert (await h.get("/v1/invoices/i-2")).json()["status"] == "void"
     assert (await sync(h))["changed"] == 0
+    # A payment deleted in Xero is a reversal: the ledger's export dates it, and the void, as their events.
+    clock.advance(seconds=5)  # not as far as the scheduled sync
+    fake.payment("p-2", "i-1", "150.00", status="DELETED")
+    out = await sync(h)
+    assert out["succeeded"], out
+    events = await h.events()
+    (reversal,) = [e for e in events if e.type == "payment.reversed"]
+    (void,) = [e for e in events if e.type == "invoice.voided"]
+    exported = (await h.get("/v1/exports/invoices")).json()["items"]
+    items = {i["invoice_id"]: ExportInvoice.model_validate(i) for i in exported}
+    assert [(p.payment_id, p.amount, p.reversed_at) for p in items["i-1"].payments if p.payment_id == "p-2"] == [
+        ("p-2", "150.00", reversal.occurred_at)
+    ]
+    assert items["i-2"].closed is not None and items["i-2"].closed.closed_at == void.occurred_at
 
 
 async def test_webhooks_intent_to_receive_and_forgery(h: LedgerHarness, fx: tuple[FakeXero, str]) -> None:

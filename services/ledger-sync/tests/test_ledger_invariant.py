@@ -6,6 +6,7 @@ The first test drives the real service layer against real PostgreSQL; the second
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -22,8 +23,10 @@ from dunning_kit.clock import SimulatedClock
 from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.pytest_plugin import SIM_START
 from ledger_sync.adapters import orm
+from ledger_sync.adapters.ledger_export import invoice_page
 from ledger_sync.domain.ledger import InvoiceState, LedgerRuleViolation, plan_allocations
 from ledger_sync.domain.records import CreditNoteRecord, CustomerRecord, InvoiceRecord, PaymentRecord
+from ledger_sync.entrypoints.schemas import ExportInvoice
 from ledger_sync.service_layer.ledger import Ledger, NotFound, invariant_violations
 
 INVOICES = ["I0", "I1", "I2", "I3"]
@@ -184,6 +187,15 @@ async def test_balances_obey_the_invariant_after_any_sequence_of_writes(
                 assert unapplied == (0 if status == "reversed" else amount - applied)
             for note_id, total, remaining in notes:
                 assert remaining == total - sum(x[2] for x in credits if x[0] == note_id)
+            # The export's history accounts for every invoice's balance: an invoice whose whole life the ledger saw
+            # has nothing left over for a consumer to call "settled before the platform" (point 2 of issue 15).
+            page = json.loads(await invoice_page(session, tenant, 5000, None))
+            for got in map(ExportInvoice.model_validate, page["items"]):
+                standing = sum(Decimal(p.amount) for p in got.payments if p.reversed_at is None)
+                credited = sum(Decimal(c.amount) for c in got.credits)
+                closed = Decimal(got.closed.amount) if got.closed else Decimal(0)
+                assert Decimal(got.total) - Decimal(got.balance) - standing - credited - closed == 0, got
+                assert got.disputed == any(d.resolved_at is None for d in got.disputes), got
     finally:
         await engine.dispose()
 

@@ -21,3 +21,13 @@ async def test_every_list_is_a_cursor_page_with_a_documented_limit() -> None:
         assert "cursor" in params, path
         page = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
         assert set(doc["components"]["schemas"][page]["properties"]) == {"items", "next_cursor"}, path
+
+
+async def test_the_exports_are_cursor_pages_with_their_own_larger_limit() -> None:
+    doc = (await unserved_app("ledger-sync")).openapi()
+    for path, item in (("/v1/exports/customers", "ExportCustomer"), ("/v1/exports/invoices", "ExportInvoice")):
+        op = doc["paths"][path]["get"]
+        limit = {p["name"]: p for p in op["parameters"]}["limit"]
+        assert (limit["schema"]["maximum"], limit["schema"]["default"]) == (5000, 1000), path
+        page = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        assert doc["components"]["schemas"][page]["properties"]["items"]["items"]["$ref"].endswith(item), path

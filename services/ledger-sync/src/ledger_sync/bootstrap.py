@@ -16,6 +16,7 @@ from ledger_sync.connectors.registry import FACTORIES
 from ledger_sync.entrypoints.api import router
 from ledger_sync.entrypoints.connectors_api import router as connectors_router
 from ledger_sync.entrypoints.connectors_api import webhooks
+from ledger_sync.entrypoints.exports_api import router as exports_router
 from ledger_sync.entrypoints.imports_api import router as imports_router
 from ledger_sync.entrypoints.personal_data_api import router as personal_data_router
 from ledger_sync.service_layer.objects import LedgerObjects, LedgerRuntime
@@ -61,7 +62,7 @@ def create_app(runtime: LedgerRuntime) -> FastAPI:
         title="ledger-sync",
         description="The canonical ledger: customers, invoices, credit notes, payments and allocations per tenant; "
         "REST API, bulk CSV import, ERP connectors and their webhooks.",
-        routers=[router, imports_router, connectors_router, webhooks, personal_data_router],
+        routers=[router, imports_router, connectors_router, webhooks, personal_data_router, exports_router],
         limits=[
             RouteLimits(
                 "/webhooks", max_body_bytes=settings.webhook_max_body_bytes,

@@ -88,6 +88,11 @@ invoices = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # One higher with every change its events report (InvoiceState.version): consumers drop older snapshots.
     Column("version", BigInteger, nullable=False, server_default="1"),
+    # The last void or write-off: its instant (the `occurred_at` of its invoice.voided) and what the closes took
+    # off the books as their events saw it (the balance just before each, before a void hands payments back), so
+    # the invoice export dates the close as the stream does. Kept when a reversal reopens a write-off: it happened.
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_minor", BigInteger),
     ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.customer_id"]),
     CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
     CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_within_total"),
@@ -114,6 +119,8 @@ payments = Table(
     Column("reference", String(200)),
     Column("status", String(20), nullable=False, server_default="applied"),
     Column("reversal_reason", Text),
+    # The `occurred_at` of its payment.reversed (a bounce or charge-back; an edit at the source is not one).
+    Column("reversed_at", DateTime(timezone=True)),
     Column("source", String(40), nullable=False, server_default="api"),
     Column("erp_updated_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -167,6 +174,37 @@ credit_allocations = Table(
     CheckConstraint("amount_minor > 0", name="ck_credit_allocations_positive"),
 )
 Index("ix_credit_allocations_invoice", credit_allocations.c.tenant_id, credit_allocations.c.invoice_id)
+
+# Allocations a payment reversal or an invoice's void took off an invoice, as they stood then. The invariant reads
+# `allocations` only (the money is no longer on the invoice); the invoice export reads these too, because the
+# stream told consumers the money was applied (payment.applied / credit_note.applied) and a reversal is dated by
+# its payment.reversed, a void's release by nothing at all (invoice.voided cancels the balance the events knew).
+released_allocations = Table(
+    "released_allocations",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
+    Column("document", String(20), primary_key=True),  # payment | credit_note
+    Column("document_id", String(200), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("cause", String(20), nullable=False),  # reversal | void
+    Column("released_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.invoice_id"]),
+    CheckConstraint("document IN ('payment','credit_note')", name="ck_released_allocations_document"),
+    CheckConstraint("cause IN ('reversal','void')", name="ck_released_allocations_cause"),
+)
+
+# Every dispute period of an invoice: opened_at / resolved_at are the `occurred_at` of its dispute.opened /
+# dispute.resolved (at most one period per invoice is open: `invoices.disputed`).
+invoice_disputes = Table(
+    "invoice_disputes",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
+    Column("opened_at", DateTime(timezone=True), primary_key=True),
+    Column("resolved_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.invoice_id"]),
+)
 
 # Idempotency-Key on POST: the first response is stored in the write's own transaction and replayed (the kit's
 # table, added by plumbing_tables; dunning_kit.idempotency).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -219,3 +220,60 @@ IMPORT_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+# ---------------------------------------------------------------------------------------------- exports
+# The items of /v1/exports/* (a backfill's source): their JSON is built by PostgreSQL (adapters/ledger_export.py)
+# exactly as these models serialise; money is a decimal string in the invoice's currency.
+
+
+class ExportCustomer(BaseModel):
+    customer_id: str
+    name: str = Field(description="The customer's name; the pseudonym once erased")
+    segment: str | None
+    erased: bool = Field(description="Its personal data was erased (GDPR Art. 17)")
+
+
+class ExportPayment(BaseModel):
+    payment_id: str
+    received_on: date
+    amount: str = Field(description="What the payment allocated to this invoice (decimal string)")
+    reversed_at: datetime | None = Field(
+        description="The instant it was reversed (the occurred_at of its payment.reversed); null if it stands"
+    )
+
+
+class ExportCredit(BaseModel):
+    credit_note_id: str
+    issued_on: date
+    amount: str = Field(description="What the credit note allocated to this invoice (decimal string)")
+
+
+class ExportClose(BaseModel):
+    status: Literal["void", "written_off"]
+    closed_at: datetime = Field(description="The occurred_at of its invoice.voided (the last close)")
+    amount: str = Field(description="The balance the close cancelled, as its event saw it (decimal string)")
+
+
+class ExportDispute(BaseModel):
+    opened_at: datetime = Field(description="The occurred_at of its dispute.opened")
+    resolved_at: datetime | None = Field(description="The occurred_at of its dispute.resolved; null while open")
+
+
+class ExportInvoice(BaseModel):
+    invoice_id: str
+    customer_id: str
+    number: str
+    currency: str
+    total: str
+    balance: str
+    issue_date: date
+    due_date: date | None
+    terms: str | None
+    status: Literal["open", "paid", "void", "written_off"]
+    disputed: bool
+    version: int = Field(description="The invoice's version (as on its events): a consumer keeps the newest")
+    payments: list[ExportPayment]
+    credits: list[ExportCredit]
+    closed: ExportClose | None
+    disputes: list[ExportDispute]

@@ -235,12 +235,14 @@ class Ledger:
 
     # ------------------------------------------------------------------ helpers
 
-    def _event(self, data: EventData) -> Envelope[EventData]:
+    def _event(self, data: EventData, occurred_at: datetime | None = None) -> Envelope[EventData]:
+        """`occurred_at`: the instant a stored history row carries too (a close, a reversal, a dispute), so the
+        ledger's export and its events agree to the microsecond; now by default."""
         return new_event(
             data,
             tenant_id=self.tenant_id,
             source=SOURCE,
-            occurred_at=self.clock.now(),
+            occurred_at=occurred_at or self.clock.now(),
             correlation_id=self.correlation_id,
         )
 
@@ -615,22 +617,64 @@ class Ledger:
         )
 
     async def close_invoice(self, invoice_id: str, status: str, reason: str | None = None) -> RowResult:
-        """Void (status void) or write off (status written_off); both emit invoice.voided."""
+        """Void (status void) or write off (status written_off); both emit invoice.voided.
+
+        Stores the close's instant and the balance it cancelled as its event reports them: the balance of the
+        last snapshot (before a void hands the payments back, which no event reports)."""
         invoices = await self.load_invoices({invoice_id})
         inv = invoices.get(invoice_id)
         if inv is None:
             raise NotFound(invoice_id)
         if inv.status == status:
             return RowResult(invoice_id, created=False)
+        now = self.clock.now()
+        cancelled_as_seen = inv.balance
         if status == "void" and inv.applied:
-            inv = await self._release_allocations(inv)
+            inv = await self._release_allocations(inv, now)
         closed = plan_close(inv, status)
         await self._write_invoice_balances([closed])
-        ev = self._event(self._snapshot(InvoiceVoided, closed, reason=reason))
+        i = orm.invoices.c
+        await self.session.execute(
+            update(orm.invoices)
+            .where(i.tenant_id == self.tenant_id, i.invoice_id == invoice_id)
+            .values(closed_at=now, closed_minor=func.coalesce(i.closed_minor, 0) + cancelled_as_seen)
+        )
+        ev = self._event(self._snapshot(InvoiceVoided, closed, reason=reason), now)
         await self.outbox.add(self.session, [ev])
         return RowResult(invoice_id, created=False, events=[ev.type])
 
-    async def _release_allocations(self, inv: InvoiceState) -> InvoiceState:
+    async def _remember_released(
+        self, document: str, cause: str, released: Iterable[tuple[str, str, int]], at: datetime
+    ) -> None:
+        """Keep (invoice_id, document_id, amount) allocations a reversal or a void took off, for the export."""
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "invoice_id": invoice_id,
+                "document": document,
+                "document_id": document_id,
+                "amount_minor": amount,
+                "cause": cause,
+                "released_at": at,
+            }
+            for invoice_id, document_id, amount in released
+        ]
+        if not rows:
+            return
+        stmt = insert(orm.released_allocations)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[c for c in orm.released_allocations.primary_key.columns],
+                set_={
+                    "amount_minor": orm.released_allocations.c.amount_minor + stmt.excluded.amount_minor,
+                    "cause": stmt.excluded.cause,
+                    "released_at": stmt.excluded.released_at,
+                },
+            ),
+            rows,
+        )
+
+    async def _release_allocations(self, inv: InvoiceState, now: datetime) -> InvoiceState:
         """A voided invoice hands its payments and credits back: they become unapplied credit."""
         a, p = orm.allocations.c, orm.payments.c
         released = (
@@ -660,6 +704,9 @@ class Ledger:
                 .where(cn.tenant_id == self.tenant_id, cn.credit_note_id == note_id)
                 .values(remaining_minor=cn.remaining_minor + amount)
             )
+        iid = inv.invoice_id
+        await self._remember_released("payment", "void", [(iid, p_id, x) for p_id, x in released], now)
+        await self._remember_released("credit_note", "void", [(iid, n_id, x) for n_id, x in credited], now)
         back = sum(x for _, x in released) + sum(x for _, x in credited)
         return replace(inv, balance=inv.balance + back)
 
@@ -671,14 +718,29 @@ class Ledger:
         if inv.disputed == open_:
             return RowResult(invoice_id, created=False)
         version = inv.version + 1  # the snapshot's `disputed` changes: later snapshots must outrank older ones
-        i = orm.invoices.c
+        now = self.clock.now()
+        i, d = orm.invoices.c, orm.invoice_disputes.c
         await self.session.execute(
             update(orm.invoices)
             .where(i.tenant_id == self.tenant_id, i.invoice_id == invoice_id)
-            .values(
-                disputed=open_, dispute_reason=note if open_ else None, version=version, updated_at=self.clock.now()
-            )
+            .values(disputed=open_, dispute_reason=note if open_ else None, version=version, updated_at=now)
         )
+        # The dispute period, dated as its event: opened, or the open period of the invoice resolved. Opened again
+        # at the instant it was resolved (a clock standing still) is that period open again, as a consumer keying
+        # periods by their opening instant sees it.
+        if open_:
+            stmt = insert(orm.invoice_disputes).values(tenant_id=self.tenant_id, invoice_id=invoice_id, opened_at=now)
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[d.tenant_id, d.invoice_id, d.opened_at], set_={"resolved_at": None}
+                )
+            )
+        else:
+            await self.session.execute(
+                update(orm.invoice_disputes)
+                .where(d.tenant_id == self.tenant_id, d.invoice_id == invoice_id, d.resolved_at.is_(None))
+                .values(resolved_at=now)
+            )
         data: EventData = (
             DisputeOpened(customer_id=inv.customer_id, invoice_id=invoice_id, reason=note, invoice_version=version)
             if open_
@@ -686,7 +748,7 @@ class Ledger:
                 customer_id=inv.customer_id, invoice_id=invoice_id, resolution=note, invoice_version=version
             )
         )
-        ev = self._event(data)
+        ev = self._event(data, now)
         await self.outbox.add(self.session, [ev])
         return RowResult(invoice_id, created=False, events=[ev.type])
 
@@ -911,10 +973,16 @@ class Ledger:
 
     async def reverse_payment(self, payment_id: str, reason: str | None = None) -> RowResult:
         """A bounced or charged-back payment: its allocations are undone and the invoices reopen."""
-        withdrawn = await self._withdraw(_PAYMENT, payment_id, status="reversed", reversal_reason=reason)
+        now = self.clock.now()
+        withdrawn = await self._withdraw(
+            _PAYMENT, payment_id, now, status="reversed", reversal_reason=reason, reversed_at=now
+        )
         if withdrawn is None:
             return RowResult(payment_id, created=False)
         row, plan, _ = withdrawn
+        await self._remember_released(
+            "payment", "reversal", [(d.invoice_id, payment_id, -d.delta) for d in plan.given_back], now
+        )
         ev = self._event(
             PaymentReversed(
                 customer_id=row.customer_id,
@@ -923,14 +991,15 @@ class Ledger:
                 amount=from_minor(row.amount_minor, row.currency),
                 reason=reason,
                 allocations=self._allocations(plan.given_back, row.currency),
-            )
+            ),
+            now,
         )
         await self.outbox.add(self.session, [ev])
         return RowResult(payment_id, created=False, events=[ev.type])
 
     async def void_credit_note(self, credit_note_id: str) -> RowResult:
         """A credit note voided or deleted at the source: its credit leaves the invoices it sat on."""
-        withdrawn = await self._withdraw(_CREDIT_NOTE, credit_note_id, status="void")
+        withdrawn = await self._withdraw(_CREDIT_NOTE, credit_note_id, self.clock.now(), status="void")
         if withdrawn is None:
             return RowResult(credit_note_id, created=False)
         _, plan, was = withdrawn
@@ -939,7 +1008,7 @@ class Ledger:
         return RowResult(credit_note_id, created=False, events=[e.type for e in events])
 
     async def _withdraw(
-        self, kind: _Settlement, doc_id: str, *, status: str, **closing: Any
+        self, kind: _Settlement, doc_id: str, now: datetime, *, status: str, **closing: Any
     ) -> tuple[Any, AllocationPlan, dict[str, InvoiceState]] | None:
         """Take a settling document off the books: every allocation undone (the invoices get the money
         back), nothing left to allocate, `status` set. None when it already has that status.
@@ -968,7 +1037,7 @@ class Ledger:
         await self.session.execute(
             update(table)
             .where(table.c.tenant_id == self.tenant_id, table.c[key] == doc_id)
-            .values(status=status, **closing, **{kind.remaining_column: 0}, updated_at=self.clock.now())
+            .values(status=status, **closing, **{kind.remaining_column: 0}, updated_at=now)
         )
         await self._replace_allocations(kind.allocations, key, {doc_id: {}})
         await self._write_invoice_balances(list(plan.invoices.values()))
