@@ -15,6 +15,7 @@ from dunning_events.events import (
     NotificationFailed,
     NotificationSent,
 )
+from dunning_kit.event_testing import assert_exported
 
 from .conftest import EngineHarness, customer, invoice, start_engine
 
@@ -72,6 +73,9 @@ async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days_
     assert globex_held.data.moved_to is not None
     assert globex_held.data.moved_to == datetime.fromisoformat(state["next_at"]) > engine.clock.now()
     assert "C-9" not in {s.customer_id for s in await engine.steps_due()}
+    # What the engine published comes back from its events export (insights backfills from it), its tenant's only.
+    acme = [e for e in await engine.events() if e.tenant_id == "acme"]  # the steps due and the held one
+    await assert_exported(engine.svc, acme, "acme-api-key", "globex-api-key")
 
 
 async def test_a_call_whose_outcome_is_unknown_counts_toward_the_voice_cap(engine: EngineHarness) -> None:
