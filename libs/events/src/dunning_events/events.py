@@ -340,7 +340,11 @@ class DunningStepHeld(EventData):
     policy_id: str
     invoice_ids: list[str]
     held: list[ChannelHold] = Field(min_length=1)
-    sent: bool = Field(description="True when the step went out on the channels left (a dunning.step.due follows)")
+    sent: bool = Field(
+        default=False,
+        description="True when the step went out on the channels left (a dunning.step.due follows); false when it "
+        "was held whole: moved (`moved_to`) or skipped",
+    )
     moved_to: AwareDatetime | None = Field(
         default=None, description="When the whole step was held: the instant it was moved to; null otherwise"
     )
