@@ -152,3 +152,15 @@ async def test_the_prune_moves_only_published_rows_and_drops_archived_ones_after
     relay.archive_retention = timedelta(0)
     assert await relay.prune_published(timedelta(0)) == (0, 3)
     assert (await exporter.count("outbox"), await exporter.count("event_archive")) == (1, 0)
+
+
+async def test_a_service_that_does_not_serve_the_export_deletes_published_rows_instead_of_archiving_them(
+    exporter: Exporter,
+) -> None:
+    # ledger-sync's way: no events export, so nothing is kept beyond the outbox's hour (nor out of its erasure's
+    # reach); the same tables, another app.
+    runtime = exporter.runtime
+    create_service_app(runtime, title="ledger-like", description="", routers=[])
+    await exporter.write([example("customer.upserted")])
+    assert await runtime.relay.prune_published(timedelta(0)) == (1, 0)
+    assert (await exporter.count("outbox"), await exporter.count("event_archive")) == (0, 0)
