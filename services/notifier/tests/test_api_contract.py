@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from sqlalchemy import text
 
+from dunning_events import topics
 from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import assert_exported, topic_events
 from dunning_kit.idempotency import HEADER as IDEMPOTENCY_KEY
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
@@ -22,6 +24,7 @@ from dunning_kit.testing import (
     assert_problem,
     problem_fields,
     service_for_problem_tests,
+    wait_until_quiet,
 )
 
 
@@ -77,3 +80,13 @@ async def test_a_retried_suppression_or_template_replays_the_first_answer(notifi
         other = {**template, "subject": "Another"}
         reused = await admin.put("/v1/templates/gentle_reminder", json=other, headers={IDEMPOTENCY_KEY: "tpl-1"})
         assert problem_fields(assert_problem(reused, 422)) == [IDEMPOTENCY_KEY]
+
+
+async def test_an_event_the_notifier_published_comes_back_from_its_events_export(notifier: RunningService) -> None:
+    suppression = {"kind": "email", "address": "stop@example.com", "customer_id": "C-export"}
+    async with notifier.client("acme-admin-key") as admin:
+        assert (await admin.post("/v1/suppressions", json=suppression)).status_code == 201
+    await wait_until_quiet([notifier.runtime])
+    on_topic = await topic_events(notifier.runtime.settings.kafka_bootstrap_servers, topics.NOTIFICATIONS)
+    revoked = [e for e in on_topic if e.type == "consent.revoked" and e.customer_id == "C-export"]
+    await assert_exported(notifier, revoked, "acme-api-key", "globex-api-key")

@@ -49,6 +49,7 @@ class TimelineEntry:
 def _stored(case: Case) -> Case:
     kept = copy.deepcopy(case)
     kept.notes = []  # notes go to the timeline, not into the case row
+    kept.holds = []  # holds become events
     return kept
 
 

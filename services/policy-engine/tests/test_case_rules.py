@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from policy_engine.domain import cases as rules
-from policy_engine.domain.cases import CapCheck, Case, Debtor
+from policy_engine.domain.cases import CapCheck, Case, ChannelHold, Debtor, StepHold
 from policy_engine.domain.policy import DEFAULT_POLICY, Policy, ReEscalation, validate_policy
 
 BERLIN = Debtor("C-1", time_zone="Europe/Berlin", country="DE")
@@ -94,12 +94,17 @@ def test_no_sms_without_consent_and_an_opt_out_blocks_the_channel() -> None:
     firing = fire(case, utc(2026, 3, 6, 9))
     assert firing is not None and firing.channels == ["email"]
     assert firing.dropped == {"sms": "sms: no consent on record"}
+    assert case.holds == [StepHold("sms_escalation", "default", (ChannelHold("sms", "consent", "sms: no consent on record"),),
+                                   sent=True, moved_to=None)]  # fmt: skip
     consented = Debtor("C-1", time_zone="Europe/Berlin", country="DE", consent={"sms": True})
     assert fire(sms_step_case(), utc(2026, 3, 6, 9), consented).channels == ["sms", "email"]  # type: ignore[union-attr]
     opted_out = Debtor("C-1", time_zone="Europe/Berlin", consent={"sms": True}, revoked=frozenset({"sms", "email"}))
     case = sms_step_case()
     assert fire(case, utc(2026, 3, 6, 9), opted_out) is None
     assert case.notes[-2].kind == "skipped" and "no allowed channel" in case.notes[-2].reason
+    assert [(h.sent, h.moved_to, [c.rule for c in h.channels]) for h in case.holds] == [
+        (False, None, ["consent", "consent"])
+    ]
 
 
 def test_a_call_capped_at_7_attempts_in_7_days_waits_until_the_cap_frees() -> None:
@@ -118,6 +123,9 @@ def test_a_call_capped_at_7_attempts_in_7_days_waits_until_the_cap_frees() -> No
     rules.start(case, BERLIN, only_voice, utc(2026, 3, 13, 9))
     assert fire(case, utc(2026, 3, 13, 9), consented, only_voice, caps=capped) is None
     assert case.next_at == utc(2026, 3, 16, 7)  # 15th 10:00 UTC frees the cap; a Sunday -> Monday 08:00 Berlin
+    [hold] = case.holds
+    assert (hold.step, hold.sent, hold.moved_to) == ("call", False, utc(2026, 3, 16, 7))
+    assert [(c.channel, c.rule) for c in hold.channels] == [("voice", "contact_cap")]
 
 
 def test_a_pause_keeps_the_step_and_resume_continues_where_it_was_shifting_the_rest() -> None:

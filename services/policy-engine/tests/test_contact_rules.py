@@ -6,7 +6,16 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dunning_events.envelope import TENANT_WIDE
-from dunning_events.events import ConsentRevoked, LedgerSynced, NotificationFailed, NotificationSent
+from dunning_events.events import (
+    ChannelHold,
+    ConsentRevoked,
+    DunningStepHeld,
+    LedgerSynced,
+    NextStep,
+    NotificationFailed,
+    NotificationSent,
+)
+from dunning_kit.event_testing import assert_exported
 
 from .conftest import EngineHarness, customer, invoice, start_engine
 
@@ -19,7 +28,9 @@ def calls(cid: str, invoice_id: str, n: int) -> list[NotificationSent]:
     ]  # fmt: skip
 
 
-async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days(engine: EngineHarness) -> None:
+async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days_and_the_hold_is_an_event(
+    engine: EngineHarness,
+) -> None:
     await engine.publish(customer("C-1", voice=True), customer("C-2", voice=True))
     await engine.publish(*calls("C-1", "CAPPED", 7), *calls("C-2", "FREE", 6))
     await engine.quiet()
@@ -31,10 +42,40 @@ async def test_no_call_when_7_call_attempts_were_made_about_that_debt_in_7_days(
     assert steps["C-1"].step_name == steps["C-2"].step_name == "call_escalation"
     assert steps["C-1"].channels == ["task"]  # voice capped; the collector task (fallback) still goes out
     assert steps["C-2"].channels == ["voice", "task"]
+    reason = "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
     sent = next(e for e in await engine.timeline("CAPPED") if e["kind"] == "sent")
-    assert sent["detail"]["dropped"]["voice"] == (
-        "voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)"
-    )
+    assert sent["detail"]["dropped"]["voice"] == reason
+    # The sent step names the one planned after it, as the case holds it.
+    after = await engine.state("FREE")
+    assert after["next_step"] == "final_notice"
+    assert steps["C-2"].next_step == NextStep(step_name="final_notice", at=datetime.fromisoformat(after["next_at"]))
+    # The held channel is a fact of its own (insights counts what the caps held back), classified by the rule.
+    held = [e.data for e in await engine.events(type_="dunning.step.held")]
+    assert held == [
+        DunningStepHeld(customer_id="C-1", step_name="call_escalation", policy_id="default", invoice_ids=["CAPPED"],
+                        held=[ChannelHold(channel="voice", rule="contact_cap", reason=reason)], sent=True,
+                        moved_to=None)
+    ]  # fmt: skip
+
+    # A step with no channel left moves to the instant the cap frees up, and the held event says when.
+    async with engine.api("globex-admin-key") as admin:
+        only_voice = {"steps": [{"name": "call", "offset_days": 70, "channels": ["voice"], "template_id": "call",
+                                 "tone": "urgent"}]}  # fmt: skip
+        assert (await admin.put("/v1/policies/default", json=only_voice)).status_code == 200
+    await engine.publish(customer("C-9", voice=True), *calls("C-9", "MOVED", 7), tenant="globex")
+    await engine.quiet()
+    await engine.publish(invoice("MOVED", "C-9", due=overdue), tenant="globex")
+    await engine.quiet()
+    async with engine.api("globex-api-key") as globex:
+        state = (await globex.get("/v1/invoices/MOVED/dunning")).json()
+    [globex_held] = [e for e in await engine.events(type_="dunning.step.held") if e.tenant_id == "globex"]
+    assert globex_held.data.held[0].rule == "contact_cap" and not globex_held.data.sent
+    assert globex_held.data.moved_to is not None
+    assert globex_held.data.moved_to == datetime.fromisoformat(state["next_at"]) > engine.clock.now()
+    assert "C-9" not in {s.customer_id for s in await engine.steps_due()}
+    # What the engine published comes back from its events export (insights backfills from it), its tenant's only.
+    acme = [e for e in await engine.events() if e.tenant_id == "acme"]  # the steps due and the held one
+    await assert_exported(engine.svc, acme, "acme-api-key", "globex-api-key")
 
 
 async def test_a_call_whose_outcome_is_unknown_counts_toward_the_voice_cap(engine: EngineHarness) -> None:

@@ -16,8 +16,9 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from dunning_events import topics
 from dunning_kit.clock import SimulatedClock
-from dunning_kit.event_testing import LedgerFeed
+from dunning_kit.event_testing import LedgerFeed, assert_exported, topic_events
 from dunning_kit.idempotency import HEADER as IDEMPOTENCY_KEY
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
@@ -55,13 +56,13 @@ async def test_malformed_and_invalid_bodies_name_their_fields(tracker: RunningSe
 
 @pytest_asyncio.fixture(scope="module")
 async def invoices(tracker: RunningService) -> list[str]:
-    """Customer C-1 with five open invoices of 100.00 EUR, one per test that records a promise or a plan."""
+    """Customer C-1 with six open invoices of 100.00 EUR, one per test that records a promise or a plan."""
     producer = AIOKafkaProducer(bootstrap_servers=tracker.runtime.settings.kafka_bootstrap_servers)
     await producer.start()
     try:
         ledger = LedgerFeed(producer, CLOCK)
         await ledger.customer("C-1")
-        ids = [f"INV-{n}" for n in range(1, 6)]
+        ids = [f"INV-{n}" for n in range(1, 7)]
         for invoice in ids:
             await ledger.invoice(invoice, "C-1", "100.00")
     finally:
@@ -121,3 +122,15 @@ async def test_concurrent_duplicates_of_a_plan_write_one_plan(tracker: RunningSe
     async with tracker.runtime.sessions() as session:
         plans = await session.scalar(text("SELECT count(*) FROM plans WHERE tenant_id = 'acme'"))
     assert plans == 1
+
+
+async def test_an_event_the_tracker_published_comes_back_from_its_events_export(
+    tracker: RunningService, invoices: list[str]
+) -> None:
+    async with tracker.client() as api:
+        created = await api.post("/v1/promises", json=promise_of(invoices[5]))
+        assert created.status_code == 201, created.text
+    await wait_until_quiet([tracker.runtime])
+    on_topic = await topic_events(tracker.runtime.settings.kafka_bootstrap_servers, topics.PROMISES)
+    promised = [e for e in on_topic if e.type == "promise.created" and e.subject == created.json()["id"]]
+    await assert_exported(tracker, promised, "acme-api-key", "globex-api-key")

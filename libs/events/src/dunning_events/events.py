@@ -270,6 +270,11 @@ class Fee(_Part):
     amount: Money
 
 
+class NextStep(_Part):
+    step_name: str
+    at: AwareDatetime = Field(description="When the engine plans to fire it (it may still move: pauses, caps)")
+
+
 class DunningStepDue(EventData):
     event_type: ClassVar[str] = "dunning.step.due"
     topic: ClassVar[str] = topics.STEPS
@@ -305,6 +310,43 @@ class DunningStepDue(EventData):
     deliver_from: AwareDatetime | None = Field(
         default=None,
         description="Start of the debtor's allowed contact window: do not deliver before it",
+    )
+    next_step: NextStep | None = Field(
+        default=None,
+        description="The step the engine planned after this one (the earliest of the consolidated invoices'); "
+        "null when none follows (the policy is exhausted, the case handed off)",
+    )
+
+
+HoldRule = Literal["contact_cap", "consent", "other"]
+
+
+class ChannelHold(_Part):
+    channel: Channel
+    rule: HoldRule = Field(description="contact_cap: the policy's cap was reached; consent: opted out or no consent")
+    reason: str = Field(description="The sentence the case's timeline shows")
+
+
+class DunningStepHeld(EventData):
+    event_type: ClassVar[str] = "dunning.step.held"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "customer_id"
+    description: ClassVar[str] = (
+        "The engine held back channels of a step (a contact cap reached, no consent): sent on the others, or, "
+        "with none left, moved to `moved_to` (a cap frees up then) or skipped (`moved_to` null, no step.due)."
+    )
+
+    step_name: str
+    policy_id: str
+    invoice_ids: list[str]
+    held: list[ChannelHold] = Field(min_length=1)
+    sent: bool = Field(
+        default=False,
+        description="True when the step went out on the channels left (a dunning.step.due follows); false when it "
+        "was held whole: moved (`moved_to`) or skipped",
+    )
+    moved_to: AwareDatetime | None = Field(
+        default=None, description="When the whole step was held: the instant it was moved to; null otherwise"
     )
 
 
@@ -530,7 +572,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
-        DunningStepDue, DunningStepCancelled, DunningStepReplanned,
+        DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
         NotificationSkipped, NotificationHeld, ConsentRevoked,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,

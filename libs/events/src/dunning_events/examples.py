@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import AwareDatetime, BaseModel
 
 from dunning_events.envelope import Envelope, EventData, new_event
-from dunning_events.events import EVENT_TYPES
+from dunning_events.events import EVENT_TYPES, ChannelHold, NextStep
 
 OCCURRED_AT = datetime(2026, 3, 11, 9, 30, 0, tzinfo=UTC)
 # Fixed ids: the committed AsyncAPI document must not change from one generation to the next.
@@ -50,6 +50,23 @@ _BY_NAME: dict[str, Any] = {
     "channels": ["email", "letter"],
 }
 _AT = datetime(2026, 3, 11, 9, 0, 0, tzinfo=UTC)
+# Where the generic values would read as nonsense (a step held and sent at once), the event's own example values.
+_BY_TYPE: dict[str, dict[str, Any]] = {
+    "dunning.step.held": {
+        "step_name": "call_escalation",
+        "policy_id": "default",
+        "held": [
+            ChannelHold(
+                channel="voice",
+                rule="contact_cap",
+                reason="voice: contact cap reached (7 attempts about this debt in the last 7 days, at most 7)",
+            )
+        ],
+        "sent": False,
+        "moved_to": datetime(2026, 3, 16, 7, 0, 0, tzinfo=UTC),
+    },
+    "dunning.step.due": {"next_step": NextStep(step_name="firm_reminder_2", at=datetime(2026, 3, 26, 9, tzinfo=UTC))},
+}
 
 
 def _value(name: str, annotation: Any, default: Any) -> Any:
@@ -102,7 +119,8 @@ def example_of(model: type[BaseModel]) -> Any:
 
 def example_event(event_type: str) -> Envelope[EventData]:
     """The example event of a type: fixed ids and time, tenant `acme`, emitted by the service that owns it."""
-    data: EventData = example_of(EVENT_TYPES[event_type])
+    model = EVENT_TYPES[event_type]
+    data: EventData = model(**{**example_of(model).__dict__, **_BY_TYPE.get(event_type, {})})
     env = new_event(data, tenant_id=TENANT, source=SOURCES[event_type.split(".")[0]], occurred_at=OCCURRED_AT)
     return env.model_copy(update={"id": EVENT_ID, "correlation_id": CORRELATION_ID})
 

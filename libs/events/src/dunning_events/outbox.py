@@ -27,6 +27,12 @@ within one short lane round instead of after the import. Guarantees:
   README's runbook). A batch the broker refuses is retried one row at a time so only the bad row is set aside.
   Transient broker errors (away, timeouts, not enough replicas) are never dead-lettered: the round is retried.
 
+Published rows stay in the outbox for `retention` (an hour), then the prune, a task of its own beside the
+publishers (never on their path), moves them to the `event_archive` table when the service has one
+(tables.event_archive_table: a single DELETE ... RETURNING feeding an INSERT, so a row is always in exactly one
+of the two) and deletes archived rows older than `archive_retention` (EVENT_ARCHIVE_DAYS); without an archive it
+deletes them, as before.
+
 A writer that commits settlements wakes the lane's publisher at once wherever it runs (NOTIFY on the service's
 `dunning_outbox_lane_<schema>` channel, delivered on commit); the lane also polls, as the head does. Settlements
 carry the `dunning-priority` header, so consumers can take them ahead of their own backlog as well
@@ -120,6 +126,28 @@ SELECT o.id, o.topic, o.key, o.payload, o.headers::text AS headers, o.priority, 
 FROM candidate c JOIN {name} o ON o.id = c.id
 ORDER BY o.id
 """.replace("{attributes}", _ATTRIBUTES.format(o="o."))
+# Published rows past the outbox's retention move to the event archive in one statement (never copied: a reader
+# of both tables sees each row once). Batched by id so one prune never holds a long transaction after a downtime.
+_ARCHIVE_COLUMNS = (
+    "id, event_id, event_type, topic, key, payload, headers, source, occurred_at, subject, schema_version, tenant_id, "
+    "correlation_id, causation_id, priority, created_at, published_at"
+)
+_MOVE_TO_ARCHIVE = f"""
+WITH moved AS (
+  DELETE FROM {{name}} WHERE id IN (
+    SELECT id FROM {{name}} WHERE published_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2
+  )
+  RETURNING {_ARCHIVE_COLUMNS}
+)
+INSERT INTO {{archive}} ({_ARCHIVE_COLUMNS}) SELECT {_ARCHIVE_COLUMNS} FROM moved
+"""
+_PRUNE_ARCHIVE = """
+DELETE FROM {archive} WHERE id IN (
+  SELECT id FROM {archive} WHERE published_at < now() - make_interval(secs => $1) LIMIT $2
+)
+"""
+PRUNE_BATCH = 10_000
+PRUNE_INTERVAL_S = 60.0
 # Rows the broker refused for good leave the outbox for its dead-letter table, in the round's transaction.
 _DEAD_LETTER = """
 WITH refused AS (
@@ -250,6 +278,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval: float = 0.2,
         retention: timedelta = timedelta(hours=1),
+        archive_retention: timedelta = timedelta(days=550),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         topics: Collection[str] | None = None,
     ) -> None:
@@ -266,6 +295,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retention = retention
+        # Where published rows go after `retention` (None: nowhere, they are deleted), and for how long.
+        self.archive: Table | None = table.metadata.tables.get("event_archive")
+        self.archive_retention = archive_retention
         self._wake = asyncio.Event()
         self._wake_lane = asyncio.Event()
         # Keys whose settlements the last lane round left waiting for their earlier rows (the head wakes the lane
@@ -276,7 +308,6 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         # Fault-injection seam for tests: runs after the broker acknowledged, before rows are marked.
         self.after_publish_hook: Callable[[int], Awaitable[None]] | None = None
-        self._last_cleanup = 0.0
 
     def wake(self) -> None:
         """Rows were committed: publish the head now rather than at the next poll."""
@@ -466,16 +497,26 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish the head until stopped (the lane runs alongside: `start`)."""
-        await self._loop(self.publish_batch, self._wake, self._cleanup_published)
+        await self._loop(self.publish_batch, self._wake)
 
     async def run_lane(self) -> None:
         await self._loop(self.publish_lane, self._wake_lane, poll_interval=self.lane_poll_interval)
+
+    async def run_prune(self) -> None:
+        """Prune published rows now and then (`prune_published`) until stopped; a failure is retried next time."""
+        while not self._stopping:
+            try:
+                await self.prune_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay: pruning published rows failed (%s); retrying later", exc)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     async def _loop(
         self,
         publish: Callable[[], Awaitable[int]],
         wake: asyncio.Event,
-        housekeeping: Callable[[], Awaitable[None]] | None = None,
         poll_interval: float | None = None,
     ) -> None:
         backoff = self.poll_interval
@@ -484,8 +525,6 @@ class OutboxRelay:
             try:
                 published = await publish()
                 backoff = self.poll_interval
-                if housekeeping is not None:
-                    await housekeeping()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database or broker away: keep the rows, retry later
@@ -534,6 +573,7 @@ class OutboxRelay:
             asyncio.create_task(self.run(), name="outbox-relay"),
             asyncio.create_task(self.run_lane(), name="outbox-relay-lane"),
             asyncio.create_task(self.listen(), name="outbox-relay-listen"),
+            asyncio.create_task(self.run_prune(), name="outbox-relay-prune"),
         ]
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
@@ -563,18 +603,36 @@ class OutboxRelay:
             ).one()
         return OutboxStats(backlog=int(row[0]), oldest_age_seconds=float(row[1]))
 
-    async def _cleanup_published(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_cleanup < 60:
-            return
-        self._last_cleanup = loop.time()
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(self.table).where(
-                    self.table.c.published_at
-                    < func.now() - text(f"interval '{int(self.retention.total_seconds())} seconds'")
+    async def prune_published(self, retention: timedelta | None = None) -> tuple[int, int]:
+        """Let go of the rows published longer than `retention` ago (default: the relay's): moved to the event
+        archive (or deleted when the service keeps none); then drop archived rows older than the archive's
+        retention. Returns (rows moved or deleted, archived rows dropped)."""
+        keep = (self.retention if retention is None else retention).total_seconds()
+        if self.archive is None:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    delete(self.table).where(
+                        self.table.c.published_at < func.now() - text(f"interval '{int(keep)} seconds'")
+                    )
                 )
-            )
+            return int(getattr(result, "rowcount", 0) or 0), 0
+        moved = await self._in_batches(_MOVE_TO_ARCHIVE, keep)
+        dropped = await self._in_batches(_PRUNE_ARCHIVE, self.archive_retention.total_seconds())
+        return moved, dropped
+
+    async def _in_batches(self, sql: str, older_than_s: float) -> int:
+        """Run a prune statement batch by batch (a transaction each) until a batch comes back short."""
+        assert self.archive is not None
+        statement = sql.format(name=self.table.name, archive=self.archive.name)
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                apg = await raw_connection(conn)
+                status = await apg.execute(statement, float(older_than_s), PRUNE_BATCH)
+            count = int(status.rsplit(" ", 1)[-1])  # "INSERT 0 n" / "DELETE n"
+            total += count
+            if count < PRUNE_BATCH or self._stopping:
+                return total
 
 
 def _record_size(row: Any) -> int:

@@ -1,4 +1,4 @@
-"""The outbox and inbox tables, added to a service's own metadata so its migrations own them."""
+"""The outbox, event archive and inbox tables, added to a service's own metadata so its migrations own them."""
 
 from __future__ import annotations
 
@@ -87,6 +87,26 @@ def outbox_dead_letters_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("dead_lettered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
+
+def event_archive_table(metadata: MetaData) -> Table:
+    """Published events kept after the outbox let them go: the relay's prune moves its published rows here (one
+    statement, so a row is in exactly one of the two at any moment) and deletes them after EVENT_ARCHIVE_DAYS. The
+    events export (dunning_kit.event_export) serves archive and outbox together, keyset by the outbox id, which
+    the row keeps. Written only by the prune, never on the relay's publishing path."""
+    table = Table(
+        "event_archive",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),  # the outbox row's id: its commit order
+        *_event_row(),
+        Column("priority", Boolean, nullable=False, server_default=false()),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=False),
+    )
+    Index("ix_event_archive_tenant", table.c.tenant_id, table.c.id)  # the export's walk
+    Index("ix_event_archive_published_at", table.c.published_at)  # the prune after EVENT_ARCHIVE_DAYS
+    Index("ix_event_archive_key", table.c.key)  # an erasure drops a customer's events
+    return table
 
 
 def inbox_table(metadata: MetaData) -> Table:

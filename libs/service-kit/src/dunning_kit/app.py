@@ -13,6 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from dunning_events.tracing import tracer
+from dunning_kit import event_export
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.idempotency import IdempotencyKeys
 from dunning_kit.input_guard import UnstorableInputGuard
@@ -61,6 +62,11 @@ def create_service_app(
     """`limits`: the service's routes with a body limit or a rate limit of their own (request_limits.py)."""
     settings = runtime.settings
     register_secret_settings(settings)
+    if event_export.router not in routers:
+        # Published events are archived only by a service that serves them back (its events export): another
+        # one (ledger-sync, whose export is its state) would keep personal data for EVENT_ARCHIVE_DAYS for no one,
+        # out of its erasure's reach. Its relay deletes published rows after the hour, as before.
+        runtime.relay.archive = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -31,7 +31,7 @@ from dunning_events.kafka_security import PLAINTEXT, KafkaSecurity
 from dunning_events.topics import partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
 from dunning_kit.clock import Clock
-from dunning_kit.testing import poll_until
+from dunning_kit.testing import RunningService, poll_until
 
 # ---------------------------------------------------------------- reading
 
@@ -152,6 +152,42 @@ async def topic_events(
         with contextlib.suppress(Exception):
             out.append(envelope_of(record))
     return out
+
+
+async def assert_exported(service: RunningService, published: Sequence[Envelope[Any]], tenant_key: str,
+                          other_tenant_key: str) -> None:  # fmt: skip
+    """Each event a service published (as read from its topic) comes back from its GET /v1/exports/events as the
+    same event (id, type, occurred_at, data: the envelope parsed from the item equals it), served from the outbox
+    and again once the prune moved it to the event archive; another tenant's key never sees it."""
+    assert published, "nothing to look for"
+    wanted = {str(e.id): e for e in published}
+    types = sorted({e.type for e in published})
+    for where in ("outbox", "archive"):
+        if where == "archive":
+            moved, _ = await service.runtime.relay.prune_published(timedelta(0))
+            assert moved >= len(published), f"the prune moved {moved} rows"
+        async with service.client(tenant_key) as api, service.client(other_tenant_key) as other:
+            items = await _export_items(api, types)
+            found = {i["id"]: i for i in items if i["id"] in wanted}
+            assert set(found) == set(wanted), f"from the {where}: {set(wanted) - set(found)} missing"
+            for event_id, item in found.items():
+                event = wanted[event_id]
+                assert item == event.model_dump(mode="json"), where
+                assert type(event).model_validate(item) == event  # Envelope[ItsData], as the topic's reader parsed it
+            assert not {i["id"] for i in await _export_items(other, types)} & set(wanted), "another tenant's events"
+
+
+async def _export_items(api: Any, types: Sequence[str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        response = await api.get(
+            "/v1/exports/events", params={"type": list(types), **({"cursor": cursor} if cursor else {})}
+        )
+        assert response.status_code == 200, response.text
+        items += response.json()["items"]
+        if (cursor := response.json()["next_cursor"]) is None:
+            return items
 
 
 # ---------------------------------------------------------------- producing

@@ -7,8 +7,10 @@ into libs/events/schemas/openapi.yaml, next to the AsyncAPI document of the even
 and without rewriting: a client sees the same paths as the services do (tests/deploy checks the routing).
 
 What is public: every operation but the kit's operations endpoints (health, readiness, quietness, metrics:
-probes and Prometheus reach them inside the cluster) and the per-service personal-data exports, of which the
-public one is ledger-sync's (it gathers the other three over the cluster network). Each operation names its
+probes and Prometheus reach them inside the cluster), the per-service personal-data exports, of which the
+public one is ledger-sync's (it gathers the other three over the cluster network), and the events export
+(`GET /v1/exports/events`, served by several services at one path: insights reaches each over the cluster network
+to backfill; dunning_kit.event_export). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
 """
@@ -29,6 +31,7 @@ DOCUMENT = REPO_ROOT / "libs" / "events" / "schemas" / "openapi.yaml"
 OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/quietz", "/metrics"})
 PERSONAL_DATA = "/v1/customers/{customer_id}/personal-data"
 PUBLIC_PERSONAL_DATA = "ledger-sync"  # the one export that gathers every service's
+EVENTS_EXPORT = "/v1/exports/events"  # each publishing service's own: inside the cluster only
 SERVICE_KEY = "x-dunning-service"
 _REF = "#/components/schemas/"
 
@@ -56,7 +59,7 @@ async def service_documents() -> dict[str, dict[str, Any]]:
 
 
 def is_public(service: str, path: str) -> bool:
-    if path in OPERATIONS_PATHS:
+    if path in OPERATIONS_PATHS or path == EVENTS_EXPORT:
         return False
     return path != PERSONAL_DATA or service == PUBLIC_PERSONAL_DATA
 

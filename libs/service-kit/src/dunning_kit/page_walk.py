@@ -36,12 +36,15 @@ async def walk_pages(
     raise AssertionError(f"{path}: more than {max_pages} pages")
 
 
-async def assert_page_limits(get: Get, path: str, other_list_cursor: str, params: dict[str, Any] | None = None) -> None:
-    """limit above the maximum → 422 naming `query.limit`; a cursor of another list or a damaged one → 422 naming
-    `query.cursor` (query parameters are named `query.<name>` like every other field problem's)."""
+async def assert_page_limits(
+    get: Get, path: str, other_list_cursor: str, params: dict[str, Any] | None = None, max_limit: int | None = None
+) -> None:
+    """limit above the maximum (the lists' MAX_LIMIT unless given, e.g. MAX_EXPORT_LIMIT) → 422 naming
+    `query.limit`; a cursor of another list or a damaged one → 422 naming `query.cursor` (query parameters are
+    named `query.<name>` like every other field problem's)."""
     from dunning_kit.pages import MAX_LIMIT
 
-    too_many = await get(path, params={**(params or {}), "limit": MAX_LIMIT + 1})
+    too_many = await get(path, params={**(params or {}), "limit": (max_limit or MAX_LIMIT) + 1})
     assert too_many.status_code == 422 and problem_fields(too_many.json()) == ["query.limit"], too_many.text
     for cursor in (other_list_cursor, "bm90IGEgY3Vyc29y", "%%%"):
         refused = await get(path, params={**(params or {}), "cursor": cursor})

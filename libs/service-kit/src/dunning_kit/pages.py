@@ -42,6 +42,22 @@ Limit = Annotated[
         description=f"Page size: default {DEFAULT_LIMIT}, maximum {MAX_LIMIT} (more is refused with 422 naming `limit`)",
     ),
 ]
+# Exports (a read model's backfill walks a whole history): larger pages, the same cursor.
+DEFAULT_EXPORT_LIMIT = 1000
+MAX_EXPORT_LIMIT = 5000
+ExportLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_EXPORT_LIMIT,
+        description=f"Page size: default {DEFAULT_EXPORT_LIMIT}, maximum {MAX_EXPORT_LIMIT} (more is refused with "
+        "422 naming `limit`)",
+    ),
+]
+EXPORT_PAGE_CONTRACT = (
+    f"A cursor page: at most `limit` items (default {DEFAULT_EXPORT_LIMIT}, maximum {MAX_EXPORT_LIMIT}) and "
+    "`next_cursor`; pass `next_cursor` back as `cursor` for the next page until it is null."
+)
 Cursor = Annotated[
     str | None,
     Query(

@@ -102,14 +102,19 @@ def personal_data_router(service: str, collect: Collect) -> APIRouter:
 
 async def forget_published_events(session: AsyncSession, outbox: Table, tenant_id: str, customer_id: str) -> int:
     """customer.erased: drop the outbox's copies of the customer's events that are already on the broker (the
-    relay keeps them a while; they may quote a note or a reason). Unpublished ones still go out: they are facts
-    other services must apply. What the broker itself retains is its topics' retention (see the README).
+    relay keeps them a while; they may quote a note or a reason), and the event archive's (kept for the events
+    export). Unpublished ones still go out: they are facts other services must apply. What the broker itself
+    retains is its topics' retention (see the README).
     The stored answers of Idempotency-Keys that mention the customer go too (forget_idempotent_answers)."""
-    result = await session.execute(
-        delete(outbox).where(outbox.c.key == partition_key(tenant_id, customer_id), outbox.c.published_at.isnot(None))
-    )
+    key = partition_key(tenant_id, customer_id)
+    result = await session.execute(delete(outbox).where(outbox.c.key == key, outbox.c.published_at.isnot(None)))
+    removed = int(getattr(result, "rowcount", 0) or 0)
+    archive = outbox.metadata.tables.get("event_archive")
+    if archive is not None:
+        archived = await session.execute(delete(archive).where(archive.c.key == key))
+        removed += int(getattr(archived, "rowcount", 0) or 0)
     await forget_idempotent_answers(session, outbox.metadata, tenant_id, customer_id)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return removed
 
 
 async def forget_idempotent_answers(session: AsyncSession, metadata: MetaData, tenant_id: str, customer_id: str) -> int:

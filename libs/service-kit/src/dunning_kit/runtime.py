@@ -30,7 +30,7 @@ from dunning_events.kafka import ensure_topics, make_producer
 from dunning_events.kafka_security import BOOTSTRAP_SETTING, PLAINTEXT, KafkaAccessError
 from dunning_events.lane import PriorityLane
 from dunning_events.outbox import OutboxRelay, OutboxWriter
-from dunning_events.tables import inbox_table, outbox_table
+from dunning_events.tables import event_archive_table, inbox_table, outbox_table
 from dunning_events.topics import ALL_TOPICS, dead_letter_topic
 from dunning_kit.clock import Clock
 from dunning_kit.db import make_engine, make_sessions
@@ -52,10 +52,12 @@ HOUSEKEEPING_INTERVAL_S = 600.0  # inbox pruning: rare, and cheap when there is 
 
 
 def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """Add the outbox, inbox and idempotency-key tables to a service's metadata (its migrations create them);
-    returns the outbox and the inbox."""
+    """Add the outbox (with its dead letters and the event archive its prune fills), inbox and idempotency-key
+    tables to a service's metadata (its migrations create them); returns the outbox and the inbox."""
     idempotency_table(metadata)
-    return outbox_table(metadata), inbox_table(metadata)
+    outbox = outbox_table(metadata)
+    event_archive_table(metadata)
+    return outbox, inbox_table(metadata)
 
 
 @dataclass
@@ -121,6 +123,7 @@ class ServiceRuntime(Generic[SettingsT, ObjectsT]):
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
             max_message_bytes=settings.outbox_max_message_bytes,
+            archive_retention=timedelta(days=settings.event_archive_days),
             topics=self.produces or None,
         )
         self.outbox = OutboxWriter(

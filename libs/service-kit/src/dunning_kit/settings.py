@@ -188,6 +188,13 @@ class ServiceSettings(KafkaClientSettings):
         "to outbox_dead_letters instead of blocking the rows behind it. Keep it at or below the topics' "
         "max.message.bytes (Kafka's default: 1048588)",
     )
+    event_archive_days: int = Field(
+        550,
+        ge=0,
+        description="Days a published event is kept in the service's event archive (18 months by default), which "
+        "GET /v1/exports/events serves (with the outbox) to a read model backfilling what the topics (30 days) "
+        "no longer hold; older ones are deleted",
+    )
     inbox_retention_hours: float = Field(
         768.0,
         description="Hours an applied event's id is kept for de-duplication: longer than the topics' retention "

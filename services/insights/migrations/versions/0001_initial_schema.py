@@ -91,6 +91,30 @@ def upgrade() -> None:
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id', 'opened_at')
     )
+    op.create_table('event_archive',
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=80), nullable=False),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('key', sa.Text(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
+    sa.Column('headers', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('source', sa.String(length=80), nullable=False),
+    sa.Column('occurred_at', sa.Text(), nullable=False),
+    sa.Column('subject', sa.Text(), nullable=False),
+    sa.Column('schema_version', sa.Integer(), nullable=False),
+    sa.Column('tenant_id', sa.Text(), nullable=False),
+    sa.Column('correlation_id', sa.UUID(), nullable=False),
+    sa.Column('causation_id', sa.UUID(), nullable=True),
+    sa.Column('priority', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('published_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('event_id')
+    )
+    op.create_index('ix_event_archive_key', 'event_archive', ['key'], unique=False)
+    op.create_index('ix_event_archive_published_at', 'event_archive', ['published_at'], unique=False)
+    op.create_index('ix_event_archive_tenant', 'event_archive', ['tenant_id', 'id'], unique=False)
     op.create_table('fx_rates',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('quote_currency', sa.String(length=3), nullable=False),
@@ -301,6 +325,10 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
     op.drop_table('idempotency_keys')
     op.drop_table('fx_rates')
+    op.drop_index('ix_event_archive_tenant', table_name='event_archive')
+    op.drop_index('ix_event_archive_published_at', table_name='event_archive')
+    op.drop_index('ix_event_archive_key', table_name='event_archive')
+    op.drop_table('event_archive')
     op.drop_table('disputes')
     op.drop_index('ix_deliveries_step', table_name='deliveries')
     op.drop_index('ix_deliveries_sent', table_name='deliveries')

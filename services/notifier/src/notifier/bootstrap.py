@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from dunning_events import topics
 from dunning_events.handler_table import consumer_apply
+from dunning_kit import event_export
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.data_keys import Keyring
@@ -204,7 +205,7 @@ def create_app(runtime: NotifierRuntime) -> FastAPI:
         description="Templates, channels, at-most-once delivery, receipts and opt-outs.",
         routers=[
             api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router,
-            personal_data_router("notifier", personal_data.collect),
+            personal_data_router("notifier", personal_data.collect), event_export.router,
         ],
         limits=[
             RouteLimits(

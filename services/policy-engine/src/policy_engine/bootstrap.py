@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from dunning_events import topics
 from dunning_events.handler_table import consumer_apply
+from dunning_kit import event_export
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.personal_data import personal_data_router
@@ -86,5 +87,5 @@ def create_app(runtime: EngineRuntime) -> FastAPI:
         title="policy-engine",
         description="Dunning policies, durable timers, the rules that decide who is contacted, when, how and why, "
         "and the decision timeline.",
-        routers=[router, personal_data_router("policy-engine", personal_data.collect)],
+        routers=[router, personal_data_router("policy-engine", personal_data.collect), event_export.router],
     )

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from dunning_events import topics
 from dunning_events.handler_table import consumer_apply
+from dunning_kit import event_export
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.personal_data import personal_data_router
@@ -82,7 +83,12 @@ def create_app(runtime: TrackerRuntime) -> FastAPI:
         runtime,
         title="promise-tracker",
         description="Promises-to-pay and payment plans: recording, matching, deadlines, self-service.",
-        routers=[api_router, self_service_router, personal_data_router("promise-tracker", personal_data.collect)],
+        routers=[
+            api_router,
+            self_service_router,
+            personal_data_router("promise-tracker", personal_data.collect),
+            event_export.router,
+        ],
         limits=[
             RouteLimits("/self-service", rate_per_minute=runtime.settings.rate_limit_pages_per_minute, group="pages")
         ],

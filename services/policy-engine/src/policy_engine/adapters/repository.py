@@ -39,7 +39,7 @@ from policy_engine.service_layer.storage import PlanningProfile, Reminded
 # separator (never part of a step name, a pause code or an id from an ERP).
 SEP = "\x1f"
 
-CASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Case) if f.name != "notes")
+CASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Case) if f.name not in ("notes", "holds"))
 _LIST_COLUMNS = {"pause_reasons", "promise_ids", "done_steps"}
 _PG_TYPES = {
     "tenant_id": "text", "invoice_id": "text", "customer_id": "text", "number": "text", "currency": "text",
@@ -78,6 +78,7 @@ def case_from_record(record: asyncpg.Record) -> Case:
     if case.closure is not None:
         case.closure = ClosureReason(case.closure)  # the column holds the value; rules compare members
     case.notes = []
+    case.holds = []
     return case
 
 

@@ -1,4 +1,4 @@
-"""dunning.step.due on the hot path: its outbox row built from plain values by the events library's fast encoder
+"""dunning.step.due (and dunning.step.held) on the hot path: its outbox row built from plain values by the events library's fast encoder
 (dunning_events.fast_encoder: the model's field order, byte for byte what pydantic writes for the data; its test
 holds the two together) and COPY'd into the outbox — pydantic costs more than the decision itself at 10,000
 decisions a second."""
@@ -14,14 +14,15 @@ from typing import Any
 
 import orjson
 
-from dunning_events.events import DunningStepDue, Fee, StepInvoice
+from dunning_events.events import ChannelHold, DunningStepDue, DunningStepHeld, Fee, NextStep, StepInvoice
 from dunning_events.fast_encoder import OUTBOX_COLUMNS, FastEncoder, ordered
 from dunning_events.money import Money
 from dunning_events.topics import partition_key
 
-__all__ = ["OUTBOX_COLUMNS", "FeeRow", "OutboxRow", "StepInvoiceRow", "step_due_row"]
+__all__ = ["OUTBOX_COLUMNS", "FeeRow", "HoldRow", "OutboxRow", "StepInvoiceRow", "step_due_row", "step_held_row"]
 
 _STEP_DUE = FastEncoder(DunningStepDue, source="policy-engine")
+_STEP_HELD = FastEncoder(DunningStepHeld, source="policy-engine")
 
 
 def _instant(at: datetime) -> str:
@@ -58,6 +59,13 @@ class FeeRow:
 
 
 @dataclass(slots=True)
+class HoldRow:
+    channel: str
+    rule: str  # contact_cap | consent | other, as the rule that refused the channel said
+    reason: str
+
+
+@dataclass(slots=True)
 class OutboxRow:
     event_id: uuid.UUID
     key: str
@@ -66,13 +74,15 @@ class OutboxRow:
     occurred_at: str
     tenant_id: str
     subject: str
+    encoder: FastEncoder = _STEP_DUE
 
     def record(self) -> tuple[Any, ...]:
         """The row as OUTBOX_COLUMNS lists them (a decision starts its own flow: correlated with itself)."""
         headers = orjson.dumps(self.headers).decode() if self.headers else "{}"
+        e = self.encoder
         return (
-            self.event_id, _STEP_DUE.event_type, _STEP_DUE.topic, self.key, self.payload, headers,
-            _STEP_DUE.source, self.occurred_at, self.subject, _STEP_DUE.schema_version, self.tenant_id,
+            self.event_id, e.event_type, e.topic, self.key, self.payload, headers,
+            e.source, self.occurred_at, self.subject, e.schema_version, self.tenant_id,
             self.event_id, None,
         )  # fmt: skip
 
@@ -100,6 +110,7 @@ def step_due_row(
     deliver_until: datetime | None,
     occurred_at: datetime,
     deliver_from: datetime | None = None,
+    next_step: tuple[str, datetime] | None = None,
     headers: dict[str, str] | None = None,
 ) -> OutboxRow:
     event_id = uuid.uuid4()
@@ -147,6 +158,9 @@ def step_due_row(
             "late": late,
             "deliver_until": _instant(deliver_until) if deliver_until else None,
             "deliver_from": _instant(deliver_from) if deliver_from else None,
+            "next_step": ordered(NextStep, {"step_name": next_step[0], "at": _instant(next_step[1])})
+            if next_step is not None
+            else None,
         }
     )
     return OutboxRow(
@@ -158,3 +172,34 @@ def step_due_row(
         tenant_id,
         step_id,
     )
+
+
+def step_held_row(
+    *,
+    tenant_id: str,
+    customer_id: str,
+    step_name: str,
+    policy_id: str,
+    invoice_ids: list[str],
+    held: list[HoldRow],
+    sent: bool,
+    moved_to: datetime | None,
+    occurred_at: datetime,
+) -> OutboxRow:
+    """dunning.step.held: the channels a decision held back (its subject is the customer: a held step has no
+    step id unless it was sent on the others)."""
+    payload = _STEP_HELD.value(
+        {
+            "customer_id": customer_id,
+            "step_name": step_name,
+            "policy_id": policy_id,
+            "invoice_ids": invoice_ids,
+            "held": [ordered(ChannelHold, {"channel": h.channel, "rule": h.rule, "reason": h.reason}) for h in held],
+            "sent": sent,
+            "moved_to": _instant(moved_to) if moved_to is not None else None,
+        }
+    )
+    return OutboxRow(
+        uuid.uuid4(), partition_key(tenant_id, customer_id), payload, {}, _instant(occurred_at), tenant_id,
+        customer_id, _STEP_HELD,
+    )  # fmt: skip

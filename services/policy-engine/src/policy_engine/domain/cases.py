@@ -66,7 +66,7 @@ class Debtor:
     broken_promise_count: int = 0
 
     def may_contact_on(self, channel: str) -> str | None:
-        """None if the channel may be used, else why not."""
+        """None if the channel may be used, else why not (always a matter of consent: CONSENT_RULE)."""
         if channel in NO_CONSENT_NEEDED:
             return None
         if channel in self.revoked:
@@ -74,6 +74,29 @@ class Debtor:
         if channel in CONSENT_REQUIRED:
             return None if self.consent.get(channel) is True else f"{channel}: no consent on record"
         return None if self.consent.get(channel, True) else f"{channel}: the customer did not consent"
+
+
+# Which rule held a channel back (dunning.step.held's `rule`), named where the refusal is made.
+CONSENT_RULE = "consent"  # Debtor.may_contact_on: opted out, no consent on record
+CAP_RULE = "contact_cap"  # the policy's contact cap for the channel was reached
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHold:
+    channel: str
+    rule: str  # CONSENT_RULE | CAP_RULE | "other"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepHold:
+    """A decision held channels of a step back: sent on the others (`sent`), or moved to `moved_to`, or skipped."""
+
+    step: str
+    policy_id: str
+    channels: tuple[ChannelHold, ...]
+    sent: bool
+    moved_to: datetime | None
 
 
 @dataclass
@@ -116,6 +139,8 @@ class Case:
     # The newest ledger version of the invoice applied (snapshots, allocations, disputes): older facts are ignored.
     ledger_version: int = 0
     notes: list[Note] = field(default_factory=list)
+    # Collected like notes (not stored with the case): the batch turns them into dunning.step.held events.
+    holds: list[StepHold] = field(default_factory=list)
 
     def note(self, kind: str, reason: str, step: str | None = None, **detail: Any) -> None:
         self.notes.append(Note(kind, reason, step, detail))
@@ -732,9 +757,11 @@ def decide(
         return None
     channels: list[str] = []
     dropped: dict[str, str] = {}
+    held: list[ChannelHold] = []
     cap_frees: list[datetime] = []
     for channel in step.channels:
         why_not = debtor.may_contact_on(channel)
+        rule = CONSENT_RULE
         if why_not is None:
             for cap in policy.cap_by_channel.get(channel, ()):
                 count, oldest = caps.attempts(case, cap)
@@ -742,6 +769,7 @@ def decide(
                     about = "this debt" if cap.per == "debt" else "this debtor"
                     why_not = (f"{channel}: contact cap reached ({count} attempts about {about} in the last "
                                f"{cap.per_days} days, at most {cap.max_attempts})")  # fmt: skip
+                    rule = CAP_RULE
                     if oldest is not None:
                         cap_frees.append(oldest + timedelta(days=cap.per_days))
                     break
@@ -749,18 +777,23 @@ def decide(
             channels.append(channel)
         else:
             dropped[channel] = why_not
+            held.append(ChannelHold(channel, rule, why_not))
     if not channels:
         if cap_frees:
             at = w.next_allowed(max(cap_frees))
             case.next_at = at
             case.note("scheduled", f"{step.name} moved to {_iso(at)}: " + "; ".join(dropped.values()), step.name,
                       planned_at=_iso(at), dropped=dropped)  # fmt: skip
+            case.holds.append(StepHold(step.name, policy.id, tuple(held), sent=False, moved_to=at))
             return None
         case.note("skipped", f"{step.name}: no allowed channel: " + "; ".join(dropped.values()), step.name,
                   dropped=dropped)  # fmt: skip
+        case.holds.append(StepHold(step.name, policy.id, tuple(held), sent=False, moved_to=None))
         _mark_done(case, step)
         _schedule_next(case, debtor, policy, w, now)
         return None
+    if held:
+        case.holds.append(StepHold(step.name, policy.id, tuple(held), sent=True, moved_to=None))
     return Firing(case, step, policy, channels, dropped, late_by, w.window_end(now), w.window_start(now),
                   caught_up.why if caught_up is not None else None)  # fmt: skip
 

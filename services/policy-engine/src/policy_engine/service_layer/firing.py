@@ -1,8 +1,8 @@
 """The durable timer: claim due cases in batches, decide every one set-wise, emit consolidated steps.
 
 One batch is one transaction: the claim (FOR UPDATE SKIP LOCKED, so replicas never take the same case),
-the decisions, the updated cases, the timeline and the dunning.step.due events (outbox) commit together
-or not at all — a crash re-fires the batch, never half of it, and nothing is sent twice.
+the decisions, the updated cases, the timeline and the dunning.step.due and dunning.step.held events (outbox)
+commit together or not at all — a crash re-fires the batch, never half of it, and nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from dunning_events.money import minor_units
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import child_trace_headers
 from policy_engine.adapters import repository as repo
-from policy_engine.adapters.step_events import FeeRow, OutboxRow, StepInvoiceRow, step_due_row
+from policy_engine.adapters.step_events import (
+    FeeRow,
+    HoldRow,
+    OutboxRow,
+    StepInvoiceRow,
+    step_due_row,
+    step_held_row,
+)
 from policy_engine.domain import cases as rules
 from policy_engine.domain.calendar import load_holidays, local_day, missing_holidays
 from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
@@ -77,6 +84,8 @@ async def fire_due(
         for f in group:
             if f.step.offset_days > 0:
                 f.case.went_late = True  # late-payer history (first-time vs chronic) counts these
+
+    rows.extend(_step_held(cases, now))
 
     await repo.save_cases(apg, cases, repo.TIMER_COLUMNS)
     await repo.write_notes(apg, cases, now)
@@ -181,6 +190,43 @@ def _consolidate(firings: Iterable[Firing]) -> list[list[Firing]]:
     return list(groups.values())
 
 
+def _step_held(cases: Iterable[Case], now: datetime) -> list[OutboxRow]:
+    """One dunning.step.held per customer and held step (its invoices consolidated, as the step's message is),
+    from the holds the decisions collected: no query, and nothing at all in a batch that held nothing."""
+    groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for case in cases:
+        if not case.holds:
+            continue
+        for hold in case.holds:
+            key = (case.tenant_id, case.customer_id, hold.policy_id, hold.step, hold.channels, hold.sent, hold.moved_to)
+            groups[key].append(case.invoice_id)
+        case.holds.clear()
+    return [
+        step_held_row(
+            tenant_id=tenant,
+            customer_id=customer,
+            step_name=step,
+            policy_id=policy_id,
+            invoice_ids=sorted(invoice_ids),
+            held=[HoldRow(h.channel, h.rule, h.reason) for h in held],
+            sent=sent,
+            moved_to=moved_to,
+            occurred_at=now,
+        )
+        for (tenant, customer, policy_id, step, held, sent, moved_to), invoice_ids in groups.items()
+    ]
+
+
+def _next_step(group: list[Firing]) -> tuple[str, datetime] | None:
+    """The step planned after this one: the earliest of the group's cases' (they share a policy and a step)."""
+    best: tuple[str, datetime] | None = None
+    for f in group:
+        name, at = f.case.next_step, f.case.next_at
+        if name is not None and at is not None and (best is None or at < best[1]):
+            best = (name, at)
+    return best
+
+
 def _invoice_id(f: Firing) -> str:
     return f.case.invoice_id
 
@@ -244,6 +290,7 @@ def _step_due(group: list[Firing], debtor: Debtor, now: datetime) -> OutboxRow:
         late=any(f.late_by is not None for f in group),
         deliver_until=min(f.deliver_until for f in group),
         deliver_from=max(f.deliver_from for f in group),
+        next_step=_next_step(group),
         occurred_at=now,
     )
 
