@@ -224,6 +224,10 @@ async def test_a_walk_while_invoices_change_serves_each_once(ledger: LedgerHarne
 
 
 async def test_a_bad_cursor_or_limit_is_a_422_naming_it(ledger: LedgerHarness) -> None:
+    # Two of each, whatever the other tests of the module wrote before: each list then has a next page.
+    for n in (1, 2):
+        await post(ledger, "/v1/customers", {"id": f"C-CURSOR-{n}", "name": "Cursor Ltd"})
+        await post(ledger, "/v1/invoices", invoice(f"CUR-{n}", f"C-CURSOR-{n}", "10.00"))
     other_list = (await ledger.get("/v1/invoices", params={"limit": 1})).json()["next_cursor"]
     customers_export = (await ledger.get("/v1/exports/customers", params={"limit": 1})).json()["next_cursor"]
     assert other_list and customers_export

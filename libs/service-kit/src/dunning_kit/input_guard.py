@@ -143,7 +143,7 @@ def _routes(doc: dict[str, Any]) -> list[_Route]:
 
 def _out_of_range_int(text: str) -> bool:
     literal = text.strip().lstrip("+-")
-    if not literal.isdigit():
+    if not (literal.isascii() and literal.isdigit()):  # '²' is a digit to str.isdigit but not to int()
         return False  # not an integer literal at all: the route's own validation answers
     return len(literal) >= _INT_DIGITS or int(literal) > INT64_MAX
 

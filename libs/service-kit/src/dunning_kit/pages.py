@@ -90,7 +90,8 @@ def _int(value: Any) -> int:
 
 
 def _str(value: Any) -> str:
-    if not isinstance(value, str):
+    # PostgreSQL text holds no NUL, so no issued position does: a cursor carrying one was made, not issued.
+    if not isinstance(value, str) or "\x00" in value:
         raise ValueError("not a string")
     return value
 

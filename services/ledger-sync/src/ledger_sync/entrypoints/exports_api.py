@@ -3,33 +3,20 @@ read model to backfill from (insights). The export is the ledger's state, not it
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from dunning_kit.auth import Tenant
-from dunning_kit.pages import Cursor, Page
+from dunning_kit.pages import DEFAULT_EXPORT_LIMIT, MAX_EXPORT_LIMIT, Cursor, ExportLimit, Page
 from ledger_sync.adapters.ledger_export import customer_page, invoice_page
 from ledger_sync.entrypoints.deps import Runtime
 from ledger_sync.entrypoints.schemas import ExportCustomer, ExportInvoice
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
-# An export's own page size (a backfill wants big pages). TODO(issue 15 merge): the kit's ExportLimit
-# (dunning_kit.pages) replaces this one.
-EXPORT_DEFAULT_LIMIT = 1000
-EXPORT_MAX_LIMIT = 5000
-ExportLimit = Annotated[
-    int,
-    Query(
-        ge=1,
-        le=EXPORT_MAX_LIMIT,
-        description=f"Page size: default {EXPORT_DEFAULT_LIMIT}, maximum {EXPORT_MAX_LIMIT} "
-        "(more is refused with 422 naming `limit`)",
-    ),
-]
 EXPORT_CONTRACT = (
-    f"A cursor page: at most `limit` items (default {EXPORT_DEFAULT_LIMIT}, maximum {EXPORT_MAX_LIMIT}) and "
+    f"A cursor page: at most `limit` items (default {DEFAULT_EXPORT_LIMIT}, maximum {MAX_EXPORT_LIMIT}) and "
     "`next_cursor`; pass `next_cursor` back as `cursor` for the next page until it is null. Ordered by id: a walk "
     "while the ledger changes serves every object that existed when it began exactly once, as it is when its "
     "page is read."
@@ -43,7 +30,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/customers", response_model=Page[ExportCustomer], description=EXPORT_CONTRACT, responses=RESPONSES,
             summary="Every customer of the tenant: id, name, segment, erased")  # fmt: skip
 async def export_customers(
-    principal: Tenant, runtime: Runtime, limit: ExportLimit = EXPORT_DEFAULT_LIMIT, cursor: Cursor = None
+    principal: Tenant, runtime: Runtime, limit: ExportLimit = DEFAULT_EXPORT_LIMIT, cursor: Cursor = None
 ) -> Response:
     async with runtime.sessions() as session:
         body = await customer_page(session, principal.tenant_id, limit, cursor)
@@ -53,7 +40,7 @@ async def export_customers(
 @router.get("/invoices", response_model=Page[ExportInvoice], description=EXPORT_CONTRACT, responses=RESPONSES,
             summary="Every invoice of the tenant with its payments, credits, close and dispute periods")  # fmt: skip
 async def export_invoices(
-    principal: Tenant, runtime: Runtime, limit: ExportLimit = EXPORT_DEFAULT_LIMIT, cursor: Cursor = None
+    principal: Tenant, runtime: Runtime, limit: ExportLimit = DEFAULT_EXPORT_LIMIT, cursor: Cursor = None
 ) -> Response:
     async with runtime.sessions() as session:
         body = await invoice_page(session, principal.tenant_id, limit, cursor)
