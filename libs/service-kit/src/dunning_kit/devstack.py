@@ -31,6 +31,9 @@ from dunning_kit.services import REPO_ROOT, SERVICES
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
 DEV_KEYS = DEV_API_KEYS
 DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
+# The services whose personal-data piece ledger-sync's export gathers (its in-cluster default names the same three);
+# insights, a read model rebuilt from the stream, serves none.
+PERSONAL_DATA_PEERS = ("policy-engine", "notifier", "promise-tracker")
 EMBEDDED_KAFKA_SECURITY = {
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     **{
@@ -170,7 +173,9 @@ class DevStack:
                 env.update(EMBEDDED_KAFKA_SECURITY)
             if s.name == "ledger-sync":  # its personal-data export gathers the others' pieces
                 env["PERSONAL_DATA_PEERS"] = ",".join(
-                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}"
+                    for n, p in enumerate(SERVICES)
+                    if p.name in PERSONAL_DATA_PEERS
                 )
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
