@@ -13,6 +13,11 @@ from dunning_kit.problems import PROBLEM_JSON
 from dunning_kit.services import SERVICES
 
 
+# Issue 15: insights' figure routes are built on other branches; the lead empties this set when they are merged
+# (the test fails as soon as a service named here serves an operation, so it cannot be forgotten).
+AWAITING_ROUTES_AT_MERGE = {"insights"}
+
+
 @cache
 def rendered() -> str:
     return render()
@@ -32,6 +37,7 @@ def test_every_service_has_public_operations_and_every_error_is_a_problem() -> N
             assert {"422", "500"} <= errors.keys(), (method, path)
             for status, response in errors.items():
                 assert list(response["content"]) == [PROBLEM_JSON], (method, path, status)
-    assert served == {s.name for s in SERVICES}
+    assert not served & AWAITING_ROUTES_AT_MERGE, "its routes are here: remove it from AWAITING_ROUTES_AT_MERGE"
+    assert served == {s.name for s in SERVICES} - AWAITING_ROUTES_AT_MERGE
     components = document["components"]["schemas"]
     assert set(components["FieldProblem"]["required"]) >= {"title", "status", "detail", "errors"}

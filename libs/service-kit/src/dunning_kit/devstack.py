@@ -1,8 +1,8 @@
 """`make up`: the whole platform on one machine with embedded defaults; Ctrl-C (or `make down`) stops it.
 
 Starts (unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere) an embedded PostgreSQL and an
-embedded Tansu broker, runs every service's migrations, then the four services, a local SMTP sink and a
-fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
+embedded Tansu broker, runs every service's migrations, then the five services (insights, the read model, with
+the others), a local SMTP sink and a fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
 """
 
 from __future__ import annotations
@@ -205,7 +205,9 @@ class DevStack:
             _say(f"  {name:<16} {where:<48} {note}")
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
         _say(f"  tenant acme's customers in segment '{DEMO_SEGMENT}' get policy 'demo': every day of the week")
-        _say(f"  sent messages: {urls['notifier']}/dev/outbox\n  Ctrl-C or `make down` stops everything.")
+        _say(f"  sent messages: {urls['notifier']}/dev/outbox")
+        _say(f"  figures: {urls['insights']}/v1/figures/aging, /v1/figures/dso (the read model of the stream)")
+        _say("  Ctrl-C or `make down` stops everything.")
         return urls
 
     # ------------------------------------------------------------------ one service (fault tests use these)
