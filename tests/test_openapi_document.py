@@ -12,7 +12,6 @@ from dunning_kit.openapi_export import DOCUMENT, SERVICE_KEY, render
 from dunning_kit.problems import PROBLEM_JSON
 from dunning_kit.services import SERVICES
 
-
 # Issue 15: insights' figure routes are built on other branches; the lead empties this set when they are merged
 # (the test fails as soon as a service named here serves an operation, so it cannot be forgotten).
 AWAITING_ROUTES_AT_MERGE = {"insights"}
