@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from dunning_kit.openapi_export import DOCUMENT, SERVICE_KEY, is_public, render
+from dunning_kit.openapi_export import DOCUMENT, SERVICE_KEY, render
 from dunning_kit.problems import PROBLEM_JSON
 from dunning_kit.services import SERVICES
 
@@ -41,9 +41,3 @@ def test_every_service_has_public_operations_and_every_error_is_a_problem() -> N
     components = document["components"]["schemas"]
     assert set(components["FieldProblem"]["required"]) >= {"title", "status", "detail", "errors"}
 
-
-def test_the_event_exports_stay_inside_the_cluster_and_the_ledgers_export_is_public() -> None:
-    # Three services serve /v1/exports/events (insights' backfill reaches each directly); one host cannot route a
-    # path to three services, so it is not in the public document. ledger-sync's exports are its own paths.
-    assert not any(is_public(s, "/v1/exports/events") for s in ("policy-engine", "notifier", "promise-tracker"))
-    assert is_public("ledger-sync", "/v1/exports/invoices")

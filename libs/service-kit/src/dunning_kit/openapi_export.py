@@ -1,4 +1,4 @@
-"""The platform's one OpenAPI document: the public operations of the services, as one host serves them.
+"""The platform's one OpenAPI document: the public operations of the four services, as one host serves them.
 
 `python -m dunning_kit.openapi_export` (run by `make schemas`) builds each service's app through its own
 composition root (nothing is started: no database, no broker), takes its OpenAPI document and merges them
@@ -8,9 +8,7 @@ and without rewriting: a client sees the same paths as the services do (tests/de
 
 What is public: every operation but the kit's operations endpoints (health, readiness, quietness, metrics:
 probes and Prometheus reach them inside the cluster) and the per-service personal-data exports, of which the
-public one is ledger-sync's (it gathers the other three over the cluster network), and the event exports
-(`/v1/exports/events`: policy-engine, notifier and promise-tracker each serve that path, for insights' backfill,
-which reaches each service over the cluster network; one host could not route one path to three services). Each operation names its
+public one is ledger-sync's (it gathers the other three over the cluster network). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
 """
@@ -31,7 +29,6 @@ DOCUMENT = REPO_ROOT / "libs" / "events" / "schemas" / "openapi.yaml"
 OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/quietz", "/metrics"})
 PERSONAL_DATA = "/v1/customers/{customer_id}/personal-data"
 PUBLIC_PERSONAL_DATA = "ledger-sync"  # the one export that gathers every service's
-EVENT_EXPORT = "/v1/exports/events"  # served by every service with an outbox: in-cluster only (insights' backfill)
 SERVICE_KEY = "x-dunning-service"
 _REF = "#/components/schemas/"
 
@@ -59,7 +56,7 @@ async def service_documents() -> dict[str, dict[str, Any]]:
 
 
 def is_public(service: str, path: str) -> bool:
-    if path in OPERATIONS_PATHS or path == EVENT_EXPORT:
+    if path in OPERATIONS_PATHS:
         return False
     return path != PERSONAL_DATA or service == PUBLIC_PERSONAL_DATA
 
