@@ -177,10 +177,11 @@ class DevStack:
                     for n, p in enumerate(SERVICES)
                     if p.name in PERSONAL_DATA_PEERS
                 )
-            if s.name == "insights":  # its backfill reads the others' export APIs (contract15's setting)
+            if s.name == "insights":  # its backfill reads the others' export APIs, as tenant acme
                 env["INSIGHTS_EXPORT_URLS"] = ",".join(
                     f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
                 )
+                env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
