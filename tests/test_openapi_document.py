@@ -40,4 +40,3 @@ def test_every_service_has_public_operations_and_every_error_is_a_problem() -> N
     assert served == {s.name for s in SERVICES} - AWAITING_ROUTES_AT_MERGE
     components = document["components"]["schemas"]
     assert set(components["FieldProblem"]["required"]) >= {"title", "status", "detail", "errors"}
-
