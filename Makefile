@@ -21,7 +21,7 @@ $(STAMP): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyprojec
 
 install: $(STAMP) ## create .venv with every service, lib and the dev group (embedded runtime, test tools; uv.lock)
 
-up: install ## start PostgreSQL, the broker, the four services, SMTP sink and fake Twilio; Ctrl-C stops
+up: install ## start PostgreSQL, the broker, the five services, SMTP sink and fake Twilio; Ctrl-C stops
 	$(PY) -m dunning_kit.devstack up
 
 down: ## stop what `make up` started
@@ -89,7 +89,7 @@ release-schemas: schemas ## snapshot the event schemas as released (libs/events/
 	$(PY) -m dunning_events.compat --release
 
 SBOM_DIR ?= build/sbom
-IMAGES := ledger-sync policy-engine notifier promise-tracker
+IMAGES := ledger-sync policy-engine notifier promise-tracker insights
 sbom: $(UV) ## CycloneDX 1.5 SBOM of each image, from uv.lock, runtime dependencies only: $(SBOM_DIR)/<service>.cdx.json
 	@mkdir -p $(SBOM_DIR)
 	@for s in $(IMAGES); do \

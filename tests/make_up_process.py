@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dunning_kit.services import SERVICES
+
 
 def _bindable(port: int) -> bool:
     with socket.socket() as s:
@@ -72,7 +74,7 @@ def start_make_up(run_dir: Path) -> MakeUp:
     """Start the stack the way `make up` does (settings as environment variables) and wait for its banner."""
     taken: set[int] = set()
     ports = {
-        "DEV_HTTP_BASE_PORT": free_port_block(4, taken),  # the four APIs take base..base+3
+        "DEV_HTTP_BASE_PORT": free_port_block(len(SERVICES), taken),  # the APIs take base, base+1, ...
         "DEV_PG_PORT": free_port_block(1, taken),
         "DEV_KAFKA_PORT": free_port_block(1, taken),
         "DEV_SMTP_PORT": free_port_block(1, taken),

@@ -160,6 +160,7 @@ ERP_PORTS = {("TCP", 443)}  # ledger-sync only: the ERPs' HTTPS APIs and OAuth t
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"}
 SECRET_NAME = re.compile(r"(password|secret|token|api_key|signing_key|private_key|^api_keys$|^database_url$)")
 LINK_SIGNERS = {"notifier", "promise-tracker"}  # sign / verify customer links
+READ_MODELS = {"insights"}  # consume the topics, publish nothing (no outbox topic, no Write but for dead letters)
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
@@ -558,7 +559,7 @@ def may_connect(
 def expected_egress(env: str, service: str) -> set[Reach]:
     """Everything a service may reach in `env`, peer by peer: DNS, PostgreSQL, the Kafka brokers, and its own
     outside world (ledger-sync: the ERPs and, for the personal-data export, the other services; notifier: its
-    providers)."""
+    providers; insights: the other services, whose export APIs its backfill reads)."""
     dns = ("pods", _frozen({"kubernetes.io/metadata.name": "kube-system"}), _frozen({"k8s-app": "kube-dns"}))
     brokers = (
         "pods",
@@ -574,13 +575,20 @@ def expected_egress(env: str, service: str) -> set[Reach]:
     if service == "ledger-sync":
         out |= {(internet, p, n) for p, n in ERP_PORTS}
         for peer in SERVICES:
-            if peer.name != service:
+            if peer.name != service and peer.name not in READ_MODELS:  # insights serves no personal-data piece
                 labels = {"app.kubernetes.io/name": peer.name, "app.kubernetes.io/component": "service"}
                 out.add(
                     (("pods", _frozen({"kubernetes.io/metadata.name": "(own)"}), _frozen(labels)), "TCP", peer.port)
                 )
     if service == "notifier":
         out |= {(internet, p, n) for p, n in PROVIDER_PORTS}
+    if service == "insights":  # the backfill reads the others' export APIs; nothing outside the cluster
+        for peer in SERVICES:
+            if peer.name != service:
+                labels = {"app.kubernetes.io/name": peer.name, "app.kubernetes.io/component": "service"}
+                out.add(
+                    (("pods", _frozen({"kubernetes.io/metadata.name": "(own)"}), _frozen(labels)), "TCP", peer.port)
+                )
     return out
 
 
@@ -633,6 +641,13 @@ def service_pod(name: str) -> dict[str, Any]:
         ("promise-tracker", "10.20.0.7", 5432, True),  # the configured PostgreSQL
         ("promise-tracker", "10.20.1.7", 5432, False),
         ("promise-tracker", "10.20.0.7", 443, False),
+        ("insights", service_pod("ledger-sync"), 8001, True),  # the invoice and customer exports
+        ("insights", service_pod("promise-tracker"), 8004, True),  # an event export
+        ("insights", service_pod("ledger-sync"), 8004, False),
+        ("insights", PUBLIC_IP, 443, False),  # a read model talks to nobody outside
+        ("insights", BROKER, 9093, True),
+        ("insights", "10.20.0.7", 5432, True),
+        ("policy-engine", service_pod("insights"), 8005, False),  # nothing depends on the read model
     ],
 )
 def test_prod_egress_verdicts(source: str, to: str | dict[str, Any], port: int, allowed: bool) -> None:
@@ -842,8 +857,9 @@ def expected_acls(service: ServiceFacts) -> dict[tuple[str, str], set[str]]:
 
 def test_every_service_produces_the_topics_of_the_events_it_owns(services: list[ServiceFacts]) -> None:
     # The relay refuses any topic outside `produces`, so an empty or wrong list would stop the service's events.
-    owners = {s.name: set(s.produces) for s in services}
+    owners = {s.name: set(s.produces) for s in services if s.name not in READ_MODELS}
     assert all(owners.values()), owners
+    assert all(not s.produces for s in services if s.name in READ_MODELS), "a read model publishes nothing"
     produced = [t for topics in owners.values() for t in topics]
     assert sorted(produced) == sorted(topic_names.ALL_TOPICS), "each event topic has exactly one producer"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dunning_kit.embedded import wait_until_closed
+from dunning_kit.services import SERVICES
 from tests.make_up_process import start_make_up
 
 pytestmark = pytest.mark.e2e
@@ -29,14 +30,17 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
         assert stack.ready, "".join(stack.output)
         assert stack.startup_seconds < 90, f"ready after {stack.startup_seconds:.0f}s"
         urls = json.loads((tmp_path / "urls.json").read_text())
-        assert set(urls) == {"ledger-sync", "policy-engine", "notifier", "promise-tracker"}
+        assert set(urls) == {"ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"}
         assert all(_ready(u) == 200 for u in urls.values())
+        banner = "".join(stack.output)
+        assert f"{'insights':<16} {urls['insights']}" in banner, "the figures' address is printed"
+        assert f"figures: {urls['insights']}/v1/figures/aging" in banner
     finally:
         rest = stack.stop()
     assert stack.proc.returncode == 0, rest
     assert "stopped" in rest
     ports = stack.ports
-    http_ports = [ports["DEV_HTTP_BASE_PORT"] + i for i in range(4)]
+    http_ports = [ports["DEV_HTTP_BASE_PORT"] + i for i in range(len(SERVICES))]
     ours = [*http_ports, ports["DEV_PG_PORT"], ports["DEV_KAFKA_PORT"], ports["DEV_SMTP_PORT"]]
     # Sockets in teardown may take a moment to close.
     still_open = [p for p in ours if not wait_until_closed(p, timeout=10)]

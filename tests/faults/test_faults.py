@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from dunning_kit.pytest_plugin import SIM_START
+from dunning_kit.services import SERVICES
 from dunning_kit.testing import poll_until
 from tests.process_platform import DISPATCH_BATCH, ProcessPlatform, gather_limited
 
@@ -138,7 +139,7 @@ async def test_broker_restart_readiness_drops_and_new_events_flow(process_platfo
     broker.stop()
     await poll_until(lambda: _not_ready(pp, "policy-engine"), timeout=30, what="readiness to go false")
     broker.start()
-    for s in ("ledger-sync", "policy-engine", "notifier", "promise-tracker"):
+    for s in (spec.name for spec in SERVICES):
         await poll_until(lambda s=s: _is_ready(pp, s), timeout=90, what=f"{s} to be ready again")
     # The embedded broker forgot its topics (memory storage); what matters is that new events flow.
     await seed(pp, range(100, 103))

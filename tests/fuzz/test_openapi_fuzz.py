@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(900)]
 # (promise-tracker keeps 180, its stateful phase is small). DUNNING_FUZZ_EXAMPLES sets one count for all.
 # `make fuzz`: a time budget, DUNNING_FUZZ_SECONDS per service, during which fuzzing and stateful sequences repeat.
 SECONDS = int(os.environ.get("DUNNING_FUZZ_SECONDS", "0"))
-EXAMPLES = {"ledger-sync": 95, "policy-engine": 90, "notifier": 85, "promise-tracker": 180}
+EXAMPLES = {"ledger-sync": 95, "policy-engine": 90, "notifier": 85, "promise-tracker": 180, "insights": 90}
 SEED = int(os.environ.get("DUNNING_FUZZ_SEED", "20261205"))
 # What the suite holds every response to: no 5xx, and the body of every documented status as documented.
 CHECKS = "not_a_server_error,response_schema_conformance"

@@ -1,8 +1,8 @@
 """`make up`: the whole platform on one machine with embedded defaults; Ctrl-C (or `make down`) stops it.
 
 Starts (unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere) an embedded PostgreSQL and an
-embedded Tansu broker, runs every service's migrations, then the four services, a local SMTP sink and a
-fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
+embedded Tansu broker, runs every service's migrations, then the five services (insights, the read model, with
+the others), a local SMTP sink and a fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from dunning_kit.services import REPO_ROOT, SERVICES
 RUN_DIR = Path(os.environ.get("DUNNING_RUN_DIR", REPO_ROOT / ".run"))
 DEV_KEYS = DEV_API_KEYS
 DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
+# The services whose personal-data piece ledger-sync's export gathers (its in-cluster default names the same three);
+# insights, a read model rebuilt from the stream, serves none.
+PERSONAL_DATA_PEERS = ("policy-engine", "notifier", "promise-tracker")
 EMBEDDED_KAFKA_SECURITY = {
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     **{
@@ -170,8 +173,15 @@ class DevStack:
                 env.update(EMBEDDED_KAFKA_SECURITY)
             if s.name == "ledger-sync":  # its personal-data export gathers the others' pieces
                 env["PERSONAL_DATA_PEERS"] = ",".join(
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}"
+                    for n, p in enumerate(SERVICES)
+                    if p.name in PERSONAL_DATA_PEERS
+                )
+            if s.name == "insights":  # its backfill reads the others' export APIs, as tenant acme
+                env["INSIGHTS_EXPORT_URLS"] = ",".join(
                     f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
                 )
+                env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
@@ -200,7 +210,9 @@ class DevStack:
             _say(f"  {name:<16} {where:<48} {note}")
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
         _say(f"  tenant acme's customers in segment '{DEMO_SEGMENT}' get policy 'demo': every day of the week")
-        _say(f"  sent messages: {urls['notifier']}/dev/outbox\n  Ctrl-C or `make down` stops everything.")
+        _say(f"  sent messages: {urls['notifier']}/dev/outbox")
+        _say(f"  figures: {urls['insights']}/v1/figures/aging, /v1/figures/dso (the read model of the stream)")
+        _say("  Ctrl-C or `make down` stops everything.")
         return urls
 
     # ------------------------------------------------------------------ one service (fault tests use these)
