@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from dunning_events import topics
+from dunning_events.handler_table import consumer_apply
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from insights.adapters import orm
+from insights.service_layer.handlers import HANDLERS, FactBatch, flush_batch
 from insights.service_layer.objects import InsightsRuntime
 from insights.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
+
+# One consumer group per topic, all running the one HANDLERS table: a backlog on one topic (a tenant's import on
+# the ledger) does not hold back the others, and each group commits its own offsets. Group -> topic.
+CONSUMER_GROUPS = {
+    "insights.ledger": topics.LEDGER,
+    "insights.steps": topics.STEPS,
+    "insights.notifications": topics.NOTIFICATIONS,
+    "insights.promises": topics.PROMISES,
+}
 
 
 def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
@@ -19,6 +31,9 @@ def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
     runtime: InsightsRuntime = ServiceRuntime(
         name="insights", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA, produces=[]
     )
+    for group, topic in CONSUMER_GROUPS.items():
+        apply = consumer_apply(HANDLERS, group=group, context=FactBatch, finish=flush_batch)
+        runtime.add_consumer(group, [topic], apply)
     return runtime
 
 
