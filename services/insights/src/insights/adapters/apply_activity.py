@@ -15,10 +15,10 @@ from insights.adapters.rows import as_list, columns_of, unnest
 from insights.domain.facts import DELIVERY_INSTANTS, Facts
 
 STEP_COLUMNS = [
-    ("tenant_id", "text"), ("step_id", "text"), ("customer_id", "text"), ("policy_id", "text"),
-    ("policy_version", "integer"), ("step_index", "integer"), ("step_name", "text"), ("tone", "text"),
-    ("currency", "text"), ("amount_due", "numeric"), ("channels", "text"), ("due_at", "timestamptz"),
-    ("sent_on", "date"), ("next_step_name", "text"), ("next_step_at", "timestamptz"),
+    ("tenant_id", "varchar"), ("step_id", "varchar"), ("customer_id", "varchar"), ("policy_id", "varchar"),
+    ("policy_version", "integer"), ("step_index", "integer"), ("step_name", "varchar"), ("tone", "varchar"),
+    ("currency", "varchar"), ("amount_due", "numeric"), ("channels", "varchar"), ("due_at", "timestamptz"),
+    ("sent_on", "date"), ("next_step_name", "varchar"), ("next_step_at", "timestamptz"),
 ]  # fmt: skip
 INSERT_STEPS = text(
     "INSERT INTO steps (tenant_id, step_id, customer_id, policy_id, policy_version, step_index, step_name, tone, "
@@ -27,14 +27,19 @@ INSERT_STEPS = text(
     f"r.tone, r.currency, r.amount_due, {as_list('r.channels')}, r.due_at, r.sent_on "
     f"FROM {unnest(STEP_COLUMNS)} ON CONFLICT DO NOTHING"
 )
-STEP_INVOICE_COLUMNS = [("tenant_id", "text"), ("step_id", "text"), ("invoice_id", "text"), ("balance", "numeric")]
+STEP_INVOICE_COLUMNS = [
+    ("tenant_id", "varchar"),
+    ("step_id", "varchar"),
+    ("invoice_id", "varchar"),
+    ("balance", "numeric"),
+]
 INSERT_STEP_INVOICES = text(
     f"INSERT INTO step_invoices (tenant_id, step_id, invoice_id, balance) SELECT * FROM {unnest(STEP_INVOICE_COLUMNS)} "
     "ON CONFLICT DO NOTHING"
 )
 LAST_STEP_COLUMNS = [
-    ("tenant_id", "text"), ("invoice_id", "text"), ("step_id", "text"), ("step_name", "text"),
-    ("due_at", "timestamptz"), ("next_step_name", "text"), ("next_step_at", "timestamptz"),
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("step_id", "varchar"), ("step_name", "varchar"),
+    ("due_at", "timestamptz"), ("next_step_name", "varchar"), ("next_step_at", "timestamptz"),
 ]  # fmt: skip
 # Only a newer step moves an invoice's last and next step (a late redelivery of an older one does not).
 LAST_STEPS = text(
@@ -44,14 +49,14 @@ LAST_STEPS = text(
     "AND (i.last_step_at IS NULL OR i.last_step_at < r.due_at "
     "OR (i.last_step_at = r.due_at AND i.last_step_id < r.step_id))"
 )
-CANCEL_COLUMNS = [("tenant_id", "text"), ("step_id", "text"), ("cancelled_at", "timestamptz")]
+CANCEL_COLUMNS = [("tenant_id", "varchar"), ("step_id", "varchar"), ("cancelled_at", "timestamptz")]
 CANCEL_STEPS = text(
     f"UPDATE steps s SET cancelled_at = r.cancelled_at FROM {unnest(CANCEL_COLUMNS)} "
     "WHERE s.tenant_id = r.tenant_id AND s.step_id = r.step_id AND s.cancelled_at IS NULL"
 )
 DELIVERY_COLUMNS = [
-    ("tenant_id", "text"), ("delivery_id", "text"), ("step_id", "text"), ("customer_id", "text"),
-    ("channel", "text"), *((name, "timestamptz") for name in DELIVERY_INSTANTS),
+    ("tenant_id", "varchar"), ("delivery_id", "varchar"), ("step_id", "varchar"), ("customer_id", "varchar"),
+    ("channel", "varchar"), *((name, "timestamptz") for name in DELIVERY_INSTANTS),
 ]  # fmt: skip
 UPSERT_DELIVERIES = text(
     f"INSERT INTO deliveries ({', '.join(n for n, _ in DELIVERY_COLUMNS)}) SELECT * FROM {unnest(DELIVERY_COLUMNS)} "
@@ -61,22 +66,22 @@ UPSERT_DELIVERIES = text(
     + " OR ".join(f"(deliveries.{n} IS NULL AND excluded.{n} IS NOT NULL)" for n in DELIVERY_INSTANTS)
 )
 CONSENT_COLUMNS = [
-    ("tenant_id", "text"), ("customer_id", "text"), ("channel", "text"), ("revoked_at", "timestamptz"),
-    ("reason", "text"),
+    ("tenant_id", "varchar"), ("customer_id", "varchar"), ("channel", "varchar"), ("revoked_at", "timestamptz"),
+    ("reason", "varchar"),
 ]  # fmt: skip
 INSERT_CONSENT = text(f"INSERT INTO consent_revocations SELECT * FROM {unnest(CONSENT_COLUMNS)} ON CONFLICT DO NOTHING")
 HOLD_COLUMNS = [
-    ("tenant_id", "text"), ("hold_key", "text"), ("channel", "text"), ("customer_id", "text"), ("held_on", "date"),
-    ("rule", "text"), ("reason", "text"),
+    ("tenant_id", "varchar"), ("hold_key", "varchar"), ("channel", "varchar"), ("customer_id", "varchar"), ("held_on", "date"),
+    ("rule", "varchar"), ("reason", "varchar"),
 ]  # fmt: skip
 INSERT_HOLDS = text(
     f"INSERT INTO contact_holds ({', '.join(n for n, _ in HOLD_COLUMNS)}) SELECT * FROM {unnest(HOLD_COLUMNS)} "
     "ON CONFLICT DO NOTHING"
 )
 PROMISE_COLUMNS = [
-    ("tenant_id", "text"), ("promise_id", "text"), ("customer_id", "text"), ("plan_id", "text"),
-    ("invoice_ids", "text"), ("currency", "text"), ("amount", "numeric"), ("promised_date", "date"),
-    ("recorded_by", "text"), ("created_at", "timestamptz"), ("status", "text"),
+    ("tenant_id", "varchar"), ("promise_id", "varchar"), ("customer_id", "varchar"), ("plan_id", "varchar"),
+    ("invoice_ids", "varchar"), ("currency", "varchar"), ("amount", "numeric"), ("promised_date", "date"),
+    ("recorded_by", "varchar"), ("created_at", "timestamptz"), ("status", "varchar"),
 ]  # fmt: skip
 INSERT_PROMISES = text(
     "INSERT INTO promises (tenant_id, promise_id, customer_id, plan_id, invoice_ids, currency, amount, "
@@ -86,7 +91,7 @@ INSERT_PROMISES = text(
     "ON CONFLICT DO NOTHING"  # a promise that already has its outcome never goes back to open
 )
 PROMISE_OUTCOME_COLUMNS = [
-    ("tenant_id", "text"), ("promise_id", "text"), ("status", "text"), ("received", "numeric"),
+    ("tenant_id", "varchar"), ("promise_id", "varchar"), ("status", "varchar"), ("received", "numeric"),
     ("partially_kept", "boolean"), ("ended_at", "timestamptz"),
 ]  # fmt: skip
 END_PROMISES = text(
@@ -95,16 +100,21 @@ END_PROMISES = text(
     "WHERE p.tenant_id = r.tenant_id AND p.promise_id = r.promise_id AND p.status = 'open'"
 )
 PLAN_COLUMNS = [
-    ("tenant_id", "text"), ("plan_id", "text"), ("customer_id", "text"), ("invoice_ids", "text"),
-    ("currency", "text"), ("total", "numeric"), ("instalments", "integer"), ("created_at", "timestamptz"),
-    ("status", "text"),
+    ("tenant_id", "varchar"), ("plan_id", "varchar"), ("customer_id", "varchar"), ("invoice_ids", "varchar"),
+    ("currency", "varchar"), ("total", "numeric"), ("instalments", "integer"), ("created_at", "timestamptz"),
+    ("status", "varchar"),
 ]  # fmt: skip
 INSERT_PLANS = text(
     "INSERT INTO plans (tenant_id, plan_id, customer_id, invoice_ids, currency, total, instalments, created_at, "
     f"status) SELECT r.tenant_id, r.plan_id, r.customer_id, {as_list('r.invoice_ids')}, r.currency, r.total, "
     f"r.instalments, r.created_at, r.status FROM {unnest(PLAN_COLUMNS)} ON CONFLICT DO NOTHING"
 )
-PLAN_OUTCOME_COLUMNS = [("tenant_id", "text"), ("plan_id", "text"), ("status", "text"), ("ended_at", "timestamptz")]
+PLAN_OUTCOME_COLUMNS = [
+    ("tenant_id", "varchar"),
+    ("plan_id", "varchar"),
+    ("status", "varchar"),
+    ("ended_at", "timestamptz"),
+]
 END_PLANS = text(
     f"UPDATE plans p SET status = r.status, ended_at = r.ended_at FROM {unnest(PLAN_OUTCOME_COLUMNS)} "
     "WHERE p.tenant_id = r.tenant_id AND p.plan_id = r.plan_id AND p.status = 'active'"

@@ -20,24 +20,24 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.events import supersedes
-from insights.adapters.rows import TOUCHED, columns_of, pairs, unnest
+from insights.adapters.rows import by_tenant, columns_of, in_batch, unnest
 from insights.domain.facts import Facts
 
 INVOICE_COLUMNS = [
-    ("tenant_id", "text"), ("invoice_id", "text"), ("customer_id", "text"), ("number", "text"),
-    ("currency", "text"), ("total", "numeric"), ("balance", "numeric"), ("issue_date", "date"),
-    ("due_date", "date"), ("terms", "text"), ("status", "text"), ("disputed", "boolean"), ("ledger_version", "bigint"),
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("customer_id", "varchar"), ("number", "varchar"),
+    ("currency", "varchar"), ("total", "numeric"), ("balance", "numeric"), ("issue_date", "date"),
+    ("due_date", "date"), ("terms", "varchar"), ("status", "varchar"), ("disputed", "boolean"), ("ledger_version", "bigint"),
 ]  # fmt: skip
 PATCH_COLUMNS = [
-    ("tenant_id", "text"), ("invoice_id", "text"), ("balance", "numeric"), ("status", "text"),
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("balance", "numeric"), ("status", "varchar"),
     ("balance_version", "bigint"), ("disputed", "boolean"), ("disputed_version", "bigint"),
 ]  # fmt: skip
 CHANGE_COLUMNS = [
-    ("tenant_id", "text"), ("invoice_id", "text"), ("change_key", "text"), ("kind", "text"),
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("change_key", "varchar"), ("kind", "varchar"),
     ("on_date", "date"), ("amount", "numeric"),
 ]  # fmt: skip
 CLOSE_COLUMNS = [
-    ("tenant_id", "text"), ("invoice_id", "text"), ("kind", "text"), ("on_date", "date"), ("amount", "numeric"),
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("kind", "varchar"), ("on_date", "date"), ("amount", "numeric"),
 ]  # fmt: skip
 
 # Same-day changes in a stable order (an invoice is issued before it is paid, paid before it is reversed).
@@ -48,24 +48,26 @@ CHANGE_ORDER = (
 # ledger-sync hands a voided invoice's payments and credits back as unapplied credit: they leave the invoice.
 RELEASED_BY_VOID = "('payment', 'credit', 'reversal')"
 
-LOCK = text(
-    f"SELECT i.invoice_id FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id) "
-    "ORDER BY i.tenant_id, i.invoice_id FOR UPDATE OF i"
-)
+LOCK = text(f"SELECT i.invoice_id FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
 
+OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
+# An invoice change's invoice, by its whole primary key (a lookup per change, whatever the statistics say).
+INVOICE_OF_CHANGE = (
+    "SELECT i.tenant_id, i.currency, i.due_date FROM invoices i "
+    "WHERE i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id"
+)
 AR_CONTRIBUTION = text(
     "INSERT INTO ar_daily (tenant_id, currency, due_date, on_date, amount, open_count) "
     "SELECT i.tenant_id, i.currency, i.due_date, c.on_date, "
     "CAST(:sign AS integer) * sum(c.amount), CAST(:sign AS integer) * sum(c.open_delta) "
-    f"FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id) "
-    "JOIN invoice_changes c ON c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id "
+    f"FROM invoice_changes c CROSS JOIN LATERAL ({INVOICE_OF_CHANGE}) i WHERE {in_batch('c')} "
     "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (tenant_id, currency, due_date, on_date) DO UPDATE "
     "SET amount = ar_daily.amount + excluded.amount, open_count = ar_daily.open_count + excluded.open_count "
     "RETURNING tenant_id, currency, due_date, on_date, amount, open_count"
 )
 AR_DROP_ZEROS = text(
-    "DELETE FROM ar_daily a USING unnest(CAST(:t AS text[]), CAST(:c AS text[]), CAST(:d AS date[]), "
+    "DELETE FROM ar_daily a USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[]), "
     "CAST(:o AS date[])) AS z(tenant_id, currency, due_date, on_date) "
     "WHERE a.tenant_id = z.tenant_id AND a.currency = z.currency AND a.due_date = z.due_date "
     "AND a.on_date = z.on_date AND a.amount = 0 AND a.open_count = 0"
@@ -74,7 +76,7 @@ SALES_CONTRIBUTION = text(
     "INSERT INTO sales_daily (tenant_id, currency, issue_date, amount, invoice_count) "
     "SELECT i.tenant_id, i.currency, i.issue_date, CAST(:sign AS integer) * sum(i.total), "
     "CAST(:sign AS integer) * count(*) "
-    f"FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id) WHERE i.status <> 'void' "
+    f"FROM invoices i WHERE {in_batch('i')} AND i.status <> 'void' "
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
     "ON CONFLICT (tenant_id, currency, issue_date) DO UPDATE "
     "SET amount = sales_daily.amount + excluded.amount, "
@@ -82,7 +84,7 @@ SALES_CONTRIBUTION = text(
     "RETURNING tenant_id, currency, issue_date, amount, invoice_count"
 )
 SALES_DROP_ZEROS = text(
-    "DELETE FROM sales_daily s USING unnest(CAST(:t AS text[]), CAST(:c AS text[]), CAST(:d AS date[])) "
+    "DELETE FROM sales_daily s USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[])) "
     "AS z(tenant_id, currency, issue_date) WHERE s.tenant_id = z.tenant_id AND s.currency = z.currency "
     "AND s.issue_date = z.issue_date AND s.amount = 0 AND s.invoice_count = 0"
 )
@@ -110,7 +112,7 @@ PATCH_INVOICES = text(
 RESTATE_ISSUE = text(
     "INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
     f"SELECT i.tenant_id, i.invoice_id, 'issue', 'issue', i.issue_date, i.total "
-    f"FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id) "
+    f"FROM invoices i WHERE {in_batch('i')} "
     "ON CONFLICT (tenant_id, invoice_id, change_key) DO UPDATE SET on_date = excluded.on_date, "
     "amount = excluded.amount WHERE (invoice_changes.on_date, invoice_changes.amount) "
     "IS DISTINCT FROM (excluded.on_date, excluded.amount)"
@@ -127,9 +129,8 @@ UPSERT_CHANGES = text(
     "WHERE (invoice_changes.on_date, invoice_changes.amount) IS DISTINCT FROM (excluded.on_date, excluded.amount)"
 )
 RELEASE_VOIDED = text(
-    f"DELETE FROM invoice_changes c USING {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id) "
-    "WHERE c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id AND i.status = 'void' "
-    f"AND c.kind IN {RELEASED_BY_VOID}"
+    f"DELETE FROM invoice_changes c WHERE {in_batch('c')} AND c.kind IN {RELEASED_BY_VOID} "
+    f"AND c.invoice_id IN (SELECT i.invoice_id FROM invoices i WHERE {in_batch('i')} AND i.status = 'void')"
 )
 # A void or write-off cancels the balance just before it: the export says it; from the stream it is what the
 # invoice's changes add up to (after a void's payments were handed back).
@@ -155,10 +156,10 @@ UPSERT_CLOSES = text(
 RESTATE_PRIOR = text(
     "WITH want AS ("
     " SELECT i.tenant_id, i.invoice_id, i.issue_date, "
-    "  i.balance - coalesce(sum(c.amount) FILTER (WHERE c.kind <> 'prior'), 0) AS amount"
-    f" FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id)"
-    " LEFT JOIN invoice_changes c ON c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
-    " GROUP BY i.tenant_id, i.invoice_id, i.issue_date, i.balance"
+    "  i.balance - coalesce(c.amount, 0) AS amount"
+    " FROM invoices i CROSS JOIN LATERAL (SELECT sum(c.amount) AS amount FROM invoice_changes c"
+    "  WHERE c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id AND c.kind <> 'prior') c"
+    f" WHERE {in_batch('i')}"
     "), gone AS ("
     " DELETE FROM invoice_changes c USING want w WHERE c.tenant_id = w.tenant_id AND c.invoice_id = w.invoice_id"
     " AND c.change_key = 'prior' AND w.amount = 0"
@@ -174,7 +175,7 @@ RECOUNT_OPEN = text(
     f" SELECT c.tenant_id, c.invoice_id, c.change_key, c.open_delta, {CHANGE_ORDER} AS rank, c.on_date,"
     "  sum(c.amount) OVER (PARTITION BY c.tenant_id, c.invoice_id"
     f"   ORDER BY c.on_date, {CHANGE_ORDER}, c.change_key ROWS UNBOUNDED PRECEDING) AS after"
-    f" FROM {TOUCHED} JOIN invoice_changes c USING (tenant_id, invoice_id)"
+    f" FROM invoice_changes c WHERE {in_batch('c')}"
     "), deltas AS ("
     " SELECT tenant_id, invoice_id, change_key, open_delta,"
     "  (after <> 0)::int - (coalesce(lag(after) OVER (PARTITION BY tenant_id, invoice_id"
@@ -186,56 +187,46 @@ RECOUNT_OPEN = text(
 # settled_on: the day a payment or credit closed it (NULL while a reversal has it open); closed_on: its void or
 # write-off.
 SETTLED_AND_CLOSED = text(
-    "WITH last_close AS ("
-    " SELECT DISTINCT ON (c.tenant_id, c.invoice_id) c.tenant_id, c.invoice_id, c.kind, c.on_date"
-    f" FROM {TOUCHED} JOIN invoice_changes c USING (tenant_id, invoice_id) WHERE c.open_delta = -1"
-    f" ORDER BY c.tenant_id, c.invoice_id, c.on_date DESC, {CHANGE_ORDER} DESC, c.change_key DESC"
-    "), closes AS ("
-    " SELECT c.tenant_id, c.invoice_id, max(c.on_date) AS on_date"
-    f" FROM {TOUCHED} JOIN invoice_changes c USING (tenant_id, invoice_id)"
-    " WHERE c.kind IN ('void', 'write_off') GROUP BY 1, 2"
-    "), want AS ("
-    " SELECT k.tenant_id, k.invoice_id,"
-    "  CASE WHEN i.balance = 0 AND lc.kind IN ('payment', 'credit') THEN lc.on_date END AS settled_on,"
-    "  cl.on_date AS closed_on"
-    f" FROM {TOUCHED} JOIN invoices i USING (tenant_id, invoice_id)"
-    " LEFT JOIN last_close lc USING (tenant_id, invoice_id) LEFT JOIN closes cl USING (tenant_id, invoice_id)"
-    ") UPDATE invoices i SET settled_on = w.settled_on, closed_on = w.closed_on FROM want w "
-    "WHERE i.tenant_id = w.tenant_id AND i.invoice_id = w.invoice_id "
-    "AND (i.settled_on, i.closed_on) IS DISTINCT FROM (w.settled_on, w.closed_on)"
+    "UPDATE invoices i SET "
+    "settled_on = CASE WHEN i.balance = 0 THEN (SELECT CASE WHEN c.kind IN ('payment', 'credit') THEN c.on_date END"
+    f" FROM invoice_changes c WHERE {OF_INVOICE} AND c.open_delta = -1"
+    f" ORDER BY c.on_date DESC, {CHANGE_ORDER} DESC, c.change_key DESC LIMIT 1) END, "
+    "closed_on = (SELECT max(c.on_date) FROM invoice_changes c"
+    f" WHERE {OF_INVOICE} AND c.kind IN ('void', 'write_off')) "
+    f"WHERE {in_batch('i')}"
 )
 # An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step.
 LATEST_STEP = text(
     "UPDATE invoices i SET last_step_id = s.step_id, last_step_name = s.step_name, last_step_at = s.due_at "
     "FROM (SELECT DISTINCT ON (si.tenant_id, si.invoice_id) si.tenant_id, si.invoice_id, st.step_id, st.step_name,"
     " st.due_at"
-    f" FROM {TOUCHED} JOIN step_invoices si USING (tenant_id, invoice_id)"
+    f" FROM step_invoices si"
     " JOIN steps st ON st.tenant_id = si.tenant_id AND st.step_id = si.step_id"
-    " ORDER BY si.tenant_id, si.invoice_id, st.due_at DESC, st.step_id DESC) s "
+    f" WHERE {in_batch('si')} ORDER BY si.tenant_id, si.invoice_id, st.due_at DESC, st.step_id DESC) s "
     "WHERE i.tenant_id = s.tenant_id AND i.invoice_id = s.invoice_id AND i.last_step_id IS NULL"
 )
 CUSTOMER_TERMS = text(
     "INSERT INTO customers (tenant_id, customer_id, currency, terms) "
     "SELECT DISTINCT ON (i.tenant_id, i.customer_id) i.tenant_id, i.customer_id, i.currency, i.terms "
-    "FROM (SELECT DISTINCT * FROM unnest(CAST(:tenants AS text[]), CAST(:customers AS text[]))"
+    "FROM (SELECT DISTINCT * FROM unnest(CAST(:tenants AS varchar[]), CAST(:customers AS varchar[]))"
     " AS k(tenant_id, customer_id)) k JOIN invoices i USING (tenant_id, customer_id) "
     "ORDER BY i.tenant_id, i.customer_id, i.issue_date DESC, i.invoice_id DESC "
     "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET currency = excluded.currency, terms = excluded.terms "
     "WHERE (customers.currency, customers.terms) IS DISTINCT FROM (excluded.currency, excluded.terms)"
 )
-CUSTOMER_COLUMNS = [("tenant_id", "text"), ("customer_id", "text"), ("name", "text"), ("segment", "text")]
+CUSTOMER_COLUMNS = [("tenant_id", "varchar"), ("customer_id", "varchar"), ("name", "varchar"), ("segment", "varchar")]
 UPSERT_CUSTOMERS = text(
     "INSERT INTO customers (tenant_id, customer_id, name, segment) "
     f"SELECT * FROM {unnest(CUSTOMER_COLUMNS)} ON CONFLICT (tenant_id, customer_id) DO UPDATE "
     "SET name = excluded.name, segment = excluded.segment WHERE NOT customers.erased"  # the pseudonym stays
 )
-ERASURE_COLUMNS = [("tenant_id", "text"), ("customer_id", "text"), ("name", "text")]
+ERASURE_COLUMNS = [("tenant_id", "varchar"), ("customer_id", "varchar"), ("name", "varchar")]
 ERASE_CUSTOMERS = text(
     "INSERT INTO customers (tenant_id, customer_id, name, erased) "
     f"SELECT r.tenant_id, r.customer_id, r.name, true FROM {unnest(ERASURE_COLUMNS)} "
     "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET name = excluded.name, erased = true"
 )
-DISPUTE_COLUMNS = [("tenant_id", "text"), ("invoice_id", "text"), ("opened_at", "timestamptz")]
+DISPUTE_COLUMNS = [("tenant_id", "varchar"), ("invoice_id", "varchar"), ("opened_at", "timestamptz")]
 OPEN_DISPUTES = text(
     f"INSERT INTO disputes (tenant_id, invoice_id, opened_at) SELECT * FROM {unnest(DISPUTE_COLUMNS)} "
     "ON CONFLICT DO NOTHING"
@@ -288,9 +279,9 @@ def _unique(rows: Iterable[dict[str, Any]], *key: str, last: bool = True) -> lis
     return list(out.values())
 
 
-async def _contributions(session: AsyncSession, touched: dict[str, list[str]], sign: int) -> None:
+async def _contributions(session: AsyncSession, scope: dict[str, Any], sign: int) -> None:
     """Add (+1) or take away (-1) the touched invoices' part of ar_daily and sales_daily; rows left at zero go."""
-    ar = (await session.execute(AR_CONTRIBUTION, {**touched, "sign": sign})).all()
+    ar = (await session.execute(AR_CONTRIBUTION, {**scope, "sign": sign})).all()
     zeros = [r for r in ar if r.amount == 0 and r.open_count == 0]
     if zeros:
         await session.execute(
@@ -298,7 +289,7 @@ async def _contributions(session: AsyncSession, touched: dict[str, list[str]], s
             {"t": [r.tenant_id for r in zeros], "c": [r.currency for r in zeros],
              "d": [r.due_date for r in zeros], "o": [r.on_date for r in zeros]},
         )  # fmt: skip
-    sales = (await session.execute(SALES_CONTRIBUTION, {**touched, "sign": sign})).all()
+    sales = (await session.execute(SALES_CONTRIBUTION, {**scope, "sign": sign})).all()
     zeros = [r for r in sales if r.amount == 0 and r.invoice_count == 0]
     if zeros:
         await session.execute(
@@ -316,42 +307,49 @@ async def apply_ledger(session: AsyncSession, facts: Facts, *, from_export: bool
     if facts.erasures:
         rows = _unique(facts.erasures, "tenant_id", "customer_id")
         await session.execute(ERASE_CUSTOMERS, columns_of(rows, ERASURE_COLUMNS))
-    touched_keys = facts.touched_invoices()
-    if touched_keys:
-        await _apply_invoices(session, facts, pairs(touched_keys), from_export=from_export)
+    touched = facts.touched_invoices()
+    if touched:
+        scopes = [{"tenant": tenant, "ids": ids} for tenant, ids in by_tenant(touched).items()]
+        await _apply_invoices(session, facts, scopes, from_export=from_export)
+    elif facts.disputed:
+        await session.execute(PATCH_INVOICES, columns_of(invoice_patches(facts, {}), PATCH_COLUMNS))
     if facts.disputes_opened:
         rows = _unique(facts.disputes_opened, "tenant_id", "invoice_id", "opened_at")
         await session.execute(OPEN_DISPUTES, columns_of(rows, DISPUTE_COLUMNS))
     if facts.disputes_resolved:
         await session.execute(RESOLVE_DISPUTES, columns_of(facts.disputes_resolved, RESOLVED_COLUMNS))
-    if facts.disputed and not touched_keys:
-        await session.execute(PATCH_INVOICES, columns_of(invoice_patches(facts, {}), PATCH_COLUMNS))
 
 
 async def _apply_invoices(
-    session: AsyncSession, facts: Facts, touched: dict[str, list[str]], *, from_export: bool
+    session: AsyncSession, facts: Facts, scopes: list[dict[str, Any]], *, from_export: bool
 ) -> None:
-    await session.execute(LOCK, touched)
-    await _contributions(session, touched, -1)
+    """The statements over "the invoices the batch touched" run per tenant (a batch usually has one)."""
+    for scope in scopes:
+        await session.execute(LOCK, scope)
+        await _contributions(session, scope, -1)
     snapshots = newest_per_invoice(facts.invoices)
     if snapshots:
         await session.execute(UPSERT_INVOICES, columns_of(snapshots.values(), INVOICE_COLUMNS))
     patches = invoice_patches(facts, snapshots)
     if patches:
         await session.execute(PATCH_INVOICES, columns_of(patches, PATCH_COLUMNS))
-    await session.execute(RESTATE_ISSUE, touched)
+    for scope in scopes:
+        await session.execute(RESTATE_ISSUE, scope)
     if facts.changes:
         rows = _unique(facts.changes, "tenant_id", "invoice_id", "change_key", last=from_export)
         await session.execute(UPSERT_CHANGES if from_export else INSERT_CHANGES, columns_of(rows, CHANGE_COLUMNS))
-    await session.execute(RELEASE_VOIDED, touched)
+    for scope in scopes:
+        await session.execute(RELEASE_VOIDED, scope)
     if facts.closes:
         rows = _unique(facts.closes, "tenant_id", "invoice_id", "kind", last=from_export)
         await session.execute(UPSERT_CLOSES if from_export else INSERT_CLOSES, columns_of(rows, CLOSE_COLUMNS))
-    await session.execute(RESTATE_PRIOR, touched)
-    await session.execute(RECOUNT_OPEN, touched)
-    await session.execute(SETTLED_AND_CLOSED, touched)
-    if snapshots:
-        await session.execute(LATEST_STEP, touched)
-        owners = sorted({(r["tenant_id"], r["customer_id"]) for r in snapshots.values()})
+    owners = sorted({(r["tenant_id"], r["customer_id"]) for r in snapshots.values()})
+    for scope in scopes:
+        await session.execute(RESTATE_PRIOR, scope)
+        await session.execute(RECOUNT_OPEN, scope)
+        await session.execute(SETTLED_AND_CLOSED, scope)
+        if snapshots:
+            await session.execute(LATEST_STEP, scope)
+        await _contributions(session, scope, +1)
+    if owners:
         await session.execute(CUSTOMER_TERMS, {"tenants": [t for t, _ in owners], "customers": [c for _, c in owners]})
-    await _contributions(session, touched, +1)

@@ -11,7 +11,7 @@ LIST_SEPARATOR = "\x1f"
 
 
 def unnest(columns: Sequence[tuple[str, str]], alias: str = "r") -> str:
-    """`unnest(CAST(:a AS text[]), ...) AS r(a, ...)` for (name, PostgreSQL type) pairs."""
+    """`unnest(CAST(:a AS varchar[]), ...) AS r(a, ...)` for (name, PostgreSQL type) pairs."""
     arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns)
     return f"unnest({arrays}) AS {alias}({', '.join(name for name, _ in columns)})"
 
@@ -33,10 +33,16 @@ def as_list(expr: str) -> str:
     return f"string_to_array({expr}, chr(31))"
 
 
-def pairs(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """(tenant, id) pairs as the two arrays `unnest(CAST(:tenants ...), CAST(:ids ...))` reads."""
-    ordered = sorted(set(keys))
-    return {"tenants": [t for t, _ in ordered], "ids": [i for _, i in ordered]}
+def by_tenant(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(tenant, invoice) pairs as each tenant's sorted invoice ids (the `:tenant` and `:ids` of `in_batch`)."""
+    out: dict[str, list[str]] = {}
+    for tenant, invoice_id in sorted(set(keys)):
+        out.setdefault(tenant, []).append(invoice_id)
+    return out
 
 
-TOUCHED = "unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS k(tenant_id, invoice_id)"
+def in_batch(alias: str) -> str:
+    """The batch's invoices of one tenant, as constants the planner sees: `invoice_id = ANY(...)` on the primary key
+    whatever the statistics say (a join with the unnested keys let a new tenant's first import pick another index
+    of tenant_id and scan the tenant's every row once per key)."""
+    return f"{alias}.tenant_id = CAST(:tenant AS varchar) AND {alias}.invoice_id = ANY(CAST(:ids AS varchar[]))"
