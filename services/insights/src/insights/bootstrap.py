@@ -10,6 +10,8 @@ from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from insights.adapters import orm
+from insights.entrypoints.backfill_api import router as backfill_router
+from insights.service_layer.backfill import attach_backfiller
 from insights.service_layer.handlers import HANDLERS, FactBatch, flush_batch
 from insights.service_layer.objects import InsightsRuntime
 from insights.settings import Settings
@@ -34,6 +36,7 @@ def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
     for group, topic in CONSUMER_GROUPS.items():
         apply = consumer_apply(HANDLERS, group=group, context=FactBatch, finish=flush_batch)
         runtime.add_consumer(group, [topic], apply)
+    attach_backfiller(runtime)
     return runtime
 
 
@@ -43,5 +46,5 @@ def create_app(runtime: InsightsRuntime) -> FastAPI:
         title="insights",
         description="The accounts-receivable read model: aging, DSO, CEI, ADD, collection, promise, step and "
         "channel figures from the event stream.",
-        routers=[],
+        routers=[backfill_router],
     )
