@@ -19,13 +19,11 @@ from insights.settings import Settings
 __all__ = ["Settings", "build_runtime", "create_app"]
 
 # One consumer group per topic, all running the one HANDLERS table: a backlog on one topic (a tenant's import on
-# the ledger) does not hold back the others, and each group commits its own offsets. Group -> topic.
-CONSUMER_GROUPS = {
-    "insights.ledger": topics.LEDGER,
-    "insights.steps": topics.STEPS,
-    "insights.notifications": topics.NOTIFICATIONS,
-    "insights.promises": topics.PROMISES,
-}
+# the ledger) does not hold back the others, and each group commits its own offsets. Named after the schema
+# (`insights.ledger`, ...), so a second deployment with a schema of its own (a rebuild beside the live one) reads
+# the stream for itself instead of taking partitions from the first.
+CONSUMER_TOPICS = {"ledger": topics.LEDGER, "steps": topics.STEPS, "notifications": topics.NOTIFICATIONS,
+                   "promises": topics.PROMISES}  # fmt: skip
 
 
 def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
@@ -33,7 +31,8 @@ def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
     runtime: InsightsRuntime = ServiceRuntime(
         name="insights", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA, produces=[]
     )
-    for group, topic in CONSUMER_GROUPS.items():
+    for name, topic in CONSUMER_TOPICS.items():
+        group = f"{runtime.schema}.{name}"
         apply = consumer_apply(HANDLERS, group=group, context=FactBatch, finish=flush_batch)
         runtime.add_consumer(group, [topic], apply)
     attach_backfiller(runtime)
