@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from dunning_kit.auth import Admin, Tenant
-from dunning_kit.problems import Problem
+from dunning_kit.problems import Problem, ProblemDetails
 from insights.entrypoints.deps import Runtime
 from insights.service_layer.backfill import NoExportKey, backfiller_of
 
 router = APIRouter(prefix="/v1", tags=["backfill"])
+NO_KEY = {409: {"description": "The tenant has no export key (INSIGHTS_EXPORT_KEYS)", "model": ProblemDetails}}
 
 
 class SourceStatus(BaseModel):
@@ -53,7 +54,7 @@ async def _start(runtime: Runtime, tenant_id: str, *, rebuild: bool) -> Backfill
     return await _status(runtime, tenant_id)
 
 
-@router.post("/backfill", status_code=202, response_model=BackfillStatus)
+@router.post("/backfill", status_code=202, response_model=BackfillStatus, responses=NO_KEY)
 async def start_backfill(principal: Admin, runtime: Runtime) -> BackfillStatus:
     """Backfill the tenant's read model from the other services' exports, in the background (202). Sources not
     finished go on from their cursor; when all had finished, the backfill starts again from the beginning (what
@@ -67,7 +68,7 @@ async def backfill_status(principal: Tenant, runtime: Runtime) -> BackfillStatus
     return await _status(runtime, principal.tenant_id)
 
 
-@router.post("/rebuild", status_code=202, response_model=BackfillStatus)
+@router.post("/rebuild", status_code=202, response_model=BackfillStatus, responses=NO_KEY)
 async def rebuild(principal: Admin, runtime: Runtime) -> BackfillStatus:
     """Delete the tenant's read model (not its reporting currency and FX rates) and backfill it again, in the
     background (202). The stream goes on meanwhile: what it brings is kept and counted once. 409 when the tenant
