@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -14,7 +14,9 @@ from insights.entrypoints.deps import Runtime
 from insights.service_layer.backfill import NoExportKey, backfiller_of
 
 router = APIRouter(prefix="/v1", tags=["backfill"])
-NO_KEY = {409: {"description": "The tenant has no export key (INSIGHTS_EXPORT_KEYS)", "model": ProblemDetails}}
+NO_KEY: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The tenant has no export key (INSIGHTS_EXPORT_KEYS)", "model": ProblemDetails}
+}
 
 
 class SourceStatus(BaseModel):
