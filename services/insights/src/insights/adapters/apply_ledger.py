@@ -333,7 +333,9 @@ async def _apply_invoices(
     patches = invoice_patches(facts, snapshots)
     if patches:
         await session.execute(PATCH_INVOICES, columns_of(patches, PATCH_COLUMNS))
-    for scope in scopes:
+    # The issue change follows the invoice's total and issue date: only a snapshot can move them.
+    restated = [{"tenant": t, "ids": ids} for t, ids in by_tenant(snapshots).items()]
+    for scope in restated:
         await session.execute(RESTATE_ISSUE, scope)
     if facts.changes:
         rows = _unique(facts.changes, "tenant_id", "invoice_id", "change_key", last=from_export)
@@ -348,8 +350,8 @@ async def _apply_invoices(
         await session.execute(RESTATE_PRIOR, scope)
         await session.execute(RECOUNT_OPEN, scope)
         await session.execute(SETTLED_AND_CLOSED, scope)
-        if snapshots:
-            await session.execute(LATEST_STEP, scope)
         await _contributions(session, scope, +1)
+    for scope in restated:
+        await session.execute(LATEST_STEP, scope)
     if owners:
         await session.execute(CUSTOMER_TERMS, {"tenants": [t for t, _ in owners], "customers": [c for _, c in owners]})
