@@ -48,6 +48,7 @@ CHANGE_ORDER = (
 # ledger-sync hands a voided invoice's payments and credits back as unapplied credit: they leave the invoice.
 RELEASED_BY_VOID = "('payment', 'credit', 'reversal')"
 
+LOCK_TABLE = text("LOCK TABLE invoices IN ROW EXCLUSIVE MODE")
 LOCK = text(f"SELECT i.invoice_id FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
 
 OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
@@ -301,13 +302,17 @@ async def _contributions(session: AsyncSession, scope: dict[str, Any], sign: int
 async def apply_ledger(session: AsyncSession, facts: Facts, *, from_export: bool = False) -> None:
     """Apply the batch's ledger facts. `from_export`: the rows come from ledger-sync's export (the book of record
     now), so a change already held is restated to what the export says instead of kept."""
+    touched = facts.touched_invoices()
+    if touched:
+        # The table lock first, before any row lock: a backfill page takes it in SHARE ROW EXCLUSIVE mode, and
+        # both then take their row locks (customers, ar_daily) in the same order, never in a cycle.
+        await session.execute(LOCK_TABLE)
     if facts.customers:
         rows = _unique(facts.customers, "tenant_id", "customer_id")
         await session.execute(UPSERT_CUSTOMERS, columns_of(rows, CUSTOMER_COLUMNS))
     if facts.erasures:
         rows = _unique(facts.erasures, "tenant_id", "customer_id")
         await session.execute(ERASE_CUSTOMERS, columns_of(rows, ERASURE_COLUMNS))
-    touched = facts.touched_invoices()
     if touched:
         scopes = [{"tenant": tenant, "ids": ids} for tenant, ids in by_tenant(touched).items()]
         await _apply_invoices(session, facts, scopes, from_export=from_export)

@@ -126,8 +126,8 @@ async def apply_page(session: AsyncSession, tenant_id: str, source: ExportSource
     """One export page, in the caller's transaction, through the stream's appliers."""
     if source.ledger:
         facts = ledger_facts(tenant_id, source, items)
-        # The stream's consumers wait for the page (they take row locks; this takes the table): a page and an event
-        # never both add the same brand-new invoice's changes to ar_daily.
+        # The stream's ledger batches wait for the page (they take the table in ROW EXCLUSIVE mode first): a page
+        # and an event never both add the same brand-new invoice's changes to ar_daily.
         await session.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
         await _with_pending(session, tenant_id, facts)
         await apply_ledger(session, facts, from_export=True)
