@@ -49,7 +49,7 @@ CHANGE_ORDER = (
 RELEASED_BY_VOID = "('payment', 'credit', 'reversal')"
 
 LOCK_TABLE = text("LOCK TABLE invoices IN ROW EXCLUSIVE MODE")
-LOCK = text(f"SELECT i.invoice_id FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
+LOCK = text(f"SELECT i.invoice_id, i.status FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
 
 OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
 # An invoice change's invoice, by its whole primary key (a lookup per change, whatever the statistics say).
@@ -130,8 +130,8 @@ UPSERT_CHANGES = text(
     "WHERE (invoice_changes.on_date, invoice_changes.amount) IS DISTINCT FROM (excluded.on_date, excluded.amount)"
 )
 RELEASE_VOIDED = text(
-    f"DELETE FROM invoice_changes c WHERE {in_batch('c')} AND c.kind IN {RELEASED_BY_VOID} "
-    f"AND c.invoice_id IN (SELECT i.invoice_id FROM invoices i WHERE {in_batch('i')} AND i.status = 'void')"
+    "DELETE FROM invoice_changes c WHERE c.tenant_id = CAST(:tenant AS varchar) "
+    f"AND c.invoice_id = ANY(CAST(:ids AS varchar[])) AND c.kind IN {RELEASED_BY_VOID}"
 )
 # A void or write-off cancels the balance just before it: the export says it; from the stream it is what the
 # invoice's changes add up to (after a void's payments were handed back).
@@ -329,8 +329,10 @@ async def _apply_invoices(
     session: AsyncSession, facts: Facts, scopes: list[dict[str, Any]], *, from_export: bool
 ) -> None:
     """The statements over "the invoices the batch touched" run per tenant (a batch usually has one)."""
+    voided = {(s["tenant_id"], s["invoice_id"]) for s in facts.invoices if s["status"] == "void"}
     for scope in scopes:
-        await session.execute(LOCK, scope)
+        locked = await session.execute(LOCK, scope)
+        voided.update((scope["tenant"], row.invoice_id) for row in locked if row.status == "void")
         await _contributions(session, scope, -1)
     snapshots = newest_per_invoice(facts.invoices)
     if snapshots:
@@ -345,8 +347,8 @@ async def _apply_invoices(
     if facts.changes:
         rows = _unique(facts.changes, "tenant_id", "invoice_id", "change_key", last=from_export)
         await session.execute(UPSERT_CHANGES if from_export else INSERT_CHANGES, columns_of(rows, CHANGE_COLUMNS))
-    for scope in scopes:
-        await session.execute(RELEASE_VOIDED, scope)
+    for tenant, ids in by_tenant(voided).items():  # void now (a void snapshot is never older than a live one)
+        await session.execute(RELEASE_VOIDED, {"tenant": tenant, "ids": ids})
     if facts.closes:
         rows = _unique(facts.closes, "tenant_id", "invoice_id", "kind", last=from_export)
         await session.execute(UPSERT_CLOSES if from_export else INSERT_CLOSES, columns_of(rows, CLOSE_COLUMNS))
