@@ -182,3 +182,17 @@ def test_promises_plans_and_consent() -> None:
     assert facts.consent_revocations[0]["revoked_at"] == at(3)
     f.add_customer(facts, customer("C9", segment="enterprise"))
     assert facts.customers[0]["segment"] == "enterprise"
+
+
+def test_open_and_settled_follow_business_dates_not_arrival_order() -> None:
+    d = date(2026, 3, 1)
+    issue = f.Change("issue", "issue", d, Decimal(100))
+    paid = f.Change("payment:P1", "payment", date(2026, 3, 5), Decimal(-100))
+    reversed_ = f.Change("reversal:P1", "reversal", date(2026, 3, 7), Decimal(100))
+    paid_again = f.Change("payment:P2", "payment", date(2026, 3, 9), Decimal(-100))
+    # The reversal arrived first; in business order the payment still closed it before the reversal reopened it.
+    assert f.open_deltas([reversed_, paid, issue]) == {"issue": 1, "payment:P1": -1, "reversal:P1": 1}
+    assert f.settled_on([reversed_, paid, issue], Decimal(100)) is None
+    assert f.settled_on([issue, paid, reversed_, paid_again], Decimal(0)) == date(2026, 3, 9)
+    written_off = f.Change("write_off", "write_off", date(2026, 3, 9), Decimal(-100))
+    assert f.settled_on([issue, written_off], Decimal(0)) is None  # closed, not settled

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.events import supersedes
 from insights.adapters.rows import by_tenant, columns_of, in_batch, unnest
-from insights.domain.facts import Facts
+from insights.domain.facts import CHANGE_RANK, Facts
 
 INVOICE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("customer_id", "varchar"), ("number", "varchar"),
@@ -40,11 +40,9 @@ CLOSE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("kind", "varchar"), ("on_date", "date"), ("amount", "numeric"),
 ]  # fmt: skip
 
-# Same-day changes in a stable order (an invoice is issued before it is paid, paid before it is reversed).
-CHANGE_ORDER = (
-    "CASE c.kind WHEN 'issue' THEN 0 WHEN 'prior' THEN 1 WHEN 'payment' THEN 2 WHEN 'credit' THEN 3 "
-    "WHEN 'reversal' THEN 4 ELSE 5 END"
-)
+# Same-day changes in a stable order (domain/facts.CHANGE_RANK); RECOUNT_OPEN and SETTLED_AND_CLOSED apply
+# domain/facts.open_deltas and settled_on set-wise (test_apply pins them together).
+CHANGE_ORDER = "CASE c.kind " + " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in CHANGE_RANK.items()) + " END"
 # ledger-sync hands a voided invoice's payments and credits back as unapplied credit: they leave the invoice.
 RELEASED_BY_VOID = "('payment', 'credit', 'reversal')"
 

@@ -458,3 +458,48 @@ def add_plan_outcome(facts: Facts, env: Envelope[PlanCompleted] | Envelope[PlanD
             "ended_at": env.occurred_at,
         }
     )
+
+
+# ---------------------------------------------------------------- an invoice's balance over time
+
+# Same-day changes in a stable order (issued before paid, paid before reversed); adapters/apply_ledger.py's
+# CHANGE_ORDER is this in SQL, and a test pins the two together.
+CHANGE_RANK = {"issue": 0, "prior": 1, "payment": 2, "credit": 3, "reversal": 4, "void": 5, "write_off": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    key: str
+    kind: str
+    on_date: date
+    amount: Decimal
+
+
+def in_business_order(changes: Iterable[Change]) -> list[Change]:
+    return sorted(changes, key=lambda c: (c.on_date, CHANGE_RANK[c.kind], c.key))
+
+
+def open_deltas(changes: Iterable[Change]) -> dict[str, int]:
+    """Per change, +1 when it takes the invoice's running balance (in business-date order) from zero to non-zero,
+    -1 back to zero, else 0: their sum up to a day is whether the invoice was open at its end, whatever order the
+    facts arrived in."""
+    out: dict[str, int] = {}
+    balance = Decimal(0)
+    for change in in_business_order(changes):
+        after = balance + change.amount
+        out[change.key] = int(after != 0) - int(balance != 0)
+        balance = after
+    return out
+
+
+def settled_on(changes: Iterable[Change], balance: Decimal) -> date | None:
+    """The day a payment or credit brought the balance to zero; None while it is owed (a reversal reopened it) or
+    when something else closed it (a void, a write-off, a settlement before the platform)."""
+    if balance != 0:
+        return None
+    ordered = in_business_order(changes)
+    deltas = open_deltas(ordered)
+    closing = [c for c in ordered if deltas[c.key] == -1]
+    if closing and closing[-1].kind in ("payment", "credit"):
+        return closing[-1].on_date
+    return None
