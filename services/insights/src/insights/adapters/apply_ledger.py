@@ -55,7 +55,7 @@ INVOICE_OF_CHANGE = (
     "SELECT i.tenant_id, i.currency, i.due_date FROM invoices i "
     "WHERE i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id"
 )
-AR_CONTRIBUTION = text(
+_AR_CONTRIBUTION = (
     "INSERT INTO ar_daily (tenant_id, currency, due_date, on_date, amount, open_count) "
     "SELECT i.tenant_id, i.currency, i.due_date, c.on_date, "
     "CAST(:sign AS integer) * sum(c.amount), CAST(:sign AS integer) * sum(c.open_delta) "
@@ -63,7 +63,7 @@ AR_CONTRIBUTION = text(
     "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (tenant_id, currency, due_date, on_date) DO UPDATE "
     "SET amount = ar_daily.amount + excluded.amount, open_count = ar_daily.open_count + excluded.open_count "
-    "RETURNING tenant_id, currency, due_date, on_date, amount, open_count"
+    "RETURNING 'ar' AS kind, tenant_id, currency, due_date, on_date, amount, open_count AS n"
 )
 AR_DROP_ZEROS = text(
     "DELETE FROM ar_daily a USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[]), "
@@ -71,7 +71,7 @@ AR_DROP_ZEROS = text(
     "WHERE a.tenant_id = z.tenant_id AND a.currency = z.currency AND a.due_date = z.due_date "
     "AND a.on_date = z.on_date AND a.amount = 0 AND a.open_count = 0"
 )
-SALES_CONTRIBUTION = text(
+_SALES_CONTRIBUTION = (
     "INSERT INTO sales_daily (tenant_id, currency, issue_date, amount, invoice_count) "
     "SELECT i.tenant_id, i.currency, i.issue_date, CAST(:sign AS integer) * sum(i.total), "
     "CAST(:sign AS integer) * count(*) "
@@ -80,7 +80,11 @@ SALES_CONTRIBUTION = text(
     "ON CONFLICT (tenant_id, currency, issue_date) DO UPDATE "
     "SET amount = sales_daily.amount + excluded.amount, "
     "invoice_count = sales_daily.invoice_count + excluded.invoice_count "
-    "RETURNING tenant_id, currency, issue_date, amount, invoice_count"
+    "RETURNING 'sales' AS kind, tenant_id, currency, issue_date, CAST(NULL AS date), amount, invoice_count"
+)
+# Both daily tables in one round trip; the rows they leave at zero are dropped once the batch is applied.
+CONTRIBUTIONS = text(
+    f"WITH ar AS ({_AR_CONTRIBUTION}), sales AS ({_SALES_CONTRIBUTION}) SELECT * FROM ar UNION ALL SELECT * FROM sales"
 )
 SALES_DROP_ZEROS = text(
     "DELETE FROM sales_daily s USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[])) "
@@ -278,22 +282,25 @@ def _unique(rows: Iterable[dict[str, Any]], *key: str, last: bool = True) -> lis
     return list(out.values())
 
 
-async def _contributions(session: AsyncSession, scope: dict[str, Any], sign: int) -> None:
-    """Add (+1) or take away (-1) the touched invoices' part of ar_daily and sales_daily; rows left at zero go."""
-    ar = (await session.execute(AR_CONTRIBUTION, {**scope, "sign": sign})).all()
-    zeros = [r for r in ar if r.amount == 0 and r.open_count == 0]
-    if zeros:
+async def _contributions(session: AsyncSession, scope: dict[str, Any], sign: int, zeros: set[tuple[Any, ...]]) -> None:
+    """Add (+1) or take away (-1) the touched invoices' part of ar_daily and sales_daily; `zeros` collects the rows
+    it left at zero (dropped at the end unless the batch gave them something again)."""
+    for row in (await session.execute(CONTRIBUTIONS, {**scope, "sign": sign})).all():
+        if row.amount == 0 and row.n == 0:
+            zeros.add(tuple(row[:5]))
+
+
+async def _drop_zeros(session: AsyncSession, zeros: set[tuple[Any, ...]]) -> None:
+    ar = [z for z in zeros if z[0] == "ar"]
+    if ar:
         await session.execute(
             AR_DROP_ZEROS,
-            {"t": [r.tenant_id for r in zeros], "c": [r.currency for r in zeros],
-             "d": [r.due_date for r in zeros], "o": [r.on_date for r in zeros]},
-        )  # fmt: skip
-    sales = (await session.execute(SALES_CONTRIBUTION, {**scope, "sign": sign})).all()
-    zeros = [r for r in sales if r.amount == 0 and r.invoice_count == 0]
-    if zeros:
+            {"t": [z[1] for z in ar], "c": [z[2] for z in ar], "d": [z[3] for z in ar], "o": [z[4] for z in ar]},
+        )
+    sales = [z for z in zeros if z[0] == "sales"]
+    if sales:
         await session.execute(
-            SALES_DROP_ZEROS,
-            {"t": [r.tenant_id for r in zeros], "c": [r.currency for r in zeros], "d": [r.issue_date for r in zeros]},
+            SALES_DROP_ZEROS, {"t": [z[1] for z in sales], "c": [z[2] for z in sales], "d": [z[3] for z in sales]}
         )
 
 
@@ -328,10 +335,11 @@ async def _apply_invoices(
 ) -> None:
     """The statements over "the invoices the batch touched" run per tenant (a batch usually has one)."""
     voided = {(s["tenant_id"], s["invoice_id"]) for s in facts.invoices if s["status"] == "void"}
+    zeros: set[tuple[Any, ...]] = set()
     for scope in scopes:
         locked = await session.execute(LOCK, scope)
         voided.update((scope["tenant"], row.invoice_id) for row in locked if row.status == "void")
-        await _contributions(session, scope, -1)
+        await _contributions(session, scope, -1, zeros)
     snapshots = newest_per_invoice(facts.invoices)
     if snapshots:
         await session.execute(UPSERT_INVOICES, columns_of(snapshots.values(), INVOICE_COLUMNS))
@@ -355,7 +363,9 @@ async def _apply_invoices(
         await session.execute(RESTATE_PRIOR, scope)
         await session.execute(RECOUNT_OPEN, scope)
         await session.execute(SETTLED_AND_CLOSED, scope)
-        await _contributions(session, scope, +1)
+        await _contributions(session, scope, +1, zeros)
+    if zeros:
+        await _drop_zeros(session, zeros)
     for scope in restated:
         await session.execute(LATEST_STEP, scope)
     if owners:
