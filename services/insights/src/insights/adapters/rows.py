@@ -42,7 +42,11 @@ def by_tenant(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def in_batch(alias: str) -> str:
-    """The batch's invoices of one tenant, as constants the planner sees: `invoice_id = ANY(...)` on the primary key
-    whatever the statistics say (a join with the unnested keys let a new tenant's first import pick another index
-    of tenant_id and scan the tenant's every row once per key)."""
-    return f"{alias}.tenant_id = CAST(:tenant AS varchar) AND {alias}.invoice_id = ANY(CAST(:ids AS varchar[]))"
+    """The batch's invoices of one tenant: `invoice_id = ANY(...)` as a constant on the primary key, the tenant as a
+    value the planner cannot see (a sub-select), so it plans for a tenant of average size. Given the tenant's value,
+    a tenant the statistics do not know yet (its first import) looks empty, and the planner then reached its rows
+    through another index on tenant_id, scanning the tenant once per batch and statement (measured: 3,900 events
+    a second against 18,900)."""
+    return (
+        f"{alias}.tenant_id = (SELECT CAST(:tenant AS varchar)) AND {alias}.invoice_id = ANY(CAST(:ids AS varchar[]))"
+    )
