@@ -189,14 +189,15 @@ RECOUNT_OPEN = text(
 )
 # settled_on: the day a payment or credit closed it (NULL while a reversal has it open); closed_on: its void or
 # write-off.
-SETTLED_AND_CLOSED = text(
-    "UPDATE invoices i SET "
-    "settled_on = CASE WHEN i.balance = 0 THEN (SELECT CASE WHEN c.kind IN ('payment', 'credit') THEN c.on_date END"
+_SETTLED = (
+    "CASE WHEN i.balance = 0 THEN (SELECT CASE WHEN c.kind IN ('payment', 'credit') THEN c.on_date END"
     f" FROM invoice_changes c WHERE {OF_INVOICE} AND c.open_delta = -1"
-    f" ORDER BY c.on_date DESC, {CHANGE_ORDER} DESC, c.change_key DESC LIMIT 1) END, "
-    "closed_on = (SELECT max(c.on_date) FROM invoice_changes c"
-    f" WHERE {OF_INVOICE} AND c.kind IN ('void', 'write_off')) "
-    f"WHERE {in_batch('i')}"
+    f" ORDER BY c.on_date DESC, {CHANGE_ORDER} DESC, c.change_key DESC LIMIT 1) END"
+)
+_CLOSED = f"(SELECT max(c.on_date) FROM invoice_changes c WHERE {OF_INVOICE} AND c.kind IN ('void', 'write_off'))"
+SETTLED_AND_CLOSED = text(
+    f"UPDATE invoices i SET settled_on = {_SETTLED}, closed_on = {_CLOSED} "
+    f"WHERE {in_batch('i')} AND (i.settled_on, i.closed_on) IS DISTINCT FROM ({_SETTLED}, {_CLOSED})"
 )
 # An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step.
 LATEST_STEP = text(
@@ -337,9 +338,10 @@ async def _apply_invoices(
     voided = {(s["tenant_id"], s["invoice_id"]) for s in facts.invoices if s["status"] == "void"}
     zeros: set[tuple[Any, ...]] = set()
     for scope in scopes:
-        locked = await session.execute(LOCK, scope)
+        locked = (await session.execute(LOCK, scope)).all()
         voided.update((scope["tenant"], row.invoice_id) for row in locked if row.status == "void")
-        await _contributions(session, scope, -1, zeros)
+        if locked:  # an invoice the model does not have yet contributes nothing (the daily tables join invoices)
+            await _contributions(session, {**scope, "ids": [row.invoice_id for row in locked]}, -1, zeros)
     snapshots = newest_per_invoice(facts.invoices)
     if snapshots:
         await session.execute(UPSERT_INVOICES, columns_of(snapshots.values(), INVOICE_COLUMNS))
