@@ -1,0 +1,293 @@
+"""Backfill and rebuild: the read model of a tenant built from the other services' exports, then kept by the
+stream, with no gap and no double count.
+
+- Every source (adapters/export_client.SOURCES) is walked page by page; each page is applied in one transaction
+  together with its `backfills` row (cursor, items), so a backfill stopped anywhere goes on from the page after the
+  last one applied.
+- A page goes through the same appliers as the stream (adapters/apply_*.py) and its rows carry the same natural
+  keys, so what the stream also delivered (before, during or after) is one row. The inbox is not used: a rebuild
+  re-applies events whose ids the stream recorded long ago. Ledger-sync's state is the book of record: its rows
+  restate what the model holds (`from_export`), under the version guard of the invoice snapshot.
+- A rebuild deletes the tenant's read model and backfills again; the stream goes on meanwhile, and what it brings
+  about an invoice not backfilled yet is kept and counted once the invoice arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dunning_events.envelope import Envelope, EventData
+from dunning_events.events import EVENT_TYPES
+from dunning_kit.clock import Clock
+from dunning_kit.runtime import ServiceRuntime
+from insights.adapters.apply_ledger import apply_ledger
+from insights.adapters.export_client import (
+    SOURCES,
+    ExportClient,
+    ExportFailure,
+    ExportSource,
+    parse_export_urls,
+    parse_pairs,
+)
+from insights.domain import facts as f
+from insights.service_layer.handlers import FactBatch, gather_envelopes
+
+log = logging.getLogger("insights.backfill")
+
+# What a rebuild deletes: every table derived from the facts (the tenant's reporting currency and FX rates are
+# what the tenant supplied, not facts, and stay).
+READ_MODEL_TABLES = (
+    "invoice_changes", "ar_daily", "sales_daily", "disputes", "invoices", "customers", "promises", "plans",
+    "step_invoices", "steps", "deliveries", "consent_revocations", "contact_holds", "backfills",
+)  # fmt: skip
+
+SAVE_POSITION = text(
+    "INSERT INTO backfills (tenant_id, source, cursor, items, started_at, finished_at, error) "
+    "VALUES (:tenant, :source, :cursor, :items, :now, CASE WHEN :done THEN CAST(:now AS timestamptz) END, NULL) "
+    "ON CONFLICT (tenant_id, source) DO UPDATE SET cursor = excluded.cursor, "
+    "items = backfills.items + excluded.items, finished_at = excluded.finished_at, error = NULL"
+)
+START = text(
+    "INSERT INTO backfills (tenant_id, source, cursor, items, started_at) VALUES (:tenant, :source, NULL, 0, :now) "
+    "ON CONFLICT (tenant_id, source) DO UPDATE SET cursor = NULL, items = 0, started_at = excluded.started_at, "
+    "finished_at = NULL, error = NULL"
+)
+FAILED = text("UPDATE backfills SET error = :error WHERE tenant_id = :tenant AND source = :source")
+STATUS = text(
+    "SELECT source, items, started_at, finished_at, error FROM backfills WHERE tenant_id = :tenant ORDER BY source"
+)
+# Changes the stream brought for invoices the model does not have yet (a rebuild or a first backfill running).
+PENDING = text(
+    "SELECT c.invoice_id, c.change_key, c.amount FROM invoice_changes c "
+    "WHERE c.tenant_id = :tenant AND c.invoice_id = ANY(CAST(:ids AS varchar[])) "
+    "AND c.kind IN ('payment', 'credit', 'reversal') AND NOT EXISTS (SELECT 1 FROM invoices i "
+    "WHERE i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id)"
+)
+
+
+# Pages of a ledger source after which the backfill refreshes the statistics (a new tenant grows fast at first).
+ANALYZE_AFTER_PAGES = frozenset({1, 10, 100})
+
+
+class NoExportKey(Exception):
+    """The tenant has no key in INSIGHTS_EXPORT_KEYS: nothing can be read for it."""
+
+
+def ledger_facts(tenant_id: str, source: ExportSource, items: list[dict[str, Any]]) -> f.Facts:
+    facts = f.Facts()
+    add = f.add_export_customer if source.name.endswith("customers") else f.add_export_invoice
+    for item in items:
+        add(facts, tenant_id, item)
+    return facts
+
+
+def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> tuple[list[Envelope[EventData]], f.Facts]:
+    """The archive's CloudEvents envelopes, parsed as the consumer parses them; `dunning.step.held` is read from its
+    raw data when this build's events library does not know the type yet. Another tenant's event is ignored."""
+    envelopes: list[Envelope[EventData]] = []
+    held = f.Facts()
+    for item in items:
+        if item.get("tenant_id") != tenant_id:
+            continue
+        cls = EVENT_TYPES.get(item.get("type", ""))
+        if cls is not None:
+            envelopes.append(Envelope[cls].model_validate(item))
+        elif item.get("type") == f.STEP_HELD:
+            f.add_step_held(
+                held, tenant_id=tenant_id, event_id=str(item["id"]),
+                occurred_at=datetime.fromisoformat(item["occurred_at"]), data=item["data"],
+            )  # fmt: skip
+    return envelopes, held
+
+
+async def _with_pending(session: AsyncSession, tenant_id: str, facts: f.Facts) -> None:
+    """An invoice the model gets for the first time from a page read before the stream delivered a payment, credit
+    or reversal of it: the page's balance is older than that change, which the stream already recorded. The
+    balance counts it, so the invoice's changes still add up to its balance."""
+    ids = [row["invoice_id"] for row in facts.invoices]
+    if not ids:
+        return
+    listed = {(c["invoice_id"], c["change_key"]) for c in facts.changes}
+    late: dict[str, Any] = {}
+    for row in (await session.execute(PENDING, {"tenant": tenant_id, "ids": ids})).all():
+        if (row.invoice_id, row.change_key) not in listed:
+            late[row.invoice_id] = late.get(row.invoice_id, 0) + row.amount
+    for invoice in facts.invoices:
+        if invoice["invoice_id"] in late:
+            invoice["balance"] = balance = invoice["balance"] + late[invoice["invoice_id"]]
+            if invoice["status"] in ("open", "paid"):  # as ledger-sync judges it after a payment
+                invoice["status"] = "paid" if balance == 0 else "open"
+
+
+async def apply_page(session: AsyncSession, tenant_id: str, source: ExportSource, items: list[dict[str, Any]]) -> None:
+    """One export page, in the caller's transaction, through the stream's appliers."""
+    if source.ledger:
+        facts = ledger_facts(tenant_id, source, items)
+        # The stream's ledger batches wait for the page (they take the table in ROW EXCLUSIVE mode first): a page
+        # and an event never both add the same brand-new invoice's changes to ar_daily.
+        await session.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
+        await _with_pending(session, tenant_id, facts)
+        await apply_ledger(session, facts, from_export=True)
+        return
+    envelopes, held = archived_envelopes(tenant_id, items)
+    batch = FactBatch(session)
+    await gather_envelopes(batch, envelopes)
+    batch.facts.contact_holds.extend(held.contact_holds)
+    await batch.flush()
+
+
+class Backfiller:
+    """Runs at most one backfill per tenant at a time, in the service's process."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: ExportClient,
+        clock: Clock,
+        keys: dict[str, str],
+        limit: int,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.clock = clock
+        self.keys = keys
+        self.limit = limit
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    def is_running(self, tenant_id: str) -> bool:
+        task = self.running.get(tenant_id)
+        return task is not None and not task.done()
+
+    def key_of(self, tenant_id: str) -> str:
+        key = self.keys.get(tenant_id)
+        if key is None:
+            raise NoExportKey(tenant_id)
+        return key
+
+    async def start(self, tenant_id: str, *, rebuild: bool = False) -> None:
+        """Start (or go on with) the tenant's backfill in the background. Unfinished sources go on from their
+        cursor; when every source had finished, a new backfill starts from the beginning. `rebuild` first deletes
+        the tenant's read model."""
+        self.key_of(tenant_id)
+        if self.is_running(tenant_id):
+            return
+        async with self.sessions() as session, session.begin():
+            if rebuild:
+                for table in READ_MODEL_TABLES:
+                    await session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :t"), {"t": tenant_id})
+            rows = (await session.execute(STATUS, {"tenant": tenant_id})).all()
+            if rebuild or not rows or all(r.finished_at is not None for r in rows):
+                for source in SOURCES:
+                    await session.execute(START, {"tenant": tenant_id, "source": source.name, "now": self.clock.now()})
+        self.running[tenant_id] = asyncio.create_task(self.run(tenant_id), name=f"insights-backfill-{tenant_id}")
+
+    async def run(self, tenant_id: str) -> None:
+        """Walk every unfinished source to its end; an error is kept on the source's row and stops the run."""
+        key = self.key_of(tenant_id)
+        for source in SOURCES:
+            async with self.sessions() as session:
+                row = (
+                    await session.execute(
+                        text("SELECT cursor, finished_at FROM backfills WHERE tenant_id = :t AND source = :s"),
+                        {"t": tenant_id, "s": source.name},
+                    )
+                ).first()
+            if row is None or row.finished_at is not None:
+                continue
+            try:
+                await self.walk(tenant_id, key, source, row.cursor)
+            except ExportFailure as exc:
+                log.warning("backfill of %s stopped: %s", tenant_id, exc)
+                async with self.sessions() as session, session.begin():
+                    await session.execute(FAILED, {"tenant": tenant_id, "source": source.name, "error": str(exc)})
+                return
+
+    async def walk(self, tenant_id: str, key: str, source: ExportSource, cursor: str | None) -> None:
+        pages = 0
+        while True:
+            items, next_cursor = await self.client.page(source, key, cursor, self.limit)
+            async with self.sessions() as session, session.begin():
+                await apply_page(session, tenant_id, source, items)
+                await session.execute(
+                    SAVE_POSITION,
+                    {"tenant": tenant_id, "source": source.name, "cursor": next_cursor, "items": len(items),
+                     "now": self.clock.now(), "done": next_cursor is None},
+                )  # fmt: skip
+            pages += 1
+            if source.ledger and pages in ANALYZE_AFTER_PAGES:
+                await self.analyze()
+            if next_cursor is None:
+                return
+            cursor = next_cursor
+
+    async def analyze(self) -> None:
+        """Fresh statistics for the tables a backfill grows: without them a tenant new to the model looks empty
+        to the planner, which may then reach an invoice's rows through another index on tenant_id (one scan of
+        the tenant per invoice) until autovacuum analyzes the tables."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(text("ANALYZE invoices, invoice_changes, ar_daily, sales_daily"))
+
+    async def status(self, tenant_id: str) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            rows = (await session.execute(STATUS, {"tenant": tenant_id})).all()
+        running = self.is_running(tenant_id)
+        return [
+            {
+                "source": r.source, "items": r.items, "started_at": r.started_at, "finished_at": r.finished_at,
+                "error": r.error, "state": "finished" if r.finished_at else ("failed" if r.error else
+                                                                               ("running" if running else "stopped")),
+            }
+            for r in rows
+        ]  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await self.client.close()
+
+
+_BACKFILLERS: WeakKeyDictionary[ServiceRuntime[Any, Any], Backfiller] = WeakKeyDictionary()
+
+
+def attach_backfiller(runtime: ServiceRuntime[Any, Any], client: ExportClient | None = None) -> Backfiller:
+    """The runtime's Backfiller (built from its settings), stopped with the service."""
+    settings = runtime.settings
+    backfiller = Backfiller(
+        runtime.sessions,
+        client or ExportClient(parse_export_urls(settings.insights_export_urls), timeout=settings.insights_export_timeout_s),
+        runtime.clock,
+        parse_pairs(settings.insights_export_keys, "tenant=api-key"),
+        settings.insights_export_page_limit,
+    )  # fmt: skip
+    _BACKFILLERS[runtime] = backfiller
+    runtime.on_stop(backfiller.stop, before_parts=True)
+    return backfiller
+
+
+def backfiller_of(runtime: ServiceRuntime[Any, Any]) -> Backfiller:
+    return _BACKFILLERS[runtime]
+
+
+async def backfill_tenant(
+    sessions: async_sessionmaker[AsyncSession],
+    client: ExportClient,
+    clock: Clock,
+    tenant_id: str,
+    key: str,
+    *,
+    limit: int = 5000,
+) -> None:
+    """Backfill one tenant to the end, in the caller's task (the benchmark's and the tests' way in)."""
+    backfiller = Backfiller(sessions, client, clock, {tenant_id: key}, limit)
+    async with sessions() as session, session.begin():
+        for source in SOURCES:
+            await session.execute(START, {"tenant": tenant_id, "source": source.name, "now": clock.now()})
+    await backfiller.run(tenant_id)
