@@ -285,6 +285,8 @@ def upgrade() -> None:
     sa.Column('channels', postgresql.ARRAY(sa.String(length=12)), nullable=False),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_on', sa.Date(), nullable=False),
+    sa.Column('next_step_name', sa.String(length=100), nullable=True),
+    sa.Column('next_step_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'step_id')
     )

@@ -22,9 +22,10 @@ STEP_COLUMNS = [
 ]  # fmt: skip
 INSERT_STEPS = text(
     "INSERT INTO steps (tenant_id, step_id, customer_id, policy_id, policy_version, step_index, step_name, tone, "
-    "currency, amount_due, channels, due_at, sent_on) "
+    "currency, amount_due, channels, due_at, sent_on, next_step_name, next_step_at) "
     "SELECT r.tenant_id, r.step_id, r.customer_id, r.policy_id, r.policy_version, r.step_index, r.step_name, "
-    f"r.tone, r.currency, r.amount_due, {as_list('r.channels')}, r.due_at, r.sent_on "
+    f"r.tone, r.currency, r.amount_due, {as_list('r.channels')}, r.due_at, r.sent_on, r.next_step_name, "
+    "r.next_step_at "
     f"FROM {unnest(STEP_COLUMNS)} ON CONFLICT DO NOTHING"
 )
 STEP_INVOICE_COLUMNS = [

@@ -197,9 +197,10 @@ SETTLED_AND_CLOSED = text(
 )
 # An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step.
 LATEST_STEP = text(
-    "UPDATE invoices i SET last_step_id = s.step_id, last_step_name = s.step_name, last_step_at = s.due_at "
+    "UPDATE invoices i SET last_step_id = s.step_id, last_step_name = s.step_name, last_step_at = s.due_at, "
+    "next_step_name = s.next_step_name, next_step_at = s.next_step_at "
     "FROM (SELECT DISTINCT ON (si.tenant_id, si.invoice_id) si.tenant_id, si.invoice_id, st.step_id, st.step_name,"
-    " st.due_at"
+    " st.due_at, st.next_step_name, st.next_step_at"
     f" FROM step_invoices si"
     " JOIN steps st ON st.tenant_id = si.tenant_id AND st.step_id = si.step_id"
     f" WHERE {in_batch('si')} ORDER BY si.tenant_id, si.invoice_id, st.due_at DESC, st.step_id DESC) s "

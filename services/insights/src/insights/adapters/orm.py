@@ -212,6 +212,10 @@ steps = Table(
     Column("channels", ARRAY(String(12)), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),  # the step.due event's business time
     Column("sent_on", Date, nullable=False),  # its UTC date: "paid within N days after it" counts from here
+    # The step the engine planned after it (`next_step` of the event): an invoice that arrives after its steps
+    # (a backfill, or the steps topic running ahead) takes its last and next step from here.
+    Column("next_step_name", String(100)),
+    Column("next_step_at", DateTime(timezone=True)),
     Column("cancelled_at", DateTime(timezone=True)),
     Index("ix_steps_sent", "tenant_id", "sent_on"),
 )
