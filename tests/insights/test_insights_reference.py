@@ -1,0 +1,373 @@
+"""Issue 15, point 5: insights' figures against an independent computation.
+
+A seeded synthetic ledger (synthetic_ledger.py: 20,400 invoices over 18 months, four currencies, four segments,
+partial payments, payment runs over several invoices, credits, voids, write-offs, disputes, a bounced payment,
+promises kept and broken, two plans) goes through the REAL services: ledger-sync (bulk CSV imports, its payment,
+credit-note, void, write-off, dispute and reversal APIs, the simulated clock standing on the day of every fact the
+ledger dates by its clock), promise-tracker (promises and plans recorded on their days, judged by its own timer)
+and insights consuming the stream. Then every ledger and promise figure insights serves is compared with the
+reference (reference_figures.py: plain Python over the generated records), to the cent and to 0.01 day, at several
+as-of dates and periods, per currency and per segment.
+
+Two parts:
+- FEEDING (test_the_services_hold_exactly_the_generated_ledger): runs on the base as it is; it also checks that
+  what the services hold is what was generated (ledger-sync's balances, statuses and dispute flags; promise-tracker's
+  verdicts), so a comparison failure later is insights' and not the feed's.
+- COMPARISON (test_every_figure_matches_the_reference): DEPENDS ON THE MERGE of issue 15's branches (insights'
+  appliers, handler table and figure routes). It is skipped until `insights.service_layer.handlers`,
+  `insights.entrypoints.ar_api` and `insights.entrypoints.activity_api` exist; written to the contract
+  (/work/helper-notes/contract15.md, "Figures"): the row keys it reads are in ROW_KEYS below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_platform
+from insights.domain.report import days as served_days
+from tests.insights.ledger_feed import FeedPlan, customers_csv, invoices_csv, payments_csv, plan_feed, stop_counts
+from tests.insights.reference_figures import BUCKETS, ReferenceBook, intervals
+from tests.insights.synthetic_ledger import SEGMENTS, Plan, Promise, SyntheticLedger, generate
+
+pytestmark = pytest.mark.e2e
+
+SEED = 15
+SERVICES = ("ledger-sync", "promise-tracker", "insights")
+CONCURRENCY = 8  # requests in flight against ledger-sync at once (one stop's facts touch different invoices)
+QUIET_TIMEOUT_S = 120.0  # the consumers work through ~60,000 events after the bulk import
+PAGE = 500
+# ledger-sync imports a payments file in one transaction (each row's allocations depend on the rows before it):
+# files of this many rows keep each request well inside the client's 30 s.
+PAYMENTS_PER_FILE = 2_000
+
+# What the figure rows are called (contract15.md "Figures"; FigureOut rows are flat dicts). Adapt here at merge
+# if a figure helper named a column differently.
+ROW_KEYS = {
+    "aging": ("bucket", "amount", "count"),
+    "dso": ("ar", "credit_sales", "days", "dso_standard", "dso_countback", "best_possible_dso", "add"),
+    "cei": ("cei",),
+    "collection": ("collected", "due", "collection_rate", "overdue", "written_off", "disputed"),
+    "promises": ("made", "kept", "broken", "partially_kept", "cancelled", "open", "kept_rate", "amount_promised",
+                 "amount_received"),
+}  # fmt: skip
+
+
+@dataclass
+class Fed:
+    platform: Platform
+    ledger: SyntheticLedger
+    plan: FeedPlan
+    promise_ids: dict[str, str] = field(default_factory=dict)  # generator key -> promise-tracker id
+    plan_ids: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- feeding
+
+
+async def _ok(response: Awaitable[httpx.Response], *statuses: int) -> dict[str, Any]:
+    r = await response
+    assert r.status_code in (statuses or (200, 201)), (r.request.method, r.request.url.path, r.status_code, r.text[:800])
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def _import(api: httpx.AsyncClient, kind: str, body: bytes, rows: int) -> None:
+    report = await _ok(api.post(f"/v1/imports/{kind}", content=body, headers={"content-type": "text/csv"}))
+    assert report["imported"] == rows, {k: v for k, v in report.items() if k != "skipped"}
+
+
+async def _all(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await call()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+def _promise_body(p: Promise) -> dict[str, Any]:
+    return {"customer_id": p.customer_id, "invoice_ids": list(p.invoice_ids), "currency": p.currency,
+            "amount": str(p.amount), "promised_date": p.promised_date.isoformat(), "recorded_by": "collector"}  # fmt: skip
+
+
+def _plan_body(p: Plan) -> dict[str, Any]:
+    return {"customer_id": p.customer_id, "invoice_ids": list(p.invoice_ids), "currency": p.currency,
+            "total": str(p.total), "instalment_count": len(p.instalments),
+            "first_due_date": p.first_due_date.isoformat(), "interval": "monthly", "recorded_by": "collector"}  # fmt: skip
+
+
+async def feed(fed: Fed) -> None:
+    """Everything in the plan's order; the clock moves forward only (SimulatedClock refuses otherwise)."""
+    platform, ledger, plan = fed.platform, fed.ledger, fed.plan
+    clock: SimulatedClock = platform.clock
+    began = time.perf_counter()
+    async with platform["ledger-sync"].client() as ls, platform["promise-tracker"].client() as pt:
+        await _import(ls, "customers", customers_csv(ledger), len(ledger.customers))
+        await _import(ls, "invoices", invoices_csv(ledger), len(ledger.invoices))
+        await _all([
+            lambda cn=cn: _ok(ls.post("/v1/credit-notes", json={
+                "id": cn.credit_note_id, "customer_id": cn.customer_id, "currency": cn.currency, "total": str(cn.total),
+                "issued_on": cn.issued_on.isoformat(),
+                "allocations": [{"invoice_id": a.invoice_id, "amount": str(a.amount)} for a in cn.allocations]}))
+            for cn in plan.credit_notes
+        ])  # fmt: skip
+        fed.timings["customers_invoices_credits_s"] = time.perf_counter() - began
+        for n in range(0, len(plan.upfront_payments), PAYMENTS_PER_FILE):
+            chunk = plan.upfront_payments[n : n + PAYMENTS_PER_FILE]
+            await _import(ls, "payments", payments_csv(chunk), len(chunk))
+        fed.timings["bulk_s"] = time.perf_counter() - began
+        for stop in plan.stops:
+            if stop.quiet_first:
+                await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
+            clock.set(stop.at)
+            if stop.payments:
+                await _import(ls, "payments", payments_csv(stop.payments), len(stop.payments))
+            await _all(
+                [lambda r=r: _ok(ls.post(f"/v1/payments/{r.payment_id}/reverse", json={"reason": "bounced"}))
+                 for r in stop.reversals]
+                + [lambda c=c: _ok(ls.post(f"/v1/invoices/{c.invoice_id}/{'void' if c.status == 'void' else 'write-off'}",
+                                           json={"reason": "synthetic"})) for c in stop.closures]
+                + [lambda d=d: _ok(ls.post(f"/v1/invoices/{d.invoice_id}/dispute", json={"reason": "synthetic"}))
+                   for d in stop.disputes_opened]
+                + [lambda d=d: _ok(ls.post(f"/v1/invoices/{d.invoice_id}/dispute/resolve", json={"resolution": "ok"}))
+                   for d in stop.disputes_resolved]
+            )  # fmt: skip
+            for p in stop.promises:
+                fed.promise_ids[p.key] = (await _ok(pt.post("/v1/promises", json=_promise_body(p)), 201))["id"]
+            for pl in stop.plans:
+                fed.plan_ids[pl.key] = (await _ok(pt.post("/v1/plans", json=_plan_body(pl)), 201))["id"]
+            if stop.quiet_after:
+                await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
+        fed.timings["stops_s"] = time.perf_counter() - began - fed.timings["bulk_s"]
+        clock.set(plan.final)  # past every deadline and its settle window
+        await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
+    fed.timings["feed_s"] = time.perf_counter() - began
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fed(pg_backend: PostgresBackend) -> AsyncIterator[Fed]:
+    ledger = generate(SEED)
+    plan = plan_feed(ledger)
+    broker = BrokerBackend.embedded()
+    try:
+        platform = await start_platform(database_url=pg_backend.fresh_database(),
+                                        bootstrap_servers=broker.bootstrap_servers,
+                                        clock=SimulatedClock(plan.start), only=SERVICES)  # fmt: skip
+        try:
+            state = Fed(platform, ledger, plan)
+            await feed(state)
+            print(f"\nfeeding {len(ledger.invoices)} invoices: {state.timings} {stop_counts(plan)}")
+            yield state
+        finally:
+            await platform.stop()
+    finally:
+        broker.stop()
+
+
+async def _pages(api: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await _ok(api.get(path, params={**params, "limit": PAGE, **({"cursor": cursor} if cursor else {})}))
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+async def test_the_services_hold_exactly_the_generated_ledger(fed: Fed) -> None:
+    ledger = fed.ledger
+    async with fed.platform["ledger-sync"].client() as ls:
+        invoices = {i["id"]: i for i in await _pages(ls, "/v1/invoices")}
+    assert len(invoices) == len(ledger.invoices)
+    balances = ledger.balances()
+    closed = {c.invoice_id: c.status for c in ledger.closures}
+    disputed = {d.invoice_id for d in ledger.disputes if d.resolved_at is None}
+    wrong = [
+        (i, got["balance"], str(balances[i]), got["status"])
+        for i, got in invoices.items()
+        if Decimal(got["balance"]) != balances[i]
+        or got["status"] != closed.get(i, "open" if balances[i] else "paid")
+        or got["disputed"] != (i in disputed)
+    ]
+    assert not wrong, wrong[:10]
+
+    async with fed.platform["promise-tracker"].client() as pt:
+        promises = {p["id"]: p for p in await _pages(pt, "/v1/promises")}
+        plans = {p["id"]: p for p in await _pages(pt, "/v1/plans")}
+    assert len(promises) == len(ledger.all_promises())
+    for p in ledger.promises:
+        got = promises[fed.promise_ids[p.key]]
+        assert (got["status"], Decimal(got["received"])) == (p.outcome, p.received), (p, got)
+    for pl in ledger.plans:
+        assert plans[fed.plan_ids[pl.key]]["status"] == pl.outcome, (pl, plans[fed.plan_ids[pl.key]])
+        instalments = sorted((p for p in promises.values() if p["plan_id"] == fed.plan_ids[pl.key]),
+                             key=lambda p: p["instalment_index"])  # fmt: skip
+        assert [(p["status"], Decimal(p["amount"]), Decimal(p["received"])) for p in instalments] == [
+            (i.outcome, i.amount, i.received) for i in pl.instalments
+        ]
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+# DEPENDS ON THE MERGE: insights' appliers and figure routes are other helpers' branches.
+
+MERGED = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("insights.service_layer.handlers", "insights.entrypoints.ar_api", "insights.entrypoints.activity_api")
+)
+
+AS_OF = (date(2025, 3, 31), date(2025, 9, 15), date(2025, 12, 31), date(2026, 3, 1))
+PERIODS = ((date(2025, 1, 1), date(2025, 3, 31)), (date(2025, 7, 1), date(2025, 9, 30)),
+           (date(2025, 12, 2), date(2026, 3, 1)), (date(2024, 9, 2), date(2026, 3, 1)))  # fmt: skip
+SERIES = (date(2025, 10, 1), date(2026, 1, 15))  # interval=month (the last month clipped); aging as of each month's end
+
+
+class Mismatches(list[str]):
+    def money(self, where: str, got: Any, want: Decimal) -> None:
+        if got is None or Decimal(str(got)) != want:
+            self.append(f"{where}: served {got!r}, reference {want}")
+
+    def day_figure(self, where: str, got: Any, want: Decimal | None, slack: Decimal = Decimal(0)) -> None:
+        expected = served_days(want)
+        if (got is None) != (expected is None) or (
+            got is not None and abs(Decimal(str(got)) - Decimal(expected or 0)) > slack
+        ):
+            self.append(f"{where}: served {got!r}, reference {expected} ({want})")
+
+    def ratio(self, where: str, got: Any, want: Decimal | None) -> None:
+        """A ratio or percentage: the reference rounded half-even to the places served (at least two)."""
+        if (got is None) != (want is None):
+            self.append(f"{where}: served {got!r}, reference {want}")
+        elif got is not None and want is not None:
+            served = Decimal(str(got))
+            places = max(2, -served.as_tuple().exponent)  # type: ignore[operator]
+            if want.quantize(Decimal(1).scaleb(-places)) != served:
+                self.append(f"{where}: served {got!r}, reference {want}")
+
+    def count(self, where: str, got: Any, want: int) -> None:
+        if got != want:
+            self.append(f"{where}: served {got!r}, reference {want}")
+
+
+async def _figure(api: httpx.AsyncClient, name: str, **params: Any) -> list[dict[str, Any]]:
+    body = await _ok(api.get(f"/v1/figures/{name}", params={k: v for k, v in params.items() if v is not None}), 200)
+    return body["rows"]  # type: ignore[no-any-return]
+
+
+def _rows_by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row.get(k) for k in keys)
+        assert key not in out, f"two rows for {key}: {rows}"
+        out[key] = row
+    return out
+
+
+async def _compare(api: httpx.AsyncClient, ref: ReferenceBook, bad: Mismatches) -> int:
+    """Every figure at every date/period, for the whole tenant (per currency) and per segment (filter and
+    group_by); returns how many figures were compared."""
+    compared = 0
+    scopes: list[str | None] = [None, *SEGMENTS]
+    for as_of in AS_OF:
+        for segment in scopes:
+            rows = _rows_by(await _figure(api, "aging", as_of=as_of.isoformat(), segment=segment), "currency", "bucket")
+            for currency in ref.currencies():
+                for bucket, want in ref.aging(as_of, currency, segment).items():
+                    row = rows.get((currency, bucket), {"amount": "0", "count": 0})
+                    bad.money(f"aging {as_of} {segment} {currency} {bucket} amount", row["amount"], want.amount)
+                    bad.count(f"aging {as_of} {segment} {currency} {bucket} count", row["count"], want.count)
+                    compared += 2
+        grouped = _rows_by(await _figure(api, "aging", as_of=as_of.isoformat(), group_by="segment"),
+                           "currency", "segment", "bucket")  # fmt: skip
+        for currency in ref.currencies():
+            for segment in SEGMENTS:
+                for bucket, want in ref.aging(as_of, currency, segment).items():
+                    row = grouped.get((currency, segment, bucket), {"amount": "0", "count": 0})
+                    bad.money(f"aging by segment {as_of} {segment} {currency} {bucket}", row["amount"], want.amount)
+                    bad.count(f"aging by segment {as_of} {segment} {currency} {bucket}", row["count"], want.count)
+                    compared += 2
+
+    async def period(first: date, last: date, segment: str | None, **extra: Any) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+        params = {"from": first.isoformat(), "to": last.isoformat(), "segment": segment, **extra}
+        names = ("dso", "cei", "collection", "promises")
+        got = await asyncio.gather(*(_figure(api, n, **params) for n in names))
+        keys = ("currency", "from", "to") if extra.get("interval") else ("currency",)
+        return {n: _rows_by(rows, *keys) for n, rows in zip(names, got, strict=True)}
+
+    def check(first: date, last: date, segment: str | None, served: dict[str, dict[str, Any]], where: str) -> int:
+        n = 0
+        for currency in ref.currencies():
+            at = f"{where} {first}..{last} {segment or 'all'} {currency}"
+            dso, want = served["dso"].get(currency), ref.dso(first, last, currency, segment)
+            if dso is None:
+                bad.append(f"{at}: no dso row")
+            else:
+                bad.money(f"{at} ar", dso["ar"], want.ar)
+                bad.money(f"{at} credit_sales", dso["credit_sales"], want.credit_sales)
+                bad.count(f"{at} days", dso["days"], want.days)
+                bad.day_figure(f"{at} dso_standard", dso["dso_standard"], want.dso_standard)
+                bad.day_figure(f"{at} dso_countback", dso["dso_countback"], want.dso_countback)
+                bad.day_figure(f"{at} best_possible_dso", dso["best_possible_dso"], want.best_possible_dso)
+                # ADD is a difference: served from unrounded or from rounded parts, it may differ by 0.01.
+                bad.day_figure(f"{at} add", dso["add"], want.add, slack=Decimal("0.01"))
+                n += 7
+            cei = served["cei"].get(currency)
+            bad.ratio(f"{at} cei", cei and cei["cei"], ref.cei(first, last, currency, segment))
+            col, c = served["collection"].get(currency), ref.collection(first, last, currency, segment)
+            if col is None:
+                bad.append(f"{at}: no collection row")
+            else:
+                for name in ("collected", "due", "overdue", "written_off", "disputed"):
+                    bad.money(f"{at} {name}", col[name], getattr(c, name))
+                bad.ratio(f"{at} collection_rate", col["collection_rate"], c.collection_rate)
+                n += 6
+            pr, p = served["promises"].get(currency), ref.promises(first, last, currency, segment)
+            if p.made == 0 and pr is None:
+                continue
+            if pr is None:
+                bad.append(f"{at}: no promises row ({p})")
+                continue
+            for name in ("made", "kept", "broken", "partially_kept", "cancelled", "open"):
+                bad.count(f"{at} promises {name}", pr[name], getattr(p, name))
+            bad.ratio(f"{at} kept_rate", pr["kept_rate"], p.kept_rate)
+            bad.money(f"{at} amount_promised", pr["amount_promised"], p.amount_promised)
+            bad.money(f"{at} amount_received", pr["amount_received"], p.amount_received)
+            n += 10
+        return n
+
+    for first, last in PERIODS:
+        for segment in scopes:
+            served = await period(first, last, segment)
+            compared += check(first, last, segment, {k: {key[0]: row for key, row in v.items()} for k, v in served.items()},
+                              "period")  # fmt: skip
+    first, last = SERIES
+    served = await period(first, last, None, interval="month")
+    for a, b in intervals(first, last, "month"):
+        one = {k: {key[0]: row for key, row in v.items() if key[1:] == (a.isoformat(), b.isoformat())}
+               for k, v in served.items()}  # fmt: skip
+        compared += check(a, b, None, one, "series")
+    return compared
+
+
+@pytest.mark.skipif(not MERGED, reason="needs the merge of issue 15 (insights' appliers and figure routes)")
+async def test_every_figure_matches_the_reference(fed: Fed) -> None:
+    ref = ReferenceBook(fed.ledger)
+    bad = Mismatches()
+    async with fed.platform["insights"].client() as api:
+        compared = await _compare(api, ref, bad)
+    assert compared > 2_000
+    assert not bad, f"{len(bad)} of {compared} figures differ from the reference:\n" + "\n".join(bad[:40])
+    assert set(BUCKETS) and ROW_KEYS  # the names this comparison reads (see ROW_KEYS)
