@@ -176,7 +176,9 @@ def replay(ledger: SyntheticLedger, plan: FeedPlan) -> dict[str, Decimal]:
     def settle(doc: str, allocations: tuple, on: date) -> None:  # type: ignore[type-arg]
         for a in allocations:
             if a.invoice_id in closed or a.amount > balance[a.invoice_id] or a.amount <= 0:
-                raise FeedRefused(f"{doc}: {a} against balance {balance[a.invoice_id]} (closed: {a.invoice_id in closed})")
+                raise FeedRefused(
+                    f"{doc}: {a} against balance {balance[a.invoice_id]} (closed: {a.invoice_id in closed})"
+                )
             dated(a.invoice_id, on, doc)
             balance[a.invoice_id] -= a.amount
             touched.add(a.invoice_id)

@@ -128,7 +128,9 @@ class ReferenceBook:
     def __init__(self, ledger: SyntheticLedger) -> None:
         self.ledger = ledger
         self.segment_of = {c.customer_id: c.segment for c in ledger.customers}
-        self.changes: dict[str, list[Change]] = {i.invoice_id: [Change("issue", i.issue_date, i.total)] for i in ledger.invoices}
+        self.changes: dict[str, list[Change]] = {
+            i.invoice_id: [Change("issue", i.issue_date, i.total)] for i in ledger.invoices
+        }
         self.void = {c.invoice_id for c in ledger.closures if c.status == "void"}
         allocations = {p.payment_id: p.allocations for p in ledger.payments}
         for p in ledger.payments:

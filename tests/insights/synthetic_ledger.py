@@ -236,7 +236,9 @@ class _Generator:
     def days(self, low: int, high: int) -> timedelta:
         return timedelta(days=self.rng.randint(low, high))
 
-    def pay(self, inv: Invoice, on: date, amount: int, solo: bool = False, reversed_after_days: int | None = None) -> None:
+    def pay(
+        self, inv: Invoice, on: date, amount: int, solo: bool = False, reversed_after_days: int | None = None
+    ) -> None:
         """Plan a payment; one dated after the horizon never happens (the invoice stays open)."""
         on = max(on, inv.issue_date)
         if on <= self.end and amount > 0:
@@ -246,25 +248,23 @@ class _Generator:
         mean, spread = LATENESS[segment]
         late = max(-20, round(self.rng.gauss(mean, spread)))
         on = max(inv.issue_date + timedelta(days=1), inv.aging_due_date + timedelta(days=late))
-        if segment == "enterprise":  # payment runs on Fridays: one payment settles several invoices
-            on += timedelta(days=(4 - on.weekday()) % 7)
-        return on
+        return payment_run(on, segment)
 
     def life(self, inv: Invoice, segment: str) -> None:
         """Decide what happens to one invoice after it is issued."""
         total = to_minor(inv.total, inv.currency)
         roll = self.rng.random()
-        if roll < 0.010:
+        if roll < 0.007:
             self.void(inv)
-        elif roll < 0.025:
+        elif roll < 0.017:
             self.write_off(inv, total)
-        elif roll < 0.045:
+        elif roll < 0.029:
             self.dispute(inv, total, segment)
-        elif roll < 0.075:
+        elif roll < 0.045:
             self.credit(inv, total, segment)
-        elif roll < 0.083:
+        elif roll < 0.050:
             self.bounce(inv, total, segment)
-        elif roll < 0.100 and self.promise(inv, total):
+        elif roll < 0.065 and self.promise(inv, total):
             pass
         else:
             self.ordinary(inv, total, segment)
@@ -385,6 +385,21 @@ class _Generator:
         )  # fmt: skip
 
 
+def payment_run(day: date, segment: str) -> date:
+    """The day a customer's accounts-payable run pays what it decided to pay on `day`: enterprises every Friday,
+    mid-market companies on the 1st and the 15th, public bodies on the 25th; small businesses pay as they go. One
+    run is one payment over every invoice it settles."""
+    if segment == "enterprise":
+        return day + timedelta(days=(4 - day.weekday()) % 7)
+    if segment == "mid_market":
+        if day.day == 1 or day.day == 15:
+            return day
+        return day.replace(day=15) if day.day < 15 else _next_month(day.replace(day=1))
+    if segment == "public_sector":
+        return day.replace(day=25) if day.day <= 25 else _next_month(day.replace(day=25))
+    return day
+
+
 def _next_month(day: date) -> date:
     return _add_months(day, 1)
 
@@ -401,7 +416,7 @@ def _weighted(rng: random.Random, options: tuple[tuple[str, int], ...]) -> str:
     return rng.choices([o for o, _ in options], weights=[w for _, w in options])[0]
 
 
-def generate(seed: int = 15, invoices: int = 20_400, customers: int = 900, start: date = date(2024, 9, 2),
+def generate(seed: int = 15, invoices: int = 20_400, customers: int = 400, start: date = date(2024, 9, 2),
              months: int = 18) -> SyntheticLedger:  # fmt: skip
     """The ledger of `seed`: `invoices` invoices of `customers` customers issued over `months` months from
     `start`; nothing happens after the horizon's last day (what is still owed then stays open)."""
@@ -456,7 +471,9 @@ def _documents(gen: _Generator, invoices: dict[str, Invoice]) -> tuple[list[Paym
         amount = from_minor(s.amount, inv.currency)
         if s.kind == "credit":
             cn = document_id("CN", len(credits) + 1)
-            credits.append(CreditNote(cn, inv.customer_id, inv.currency, amount, s.on, (Allocation(inv.invoice_id, amount),)))
+            credits.append(
+                CreditNote(cn, inv.customer_id, inv.currency, amount, s.on, (Allocation(inv.invoice_id, amount),))
+            )
         elif s.solo:
             pay = Payment(document_id("PAY", len(payments) + 1), inv.customer_id, inv.currency, amount, s.on,
                           (Allocation(inv.invoice_id, amount),))  # fmt: skip

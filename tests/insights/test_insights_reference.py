@@ -35,7 +35,7 @@ import pytest
 import pytest_asyncio
 
 from dunning_kit.clock import SimulatedClock
-from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_platform
+from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_platform, wait_until_quiet
 from insights.domain.report import days as served_days
 from tests.insights.ledger_feed import FeedPlan, customers_csv, invoices_csv, payments_csv, plan_feed, stop_counts
 from tests.insights.reference_figures import BUCKETS, ReferenceBook, intervals
@@ -79,7 +79,12 @@ class Fed:
 
 async def _ok(response: Awaitable[httpx.Response], *statuses: int) -> dict[str, Any]:
     r = await response
-    assert r.status_code in (statuses or (200, 201)), (r.request.method, r.request.url.path, r.status_code, r.text[:800])
+    assert r.status_code in (statuses or (200, 201)), (
+        r.request.method,
+        r.request.url.path,
+        r.status_code,
+        r.text[:800],
+    )
     return r.json()  # type: ignore[no-any-return]
 
 
@@ -114,6 +119,16 @@ async def feed(fed: Fed) -> None:
     platform, ledger, plan = fed.platform, fed.ledger, fed.plan
     clock: SimulatedClock = platform.clock
     began = time.perf_counter()
+    fed.timings["quiet_s"] = 0.0
+    # promise-tracker needs to have applied what ledger-sync wrote; insights (if it runs) may lag until the end.
+    feeders = [platform["ledger-sync"].runtime, platform["promise-tracker"].runtime]
+
+    async def quiet() -> None:
+        waited = time.perf_counter()
+        await wait_until_quiet(feeders, timeout=QUIET_TIMEOUT_S)
+        fed.timings.setdefault("first_quiet_s", time.perf_counter() - waited)
+        fed.timings["quiet_s"] += time.perf_counter() - waited
+
     async with platform["ledger-sync"].client() as ls, platform["promise-tracker"].client() as pt:
         await _import(ls, "customers", customers_csv(ledger), len(ledger.customers))
         await _import(ls, "invoices", invoices_csv(ledger), len(ledger.invoices))
@@ -131,7 +146,7 @@ async def feed(fed: Fed) -> None:
         fed.timings["bulk_s"] = time.perf_counter() - began
         for stop in plan.stops:
             if stop.quiet_first:
-                await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
+                await quiet()
             clock.set(stop.at)
             if stop.payments:
                 await _import(ls, "payments", payments_csv(stop.payments), len(stop.payments))
@@ -150,7 +165,7 @@ async def feed(fed: Fed) -> None:
             for pl in stop.plans:
                 fed.plan_ids[pl.key] = (await _ok(pt.post("/v1/plans", json=_plan_body(pl)), 201))["id"]
             if stop.quiet_after:
-                await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
+                await quiet()
         fed.timings["stops_s"] = time.perf_counter() - began - fed.timings["bulk_s"]
         clock.set(plan.final)  # past every deadline and its settle window
         await platform.wait_until_quiet(timeout=QUIET_TIMEOUT_S)
@@ -300,7 +315,9 @@ async def _compare(api: httpx.AsyncClient, ref: ReferenceBook, bad: Mismatches) 
                     bad.count(f"aging by segment {as_of} {segment} {currency} {bucket}", row["count"], want.count)
                     compared += 2
 
-    async def period(first: date, last: date, segment: str | None, **extra: Any) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+    async def period(
+        first: date, last: date, segment: str | None, **extra: Any
+    ) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
         params = {"from": first.isoformat(), "to": last.isoformat(), "segment": segment, **extra}
         names = ("dso", "cei", "collection", "promises")
         got = await asyncio.gather(*(_figure(api, n, **params) for n in names))
