@@ -17,6 +17,7 @@ the comparison rounds them as the API serves them.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -80,6 +81,7 @@ class PromiseFigures:
     plans_completed: int
     plans_defaulted: int
     plans_active: int
+    plans_amount: Decimal  # Σ total of the plans
 
 
 def bucket_of(as_of: date, due_date: date) -> str:
@@ -132,6 +134,7 @@ class ReferenceBook:
             i.invoice_id: [Change("issue", i.issue_date, i.total)] for i in ledger.invoices
         }
         self.void = {c.invoice_id for c in ledger.closures if c.status == "void"}
+        self._sales: dict[tuple[str, str | None], tuple[list[date], list[Decimal]]] = {}
         allocations = {p.payment_id: p.allocations for p in ledger.payments}
         for p in ledger.payments:
             for a in p.allocations:
@@ -173,11 +176,19 @@ class ReferenceBook:
         )
 
     def sales(self, first: date, last: date, currency: str, segment: str | None = None) -> Decimal:
-        return sum(
-            (i.total for i in self.invoices(currency, segment)
-             if first <= i.issue_date <= last and i.invoice_id not in self.void),
-            ZERO,
-        )  # fmt: skip
+        """Σ totals of the invoices not void issued in [first, last] (by running sums: countback asks often)."""
+        key = (currency, segment)
+        if key not in self._sales:
+            sold = sorted(
+                (i.issue_date, i.total) for i in self.invoices(currency, segment) if i.invoice_id not in self.void
+            )
+            running, sums = ZERO, [ZERO]
+            for _, total in sold:
+                running += total
+                sums.append(running)
+            self._sales[key] = ([d for d, _ in sold], sums)
+        dates, sums = self._sales[key]
+        return sums[bisect_right(dates, last)] - sums[bisect_left(dates, first)]
 
     def currencies(self) -> list[str]:
         return sorted({i.currency for i in self.ledger.invoices})
@@ -200,19 +211,27 @@ class ReferenceBook:
         ar = self.ar(period_to, currency, segment)
         sales = self.sales(period_from, period_to, currency, segment)
         days = (period_to - period_from).days + 1
+        countback = self.countback(ar, period_to, currency, segment)
         if sales == 0:
-            return Dso(ar, sales, days, None, None, None, None)
+            return Dso(ar, sales, days, None, countback, None, None)
         standard = ar / sales * days
         best = self.current_ar(period_to, currency, segment) / sales * days
-        return Dso(ar, sales, days, standard, self.countback(ar, period_to, currency, segment), best, standard - best)
+        return Dso(ar, sales, days, standard, countback, best, standard - best)
 
-    def countback(self, ar: Decimal, to: date, currency: str, segment: str | None = None) -> Decimal:
-        """Walk calendar months back from `to`: while a window's sales fit in what is left of AR(to), take them
-        and add the window's days; then the fraction left / sales of the window that does not fit × its days."""
+    def countback(self, ar: Decimal, to: date, currency: str, segment: str | None = None) -> Decimal | None:
+        """Walk calendar months back from `to` (36 windows at most): while what is left of AR(to) covers a
+        window's sales, take them and add the window's days; at the first window it does not cover, add the
+        fraction left / its sales × its days; the walk also ends when nothing is left. AR left after every
+        window counts as all their days; AR ≤ 0 is 0 days; unknown (None) when no window had sales. It does not depend on the period's own sales."""
+        windows = [
+            (self.sales(first, last, currency, segment), (last - first).days + 1) for first, last in month_windows(to)
+        ]
+        if all(sales == 0 for sales, _ in windows):
+            return None
         remaining, total_days = ar, Decimal(0)
-        for first, last in month_windows(to):
-            sales = self.sales(first, last, currency, segment)
-            days = (last - first).days + 1
+        for sales, days in windows:
+            if remaining <= 0:  # everything owed is accounted for: the walk ends
+                break
             if remaining >= sales:
                 remaining -= sales
                 total_days += days
@@ -259,9 +278,10 @@ class ReferenceBook:
         )
 
     def promises(self, period_from: date, period_to: date, currency: str, segment: str | None = None,
-                 *, with_instalments: bool = True) -> PromiseFigures:  # fmt: skip
-        """Of the promises recorded in the period (a plan's instalments are promises too unless told otherwise):
-        how they ended and the money; of the plans recorded in the period: how they stand."""
+                 *, with_instalments: bool = False) -> PromiseFigures:  # fmt: skip
+        """Of the promises recorded in the period: how they ended and the money; of the plans recorded in the
+        period: how they stand. A plan's instalments are promises at promise-tracker, but they count in the plan
+        columns only (figures-activity's decision), unless `with_instalments`."""
 
         def wanted(customer_id: str, cur: str, at: datetime) -> bool:
             return (cur == currency and period_from <= _utc_date(at) <= period_to
@@ -282,6 +302,7 @@ class ReferenceBook:
             plans_created=len(plans), plans_completed=sum(p.outcome == "completed" for p in plans),
             plans_defaulted=sum(p.outcome == "defaulted" for p in plans),
             plans_active=sum(p.outcome == "active" for p in plans),
+            plans_amount=sum((p.total for p in plans), ZERO),
         )  # fmt: skip
 
 
