@@ -34,7 +34,8 @@ LATENESS = {"enterprise": (12, 10), "mid_market": (6, 12), "smb": (15, 20), "pub
 TERMS = (("net30", 30), ("net45", 45), ("net60", 60), ("net14", 14))
 CLOCK_HOUR = time(12, 0, tzinfo=UTC)
 PROMISE_DAY = 5  # promises and plans are recorded on the 5th of a month (the feeder waits for quiet only then)
-PROMISE_OFFSETS = (7, 14)  # promised for the 12th or the 19th
+PROMISE_OFFSET = 14  # promised for the 19th (each deadline day costs the feeder a wait)
+PLAN_FIRST_DUE = 7  # a plan's instalments fall on the 12th
 PLAN_INSTALMENTS = 3
 
 ClosureStatus = Literal["void", "written_off"]
@@ -332,7 +333,7 @@ class _Generator:
     def promise(self, inv: Invoice, total: int) -> bool:
         """An overdue invoice, a promise for its whole balance on a promise day: kept, kept in part, or broken."""
         created = self.promise_day(inv.aging_due_date + timedelta(days=10))
-        promised = created + timedelta(days=self.rng.choice(PROMISE_OFFSETS))
+        promised = created + timedelta(days=PROMISE_OFFSET)
         if promised + timedelta(days=60) > self.end:
             return False
         roll = self.rng.random()
@@ -361,7 +362,7 @@ class _Generator:
         promise-tracker splits it); completed, or defaulted at the second instalment (the third is cancelled)."""
         total = to_minor(inv.total, inv.currency)
         created = self.promise_day(inv.aging_due_date + timedelta(days=10))
-        first_due = created + timedelta(days=PROMISE_OFFSETS[0])
+        first_due = created + timedelta(days=PLAN_FIRST_DUE)
         share, remainder = divmod(total, PLAN_INSTALMENTS)
         amounts = [share + remainder] + [share] * (PLAN_INSTALMENTS - 1)
         key = f"PL-{len(self.plans) + 1:02d}"
@@ -387,8 +388,8 @@ class _Generator:
 
 def payment_run(day: date, segment: str) -> date:
     """The day a customer's accounts-payable run pays what it decided to pay on `day`: enterprises every Friday,
-    mid-market companies on the 1st and the 15th, public bodies on the 25th; small businesses pay as they go. One
-    run is one payment over every invoice it settles."""
+    mid-market companies on the 1st and the 15th, public bodies on the 25th, small businesses at the month's end.
+    One run is one payment over every invoice it settles."""
     if segment == "enterprise":
         return day + timedelta(days=(4 - day.weekday()) % 7)
     if segment == "mid_market":
@@ -397,7 +398,7 @@ def payment_run(day: date, segment: str) -> date:
         return day.replace(day=15) if day.day < 15 else _next_month(day.replace(day=1))
     if segment == "public_sector":
         return day.replace(day=25) if day.day <= 25 else _next_month(day.replace(day=25))
-    return day
+    return _next_month(day.replace(day=1)) - timedelta(days=1)
 
 
 def _next_month(day: date) -> date:
@@ -416,7 +417,7 @@ def _weighted(rng: random.Random, options: tuple[tuple[str, int], ...]) -> str:
     return rng.choices([o for o, _ in options], weights=[w for _, w in options])[0]
 
 
-def generate(seed: int = 15, invoices: int = 20_400, customers: int = 400, start: date = date(2024, 9, 2),
+def generate(seed: int = 15, invoices: int = 20_000, customers: int = 400, start: date = date(2024, 9, 2),
              months: int = 18) -> SyntheticLedger:  # fmt: skip
     """The ledger of `seed`: `invoices` invoices of `customers` customers issued over `months` months from
     `start`; nothing happens after the horizon's last day (what is still owed then stays open)."""

@@ -1,6 +1,6 @@
 """Issue 15, point 5: insights' figures against an independent computation.
 
-A seeded synthetic ledger (synthetic_ledger.py: 20,400 invoices over 18 months, four currencies, four segments,
+A seeded synthetic ledger (synthetic_ledger.py: 20,000 invoices over 18 months, four currencies, four segments,
 partial payments, payment runs over several invoices, credits, voids, write-offs, disputes, a bounced payment,
 promises kept and broken, two plans) goes through the REAL services: ledger-sync (bulk CSV imports, its payment,
 credit-note, void, write-off, dispute and reversal APIs, the simulated clock standing on the day of every fact the
