@@ -144,14 +144,14 @@ async def compare_figures(api: httpx.AsyncClient, ref: ReferenceBook, bad: Misma
             got = await served(first, last, segment)
             for figure in COLUMNS:
                 for currency in ref.currencies():
-                    want = _reference_values(ref, figure, first, last, currency, segment)
+                    values = _reference_values(ref, figure, first, last, currency, segment)
                     at = f"{first}..{last} {segment or 'all'} {currency}"
-                    compared += _compare_rows(bad, figure, at, got[figure].get((currency,)), want)
+                    compared += _compare_rows(bad, figure, at, got[figure].get((currency,)), values)
     got = await served(*SERIES, None, interval="month")
     for first, last in intervals(*SERIES, "month"):
         for figure in COLUMNS:
             for currency in ref.currencies():
-                want = _reference_values(ref, figure, first, last, currency, None)
+                values = _reference_values(ref, figure, first, last, currency, None)
                 row = got[figure].get((currency, first.isoformat(), last.isoformat()))
-                compared += _compare_rows(bad, figure, f"series {first}..{last} {currency}", row, want)
+                compared += _compare_rows(bad, figure, f"series {first}..{last} {currency}", row, values)
     return compared

@@ -300,9 +300,8 @@ class _Generator:
         opened = desk_day(inv.issue_date + self.days(5, 40))
         if opened > self.end:
             return self.ordinary(inv, total, segment)
-        resolved: date | None = desk_day(opened + self.days(5, 60))
-        if resolved > self.end or self.rng.random() < 0.25:
-            resolved = None
+        settled = desk_day(opened + self.days(5, 60))
+        resolved = None if settled > self.end or self.rng.random() < 0.25 else settled
         self.disputes.append(
             Dispute(inv.invoice_id, clock_instant(opened), clock_instant(resolved) if resolved else None)
         )

@@ -47,8 +47,8 @@ def stand_in(
             segments = ["enterprise", "mid_market", "smb", "public_sector"] if q.get("group_by") else [segment]
             for currency in ref.currencies():
                 for seg in segments:
-                    for bucket, b in ref.aging(date.fromisoformat(q["as_of"]), currency, seg).items():
-                        rows.append({"currency": currency, "bucket": bucket, "amount": str(b.amount), "count": b.count}
+                    for bucket, held in ref.aging(date.fromisoformat(q["as_of"]), currency, seg).items():
+                        rows.append({"currency": currency, "bucket": bucket, "amount": str(held.amount), "count": held.count}
                                     | ({"segment": seg} if q.get("group_by") else {}))  # fmt: skip
         else:
             first, last = date.fromisoformat(q["from"]), date.fromisoformat(q["to"])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -38,9 +38,10 @@ from dunning_kit.testing import BrokerBackend, Platform, PostgresBackend, start_
 from tests.insights.figure_comparison import Mismatches, compare_figures
 from tests.insights.ledger_feed import FeedPlan, customers_csv, invoices_csv, payments_csv, plan_feed, stop_counts
 from tests.insights.reference_figures import ReferenceBook
-from tests.insights.synthetic_ledger import Plan, Promise, SyntheticLedger, generate
+from tests.insights.synthetic_ledger import CreditNote, Plan, Promise, SyntheticLedger, generate
 
-pytestmark = pytest.mark.e2e
+# One worker runs both tests (make test distributes by loadgroup): the fed platform is built once per module.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("insights_reference")]
 
 SEED = 15
 SERVICES = ("ledger-sync", "promise-tracker", "insights")
@@ -81,7 +82,7 @@ async def _import(api: httpx.AsyncClient, kind: str, body: bytes, rows: int) -> 
     assert report["imported"] == rows, {k: v for k, v in report.items() if k != "skipped"}
 
 
-async def _all(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+async def _all(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(call: Callable[[], Awaitable[Any]]) -> Any:
@@ -89,6 +90,20 @@ async def _all(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
             return await call()
 
     return await asyncio.gather(*(one(c) for c in calls))
+
+
+CLOSE = {"void": "void", "written_off": "write-off"}
+
+
+def post(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A write to make later (so `_all` can keep a few in flight)."""
+    return lambda: _ok(api.post(path, json=body))
+
+
+def _credit_note_body(cn: CreditNote) -> dict[str, Any]:
+    return {"id": cn.credit_note_id, "customer_id": cn.customer_id, "currency": cn.currency, "total": str(cn.total),
+            "issued_on": cn.issued_on.isoformat(),
+            "allocations": [{"invoice_id": a.invoice_id, "amount": str(a.amount)} for a in cn.allocations]}  # fmt: skip
 
 
 def _promise_body(p: Promise) -> dict[str, Any]:
@@ -120,13 +135,7 @@ async def feed(fed: Fed) -> None:
     async with platform["ledger-sync"].client() as ls, platform["promise-tracker"].client() as pt:
         await _import(ls, "customers", customers_csv(ledger), len(ledger.customers))
         await _import(ls, "invoices", invoices_csv(ledger), len(ledger.invoices))
-        await _all([
-            lambda cn=cn: _ok(ls.post("/v1/credit-notes", json={
-                "id": cn.credit_note_id, "customer_id": cn.customer_id, "currency": cn.currency, "total": str(cn.total),
-                "issued_on": cn.issued_on.isoformat(),
-                "allocations": [{"invoice_id": a.invoice_id, "amount": str(a.amount)} for a in cn.allocations]}))
-            for cn in plan.credit_notes
-        ])  # fmt: skip
+        await _all([post(ls, "/v1/credit-notes", _credit_note_body(cn)) for cn in plan.credit_notes])
         fed.timings["customers_invoices_credits_s"] = time.perf_counter() - began
         for n in range(0, len(plan.upfront_payments), PAYMENTS_PER_FILE):
             chunk = plan.upfront_payments[n : n + PAYMENTS_PER_FILE]
@@ -139,13 +148,11 @@ async def feed(fed: Fed) -> None:
             if stop.payments:
                 await _import(ls, "payments", payments_csv(stop.payments), len(stop.payments))
             await _all(
-                [lambda r=r: _ok(ls.post(f"/v1/payments/{r.payment_id}/reverse", json={"reason": "bounced"}))
-                 for r in stop.reversals]
-                + [lambda c=c: _ok(ls.post(f"/v1/invoices/{c.invoice_id}/{'void' if c.status == 'void' else 'write-off'}",
-                                           json={"reason": "synthetic"})) for c in stop.closures]
-                + [lambda d=d: _ok(ls.post(f"/v1/invoices/{d.invoice_id}/dispute", json={"reason": "synthetic"}))
-                   for d in stop.disputes_opened]
-                + [lambda d=d: _ok(ls.post(f"/v1/invoices/{d.invoice_id}/dispute/resolve", json={"resolution": "ok"}))
+                [post(ls, f"/v1/payments/{r.payment_id}/reverse", {"reason": "bounced"}) for r in stop.reversals]
+                + [post(ls, f"/v1/invoices/{c.invoice_id}/{CLOSE[c.status]}", {"reason": "synthetic"})
+                   for c in stop.closures]
+                + [post(ls, f"/v1/invoices/{d.invoice_id}/dispute", {"reason": "synthetic"}) for d in stop.disputes_opened]
+                + [post(ls, f"/v1/invoices/{d.invoice_id}/dispute/resolve", {"resolution": "settled"})
                    for d in stop.disputes_resolved]
             )  # fmt: skip
             for p in stop.promises:
@@ -239,5 +246,6 @@ async def test_every_figure_matches_the_reference(fed: Fed) -> None:
         # insights applied the whole stream: the feed ended quiet with it running (its lag counted then).
         bad = Mismatches()
         compared = await compare_figures(api, ReferenceBook(fed.ledger), bad)
+    print(f"\ncompared {compared} figure values with the reference")
     assert compared > 2_000
     assert not bad, f"{len(bad)} of {compared} values differ from the reference:\n" + "\n".join(bad[:40])
