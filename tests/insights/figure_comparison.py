@@ -106,38 +106,45 @@ def _compare_rows(bad: Mismatches, figure: str, at: str, row: dict[str, Any] | N
 
 
 async def compare_figures(api: httpx.AsyncClient, ref: ReferenceBook, bad: Mismatches) -> int:
-    """Every figure at every date and period, for the tenant (rows per currency) and per segment (filter, and
-    group_by=segment for aging), and one monthly series; returns how many values were compared."""
+    """Every figure at every date and period, for the tenant (rows per currency), per segment (the filter, and
+    group_by=segment), and as a monthly series; returns how many values were compared."""
     compared = 0
     scopes: list[str | None] = [None, *SEGMENTS]
     nothing = {"amount": "0", "count": 0}  # a bucket may be left out when no invoice of its currency is open
+
+    def aging(rows: dict[tuple[Any, ...], dict[str, Any]], as_of: date, segment: str | None, *,
+              group: tuple[str, ...] = (), span: tuple[str, ...] = ()) -> int:  # fmt: skip
+        """One aging answer's rows, keyed (currency, *group, bucket, *span), against the reference as of `as_of`."""
+        n = 0
+        for currency in ref.currencies():
+            for bucket, held in ref.aging(as_of, currency, segment).items():
+                row = rows.get((currency, *group, bucket, *span), nothing)
+                where = f"aging {as_of} {segment or 'all'}{' grouped' if group else ''} {currency} {bucket}"
+                bad.compare(f"{where} amount", MONEY, row["amount"], held.amount)
+                bad.compare(f"{where} count", COUNT, row["count"], held.count)
+                n += 2
+        return n
+
     for as_of in AS_OF:
         for segment in scopes:
             rows = _rows_by(await _figure(api, "aging", as_of=as_of.isoformat(), segment=segment), "currency", "bucket")
-            for currency in ref.currencies():
-                for bucket, want in ref.aging(as_of, currency, segment).items():
-                    row = rows.get((currency, bucket), nothing)
-                    at = f"aging {as_of} {segment or 'all'} {currency} {bucket}"
-                    bad.compare(f"{at} amount", MONEY, row["amount"], want.amount)
-                    bad.compare(f"{at} count", COUNT, row["count"], want.count)
-                    compared += 2
+            compared += aging(rows, as_of, segment)
         grouped = _rows_by(await _figure(api, "aging", as_of=as_of.isoformat(), group_by="segment"),
                            "currency", "segment", "bucket")  # fmt: skip
-        for currency in ref.currencies():
-            for segment in SEGMENTS:
-                for bucket, want in ref.aging(as_of, currency, segment).items():
-                    row = grouped.get((currency, segment, bucket), nothing)
-                    at = f"aging by segment {as_of} {segment} {currency} {bucket}"
-                    bad.compare(f"{at} amount", MONEY, row["amount"], want.amount)
-                    bad.compare(f"{at} count", COUNT, row["count"], want.count)
-                    compared += 2
+        for segment in SEGMENTS:
+            compared += aging(grouped, as_of, segment, group=(segment,))
+    series = _rows_by(await _figure(api, "aging", **{"from": SERIES[0].isoformat(), "to": SERIES[1].isoformat()},
+                                    interval="month"), "currency", "bucket", series=True)  # fmt: skip
+    for first, last in intervals(*SERIES, "month"):  # a stock as of each interval's last day
+        compared += aging(series, last, None, span=(first.isoformat(), last.isoformat()))
 
-    async def served(first: date, last: date, segment: str | None, interval: str | None = None) -> dict[str, Any]:
-        params = {"from": first.isoformat(), "to": last.isoformat(), "segment": segment, "interval": interval}
+    async def served(first: date, last: date, segment: str | None, interval: str | None = None,
+                     group_by: str | None = None) -> dict[str, Any]:  # fmt: skip
+        params = {"from": first.isoformat(), "to": last.isoformat(), "segment": segment, "interval": interval,
+                  "group_by": group_by}  # fmt: skip
         answers = await asyncio.gather(*(_figure(api, figure, **params) for figure in COLUMNS))
-        return {
-            f: _rows_by(rows, "currency", series=interval is not None) for f, rows in zip(COLUMNS, answers, strict=True)
-        }
+        keys = ("currency", "segment") if group_by else ("currency",)
+        return {f: _rows_by(rows, *keys, series=interval is not None) for f, rows in zip(COLUMNS, answers, strict=True)}
 
     for first, last in PERIODS:
         for segment in scopes:
@@ -147,6 +154,14 @@ async def compare_figures(api: httpx.AsyncClient, ref: ReferenceBook, bad: Misma
                     values = _reference_values(ref, figure, first, last, currency, segment)
                     at = f"{first}..{last} {segment or 'all'} {currency}"
                     compared += _compare_rows(bad, figure, at, got[figure].get((currency,)), values)
+    first, last = PERIODS[2]
+    got = await served(first, last, None, group_by="segment")
+    for figure in COLUMNS:
+        for currency in ref.currencies():
+            for segment in SEGMENTS:
+                values = _reference_values(ref, figure, first, last, currency, segment)
+                at = f"{first}..{last} grouped {segment} {currency}"
+                compared += _compare_rows(bad, figure, at, got[figure].get((currency, segment)), values)
     got = await served(*SERIES, None, interval="month")
     for first, last in intervals(*SERIES, "month"):
         for figure in COLUMNS:

@@ -15,7 +15,7 @@ import pytest
 from insights.domain.report import days
 from tests.insights.figure_comparison import COLUMNS, DAYS, MONEY, RATIO, Mismatches, compare_figures
 from tests.insights.reference_figures import ReferenceBook, intervals
-from tests.insights.synthetic_ledger import generate
+from tests.insights.synthetic_ledger import SEGMENTS, generate
 
 Row = dict[str, Any]
 RATIO_PLACES = {"cei": 2, "collection_rate": 4, "kept_rate": 4}
@@ -43,29 +43,41 @@ def stand_in(
         q = request.url.params
         segment = q.get("segment")
         rows: list[Row] = []
+        grouped = q.get("group_by") == "segment"
+        segments = list(SEGMENTS) if grouped else [segment]
         if figure == "aging":
-            segments = ["enterprise", "mid_market", "smb", "public_sector"] if q.get("group_by") else [segment]
-            for currency in ref.currencies():
-                for seg in segments:
-                    for bucket, held in ref.aging(date.fromisoformat(q["as_of"]), currency, seg).items():
-                        rows.append({"currency": currency, "bucket": bucket, "amount": str(held.amount), "count": held.count}
-                                    | ({"segment": seg} if q.get("group_by") else {}))  # fmt: skip
+            if q.get("interval"):  # a stock as of each interval's last day
+                dates = [(b, {"from": a.isoformat(), "to": b.isoformat()})
+                         for a, b in intervals(date.fromisoformat(q["from"]), date.fromisoformat(q["to"]), "month")]  # fmt: skip
+            else:
+                dates = [(date.fromisoformat(q["as_of"]), {})]
+            for as_of, span in dates:
+                for currency in ref.currencies():
+                    for seg in segments:
+                        for bucket, held in ref.aging(as_of, currency, seg).items():
+                            rows.append({"currency": currency, "bucket": bucket, "amount": str(held.amount),
+                                         "count": held.count} | span | ({"segment": seg} if grouped else {}))  # fmt: skip
         else:
             first, last = date.fromisoformat(q["from"]), date.fromisoformat(q["to"])
             spans = intervals(first, last, q["interval"]) if q.get("interval") else [(first, last)]  # type: ignore[arg-type]
             names = ("period_start", "period_end") if figure == "promises" else ("from", "to")
             for a, b in spans:
                 for currency in ref.currencies():
-                    if figure == "cei":
-                        values: Any = {"cei": ref.cei(a, b, currency, segment)}
-                    else:
-                        fn = {"dso": ref.dso, "collection": ref.collection, "promises": ref.promises}[figure]
-                        values = vars(fn(a, b, currency, segment))
-                    row = {"currency": currency} | {n: _cell(n, how, values[n]) for n, how in COLUMNS[figure].items()}
-                    if q.get("interval"):
-                        row |= dict(zip(names, (a.isoformat(), b.isoformat()), strict=True))
-                    if figure != "promises" or row["made"] or row["plans_created"]:
-                        rows.append(row)
+                    for seg in segments:
+                        if figure == "cei":
+                            values: Any = {"cei": ref.cei(a, b, currency, seg)}
+                        else:
+                            fn = {"dso": ref.dso, "collection": ref.collection, "promises": ref.promises}[figure]
+                            values = vars(fn(a, b, currency, seg))
+                        row = {"currency": currency} | {
+                            n: _cell(n, how, values[n]) for n, how in COLUMNS[figure].items()
+                        }
+                        if grouped:
+                            row["segment"] = seg
+                        if q.get("interval"):
+                            row |= dict(zip(names, (a.isoformat(), b.isoformat()), strict=True))
+                        if figure != "promises" or row["made"] or row["plans_created"]:
+                            rows.append(row)
         tamper(figure, rows)
         return httpx.Response(
             200, json={"figure": figure, "columns": sorted({k for r in rows for k in r}), "rows": rows}
