@@ -7,7 +7,15 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from dunning_events.events import EVENT_TYPES, ConsentRevoked, NotificationHeld, PlanCreated, PromiseBroken
+from dunning_events.events import (
+    EVENT_TYPES,
+    ChannelHold,
+    ConsentRevoked,
+    DunningStepHeld,
+    NotificationHeld,
+    PlanCreated,
+    PromiseBroken,
+)
 from insights.domain import facts as f
 from insights.service_layer.handlers import HANDLERS
 
@@ -145,17 +153,17 @@ def test_steps_deliveries_and_holds() -> None:
     ]  # fmt: skip
 
 
-def test_a_step_held_event_is_one_hold_per_channel_by_its_type_name() -> None:
+def test_a_step_held_event_is_one_hold_per_channel_keyed_by_the_event() -> None:
     facts = f.Facts()
-    data = {
-        "customer_id": "C1", "step_name": "reminder", "policy_id": "p1", "invoice_ids": ["A"], "moved_to": None,
-        "held": [{"channel": "sms", "rule": "contact_cap", "reason": "7 in 7 days"},
-                 {"channel": "voice", "rule": "consent", "reason": None},
-                 {"channel": "letter", "rule": "something new", "reason": None}],
-    }  # fmt: skip
-    f.add_step_held(facts, tenant_id="acme", event_id="E1", occurred_at=T0, data=data)
-    assert [(h["hold_key"], h["channel"], h["rule"]) for h in facts.contact_holds] == [
-        ("E1", "sms", "contact_cap"), ("E1", "voice", "consent"), ("E1", "letter", "other")
+    held = DunningStepHeld(
+        customer_id="C1", step_name="reminder", policy_id="p1", invoice_ids=["A"],
+        held=[ChannelHold(channel="sms", rule="contact_cap", reason="7 in 7 days"),
+              ChannelHold(channel="voice", rule="consent", reason="no consent")],
+    )  # fmt: skip
+    env = ev(held, T0, tenant="acme")
+    f.add_step_held(facts, env)
+    assert [(h["hold_key"], h["channel"], h["rule"], h["held_on"]) for h in facts.contact_holds] == [
+        (str(env.id), "sms", "contact_cap", T0.date()), (str(env.id), "voice", "consent", T0.date())
     ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from dunning_events.envelope import Envelope, EventData
+from dunning_events.envelope import Envelope
 from dunning_events.events import (
     ConsentRevoked,
     CreditNoteApplied,
@@ -24,6 +24,7 @@ from dunning_events.events import (
     DisputeResolved,
     DunningStepCancelled,
     DunningStepDue,
+    DunningStepHeld,
     InvoiceSnapshot,
     NotificationOutcome,
     PaymentApplied,
@@ -36,11 +37,6 @@ from dunning_events.events import (
     PromiseCreated,
     PromiseKept,
 )
-
-# The policy engine's event for channels a contact rule held back (contract15: owned by another part). Handled by
-# its type name from the raw data, so this module does not need its class.
-STEP_HELD = "dunning.step.held"
-HOLD_RULES = frozenset({"contact_cap", "consent", "quiet_hours", "other"})
 
 # notification.<outcome> -> the deliveries column its instant goes into (the first one wins).
 DELIVERY_COLUMNS = {
@@ -281,21 +277,9 @@ def add_export_invoice(facts: Facts, tenant_id: str, item: Mapping[str, Any]) ->
 # ---------------------------------------------------------------- steps (policy-engine)
 
 
-def _next_step(d: DunningStepDue) -> tuple[str | None, datetime | None]:
-    """The additive `next_step` of dunning.step.due (contract15, another part adds the field): a model or a dict,
-    absent on an event from before it."""
-    nxt: Any = getattr(d, "next_step", None)
-    if nxt is None:
-        return None, None
-    if isinstance(nxt, Mapping):
-        at = nxt.get("at")
-        return nxt.get("step_name"), _instant(at) if at else None
-    return getattr(nxt, "step_name", None), getattr(nxt, "at", None)
-
-
 def add_step_due(facts: Facts, env: Envelope[DunningStepDue]) -> None:
     d = env.data
-    next_name, next_at = _next_step(d)
+    next_name, next_at = (d.next_step.step_name, d.next_step.at) if d.next_step is not None else (None, None)
     facts.steps.append(
         {
             "tenant_id": env.tenant_id,
@@ -327,28 +311,20 @@ def add_step_cancelled(facts: Facts, env: Envelope[DunningStepCancelled]) -> Non
     )
 
 
-def add_step_held(
-    facts: Facts, *, tenant_id: str, event_id: str, occurred_at: datetime, data: Mapping[str, Any]
-) -> None:
-    """dunning.step.held (from its raw data): one contact_holds row per channel a rule held back."""
-    for held in data.get("held") or ():
-        rule = held.get("rule") or "other"
+def add_step_held(facts: Facts, env: Envelope[DunningStepHeld]) -> None:
+    """dunning.step.held: one contact_holds row per channel a rule held back, keyed by the event."""
+    for held in env.data.held:
         facts.contact_holds.append(
             {
-                "tenant_id": tenant_id,
-                "hold_key": event_id,
-                "channel": held["channel"],
-                "customer_id": data["customer_id"],
-                "held_on": utc_date(occurred_at),
-                "rule": rule if rule in HOLD_RULES else "other",
-                "reason": held.get("reason"),
+                "tenant_id": env.tenant_id,
+                "hold_key": str(env.id),
+                "channel": held.channel,
+                "customer_id": env.data.customer_id,
+                "held_on": utc_date(env.occurred_at),
+                "rule": held.rule,
+                "reason": held.reason,
             }
         )
-
-
-def add_step_held_event(facts: Facts, env: Envelope[Any]) -> None:
-    data = env.data.model_dump(mode="json") if isinstance(env.data, EventData) else env.data
-    add_step_held(facts, tenant_id=env.tenant_id, event_id=str(env.id), occurred_at=env.occurred_at, data=data)
 
 
 # ---------------------------------------------------------------- deliveries (notifier)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -88,23 +87,15 @@ def ledger_facts(tenant_id: str, source: ExportSource, items: list[dict[str, Any
     return facts
 
 
-def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> tuple[list[Envelope[EventData]], f.Facts]:
-    """The archive's CloudEvents envelopes, parsed as the consumer parses them; `dunning.step.held` is read from its
-    raw data when this build's events library does not know the type yet. Another tenant's event is ignored."""
+def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> list[Envelope[EventData]]:
+    """The archive's CloudEvents envelopes, parsed as the consumer parses them. Another tenant's event, or a type
+    this build does not know (a newer producer), is passed over: it carries no fact this model keeps."""
     envelopes: list[Envelope[EventData]] = []
-    held = f.Facts()
     for item in items:
-        if item.get("tenant_id") != tenant_id:
-            continue
-        cls = EVENT_TYPES.get(item.get("type", ""))
-        if cls is not None:
-            envelopes.append(Envelope[cls].model_validate(item))
-        elif item.get("type") == f.STEP_HELD:
-            f.add_step_held(
-                held, tenant_id=tenant_id, event_id=str(item["id"]),
-                occurred_at=datetime.fromisoformat(item["occurred_at"]), data=item["data"],
-            )  # fmt: skip
-    return envelopes, held
+        event_type = EVENT_TYPES.get(item.get("type", ""))
+        if item.get("tenant_id") == tenant_id and event_type is not None:
+            envelopes.append(Envelope[event_type].model_validate(item))  # type: ignore[valid-type]
+    return envelopes
 
 
 async def _with_pending(session: AsyncSession, tenant_id: str, facts: f.Facts) -> None:
@@ -136,10 +127,8 @@ async def apply_page(session: AsyncSession, tenant_id: str, source: ExportSource
         await _with_pending(session, tenant_id, facts)
         await apply_ledger(session, facts, from_export=True)
         return
-    envelopes, held = archived_envelopes(tenant_id, items)
     batch = FactBatch(session)
-    await gather_envelopes(batch, envelopes)
-    batch.facts.contact_holds.extend(held.contact_holds)
+    await gather_envelopes(batch, archived_envelopes(tenant_id, items))
     await batch.flush()
 
 

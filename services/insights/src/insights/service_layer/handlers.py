@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events.consumer import ConsumedEvent
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import (
-    EVENT_TYPES,
     ConsentRevoked,
     CreditNoteApplied,
     CustomerErased,
@@ -23,6 +22,7 @@ from dunning_events.events import (
     DisputeResolved,
     DunningStepCancelled,
     DunningStepDue,
+    DunningStepHeld,
     InvoiceCreated,
     InvoiceUpdated,
     InvoiceVoided,
@@ -73,12 +73,6 @@ def gather(add: Callable[[f.Facts, Any], None]) -> RunHandler[FactBatch, Any]:
     return run
 
 
-def _step_held() -> list[Reaction[FactBatch]]:
-    """dunning.step.held once the events library has it (contract15: its class is added by another part)."""
-    cls = EVENT_TYPES.get(f.STEP_HELD)
-    return [] if cls is None else [on_run(cls, gather(f.add_step_held_event))]
-
-
 # The index of what insights does with the stream, keyed by the events' data classes: every type that carries a
 # fact. ledger.synced and dunning.step.replanned carry none (freshness; a new window for held deliveries).
 HANDLERS: HandlerTable[FactBatch] = HandlerTable(
@@ -96,7 +90,7 @@ HANDLERS: HandlerTable[FactBatch] = HandlerTable(
     # policy-engine
     on_run(DunningStepDue, gather(f.add_step_due)),
     on_run(DunningStepCancelled, gather(f.add_step_cancelled)),
-    *_step_held(),
+    on_run(DunningStepHeld, gather(f.add_step_held)),
     # notifier
     on_run(NotificationSent, gather(f.add_delivery)),
     on_run(NotificationDelivered, gather(f.add_delivery)),
