@@ -19,7 +19,8 @@ from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.problems import InvalidInput
 from dunning_kit.testing import PostgresBackend
 from insights.adapters import orm
-from insights.domain.activity import Tally, converted, intervals, median_days, paid_within, share
+from insights.domain.activity import Tally, converted, median_days, paid_within, share
+from insights.domain.periods import intervals
 from insights.domain.report import Cell, FigureTable, FxRateUsed
 from insights.service_layer import activity_figures
 from insights.service_layer.activity_figures import (

@@ -61,24 +61,6 @@ def interval_start(day: date, interval: Interval, period_from: date) -> date:
     return max(start, period_from)
 
 
-def intervals(period_from: date, period_to: date, interval: Interval) -> list[tuple[date, date]]:
-    """Every interval of [from, to] as (first day, last day), the first and the last clipped to the period."""
-    out: list[tuple[date, date]] = []
-    start = period_from
-    while start <= period_to:
-        if interval == "day":
-            end = start
-        elif interval == "week":
-            end = start + timedelta(days=6 - start.weekday())
-        else:
-            following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-            end = following - timedelta(days=1)
-        end = min(end, period_to)
-        out.append((start, end))
-        start = end + timedelta(days=1)
-    return out
-
-
 @dataclass
 class Tally:
     """One row of a figure before it is rounded: counts, exact money sums (in `currency`) and, for the median,

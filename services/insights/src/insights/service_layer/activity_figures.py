@@ -20,7 +20,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from dunning_events.money import minor_units
 from dunning_kit.problems import FieldError, InvalidInput
 from insights.adapters import orm
-from insights.domain.activity import Key, Tally, converted, intervals, median_days, share
+from insights.domain.activity import Key, Tally, converted, median_days, share
+from insights.domain.periods import intervals
 from insights.domain.report import Cell, FigureTable, FxRateUsed, GroupBy, Interval, days, money
 from insights.service_layer import fx
 
