@@ -278,7 +278,7 @@ async def test_the_relay_keeps_the_producers_partition_and_each_customers_order(
 
 
 async def test_a_relayed_record_is_a_cloudevent_in_binary_mode(
-    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer
+    db: PlumbingDb, broker: BrokerBackend, producer: AIOKafkaProducer, span_exporter: object
 ) -> None:
     """On the wire: the data alone as the value, every attribute a ce_* header (extensions for tenant,
     correlation, causation and the schema's version), the W3C trace context beside them, the key as before."""

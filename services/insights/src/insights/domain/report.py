@@ -56,3 +56,19 @@ class FigureTable:
         for row in self.rows:
             writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in self.columns})
         return out.getvalue()
+
+
+@dataclass(frozen=True)
+class FigureQuery:
+    """What a figure route was asked: the dates, filters, grouping, series interval, conversion and format."""
+
+    as_of: date | None
+    period_from: date | None
+    period_to: date | None
+    currency: str | None
+    segment: str | None
+    customer_id: str | None
+    group_by: list[GroupBy]
+    interval: Interval | None
+    convert: bool
+    csv: bool

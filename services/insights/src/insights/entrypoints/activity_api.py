@@ -12,9 +12,9 @@ from fastapi.responses import Response
 
 from dunning_kit.auth import Tenant
 from dunning_kit.problems import FieldError, InvalidInput
-from insights.domain.report import FigureTable, GroupBy, Interval
+from insights.domain.report import FigureQuery, FigureTable, GroupBy, Interval
 from insights.entrypoints.deps import Runtime
-from insights.entrypoints.figure_params import FigureOut, FigureQuery, answer, figure_query
+from insights.entrypoints.figure_params import FigureOut, answer, figure_query
 from insights.service_layer import activity_figures as figures
 from insights.service_layer.objects import InsightsRuntime
 

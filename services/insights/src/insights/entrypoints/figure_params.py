@@ -3,7 +3,6 @@ a FigureTable is answered (JSON, or CSV on `format=csv` / `Accept: text/csv`).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -13,23 +12,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from dunning_kit.problems import FieldError, InvalidInput
-from insights.domain.report import Cell, FigureTable, GroupBy, Interval
+from insights.domain.report import Cell, FigureQuery, FigureTable, GroupBy, Interval
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class FigureQuery:
-    as_of: date | None
-    period_from: date | None
-    period_to: date | None
-    currency: str | None
-    segment: str | None
-    customer_id: str | None
-    group_by: list[GroupBy]
-    interval: Interval | None
-    convert: bool
-    csv: bool
 
 
 def figure_query(
