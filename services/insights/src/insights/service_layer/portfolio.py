@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.money import quantum
 from dunning_kit.pages import CursorCodec, Page, Position
 from dunning_kit.problems import FieldError, InvalidInput
 from insights.domain.formulas import BUCKET_LIMITS, OLDEST_BUCKET, Bucket, aging_bucket
@@ -99,7 +100,9 @@ async def open_invoices(
 
     def view(row: Any) -> dict[str, Any]:
         past_due = (today - row.due_date).days
-        return {**row._asdict(), "balance": Decimal(row.balance), "days_overdue": max(0, past_due),
+        # The balance at its currency's precision, as the figures show money (NUMERIC(24, 4) pads it).
+        balance = Decimal(row.balance).quantize(quantum(row.currency))
+        return {**row._asdict(), "balance": balance, "days_overdue": max(0, past_due),
                 "bucket": aging_bucket(past_due)}  # fmt: skip
 
     return codec.page(rows, limit, position, view)
