@@ -42,7 +42,10 @@ from tests.insights.reference_figures import ReferenceBook
 from tests.insights.synthetic_ledger import CreditNote, Plan, Promise, SyntheticLedger, generate
 
 # One worker runs both tests (make test distributes by loadgroup): the fed platform is built once per module.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("insights_reference")]
+# Feeding 20,000 invoices' lives through three services is about 80 s of one core alone; in `make test` it shares
+# two cores with five other workers, so it gets more than the suite's 300 s per test (it fails on a stalled
+# backlog long before that: QUIET_STALL_S).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("insights_reference"), pytest.mark.timeout(900)]
 
 SEED = 15
 SERVICES = ("ledger-sync", "promise-tracker", "insights")
