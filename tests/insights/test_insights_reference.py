@@ -10,19 +10,16 @@ reference (reference_figures.py: plain Python over the generated records), to th
 as-of dates and periods, per currency and per segment.
 
 Two parts:
-- FEEDING (test_the_services_hold_exactly_the_generated_ledger): runs on the base as it is; it also checks that
-  what the services hold is what was generated (ledger-sync's balances, statuses and dispute flags; promise-tracker's
-  verdicts), so a comparison failure later is insights' and not the feed's.
-- COMPARISON (test_every_figure_matches_the_reference): DEPENDS ON THE MERGE of issue 15's branches (insights'
-  appliers, handler table and figure routes). It is skipped until `insights.service_layer.handlers`,
-  `insights.entrypoints.ar_api` and `insights.entrypoints.activity_api` exist; written to the contract
-  (/work/helper-notes/contract15.md, "Figures"): the columns it reads are in figure_comparison.py (COLUMNS).
+- FEEDING (test_the_services_hold_exactly_the_generated_ledger): also checks that what the services hold is what
+  was generated (ledger-sync's balances, statuses and dispute flags; promise-tracker's verdicts), so a comparison
+  failure later is insights' and not the feed's.
+- COMPARISON (test_every_figure_matches_the_reference): insights' figure routes against the reference; the columns
+  it reads are in figure_comparison.py (COLUMNS), as services/insights/README.md documents them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -256,13 +253,7 @@ async def test_the_services_hold_exactly_the_generated_ledger(fed: Fed) -> None:
 # ---------------------------------------------------------------------------------------------- comparison
 # DEPENDS ON THE MERGE: insights' appliers and figure routes are other helpers' branches.
 
-MERGED = all(
-    importlib.util.find_spec(m) is not None
-    for m in ("insights.service_layer.handlers", "insights.entrypoints.ar_api", "insights.entrypoints.activity_api")
-)
 
-
-@pytest.mark.skipif(not MERGED, reason="needs the merge of issue 15 (insights' appliers and figure routes)")
 async def test_every_figure_matches_the_reference(fed: Fed) -> None:
     async with fed.platform["insights"].client() as api:
         # insights applied the whole stream: the feed ended quiet with it running (its lag counted then).
