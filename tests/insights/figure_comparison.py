@@ -1,6 +1,6 @@
 """Every ledger and promise figure insights serves over HTTP, compared with the reference computation
 (reference_figures.py) at several as-of dates and periods, per currency and per segment, and as a monthly series.
-The columns read are the contract's (contract15.md "Figures", the insights README's Figures section): COLUMNS."""
+The columns read are the contract's (the insights README's Figures section): COLUMNS."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SERIES = (date(2025, 10, 1), date(2026, 1, 15))  # interval=month, the last mont
 # A series row names its interval by these columns (figures-ar: from/to; figures-activity: period_start/period_end).
 INTERVAL_COLUMNS = (("from", "to"), ("period_start", "period_end"))
 MONEY, COUNT, DAYS, RATIO = "money", "count", "days", "ratio"
-# The columns compared, figure by figure, and how (contract15.md "Figures"; the insights README's Figures section).
+# The columns compared, figure by figure, and how (the insights README's Figures section).
 COLUMNS: dict[str, dict[str, str]] = {
     "dso": {"ar": MONEY, "credit_sales": MONEY, "days": COUNT, "dso_standard": DAYS, "dso_countback": DAYS,
             "best_possible_dso": DAYS, "add": DAYS},

@@ -1,4 +1,4 @@
-"""A wire-level fake of the four services' exports (contract15's shapes) and the history it serves, for the
+"""A wire-level fake of the four services' exports (the shapes ledger-sync's and the kit's exports answer) and the history it serves, for the
 backfill tests: cursor pages of ledger-sync's customers and invoices, and of the events the others published."""
 
 from __future__ import annotations

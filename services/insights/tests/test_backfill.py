@@ -1,4 +1,4 @@
-"""Backfill and rebuild against a wire-level fake of the exports (contract15's shapes: cursor pages of ledger-sync's
+"""Backfill and rebuild against a wire-level fake of the exports (the exports' shapes: cursor pages of ledger-sync's
 customers and invoices, and of the events the other three services published): a model backfilled, then fed the
 stream (with an overlap), equals the one that watched the stream from the start; a backfill that fails goes on
 from its cursor; a rebuild reaches the same model again without the inbox."""

@@ -1,4 +1,4 @@
-"""The other services' export APIs, read page by page over HTTP with the tenant's export key (contract15):
+"""The other services' export APIs, read page by page over HTTP with the tenant's export key:
 ledger-sync's customers and invoices (its state: the book of record), and the events policy-engine, notifier and
 promise-tracker published (their event archive), each a cursor page `{items, next_cursor}`.
 
