@@ -1,14 +1,17 @@
 """The ledger facts of a batch (events or an export page) applied set-wise: invoices, their changes, ar_daily and
-sales_daily in one transaction, one statement per step whatever the batch's size.
+sales_daily in one transaction, a fixed number of statements whatever the batch's size.
 
 How ar_daily and sales_daily stay equal to the GROUP BY over their sources (the invariant a test pins): the
-invoices the batch touches are locked, their contributions are subtracted, every change is applied (new changes,
-the restated `issue` and `prior`, voids, due-date and total moves, open/closed recomputed), and their
-contributions are added back. Whatever the batch does to an invoice (a restatement, a due date moved, a currency
-corrected) is then reflected, at the cost of reading the few changes of the invoices it touched.
+invoices the batch touches are locked and read with their changes (one statement each), everything the batch
+does to them (new changes, the restated `issue` and `prior`, voids, due-date and total moves, open/closed
+recomputed) is worked out in Python from those rows, only the rows that differ are written, and the difference
+between their contributions after and before is added to the daily tables. Whatever the batch does to an invoice
+(a restatement, a due date moved, a currency corrected) is then reflected, at the cost of reading the few changes
+of the invoices it touched; an invoice new to the model costs its inserts and nothing else.
 
 `open_delta` and `settled_on` are worked out from the invoice's changes in business-date order (not arrival
-order): so the model built from the stream and the one built by a backfill (which sees no arrival order) agree.
+order, domain/facts.open_deltas and settled_on): so the model built from the stream and the one built by a
+backfill (which sees no arrival order) agree.
 """
 
 from __future__ import annotations
