@@ -94,7 +94,7 @@ def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> list[Enve
     for item in items:
         event_type = EVENT_TYPES.get(item.get("type", ""))
         if item.get("tenant_id") == tenant_id and event_type is not None:
-            envelopes.append(Envelope[event_type].model_validate(item))
+            envelopes.append(Envelope[event_type].model_validate(item))  # type: ignore[valid-type]
     return envelopes
 
 
