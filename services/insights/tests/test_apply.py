@@ -18,10 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_kit.db import make_engine, make_sessions
-from dunning_kit.testing import PostgresBackend, assert_tables_cover_their_topics
+from dunning_kit.testing import PostgresBackend, assert_tables_cover_their_topics, poll_until
 from insights.adapters import apply_ledger, orm
 from insights.domain import facts
 from insights.service_layer.handlers import HANDLERS, apply_envelopes
+from insights.service_layer.statistics import STALE_AFTER, analyze_stale
 
 from . import factories as fx
 
@@ -276,3 +277,31 @@ async def test_the_sql_counts_open_and_settled_as_the_domain_rule_does(
 
 async def test_the_handler_table_covers_the_four_topics() -> None:
     await assert_tables_cover_their_topics("insights", HANDLERS)
+
+
+async def test_a_table_that_outgrew_its_statistics_is_analyzed(
+    sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    """The statistics timer's rule: a read-model table changed by more than it held at its last ANALYZE (and by at
+    least STALE_AFTER rows) is analyzed, so the appliers' lookups by key keep their plans while a tenant grows."""
+    async with sessions() as session:
+        held = (await session.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'invoices'::regclass"))).one()[0]
+    grown = int(max(held, 0)) + STALE_AFTER + 500
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO invoices (tenant_id, invoice_id, customer_id, number, currency, total, balance, "
+                 "issue_date, due_date, status) SELECT :t, 'G' || n, 'C1', 'G' || n, 'EUR', 1, 1, '2026-03-01', "
+                 "'2026-03-31', 'open' FROM generate_series(1, :n) AS n"),
+            {"t": tenant, "n": grown},
+        )  # fmt: skip
+    analyzed: list[str] = []
+
+    async def invoices_analyzed() -> bool:  # the insert's counts reach pg_stat within about a second
+        analyzed.extend(await analyze_stale(sessions))
+        return "invoices" in analyzed
+
+    await poll_until(invoices_analyzed, timeout=30, what="the invoices table to be analyzed")
+    async with sessions() as session:
+        tuples = (await session.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'invoices'::regclass"))).one()
+    assert tuples[0] >= grown
+    assert "invoices" not in await analyze_stale(sessions)  # fresh now: nothing more to do

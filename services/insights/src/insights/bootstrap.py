@@ -16,6 +16,7 @@ from insights.service_layer.backfill import attach_backfiller
 from insights.service_layer.gauges import add_gauge_timer
 from insights.service_layer.handlers import HANDLERS, FactBatch, flush_batch
 from insights.service_layer.objects import InsightsRuntime
+from insights.service_layer.statistics import add_statistics_timer
 from insights.settings import Settings
 
 __all__ = ["Settings", "build_runtime", "create_app"]
@@ -34,6 +35,7 @@ def build_runtime(settings: Settings, clock: Clock) -> InsightsRuntime:
         name="insights", settings=settings, clock=clock, metadata=orm.metadata, schema=orm.SCHEMA, produces=[]
     )
     add_gauge_timer(runtime)
+    add_statistics_timer(runtime)
     for name, topic in CONSUMER_TOPICS.items():
         group = f"{runtime.schema}.{name}"
         apply = consumer_apply(HANDLERS, group=group, context=FactBatch, finish=flush_batch)

@@ -1,27 +1,32 @@
 """The ledger facts of a batch (events or an export page) applied set-wise: invoices, their changes, ar_daily and
-sales_daily in one transaction, one statement per step whatever the batch's size.
+sales_daily in one transaction, a fixed number of statements whatever the batch's size.
 
 How ar_daily and sales_daily stay equal to the GROUP BY over their sources (the invariant a test pins): the
-invoices the batch touches are locked, their contributions are subtracted, every change is applied (new changes,
-the restated `issue` and `prior`, voids, due-date and total moves, open/closed recomputed), and their
-contributions are added back. Whatever the batch does to an invoice (a restatement, a due date moved, a currency
-corrected) is then reflected, at the cost of reading the few changes of the invoices it touched.
+invoices the batch touches are locked and read with their changes (one statement each), everything the batch
+does to them (new changes, the restated `issue` and `prior`, voids, due-date and total moves, open/closed
+recomputed) is worked out in Python from those rows, only the rows that differ are written, and the difference
+between their contributions after and before is added to the daily tables. Whatever the batch does to an invoice
+(a restatement, a due date moved, a currency corrected) is then reflected, at the cost of reading the few changes
+of the invoices it touched; an invoice new to the model costs its inserts and nothing else.
 
 `open_delta` and `settled_on` are worked out from the invoice's changes in business-date order (not arrival
-order): so the model built from the stream and the one built by a backfill (which sees no arrival order) agree.
+order, domain/facts.open_deltas and settled_on): so the model built from the stream and the one built by a
+backfill (which sees no arrival order) agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from datetime import date
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.events import supersedes
 from insights.adapters.rows import by_tenant, columns_of, in_batch, unnest
-from insights.domain.facts import CHANGE_RANK, Facts
+from insights.domain.facts import CHANGE_RANK, Change, Facts, open_deltas, settled_on
 
 INVOICE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("customer_id", "varchar"), ("number", "varchar"),
@@ -40,49 +45,77 @@ CLOSE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("kind", "varchar"), ("on_date", "date"), ("amount", "numeric"),
 ]  # fmt: skip
 
-# Same-day changes in a stable order (domain/facts.CHANGE_RANK); RECOUNT_OPEN and SETTLED_AND_CLOSED apply
-# domain/facts.open_deltas and settled_on set-wise (test_apply pins them together).
+# Same-day changes in a stable order (domain/facts.CHANGE_RANK). The applier counts open_delta and settled_on in
+# Python (domain/facts.open_deltas and settled_on); RECOUNT_OPEN and SETTLED_AND_CLOSED are the same rules set-wise,
+# for a repair over the whole table (test_apply pins them to the domain rules).
 CHANGE_ORDER = "CASE c.kind " + " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in CHANGE_RANK.items()) + " END"
 
 LOCK_TABLE = text("LOCK TABLE invoices IN ROW EXCLUSIVE MODE")
-LOCK = text(f"SELECT i.invoice_id, i.status FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
+InvoiceKey = tuple[str, str]  # (tenant_id, invoice_id)
+CLOSE_KINDS = ("void", "write_off")
 
-OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
-# An invoice change's invoice, by its whole primary key (a lookup per change, whatever the statistics say).
-INVOICE_OF_CHANGE = (
-    "SELECT i.tenant_id, i.currency, i.due_date FROM invoices i "
-    "WHERE i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id"
+
+class HeldChange(NamedTuple):
+    """An invoice_changes row without its key (the applier's working copy)."""
+
+    kind: str
+    on_date: date
+    amount: Decimal
+    open_delta: int
+
+
+# The invoices the batch touches as they are (locked, before the batch) and as the batch left them, and their
+# changes: everything the applier works out is computed from these rows.
+INVOICE_STATE = (
+    "i.invoice_id, i.currency, i.due_date, i.issue_date, i.total, i.balance, i.status, i.settled_on, i.closed_on, "
+    "i.last_step_id"
 )
-_AR_CONTRIBUTION = (
-    "INSERT INTO ar_daily (tenant_id, currency, due_date, on_date, amount, open_count) "
-    "SELECT i.tenant_id, i.currency, i.due_date, c.on_date, "
-    "CAST(:sign AS integer) * sum(c.amount), CAST(:sign AS integer) * sum(c.open_delta) "
-    f"FROM invoice_changes c CROSS JOIN LATERAL ({INVOICE_OF_CHANGE}) i WHERE {in_batch('c')} "
-    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+LOCK = text(f"SELECT {INVOICE_STATE} FROM invoices i WHERE {in_batch('i')} ORDER BY i.invoice_id FOR UPDATE")
+READ_INVOICES = text(f"SELECT {INVOICE_STATE} FROM invoices i WHERE {in_batch('i')}")
+READ_CHANGES = text(
+    "SELECT c.invoice_id, c.change_key, c.kind, c.on_date, c.amount, c.open_delta FROM invoice_changes c "
+    f"WHERE {in_batch('c')}"
+)
+HISTORY_COLUMNS = [*CHANGE_COLUMNS, ("open_delta", "smallint")]
+UPSERT_HISTORY = text(
+    f"INSERT INTO invoice_changes ({', '.join(n for n, _ in HISTORY_COLUMNS)}) SELECT * FROM {unnest(HISTORY_COLUMNS)} "
+    "ON CONFLICT (tenant_id, invoice_id, change_key) DO UPDATE SET kind = excluded.kind, on_date = excluded.on_date, "
+    "amount = excluded.amount, open_delta = excluded.open_delta"
+)
+DELETE_CHANGES = text(
+    "DELETE FROM invoice_changes c USING unnest(CAST(:t AS varchar[]), CAST(:i AS varchar[]), CAST(:k AS varchar[])) "
+    "AS g(tenant_id, invoice_id, change_key) WHERE c.tenant_id = g.tenant_id AND c.invoice_id = g.invoice_id "
+    "AND c.change_key = g.change_key"
+)
+SETTLED_COLUMNS = [("tenant_id", "varchar"), ("invoice_id", "varchar"), ("settled_on", "date"), ("closed_on", "date")]
+SET_SETTLED_AND_CLOSED = text(
+    f"UPDATE invoices i SET settled_on = r.settled_on, closed_on = r.closed_on FROM {unnest(SETTLED_COLUMNS)} "
+    "WHERE i.tenant_id = r.tenant_id AND i.invoice_id = r.invoice_id"
+)
+# What the batch changed in both daily tables, in one round trip (rows in key order); the rows it leaves at zero
+# are dropped after.
+ADD_CONTRIBUTIONS = text(
+    "WITH ar AS (INSERT INTO ar_daily (tenant_id, currency, due_date, on_date, amount, open_count) "
+    "SELECT * FROM unnest(CAST(:at AS varchar[]), CAST(:ac AS varchar[]), CAST(:ad AS date[]), CAST(:ao AS date[]), "
+    "CAST(:aa AS numeric[]), CAST(:an AS integer[])) "
     "ON CONFLICT (tenant_id, currency, due_date, on_date) DO UPDATE "
     "SET amount = ar_daily.amount + excluded.amount, open_count = ar_daily.open_count + excluded.open_count "
-    "RETURNING 'ar' AS kind, tenant_id, currency, due_date, on_date, amount, open_count AS n"
+    "RETURNING 'ar' AS kind, tenant_id, currency, due_date, on_date, amount, open_count AS n), "
+    "sales AS (INSERT INTO sales_daily (tenant_id, currency, issue_date, amount, invoice_count) "
+    "SELECT * FROM unnest(CAST(:st AS varchar[]), CAST(:sc AS varchar[]), CAST(:sd AS date[]), "
+    "CAST(:sa AS numeric[]), CAST(:sn AS integer[])) "
+    "ON CONFLICT (tenant_id, currency, issue_date) DO UPDATE "
+    "SET amount = sales_daily.amount + excluded.amount, "
+    "invoice_count = sales_daily.invoice_count + excluded.invoice_count "
+    "RETURNING 'sales' AS kind, tenant_id, currency, issue_date, CAST(NULL AS date), amount, invoice_count) "
+    "SELECT * FROM ar UNION ALL SELECT * FROM sales"
 )
+OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
 AR_DROP_ZEROS = text(
     "DELETE FROM ar_daily a USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[]), "
     "CAST(:o AS date[])) AS z(tenant_id, currency, due_date, on_date) "
     "WHERE a.tenant_id = z.tenant_id AND a.currency = z.currency AND a.due_date = z.due_date "
     "AND a.on_date = z.on_date AND a.amount = 0 AND a.open_count = 0"
-)
-_SALES_CONTRIBUTION = (
-    "INSERT INTO sales_daily (tenant_id, currency, issue_date, amount, invoice_count) "
-    "SELECT i.tenant_id, i.currency, i.issue_date, CAST(:sign AS integer) * sum(i.total), "
-    "CAST(:sign AS integer) * count(*) "
-    f"FROM invoices i WHERE {in_batch('i')} AND i.status <> 'void' "
-    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
-    "ON CONFLICT (tenant_id, currency, issue_date) DO UPDATE "
-    "SET amount = sales_daily.amount + excluded.amount, "
-    "invoice_count = sales_daily.invoice_count + excluded.invoice_count "
-    "RETURNING 'sales' AS kind, tenant_id, currency, issue_date, CAST(NULL AS date), amount, invoice_count"
-)
-# Both daily tables in one round trip; the rows they leave at zero are dropped once the batch is applied.
-CONTRIBUTIONS = text(
-    f"WITH ar AS ({_AR_CONTRIBUTION}), sales AS ({_SALES_CONTRIBUTION}) SELECT * FROM ar UNION ALL SELECT * FROM sales"
 )
 SALES_DROP_ZEROS = text(
     "DELETE FROM sales_daily s USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[])) "
@@ -109,64 +142,6 @@ PATCH_INVOICES = text(
     "  OR r.disputed_version > i.ledger_version) THEN r.disputed ELSE i.disputed END, "
     "ledger_version = greatest(i.ledger_version, coalesce(r.balance_version, 0), coalesce(r.disputed_version, 0)) "
     f"FROM {unnest(PATCH_COLUMNS)} WHERE i.tenant_id = r.tenant_id AND i.invoice_id = r.invoice_id"
-)
-RESTATE_ISSUE = text(
-    "INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
-    f"SELECT i.tenant_id, i.invoice_id, 'issue', 'issue', i.issue_date, i.total "
-    f"FROM invoices i WHERE {in_batch('i')} "
-    "ON CONFLICT (tenant_id, invoice_id, change_key) DO UPDATE SET on_date = excluded.on_date, "
-    "amount = excluded.amount WHERE (invoice_changes.on_date, invoice_changes.amount) "
-    "IS DISTINCT FROM (excluded.on_date, excluded.amount)"
-)
-_INSERT_CHANGES = (
-    f"INSERT INTO invoice_changes ({', '.join(n for n, _ in CHANGE_COLUMNS)}) "
-    f"SELECT * FROM {unnest(CHANGE_COLUMNS)} ON CONFLICT (tenant_id, invoice_id, change_key) "
-)
-# From the stream a change is a fact that happened once: a second arrival is that same fact.
-INSERT_CHANGES = text(_INSERT_CHANGES + "DO NOTHING")
-# From an export the ledger (the book of record) says what the change is now.
-UPSERT_CHANGES = text(
-    _INSERT_CHANGES + "DO UPDATE SET kind = excluded.kind, on_date = excluded.on_date, amount = excluded.amount "
-    "WHERE (invoice_changes.on_date, invoice_changes.amount) IS DISTINCT FROM (excluded.on_date, excluded.amount)"
-)
-# A void or write-off cancels the balance just before it: the export says it; from the stream it is what the
-# invoice's changes add up to. The payments a void hands back (ledger-sync makes them unapplied credit) stay
-# where they were: they were paid on their day, and the void cancelled what was still open (the export lists
-# them the same way, so a backfill and the stream agree).
-_CLOSE_SELECT = (
-    "SELECT r.tenant_id, r.invoice_id, r.kind, r.kind, r.on_date, -coalesce(r.amount, "
-    "(SELECT sum(c.amount) FROM invoice_changes c WHERE c.tenant_id = r.tenant_id AND c.invoice_id = r.invoice_id"
-    " AND c.kind NOT IN ('void', 'write_off')), 0) "
-    f"FROM {unnest(CLOSE_COLUMNS)} JOIN invoices i ON i.tenant_id = r.tenant_id AND i.invoice_id = r.invoice_id "
-)
-INSERT_CLOSES = text(
-    "INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
-    + _CLOSE_SELECT
-    + "ON CONFLICT (tenant_id, invoice_id, change_key) DO NOTHING"
-)
-UPSERT_CLOSES = text(
-    "INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
-    + _CLOSE_SELECT
-    + "ON CONFLICT (tenant_id, invoice_id, change_key) DO UPDATE SET on_date = excluded.on_date, "
-    "amount = excluded.amount"
-)
-# prior: what the ledger had settled that no change of the model explains (ERP-side, before the platform saw it),
-# restated whenever the invoice is touched so its changes always add up to the ledger's balance.
-RESTATE_PRIOR = text(
-    "WITH want AS ("
-    " SELECT i.tenant_id, i.invoice_id, i.issue_date, "
-    "  i.balance - coalesce(c.amount, 0) AS amount"
-    " FROM invoices i CROSS JOIN LATERAL (SELECT sum(c.amount) AS amount FROM invoice_changes c"
-    "  WHERE c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id AND c.kind <> 'prior') c"
-    f" WHERE {in_batch('i')}"
-    "), gone AS ("
-    " DELETE FROM invoice_changes c USING want w WHERE c.tenant_id = w.tenant_id AND c.invoice_id = w.invoice_id"
-    " AND c.change_key = 'prior' AND w.amount = 0"
-    ") INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
-    "SELECT tenant_id, invoice_id, 'prior', 'prior', issue_date, amount FROM want WHERE amount <> 0 "
-    "ON CONFLICT (tenant_id, invoice_id, change_key) DO UPDATE SET on_date = excluded.on_date, "
-    "amount = excluded.amount WHERE (invoice_changes.on_date, invoice_changes.amount) "
-    "IS DISTINCT FROM (excluded.on_date, excluded.amount)"
 )
 # +1 on the change that takes the running balance (in business-date order) from zero to non-zero, -1 back.
 RECOUNT_OPEN = text(
@@ -195,16 +170,22 @@ SETTLED_AND_CLOSED = text(
     f"UPDATE invoices i SET settled_on = {_SETTLED}, closed_on = {_CLOSED} "
     f"WHERE {in_batch('i')} AND (i.settled_on, i.closed_on) IS DISTINCT FROM ({_SETTLED}, {_CLOSED})"
 )
-# An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step.
+# An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step: its
+# step_invoices rows, then those steps by their primary key (looked up apart: joined, a tenant the statistics do
+# not know yet was planned as a scan of its steps per row), the latest chosen in Python.
+STEPS_OF_INVOICES = text(f"SELECT si.invoice_id, si.step_id FROM step_invoices si WHERE {in_batch('si')}")
+STEPS_BY_ID = text(
+    "SELECT st.step_id, st.step_name, st.due_at, st.next_step_name, st.next_step_at FROM steps st "
+    "WHERE st.tenant_id = (SELECT CAST(:tenant AS varchar)) AND st.step_id = ANY(CAST(:steps AS varchar[]))"
+)
+LATEST_STEP_COLUMNS = [
+    ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("step_id", "varchar"), ("step_name", "varchar"),
+    ("due_at", "timestamptz"), ("next_step_name", "varchar"), ("next_step_at", "timestamptz"),
+]  # fmt: skip
 LATEST_STEP = text(
-    "UPDATE invoices i SET last_step_id = s.step_id, last_step_name = s.step_name, last_step_at = s.due_at, "
-    "next_step_name = s.next_step_name, next_step_at = s.next_step_at "
-    "FROM (SELECT DISTINCT ON (si.tenant_id, si.invoice_id) si.tenant_id, si.invoice_id, st.step_id, st.step_name,"
-    " st.due_at, st.next_step_name, st.next_step_at"
-    f" FROM step_invoices si"
-    " JOIN steps st ON st.tenant_id = si.tenant_id AND st.step_id = si.step_id"
-    f" WHERE {in_batch('si')} ORDER BY si.tenant_id, si.invoice_id, st.due_at DESC, st.step_id DESC) s "
-    "WHERE i.tenant_id = s.tenant_id AND i.invoice_id = s.invoice_id AND i.last_step_id IS NULL"
+    "UPDATE invoices i SET last_step_id = r.step_id, last_step_name = r.step_name, last_step_at = r.due_at, "
+    f"next_step_name = r.next_step_name, next_step_at = r.next_step_at FROM {unnest(LATEST_STEP_COLUMNS)} "
+    "WHERE i.tenant_id = r.tenant_id AND i.invoice_id = r.invoice_id AND i.last_step_id IS NULL"
 )
 CUSTOMER_TERMS = text(
     "INSERT INTO customers (tenant_id, customer_id, currency, terms) "
@@ -280,14 +261,6 @@ def _unique(rows: Iterable[dict[str, Any]], *key: str, last: bool = True) -> lis
     return list(out.values())
 
 
-async def _contributions(session: AsyncSession, scope: dict[str, Any], sign: int, zeros: set[tuple[Any, ...]]) -> None:
-    """Add (+1) or take away (-1) the touched invoices' part of ar_daily and sales_daily; `zeros` collects the rows
-    it left at zero (dropped at the end unless the batch gave them something again)."""
-    for row in (await session.execute(CONTRIBUTIONS, {**scope, "sign": sign})).all():
-        if row.amount == 0 and row.n == 0:
-            zeros.add(tuple(row[:5]))
-
-
 async def _drop_zeros(session: AsyncSession, zeros: set[tuple[Any, ...]]) -> None:
     ar = [z for z in zeros if z[0] == "ar"]
     if ar:
@@ -331,37 +304,217 @@ async def apply_ledger(session: AsyncSession, facts: Facts, *, from_export: bool
 async def _apply_invoices(
     session: AsyncSession, facts: Facts, scopes: list[dict[str, Any]], *, from_export: bool
 ) -> None:
-    """The statements over "the invoices the batch touched" run per tenant (a batch usually has one)."""
-    zeros: set[tuple[Any, ...]] = set()
+    """Read the touched invoices (locked) and their changes once, work out in Python what the batch makes of them
+    (domain/facts: the restated `issue` and `prior`, the closes, open_delta, settled_on), then write only what
+    differs and add the difference of their contributions to ar_daily and sales_daily: a fixed number of
+    statements per batch, none of them a per-invoice subquery."""
+    before: dict[InvoiceKey, Any] = {}
+    held: dict[InvoiceKey, dict[str, HeldChange]] = {}
     for scope in scopes:
-        locked = (await session.execute(LOCK, scope)).all()
-        if locked:  # an invoice the model does not have yet contributes nothing (the daily tables join invoices)
-            await _contributions(session, {**scope, "ids": [row.invoice_id for row in locked]}, -1, zeros)
+        tenant = scope["tenant"]
+        for row in (await session.execute(LOCK, scope)).all():
+            before[(tenant, row.invoice_id)] = row
+        for row in (await session.execute(READ_CHANGES, scope)).all():
+            held.setdefault((tenant, row.invoice_id), {})[row.change_key] = HeldChange(
+                row.kind, row.on_date, row.amount, row.open_delta
+            )
     snapshots = newest_per_invoice(facts.invoices)
     if snapshots:
         await session.execute(UPSERT_INVOICES, columns_of(snapshots.values(), INVOICE_COLUMNS))
     patches = invoice_patches(facts, snapshots)
     if patches:
         await session.execute(PATCH_INVOICES, columns_of(patches, PATCH_COLUMNS))
-    # The issue change follows the invoice's total and issue date: only a snapshot can move them.
-    restated = [{"tenant": t, "ids": ids} for t, ids in by_tenant(snapshots).items()]
-    for scope in restated:
-        await session.execute(RESTATE_ISSUE, scope)
-    if facts.changes:
-        rows = _unique(facts.changes, "tenant_id", "invoice_id", "change_key", last=from_export)
-        await session.execute(UPSERT_CHANGES if from_export else INSERT_CHANGES, columns_of(rows, CHANGE_COLUMNS))
-    if facts.closes:
-        rows = _unique(facts.closes, "tenant_id", "invoice_id", "kind", last=from_export)
-        await session.execute(UPSERT_CLOSES if from_export else INSERT_CLOSES, columns_of(rows, CLOSE_COLUMNS))
+    after = dict(before)
+    if snapshots or patches:
+        after = {}
+        for scope in scopes:
+            tenant = scope["tenant"]
+            for row in (await session.execute(READ_INVOICES, scope)).all():
+                after[(tenant, row.invoice_id)] = row
+    history = _histories(facts, held, after, set(snapshots), from_export=from_export)
+    await _write_changes(session, held, history)
+    await _write_settled_and_closed(session, after, history)
+    await _write_contributions(session, before, held, after, history)
+    await _latest_steps(session, [key for key in snapshots if key in after and after[key].last_step_id is None])
     owners = sorted({(r["tenant_id"], r["customer_id"]) for r in snapshots.values()})
-    for scope in scopes:
-        await session.execute(RESTATE_PRIOR, scope)
-        await session.execute(RECOUNT_OPEN, scope)
-        await session.execute(SETTLED_AND_CLOSED, scope)
-        await _contributions(session, scope, +1, zeros)
-    if zeros:
-        await _drop_zeros(session, zeros)
-    for scope in restated:
-        await session.execute(LATEST_STEP, scope)
     if owners:
         await session.execute(CUSTOMER_TERMS, {"tenants": [t for t, _ in owners], "customers": [c for _, c in owners]})
+
+
+def _histories(
+    facts: Facts,
+    held: dict[InvoiceKey, dict[str, HeldChange]],
+    after: dict[InvoiceKey, Any],
+    snapshotted: set[InvoiceKey],
+    *,
+    from_export: bool,
+) -> dict[InvoiceKey, dict[str, HeldChange]]:
+    """Every touched invoice's changes once the batch is applied, with open_delta recounted, in the order the
+    statements this replaces ran: the issue restated (a snapshot's invoices), the new changes (from the stream a
+    change already held is kept, from the export it is restated), the closes (their amount, unless the export
+    says it, is what the changes add up to just before), the prior restated, then open_delta."""
+    history = {key: dict(changes) for key, changes in held.items()}
+    for key in snapshotted:
+        inv = after.get(key)
+        if inv is not None:
+            history.setdefault(key, {})["issue"] = HeldChange("issue", inv.issue_date, inv.total, 0)
+    for row in _unique(facts.changes, "tenant_id", "invoice_id", "change_key", last=from_export):
+        changes = history.setdefault((row["tenant_id"], row["invoice_id"]), {})
+        held_change = changes.get(row["change_key"])
+        if held_change is None or from_export:
+            changes[row["change_key"]] = HeldChange(row["kind"], row["on_date"], row["amount"], 0)
+    closes: list[tuple[InvoiceKey, str, HeldChange]] = []
+    for row in _unique(facts.closes, "tenant_id", "invoice_id", "kind", last=from_export):
+        key = (row["tenant_id"], row["invoice_id"])
+        if key not in after:  # a close of an invoice the model does not have yet waits for its snapshot
+            continue
+        changes = history.get(key, {})
+        amount = row["amount"]
+        if amount is None:
+            amount = sum((c.amount for c in changes.values() if c.kind not in CLOSE_KINDS), Decimal(0))
+        closes.append((key, row["kind"], HeldChange(row["kind"], row["on_date"], -amount, 0)))
+    for key, change_key, change in closes:  # one statement's snapshot: a close does not see another close
+        changes = history.setdefault(key, {})
+        if change_key not in changes or from_export:
+            changes[change_key] = change
+    for key, inv in after.items():
+        changes = history.setdefault(key, {})
+        prior = inv.balance - sum((c.amount for k, c in changes.items() if c.kind != "prior"), Decimal(0))
+        if prior:
+            changes["prior"] = HeldChange("prior", inv.issue_date, prior, 0)
+        else:
+            changes.pop("prior", None)
+    for changes in history.values():
+        if len(changes) == 1:  # most invoices of a backfill: their issue alone (open_deltas of one change)
+            ((k, c),) = changes.items()
+            if c.open_delta != (c.amount != 0):
+                changes[k] = c._replace(open_delta=int(c.amount != 0))
+            continue
+        deltas = open_deltas(Change(k, c.kind, c.on_date, c.amount) for k, c in changes.items())
+        for k, c in changes.items():
+            if c.open_delta != deltas[k]:
+                changes[k] = c._replace(open_delta=deltas[k])
+    return history
+
+
+async def _write_changes(
+    session: AsyncSession,
+    held: dict[InvoiceKey, dict[str, HeldChange]],
+    history: dict[InvoiceKey, dict[str, HeldChange]],
+) -> None:
+    """The changes that are new or differ from what was held, and the held ones now gone (a prior back to 0)."""
+    upserts: list[dict[str, Any]] = []
+    gone: list[tuple[str, str, str]] = []
+    for key in sorted(history):
+        tenant, invoice_id = key
+        was = held.get(key, {})
+        now = history[key]
+        for change_key, change in now.items():
+            if was.get(change_key) != change:
+                upserts.append(
+                    {"tenant_id": tenant, "invoice_id": invoice_id, "change_key": change_key, "kind": change.kind,
+                     "on_date": change.on_date, "amount": change.amount, "open_delta": change.open_delta}
+                )  # fmt: skip
+        gone.extend((tenant, invoice_id, change_key) for change_key in was if change_key not in now)
+    if upserts:
+        await session.execute(UPSERT_HISTORY, columns_of(upserts, HISTORY_COLUMNS))
+    if gone:
+        await session.execute(
+            DELETE_CHANGES, {"t": [g[0] for g in gone], "i": [g[1] for g in gone], "k": [g[2] for g in gone]}
+        )
+
+
+async def _write_settled_and_closed(
+    session: AsyncSession, after: dict[InvoiceKey, Any], history: dict[InvoiceKey, dict[str, HeldChange]]
+) -> None:
+    """settled_on (the day a payment or credit closed it; NULL while a reversal has it open) and closed_on (its void
+    or write-off), written only where they change."""
+    rows: list[dict[str, Any]] = []
+    for key in sorted(after):
+        inv = after[key]
+        held = history.get(key, {})
+        settled = None  # settled_on() of an invoice still owed, without sorting its changes
+        if inv.balance == 0:
+            settled = settled_on([Change(k, c.kind, c.on_date, c.amount) for k, c in held.items()], inv.balance)
+        closed = max((c.on_date for c in held.values() if c.kind in CLOSE_KINDS), default=None)
+        if (settled, closed) != (inv.settled_on, inv.closed_on):
+            rows.append({"tenant_id": key[0], "invoice_id": key[1], "settled_on": settled, "closed_on": closed})
+    if rows:
+        await session.execute(SET_SETTLED_AND_CLOSED, columns_of(rows, SETTLED_COLUMNS))
+
+
+def _contribution(
+    invoices: dict[InvoiceKey, Any], history: dict[InvoiceKey, dict[str, HeldChange]], sign: int,
+    ar: dict[tuple[Any, ...], list[Any]], sales: dict[tuple[Any, ...], list[Any]],
+) -> None:  # fmt: skip
+    """Add (sign +1) or take away (-1) the invoices' part of ar_daily (their changes, by due date and day) and of
+    sales_daily (their totals, unless void)."""
+    for key, inv in invoices.items():
+        for change in history.get(key, {}).values():
+            cell = ar.setdefault((key[0], inv.currency, inv.due_date, change.on_date), [Decimal(0), 0])
+            cell[0] += sign * change.amount
+            cell[1] += sign * change.open_delta
+        if inv.status != "void":
+            cell = sales.setdefault((key[0], inv.currency, inv.issue_date), [Decimal(0), 0])
+            cell[0] += sign * inv.total
+            cell[1] += sign
+
+
+async def _write_contributions(
+    session: AsyncSession,
+    before: dict[InvoiceKey, Any],
+    held: dict[InvoiceKey, dict[str, HeldChange]],
+    after: dict[InvoiceKey, Any],
+    history: dict[InvoiceKey, dict[str, HeldChange]],
+) -> None:
+    """The touched invoices' contributions after the batch minus before it, added to the daily tables in key order
+    (two batches meeting on a row lock it in the same order); the rows left at zero are dropped. An invoice the
+    model did not have contributed nothing (the daily tables join invoices)."""
+    ar: dict[tuple[Any, ...], list[Any]] = {}
+    sales: dict[tuple[Any, ...], list[Any]] = {}
+    _contribution(before, held, -1, ar, sales)
+    _contribution(after, history, +1, ar, sales)
+    ar_rows = [(*k, v[0], v[1]) for k, v in sorted(ar.items()) if v[0] or v[1]]
+    sales_rows = [(*k, v[0], v[1]) for k, v in sorted(sales.items()) if v[0] or v[1]]
+    if not ar_rows and not sales_rows:
+        return
+    params = {
+        "at": [r[0] for r in ar_rows], "ac": [r[1] for r in ar_rows], "ad": [r[2] for r in ar_rows],
+        "ao": [r[3] for r in ar_rows], "aa": [r[4] for r in ar_rows], "an": [r[5] for r in ar_rows],
+        "st": [r[0] for r in sales_rows], "sc": [r[1] for r in sales_rows], "sd": [r[2] for r in sales_rows],
+        "sa": [r[3] for r in sales_rows], "sn": [r[4] for r in sales_rows],
+    }  # fmt: skip
+    zeros: set[tuple[Any, ...]] = set()
+    for row in (await session.execute(ADD_CONTRIBUTIONS, params)).all():
+        if row.amount == 0 and row.n == 0:
+            zeros.add(tuple(row[:5]))
+    if zeros:
+        await _drop_zeros(session, zeros)
+
+
+async def _latest_steps(session: AsyncSession, keys: list[InvoiceKey]) -> None:
+    """The latest step (due_at, then step_id) about each invoice that shows none yet."""
+    rows: list[dict[str, Any]] = []
+    for tenant, ids in by_tenant(keys).items():
+        links = (await session.execute(STEPS_OF_INVOICES, {"tenant": tenant, "ids": ids})).all()
+        if not links:
+            continue
+        steps = {
+            st.step_id: st
+            for st in await session.execute(
+                STEPS_BY_ID, {"tenant": tenant, "steps": sorted({r.step_id for r in links})}
+            )
+        }
+        latest: dict[str, Any] = {}
+        for link in links:
+            st = steps.get(link.step_id)
+            held = latest.get(link.invoice_id)
+            if st is not None and (held is None or (st.due_at, st.step_id) > (held.due_at, held.step_id)):
+                latest[link.invoice_id] = st
+        rows.extend(
+            {"tenant_id": tenant, "invoice_id": invoice_id, "step_id": st.step_id, "step_name": st.step_name,
+             "due_at": st.due_at, "next_step_name": st.next_step_name, "next_step_at": st.next_step_at}
+            for invoice_id, st in sorted(latest.items())
+        )  # fmt: skip
+    if rows:
+        await session.execute(LATEST_STEP, columns_of(rows, LATEST_STEP_COLUMNS))

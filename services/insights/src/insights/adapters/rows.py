@@ -20,9 +20,9 @@ def columns_of(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, s
     """The rows as one list per column (a missing key is NULL); list values joined by LIST_SEPARATOR."""
     rows = list(rows)
     out: dict[str, list[Any]] = {}
-    for name, _ in columns:
+    for name, pg_type in columns:
         values = [row.get(name) for row in rows]
-        if values and any(isinstance(v, list) for v in values):
+        if pg_type == "varchar" and any(isinstance(v, list) for v in values):
             values = [None if v is None else LIST_SEPARATOR.join(v) for v in values]
         out[name] = values
     return out

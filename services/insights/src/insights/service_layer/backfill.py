@@ -199,22 +199,37 @@ class Backfiller:
                 return
 
     async def walk(self, tenant_id: str, key: str, source: ExportSource, cursor: str | None) -> None:
+        """Apply the source's pages in order, reading the next page while one is applied (the export and the
+        database then work at the same time); a page is applied only after every page before it."""
         pages = 0
-        while True:
-            items, next_cursor = await self.client.page(source, key, cursor, self.limit)
-            async with self.sessions() as session, session.begin():
-                await apply_page(session, tenant_id, source, items)
-                await session.execute(
-                    SAVE_POSITION,
-                    {"tenant": tenant_id, "source": source.name, "cursor": next_cursor, "items": len(items),
-                     "now": self.clock.now(), "done": next_cursor is None},
-                )  # fmt: skip
-            pages += 1
-            if source.ledger and pages in ANALYZE_AFTER_PAGES:
-                await self.analyze()
-            if next_cursor is None:
-                return
-            cursor = next_cursor
+        ahead = asyncio.ensure_future(self.client.page(source, key, cursor, self.limit))
+        try:
+            while True:
+                items, next_cursor = await ahead
+                if next_cursor is not None:
+                    ahead = asyncio.ensure_future(self.client.page(source, key, next_cursor, self.limit))
+                await self._apply(tenant_id, source, items, next_cursor)
+                pages += 1
+                if source.ledger and pages in ANALYZE_AFTER_PAGES:
+                    await self.analyze()
+                if next_cursor is None:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    async def _apply(
+        self, tenant_id: str, source: ExportSource, items: list[dict[str, Any]], next_cursor: str | None
+    ) -> None:
+        """One page and the position after it, in one transaction (a stopped backfill goes on from the next)."""
+        async with self.sessions() as session, session.begin():
+            await apply_page(session, tenant_id, source, items)
+            await session.execute(
+                SAVE_POSITION,
+                {"tenant": tenant_id, "source": source.name, "cursor": next_cursor, "items": len(items),
+                 "now": self.clock.now(), "done": next_cursor is None},
+            )  # fmt: skip
 
     async def analyze(self) -> None:
         """Fresh statistics for the tables a backfill grows: without them a tenant new to the model looks empty
