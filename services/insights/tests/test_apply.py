@@ -5,10 +5,9 @@ each test has its own tenant."""
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.testing import PostgresBackend, assert_tables_cover_their_topics, poll_until
-from insights.adapters import apply_ledger, orm
-from insights.domain import facts
+from insights.adapters import orm
 from insights.service_layer.handlers import HANDLERS, apply_envelopes
 from insights.service_layer.statistics import STALE_AFTER, analyze_stale
 
@@ -221,58 +219,6 @@ async def test_a_payment_newer_than_a_dispute_in_one_batch_keeps_its_balance(
             )
         ).one()
     assert tuple(row) == (Decimal("70.0000"), True, 3)
-
-
-async def test_the_sql_counts_open_and_settled_as_the_domain_rule_does(
-    sessions: async_sessionmaker[AsyncSession], tenant: str
-) -> None:
-    """RECOUNT_OPEN and SETTLED_AND_CLOSED (set-wise) against domain/facts.open_deltas and settled_on, on seeded
-    random histories: changes dated out of arrival order, several on one day, balances crossing zero and back."""
-    rng = random.Random(15)
-    kinds = ["payment", "credit", "reversal", "void", "write_off", "prior"]
-    histories: dict[str, list[facts.Change]] = {}
-    for n in range(40):
-        changes = [facts.Change("issue", "issue", date(2026, 3, 1), Decimal(100))]
-        for k in range(rng.randint(1, 6)):
-            kind = rng.choice(kinds)
-            amount = Decimal(rng.choice([100, 50, 30, 20])) * (1 if kind == "reversal" else -1)
-            changes.append(
-                facts.Change(f"{kind}:{k}", kind, date(2026, 3, 1) + timedelta(days=rng.randint(0, 4)), amount)
-            )
-        histories[f"R{n}"] = changes
-    async with sessions() as session, session.begin():
-        for iid, changes in histories.items():
-            balance = sum((c.amount for c in changes), Decimal(0))
-            await session.execute(
-                text("INSERT INTO invoices (tenant_id, invoice_id, customer_id, number, currency, total, balance, "
-                     "issue_date, due_date, status) VALUES (:t, :i, 'C1', :i, 'EUR', 100, :b, '2026-03-01', "
-                     "'2026-03-31', 'open')"),
-                {"t": tenant, "i": iid, "b": balance},
-            )  # fmt: skip
-            for c in changes:
-                await session.execute(
-                    text("INSERT INTO invoice_changes (tenant_id, invoice_id, change_key, kind, on_date, amount) "
-                         "VALUES (:t, :i, :k, :kind, :d, :a)"),
-                    {"t": tenant, "i": iid, "k": c.key, "kind": c.kind, "d": c.on_date, "a": c.amount},
-                )  # fmt: skip
-        scope = {"tenant": tenant, "ids": sorted(histories)}
-        await session.execute(apply_ledger.RECOUNT_OPEN, scope)
-        await session.execute(apply_ledger.SETTLED_AND_CLOSED, scope)
-    async with sessions() as session:
-        deltas = await session.execute(
-            text("SELECT invoice_id, change_key, open_delta FROM invoice_changes WHERE tenant_id = :t"), {"t": tenant}
-        )
-        settled = dict((await session.execute(
-            text("SELECT invoice_id, settled_on FROM invoices WHERE tenant_id = :t"), {"t": tenant}
-        )).all())  # fmt: skip
-    got: dict[str, dict[str, int]] = {}
-    for iid, key, delta in deltas:
-        got.setdefault(iid, {})[key] = delta
-    for iid, changes in histories.items():
-        assert got[iid] == facts.open_deltas(changes), iid
-        balance = sum((c.amount for c in changes), Decimal(0))
-        assert settled[iid] == facts.settled_on(changes, balance), iid
-    assert any(facts.settled_on(c, sum((x.amount for x in c), Decimal(0))) for c in histories.values())
 
 
 async def test_the_handler_table_covers_the_four_topics() -> None:

@@ -174,7 +174,7 @@ def upgrade() -> None:
     sa.Column('next_step_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
-    op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id'], unique=False)
+    op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id', 'issue_date', 'invoice_id'], unique=False)
     op.create_index('ix_invoices_issue', 'invoices', ['tenant_id', 'issue_date'], unique=False)
     op.create_index('ix_invoices_open_due', 'invoices', ['tenant_id', 'due_date', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
     op.create_table('outbox',

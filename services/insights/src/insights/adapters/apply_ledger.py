@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.events import supersedes
 from insights.adapters.rows import by_tenant, columns_of, in_batch, unnest
-from insights.domain.facts import CHANGE_RANK, Change, Facts, open_deltas, settled_on
+from insights.domain.facts import Change, Facts, open_deltas, settled_on
 
 INVOICE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("customer_id", "varchar"), ("number", "varchar"),
@@ -45,10 +45,6 @@ CLOSE_COLUMNS = [
     ("tenant_id", "varchar"), ("invoice_id", "varchar"), ("kind", "varchar"), ("on_date", "date"), ("amount", "numeric"),
 ]  # fmt: skip
 
-# Same-day changes in a stable order (domain/facts.CHANGE_RANK). The applier counts open_delta and settled_on in
-# Python (domain/facts.open_deltas and settled_on); RECOUNT_OPEN and SETTLED_AND_CLOSED are the same rules set-wise,
-# for a repair over the whole table (test_apply pins them to the domain rules).
-CHANGE_ORDER = "CASE c.kind " + " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in CHANGE_RANK.items()) + " END"
 
 LOCK_TABLE = text("LOCK TABLE invoices IN ROW EXCLUSIVE MODE")
 InvoiceKey = tuple[str, str]  # (tenant_id, invoice_id)
@@ -110,7 +106,6 @@ ADD_CONTRIBUTIONS = text(
     "RETURNING 'sales' AS kind, tenant_id, currency, issue_date, CAST(NULL AS date), amount, invoice_count) "
     "SELECT * FROM ar UNION ALL SELECT * FROM sales"
 )
-OF_INVOICE = "c.tenant_id = i.tenant_id AND c.invoice_id = i.invoice_id"
 AR_DROP_ZEROS = text(
     "DELETE FROM ar_daily a USING unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:d AS date[]), "
     "CAST(:o AS date[])) AS z(tenant_id, currency, due_date, on_date) "
@@ -142,33 +137,6 @@ PATCH_INVOICES = text(
     "  OR r.disputed_version > i.ledger_version) THEN r.disputed ELSE i.disputed END, "
     "ledger_version = greatest(i.ledger_version, coalesce(r.balance_version, 0), coalesce(r.disputed_version, 0)) "
     f"FROM {unnest(PATCH_COLUMNS)} WHERE i.tenant_id = r.tenant_id AND i.invoice_id = r.invoice_id"
-)
-# +1 on the change that takes the running balance (in business-date order) from zero to non-zero, -1 back.
-RECOUNT_OPEN = text(
-    "WITH running AS ("
-    f" SELECT c.tenant_id, c.invoice_id, c.change_key, c.open_delta, {CHANGE_ORDER} AS rank, c.on_date,"
-    "  sum(c.amount) OVER (PARTITION BY c.tenant_id, c.invoice_id"
-    f"   ORDER BY c.on_date, {CHANGE_ORDER}, c.change_key ROWS UNBOUNDED PRECEDING) AS after"
-    f" FROM invoice_changes c WHERE {in_batch('c')}"
-    "), deltas AS ("
-    " SELECT tenant_id, invoice_id, change_key, open_delta,"
-    "  (after <> 0)::int - (coalesce(lag(after) OVER (PARTITION BY tenant_id, invoice_id"
-    "   ORDER BY on_date, rank, change_key), 0) <> 0)::int AS want FROM running"
-    ") UPDATE invoice_changes c SET open_delta = d.want FROM deltas d "
-    "WHERE c.tenant_id = d.tenant_id AND c.invoice_id = d.invoice_id AND c.change_key = d.change_key "
-    "AND d.open_delta <> d.want"
-)
-# settled_on: the day a payment or credit closed it (NULL while a reversal has it open); closed_on: its void or
-# write-off.
-_SETTLED = (
-    "CASE WHEN i.balance = 0 THEN (SELECT CASE WHEN c.kind IN ('payment', 'credit') THEN c.on_date END"
-    f" FROM invoice_changes c WHERE {OF_INVOICE} AND c.open_delta = -1"
-    f" ORDER BY c.on_date DESC, {CHANGE_ORDER} DESC, c.change_key DESC LIMIT 1) END"
-)
-_CLOSED = f"(SELECT max(c.on_date) FROM invoice_changes c WHERE {OF_INVOICE} AND c.kind IN ('void', 'write_off'))"
-SETTLED_AND_CLOSED = text(
-    f"UPDATE invoices i SET settled_on = {_SETTLED}, closed_on = {_CLOSED} "
-    f"WHERE {in_batch('i')} AND (i.settled_on, i.closed_on) IS DISTINCT FROM ({_SETTLED}, {_CLOSED})"
 )
 # An invoice that arrives after a step about it (the steps topic ran ahead) still shows its latest step: its
 # step_invoices rows, then those steps by their primary key (looked up apart: joined, a tenant the statistics do

@@ -100,7 +100,8 @@ invoices = Table(
     Column("last_step_at", DateTime(timezone=True)),
     Column("next_step_name", String(100)),
     Column("next_step_at", DateTime(timezone=True)),
-    Index("ix_invoices_customer", "tenant_id", "customer_id"),
+    # A customer's invoices newest first: its currency and terms are those of its latest invoice.
+    Index("ix_invoices_customer", "tenant_id", "customer_id", "issue_date", "invoice_id"),
     Index("ix_invoices_open_due", "tenant_id", "due_date", "invoice_id", postgresql_where=text("balance <> 0")),
     Index("ix_invoices_issue", "tenant_id", "issue_date"),
 )
