@@ -52,13 +52,17 @@ async def test_a_120_day_lifecycle_sends_every_default_step_once_in_local_busine
 
 
 async def test_invoices_at_the_same_step_are_one_message_per_customer_and_currency(engine: EngineHarness) -> None:
-    due = engine.today + timedelta(days=3)
+    # The pre-due reminder (5 days before) is tomorrow: all four invoices are in the engine before any step is due
+    # (with its day already come, a batch boundary between A and B under load let A's reminder go out alone).
+    due = engine.today + timedelta(days=6)
     await engine.publish(
         customer("C-1"), customer("C-2"),
         invoice("A", "C-1", due=due, amount="100.00"), invoice("B", "C-1", due=due, amount="250.50"),
         invoice("C", "C-1", due=due, amount="70.00", currency="USD"), invoice("D", "C-2", due=due),
     )  # fmt: skip
-    await engine.quiet()  # 3 days before the due date: the pre-due reminder's day has come, it goes out now
+    await engine.quiet()
+    assert await engine.steps_due() == []
+    await engine.advance(days=1, hours=6)  # tomorrow afternoon: the pre-due reminder's day has come
 
     steps = await engine.steps_due()
     assert {s.step_name for s in steps} == {"pre_due_reminder"}
