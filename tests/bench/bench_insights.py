@@ -12,8 +12,8 @@
   backfilling; the clock runs from `POST /v1/backfill` until every source is finished and the last invoice is in
   insights' table: the whole backfill. Target >= 20,000 invoices/s. Ratio to the raw batched-upsert rate.
 
-A part whose code is not there (the handlers, the figure routes, the backfill) says "not available" and is left
-out, so `make bench` runs on; a part that is there and fails raises, as every bench does.
+A part whose code or route is not there (the handlers, the figure routes, the backfill) fails with the reason,
+as any bench that fails does.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ ENV = {"API_KEYS": TEST_API_KEYS, "LOG_LEVEL": "WARNING"}
 
 
 def not_available(key: str, why: str) -> list[Figure]:
-    print(f"  {key}: not available ({why})", flush=True)
-    return []
+    """A part whose code or route is gone fails the bench with the reason (a figure is never silently left out)."""
+    raise AssertionError(f"{key}: cannot be measured: {why}")
 
 
 def missing(module: str, *names: str) -> str | None:
