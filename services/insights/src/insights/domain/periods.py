@@ -11,6 +11,10 @@ from insights.domain.report import Interval
 Period = tuple[date, date]  # first and last day, both inclusive
 
 
+# A figure over a period covers these days ending at `to` when `from` is not given.
+DEFAULT_PERIOD_DAYS = 90
+
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 

@@ -12,19 +12,18 @@ from fastapi.responses import Response
 
 from dunning_kit.auth import Tenant
 from dunning_kit.problems import FieldError, InvalidInput
+from insights.domain.periods import DEFAULT_PERIOD_DAYS
 from insights.domain.report import FigureQuery, FigureTable, GroupBy, Interval
 from insights.entrypoints.deps import Runtime
-from insights.entrypoints.figure_params import FigureOut, answer, figure_query
+from insights.entrypoints.figure_params import CSV_RESPONSES, FigureOut, answer, figure_query
 from insights.service_layer import activity_figures as figures
 from insights.service_layer.objects import InsightsRuntime
 
 router = APIRouter(prefix="/v1/figures", tags=["figures"])
 Query = Annotated[FigureQuery, Depends(figure_query)]
-DEFAULT_PERIOD_DAYS = 90
 # Business dates of a ledger fall in here; outside, date arithmetic (a period's end, a month's last day) overflows.
 EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
 MAX_INTERVALS = 3700  # ten years of days: a series longer than that is a mistake, and its rows would be huge
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def activity_query(
@@ -70,7 +69,7 @@ async def read(
         return await figure(session, query)
 
 
-@router.get("/promises", response_model=FigureOut, responses=CSV, summary="Promises-to-pay and payment plans")
+@router.get("/promises", response_model=FigureOut, responses=CSV_RESPONSES, summary="Promises-to-pay and payment plans")
 async def promise_figures(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     """Of the promises and payment plans created in the period (`from`-`to`): how many, their outcome as known
     now, the kept rate, the amounts promised and received. Group by segment, customer or currency; `interval` for
@@ -79,7 +78,9 @@ async def promise_figures(principal: Tenant, runtime: Runtime, q: Query) -> Figu
     return answer(await read(runtime, query, figures.promise_figures), q)
 
 
-@router.get("/steps", response_model=FigureOut, responses=CSV, summary="What each dunning step and channel achieves")
+@router.get(
+    "/steps", response_model=FigureOut, responses=CSV_RESPONSES, summary="What each dunning step and channel achieves"
+)
 async def step_figures(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     """Of the dunning steps that went out in the period: deliveries sent, delivered, bounced, failed, opted out;
     the invoices and amount they asked for; the share of that amount and of those invoices paid within 3, 7 and
@@ -88,7 +89,9 @@ async def step_figures(principal: Tenant, runtime: Runtime, q: Query) -> FigureO
     return answer(await read(runtime, query, figures.step_figures), q)
 
 
-@router.get("/contacts", response_model=FigureOut, responses=CSV, summary="Contact volume per day and channel")
+@router.get(
+    "/contacts", response_model=FigureOut, responses=CSV_RESPONSES, summary="Contact volume per day and channel"
+)
 async def contact_figures(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     """Per day (or `interval` week, month) and channel: deliveries sent, and contacts held back by a rule
     (contact cap, consent, quiet hours, other). Not per currency."""

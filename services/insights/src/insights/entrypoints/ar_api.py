@@ -15,13 +15,12 @@ from fastapi.responses import Response
 from dunning_kit.auth import Tenant
 from insights.domain.report import FigureQuery, FigureTable
 from insights.entrypoints.deps import Runtime
-from insights.entrypoints.figure_params import FigureOut, answer, figure_query
+from insights.entrypoints.figure_params import CSV_RESPONSES, FigureOut, answer, figure_query
 from insights.service_layer import ar_figures
 from insights.service_layer.ar_requests import figure_request
 
 router = APIRouter(prefix="/v1/figures", tags=["figures"])
 
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 Query = Annotated[FigureQuery, Depends(figure_query)]
 
 
@@ -32,28 +31,28 @@ async def _figure(runtime: Runtime, tenant_id: str, q: FigureQuery, figure: Any,
     return answer(table, q)
 
 
-@router.get("/aging", response_model=FigureOut, responses=CSV,
+@router.get("/aging", response_model=FigureOut, responses=CSV_RESPONSES,
             summary="Aging: open invoices per bucket (current, 1-30, 31-60, 61-90, 91+ days past due) as of a date")  # fmt: skip
 async def aging(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     result: FigureOut | Response = await _figure(runtime, principal.tenant_id, q, ar_figures.aging, stock=True)
     return result
 
 
-@router.get("/dso", response_model=FigureOut, responses=CSV,
+@router.get("/dso", response_model=FigureOut, responses=CSV_RESPONSES,
             summary="DSO over a period: standard, countback, best possible, and average days delinquent (add)")  # fmt: skip
 async def dso(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     result: FigureOut | Response = await _figure(runtime, principal.tenant_id, q, ar_figures.dso)
     return result
 
 
-@router.get("/cei", response_model=FigureOut, responses=CSV,
+@router.get("/cei", response_model=FigureOut, responses=CSV_RESPONSES,
             summary="Collection effectiveness index over a period, in percent")  # fmt: skip
 async def cei(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     result: FigureOut | Response = await _figure(runtime, principal.tenant_id, q, ar_figures.cei)
     return result
 
 
-@router.get("/collection", response_model=FigureOut, responses=CSV,
+@router.get("/collection", response_model=FigureOut, responses=CSV_RESPONSES,
             summary="Collection over a period: collected of what fell due, overdue, written off, disputed")  # fmt: skip
 async def collection(principal: Tenant, runtime: Runtime, q: Query) -> FigureOut | Response:
     result: FigureOut | Response = await _figure(runtime, principal.tenant_id, q, ar_figures.collection)

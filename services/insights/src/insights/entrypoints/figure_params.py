@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.responses import Response
@@ -15,6 +15,8 @@ from dunning_kit.problems import FieldError, InvalidInput
 from insights.domain.report import Cell, FigureQuery, FigureTable, GroupBy, Interval
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+# What every figure route documents beside its JSON model: the same rows as CSV.
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def figure_query(

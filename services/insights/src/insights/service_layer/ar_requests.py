@@ -8,12 +8,11 @@ from datetime import date, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_kit.problems import FieldError, InvalidInput
-from insights.domain.periods import intervals
+from insights.domain.periods import DEFAULT_PERIOD_DAYS, intervals
 from insights.domain.report import FigureQuery
 from insights.service_layer import ar_figures
 from insights.service_layer.ar_figures import FigureRequest, Group, Scope
 
-DEFAULT_PERIOD_DAYS = 90
 MAX_INTERVALS = 1000  # rows of a series per key: about three years of days
 AR_GROUPS: dict[str, Group | None] = {"segment": "segment", "customer": "customer", "currency": None}
 
