@@ -12,6 +12,13 @@ of the invoices it touched; an invoice new to the model costs its inserts and no
 `open_delta` and `settled_on` are worked out from the invoice's changes in business-date order (not arrival
 order, domain/facts.open_deltas and settled_on): so the model built from the stream and the one built by a
 backfill (which sees no arrival order) agree.
+
+An export page (`from_export`, a backfill) holds the invoices table in SHARE ROW EXCLUSIVE mode for its
+transaction, so no stream batch and no other page writes ledger rows meanwhile. What the page's reads did not find
+is then known to be new, and is written by COPY instead of an upsert (a backfill is mostly invoices the model has
+never seen: with the terms below, the bench's 100,000-invoice backfill went from 6.5 s to 3.4 s). The customers'
+currency and terms (those of their latest invoice) are set once, when the last page of the invoices is applied
+(`set_customer_terms`), not per page: every page touches most customers again.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events.bulk import raw_connection
 from dunning_events.events import supersedes
 from insights.adapters.rows import by_tenant, columns_of, in_batch, unnest
 from insights.domain.facts import Change, Facts, open_deltas, settled_on
@@ -47,8 +55,13 @@ CLOSE_COLUMNS = [
 
 
 LOCK_TABLE = text("LOCK TABLE invoices IN ROW EXCLUSIVE MODE")
+# An export page: waits for the stream's ledger batches and makes them wait (they take ROW EXCLUSIVE first), so a
+# page and an event never both add the same brand-new invoice's changes to ar_daily.
+LOCK_TABLE_FOR_PAGE = text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE")
 InvoiceKey = tuple[str, str]  # (tenant_id, invoice_id)
 CLOSE_KINDS = ("void", "write_off")
+# What the stream may have recorded about an invoice before an export page brings it (see _count_late_changes).
+LATE_KINDS = frozenset({"payment", "credit", "reversal"})
 
 
 class HeldChange(NamedTuple):
@@ -58,6 +71,21 @@ class HeldChange(NamedTuple):
     on_date: date
     amount: Decimal
     open_delta: int
+
+
+class InvoiceState(NamedTuple):
+    """An invoice row as the applier reads it (INVOICE_STATE); built in Python for one an export page inserts."""
+
+    invoice_id: str
+    currency: str
+    due_date: date
+    issue_date: date
+    total: Decimal
+    balance: Decimal
+    status: str
+    settled_on: date | None
+    closed_on: date | None
+    last_step_id: str | None
 
 
 # The invoices the batch touches as they are (locked, before the batch) and as the batch left them, and their
@@ -164,6 +192,13 @@ CUSTOMER_TERMS = text(
     "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET currency = excluded.currency, terms = excluded.terms "
     "WHERE (customers.currency, customers.terms) IS DISTINCT FROM (excluded.currency, excluded.terms)"
 )
+CUSTOMER_TERMS_OF_TENANT = text(
+    "INSERT INTO customers (tenant_id, customer_id, currency, terms) "
+    "SELECT DISTINCT ON (i.customer_id) i.tenant_id, i.customer_id, i.currency, i.terms FROM invoices i "
+    "WHERE i.tenant_id = :tenant ORDER BY i.customer_id, i.issue_date DESC, i.invoice_id DESC "
+    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET currency = excluded.currency, terms = excluded.terms "
+    "WHERE (customers.currency, customers.terms) IS DISTINCT FROM (excluded.currency, excluded.terms)"
+)
 CUSTOMER_COLUMNS = [("tenant_id", "varchar"), ("customer_id", "varchar"), ("name", "varchar"), ("segment", "varchar")]
 UPSERT_CUSTOMERS = text(
     "INSERT INTO customers (tenant_id, customer_id, name, segment) "
@@ -244,10 +279,12 @@ async def _drop_zeros(session: AsyncSession, zeros: set[tuple[Any, ...]]) -> Non
 
 
 async def apply_ledger(session: AsyncSession, facts: Facts, *, from_export: bool = False) -> None:
-    """Apply the batch's ledger facts. `from_export`: the rows come from ledger-sync's export (the book of record
-    now), so a change already held is restated to what the export says instead of kept."""
+    """Apply the batch's ledger facts. `from_export`: the rows are a page of ledger-sync's export (the book of
+    record now), so a change already held is restated to what the export says instead of kept."""
     touched = facts.touched_invoices()
-    if touched:
+    if from_export:
+        await session.execute(LOCK_TABLE_FOR_PAGE)
+    elif touched:
         # The table lock first, before any row lock: a backfill page takes it in SHARE ROW EXCLUSIVE mode, and
         # both then take their row locks (customers, ar_daily) in the same order, never in a cycle.
         await session.execute(LOCK_TABLE)
@@ -287,26 +324,77 @@ async def _apply_invoices(
                 row.kind, row.on_date, row.amount, row.open_delta
             )
     snapshots = newest_per_invoice(facts.invoices)
-    if snapshots:
-        await session.execute(UPSERT_INVOICES, columns_of(snapshots.values(), INVOICE_COLUMNS))
+    # From an export page, an invoice the model does not hold is new (the page's table lock): it is inserted by
+    # COPY and its row after the batch is known without reading it back.
+    fresh = {key: snap for key, snap in snapshots.items() if key not in before} if from_export else {}
+    if fresh:
+        _count_late_changes(facts, fresh, held)
+        await _copy_rows(session, "invoices", INVOICE_COLUMNS, fresh.values())
+    known = [snap for key, snap in snapshots.items() if key not in fresh]
+    if known:
+        await session.execute(UPSERT_INVOICES, columns_of(known, INVOICE_COLUMNS))
     patches = invoice_patches(facts, snapshots)
     if patches:
         await session.execute(PATCH_INVOICES, columns_of(patches, PATCH_COLUMNS))
     after = dict(before)
-    if snapshots or patches:
+    if known or patches:
         after = {}
         for scope in scopes:
             tenant = scope["tenant"]
             for row in (await session.execute(READ_INVOICES, scope)).all():
                 after[(tenant, row.invoice_id)] = row
+    else:
+        after.update((key, _inserted_state(snap)) for key, snap in fresh.items())
     history = _histories(facts, held, after, set(snapshots), from_export=from_export)
-    await _write_changes(session, held, history)
+    await _write_changes(session, held, history, copy_new=from_export)
     await _write_settled_and_closed(session, after, history)
     await _write_contributions(session, before, held, after, history)
     await _latest_steps(session, [key for key in snapshots if key in after and after[key].last_step_id is None])
     owners = sorted({(r["tenant_id"], r["customer_id"]) for r in snapshots.values()})
-    if owners:
+    if owners and not from_export:  # an export's: set_customer_terms, after its last page
         await session.execute(CUSTOMER_TERMS, {"tenants": [t for t, _ in owners], "customers": [c for _, c in owners]})
+
+
+async def set_customer_terms(session: AsyncSession, tenant_id: str) -> None:
+    """Every customer's currency and terms: those of its latest invoice (a backfill's, after its last page)."""
+    await session.execute(CUSTOMER_TERMS_OF_TENANT, {"tenant": tenant_id})
+
+
+def _count_late_changes(
+    facts: Facts, fresh: dict[InvoiceKey, dict[str, Any]], held: dict[InvoiceKey, dict[str, HeldChange]]
+) -> None:
+    """An invoice an export page brings for the first time while the stream already recorded a payment, credit or
+    reversal of it (a rebuild, or a first backfill, running): the page was read before that change, so its balance
+    does not count it yet. It is made to, so the invoice's changes still add up to its balance."""
+    listed = {(c["tenant_id"], c["invoice_id"], c["change_key"]) for c in facts.changes}
+    for key, snap in fresh.items():
+        late = sum(
+            (c.amount for k, c in held.get(key, {}).items() if c.kind in LATE_KINDS and (*key, k) not in listed),
+            Decimal(0),
+        )
+        if late:
+            snap["balance"] = balance = snap["balance"] + late
+            if snap["status"] in ("open", "paid"):  # as ledger-sync judges it after a payment
+                snap["status"] = "paid" if balance == 0 else "open"
+
+
+def _inserted_state(snap: dict[str, Any]) -> InvoiceState:
+    """The row a fresh invoice's snapshot inserted, as READ_INVOICES would read it back."""
+    return InvoiceState(
+        snap["invoice_id"], snap["currency"], snap["due_date"], snap["issue_date"], snap["total"], snap["balance"],
+        snap["status"], None, None, None,
+    )  # fmt: skip
+
+
+async def _copy_rows(
+    session: AsyncSession, table: str, columns: list[tuple[str, str]], rows: Iterable[dict[str, Any]]
+) -> None:
+    """Rows known to be new, by COPY (binary, in the session's transaction): no conflict to check."""
+    names = [name for name, _ in columns]
+    records = [tuple(row.get(name) for name in names) for row in rows]
+    if records:
+        apg = await raw_connection(session)
+        await apg.copy_records_to_table(table, records=records, columns=names)
 
 
 def _histories(
@@ -369,21 +457,27 @@ async def _write_changes(
     session: AsyncSession,
     held: dict[InvoiceKey, dict[str, HeldChange]],
     history: dict[InvoiceKey, dict[str, HeldChange]],
+    *,
+    copy_new: bool,
 ) -> None:
-    """The changes that are new or differ from what was held, and the held ones now gone (a prior back to 0)."""
+    """The changes that are new or differ from what was held, and the held ones now gone (a prior back to 0).
+    `copy_new`: the new ones by COPY (an export page, whose table lock keeps anyone else from adding them)."""
     upserts: list[dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
     gone: list[tuple[str, str, str]] = []
     for key in sorted(history):
         tenant, invoice_id = key
         was = held.get(key, {})
         now = history[key]
         for change_key, change in now.items():
-            if was.get(change_key) != change:
-                upserts.append(
+            held_change = was.get(change_key)
+            if held_change != change:
+                (new if copy_new and held_change is None else upserts).append(
                     {"tenant_id": tenant, "invoice_id": invoice_id, "change_key": change_key, "kind": change.kind,
                      "on_date": change.on_date, "amount": change.amount, "open_delta": change.open_delta}
                 )  # fmt: skip
         gone.extend((tenant, invoice_id, change_key) for change_key in was if change_key not in now)
+    await _copy_rows(session, "invoice_changes", HISTORY_COLUMNS, new)
     if upserts:
         await session.execute(UPSERT_HISTORY, columns_of(upserts, HISTORY_COLUMNS))
     if gone:

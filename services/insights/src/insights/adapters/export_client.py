@@ -25,10 +25,11 @@ class ExportSource:
     ledger: bool  # ledger-sync's state (invoices, customers) rather than archived events
 
 
+INVOICES = ExportSource("ledger-sync.invoices", "ledger-sync", "/v1/exports/invoices", ledger=True)
 # In the order a backfill walks them: the customers and invoices first, so the facts about them find them.
 SOURCES: tuple[ExportSource, ...] = (
     ExportSource("ledger-sync.customers", "ledger-sync", "/v1/exports/customers", ledger=True),
-    ExportSource("ledger-sync.invoices", "ledger-sync", "/v1/exports/invoices", ledger=True),
+    INVOICES,
     ExportSource("policy-engine.events", "policy-engine", "/v1/exports/events", ledger=False),
     ExportSource("notifier.events", "notifier", "/v1/exports/events", ledger=False),
     ExportSource("promise-tracker.events", "promise-tracker", "/v1/exports/events", ledger=False),

@@ -26,8 +26,9 @@ from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import EVENT_TYPES
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
-from insights.adapters.apply_ledger import apply_ledger
+from insights.adapters.apply_ledger import apply_ledger, set_customer_terms
 from insights.adapters.export_client import (
+    INVOICES,
     SOURCES,
     ExportClient,
     ExportFailure,
@@ -62,13 +63,6 @@ FAILED = text("UPDATE backfills SET error = :error WHERE tenant_id = :tenant AND
 STATUS = text(
     "SELECT source, items, started_at, finished_at, error FROM backfills WHERE tenant_id = :tenant ORDER BY source"
 )
-# Changes the stream brought for invoices the model does not have yet (a rebuild or a first backfill running).
-PENDING = text(
-    "SELECT c.invoice_id, c.change_key, c.amount FROM invoice_changes c "
-    "WHERE c.tenant_id = :tenant AND c.invoice_id = ANY(CAST(:ids AS varchar[])) "
-    "AND c.kind IN ('payment', 'credit', 'reversal') AND NOT EXISTS (SELECT 1 FROM invoices i "
-    "WHERE i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id)"
-)
 
 
 # Pages of a ledger source after which the backfill refreshes the statistics (a new tenant grows fast at first).
@@ -98,34 +92,14 @@ def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> list[Enve
     return envelopes
 
 
-async def _with_pending(session: AsyncSession, tenant_id: str, facts: f.Facts) -> None:
-    """An invoice the model gets for the first time from a page read before the stream delivered a payment, credit
-    or reversal of it: the page's balance is older than that change, which the stream already recorded. The
-    balance counts it, so the invoice's changes still add up to its balance."""
-    ids = [row["invoice_id"] for row in facts.invoices]
-    if not ids:
-        return
-    listed = {(c["invoice_id"], c["change_key"]) for c in facts.changes}
-    late: dict[str, Any] = {}
-    for row in (await session.execute(PENDING, {"tenant": tenant_id, "ids": ids})).all():
-        if (row.invoice_id, row.change_key) not in listed:
-            late[row.invoice_id] = late.get(row.invoice_id, 0) + row.amount
-    for invoice in facts.invoices:
-        if invoice["invoice_id"] in late:
-            invoice["balance"] = balance = invoice["balance"] + late[invoice["invoice_id"]]
-            if invoice["status"] in ("open", "paid"):  # as ledger-sync judges it after a payment
-                invoice["status"] = "paid" if balance == 0 else "open"
-
-
-async def apply_page(session: AsyncSession, tenant_id: str, source: ExportSource, items: list[dict[str, Any]]) -> None:
-    """One export page, in the caller's transaction, through the stream's appliers."""
+async def apply_page(
+    session: AsyncSession, tenant_id: str, source: ExportSource, items: list[dict[str, Any]], *, last: bool = False
+) -> None:
+    """One export page, in the caller's transaction, through the stream's appliers (`last`: the source's last)."""
     if source.ledger:
-        facts = ledger_facts(tenant_id, source, items)
-        # The stream's ledger batches wait for the page (they take the table in ROW EXCLUSIVE mode first): a page
-        # and an event never both add the same brand-new invoice's changes to ar_daily.
-        await session.execute(text("LOCK TABLE invoices IN SHARE ROW EXCLUSIVE MODE"))
-        await _with_pending(session, tenant_id, facts)
-        await apply_ledger(session, facts, from_export=True)
+        await apply_ledger(session, ledger_facts(tenant_id, source, items), from_export=True)
+        if last and source is INVOICES:
+            await set_customer_terms(session, tenant_id)
         return
     batch = FactBatch(session)
     await gather_envelopes(batch, archived_envelopes(tenant_id, items))
@@ -224,7 +198,7 @@ class Backfiller:
     ) -> None:
         """One page and the position after it, in one transaction (a stopped backfill goes on from the next)."""
         async with self.sessions() as session, session.begin():
-            await apply_page(session, tenant_id, source, items)
+            await apply_page(session, tenant_id, source, items, last=next_cursor is None)
             await session.execute(
                 SAVE_POSITION,
                 {"tenant": tenant_id, "source": source.name, "cursor": next_cursor, "items": len(items),

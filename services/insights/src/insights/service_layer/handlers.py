@@ -51,14 +51,13 @@ from insights.domain import facts as f
 class FactBatch:
     """One batch's fact rows, gathered by the table's handlers and applied once at its end (`flush`)."""
 
-    def __init__(self, session: AsyncSession, *, from_export: bool = False) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.facts = f.Facts()
-        self.from_export = from_export
 
     async def flush(self) -> None:
         facts, self.facts = self.facts, f.Facts()
-        await apply_ledger(self.session, facts, from_export=self.from_export)
+        await apply_ledger(self.session, facts)
         await apply_activity(self.session, facts)
 
 
@@ -134,11 +133,9 @@ async def gather_envelopes(batch: FactBatch, envelopes: Sequence[Envelope[EventD
         await run_of.run(batch, run)
 
 
-async def apply_envelopes(
-    session: AsyncSession, envelopes: Sequence[Envelope[EventData]], *, from_export: bool = False
-) -> None:
+async def apply_envelopes(session: AsyncSession, envelopes: Sequence[Envelope[EventData]]) -> None:
     """Apply a list of envelopes of any topics in the session's transaction, exactly as the consumers apply a batch
     (without the inbox: the caller de-duplicates, or relies on the natural keys as a backfill does)."""
-    batch = FactBatch(session, from_export=from_export)
+    batch = FactBatch(session)
     await gather_envelopes(batch, envelopes)
     await batch.flush()
