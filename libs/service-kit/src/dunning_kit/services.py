@@ -39,6 +39,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("notifier", "notifier", 8003),
     ServiceSpec("promise-tracker", "promise_tracker", 8004),
     ServiceSpec("insights", "insights", 8005),
+    ServiceSpec("workspace", "workspace", 8006),
 )
 
 

@@ -1,0 +1,1 @@
+"""workspace: the server-rendered web application AR staff work in (see services/workspace/README.md)."""
