@@ -18,7 +18,7 @@ from dunning_kit.clock import SimulatedClock
 from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.testing import PostgresBackend
 from insights.adapters import orm
-from insights.service_layer.backfill import Backfiller, backfill_tenant
+from insights.service_layer.backfill import Backfiller, backfill_tenant, run_lock_key
 from insights.service_layer.handlers import apply_envelopes
 
 from . import factories as fx
@@ -115,6 +115,63 @@ async def test_a_failed_backfill_goes_on_from_its_cursor(
     await backfiller.start(late, rebuild=True)
     await backfiller.running[late]
     assert await model(sessions, late) == await model(sessions, watched)
+    await client.close()
+
+
+async def test_a_page_that_cannot_be_applied_stops_the_backfill_and_the_page_applied_beside_it_waits(
+    sessions: async_sessionmaker[AsyncSession], tenants: tuple[str, str]
+) -> None:
+    """Pages are applied two at a time: when one fails, the one after it (already writing) does not commit
+    either, the cursor stays after the last page committed, and the next start goes on from there."""
+    _, late = tenants
+    fake = FakeExports(late, [])
+    invoices = fake.lists[("ledger.test", "/v1/exports/invoices")]
+    invoices += [{**invoices[0], "invoice_id": f"X{n}", "number": f"N-X{n}", "disputes": []} for n in range(3)]
+    invoices[1]["total"] = "one hundred"  # page 2 of 5 (limit 1); page 3 is applied beside it
+    client = fake.client()
+    backfiller = Backfiller(sessions, client, SimulatedClock(fx.at(13)), {late: KEY}, limit=1)
+    await backfiller.start(late)
+    await backfiller.running[late]
+    status = {row["source"]: row for row in await backfiller.status(late)}["ledger-sync.invoices"]
+    assert status["state"] == "failed" and "could not be applied" in status["error"]
+    assert status["items"] == 1
+
+    async def held() -> list[str]:
+        async with sessions() as session:
+            rows = await session.execute(text("SELECT invoice_id FROM invoices WHERE tenant_id = :t"), {"t": late})
+            return sorted(r.invoice_id for r in rows)
+
+    assert await held() == ["A"]
+    invoices[1]["total"] = "50.00"
+    await backfiller.start(late)
+    await backfiller.running[late]
+    status = {row["source"]: row for row in await backfiller.status(late)}["ledger-sync.invoices"]
+    assert status["state"] == "finished" and status["items"] == 5
+    assert await held() == ["A", "B", "X0", "X1", "X2"]
+    await client.close()
+
+
+async def test_one_tenants_backfill_runs_in_one_replica_at_a_time(
+    sessions: async_sessionmaker[AsyncSession], tenants: tuple[str, str]
+) -> None:
+    """A second replica asked to backfill a tenant while the first one does leaves it to the first (pages of two
+    runs of one tenant must not be applied side by side)."""
+    _, late = tenants
+    fake = FakeExports(late, [])
+    client = fake.client()
+    first = Backfiller(sessions, client, SimulatedClock(fx.at(13)), {late: KEY}, limit=1)
+    second = Backfiller(sessions, client, SimulatedClock(fx.at(13)), {late: KEY}, limit=1)
+    async with sessions() as holder:
+        conn = await holder.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        key = {"key": run_lock_key(late)}
+        assert (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), key)).scalar()  # as the first's run
+        await second.start(late)
+        await second.running[late]
+        assert fake.requests == 0  # it read nothing
+        await conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+    await first.start(late)
+    await first.running[late]
+    assert {row["state"] for row in await first.status(late)} == {"finished"}
     await client.close()
 
 

@@ -177,6 +177,10 @@ def upgrade() -> None:
     op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id', 'issue_date', 'invoice_id'], unique=False)
     op.create_index('ix_invoices_issue', 'invoices', ['tenant_id', 'issue_date'], unique=False)
     op.create_index('ix_invoices_open_due', 'invoices', ['tenant_id', 'due_date', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
+    op.create_table('ledger_gate',
+    sa.Column('id', sa.SmallInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -317,6 +321,7 @@ def downgrade() -> None:
     op.drop_index('ix_outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
+    op.drop_table('ledger_gate')
     op.drop_index('ix_invoices_open_due', table_name='invoices', postgresql_where=sa.text('balance <> 0'))
     op.drop_index('ix_invoices_issue', table_name='invoices')
     op.drop_index('ix_invoices_customer', table_name='invoices')

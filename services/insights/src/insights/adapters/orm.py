@@ -291,3 +291,8 @@ backfills = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("error", Text),
 )
+
+# Never holds a row: its table lock is how the stream's ledger batches and a backfill's pages stay apart
+# (adapters/apply_ledger.py). Batches take it in ROW EXCLUSIVE mode and pages in SHARE mode: batches run beside
+# batches and pages beside pages (a backfill applies two at a time), never a batch beside a page.
+ledger_gate = Table("ledger_gate", metadata, Column("id", SmallInteger, primary_key=True))

@@ -10,12 +10,18 @@ stream, with no gap and no double count.
   restate what the model holds (`from_export`), under the version guard of the invoice snapshot.
 - A rebuild deletes the tenant's read model and backfills again; the stream goes on meanwhile, and what it brings
   about an invoice not backfilled yet is kept and counted once the invoice arrives.
+- Two pages of ledger-sync are applied at a time, each in its own transaction: while one writes the rows only it
+  has (its invoices and their changes), the one before it finishes. A page commits only after the page before it
+  (its `turn`, adapters/apply_ledger.py), so the saved cursor never passes a page that was not applied. One
+  tenant's backfill runs in one process at a time, across replicas (an advisory lock held for the run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
+from collections.abc import Awaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -26,7 +32,7 @@ from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import EVENT_TYPES
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
-from insights.adapters.apply_ledger import apply_ledger, set_customer_terms
+from insights.adapters.apply_ledger import Turn, apply_ledger, set_customer_terms
 from insights.adapters.export_client import (
     INVOICES,
     SOURCES,
@@ -60,6 +66,8 @@ START = text(
     "finished_at = NULL, error = NULL"
 )
 FAILED = text("UPDATE backfills SET error = :error WHERE tenant_id = :tenant AND source = :source")
+TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 STATUS = text(
     "SELECT source, items, started_at, finished_at, error FROM backfills WHERE tenant_id = :tenant ORDER BY source"
 )
@@ -67,6 +75,13 @@ STATUS = text(
 
 # Pages of a ledger source after which the backfill refreshes the statistics (a new tenant grows fast at first).
 ANALYZE_AFTER_PAGES = frozenset({1, 10, 100})
+# Ledger pages applied at a time (each its own transaction and connection): one writes, the one before finishes.
+PAGES_AT_A_TIME = 2
+
+
+def run_lock_key(tenant_id: str) -> int:
+    """The advisory lock a tenant's backfill run holds (in whichever replica runs it)."""
+    return zlib.crc32(f"insights.backfill:{tenant_id}".encode())
 
 
 class NoExportKey(Exception):
@@ -93,14 +108,23 @@ def archived_envelopes(tenant_id: str, items: list[dict[str, Any]]) -> list[Enve
 
 
 async def apply_page(
-    session: AsyncSession, tenant_id: str, source: ExportSource, items: list[dict[str, Any]], *, last: bool = False
+    session: AsyncSession,
+    tenant_id: str,
+    source: ExportSource,
+    items: list[dict[str, Any]],
+    *,
+    last: bool = False,
+    turn: Turn | None = None,
 ) -> None:
-    """One export page, in the caller's transaction, through the stream's appliers (`last`: the source's last)."""
+    """One export page, in the caller's transaction, through the stream's appliers (`last`: the source's last).
+    `turn` is awaited before the page writes what the page before it may also write."""
     if source.ledger:
-        await apply_ledger(session, ledger_facts(tenant_id, source, items), from_export=True)
+        await apply_ledger(session, ledger_facts(tenant_id, source, items), from_export=True, turn=turn)
         if last and source is INVOICES:
             await set_customer_terms(session, tenant_id)
         return
+    if turn is not None:
+        await turn()
     batch = FactBatch(session)
     await gather_envelopes(batch, archived_envelopes(tenant_id, items))
     await batch.flush()
@@ -152,7 +176,21 @@ class Backfiller:
         self.running[tenant_id] = asyncio.create_task(self.run(tenant_id), name=f"insights-backfill-{tenant_id}")
 
     async def run(self, tenant_id: str) -> None:
-        """Walk every unfinished source to its end; an error is kept on the source's row and stops the run."""
+        """Walk every unfinished source to its end; an error is kept on the source's row and stops the run. Another
+        replica running this tenant's backfill already: this one leaves it to that one."""
+        lock = {"key": run_lock_key(tenant_id)}
+        async with self.sessions() as holder:
+            # A connection of its own for the run, outside any transaction: the lock is the connection's.
+            conn = await holder.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            if not (await conn.execute(TRY_LOCK, lock)).scalar():
+                log.info("the backfill of %s runs in another replica", tenant_id)
+                return
+            try:
+                await self._run(tenant_id)
+            finally:
+                await conn.execute(UNLOCK, lock)
+
+    async def _run(self, tenant_id: str) -> None:
         key = self.key_of(tenant_id)
         for source in SOURCES:
             async with self.sessions() as session:
@@ -167,38 +205,84 @@ class Backfiller:
             try:
                 await self.walk(tenant_id, key, source, row.cursor)
             except ExportFailure as exc:
-                log.warning("backfill of %s stopped: %s", tenant_id, exc)
-                async with self.sessions() as session, session.begin():
-                    await session.execute(FAILED, {"tenant": tenant_id, "source": source.name, "error": str(exc)})
+                await self._stopped(tenant_id, source, str(exc))
+                return
+            except Exception as exc:  # a page the appliers refused (an item of a newer or broken export)
+                log.exception("backfill of %s: a page of %s could not be applied", tenant_id, source.name)
+                await self._stopped(tenant_id, source, f"a page could not be applied ({type(exc).__name__}: {exc})")
                 return
 
+    async def _stopped(self, tenant_id: str, source: ExportSource, error: str) -> None:
+        """The source keeps its cursor (the last page applied) and says why it stopped."""
+        log.warning("backfill of %s stopped: %s", tenant_id, error)
+        async with self.sessions() as session, session.begin():
+            await session.execute(FAILED, {"tenant": tenant_id, "source": source.name, "error": error})
+
     async def walk(self, tenant_id: str, key: str, source: ExportSource, cursor: str | None) -> None:
-        """Apply the source's pages in order, reading the next page while one is applied (the export and the
-        database then work at the same time); a page is applied only after every page before it."""
+        """Apply the source's pages in order, reading the next page while pages are applied (the export and the
+        database then work at the same time), PAGES_AT_A_TIME ledger pages at once; each commits after the one
+        before it, and a failed page fails the ones after it (their turn never comes)."""
         pages = 0
+        at_a_time = PAGES_AT_A_TIME if source.ledger else 1
+        applying: list[asyncio.Task[None]] = []
+        before: asyncio.Future[None] | None = None  # the commit of the page before
         ahead = asyncio.ensure_future(self.client.page(source, key, cursor, self.limit))
         try:
             while True:
                 items, next_cursor = await ahead
                 if next_cursor is not None:
                     ahead = asyncio.ensure_future(self.client.page(source, key, next_cursor, self.limit))
-                await self._apply(tenant_id, source, items, next_cursor)
+                committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                applying.append(
+                    asyncio.create_task(self._apply(tenant_id, source, items, next_cursor, before, committed))
+                )
+                before = committed
                 pages += 1
-                if source.ledger and pages in ANALYZE_AFTER_PAGES:
+                refresh = source.ledger and pages in ANALYZE_AFTER_PAGES
+                while len(applying) >= at_a_time or (applying and (refresh or next_cursor is None)):
+                    await applying.pop(0)
+                if refresh:
                     await self.analyze()
                 if next_cursor is None:
                     return
         finally:
-            if not ahead.done():
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            for task in [*applying, ahead]:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*applying, ahead, return_exceptions=True)
 
     async def _apply(
-        self, tenant_id: str, source: ExportSource, items: list[dict[str, Any]], next_cursor: str | None
+        self,
+        tenant_id: str,
+        source: ExportSource,
+        items: list[dict[str, Any]],
+        next_cursor: str | None,
+        before: Awaitable[None] | None,
+        committed: asyncio.Future[None],
     ) -> None:
-        """One page and the position after it, in one transaction (a stopped backfill goes on from the next)."""
+        """One page and the position after it, in one transaction (a stopped backfill goes on from the next),
+        committed after the page `before` it; `committed` tells the page after it."""
+
+        async def turn() -> None:
+            if before is not None:
+                await before
+
+        try:
+            await self._apply_page(tenant_id, source, items, next_cursor, turn)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                committed.set_exception(exc)
+                committed.exception()  # retrieved: the page after it raises it too, or nobody waits for it
+            else:
+                committed.cancel()
+            raise
+        committed.set_result(None)
+
+    async def _apply_page(
+        self, tenant_id: str, source: ExportSource, items: list[dict[str, Any]], next_cursor: str | None, turn: Turn
+    ) -> None:
         async with self.sessions() as session, session.begin():
-            await apply_page(session, tenant_id, source, items, last=next_cursor is None)
+            await apply_page(session, tenant_id, source, items, last=next_cursor is None, turn=turn)
             await session.execute(
                 SAVE_POSITION,
                 {"tenant": tenant_id, "source": source.name, "cursor": next_cursor, "items": len(items),
