@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from importlib import resources
 from typing import Any
 
 from dunning_events.consumer import ConsumedEvent
@@ -12,6 +13,8 @@ from dunning_kit.problems import NOT_ARRIVED_YET, PROBLEM_JSON
 from dunning_kit.testing import BrokerBackend, poll_until, wait_for_assignment
 
 from .conftest import EngineHarness, customer, invoice, start_engine
+
+DEFAULT_POLICY_TEXT = resources.files("policy_engine.domain").joinpath("default_policy.yaml").read_text()
 
 POLICY_YAML = """
 id: smb
@@ -163,6 +166,63 @@ async def test_the_preview_lists_what_would_go_out_per_customer_channel_and_amou
     assert body["totals"] == {"EUR": {"steps": 3, "amount_due": "450.00"}}
     assert [e.id for e in await engine.events()] == before
     assert await engine.timeline("A") == timeline_before
+
+
+async def test_a_draft_is_previewed_as_publishing_it_would_act_and_nothing_is_stored(engine: EngineHarness) -> None:
+    """The default policy's draft sends the due-date notice three days later and drops the first follow-up: the
+    comparison shows the messages per day and channel before and after, and the customer whose steps change; the
+    policy in force and the cases stay as they were."""
+    due = engine.today + timedelta(days=6)
+    await engine.publish(
+        customer("C-1"), customer("C-2"),
+        invoice("A", "C-1", due=due, amount="100.00"),
+        invoice("C", "C-2", due=due + timedelta(days=60), amount="70.00"),
+    )  # fmt: skip
+    await engine.quiet()
+    state_before = await engine.state("A")
+    draft = DEFAULT_POLICY_TEXT.replace(
+        "{name: due_date_notice, offset_days: 0,", "{name: due_date_notice, offset_days: 3,"
+    ).replace(
+        "  - {name: follow_up_1, offset_days: 3, channels: [email], template_id: gentle_follow_up, tone: gentle}\n", ""
+    )
+    window = {"from": engine.clock.now().isoformat(), "to": (engine.clock.now() + timedelta(days=14)).isoformat()}
+    yaml_body = {"content-type": "application/yaml"}
+    async with engine.api("acme-admin-key") as admin, engine.api() as api:
+        r = await admin.post("/v1/policies/default/preview", params=window, content=draft, headers=yaml_body)
+        assert r.status_code == 200, r.text
+        refused = await api.post("/v1/policies/default/preview", params=window, content=draft, headers=yaml_body)
+        broken = await admin.post(
+            "/v1/policies/default/preview", params=window, content="id: default\nsteps: nope\n", headers=yaml_body
+        )
+        too_long = await admin.post(
+            "/v1/policies/default/preview", content=draft, headers=yaml_body,
+            params={**window, "to": (engine.clock.now() + timedelta(days=120)).isoformat()},
+        )  # fmt: skip
+        in_force = (await admin.get("/v1/policies/default")).json()
+    assert refused.status_code == 403
+    assert broken.status_code == 422 and any(e["field"].startswith("steps") for e in broken.json()["errors"])
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "to"
+    body = r.json()
+    assert body["draft_version"] == 2
+    now_steps = [(s["customer_id"], s["step"], s["channels"]) for s in body["current"]["steps"]]
+    draft_steps = [(s["customer_id"], s["step"], s["channels"]) for s in body["draft"]["steps"]]
+    assert now_steps == [
+        ("C-1", "pre_due_reminder", ["email"]), ("C-1", "due_date_notice", ["email"]),
+        ("C-1", "follow_up_1", ["email"]),
+    ]  # fmt: skip
+    assert draft_steps == [("C-1", "pre_due_reminder", ["email"]), ("C-1", "due_date_notice", ["email"])]
+    volume = {(v["day"], v["channel"]): (v["current"], v["draft"]) for v in body["per_day_and_channel"]}
+    notice_now, notice_draft = (
+        next(s["day"] for s in side["steps"] if s["step"] == "due_date_notice")
+        for side in (body["current"], body["draft"])
+    )
+    assert notice_draft > notice_now
+    pre_due, follow_up = (body["current"]["steps"][i]["day"] for i in (0, 2))
+    assert notice_draft == follow_up  # the draft's notice goes out on the day the dropped follow-up would have
+    assert volume == {(pre_due, "email"): (1, 1), (notice_now, "email"): (1, 0), (follow_up, "email"): (1, 1)}
+    assert body["customers_changed"] == ["C-1"] and body["customers_added"] == body["customers_dropped"] == []
+    assert in_force["version"] == 1 and in_force["steps"][1]["offset_days"] == 0
+    assert await engine.state("A") == state_before
 
 
 def hold_ledger_consumer(engine: EngineHarness, release: asyncio.Event) -> list[Any]:

@@ -6,6 +6,7 @@ Another tenant's invoice or customer is 404, like one that does not exist.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,6 +22,7 @@ from dunning_kit.problems import FieldError, invalid_input, read_projected
 from policy_engine.adapters import repository as repo
 from policy_engine.domain.policy import (
     InvalidPolicy,
+    Policy,
     PolicyError,
     parse_policy_text,
     validate_policy,
@@ -33,6 +35,7 @@ from policy_engine.entrypoints.schemas import (
     AssignmentResult,
     BlockIn,
     CustomerBlock,
+    DraftPreviewOut,
     DunningState,
     ImportCadenceIn,
     InvoiceBlock,
@@ -48,6 +51,7 @@ from policy_engine.entrypoints.schemas import (
 from policy_engine.service_layer import freshness, policy_admin, queries
 from policy_engine.service_layer.handlers import Engine
 from policy_engine.service_layer.objects import EngineRuntime
+from policy_engine.service_layer.preview import compare_draft
 from policy_engine.service_layer.preview import preview as run_preview
 
 router = APIRouter(prefix="/v1")
@@ -401,6 +405,44 @@ async def preview(
         return await run_preview(
             await repo.driver(session), objects.book, objects.config, principal.tenant_id, from_, to,
             runtime.clock.now(), runtime.settings.preview_max_cases,
+        )  # fmt: skip
+
+
+# A draft is previewed twice (with and without it): a window of at most three months keeps that bounded.
+DRAFT_PREVIEW_MAX_DAYS = 92
+
+
+@router.post(
+    "/policies/{policy_id}/preview",
+    tags=["policies"],
+    response_model=DraftPreviewOut,
+    openapi_extra=POLICY_BODY,
+    summary="Dry run of a draft version: what publishing it would change in [from, to) (nothing stored)",
+)
+async def preview_draft(
+    policy_id: str,
+    request: Request,
+    runtime: Runtime,
+    principal: Admin,
+    from_: AwareDatetime = Query(alias="from", description="Window start (ISO 8601 with offset)"),
+    to: AwareDatetime = Query(description=f"Window end (exclusive; at most {DRAFT_PREVIEW_MAX_DAYS} days after from)"),
+) -> Any:
+    if to <= from_:
+        return invalid_input([FieldError("to", "must be after from", "query")])
+    if to - from_ > timedelta(days=DRAFT_PREVIEW_MAX_DAYS):
+        return invalid_input([FieldError("to", f"at most {DRAFT_PREVIEW_MAX_DAYS} days after from", "query")])
+    try:
+        doc = await _policy_body(request, path_id=policy_id)
+    except InvalidPolicy as exc:
+        return _invalid(exc.errors)
+    objects = runtime.objects
+    async with runtime.sessions() as session:
+        apg = await repo.driver(session)
+        in_force = (await objects.book.for_tenant(apg, principal.tenant_id)).get(policy_id)
+        draft = Policy(doc, version=in_force.version + 1 if in_force is not None else 1)
+        return await compare_draft(
+            apg, objects.book, objects.config, principal.tenant_id, draft, from_, to, runtime.clock.now(),
+            runtime.settings.preview_max_cases,
         )  # fmt: skip
 
 

@@ -143,6 +143,7 @@ class PreviewStep(BaseModel):
     fees: list[PreviewFee]
     late: bool
     policy: str
+    day: str = Field(description="The debtor's local date the step would go out on")
 
 
 class PreviewTotal(BaseModel):
@@ -161,6 +162,29 @@ class PreviewOut(BaseModel):
     count: int
     totals: dict[str, PreviewTotal] = Field(description="Per currency")
     truncated: bool
+
+
+class DayChannelVolume(BaseModel):
+    day: str
+    channel: str
+    current: int = Field(description="Messages on that day and channel with the policies in force")
+    draft: int = Field(description="With the draft published")
+
+
+class DraftPreviewOut(BaseModel):
+    """What publishing the draft would change in the window (both dry runs, nothing written)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    policy_id: str
+    draft_version: int = Field(description="The version the draft would be published as")
+    from_: str = Field(alias="from")
+    to: str
+    current: PreviewOut
+    draft: PreviewOut
+    per_day_and_channel: list[DayChannelVolume]
+    customers_added: list[str] = Field(description="Contacted with the draft, not with the policies in force")
+    customers_dropped: list[str] = Field(description="Contacted now, no longer with the draft")
+    customers_changed: list[str] = Field(description="Contacted either way, but with other steps, days or channels")
 
 
 class ImportCadence(BaseModel):

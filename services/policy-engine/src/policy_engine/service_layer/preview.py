@@ -2,6 +2,11 @@
 
 It runs the same decisions as the timer (policy, calendar, quiet hours, consent, caps as of now, stale
 ledger) on copies of the open cases, advancing each case through its schedule inside the window.
+
+A draft of a policy is previewed as publishing it would act: the draft takes the policy's place at the next
+version, and the open cases on that policy are flagged for re-planning (flag_replan: re-resolved and re-planned
+from now). `compare_draft` runs both and says what the draft changes: messages per day and channel, and who would
+be contacted that is not now, who no longer, whose steps differ.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncpg
 from policy_engine.adapters import repository as repo
 from policy_engine.domain import cases as rules
 from policy_engine.domain.fees import InvoiceFacts, step_fees
+from policy_engine.domain.policy import Policy
 from policy_engine.service_layer.firing import bind_policies, cap_check
 from policy_engine.service_layer.freshness import stale_tenants
 from policy_engine.service_layer.handlers import EngineConfig
@@ -31,15 +37,28 @@ async def preview(
     end: datetime,
     now: datetime,
     max_cases: int,
+    draft: Policy | None = None,
 ) -> dict[str, Any]:
-    cases = await repo.load_where(
-        apg, "tenant_id = $1 AND status = 'open' AND next_at IS NOT NULL AND next_at < $2", tenant, end,
-        lock=False, limit=max_cases + 1,
-    )  # fmt: skip
+    if draft is None:
+        cases = await repo.load_where(
+            apg, "tenant_id = $1 AND status = 'open' AND next_at IS NOT NULL AND next_at < $2", tenant, end,
+            lock=False, limit=max_cases + 1,
+        )  # fmt: skip
+    else:  # the draft's cases are re-planned from now, whenever their next step was due
+        cases = await repo.load_where(
+            apg, "tenant_id = $1 AND status = 'open' AND next_at IS NOT NULL AND (next_at < $2 OR policy_id = $3)",
+            tenant, end, draft.id, lock=False, limit=max_cases + 1,
+        )  # fmt: skip
     truncated = len(cases) > max_cases
     cases = cases[:max_cases]
     debtors = await repo.load_debtors(apg, {(c.tenant_id, c.customer_id) for c in cases})
     policies = await book.current(apg, [tenant])
+    if draft is not None:
+        policies[tenant] = {**policies[tenant], draft.id: draft}
+        for case in cases:
+            if case.policy_id == draft.id:
+                case.replan = True
+                case.next_at = min(case.next_at, now) if case.next_at is not None else None
     stale = (await stale_tenants(apg, [tenant], now, config.stale_after)).get(tenant)
     bound = await bind_policies(apg, cases, debtors, policies)
     caps = await cap_check(apg, cases, bound, now)
@@ -66,7 +85,7 @@ async def preview(
                     "at": at.isoformat(), "customer_id": case.customer_id, "step": firing.step.name,
                     "tone": firing.step.tone, "template_id": firing.step.template_id, "channels": firing.channels,
                     "currency": case.currency, "amount_due": Decimal(0), "invoices": [], "fees": [],
-                    "late": False, "policy": f"{policy.id} v{policy.version}",
+                    "late": False, "policy": f"{policy.id} v{policy.version}", "day": today.isoformat(),
                 })  # fmt: skip
                 entry["amount_due"] += case.balance
                 entry["invoices"].append({"invoice_id": case.invoice_id, "number": case.number,
@@ -92,4 +111,44 @@ async def preview(
         "count": len(steps),
         "totals": {cur: {"steps": t["steps"], "amount_due": str(t["amount_due"])} for cur, t in totals.items()},
         "truncated": truncated,
+    }
+
+
+async def compare_draft(
+    apg: asyncpg.Connection,
+    book: PolicyBook,
+    config: EngineConfig,
+    tenant: str,
+    draft: Policy,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    max_cases: int,
+) -> dict[str, Any]:
+    """The window as it would go with the policies in force, and with `draft` published: both previews, the
+    messages per day and channel of each, and the customers the draft adds, drops or contacts differently."""
+    current = await preview(apg, book, config, tenant, start, end, now, max_cases)
+    drafted = await preview(apg, book, config, tenant, start, end, now, max_cases, draft=draft)
+    volume: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    plans: tuple[dict[str, set[tuple[str, str, str]]], dict[str, set[tuple[str, str, str]]]] = ({}, {})
+    for side, result in enumerate((current, drafted)):
+        for step in result["steps"]:
+            for channel in step["channels"]:
+                volume[(step["day"], channel)][side] += 1
+                plans[side].setdefault(step["customer_id"], set()).add((step["day"], step["step"], channel))
+    now_plan, draft_plan = plans
+    return {
+        "policy_id": draft.id,
+        "draft_version": draft.version,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "current": current,
+        "draft": drafted,
+        "per_day_and_channel": [
+            {"day": day, "channel": channel, "current": counts[0], "draft": counts[1]}
+            for (day, channel), counts in sorted(volume.items())
+        ],
+        "customers_added": sorted(set(draft_plan) - set(now_plan)),
+        "customers_dropped": sorted(set(now_plan) - set(draft_plan)),
+        "customers_changed": sorted(c for c in set(now_plan) & set(draft_plan) if now_plan[c] != draft_plan[c]),
     }

@@ -86,14 +86,19 @@ class PlatformClient:
 
     async def call(
         self, person: Person, method: str, service: str, path: str, *, params: Mapping[str, Any] | None = None,
-        json: Any = None, headers: Mapping[str, str] | None = None,
+        json: Any = None, content: str | bytes | None = None, headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:  # fmt: skip
         """The service's answer (any 2xx or 4xx: the caller shows a 4xx's problem next to the form); a 5xx or no
         answer raises ServiceUnavailable."""
         url = self.base_urls[service] + path
         try:
             answer = await self._http.request(
-                method, url, params=params, json=json, headers={**self.headers_for(person), **(headers or {})}
+                method,
+                url,
+                params=params,
+                json=json,
+                content=content,
+                headers={**self.headers_for(person), **(headers or {})},
             )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(service, f"could not be reached ({type(exc).__name__})") from exc

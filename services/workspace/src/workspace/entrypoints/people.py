@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain.people import Role
 from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.web import Translator, language_of, render
@@ -104,7 +105,7 @@ CheckedForm = Annotated[FormData, Depends(checked_form)]
 
 
 def install_page_handlers(app: FastAPI) -> None:
-    """The answers to the three refusals above, as pages."""
+    """The answers to the three refusals above, and to a service that did not answer, as pages."""
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInRequired)
@@ -123,6 +124,13 @@ def install_page_handlers(app: FastAPI) -> None:
         t = Translator(language_of(request))
         return render(request, "refused.html", 403, title=t("csrf.title"), message=t("csrf.text"))
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceUnavailable)
+        t = Translator(language_of(request))
+        return render(request, "refused.html", 503, title=t("unavailable.title"),
+                      message=t("unavailable.text", service=exc.service))  # fmt: skip
+
     app.add_exception_handler(SignInRequired, to_sign_in)
+    app.add_exception_handler(ServiceUnavailable, unavailable)
     app.add_exception_handler(Forbidden, forbidden)
     app.add_exception_handler(CsrfRefused, csrf)

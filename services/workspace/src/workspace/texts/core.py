@@ -24,6 +24,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Dieses Formular stammt nicht von einer aktuellen Seite Ihrer Sitzung. Es wurde nichts geändert; "
         "öffnen Sie die Seite erneut und wiederholen Sie den Vorgang.",
     },
+    "unavailable.title": {"en": "Not available just now", "de": "Gerade nicht verfügbar"},
     "unavailable.text": {
         "en": "This part could not be loaded ({service} did not answer). The rest of the page is current.",
         "de": "Dieser Teil konnte nicht geladen werden ({service} antwortete nicht). Der Rest der Seite ist aktuell.",

@@ -1,0 +1,144 @@
+"""Policies changed safely, through the real policy engine: a manager edits the YAML, sees each error at its line,
+previews the draft against the live portfolio (messages per day and channel, who is contacted differently, the
+diff), and publishes only what was previewed; a viewer reads and cannot change."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.event_testing import LedgerFeed, start_producer
+from dunning_kit.pytest_plugin import SIM_START
+from dunning_kit.services import spec
+from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service, wait_until_quiet
+from workspace.domain.people import Role
+from workspace.testing import PEOPLE, session_cookie
+
+
+@pytest_asyncio.fixture(scope="module")
+async def platform(pg_backend: PostgresBackend) -> AsyncIterator[dict[str, RunningService]]:
+    """The policy engine with one customer's invoice due in six days, and a workspace calling it."""
+    broker = BrokerBackend.embedded()
+    clock = SimulatedClock(SIM_START)
+    database_url = pg_backend.fresh_database()
+    started: dict[str, RunningService] = {}
+    try:
+        started["policy-engine"] = engine = await start_service(
+            spec("policy-engine"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock
+        )
+        urls = ",".join(
+            f"{name}={engine.base_url if name == 'policy-engine' else 'http://127.0.0.1:9'}"
+            for name in ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
+        )
+        started["workspace"] = await start_service(
+            spec("workspace"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
+            overrides={"workspace_cookie_secure": False, "workspace_api_keys": "acme=acme-admin-key",
+                       "workspace_service_urls": urls},
+        )  # fmt: skip
+        producer = await start_producer(broker.bootstrap_servers)
+        async with LedgerFeed(producer, clock) as feed:
+            await feed.customer("C-1")
+            await feed.invoice("INV-1", "C-1", "250.00", due_in_days=6)
+        await wait_until_quiet([engine.runtime])
+        yield started
+    finally:
+        for svc in started.values():
+            await svc.stop()
+        broker.stop()
+
+
+async def browser(platform: dict[str, RunningService], role: Role) -> tuple[httpx.AsyncClient, str]:
+    workspace = platform["workspace"]
+    cookies, signed = await session_cookie(workspace.runtime, PEOPLE[role])
+    return httpx.AsyncClient(base_url=workspace.base_url, cookies=cookies, timeout=60), signed.csrf_token
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden field {name}"
+    import html as html_lib
+
+    return html_lib.unescape(match.group(1))
+
+
+def textarea(html: str) -> str:
+    import html as html_lib
+
+    match = re.search(r'<textarea id="draft"[^>]*>(.*?)</textarea>', html, re.S)
+    assert match, "no editor"
+    return html_lib.unescape(match.group(1))
+
+
+async def test_a_manager_sees_errors_at_their_lines_previews_the_draft_and_publishes_what_was_previewed(
+    platform: dict[str, RunningService],
+) -> None:
+    client, csrf = await browser(platform, Role.manager)
+    async with client:
+        listed = await client.get("/policies")
+        assert listed.status_code == 200 and 'href="/policies/default"' in listed.text
+        page = await client.get("/policies/default")
+        assert page.status_code == 200
+        text = textarea(page.text)
+        assert "due_date_notice" in text
+
+        # A YAML syntax error, found before any call, at its line; the text is kept.
+        broken = text.replace("steps:", "steps: [", 1)
+        r = await client.post("/policies/default/preview", data={"csrf_token": csrf, "draft": broken, "days": "14"})
+        assert r.status_code == 422 and "not valid YAML" in r.text and textarea(r.text) == broken
+        # A field the policy engine refuses, shown at the line it is on in the person's text.
+        lines = text.splitlines()
+        at = next(n for n, line in enumerate(lines) if "offset_days: 0" in line)
+        wrong = "\n".join(lines[:at] + [lines[at].replace("offset_days: 0", "offset_days: soon")] + lines[at + 1 :])
+        r = await client.post("/policies/default/preview", data={"csrf_token": csrf, "draft": wrong, "days": "14"})
+        assert r.status_code == 422, r.text[:500]
+        step = sum(1 for line in lines[: at + 1] if line.lstrip().startswith("- name:")) - 1
+        assert f"Line {at + 1}: steps[{step}].offset_days" in r.text
+        assert textarea(r.text) == wrong
+
+        # A valid draft: the due-date notice two days later.
+        draft = "\n".join(lines[:at] + [lines[at].replace("offset_days: 0", "offset_days: 2")] + lines[at + 1 :])
+        r = await client.post("/policies/default/preview", data={"csrf_token": csrf, "draft": draft, "days": "14"})
+        assert r.status_code == 200, re.findall(r"<li>.*?</li>", r.text)[:8]
+        assert "Messages per day and channel" in r.text
+        assert re.search(r'Contacted differently \(1\)</h2>\s*<ul class="inline"><li><a href="/customers/C-1">', r.text)
+        assert '<tr class="removed">' in r.text and '<tr class="added">' in r.text  # the diff
+        previewed = hidden(r.text, "previewed")
+        assert hidden(r.text, "draft") == draft
+
+        # Publishing a text other than the one previewed is refused; the previewed one is published.
+        tampered = draft.replace("offset_days: 2", "offset_days: 1")
+        r = await client.post(
+            "/policies/default/publish",
+            data={"csrf_token": csrf, "draft": tampered, "days": "14", "previewed": previewed},
+        )
+        assert r.status_code == 422 and "preview it again" in r.text
+        r = await client.post(
+            "/policies/default/publish",
+            data={"csrf_token": csrf, "draft": draft, "days": "14", "previewed": previewed},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/policies/default?published=2"
+        shown = await client.get(r.headers["location"])
+        assert "Version 2 was published" in shown.text
+    async with platform["policy-engine"].client("acme-admin-key") as admin:
+        in_force: dict[str, Any] = (await admin.get("/v1/policies/default")).json()
+    assert in_force["version"] == 2
+    assert next(s for s in in_force["steps"] if s["name"] == "due_date_notice")["offset_days"] == 2
+
+
+async def test_a_viewer_reads_a_policy_and_cannot_preview_or_publish(platform: dict[str, RunningService]) -> None:
+    client, csrf = await browser(platform, Role.viewer)
+    async with client:
+        page = await client.get("/policies/default")
+        assert page.status_code == 200 and "<textarea" not in page.text and "Only a manager" in page.text
+        r = await client.post("/policies/default/preview", data={"csrf_token": csrf, "draft": "id: default\n"})
+        assert r.status_code == 403
+        r = await client.post(
+            "/policies/default/publish", data={"csrf_token": csrf, "draft": "id: default\n", "previewed": "x"}
+        )
+        assert r.status_code == 403
