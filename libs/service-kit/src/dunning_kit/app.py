@@ -13,7 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from dunning_events.tracing import tracer
-from dunning_kit import event_export
+from dunning_kit import dead_letters_api, event_export
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.idempotency import IdempotencyKeys
 from dunning_kit.input_guard import UnstorableInputGuard
@@ -78,6 +78,9 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.runtime = runtime
+    if runtime.consumers:
+        # A consuming service shows its tenant's admins their dead letters and replays them (the workspace).
+        app.include_router(dead_letters_api.router)
     app.state.api_keys = ApiKeyRegistry.from_settings(settings.api_keys, settings.api_keys_file)
     install_problem_handlers(app)  # every error is application/problem+json (problem_handlers.py)
     operations = settings.rate_limit_operations_per_minute
