@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from workspace.domain.people import Role
 from workspace.texts import LANGUAGES, catalog
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -72,6 +73,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     html = templates.get_template(template).render(
         request=request, t=Translator(language), lang=language, signed=signed,
         person=signed.person if signed else None, csrf_token=signed.csrf_token if signed else "",
-        path=request.url.path, **context,
+        path=request.url.path, roles=Role, **context,
     )  # fmt: skip
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

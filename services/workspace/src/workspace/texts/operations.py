@@ -1,0 +1,60 @@
+"""The operations page."""
+
+TEXTS: dict[str, dict[str, str]] = {
+    "nav.operations": {"en": "Operations", "de": "Betrieb"},
+    "ops.title": {"en": "Operations", "de": "Betrieb"},
+    "ops.replayed": {
+        "en": "{replayed} dead letter(s) sent back to their topic; {again} had been sent back before.",
+        "de": "{replayed} nicht zustellbare Ereignisse zurückgesendet; {again} waren schon zurückgesendet.",
+    },
+    "ops.bad_replay": {"en": "That replay names no consumer group.", "de": "Diese Wiederholung nennt keine Gruppe."},
+    "ops.dead_letters": {"en": "Dead letters", "de": "Nicht verarbeitbare Ereignisse"},
+    "ops.dead_letters_help": {
+        "en": "Events a consumer could not apply, with the error. Replaying sends one back to its topic once; "
+        "the consumers ignore an event they have applied already.",
+        "de": "Ereignisse, die ein Verbraucher nicht anwenden konnte, mit dem Fehler. Eine Wiederholung sendet ein "
+        "Ereignis einmal zurück; bereits angewandte Ereignisse werden ignoriert.",
+    },
+    "ops.group": {"en": "{service}: group {group}", "de": "{service}: Gruppe {group}"},
+    "ops.waiting": {"en": "{count} waiting", "de": "{count} offen"},
+    "ops.none": {"en": "None.", "de": "Keine."},
+    "ops.unattributed": {
+        "en": "{count} record(s) of no readable tenant: left to the platform's operators.",
+        "de": "{count} Datensätze ohne lesbaren Mandanten: Sache des Plattformbetriebs.",
+    },
+    "ops.col.event": {"en": "Event", "de": "Ereignis"},
+    "ops.col.key": {"en": "Key", "de": "Schlüssel"},
+    "ops.col.source": {"en": "From", "de": "Herkunft"},
+    "ops.col.error": {"en": "Error", "de": "Fehler"},
+    "ops.col.state": {"en": "State", "de": "Stand"},
+    "ops.state.replayed": {"en": "replayed", "de": "wiederholt"},
+    "ops.state.waiting": {"en": "waiting", "de": "offen"},
+    "ops.replay_one": {"en": "Replay {event}", "de": "{event} wiederholen"},
+    "ops.replay_all": {"en": "Replay all waiting of {group}", "de": "Alle offenen von {group} wiederholen"},
+    "ops.truncated": {"en": "Only the oldest 500 are listed.", "de": "Nur die ältesten 500 sind aufgeführt."},
+    "ops.connectors": {"en": "ERP connectors", "de": "ERP-Anbindungen"},
+    "ops.col.connector": {"en": "Connector", "de": "Anbindung"},
+    "ops.col.enabled": {"en": "Enabled", "de": "Aktiv"},
+    "ops.col.last_sync": {"en": "Last successful sync", "de": "Letzte erfolgreiche Synchronisierung"},
+    "ops.col.next_sync": {"en": "Next sync", "de": "Nächste Synchronisierung"},
+    "ops.col.last_error": {"en": "Last error", "de": "Letzter Fehler"},
+    "ops.yes": {"en": "yes", "de": "ja"},
+    "ops.no": {"en": "no", "de": "nein"},
+    "ops.never": {"en": "never", "de": "nie"},
+    "ops.no_connectors": {
+        "en": "No connector is set up (the ledger is fed by imports or the API).",
+        "de": "Keine Anbindung eingerichtet (das Hauptbuch kommt aus Importen oder der API).",
+    },
+    "ops.deliveries": {
+        "en": "Delivery failures per channel, {start} to {end}",
+        "de": "Zustellfehler pro Kanal, {start} bis {end}",
+    },
+    "ops.col.channel": {"en": "Channel", "de": "Kanal"},
+    "ops.col.sent": {"en": "Sent", "de": "Gesendet"},
+    "ops.col.delivered": {"en": "Delivered", "de": "Zugestellt"},
+    "ops.col.bounced": {"en": "Bounced", "de": "Unzustellbar"},
+    "ops.col.failed": {"en": "Failed", "de": "Fehlgeschlagen"},
+    "ops.col.opted_out": {"en": "Opted out", "de": "Abgemeldet"},
+    "ops.col.failure_rate": {"en": "Failure rate", "de": "Fehlerquote"},
+    "ops.no_deliveries": {"en": "Nothing was sent in this period.", "de": "In diesem Zeitraum wurde nichts gesendet."},
+}
