@@ -20,13 +20,14 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from dunning_kit.clock import SimulatedClock
-from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET, SHIPPED_DEV_VALUES
+from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET, SHIPPED_DEV_VALUES, development_secrets
 from dunning_kit.devfakes.asgi_server import AsgiServer
 from dunning_kit.embedded import free_port
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import poll_until
 from workspace.dev_idp.provider import DevIdentityProvider, RegisteredClient, s256
 from workspace.dev_idp.users import seeded
+from workspace.settings import Settings
 
 WORKSPACE = "http://127.0.0.1:18006"
 CALLBACK = f"{WORKSPACE}/auth/callback"
@@ -225,6 +226,8 @@ def test_the_seeded_people_are_one_per_role_and_their_secrets_are_refused_in_pro
         "adam": ("adam-dev", "Adam Admin", "adam@acme.test", ["admin"], "acme"),
     }
     assert {DEV_OIDC_CLIENT_SECRET, "vera-dev", "colin-dev", "mona-dev", "adam-dev"} <= SHIPPED_DEV_VALUES
+    production = Settings(dev_mode=False, workspace_oidc_client_secret=DEV_OIDC_CLIENT_SECRET)
+    assert development_secrets(production)["WORKSPACE_OIDC_CLIENT_SECRET"] == "shipped development value"
 
 
 async def test_python_m_workspace_dev_idp_serves_discovery_and_prints_the_people() -> None:

@@ -1,13 +1,13 @@
-"""`python -m workspace.dev_idp --port 8007`: the development identity provider, until Ctrl-C."""
+"""`python -m workspace.dev_idp --port 8007`: the development identity provider, until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+
+import uvicorn
 
 from dunning_kit.clock import SystemClock
 from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET
-from dunning_kit.devfakes.asgi_server import AsgiServer
 from workspace.dev_idp.provider import DevIdentityProvider, RegisteredClient
 from workspace.dev_idp.users import seeded
 
@@ -24,22 +24,12 @@ def main() -> None:
     issuer = args.issuer or f"http://{args.host}:{args.port}"
     client = RegisteredClient.for_workspace(args.client_id, args.client_secret, args.workspace_url)
     provider = DevIdentityProvider(issuer, [client], seeded(), SystemClock())
-
-    async def run() -> None:
-        server = AsgiServer(provider.app, args.host, args.port)
-        await server.start()
-        print(f"development identity provider listening on {issuer} (never use it in production)", flush=True)
-        for person in provider.people.values():
-            print(f"  {person.username} / {person.password}: {', '.join(person.roles or [])}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    print(f"development identity provider at {issuer} (never use it in production); its people:", flush=True)
+    for person in provider.people.values():
+        print(f"  {person.username} / {person.password}: {', '.join(person.roles or [])}", flush=True)
+    # Plain uvicorn, not the kit's devfakes server: this module ships in the workspace's package, whose runtime
+    # imports nothing development-only (tests/deploy/test_runtime_dependencies.py).
+    uvicorn.run(provider.app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
