@@ -200,7 +200,7 @@ async def test_a_bad_authorization_request_is_refused(
     r = await http.get(f"{idp.issuer}/authorize", params=authorize_params("v" * 43, **changes))
     assert r.status_code == status
     if error is None:
-        assert "location" not in r.headers and "unregistered redirect_uri" in r.text
+        assert "location" not in r.headers and "a redirect_uri the client did not register" in r.text
     else:
         assert r.headers["location"].startswith(CALLBACK)
         assert parse_qs(urlsplit(r.headers["location"]).query)["error"] == [error]

@@ -162,7 +162,6 @@ async def test_a_replayed_callback_is_refused_after_the_sign_in_it_completed(
     workspace: RunningService, idp: DevIdentityProvider
 ) -> None:
     async with browser(workspace) as http:
-        state_before = None
         params = await to_provider(http, "/?currency=USD")
         state_before = http.cookies.get("workspace_sign_in")
         callback = await at_provider(http, idp, params, "mona")

@@ -103,14 +103,14 @@ class DevIdentityProvider:
             return None
         return client
 
-    def _request_problem(self, params: dict[str, str]) -> str | None:
+    def _request_problem(self, params: dict[str, str]) -> tuple[str, str] | None:
         """What is wrong with an authorization request the client may hear about (RFC 6749 4.1.2.1)."""
         if params.get("response_type") != "code":
-            return "unsupported_response_type"
+            return "unsupported_response_type", "only response_type=code (the authorization code flow)"
         if "openid" not in params.get("scope", "").split():
-            return "invalid_scope"
+            return "invalid_scope", "the scope must include openid"
         if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
-            return "invalid_request"  # PKCE with S256 is required here, as OAuth 2.1 requires it
+            return "invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256"
         return None
 
     def _back_to_client(self, params: dict[str, str], **answer: str) -> RedirectResponse:
@@ -133,6 +133,12 @@ class DevIdentityProvider:
         if client is None or not hmac.compare_digest(secret.encode(), client.client_secret.encode()):
             return None
         return client
+
+    def _forget_expired(self) -> None:
+        """Codes nobody exchanged and tokens past their time go as new ones come (the provider lives in memory)."""
+        now = self.clock.now()
+        self.codes = {k: c for k, c in self.codes.items() if now - c.issued_at <= CODE_LIFETIME}
+        self.access_tokens = {k: v for k, v in self.access_tokens.items() if now < v[1]}
 
     def id_token(self, code: IssuedCode, access_token: str) -> str:
         now = int(self.clock.now().timestamp())
@@ -235,11 +241,10 @@ class DevIdentityProvider:
         t = Translator(language_of(request))
         client = self._client_and_redirect(params)
         if client is None:  # never redirect to an address the client did not register
-            message = "unknown client_id or unregistered redirect_uri"
-            return render(request, "idp_message.html", 400, title=t("idp.error.title"), message=message)
+            return render(request, "idp_message.html", 400, title=t("idp.error.title"), message=t("idp.error.client"))
         problem = self._request_problem(params)
         if problem is not None:
-            return self._back_to_client(params, error=problem, error_description="see the dev IdP's docstring")
+            return self._back_to_client(params, error=problem[0], error_description=problem[1])
         errors: dict[str, str] = {}
         username = ""
         if form is not None:
@@ -253,6 +258,7 @@ class DevIdentityProvider:
             if not errors and (person is None or not hmac.compare_digest(password.encode(), person.password.encode())):
                 errors["password"] = t("idp.error.unknown")
             if not errors and person is not None:
+                self._forget_expired()
                 code = secrets.token_urlsafe(32)
                 self.codes[code] = IssuedCode(
                     client.client_id, params["redirect_uri"], person, params.get("nonce") or None,

@@ -31,7 +31,7 @@ def state_cookie_name(secure: bool) -> str:
 
 def _refused(request: Request, status: int, reason: str, values: dict[str, str], next_path: str) -> HTMLResponse:
     t = Translator(language_of(request))
-    log.warning("sign-in refused: %s %s", reason, values)
+    log.warning("sign-in refused: %s", reason)  # the reason only: the values name the person
     return render(
         request, "sign_in_refused.html", status, title=t(reason.rsplit(".", 1)[0] + ".title"), message=t(reason, **values),
         again=f"/sign-in?next={quote(next_path, safe='')}",

@@ -70,6 +70,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "idp.error.password": {"en": "Enter your password.", "de": "Geben Sie Ihr Passwort ein."},
     "idp.error.title": {"en": "Sign-in request refused", "de": "Anmeldeanfrage abgelehnt"},
+    "idp.error.client": {
+        "en": "This request names an unknown client_id or a redirect_uri the client did not register.",
+        "de": "Diese Anfrage nennt eine unbekannte client_id oder eine nicht registrierte redirect_uri.",
+    },
     "idp.signed_out": {
         "en": "You are signed out of the development identity provider.",
         "de": "Sie sind vom Entwicklungs-Identitätsanbieter abgemeldet.",
