@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi.responses import HTMLResponse
 from joserfc.jwk import RSAKey
 
 from dunning_kit.clock import SimulatedClock
@@ -213,6 +214,13 @@ async def test_the_providers_refusal_and_an_unreachable_provider_are_pages_not_e
         )
     assert cancelled.status_code == 400
     assert "The identity provider refused the sign-in (access_denied: the person cancelled)" in cancelled.text
+
+    # A token endpoint behind a gateway that answers an HTML error page.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(idp, "exchange", lambda request, form: HTMLResponse("<h1>Bad gateway</h1>", status_code=502))
+        async with browser(workspace) as http:
+            broken = await http.get(await at_provider(http, idp, await to_provider(http), "colin"))
+    assert broken.status_code == 502 and "could not be reached or did not answer as one" in broken.text
 
     objects = workspace.runtime.objects
     working = objects.sign_in
