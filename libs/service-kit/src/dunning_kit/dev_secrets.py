@@ -25,8 +25,18 @@ DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_API_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
 # The data-encryption key of `make up` (dunning_kit/data_keys.py): anything sealed under it is readable by anyone.
 DEV_DATA_ENCRYPTION_KEYS = "dev-only-do-not-use:G5WI66NDQQijBs1Q2tplVYASfMBZ1uSkgyNq2cpvVd8="
+# The workspace's client secret at the development identity provider (`python -m workspace.dev_idp`), and that
+# provider's seeded people: username -> (password, role), tenant acme. `make up` prints them.
+DEV_OIDC_CLIENT_SECRET = "dev-workspace-client-secret"
+DEV_IDP_USERS = {
+    "vera": ("vera-dev", "viewer"),
+    "colin": ("colin-dev", "collector"),
+    "mona": ("mona-dev", "manager"),
+    "adam": ("adam-dev", "admin"),
+}
 SHIPPED_DEV_VALUES: frozenset[str] = frozenset(
-    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, *DEV_API_KEYS}
+    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, *DEV_API_KEYS, DEV_OIDC_CLIENT_SECRET}
+    | {password for password, _role in DEV_IDP_USERS.values()}
 )
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong, a restart alone will not help

@@ -2,7 +2,9 @@
 
 Starts (unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS point elsewhere) an embedded PostgreSQL and an
 embedded Tansu broker, runs every service's migrations, then the five services (insights, the read model, with
-the others), a local SMTP sink and a fake Twilio, and prints where each listens. State lives under .run/ (delete it for a clean start).
+the others), a local SMTP sink, a fake Twilio and the workspace's development identity provider (`python -m
+workspace.dev_idp`, its people from dev_secrets.DEV_IDP_USERS), and prints where each listens and who may sign
+in. State lives under .run/ (delete it for a clean start).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dunning_kit.auth import hash_key
-from dunning_kit.dev_secrets import DEV_API_KEYS
+from dunning_kit.dev_secrets import DEV_API_KEYS, DEV_IDP_USERS
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, wait_for_port
 from dunning_kit.migrations import upgrade
 from dunning_kit.outbound import LOOPBACK_NETWORKS
@@ -51,6 +53,8 @@ class Ports:
     smtp: int = int(os.environ.get("DEV_SMTP_PORT", "1025"))
     twilio: int = int(os.environ.get("DEV_TWILIO_PORT", "8025"))
     base: int = int(os.environ.get("DEV_HTTP_BASE_PORT", "8001"))
+    # The workspace's development identity provider; 0: the port after the services' (8007 with the defaults).
+    idp: int = int(os.environ.get("DEV_IDP_PORT", "0"))
 
 
 def migrations_fingerprint(migrations_dir: Path) -> str:
@@ -144,6 +148,13 @@ class DevStack:
             twilio_url = f"http://127.0.0.1:{self.ports.twilio}"
 
         api_keys = ",".join(f"{t}:{scope}:{hash_key(k)}" for k, (t, scope) in DEV_KEYS.items())
+        all_urls = {s.name: f"http://127.0.0.1:{self.ports.base + n}" for n, s in enumerate(SERVICES)}
+        idp_port, idp_url = self.ports.idp or self.ports.base + len(SERVICES), ""
+        if "workspace" in all_urls and importlib.util.find_spec("workspace.dev_idp") is not None:
+            # Before the workspace: staff sign in there. It registers the workspace's callback and signed-out page.
+            idp_url = f"http://127.0.0.1:{idp_port}"
+            self.spawn("dev-idp", ["-m", "workspace.dev_idp", "--port", str(idp_port),
+                                   "--workspace-url", all_urls["workspace"]], {})  # fmt: skip
         urls: dict[str, str] = {}
         for offset, s in enumerate(SERVICES):
             port = self.ports.base + offset
@@ -179,9 +190,18 @@ class DevStack:
                 )
             if s.name == "insights":  # its backfill reads the others' export APIs, as tenant acme
                 env["INSIGHTS_EXPORT_URLS"] = ",".join(
-                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}"
+                    for n, p in enumerate(SERVICES)
+                    if p is not s and p.name != "workspace"  # the four that export; the workspace exports nothing
                 )
                 env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
+            if s.name == "workspace":  # staff sign in at the dev IdP; pages call the others with acme's admin key
+                env["WORKSPACE_PUBLIC_URL"] = urls[s.name]
+                env["WORKSPACE_API_KEYS"] = "acme=dev-acme-admin"
+                env["WORKSPACE_COOKIE_SECURE"] = "false"  # plain http on a developer machine
+                env["WORKSPACE_SERVICE_URLS"] = ",".join(f"{n}={u}" for n, u in all_urls.items() if n != s.name)
+                if idp_url:
+                    env["WORKSPACE_OIDC_ISSUER"] = idp_url
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
@@ -189,6 +209,8 @@ class DevStack:
 
         wait_for_port(self.ports.smtp, 30)
         deadline = started + timeout
+        if idp_url:  # it starts with the services, so it shares their deadline
+            wait_for_port(idp_port, max(1.0, deadline - time.monotonic()))
         for name, url in urls.items():
             self._wait_ready(name, url, deadline)
         seed_demo_policy(urls["policy-engine"])
@@ -199,6 +221,8 @@ class DevStack:
         rows.append(("smtp sink", f"smtp://127.0.0.1:{self.ports.smtp}", f"mail stored in {self.run_dir / 'mail'}"))
         if twilio_url:
             rows.append(("fake twilio", twilio_url, "Twilio REST API stand-in"))
+        if idp_url:
+            rows.append(("dev idp", idp_url, "the workspace's OpenID Connect provider (development only)"))
         if self.pg:
             rows.append(("postgresql", self.pg.dsn("dunning"), "embedded"))
         if self.broker:
@@ -211,6 +235,9 @@ class DevStack:
         _say(f"\n  API keys (tenant acme): dev-acme-key (api), dev-acme-admin (admin); logs in {self.logs}")
         _say(f"  tenant acme's customers in segment '{DEMO_SEGMENT}' get policy 'demo': every day of the week")
         _say(f"  sent messages: {urls['notifier']}/dev/outbox")
+        if idp_url:
+            people = ", ".join(f"{user}/{password} ({role})" for user, (password, role) in DEV_IDP_USERS.items())
+            _say(f"  workspace: {urls['workspace']} - sign in as {people}")
         _say(f"  figures: {urls['insights']}/v1/figures/aging, /v1/figures/dso (the read model of the stream)")
         _say("  Ctrl-C or `make down` stops everything.")
         return urls

@@ -12,10 +12,11 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from workspace.adapters import orm
 from workspace.adapters.platform import PlatformClient, parse_service_urls, parse_tenant_keys
-from workspace.entrypoints import home, operations, policies
+from workspace.entrypoints import home, operations, policies, sign_in
 from workspace.entrypoints.people import install_page_handlers
 from workspace.entrypoints.web import STATIC_DIR
 from workspace.service_layer.objects import WorkspaceObjects, WorkspaceRuntime
+from workspace.service_layer.oidc import OidcSignIn
 from workspace.service_layer.sessions import SessionBook
 from workspace.settings import Settings
 
@@ -37,8 +38,10 @@ def build_runtime(settings: Settings, clock: Clock) -> WorkspaceRuntime:
         lifetime=timedelta(hours=settings.workspace_session_hours),
         idle=timedelta(minutes=settings.workspace_session_idle_minutes),
     )  # fmt: skip
-    runtime.objects = WorkspaceObjects(sessions=sessions, platform=platform)
+    sign_in_flow = OidcSignIn(settings, runtime.sessions, clock)
+    runtime.objects = WorkspaceObjects(sessions=sessions, platform=platform, sign_in=sign_in_flow)
     runtime.on_stop(platform.close)
+    runtime.on_stop(sign_in_flow.close)
     return runtime
 
 
@@ -47,7 +50,7 @@ def create_app(runtime: WorkspaceRuntime) -> FastAPI:
         runtime,
         title="workspace",
         description="The web application AR staff work in: portfolio, worklist, cases, policies and templates.",
-        routers=[home.router, policies.router, operations.router],
+        routers=[home.router, sign_in.router, policies.router, operations.router],
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_page_handlers(app)

@@ -4,8 +4,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET
 from dunning_kit.settings import ServiceSettings
 from workspace.adapters.platform import parse_service_urls, parse_tenant_keys
+from workspace.domain.identity import parse_role_map
 
 
 def _check_urls(value: str) -> str:
@@ -18,10 +20,14 @@ def _check_keys(value: str) -> str:
     return value
 
 
+def _check_role_map(value: str) -> str:
+    parse_role_map(value)
+    return value
+
+
 ServiceUrls = Annotated[str, AfterValidator(_check_urls)]
 TenantKeys = Annotated[str, AfterValidator(_check_keys)]
-
-DEV_OIDC_CLIENT_SECRET = "dev-workspace-client-secret"
+RoleMap = Annotated[str, AfterValidator(_check_role_map)]
 
 
 class Settings(ServiceSettings):
@@ -59,7 +65,7 @@ class Settings(ServiceSettings):
         description="ID-token claim holding the person's roles (viewer, collector, manager, admin; a list or a "
         "space-separated string); roles not named there come from WORKSPACE_ROLE_MAP",
     )
-    workspace_role_map: str = Field(
+    workspace_role_map: RoleMap = Field(
         "",
         description="Roles by person, `email=role` comma-separated, for providers that carry no roles claim "
         "(the higher of claim and map applies)",

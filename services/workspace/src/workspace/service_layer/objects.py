@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dunning_kit.runtime import ServiceRuntime
 from workspace.adapters.platform import PlatformClient
+from workspace.service_layer.oidc import OidcSignIn
 from workspace.service_layer.sessions import SessionBook
 from workspace.settings import Settings
 
@@ -14,6 +15,7 @@ from workspace.settings import Settings
 class WorkspaceObjects:
     sessions: SessionBook
     platform: PlatformClient
+    sign_in: OidcSignIn
 
 
 WorkspaceRuntime = ServiceRuntime[Settings, WorkspaceObjects]
