@@ -142,3 +142,19 @@ async def test_a_viewer_reads_a_policy_and_cannot_preview_or_publish(platform: d
             "/policies/default/publish", data={"csrf_token": csrf, "draft": "id: default\n", "previewed": "x"}
         )
         assert r.status_code == 403
+
+
+def test_the_diff_shows_each_change_with_three_lines_around_it_and_counts_what_it_hides() -> None:
+    from workspace.service_layer.policy_drafts import diff
+
+    before = "\n".join(f"line {n}" for n in range(1, 21))
+    after = before.replace("line 10", "line ten")
+    shown = [(d.kind, d.text, d.old_line, d.new_line) for d in diff(before, after)]
+    assert shown == [
+        ("skipped", "6", None, None),
+        *[("same", f"line {n}", n, n) for n in (7, 8, 9)],
+        ("removed", "line 10", 10, None), ("added", "line ten", None, 10),
+        *[("same", f"line {n}", n, n) for n in (11, 12, 13)],
+        ("skipped", "7", None, None),
+    ]  # fmt: skip
+    assert [d.kind for d in diff("a\nb", "a\nb")] == ["skipped"]  # nothing changed: everything hidden

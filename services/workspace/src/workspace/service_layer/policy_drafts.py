@@ -27,7 +27,7 @@ class DraftError:
 
 @dataclass(frozen=True)
 class DiffLine:
-    kind: str  # "same" | "added" | "removed"
+    kind: str  # "same" | "added" | "removed" | "skipped" (text: how many unchanged lines are not shown)
     text: str
     old_line: int | None
     new_line: int | None
@@ -86,14 +86,24 @@ def located(text: str, errors: list[dict[str, Any]]) -> list[DraftError]:
     return sorted(out, key=lambda e: (e.line or 0, e.field))
 
 
-def diff(in_force: str, draft: str) -> list[DiffLine]:
-    """Line diff of the draft against the version in force (the whole text, changes marked)."""
+def diff(in_force: str, draft: str, context: int = 3) -> list[DiffLine]:
+    """Line diff of the draft against the version in force: the changes with `context` unchanged lines around
+    them; a longer unchanged stretch is one `skipped` line saying how many lines it hides."""
     old, new = in_force.splitlines(), draft.splitlines()
     out: list[DiffLine] = []
-    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
-        if op == "equal":
-            out += [DiffLine("same", old[a1 + k], a1 + k + 1, b1 + k + 1) for k in range(a2 - a1)]
+    opcodes = difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+    for n, (op, a1, a2, b1, b2) in enumerate(opcodes):
+        if op != "equal":
+            out += [DiffLine("removed", old[i], i + 1, None) for i in range(a1, a2)]
+            out += [DiffLine("added", new[j], None, j + 1) for j in range(b1, b2)]
             continue
-        out += [DiffLine("removed", old[i], i + 1, None) for i in range(a1, a2)]
-        out += [DiffLine("added", new[j], None, j + 1) for j in range(b1, b2)]
+        same = [DiffLine("same", old[a1 + k], a1 + k + 1, b1 + k + 1) for k in range(a2 - a1)]
+        head = same[:context] if n > 0 else []  # after a change
+        tail = same[-context:] if n < len(opcodes) - 1 else []  # before the next one
+        if len(head) + len(tail) >= len(same):
+            out += same
+            continue
+        out += head
+        out.append(DiffLine("skipped", str(len(same) - len(head) - len(tail)), None, None))
+        out += tail
     return out

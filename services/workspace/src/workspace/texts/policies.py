@@ -76,6 +76,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "preview.diff_new": {"en": "A new policy", "de": "Eine neue Richtlinie"},
     "preview.diff.added": {"en": "added", "de": "hinzugefügt"},
     "preview.diff.removed": {"en": "removed", "de": "entfernt"},
+    "preview.diff.skipped": {"en": "… {count} unchanged lines …", "de": "… {count} unveränderte Zeilen …"},
     "preview.publish": {"en": "Publish as version {version}", "de": "Als Version {version} veröffentlichen"},
     "preview.back": {"en": "Back to the editor", "de": "Zurück zum Editor"},
 }
