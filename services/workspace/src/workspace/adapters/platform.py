@@ -7,6 +7,7 @@ page shows as "this part could not be loaded" while the rest of the page still r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,18 @@ import httpx
 from workspace.domain.people import Person
 
 SERVICES = ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
+
+
+# An id put into another service's path: letters, digits and _ . - only, never a dot segment (".."), so a crafted
+# id cannot move the call to another route of that service.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+def path_segment(value: str) -> str:
+    """`value` as one path segment of a call, or ValueError."""
+    if not _SEGMENT.match(value) or value in (".", ".."):
+        raise ValueError(f"{value!r} cannot name a resource")
+    return value
 
 
 class ServiceUnavailable(Exception):

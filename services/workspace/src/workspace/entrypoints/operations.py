@@ -35,7 +35,7 @@ async def replay(
 ) -> Response:
     service, group = str(form.get("service") or ""), str(form.get("group") or "")
     event_id = str(form.get("event_id") or "")
-    if service not in CONSUMING or not group:
+    if service not in CONSUMING or not group or group in (".", "..") or "/" in group:
         t = Translator(language_of(request))
         return render(request, "refused.html", 422, title=t("ops.bad_replay"), message=t("ops.bad_replay"))
     body: dict[str, Any] = {"event_ids": [event_id] if event_id else []}

@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workspace.adapters.platform import ServiceUnavailable
+from workspace.adapters.platform import ServiceUnavailable, path_segment
 from workspace.domain.people import Role
 from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.web import Translator, language_of, render
@@ -42,6 +42,18 @@ class Forbidden(Exception):
 
 class CsrfRefused(Exception):
     pass
+
+
+class NotFound(Exception):
+    """The page names something that does not exist (or an id no service could hold): the 404 page."""
+
+
+def named(value: str) -> str:
+    """A path parameter that is put into another service's path: checked (adapters.platform.path_segment)."""
+    try:
+        return path_segment(value)
+    except ValueError:
+        raise NotFound() from None
 
 
 def cookie_name(secure: bool) -> str:
@@ -130,7 +142,12 @@ def install_page_handlers(app: FastAPI) -> None:
         return render(request, "refused.html", 503, title=t("unavailable.title"),
                       message=t("unavailable.text", service=exc.service))  # fmt: skip
 
+    async def no_such_thing(request: Request, exc: Exception) -> Response:
+        t = Translator(language_of(request))
+        return render(request, "refused.html", 404, title=t("notfound.title"), message=t("notfound.text"))
+
     app.add_exception_handler(SignInRequired, to_sign_in)
+    app.add_exception_handler(NotFound, no_such_thing)
     app.add_exception_handler(ServiceUnavailable, unavailable)
     app.add_exception_handler(Forbidden, forbidden)
     app.add_exception_handler(CsrfRefused, csrf)

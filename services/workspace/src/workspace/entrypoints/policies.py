@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain.people import Role
 from workspace.entrypoints.deps import Runtime
-from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
+from workspace.entrypoints.people import CheckedForm, SignedInPerson, named, require
 from workspace.entrypoints.web import Translator, language_of, render
 from workspace.service_layer.policy_drafts import DraftError, as_yaml, diff, fingerprint, located, syntax_error
 from workspace.service_layer.sessions import SignedIn
@@ -32,7 +32,7 @@ MAX_DRAFT_CHARS = 100_000
 
 
 def _path(policy_id: str) -> str:
-    return f"/v1/policies/{quote(policy_id, safe='')}"
+    return f"/v1/policies/{named(policy_id)}"
 
 
 async def _in_force(runtime: Any, signed: SignedIn, policy_id: str) -> dict[str, Any] | None:

@@ -29,6 +29,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "This part could not be loaded ({service} did not answer). The rest of the page is current.",
         "de": "Dieser Teil konnte nicht geladen werden ({service} antwortete nicht). Der Rest der Seite ist aktuell.",
     },
+    "notfound.title": {"en": "Not found", "de": "Nicht gefunden"},
+    "notfound.text": {"en": "There is nothing at this address.", "de": "Unter dieser Adresse gibt es nichts."},
     "back.home": {"en": "Back to the dashboard", "de": "Zurück zur Übersicht"},
     "home.title": {"en": "Dashboard", "de": "Übersicht"},
     "home.welcome": {"en": "Welcome, {name}.", "de": "Willkommen, {name}."},
