@@ -1,4 +1,4 @@
-"""The portfolio: open invoices only, filtered by bucket, currency, segment, customer and minimum balance,
+"""The portfolio: open invoices only, filtered by bucket, currency, segment, customer, minimum balance and dispute,
 sorted by balance, due date or days overdue, walked whole in keyset pages."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dunning_kit.problems import InvalidInput
@@ -85,6 +86,20 @@ async def test_filters_by_bucket_currency_segment_customer_and_minimum_balance(p
     assert await ids(customer_id="C-3") == {"F"}
     assert await ids(min_balance=Decimal("300")) == {"A", "C", "E", "G"}
     assert await ids(bucket="1-30", currency="EUR", min_balance=Decimal(70)) == {"D"}
+
+
+async def test_disputed_invoices_alone_or_left_out(portfolio: Sessions) -> None:
+    """The worklist's open disputes: a dispute flag from the ledger (a test's UPDATE here), largest first."""
+    async with portfolio() as session, session.begin():
+        await session.execute(text("UPDATE invoices SET disputed = (invoice_id IN ('C', 'F')) WHERE tenant_id = 'pf'"))
+    try:
+        disputed = await walk(portfolio, "-balance", PortfolioFilter(disputed=True), limit=1)
+        assert [(i["invoice_id"], i["disputed"]) for i in disputed] == [("C", True), ("F", True)]
+        undisputed = await walk(portfolio, "-balance", PortfolioFilter(disputed=False), limit=50)
+        assert {i["invoice_id"] for i in undisputed} == {"A", "B", "D", "E", "G"}
+    finally:
+        async with portfolio() as session, session.begin():
+            await session.execute(text("UPDATE invoices SET disputed = false WHERE tenant_id = 'pf'"))
 
 
 def test_bucket_due_date_ranges_meet_without_gaps() -> None:

@@ -175,7 +175,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
     op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id', 'issue_date', 'invoice_id'], unique=False)
+    op.create_index('ix_invoices_disputed', 'invoices', ['tenant_id', 'balance', 'invoice_id'], unique=False, postgresql_where=sa.text('disputed AND balance <> 0'))
     op.create_index('ix_invoices_issue', 'invoices', ['tenant_id', 'issue_date'], unique=False)
+    op.create_index('ix_invoices_open_balance', 'invoices', ['tenant_id', 'balance', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
     op.create_index('ix_invoices_open_due', 'invoices', ['tenant_id', 'due_date', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
     op.create_table('ledger_gate',
     sa.Column('id', sa.SmallInteger(), nullable=False),
@@ -323,7 +325,9 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('ledger_gate')
     op.drop_index('ix_invoices_open_due', table_name='invoices', postgresql_where=sa.text('balance <> 0'))
+    op.drop_index('ix_invoices_open_balance', table_name='invoices', postgresql_where=sa.text('balance <> 0'))
     op.drop_index('ix_invoices_issue', table_name='invoices')
+    op.drop_index('ix_invoices_disputed', table_name='invoices', postgresql_where=sa.text('disputed AND balance <> 0'))
     op.drop_index('ix_invoices_customer', table_name='invoices')
     op.drop_table('invoices')
     op.drop_index('ix_invoice_changes_date', table_name='invoice_changes')

@@ -104,6 +104,12 @@ invoices = Table(
     Index("ix_invoices_customer", "tenant_id", "customer_id", "issue_date", "invoice_id"),
     Index("ix_invoices_open_due", "tenant_id", "due_date", "invoice_id", postgresql_where=text("balance <> 0")),
     Index("ix_invoices_issue", "tenant_id", "issue_date"),
+    # The portfolio's default order (largest balance first) and the worklist's disputed invoices, at a million
+    # open invoices without sorting them all.
+    Index("ix_invoices_open_balance", "tenant_id", "balance", "invoice_id", postgresql_where=text("balance <> 0")),
+    Index(
+        "ix_invoices_disputed", "tenant_id", "balance", "invoice_id", postgresql_where=text("disputed AND balance <> 0")
+    ),
 )
 
 # One row per change of an invoice's balance. `amount` is signed: + raises the balance (the invoice's issue, a

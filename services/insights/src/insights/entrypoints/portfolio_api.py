@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dunning_kit.auth import Tenant
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
@@ -30,6 +30,7 @@ class PortfolioInvoice(BaseModel):
     currency: str
     balance: Decimal
     due_date: date
+    disputed: bool = Field(description="A dispute about it is open")
     days_overdue: int
     bucket: Bucket
     last_step_name: str | None
@@ -55,9 +56,12 @@ async def open_invoices(
     min_balance: Annotated[
         Decimal | None, Query(max_digits=24, decimal_places=4, description="Balance at least this")
     ] = None,
+    disputed: Annotated[
+        bool | None, Query(description="Only invoices with (true) or without (false) an open dispute")
+    ] = None,
 ) -> Any:
     async with runtime.sessions() as session:
         await check_scope(session, Scope(principal.tenant_id, segment=segment, customer_id=customer_id))
-        where = PortfolioFilter(bucket, currency, segment, customer_id, min_balance)
+        where = PortfolioFilter(bucket, currency, segment, customer_id, min_balance, disputed)
         return await portfolio.open_invoices(session, principal.tenant_id, runtime.clock.now().date(), where, sort,
                                              limit=limit, cursor=cursor)  # fmt: skip

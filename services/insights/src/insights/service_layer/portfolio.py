@@ -36,6 +36,7 @@ class PortfolioFilter:
     segment: str | None = None
     customer_id: str | None = None
     min_balance: Decimal | None = None
+    disputed: bool | None = None
 
 
 def due_dates_of(bucket: Bucket, today: date) -> tuple[date | None, date | None]:
@@ -63,10 +64,10 @@ async def open_invoices(
     after = codec.decode(cursor, 2)
     params: dict[str, Any] = {"tenant": tenant_id, "limit": limit + 1, "currency": where.currency,
                               "segment": where.segment, "customer_id": where.customer_id,
-                              "min_balance": where.min_balance}  # fmt: skip
+                              "min_balance": where.min_balance, "disputed": where.disputed}  # fmt: skip
     sql = (
         "SELECT i.invoice_id, i.number, i.customer_id, cu.name AS customer_name, cu.segment, i.currency, i.balance,"
-        " i.due_date, i.last_step_name, i.last_step_at, i.next_step_name, i.next_step_at FROM invoices i"
+        " i.due_date, i.disputed, i.last_step_name, i.last_step_at, i.next_step_name, i.next_step_at FROM invoices i"
         " LEFT JOIN customers cu ON cu.tenant_id = i.tenant_id AND cu.customer_id = i.customer_id"
         " WHERE i.tenant_id = :tenant AND i.balance <> 0"
     )
@@ -78,6 +79,8 @@ async def open_invoices(
         sql += " AND i.customer_id = :customer_id"
     if where.min_balance is not None:
         sql += " AND i.balance >= :min_balance"
+    if where.disputed is not None:
+        sql += " AND i.disputed" if where.disputed else " AND NOT i.disputed"
     if where.bucket is not None:
         first, last = due_dates_of(where.bucket, today)
         if first is not None:
