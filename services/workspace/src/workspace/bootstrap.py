@@ -12,7 +12,7 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from workspace.adapters import orm
 from workspace.adapters.platform import PlatformClient, parse_service_urls, parse_tenant_keys
-from workspace.entrypoints import home
+from workspace.entrypoints import cases, dashboard, home, portfolio, worklist
 from workspace.entrypoints.people import install_page_handlers
 from workspace.entrypoints.web import STATIC_DIR
 from workspace.service_layer.objects import WorkspaceObjects, WorkspaceRuntime
@@ -47,7 +47,7 @@ def create_app(runtime: WorkspaceRuntime) -> FastAPI:
         runtime,
         title="workspace",
         description="The web application AR staff work in: portfolio, worklist, cases, policies and templates.",
-        routers=[home.router],
+        routers=[home.router, dashboard.router, portfolio.router, cases.router, worklist.router],
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_page_handlers(app)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 
 LANGUAGES = ("en", "de")
-PARTS = ("core",)
+PARTS = ("core", "pages")
 
 
 def catalog() -> dict[str, dict[str, str]]:
