@@ -200,3 +200,24 @@ async def test_a_broken_promise_comes_onto_the_worklist_with_its_shortfall(stack
     assert f'data-key="{promise["id"]}"' in page.text and "700.00\xa0USD" in page.text
     assert '<form method="post" action="/worklist' not in page.text  # a viewer completes nothing
     assert "Gebrochene Zusage" in german.text and "700,00\xa0USD" in german.text
+
+
+async def test_the_dashboards_promise_and_contact_panels_are_insights_figures(stack: PagesPlatform) -> None:
+    today = stack.clock.now().date()
+    await stack.quiet()
+    async with stack.api("insights") as api:
+        promises = (await api.get("/v1/figures/promises", params={"to": today.isoformat()})).json()["rows"]
+        contacts = (await api.get("/v1/figures/contacts", params={"from": today.replace(day=1).isoformat(),
+                                                                  "to": today.isoformat(), "group_by": "channel"})).json()["rows"]  # fmt: skip
+    assert promises and contacts
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/", headers={"accept-language": "de"})
+    assert page.status_code == 200
+    shown = tables(page.text, id="promises")[0].body
+    assert shown == [[r["currency"], formats.share(r["kept_rate"], "de"), str(r["made"]), str(r["kept"]), str(r["broken"])]
+                     for r in promises]  # fmt: skip
+    assert any(r[2] == "1" for r in shown)  # the broken promise of the test before
+    assert tables(page.text, id="contacts")[0].body == [
+        [r["channel"], str(r["sent"]), str(r["held"])] for r in contacts
+    ]

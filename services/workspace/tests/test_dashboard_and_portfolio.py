@@ -85,8 +85,9 @@ async def test_the_dashboard_shows_insights_figures_as_charts_and_tables(stack: 
         ]
     assert "1,000.00\xa0EUR" in page.text  # I-1 after its payment, grouped in English
     totals = tables(page.text, id="totals")[0].body
-    assert totals == [[r["currency"], formats.money(r["overdue"], r["currency"], "en"), formats.money(r["collected"], r["currency"], "en"),
-                       formats.money(r["disputed"], r["currency"], "en")] for r in month["rows"]]  # fmt: skip
+    assert totals == [[r["currency"], *(formats.money(r[c], r["currency"], "en") for c in ("overdue", "due", "collected")),
+                       formats.share(r["collection_rate"], "en"), formats.money(r["disputed"], r["currency"], "en")]
+                      for r in month["rows"]]  # fmt: skip
     # Charts: SVG described for screen readers, one pattern per bar, values written on the chart.
     assert (
         page.text.count('role="img"') >= 4

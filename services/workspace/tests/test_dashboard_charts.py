@@ -19,7 +19,9 @@ def test_money_is_formatted_per_language_from_the_exact_decimal() -> None:
     # Exact beyond a float's precision: 17 significant digits survive.
     assert formats.money("12345678901234.57", "EUR", "en") == "12,345,678,901,234.57\xa0EUR"
     assert formats.money(None, "EUR", "en") == formats.money(0.1, "EUR", "en") == "–"  # never through a float
-    assert formats.percent("87.50", "de") == "87,50\xa0%"
+    assert formats.percent("87.50", "de") == "87,50\xa0%"  # CEI: insights answers percent
+    assert formats.share("0.8750", "de") == "87,5\xa0%" and formats.share("1", "en") == "100.0\xa0%"  # ratios
+    assert formats.share(None, "en") == "–"
     assert formats.day("2026-03-02", "de") == "02.03.2026" and formats.day("2026-03-02", "en") == "2026-03-02"
     assert formats.instant("2026-03-02T10:00:00+01:00", "en") == "2026-03-02 09:00 UTC"
 

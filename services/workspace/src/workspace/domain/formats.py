@@ -54,6 +54,12 @@ def percent(value: object, language: str) -> str:
     return "–" if found is None else f"{number(found, language)}\xa0%"
 
 
+def share(value: object, language: str) -> str:
+    """A ratio the service answered (0.8750 = all but an eighth) as a percentage to 0.1 (87,5 %), or a dash."""
+    found = as_decimal(value)
+    return "–" if found is None else f"{number(found * 100, language, places=1)}\xa0%"
+
+
 def day(value: date | str | None, language: str) -> str:
     """A business date: 05.12.2026 in German, 2026-12-05 in English (ISO, unambiguous)."""
     if value is None or value == "":

@@ -26,7 +26,9 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "dash.currency": {"en": "Currency", "de": "Währung"},
     "dash.overdue": {"en": "Overdue", "de": "Überfällig"},
-    "dash.collected_month": {"en": "Collected this month", "de": "Diesen Monat eingezogen"},
+    "dash.due_month": {"en": "Fell due this month", "de": "Diesen Monat fällig geworden"},
+    "dash.collected_month": {"en": "Collected of it", "de": "Davon eingezogen"},
+    "dash.collection_rate": {"en": "Collection rate", "de": "Einzugsquote"},
     "dash.disputed": {"en": "Disputed", "de": "Bestritten"},
     "dash.aging": {"en": "Aging", "de": "Altersstruktur"},
     "dash.aging.chart": {
