@@ -116,3 +116,25 @@ def tables(html: str, **attrs: str) -> list[Table]:
     parser.feed(html)
     wanted = {k.rstrip("_"): v for k, v in attrs.items()}
     return [t for t in parser.found if all(t.attrs.get(k) == v for k, v in wanted.items())]
+
+
+class _Controls(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str]] = []
+        self.labels: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        if tag in ("input", "select", "textarea") and found.get("type") not in ("hidden", "submit"):
+            self.controls.append(found)
+        elif tag == "label" and found.get("for"):
+            self.labels.add(found["for"])
+
+
+def unlabelled(html: str) -> list[dict[str, str]]:
+    """The form controls of a page without a `<label for>` of their own (ids must be unique too)."""
+    parser = _Controls()
+    parser.feed(html)
+    ids = [c.get("id", "") for c in parser.controls]
+    return [c for c in parser.controls if not c.get("id") or c["id"] not in parser.labels or ids.count(c["id"]) > 1]

@@ -16,7 +16,7 @@ from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE
 
-from .pages_platform import PagesPlatform, pages_platform, tables
+from .pages_platform import PagesPlatform, pages_platform, tables, unlabelled
 
 FIVE = ["ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"]
 
@@ -120,6 +120,31 @@ async def test_a_refused_promise_comes_back_at_its_field_with_the_input_kept_the
     )
     assert "The promise is recorded." in after.text
     assert tables(after.text, id="promises")[0].body[0][1] == "250.00\xa0EUR"
+
+
+async def test_a_plan_agreed_in_german_takes_german_amounts(stack: PagesPlatform) -> None:
+    first = (stack.clock.now().date() + timedelta(days=14)).isoformat()
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        page = await browser.get("/customers/C-1", headers={"accept-language": "de"})
+        assert "Ratenplan vereinbaren" in page.text and unlabelled(page.text) == []
+        form = {"csrf_token": signed.csrf_token, "invoice_ids": ["I-2"], "instalment_count": "3",
+                "first_due_date": first, "interval": "monthly", "total": "1.250,50", "idempotency_key": "k-plan-1"}  # fmt: skip
+        none_chosen = await browser.post(
+            "/customers/C-1/plan", data=form | {"invoice_ids": []}, headers={"accept-language": "de"}
+        )
+        too_much = await browser.post("/customers/C-1/plan", data=form, headers={"accept-language": "de"})
+        created = await browser.post(
+            "/customers/C-1/plan", data=form | {"total": "250,50"}, headers={"accept-language": "de"}
+        )
+    assert none_chosen.status_code == 422 and "Wählen Sie eine oder mehrere offene Rechnungen" in none_chosen.text
+    assert 'value="1.250,50"' in none_chosen.text  # the input as typed
+    # What promise-tracker refuses (more than the open balance) shows in the plan form, the input kept.
+    plan_form = too_much.text.split('id="plan"')[1].split("</form>")[0]
+    assert too_much.status_code == 422 and 'value="1.250,50"' in plan_form and 'class="error"' in plan_form
+    assert created.status_code == 303, created.text
+    (plan,) = await api_items(stack, "promise-tracker", "/v1/plans", customer_id="C-1")
+    assert plan["total"] == "250.50" and plan["instalment_count"] == 3 and plan["invoice_ids"] == ["I-2"]
 
 
 async def test_a_collector_pauses_and_opens_and_resolves_a_dispute(stack: PagesPlatform) -> None:

@@ -16,7 +16,7 @@ from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE
 
-from .pages_platform import PagesPlatform, pages_platform, tables
+from .pages_platform import PagesPlatform, pages_platform, tables, unlabelled
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -191,3 +191,22 @@ async def test_the_portfolio_lists_insights_open_invoices_in_its_order_a_page_at
         assert '/customers/C-2"' in first.text  # each row opens its case
         refused = await browser.get("/portfolio", params={"segment": "nobody", "currency": "EUR"})
     assert refused.status_code == 422 and 'id="f-segment-error"' in refused.text and 'value="EUR"' in refused.text
+
+
+async def test_a_case_shows_what_ledger_sync_knows_while_the_other_services_are_down(stack: PagesPlatform) -> None:
+    browser, _ = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        page = await browser.get("/customers/C-1")
+    assert page.status_code == 200, page.text
+    assert [r[0] for r in tables(page.text, id="invoices")[0].body] == ["RE-I-1", "RE-I-2"]
+    for service in ("policy-engine", "notifier", "promise-tracker"):
+        assert f"could not be loaded ({service} did not answer)" in page.text
+    assert unlabelled(page.text) == []
+
+
+async def test_every_form_control_of_the_pages_has_its_label(stack: PagesPlatform) -> None:
+    browser, _ = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        for path in ("/", "/portfolio", "/worklist", "/?segment=unknown"):
+            page = await browser.get(path)
+            assert unlabelled(page.text) == [], path
