@@ -128,6 +128,7 @@ async def test_a_plan_agreed_in_german_takes_german_amounts(stack: PagesPlatform
     async with browser:
         page = await browser.get("/customers/C-1", headers={"accept-language": "de"})
         assert "Ratenplan vereinbaren" in page.text and unlabelled(page.text) == []
+        assert "<td>geplant</td>" in page.text and "<td>gesendet</td>" in page.text  # the timeline's kinds in German
         form = {"csrf_token": signed.csrf_token, "invoice_ids": ["I-2"], "instalment_count": "3",
                 "first_due_date": first, "interval": "monthly", "total": "1.250,50", "idempotency_key": "k-plan-1"}  # fmt: skip
         none_chosen = await browser.post(

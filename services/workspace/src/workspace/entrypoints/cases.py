@@ -19,7 +19,7 @@ from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
-from workspace.entrypoints.web import Translator, language_of, render
+from workspace.entrypoints.web import TEXTS, Translator, language_of, render
 from workspace.service_layer import case_file
 from workspace.service_layer.reads import Refused
 from workspace.service_layer.sessions import SignedIn
@@ -28,6 +28,17 @@ router = APIRouter(include_in_schema=False)
 Collector = Depends(require(Role.collector))
 ACTIONS = ("pause", "resume", "promise", "plan", "dispute", "resolve")
 INTERVALS = ("monthly", "fortnightly", "weekly")
+
+
+def labeller(t: Translator) -> Callable[[str, str], str]:
+    """`label("delivery", status)`: the service's code word in the UI language where a text exists for it, else
+    the code word itself (a service may add a kind before the workspace has a text for it)."""
+
+    def label(group: str, code: str) -> str:
+        key = f"{group}.{code}"
+        return t(key) if key in TEXTS else code
+
+    return label
 
 
 async def show(
@@ -47,7 +58,7 @@ async def show(
     return render(
         request, "case.html", status, case=case, fmt=formats, active=active, errors=errors or {},
         values=values or {}, done=done if done in ACTIONS else None, intervals=INTERVALS,
-        may_act=signed.person.may(Role.collector), new_key=secrets.token_urlsafe(16),
+        may_act=signed.person.may(Role.collector), new_key=secrets.token_urlsafe(16), label=labeller(t),
         totals=case_file.total_open(case.open_invoices), base=f"/customers/{quote(customer_id, safe='')}",
     )  # fmt: skip
 

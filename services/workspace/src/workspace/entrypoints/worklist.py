@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.domain.worklist import KINDS
+from workspace.entrypoints.cases import labeller
 from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
 from workspace.entrypoints.web import Translator, language_of, render
@@ -45,7 +46,7 @@ async def show(
         request, "worklist.html", 422 if errors else status, found=found, today=today, kinds=KINDS, fmt=formats,
         errors=errors, values={"currency": currency, "kind": kind}, task_errors=task_errors or {},
         totals=total_at_risk(found.items) if found else {}, may_act=signed.person.may(Role.collector),
-        done=request.query_params.get("done") == "complete",
+        done=request.query_params.get("done") == "complete", label=labeller(t),
     )  # fmt: skip
 
 
