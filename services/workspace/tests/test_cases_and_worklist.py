@@ -10,8 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest_asyncio
+from markupsafe import escape
 
 from dunning_kit.testing import PostgresBackend, poll_until
+from ledger_sync.devfakes.quickbooks import FakeQuickBooks
+from ledger_sync.devfakes.server import serving
 from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE
@@ -247,3 +250,23 @@ async def test_the_dashboards_promise_and_contact_panels_are_insights_figures(st
     assert tables(page.text, id="contacts")[0].body == [
         [r["channel"], str(r["sent"]), str(r["held"])] for r in contacts
     ]
+
+
+async def test_an_erp_record_in_quarantine_is_on_the_worklist_after_the_amounts(stack: PagesPlatform) -> None:
+    fake = FakeQuickBooks("9130350000000001", stack.clock.now)
+    async with serving(fake.app) as base, stack.api("ledger-sync") as admin:
+        config = {"base_url": base, "token_url": f"{base}/oauth2/v1/tokens/bearer", "client_id": fake.client_id}
+        credentials = {"client_secret": fake.client_secret, "refresh_token": fake.refresh_token}
+        r = await admin.put("/v1/connectors/quickbooks",
+                            json={"external_account": fake.realm, "config": config, "credentials": credentials})  # fmt: skip
+        assert r.status_code == 200, r.text
+        fake.customer("71", "Initech", "ap@initech.example")
+        fake.invoice("72", "71", "10.00")["TotalAmt"] = "ten dollars"
+        assert (await admin.post("/v1/connectors/quickbooks/sync")).status_code == 200
+        (record,) = (await admin.get("/v1/connectors/quickbooks/quarantine")).json()["items"]
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/worklist")
+    kinds = [line.split('data-kind="')[1].split('"')[0] for line in page.text.split("<li ")[1:] if "data-kind" in line]
+    assert kinds[-1] == "quarantined" and "quarantined" not in kinds[:-1]  # no amount of its own: after the others
+    assert f"quickbooks {record['entity']} 72: {escape(record['error'])}" in page.text
