@@ -110,6 +110,7 @@ async def test_a_refused_promise_comes_back_at_its_field_with_the_input_kept_the
                 "note": "called, pays next week", "idempotency_key": "k-promise-1"}  # fmt: skip
         wrong = await browser.post("/customers/C-1/promise", data=form)
         right = await browser.post("/customers/C-1/promise", data=form | {"amount": "250.00"})
+        again = await browser.post("/customers/C-1/promise", data=form | {"amount": "250.00"})  # a double click
         after = await browser.get(right.headers.get("location", "/"))
     assert wrong.status_code == 422, wrong.text
     promise_form = wrong.text.split('id="promise"')[1].split("</form>")[0]
@@ -117,6 +118,7 @@ async def test_a_refused_promise_comes_back_at_its_field_with_the_input_kept_the
     assert 'value="12.345"' in promise_form and f'value="{promised}"' in promise_form
     assert "called, pays next week" in promise_form and 'value="I-1" checked' in promise_form
     assert right.status_code == 303 and right.headers["location"].startswith("/customers/C-1?done=promise")
+    assert again.status_code == 303  # the form's Idempotency-Key: promise-tracker answers the first promise again
     (recorded,) = await api_items(stack, "promise-tracker", "/v1/promises", customer_id="C-1")
     assert (
         recorded["amount"] == "250.00" and recorded["recorded_by"] == "collector" and recorded["invoice_ids"] == ["I-1"]

@@ -17,7 +17,7 @@ from workspace.adapters.platform import PlatformClient, ServiceUnavailable
 from workspace.domain.people import Person
 from workspace.service_layer.reads import Part, Refused, all_pages, parts, send
 
-TIMELINE_MOST = 500  # entries read per case; the page shows them newest first
+TIMELINE_MOST = 500  # the first entries of a case (one page, the API's largest); the page shows them newest first
 LIST_MOST = 200  # deliveries, promises, plans per case
 
 
@@ -53,10 +53,12 @@ async def read_case(platform: PlatformClient, person: Person, customer_id: str) 
 
     async def timeline() -> list[dict[str, Any]]:
         path = f"/v1/customers/{_path(customer_id)}/timeline"
-        first = await platform.call(person, "GET", "policy-engine", path, params={"limit": 1})
-        if first.status_code == 404:  # no dunning decision about this customer yet
+        page = await platform.call(person, "GET", "policy-engine", path, params={"limit": TIMELINE_MOST})
+        if page.status_code == 404:  # policy-engine has not heard of the customer (yet): no decision to show
             return []
-        entries = await all_pages(platform, person, "policy-engine", path, {}, most=TIMELINE_MOST)
+        if page.status_code != 200:
+            raise ServiceUnavailable("policy-engine", f"answered {page.status_code} to GET {path}")
+        entries: list[dict[str, Any]] = page.json()["items"]
         return entries[::-1]
 
     invoices, decisions, deliveries, promises, plans = await parts(
