@@ -210,3 +210,12 @@ async def test_every_form_control_of_the_pages_has_its_label(stack: PagesPlatfor
         for path in ("/", "/portfolio", "/worklist", "/?segment=unknown"):
             page = await browser.get(path)
             assert unlabelled(page.text) == [], path
+
+
+async def test_an_action_whose_service_is_down_comes_back_not_done_with_the_input_kept(stack: PagesPlatform) -> None:
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        r = await browser.post("/customers/C-1/pause", data={"csrf_token": signed.csrf_token, "reason": "on holiday"})
+    assert r.status_code == 503
+    form = r.text.split('id="pause"')[1].split("</form>")[0]
+    assert "Not done: policy-engine did not answer" in form and 'value="on holiday"' in form

@@ -91,6 +91,11 @@ async def act(
             errors["_form"] = "; ".join(filter(None, [exc.detail, *(r for n, r in errors.items() if n not in values)]))
         return await show(request, runtime, signed, customer_id, status=422 if exc.status < 500 else 503,
                           active=action, errors=errors, values=values)  # fmt: skip
+    except ServiceUnavailable as exc:
+        # Not done (or not known to be done): the form comes back as it was sent, to send again later.
+        message = Translator(language_of(request))("case.not_done", service=exc.service)
+        return await show(request, runtime, signed, customer_id, status=503, active=action,
+                          errors={"_form": message}, values=values)  # fmt: skip
     target = f"/customers/{quote(customer_id, safe='')}?done={action}#{action}"
     return RedirectResponse(target, status_code=303)
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain import formats
 from workspace.domain.people import Role
 from workspace.domain.worklist import KINDS
@@ -65,4 +66,7 @@ async def complete(
     except Refused as exc:
         errors = exc.errors or {"_form": exc.detail}
         return await show(request, runtime, signed, status=422, task_errors={task_id: {"errors": errors, "note": note}})
+    except ServiceUnavailable as exc:
+        errors = {"_form": Translator(language_of(request))("case.not_done", service=exc.service)}
+        return await show(request, runtime, signed, status=503, task_errors={task_id: {"errors": errors, "note": note}})
     return RedirectResponse("/worklist?done=complete", status_code=303)

@@ -161,6 +161,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Der Einwand ist erfasst; die Mahnung der Rechnung pausiert.",
     },
     "case.done.resolve": {"en": "The dispute is resolved.", "de": "Der Einwand ist geklärt."},
+    "case.not_done": {
+        "en": "Not done: {service} did not answer. Your input is kept; send it again later.",
+        "de": "Nicht erledigt: {service} antwortete nicht. Ihre Eingaben sind erhalten; senden Sie sie später erneut.",
+    },
     "case.promises": {"en": "Promises and payment plans", "de": "Zahlungszusagen und Ratenpläne"},
     "case.promises.caption": {
         "en": "Promises to pay (plan instalments included)",
