@@ -138,6 +138,7 @@ async def test_filters_narrow_every_figure_and_a_refused_filter_shows_at_its_fie
         and "no-such-segment" in unknown.text
         and 'aria-invalid="true"' in unknown.text
     )
+    assert "could not be loaded" not in unknown.text  # insights answered: it refused the filter
     assert bad.status_code == 422 and 'id="f-currency-error"' in bad.text and 'value="EURO"' in bad.text
 
 

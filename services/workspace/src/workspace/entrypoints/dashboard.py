@@ -78,6 +78,11 @@ async def show_dashboard(
     if not errors:
         figures = await dashboard(runtime.objects.platform, signed.person, filters, runtime.clock.now().date())
         errors.update({k: v for k, v in figures.refused.items() if k in ("currency", "segment")})
+        if figures.refused:  # the figures of a filter insights refuses are not shown as "could not be loaded"
+            errors.setdefault(
+                "segment" if "segment" in figures.refused else "currency", "; ".join(figures.refused.values())
+            )
+            figures = None
     status = 422 if errors else 200
     return render(
         request, "dashboard.html", status, filters=filters, errors=errors, figures=figures,
