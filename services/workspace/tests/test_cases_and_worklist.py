@@ -41,12 +41,23 @@ async def seed(p: PagesPlatform) -> None:
         doc = {k: v for k, v in base.items() if k != "version"} | {"steps": [call]}
         r = await admin.put("/v1/policies/default", json=doc)
         assert r.status_code == 200, r.text
+        # C-3 (assigned; the policy tried after the default for everyone else) has no email address: the email on
+        # its due date fails, a message the worklist shows.
+        mail = {"name": "mail_notice", "offset_days": 0, "channels": ["email"], "template_id": "due_date_notice",
+                "tone": "neutral"}  # fmt: skip
+        r = await admin.put(
+            "/v1/policies/mail", json=doc | {"id": "mail", "name": "Mail", "steps": [mail], "priority": 5000}
+        )
+        assert r.status_code in (200, 201), r.text
+        r = await admin.put("/v1/assignments/customers/C-3", json={"policy_id": "mail"})
+        assert r.status_code == 200, r.text
     async with p.api("ledger-sync") as api:
         for cid, name in (("C-1", "Müller GmbH"), ("C-2", "Acme Corp")):
             r = await api.post("/v1/customers", json={"id": cid, "name": name, "email": f"{cid.lower()}@example.test"})
             assert r.status_code == 201, r.text
+        assert (await api.post("/v1/customers", json={"id": "C-3", "name": "No Mail Ltd"})).status_code == 201
         for iid, cid, currency, total in (("I-1", "C-1", "EUR", "1200.00"), ("I-2", "C-1", "EUR", "300.00"),
-                                          ("I-3", "C-2", "USD", "5000.00")):  # fmt: skip
+                                          ("I-3", "C-2", "USD", "5000.00"), ("I-4", "C-3", "EUR", "80.00")):  # fmt: skip
             body = {"id": iid, "customer_id": cid, "number": f"RE-{iid}", "currency": currency, "total": total,
                     "issue_date": (today - timedelta(days=30)).isoformat(), "due_date": today.isoformat()}  # fmt: skip
             r = await api.post("/v1/invoices", json=body)
@@ -54,11 +65,13 @@ async def seed(p: PagesPlatform) -> None:
     await p.quiet()
     p.clock.advance(timedelta(hours=2))  # past the 10:00 send time: the tasks are made
 
-    async def two_tasks() -> bool:
+    async def made() -> bool:
         async with p.api("notifier") as api:
-            return len((await api.get("/v1/tasks")).json()["items"]) == 2
+            tasks = (await api.get("/v1/tasks")).json()["items"]
+            failed = (await api.get("/v1/deliveries", params={"status": "failed"})).json()["items"]
+        return len(tasks) == 2 and len(failed) == 1
 
-    await poll_until(two_tasks, timeout=30, what="a collector task per customer")
+    await poll_until(made, timeout=30, what="a collector task for C-1 and C-2, a failed email for C-3")
     await p.quiet()
 
 
@@ -272,3 +285,13 @@ async def test_an_erp_record_in_quarantine_is_on_the_worklist_after_the_amounts(
     kinds = [line.split('data-kind="')[1].split('"')[0] for line in page.text.split("<li ")[1:] if "data-kind" in line]
     assert kinds[-1] == "quarantined" and "quarantined" not in kinds[:-1]  # no amount of its own: after the others
     assert f"quickbooks {record['entity']} 72: {escape(record['error'])}" in page.text
+
+
+async def test_a_message_that_failed_is_on_the_worklist_with_its_reason(stack: PagesPlatform) -> None:
+    (failed,) = await api_items(stack, "notifier", "/v1/deliveries", status="failed")
+    assert failed["customer_id"] == "C-3"
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/worklist", params={"kind": "bounced"})
+    item = page.text.split(f'data-key="{failed["id"]}"')[1].split("</li>")[0]
+    assert '/customers/C-3"' in item and f"email to –: failed: {escape(failed['error'])}" in item
