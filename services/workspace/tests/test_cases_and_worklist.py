@@ -35,7 +35,7 @@ async def seed(p: PagesPlatform) -> None:
     today = p.clock.now().date()  # Monday 2026-03-02, 09:00 UTC
     async with p.api("policy-engine") as admin:
         base = (await admin.get("/v1/policies/default")).json()
-        # One step: a collector task on the due date (so every case here gets a task, and no email goes out).
+        # One step: a collector task on the due date (every case here but C-3 gets a task, no email goes out).
         call = {"name": "call_debtor", "offset_days": 0, "channels": ["task"], "template_id": "escalation_call",
                 "tone": "urgent"}  # fmt: skip
         doc = {k: v for k, v in base.items() if k != "version"} | {"steps": [call]}
