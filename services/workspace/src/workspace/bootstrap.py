@@ -12,7 +12,17 @@ from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
 from workspace.adapters import orm
 from workspace.adapters.platform import PlatformClient, parse_service_urls, parse_tenant_keys
-from workspace.entrypoints import home, operations, policies, sign_in, templates_pages
+from workspace.entrypoints import (
+    cases,
+    dashboard,
+    home,
+    operations,
+    policies,
+    portfolio,
+    sign_in,
+    templates_pages,
+    worklist,
+)
 from workspace.entrypoints.people import install_page_handlers
 from workspace.entrypoints.web import STATIC_DIR
 from workspace.service_layer.objects import WorkspaceObjects, WorkspaceRuntime
@@ -50,7 +60,17 @@ def create_app(runtime: WorkspaceRuntime) -> FastAPI:
         runtime,
         title="workspace",
         description="The web application AR staff work in: portfolio, worklist, cases, policies and templates.",
-        routers=[home.router, sign_in.router, policies.router, templates_pages.router, operations.router],
+        routers=[
+            home.router,
+            sign_in.router,
+            dashboard.router,
+            portfolio.router,
+            cases.router,
+            worklist.router,
+            policies.router,
+            templates_pages.router,
+            operations.router,
+        ],
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_page_handlers(app)

@@ -1,20 +1,14 @@
-"""The pages of the frame: the dashboard's place, the language switch, the static assets."""
+"""The pages of the frame: the language switch (the dashboard at `/` is entrypoints/dashboard.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 
-from workspace.entrypoints.people import SignedInPerson, local_path
-from workspace.entrypoints.web import render
+from workspace.entrypoints.people import local_path
 from workspace.texts import LANGUAGES
 
 router = APIRouter(include_in_schema=False)
-
-
-@router.get("/", response_class=HTMLResponse)
-async def home(request: Request, signed: SignedInPerson) -> HTMLResponse:
-    return render(request, "home.html")
 
 
 @router.get("/language/{code}")

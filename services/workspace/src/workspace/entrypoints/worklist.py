@@ -1,0 +1,72 @@
+"""The worklist (`/worklist`): what needs a person across the services, highest priority first (amount at risk
+weighted by age, `domain.worklist.priority`), each item linking to its case. A collector completes a collector task
+here with an outcome (a CSRF-checked POST form; notifier's task API)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from workspace.adapters.platform import ServiceUnavailable
+from workspace.domain import formats
+from workspace.domain.people import Role
+from workspace.domain.worklist import KINDS
+from workspace.entrypoints.cases import labeller
+from workspace.entrypoints.deps import Runtime
+from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
+from workspace.entrypoints.web import Translator, language_of, render
+from workspace.service_layer.reads import Refused
+from workspace.service_layer.sessions import SignedIn
+from workspace.service_layer.worklist import complete_task, total_at_risk, worklist
+
+router = APIRouter(include_in_schema=False)
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+async def show(
+    request: Request, runtime: Runtime, signed: SignedIn, *, status: int = 200, task_errors: dict[str, Any] | None = None,
+) -> HTMLResponse:  # fmt: skip
+    t = Translator(language_of(request))
+    currency = request.query_params.get("currency", "").strip().upper()
+    kind = request.query_params.get("kind", "")
+    errors: dict[str, str] = {}
+    if currency and not CURRENCY.match(currency):
+        errors["currency"] = t("dash.filter.currency_invalid")
+    if kind and kind not in KINDS:
+        errors["kind"] = t("work.kind_invalid")
+    today = runtime.clock.now().date()
+    found = None
+    if not errors:
+        found = await worklist(
+            runtime.objects.platform, signed.person, today, currency=currency or None, kind=kind or None
+        )
+    return render(
+        request, "worklist.html", 422 if errors else status, found=found, today=today, kinds=KINDS, fmt=formats,
+        errors=errors, values={"currency": currency, "kind": kind}, task_errors=task_errors or {},
+        totals=total_at_risk(found.items) if found else {}, may_act=signed.person.may(Role.collector),
+        done=request.query_params.get("done") == "complete", label=labeller(t),
+    )  # fmt: skip
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+async def show_worklist(request: Request, signed: SignedInPerson, runtime: Runtime) -> HTMLResponse:
+    return await show(request, runtime, signed)
+
+
+@router.post("/worklist/tasks/{task_id}/complete")
+async def complete(
+    request: Request, task_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Depends(require(Role.collector))
+) -> Response:  # fmt: skip
+    note = str(form.get("note") or "").strip()
+    try:
+        await complete_task(runtime.objects.platform, signed.person, task_id, note)
+    except Refused as exc:
+        errors = exc.errors or {"_form": exc.detail}
+        return await show(request, runtime, signed, status=422, task_errors={task_id: {"errors": errors, "note": note}})
+    except ServiceUnavailable as exc:
+        errors = {"_form": Translator(language_of(request))("case.not_done", service=exc.service)}
+        return await show(request, runtime, signed, status=503, task_errors={task_id: {"errors": errors, "note": note}})
+    return RedirectResponse("/worklist?done=complete", status_code=303)

@@ -1,0 +1,127 @@
+"""The worklist's items, gathered from the services that know them, each source read on its own:
+
+- broken promises (promise-tracker `GET /v1/promises?status=broken`): the shortfall is at risk;
+- open disputes (ledger-sync's open invoices with `disputed`; ledger-sync's list has no dispute filter, so at
+  most DISPUTE_SCAN open invoices are looked at);
+- collector tasks (notifier `GET /v1/tasks`, open ones): the step's total is at risk;
+- bounced and failed messages (notifier `GET /v1/deliveries?status=bounced|failed`);
+- ERP records in quarantine (ledger-sync `GET /v1/connectors/{name}/quarantine` of every connector).
+Hand-offs to collections are not listed: policy-engine has no API that lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from workspace.adapters.platform import PlatformClient
+from workspace.domain.formats import as_decimal
+from workspace.domain.people import Person
+from workspace.domain.worklist import WorkItem, ranked
+from workspace.service_layer.reads import Part, all_pages, parts, send
+
+SOURCE_MOST = 200  # items read per source
+DISPUTE_SCAN = 1000
+
+
+def _day(value: str | None, fallback: date) -> date:
+    if not value:
+        return fallback
+    return datetime.fromisoformat(value).date() if "T" in value else date.fromisoformat(value[:10])
+
+
+@dataclass
+class Worklist:
+    items: list[WorkItem]
+    unavailable: list[str]  # services whose items are missing from the list
+
+
+async def broken_promises(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    found = await all_pages(platform, person, "promise-tracker", "/v1/promises", {"status": "broken"}, most=SOURCE_MOST)
+    return [
+        WorkItem("broken_promise", p["id"], p["customer_id"], _day(p.get("resolved_at") or p["deadline"], today),
+                 as_decimal(p["shortfall"]), p["currency"], {"promised_date": p["promised_date"], "amount": p["amount"]})
+        for p in found
+    ]  # fmt: skip
+
+
+async def disputes(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    found = await all_pages(platform, person, "ledger-sync", "/v1/invoices", {"status": "open"}, most=DISPUTE_SCAN)
+    return [
+        WorkItem("dispute", i["id"], i["customer_id"], _day(i.get("updated_at"), today), as_decimal(i["balance"]),
+                 i["currency"], {"number": i["number"], "reason": i.get("dispute_reason")})
+        for i in found if i.get("disputed")
+    ]  # fmt: skip
+
+
+async def tasks(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    found = await all_pages(platform, person, "notifier", "/v1/tasks", {"status": "open"}, most=SOURCE_MOST)
+    out = []
+    for task in found:
+        details: dict[str, Any] = task.get("details") or {}
+        out.append(WorkItem("task", task["id"], task["customer_id"], _day(task["created_at"], today),
+                            as_decimal(details.get("total")), details.get("currency"),
+                            {"title": task["title"], "body": task["body"]}))  # fmt: skip
+    return out
+
+
+async def failed_messages(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    out = []
+    for status in ("bounced", "failed"):
+        found = await all_pages(platform, person, "notifier", "/v1/deliveries", {"status": status}, most=SOURCE_MOST)
+        out += [
+            WorkItem("bounced", d["id"], d["customer_id"], _day(d["updated_at"], today), None, None,
+                     {"status": d["status"], "channel": d["channel"], "recipient": d.get("recipient"), "error": d.get("error")})
+            for d in found
+        ]  # fmt: skip
+    return out
+
+
+async def quarantined(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    connectors = await all_pages(platform, person, "ledger-sync", "/v1/connectors", {}, most=SOURCE_MOST)
+    out = []
+    for connector in connectors:
+        name = connector["connector"]
+        found = await all_pages(
+            platform, person, "ledger-sync", f"/v1/connectors/{name}/quarantine", {}, most=SOURCE_MOST
+        )
+        for r in found:
+            payload = r.get("payload") if isinstance(r.get("payload"), dict) else {}
+            customer = r.get("entity_id") if r["entity"] == "customer" else (payload or {}).get("customer_id")
+            out.append(WorkItem("quarantined", f"{name}:{r['entity']}:{r.get('entity_id')}", customer,
+                                _day(r["quarantined_at"], today), None, None,
+                                {"connector": name, "entity": r["entity"], "entity_id": r.get("entity_id"),
+                                 "error": r["error"]}))  # fmt: skip
+    return out
+
+
+async def worklist(
+    platform: PlatformClient, person: Person, today: date, *, currency: str | None = None, kind: str | None = None
+) -> Worklist:
+    sources = (broken_promises, disputes, tasks, failed_messages, quarantined)
+    found: list[Part[list[WorkItem]]] = await parts(*(source(platform, person, today) for source in sources))
+    items = [i for p in found for i in p.value or []]
+    if currency:
+        items = [i for i in items if i.currency == currency]
+    if kind:
+        items = [i for i in items if i.kind == kind]
+    unavailable = sorted({p.unavailable for p in found if p.unavailable})
+    return Worklist(ranked(items, today), unavailable)
+
+
+async def complete_task(platform: PlatformClient, person: Person, task_id: str, note: str | None) -> None:
+    """notifier's `POST /v1/tasks/{id}/complete`; what it refuses comes back as `Refused` (e.g. `note` too long)."""
+    await send(
+        platform, person, "POST", "notifier", f"/v1/tasks/{quote(task_id, safe='')}/complete", {"note": note or None}
+    )
+
+
+def total_at_risk(items: list[WorkItem]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for i in items:
+        if i.amount is not None and i.currency:
+            out[i.currency] = out.get(i.currency, Decimal(0)) + i.amount
+    return out

@@ -1,0 +1,297 @@
+"""The case view and the worklist against the five real services (one platform for the module, seeded through
+their public APIs): the rows a page shows are what the services answer; a collector's forms change the service
+that owns the change, and what it refuses comes back next to the field with the input kept; a viewer sees no
+forms and a viewer's POST is refused with nothing done; the worklist ranks what needs a person."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest_asyncio
+from markupsafe import escape
+
+from dunning_kit.testing import PostgresBackend, poll_until
+from ledger_sync.devfakes.quickbooks import FakeQuickBooks
+from ledger_sync.devfakes.server import serving
+from workspace.domain import formats
+from workspace.domain.people import Role
+from workspace.testing import PEOPLE
+
+from .pages_platform import PagesPlatform, pages_platform, tables, unlabelled
+
+FIVE = ["ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(pg_backend: PostgresBackend) -> AsyncIterator[PagesPlatform]:
+    async with pages_platform(pg_backend, FIVE) as running:
+        await seed(running)
+        yield running
+
+
+async def seed(p: PagesPlatform) -> None:
+    today = p.clock.now().date()  # Monday 2026-03-02, 09:00 UTC
+    async with p.api("policy-engine") as admin:
+        base = (await admin.get("/v1/policies/default")).json()
+        # One step: a collector task on the due date (every case here but C-3 gets a task, no email goes out).
+        call = {"name": "call_debtor", "offset_days": 0, "channels": ["task"], "template_id": "escalation_call",
+                "tone": "urgent"}  # fmt: skip
+        doc = {k: v for k, v in base.items() if k != "version"} | {"steps": [call]}
+        r = await admin.put("/v1/policies/default", json=doc)
+        assert r.status_code == 200, r.text
+        # C-3 (assigned; the policy tried after the default for everyone else) has no email address: the email on
+        # its due date fails, a message the worklist shows.
+        mail = {"name": "mail_notice", "offset_days": 0, "channels": ["email"], "template_id": "due_date_notice",
+                "tone": "neutral"}  # fmt: skip
+        r = await admin.put(
+            "/v1/policies/mail", json=doc | {"id": "mail", "name": "Mail", "steps": [mail], "priority": 5000}
+        )
+        assert r.status_code in (200, 201), r.text
+        r = await admin.put("/v1/assignments/customers/C-3", json={"policy_id": "mail"})
+        assert r.status_code == 200, r.text
+    async with p.api("ledger-sync") as api:
+        for cid, name in (("C-1", "Müller GmbH"), ("C-2", "Acme Corp")):
+            r = await api.post("/v1/customers", json={"id": cid, "name": name, "email": f"{cid.lower()}@example.test"})
+            assert r.status_code == 201, r.text
+        assert (await api.post("/v1/customers", json={"id": "C-3", "name": "No Mail Ltd"})).status_code == 201
+        for iid, cid, currency, total in (("I-1", "C-1", "EUR", "1200.00"), ("I-2", "C-1", "EUR", "300.00"),
+                                          ("I-3", "C-2", "USD", "5000.00"), ("I-4", "C-3", "EUR", "80.00")):  # fmt: skip
+            body = {"id": iid, "customer_id": cid, "number": f"RE-{iid}", "currency": currency, "total": total,
+                    "issue_date": (today - timedelta(days=30)).isoformat(), "due_date": today.isoformat()}  # fmt: skip
+            r = await api.post("/v1/invoices", json=body)
+            assert r.status_code == 201, r.text
+    await p.quiet()
+    p.clock.advance(timedelta(hours=2))  # past the 10:00 send time: the tasks are made
+
+    async def made() -> bool:
+        async with p.api("notifier") as api:
+            tasks = (await api.get("/v1/tasks")).json()["items"]
+            failed = (await api.get("/v1/deliveries", params={"status": "failed"})).json()["items"]
+        return len(tasks) == 2 and len(failed) == 1
+
+    await poll_until(made, timeout=30, what="a collector task for C-1 and C-2, a failed email for C-3")
+    await p.quiet()
+
+
+async def api_items(p: PagesPlatform, service: str, path: str, **params: Any) -> list[dict[str, Any]]:
+    async with p.api(service) as api:
+        r = await api.get(path, params=params)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def test_the_case_shows_what_each_service_answers(stack: PagesPlatform) -> None:
+    invoices = await api_items(stack, "ledger-sync", "/v1/invoices", customer_id="C-1")
+    deliveries = await api_items(stack, "notifier", "/v1/deliveries", customer_id="C-1")
+    timeline = await api_items(stack, "policy-engine", "/v1/customers/C-1/timeline")
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/customers/C-1")
+        missing = await browser.get("/customers/C-404")
+    assert page.status_code == 200, page.text
+    assert "Müller GmbH" in page.text and "1,500.00\xa0EUR" in page.text  # the open balance
+    shown = tables(page.text, id="invoices")[0].body
+    assert [(r[0], r[2]) for r in shown] == [
+        (i["number"], formats.money(i["balance"], i["currency"], "en")) for i in invoices
+    ]
+    assert deliveries and len(tables(page.text, id="deliveries")[0].body) == len(deliveries)
+    assert timeline and len(tables(page.text, id="timeline")[0].body) == len(timeline)
+    assert missing.status_code == 404 and "C-404" in missing.text
+
+
+async def test_a_viewer_sees_no_forms_and_a_viewers_post_changes_nothing(stack: PagesPlatform) -> None:
+    browser, signed = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/customers/C-2")
+        refused = await browser.post("/customers/C-2/pause", data={"csrf_token": signed.csrf_token, "reason": "viewer"})
+    assert 'action="/customers/C-2/pause"' not in page.text and 'action="/customers/C-2/promise"' not in page.text
+    assert refused.status_code == 403 and "Not allowed" in refused.text
+    timeline = await api_items(stack, "policy-engine", "/v1/customers/C-2/timeline")
+    assert all("viewer" not in (e.get("reason") or "") for e in timeline)
+
+
+async def test_a_refused_promise_comes_back_at_its_field_with_the_input_kept_then_records(stack: PagesPlatform) -> None:
+    promised = (stack.clock.now().date() + timedelta(days=7)).isoformat()
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        page = await browser.get("/customers/C-1")
+        assert 'action="/customers/C-1/promise"' in page.text
+        form = {"csrf_token": signed.csrf_token, "invoice_ids": ["I-1"], "amount": "12.345", "promised_date": promised,
+                "note": "called, pays next week", "idempotency_key": "k-promise-1"}  # fmt: skip
+        wrong = await browser.post("/customers/C-1/promise", data=form)
+        right = await browser.post("/customers/C-1/promise", data=form | {"amount": "250.00"})
+        again = await browser.post("/customers/C-1/promise", data=form | {"amount": "250.00"})  # a double click
+        after = await browser.get(right.headers.get("location", "/"))
+    assert wrong.status_code == 422, wrong.text
+    promise_form = wrong.text.split('id="promise"')[1].split("</form>")[0]
+    assert 'id="f-promise-amount-error"' in promise_form and 'aria-invalid="true"' in promise_form
+    assert 'value="12.345"' in promise_form and f'value="{promised}"' in promise_form
+    assert "called, pays next week" in promise_form and 'value="I-1" checked' in promise_form
+    assert right.status_code == 303 and right.headers["location"].startswith("/customers/C-1?done=promise")
+    assert again.status_code == 303  # the form's Idempotency-Key: promise-tracker answers the first promise again
+    (recorded,) = await api_items(stack, "promise-tracker", "/v1/promises", customer_id="C-1")
+    assert (
+        recorded["amount"] == "250.00" and recorded["recorded_by"] == "collector" and recorded["invoice_ids"] == ["I-1"]
+    )
+    assert "The promise is recorded." in after.text
+    assert tables(after.text, id="promises")[0].body[0][1] == "250.00\xa0EUR"
+
+
+async def test_a_plan_agreed_in_german_takes_german_amounts(stack: PagesPlatform) -> None:
+    first = (stack.clock.now().date() + timedelta(days=14)).isoformat()
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        page = await browser.get("/customers/C-1", headers={"accept-language": "de"})
+        assert "Ratenplan vereinbaren" in page.text and unlabelled(page.text) == []
+        assert "<td>geplant</td>" in page.text and "<td>gesendet</td>" in page.text  # the timeline's kinds in German
+        form = {"csrf_token": signed.csrf_token, "invoice_ids": ["I-2"], "instalment_count": "3",
+                "first_due_date": first, "interval": "monthly", "total": "1.250,50", "idempotency_key": "k-plan-1"}  # fmt: skip
+        none_chosen = await browser.post(
+            "/customers/C-1/plan", data=form | {"invoice_ids": []}, headers={"accept-language": "de"}
+        )
+        too_much = await browser.post("/customers/C-1/plan", data=form, headers={"accept-language": "de"})
+        created = await browser.post(
+            "/customers/C-1/plan", data=form | {"total": "250,50"}, headers={"accept-language": "de"}
+        )
+    assert none_chosen.status_code == 422 and "Wählen Sie eine oder mehrere offene Rechnungen" in none_chosen.text
+    assert 'value="1.250,50"' in none_chosen.text  # the input as typed
+    # What promise-tracker refuses (more than the open balance) shows in the plan form, the input kept.
+    plan_form = too_much.text.split('id="plan"')[1].split("</form>")[0]
+    assert too_much.status_code == 422 and 'value="1.250,50"' in plan_form and 'class="error"' in plan_form
+    assert created.status_code == 303, created.text
+    (plan,) = await api_items(stack, "promise-tracker", "/v1/plans", customer_id="C-1")
+    assert plan["total"] == "250.50" and plan["instalment_count"] == 3 and plan["invoice_ids"] == ["I-2"]
+
+
+async def test_a_collector_pauses_and_opens_and_resolves_a_dispute(stack: PagesPlatform) -> None:
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        no_token = await browser.post("/customers/C-2/pause", data={"reason": "no token"})
+        paused = await browser.post(
+            "/customers/C-2/pause", data={"csrf_token": signed.csrf_token, "reason": "customer in hospital"}
+        )
+        foreign = await browser.post(
+            "/customers/C-2/dispute", data={"csrf_token": signed.csrf_token, "invoice_id": "I-1"}
+        )
+        opened = await browser.post("/customers/C-2/dispute", data={"csrf_token": signed.csrf_token, "invoice_id": "I-3",
+                                                                    "reason": "goods damaged"})  # fmt: skip
+        await stack.quiet()
+        page = await browser.get("/customers/C-2")
+        resolved = await browser.post("/customers/C-2/resolve", data={"csrf_token": signed.csrf_token, "invoice_id": "I-3",
+                                                                      "reason": "credit agreed"})  # fmt: skip
+    assert no_token.status_code == 403
+    assert paused.status_code == 303
+    timeline = await api_items(stack, "policy-engine", "/v1/customers/C-2/timeline")
+    assert any("customer in hospital" in (e.get("reason") or "") for e in timeline)
+    assert all("no token" not in (e.get("reason") or "") for e in timeline)
+    assert foreign.status_code == 422 and 'id="f-dispute-invoice_id-error"' in foreign.text  # not C-2's invoice
+    assert opened.status_code == 303
+    assert 'action="/customers/C-2/resolve"' in page.text and "goods damaged" in page.text
+    assert resolved.status_code == 303
+    async with stack.api("ledger-sync") as api:
+        invoice = (await api.get("/v1/invoices/I-3")).json()
+    assert invoice["disputed"] is False
+
+
+async def test_the_worklist_ranks_the_tasks_by_amount_at_risk_and_a_collector_completes_one(
+    stack: PagesPlatform,
+) -> None:
+    tasks = await api_items(stack, "notifier", "/v1/tasks")
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        page = await browser.get("/worklist", params={"kind": "task"})
+        assert page.status_code == 200, page.text
+        listed = [
+            line.split('data-key="')[1].split('"')[0]
+            for line in page.text.split("<li ")[1:]
+            if 'data-kind="task"' in line
+        ]
+        by_total = sorted(tasks, key=lambda t: -float(t["details"]["total"]))
+        assert listed == [t["id"] for t in by_total]  # USD 5,000 before EUR 1,500 (same age)
+        assert '/customers/C-2"' in page.text and "5,000.00\xa0USD" in page.text
+        too_long = await browser.post(f"/worklist/tasks/{listed[0]}/complete",
+                                      data={"csrf_token": signed.csrf_token, "note": "x" * 4001})  # fmt: skip
+        done = await browser.post(f"/worklist/tasks/{listed[0]}/complete",
+                                  data={"csrf_token": signed.csrf_token, "note": "reached, will pay Friday"})  # fmt: skip
+        after = await browser.get("/worklist", params={"kind": "task"})
+    assert too_long.status_code == 422 and "x" * 4001 in too_long.text and "error" in too_long.text
+    assert done.status_code == 303
+    open_now = [t["id"] for t in await api_items(stack, "notifier", "/v1/tasks")]
+    assert listed[0] not in open_now and listed[0] not in after.text and listed[1] in after.text
+
+
+async def test_a_broken_promise_comes_onto_the_worklist_with_its_shortfall(stack: PagesPlatform) -> None:
+    today = stack.clock.now().date()
+    async with stack.api("promise-tracker") as api:
+        r = await api.post("/v1/promises", json={"customer_id": "C-2", "invoice_ids": ["I-3"], "currency": "USD",
+                                                 "amount": "700.00", "promised_date": today.isoformat(),
+                                                 "recorded_by": "collector"})  # fmt: skip
+        assert r.status_code == 201, r.text
+    await stack.quiet()
+    stack.clock.advance(timedelta(days=2))
+
+    async def broken() -> list[dict[str, Any]]:
+        return await api_items(stack, "promise-tracker", "/v1/promises", status="broken")
+
+    (promise,) = await poll_until(broken, timeout=30, what="the promise to break")
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/worklist", params={"kind": "broken_promise"})
+        german = await browser.get("/worklist", headers={"accept-language": "de"})
+    assert f'data-key="{promise["id"]}"' in page.text and "700.00\xa0USD" in page.text
+    assert '<form method="post" action="/worklist' not in page.text  # a viewer completes nothing
+    assert "Gebrochene Zusage" in german.text and "700,00\xa0USD" in german.text
+
+
+async def test_the_dashboards_promise_and_contact_panels_are_insights_figures(stack: PagesPlatform) -> None:
+    today = stack.clock.now().date()
+    await stack.quiet()
+    async with stack.api("insights") as api:
+        promises = (await api.get("/v1/figures/promises", params={"to": today.isoformat()})).json()["rows"]
+        contacts = (await api.get("/v1/figures/contacts", params={"from": today.replace(day=1).isoformat(),
+                                                                  "to": today.isoformat(), "group_by": "channel"})).json()["rows"]  # fmt: skip
+    assert promises and contacts
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/", headers={"accept-language": "de"})
+    assert page.status_code == 200
+    shown = tables(page.text, id="promises")[0].body
+    assert shown == [[r["currency"], formats.share(r["kept_rate"], "de"), str(r["made"]), str(r["kept"]), str(r["broken"])]
+                     for r in promises]  # fmt: skip
+    assert any(r[2] == "1" for r in shown)  # the broken promise of the test before
+    assert tables(page.text, id="contacts")[0].body == [
+        [r["channel"], str(r["sent"]), str(r["held"])] for r in contacts
+    ]
+
+
+async def test_an_erp_record_in_quarantine_is_on_the_worklist_after_the_amounts(stack: PagesPlatform) -> None:
+    fake = FakeQuickBooks("9130350000000001", stack.clock.now)
+    async with serving(fake.app) as base, stack.api("ledger-sync") as admin:
+        config = {"base_url": base, "token_url": f"{base}/oauth2/v1/tokens/bearer", "client_id": fake.client_id}
+        credentials = {"client_secret": fake.client_secret, "refresh_token": fake.refresh_token}
+        r = await admin.put("/v1/connectors/quickbooks",
+                            json={"external_account": fake.realm, "config": config, "credentials": credentials})  # fmt: skip
+        assert r.status_code == 200, r.text
+        fake.customer("71", "Initech", "ap@initech.example")
+        fake.invoice("72", "71", "10.00")["TotalAmt"] = "ten dollars"
+        assert (await admin.post("/v1/connectors/quickbooks/sync")).status_code == 200
+        (record,) = (await admin.get("/v1/connectors/quickbooks/quarantine")).json()["items"]
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/worklist")
+    kinds = [line.split('data-kind="')[1].split('"')[0] for line in page.text.split("<li ")[1:] if "data-kind" in line]
+    assert kinds[-1] == "quarantined" and "quarantined" not in kinds[:-1]  # no amount of its own: after the others
+    assert f"quickbooks {record['entity']} 72: {escape(record['error'])}" in page.text
+
+
+async def test_a_message_that_failed_is_on_the_worklist_with_its_reason(stack: PagesPlatform) -> None:
+    (failed,) = await api_items(stack, "notifier", "/v1/deliveries", status="failed")
+    assert failed["customer_id"] == "C-3"
+    browser, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with browser:
+        page = await browser.get("/worklist", params={"kind": "bounced"})
+    item = page.text.split(f'data-key="{failed["id"]}"')[1].split("</li>")[0]
+    assert '/customers/C-3"' in item and f"email to –: failed: {escape(failed['error'])}" in item
