@@ -180,6 +180,7 @@ async def test_a_collector_pauses_and_opens_and_resolves_a_dispute(stack: PagesP
                                                                     "reason": "goods damaged"})  # fmt: skip
         await stack.quiet()
         page = await browser.get("/customers/C-2")
+        worklist = await browser.get("/worklist", params={"kind": "dispute"})
         resolved = await browser.post("/customers/C-2/resolve", data={"csrf_token": signed.csrf_token, "invoice_id": "I-3",
                                                                       "reason": "credit agreed"})  # fmt: skip
     assert no_token.status_code == 403
@@ -190,6 +191,7 @@ async def test_a_collector_pauses_and_opens_and_resolves_a_dispute(stack: PagesP
     assert foreign.status_code == 422 and 'id="f-dispute-invoice_id-error"' in foreign.text  # not C-2's invoice
     assert opened.status_code == 303
     assert 'action="/customers/C-2/resolve"' in page.text and "goods damaged" in page.text
+    assert 'href="/customers/C-2"' in worklist.text and "I-3" in worklist.text  # the open dispute needs a person
     assert resolved.status_code == 303
     async with stack.api("ledger-sync") as api:
         invoice = (await api.get("/v1/invoices/I-3")).json()

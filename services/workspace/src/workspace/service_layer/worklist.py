@@ -1,8 +1,8 @@
 """The worklist's items, gathered from the services that know them, each source read on its own:
 
 - broken promises (promise-tracker `GET /v1/promises?status=broken`): the shortfall is at risk;
-- open disputes (ledger-sync's open invoices with `disputed`; ledger-sync's list has no dispute filter, so at
-  most DISPUTE_SCAN open invoices are looked at);
+- open disputes (insights' portfolio `disputed=true`, largest balance first: at a million open invoices the
+  read model answers from an index, where ledger-sync's list would have to be scanned);
 - collector tasks (notifier `GET /v1/tasks`, open ones): the step's total is at risk;
 - bounced and failed messages (notifier `GET /v1/deliveries?status=bounced|failed`);
 - ERP records in quarantine (ledger-sync `GET /v1/connectors/{name}/quarantine` of every connector).
@@ -24,7 +24,6 @@ from workspace.domain.worklist import WorkItem, ranked
 from workspace.service_layer.reads import Part, all_pages, parts, send
 
 SOURCE_MOST = 200  # items read per source
-DISPUTE_SCAN = 1000
 
 
 def _day(value: str | None, fallback: date) -> date:
@@ -49,11 +48,14 @@ async def broken_promises(platform: PlatformClient, person: Person, today: date)
 
 
 async def disputes(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
-    found = await all_pages(platform, person, "ledger-sync", "/v1/invoices", {"status": "open"}, most=DISPUTE_SCAN)
+    """Open invoices under dispute, aged from their due date (how long the money has been owed)."""
+    found = await all_pages(
+        platform, person, "insights", "/v1/portfolio", {"disputed": "true", "sort": "-balance"}, most=SOURCE_MOST
+    )
     return [
-        WorkItem("dispute", i["id"], i["customer_id"], _day(i.get("updated_at"), today), as_decimal(i["balance"]),
-                 i["currency"], {"number": i["number"], "reason": i.get("dispute_reason")})
-        for i in found if i.get("disputed")
+        WorkItem("dispute", i["invoice_id"], i["customer_id"], _day(i.get("due_date"), today),
+                 as_decimal(i["balance"]), i["currency"], {"number": i["number"], "reason": None})
+        for i in found
     ]  # fmt: skip
 
 
