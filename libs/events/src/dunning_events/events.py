@@ -318,12 +318,15 @@ class DunningStepDue(EventData):
     )
 
 
-HoldRule = Literal["contact_cap", "consent", "other"]
+HoldRule = Literal["contact_cap", "consent", "conversation", "other"]
 
 
 class ChannelHold(_Part):
     channel: Channel
-    rule: HoldRule = Field(description="contact_cap: the policy's cap was reached; consent: opted out or no consent")
+    rule: HoldRule = Field(
+        description="contact_cap: the policy's cap was reached; consent: opted out or no consent; conversation: a "
+        "telephone conversation about the debt within the last 7 days (12 CFR 1006.14(b)(2)(ii))"
+    )
     reason: str = Field(description="The sentence the case's timeline shows")
 
 
@@ -348,6 +351,27 @@ class DunningStepHeld(EventData):
     moved_to: AwareDatetime | None = Field(
         default=None, description="When the whole step was held: the instant it was moved to; null otherwise"
     )
+
+
+CallOutcome = Literal["conversation", "no_answer", "voicemail", "wrong_number", "refused_to_talk"]
+
+
+class DunningCallLogged(EventData):
+    event_type: ClassVar[str] = "dunning.call.logged"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "call_id"
+    description: ClassVar[str] = (
+        "A collector logged a telephone call with the debtor (occurred_at: when it took place). It counts as a call "
+        "attempt for the contact caps; a conversation holds every call about its invoices until `no_call_until`."
+    )
+
+    call_id: str
+    outcome: CallOutcome
+    invoice_ids: list[str] = Field(description="The debts the call was about (empty: none open at the time)")
+    no_call_until: AwareDatetime | None = Field(
+        default=None, description="A conversation: no call about these invoices before this instant; else null"
+    )
+    logged_by: str | None = Field(default=None, description="The name of the person who logged it, when known")
 
 
 class DunningStepReplanned(EventData):
@@ -572,7 +596,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
-        DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld,
+        DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld, DunningCallLogged,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
         NotificationSkipped, NotificationHeld, ConsentRevoked,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,

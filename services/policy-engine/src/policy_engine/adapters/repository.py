@@ -223,6 +223,12 @@ async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[
     return [case_from_record(r) for r in rows]
 
 
+async def hold_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
+    """Wait for the customer's claim lock (claim_due's) and keep it to the end of the transaction: a timer batch
+    deciding the customer's steps finishes first, and none starts until this transaction commits."""
+    await apg.execute(f"SELECT pg_advisory_xact_lock({_CLAIM_NS}, hashtext($1 || ':' || $2))", tenant_id, customer_id)
+
+
 async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Debtor]:
     keys = list(set(keys))
     out = {k: Debtor(customer_id=k[1]) for k in keys}
