@@ -484,6 +484,44 @@ class ConsentRevoked(EventData):
     reason: Literal["stop_reply", "unsubscribe", "hard_bounce", "complaint", "manual"]
 
 
+# ---------------------------------------------------------------- collector tasks (notifier)
+
+TaskOutcome = Literal["done", "reached", "not_reached", "promise_made", "dispute_raised", "not_needed"]
+
+
+class _TaskEvent(EventData):
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    subject_field: ClassVar[str] = "task_id"
+
+    task_id: str
+    step_id: str = Field(description="The dunning step the task was made for (dunning.step.due's step_id)")
+    invoice_ids: list[str] = Field(description="The invoices the task is about")
+    by: str | None = Field(default=None, description="The name of the person who acted, when known")
+
+
+class DunningTaskAssigned(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.assigned"
+    description: ClassVar[str] = "A collector task was given to a person (or taken back: assignee null)."
+
+    assignee_sub: str | None = Field(description="The person's subject at the identity provider; null: unassigned")
+    assignee_name: str | None
+
+
+class DunningTaskSnoozed(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.snoozed"
+    description: ClassVar[str] = "A collector task was put aside until `until` (the worklist hides it until then)."
+
+    until: AwareDatetime
+
+
+class DunningTaskCompleted(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.completed"
+    description: ClassVar[str] = "A collector finished a task, with its outcome."
+
+    outcome: TaskOutcome
+    note: str | None = Field(default=None, description="What the collector did or agreed (free text)")
+
+
 # ---------------------------------------------------------------- promises (promise-tracker)
 
 RecordedBy = Literal["collector", "customer", "inbound_reply"]
@@ -598,7 +636,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
         DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld, DunningCallLogged,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
-        NotificationSkipped, NotificationHeld, ConsentRevoked,
+        NotificationSkipped, NotificationHeld, ConsentRevoked, DunningTaskAssigned, DunningTaskSnoozed, DunningTaskCompleted,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,
         PlanCompleted,
     )
