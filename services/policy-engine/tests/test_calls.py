@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from dunning_events.events import DunningCallLogged
+from dunning_events.events import DunningCallLogged, DunningTaskAssigned, DunningTaskCompleted, DunningTaskSnoozed
 
 from .conftest import EngineHarness, customer, invoice
 
@@ -142,3 +142,34 @@ async def test_a_call_with_bad_input_is_refused_naming_the_field_and_writes_noth
     assert after[: len(before)] == before and [e["kind"] for e in after[len(before) :]] == ["call"]
     await engine.quiet()
     assert len(await engine.events(type_="dunning.call.logged")) == 1  # only the accepted call
+
+
+async def test_a_collector_task_assigned_snoozed_and_completed_is_on_the_timeline_of_its_invoices(
+    engine: EngineHarness,
+) -> None:
+    await engine.publish(customer("C-1"), invoice("A", "C-1", due=engine.today + timedelta(days=3)))
+    await engine.quiet()
+    (step,) = await engine.steps_due()
+    facts: dict[str, Any] = {"customer_id": "C-1", "task_id": "T-1", "step_id": step.step_id}
+    until = engine.clock.now() + timedelta(days=2)
+    await engine.publish(
+        DunningTaskAssigned(**facts, invoice_ids=["A"], assignee_sub="colin", assignee_name="Colin Collector"),
+        DunningTaskSnoozed(**facts, invoice_ids=["A"], until=until, by="Colin Collector"),
+        DunningTaskCompleted(**facts, invoice_ids=["A"], outcome="promise_made", note="pays Friday",
+                             by="Colin Collector"),
+        DunningTaskCompleted(**{**facts, "task_id": "T-2"}, invoice_ids=["UNKNOWN"], outcome="not_needed"),
+    )  # fmt: skip
+    await engine.quiet()
+
+    tasks = [e for e in await engine.timeline("A") if e["kind"] == "task"]
+    assert [(e["step"], e["reason"]) for e in tasks] == [
+        (step.step_name, "collector task assigned to Colin Collector"),
+        (step.step_name, f"collector task snoozed until {until.isoformat()} by Colin Collector"),
+        (step.step_name, "collector task completed (promise made) by Colin Collector"),
+    ]
+    assert tasks[-1]["detail"] == {"task_id": "T-1", "step_id": step.step_id, "by": "Colin Collector",
+                                   "outcome": "promise_made", "note": "pays Friday"}  # fmt: skip
+    async with engine.api() as api:  # a task about no invoice the engine knows: on the customer's timeline
+        items = (await api.get("/v1/customers/C-1/timeline", params={"limit": 500})).json()["items"]
+    [other] = [e for e in items if e["kind"] == "task" and e["detail"]["task_id"] == "T-2"]
+    assert other["invoice_id"] is None and other["reason"] == "collector task completed (not needed)"
