@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dunning_events.events import DunningCallLogged, DunningTaskAssigned, DunningTaskCompleted, DunningTaskSnoozed
+from policy_engine.service_layer import calls
 
 from .conftest import EngineHarness, customer, invoice
 
@@ -105,6 +106,22 @@ async def test_a_logged_call_is_on_the_timeline_and_the_event_stream_once_per_id
     assert logged.data == DunningCallLogged(customer_id="C-1", call_id=first["call_id"], outcome="voicemail",
                                             invoice_ids=["B"], no_call_until=None, logged_by=None)  # fmt: skip
     assert logged.occurred_at == at and logged.subject == first["call_id"]
+
+    # The acting person (the workspace's on-behalf-of header, wired at the service layer): on the timeline and event.
+    runtime = engine.svc.runtime
+    async with runtime.sessions() as session, session.begin():
+        call = await calls.log_call(
+            session, runtime.outbox, "acme", "C-1", outcome="conversation", invoice_ids=["A"], at=None, note=None,
+            now=engine.clock.now(), actor_name="Colin Collector",
+        )  # fmt: skip
+    entry = (await engine.timeline("A"))[-1]
+    assert entry["reason"] == (
+        f"call logged (conversation) at {engine.clock.now().isoformat()} by Colin Collector: no call about this debt "
+        f"until {call.no_call_until.isoformat()} (12 CFR 1006.14(b)(2)(ii))"  # type: ignore[union-attr]
+    )
+    assert entry["detail"]["logged_by"] == "Colin Collector"
+    await engine.quiet()
+    assert [e.data.logged_by for e in await engine.events(type_="dunning.call.logged")] == [None, "Colin Collector"]
 
 
 async def test_a_call_with_bad_input_is_refused_naming_the_field_and_writes_nothing(engine: EngineHarness) -> None:
