@@ -134,6 +134,9 @@ async def test_a_call_with_bad_input_is_refused_naming_the_field_and_writes_noth
     async with engine.api() as api:
         missing = await api.post("/v1/customers/NOBODY/calls", json={"outcome": "conversation"})
         assert missing.status_code == 404 and "NOBODY" in missing.json()["detail"]
+    async with engine.api("globex-api-key") as globex:  # another tenant's customer is unknown to this key
+        assert (await globex.post("/v1/customers/C-1/calls", json={"outcome": "conversation"})).status_code == 404
+    async with engine.api() as api:
 
         async def refused(body: dict[str, Any]) -> list[tuple[str, str]]:
             r = await api.post("/v1/customers/C-1/calls", json=body)
