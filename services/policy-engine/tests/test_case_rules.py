@@ -128,6 +128,30 @@ def test_a_call_capped_at_7_attempts_in_7_days_waits_until_the_cap_frees() -> No
     assert [(c.channel, c.rule) for c in hold.channels] == [("voice", "contact_cap")]
 
 
+def test_a_conversation_about_the_debt_holds_its_call_for_7_days_and_a_task_goes_out_meanwhile() -> None:
+    consented = Debtor("C-1", time_zone="Europe/Berlin", country="DE", consent={"voice": True})
+    talked = CapCheck(lambda c, cap: (0, None), lambda c: utc(2026, 3, 10, 14))
+    case = new_case(due=date(2026, 1, 1))
+    rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 13, 9))
+    firing = fire(case, utc(2026, 3, 13, 9), consented, caps=talked)
+    assert firing is not None and firing.channels == ["task"]  # the collector's task is work, not a call
+    assert firing.dropped["voice"] == (
+        "voice: a conversation with the debtor about this debt on 2026-03-10; no call until "
+        "2026-03-17T14:00:00+00:00 (12 CFR 1006.14(b)(2)(ii))"
+    )
+    assert [(c.channel, c.rule) for h in case.holds for c in h.channels] == [("voice", "conversation")]
+    only_voice = Policy(validate_policy({**DEFAULT_POLICY.doc.model_dump(mode="json"), "steps": [
+        {"name": "call", "offset_days": 70, "channels": ["voice"], "template_id": "t", "tone": "urgent"}]}), 3)  # fmt: skip
+    case = new_case(due=date(2026, 1, 1))
+    rules.start(case, BERLIN, only_voice, utc(2026, 3, 13, 9))
+    assert fire(case, utc(2026, 3, 13, 9), consented, only_voice, caps=talked) is None
+    assert case.next_at == utc(2026, 3, 17, 14)  # 7 days after the conversation (inside the contact window)
+    assert case.holds[0].moved_to == utc(2026, 3, 17, 14)
+    # Seven days on, the same conversation holds nothing.
+    firing = fire(case, utc(2026, 3, 17, 14), consented, only_voice, caps=talked)
+    assert firing is not None and firing.channels == ["voice"]
+
+
 def test_a_pause_keeps_the_step_and_resume_continues_where_it_was_shifting_the_rest() -> None:
     case = new_case()
     rules.start(case, BERLIN, DEFAULT_POLICY, utc(2026, 3, 2, 9))

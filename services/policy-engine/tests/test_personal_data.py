@@ -18,7 +18,8 @@ from .conftest import EngineHarness, customer, invoice
 DISPUTE_TEXT = "Anna Schmidt says the pallets arrived crushed"
 BLOCK_TEXT = "Anna Schmidt is in hospital until May"
 TAG = "contact-anna-schmidt"
-SECRETS = (DISPUTE_TEXT, BLOCK_TEXT, TAG, "Anna Schmidt")
+CALL_NOTE = "left a message for Anna Schmidt on her mobile"
+SECRETS = (DISPUTE_TEXT, BLOCK_TEXT, TAG, "Anna Schmidt", CALL_NOTE)
 
 
 async def _export(engine: EngineHarness, key: str = "acme-admin-key") -> Any:
@@ -56,6 +57,8 @@ async def _holding_personal_text(engine: EngineHarness) -> None:
         assert r.status_code == 200, r.text
         r = await api.delete("/v1/customers/C-1/dunning-block")
         assert r.status_code == 200, r.text
+        r = await api.post("/v1/customers/C-1/calls", json={"outcome": "voicemail", "note": CALL_NOTE})
+        assert r.status_code == 201, r.text
 
 
 async def test_the_export_shows_what_the_engine_holds_about_the_customer(engine: EngineHarness) -> None:
@@ -68,7 +71,9 @@ async def test_the_export_shows_what_the_engine_holds_about_the_customer(engine:
     assert r.status_code == 200, r.text
     doc = r.json()
     assert (doc["service"], doc["customer_id"], doc["erased"]) == ("policy-engine", "C-1", False)
-    assert set(doc["data"]) == {"customer", "cases", "timeline", "contact_attempts", "blocks"}
+    assert set(doc["data"]) == {"customer", "cases", "timeline", "contact_attempts", "calls", "blocks"}
+    [call] = doc["data"]["calls"]
+    assert (call["outcome"], call["invoice_ids"], call["note"]) == ("voicemail", ["INV-1", "INV-2"], CALL_NOTE)
     assert doc["data"]["customer"][0]["tags"] == [TAG]
     assert {c["invoice_id"] for c in doc["data"]["cases"]} == {"INV-1", "INV-2"}
     reasons = " | ".join(e["reason"] for e in doc["data"]["timeline"])

@@ -318,12 +318,15 @@ class DunningStepDue(EventData):
     )
 
 
-HoldRule = Literal["contact_cap", "consent", "other"]
+HoldRule = Literal["contact_cap", "consent", "conversation", "other"]
 
 
 class ChannelHold(_Part):
     channel: Channel
-    rule: HoldRule = Field(description="contact_cap: the policy's cap was reached; consent: opted out or no consent")
+    rule: HoldRule = Field(
+        description="contact_cap: the policy's cap was reached; consent: opted out or no consent; conversation: a "
+        "telephone conversation about the debt within the last 7 days (12 CFR 1006.14(b)(2)(ii))"
+    )
     reason: str = Field(description="The sentence the case's timeline shows")
 
 
@@ -348,6 +351,27 @@ class DunningStepHeld(EventData):
     moved_to: AwareDatetime | None = Field(
         default=None, description="When the whole step was held: the instant it was moved to; null otherwise"
     )
+
+
+CallOutcome = Literal["conversation", "no_answer", "voicemail", "wrong_number", "refused_to_talk"]
+
+
+class DunningCallLogged(EventData):
+    event_type: ClassVar[str] = "dunning.call.logged"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "call_id"
+    description: ClassVar[str] = (
+        "A collector logged a telephone call with the debtor (occurred_at: when it took place). It counts as a call "
+        "attempt for the contact caps; a conversation holds every call about its invoices until `no_call_until`."
+    )
+
+    call_id: str
+    outcome: CallOutcome
+    invoice_ids: list[str] = Field(description="The debts the call was about (empty: none open at the time)")
+    no_call_until: AwareDatetime | None = Field(
+        default=None, description="A conversation: no call about these invoices before this instant; else null"
+    )
+    logged_by: str | None = Field(default=None, description="The name of the person who logged it, when known")
 
 
 class DunningStepReplanned(EventData):
@@ -458,6 +482,44 @@ class ConsentRevoked(EventData):
     channel: Channel
     address: str | None = None
     reason: Literal["stop_reply", "unsubscribe", "hard_bounce", "complaint", "manual"]
+
+
+# ---------------------------------------------------------------- collector tasks (notifier)
+
+TaskOutcome = Literal["done", "reached", "not_reached", "promise_made", "dispute_raised", "not_needed"]
+
+
+class _TaskEvent(EventData):
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    subject_field: ClassVar[str] = "task_id"
+
+    task_id: str
+    step_id: str = Field(description="The dunning step the task was made for (dunning.step.due's step_id)")
+    invoice_ids: list[str] = Field(description="The invoices the task is about")
+    by: str | None = Field(default=None, description="The name of the person who acted, when known")
+
+
+class DunningTaskAssigned(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.assigned"
+    description: ClassVar[str] = "A collector task was given to a person (or taken back: assignee null)."
+
+    assignee_sub: str | None = Field(description="The person's subject at the identity provider; null: unassigned")
+    assignee_name: str | None
+
+
+class DunningTaskSnoozed(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.snoozed"
+    description: ClassVar[str] = "A collector task was put aside until `until` (the worklist hides it until then)."
+
+    until: AwareDatetime
+
+
+class DunningTaskCompleted(_TaskEvent):
+    event_type: ClassVar[str] = "dunning.task.completed"
+    description: ClassVar[str] = "A collector finished a task, with its outcome."
+
+    outcome: TaskOutcome
+    note: str | None = Field(default=None, description="What the collector did or agreed (free text)")
 
 
 # ---------------------------------------------------------------- promises (promise-tracker)
@@ -572,9 +634,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
-        DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld,
+        DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld, DunningCallLogged,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
-        NotificationSkipped, NotificationHeld, ConsentRevoked,
+        NotificationSkipped, NotificationHeld, ConsentRevoked, DunningTaskAssigned, DunningTaskSnoozed, DunningTaskCompleted,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,
         PlanCompleted,
     )

@@ -31,6 +31,11 @@ def upgrade() -> None:
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('assignee_sub', sa.String(length=200), nullable=True),
+    sa.Column('assignee_name', sa.Text(), nullable=True),
+    sa.Column('snoozed_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.String(length=20), nullable=True),
+    sa.Column('completed_by', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('delivery_id')
     )

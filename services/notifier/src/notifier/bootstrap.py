@@ -30,7 +30,7 @@ from notifier.adapters.ledger_watermark import LedgerWatermark
 from notifier.domain.default_templates import PARTIALS
 from notifier.domain.rendering import Renderer
 from notifier.domain.retry import RetryPolicy
-from notifier.entrypoints import api, callbacks, customer_pages, dev, templates_api
+from notifier.entrypoints import api, callbacks, customer_pages, dev, tasks_api, templates_api
 from notifier.service_layer import personal_data
 from notifier.service_layer.compose import Composer
 from notifier.service_layer.dispatcher import Dispatcher, ProviderRegistry
@@ -204,7 +204,7 @@ def create_app(runtime: NotifierRuntime) -> FastAPI:
         title="notifier",
         description="Templates, channels, at-most-once delivery, receipts and opt-outs.",
         routers=[
-            api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router,
+            api.router, tasks_api.router, templates_api.router, callbacks.router, customer_pages.router, dev.router,
             personal_data_router("notifier", personal_data.collect), event_export.router,
         ],
         limits=[

@@ -15,6 +15,7 @@ from dunning_kit.personal_data import personal_data_router
 from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
+from policy_engine.entrypoints.calls_api import router as calls_router
 from policy_engine.service_layer import personal_data
 from policy_engine.service_layer.firing import due_stats, fire_due
 from policy_engine.service_layer.handlers import HANDLERS, Engine, EngineConfig, commuting_layers, note_trace
@@ -87,5 +88,10 @@ def create_app(runtime: EngineRuntime) -> FastAPI:
         title="policy-engine",
         description="Dunning policies, durable timers, the rules that decide who is contacted, when, how and why, "
         "and the decision timeline.",
-        routers=[router, personal_data_router("policy-engine", personal_data.collect), event_export.router],
+        routers=[
+            router,
+            calls_router,
+            personal_data_router("policy-engine", personal_data.collect),
+            event_export.router,
+        ],
     )

@@ -186,6 +186,12 @@ collector_tasks = Table(
     Column("note", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    # Worklist state (service_layer.tasks): who works it, until when it is put aside, how it ended and by whom.
+    Column("assignee_sub", String(200)),
+    Column("assignee_name", Text),
+    Column("snoozed_until", DateTime(timezone=True)),
+    Column("outcome", String(20)),
+    Column("completed_by", Text),
 )
 # The order of GET /v1/tasks cursor pages (by status, oldest first).
 Index(

@@ -1,5 +1,5 @@
-"""notifier API v1: deliveries (what was sent, to whom, with what outcome), collector tasks, the
-suppression list and the tenant's channel configuration."""
+"""notifier API v1: deliveries (what was sent, to whom, with what outcome), the suppression list and the tenant's
+channel configuration (collector tasks: tasks_api.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from notifier.entrypoints.schemas import (
     DeliveryOut,
     SuppressionAdded,
     SuppressionOut,
-    TaskOut,
 )
 from notifier.service_layer import queries
 from notifier.service_layer.channel_config import load_config, stored_config
@@ -88,37 +87,7 @@ async def get_delivery(principal: Tenant, runtime: Runtime, delivery_id: str) ->
     return found
 
 
-# ---------------------------------------------------------------- collector tasks
-
-
-@router.get("/tasks", tags=["collector tasks"], response_model=Page[TaskOut], description=PAGE_CONTRACT,
-            summary="Work items for collectors (steps the policy gives to a person), oldest first")  # fmt: skip
-async def list_tasks(
-    principal: Tenant,
-    runtime: Runtime,
-    status: Literal["open", "done"] | None = "open",
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> Any:
-    async with runtime.sessions() as session:
-        return await queries.tasks(session, principal.tenant_id, status, limit=limit, cursor=cursor)
-
-
-class TaskCompletion(BaseModel):
-    note: str | None = Field(None, max_length=4000, description="What the collector did or agreed")
-
-
-@router.post("/tasks/{task_id}/complete", tags=["collector tasks"], response_model=TaskOut,
-             summary="Mark a collector task done")  # fmt: skip
-async def complete_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskCompletion) -> Any:
-    ident = _parse_uuid(task_id)
-    done = None
-    if ident is not None:
-        async with runtime.sessions() as session, session.begin():
-            done = await queries.complete_task(session, principal.tenant_id, ident, body.note, runtime.clock.now())
-    if done is None:
-        raise not_found("task")
-    return done
+# Collector tasks (the worklist): entrypoints/tasks_api.py.
 
 
 # ---------------------------------------------------------------- suppression list

@@ -48,6 +48,13 @@ class TaskOut(BaseModel):
     note: str | None
     created_at: str
     completed_at: str | None
+    assignee_sub: str | None = Field(None, description="Who works the task (subject at the identity provider)")
+    assignee_name: str | None = None
+    snoozed_until: str | None = Field(
+        None, description="Hidden from the open list until then (include_snoozed shows it)"
+    )
+    outcome: str | None = Field(None, description="How it ended: done, reached, not_reached, promise_made, ...")
+    completed_by: str | None = Field(None, description="The name of the person who completed it, when known")
 
 
 class SuppressionOut(BaseModel):

@@ -60,8 +60,8 @@ async def collect(runtime: Any, tenant_id: str, customer_id: str) -> PersonalDat
         )
         tasks = await records(
             session,
-            select(t.id, t.delivery_id, t.step_id, t.title, t.body, t.details, t.status, t.note, t.created_at,
-                   t.completed_at)
+            select(t.id, t.delivery_id, t.step_id, t.title, t.body, t.details, t.status, t.note, t.outcome,
+                   t.created_at, t.completed_at)
             .where(t.tenant_id == tenant_id, t.customer_id == customer_id)
             .order_by(t.created_at),
         )  # fmt: skip

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, literal, select, tuple_, update
+from sqlalchemy import delete, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,37 +96,7 @@ async def recent_messages(session: AsyncSession, limit: int) -> Sequence[Any]:
 # ---------------------------------------------------------------- collector tasks
 
 
-async def tasks(
-    session: AsyncSession, tenant_id: str, status: str | None, *, limit: int, cursor: str | None
-) -> Page[dict[str, Any]]:
-    """Oldest first on (created_at, id): the index (tenant_id, status, created_at, id) serves it."""
-    t = orm.collector_tasks.c
-    query = select(orm.collector_tasks).where(t.tenant_id == tenant_id)
-    if status is not None:
-        query = query.where(t.status == status)
-    if (after := TASKS.decode(cursor, 2)) is not None:
-        query = query.where(tuple_(t.created_at, t.id) > tuple_(literal(after[0]), literal(uuid.UUID(after[1]))))
-    rows = (await session.execute(query.order_by(t.created_at, t.id).limit(limit + 1))).mappings().all()
-    return TASKS.page(rows, limit, lambda r: (r["created_at"], str(r["id"])), plain)
-
-
-async def complete_task(
-    session: AsyncSession, tenant_id: str, task_id: uuid.UUID, note: str | None, now: datetime
-) -> dict[str, Any] | None:
-    t = orm.collector_tasks.c
-    row = (
-        (
-            await session.execute(
-                update(orm.collector_tasks)
-                .where(t.id == task_id, t.tenant_id == tenant_id)
-                .values(status="done", note=note, completed_at=now)
-                .returning(orm.collector_tasks)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return plain(row) if row else None
+# The task list and its changes: service_layer/tasks.py (TASKS is its cursor codec).
 
 
 # ---------------------------------------------------------------- suppressions

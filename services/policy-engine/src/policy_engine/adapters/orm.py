@@ -143,6 +143,24 @@ contacts = Table(
 )
 Index("ix_contacts_debtor", contacts.c.tenant_id, contacts.c.customer_id, contacts.c.channel, contacts.c.at)
 
+# Telephone calls with the debtor that a collector logged (POST /v1/customers/{id}/calls). Each one is also a row per
+# invoice in contact_attempts (delivery_id `call:<id>`, channel voice), so the contact caps count it; a conversation
+# holds every call about its invoices for 7 days (domain.conversations).
+calls = Table(
+    "calls",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("call_id", String(36), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("invoice_ids", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("note", Text),
+    Column("logged_by", Text),
+    Column("logged_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_calls_customer", calls.c.tenant_id, calls.c.customer_id, calls.c.at)
+
 ledger_freshness = Table(
     "ledger_freshness",
     metadata,

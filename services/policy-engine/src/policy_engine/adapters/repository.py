@@ -223,6 +223,12 @@ async def claim_due(apg: asyncpg.Connection, now: datetime, limit: int) -> list[
     return [case_from_record(r) for r in rows]
 
 
+async def hold_customer(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
+    """Wait for the customer's claim lock (claim_due's) and keep it to the end of the transaction: a timer batch
+    deciding the customer's steps finishes first, and none starts until this transaction commits."""
+    await apg.execute(f"SELECT pg_advisory_xact_lock({_CLAIM_NS}, hashtext($1 || ':' || $2))", tenant_id, customer_id)
+
+
 async def load_debtors(apg: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Debtor]:
     keys = list(set(keys))
     out = {k: Debtor(customer_id=k[1]) for k in keys}
@@ -330,6 +336,9 @@ async def mark_erased(
     return before is None
 
 
+ERASED_NOTE = "[erased]"  # what a cut note reads (as redact_free_text's marker text)
+
+
 async def redact_timeline(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> int:
     """Cut the free text (dispute reasons, block reasons) out of the customer's timeline entries."""
     rows = await apg.fetch(
@@ -340,7 +349,19 @@ async def redact_timeline(apg: asyncpg.Connection, tenant_id: str, customer_id: 
     changed = [(r["id"], redact_free_text(r["reason"])) for r in rows]
     if changed:
         await apg.executemany("UPDATE timeline SET reason = $2 WHERE id = $1", changed)
-    return len(changed)
+    # A logged call's or a collector task's note is free text too: kept in `detail` (and the call log), never in
+    # the reason, so it is cut here whole.
+    notes = await apg.fetchval(
+        "WITH cut AS (UPDATE timeline SET detail = jsonb_set(detail, '{note}', to_jsonb($3::text)) "
+        "WHERE tenant_id = $1 AND customer_id = $2 AND kind IN ('call', 'task') AND detail->>'note' IS NOT NULL "
+        "RETURNING 1) SELECT count(*) FROM cut",
+        tenant_id, customer_id, ERASED_NOTE,
+    )  # fmt: skip
+    await apg.execute(
+        "UPDATE calls SET note = $3 WHERE tenant_id = $1 AND customer_id = $2 AND note IS NOT NULL",
+        tenant_id, customer_id, ERASED_NOTE,
+    )  # fmt: skip
+    return len(changed) + int(notes)
 
 
 async def freshness_facts(

@@ -18,6 +18,7 @@ from dunning_events.events import supersedes
 from dunning_events.money import from_minor, minor_units
 from policy_engine.domain.calendar import ContactWindow, allowed_at
 from policy_engine.domain.closure import ClosureReason
+from policy_engine.domain.conversations import CALL_CHANNELS, hold_reason, no_call_until
 from policy_engine.domain.policy import TONE_RANK, ContactCap, Policy, PolicyDocument, ReEscalation, Step
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,12 +80,13 @@ class Debtor:
 # Which rule held a channel back (dunning.step.held's `rule`), named where the refusal is made.
 CONSENT_RULE = "consent"  # Debtor.may_contact_on: opted out, no consent on record
 CAP_RULE = "contact_cap"  # the policy's contact cap for the channel was reached
+CONVERSATION_RULE = "conversation"  # a conversation about the debt in the last 7 days (domain.conversations)
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelHold:
     channel: str
-    rule: str  # CONSENT_RULE | CAP_RULE | "other"
+    rule: str  # CONSENT_RULE | CAP_RULE | CONVERSATION_RULE | "other"
     reason: str
 
 
@@ -650,11 +652,17 @@ def make_idle(case: Case, reason: str) -> str | None:
 # ---------------------------------------------------------------- firing
 
 
+def _no_conversation(case: Case) -> datetime | None:
+    return None
+
+
 @dataclass
 class CapCheck:
-    """Contact attempts already made, as counted from notification.sent."""
+    """Contact attempts already made, as counted from notification.sent and the calls collectors logged."""
 
     attempts: Callable[[Case, ContactCap], tuple[int, datetime | None]]  # (count in window, oldest in window)
+    # The latest logged conversation about the case's debt whose 7-day hold still runs (None: no hold).
+    conversation: Callable[[Case], datetime | None] = _no_conversation
 
 
 @dataclass(slots=True)
@@ -762,6 +770,12 @@ def decide(
     for channel in step.channels:
         why_not = debtor.may_contact_on(channel)
         rule = CONSENT_RULE
+        if why_not is None and channel in CALL_CHANNELS:
+            talked_at = caps.conversation(case)
+            until = no_call_until("conversation", talked_at) if talked_at is not None else None
+            if talked_at is not None and until is not None and until > now:
+                why_not, rule = hold_reason(channel, talked_at, until), CONVERSATION_RULE
+                cap_frees.append(until)
         if why_not is None:
             for cap in policy.cap_by_channel.get(channel, ()):
                 count, oldest = caps.attempts(case, cap)

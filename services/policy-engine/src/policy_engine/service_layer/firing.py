@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events.money import minor_units
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import child_trace_headers
+from policy_engine.adapters import call_log
 from policy_engine.adapters import repository as repo
 from policy_engine.adapters.step_events import (
     FeeRow,
@@ -32,6 +33,7 @@ from policy_engine.adapters.step_events import (
 from policy_engine.domain import cases as rules
 from policy_engine.domain.calendar import load_holidays, local_day, missing_holidays
 from policy_engine.domain.cases import CapCheck, Case, Debtor, Firing
+from policy_engine.domain.conversations import CALL_CHANNELS, NO_CALL_DAYS
 from policy_engine.domain.fees import InvoiceFacts, StepFees, days_overdue, step_fees
 from policy_engine.domain.policy import ContactCap, Policy
 from policy_engine.domain.step_ids import step_id
@@ -144,12 +146,14 @@ async def cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int,
     """Load the contact attempts the batch's capped channels need (none when no pending step uses one)."""
     channels: set[str] = set()
     longest = 0
+    calls = False
     for case in cases:
         policy = bound[id(case)]
         step = policy.step_by_name.get(case.next_step or "")
         if step is None:
             continue
         for ch in step.channels:
+            calls = calls or ch in CALL_CHANNELS
             for cap in policy.cap_by_channel.get(ch, ()):
                 channels.add(ch)
                 longest = max(longest, cap.per_days)
@@ -173,7 +177,17 @@ async def cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int,
             deliveries[delivery] = at
         return len(deliveries), (min(deliveries.values()) if deliveries else None)
 
-    return CapCheck(count)
+    talks: dict[tuple[str, str], datetime] = {}
+    if calls:  # only a batch with a call pending reads the conversations (Reg F's 7 days)
+        since = now - timedelta(days=NO_CALL_DAYS)
+        for r in await call_log.conversations_since(apg, {(c.tenant_id, c.customer_id) for c in cases}, since, now):
+            key = (r["tenant_id"], r["invoice_id"])
+            talks[key] = max(talks.get(key, r["at"]), r["at"])
+
+    def conversation(case: Case) -> datetime | None:
+        return talks.get((case.tenant_id, case.invoice_id))
+
+    return CapCheck(count, conversation)
 
 
 def _consolidate(firings: Iterable[Firing]) -> list[list[Firing]]:

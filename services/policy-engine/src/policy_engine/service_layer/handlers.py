@@ -27,6 +27,9 @@ from dunning_events.events import (
     DisputeResolved,
     DunningStepCancelled,
     DunningStepReplanned,
+    DunningTaskAssigned,
+    DunningTaskCompleted,
+    DunningTaskSnoozed,
     InvoiceCreated,
     InvoiceUpdated,
     InvoiceVoided,
@@ -56,6 +59,7 @@ from policy_engine.domain.closure import ClosureReason, Reopening, reopens, sett
 from policy_engine.domain.fees import interest
 from policy_engine.domain.policy import DEBTOR_CHANNELS, Policy, StatutoryInterest
 from policy_engine.domain.step_ids import step_id
+from policy_engine.service_layer import task_log
 from policy_engine.service_layer.freshness import stale_among
 from policy_engine.service_layer.policy_book import PolicyBook
 from policy_engine.service_layer.storage import DunningRepository, PlanningProfile
@@ -649,6 +653,9 @@ HANDLERS: HandlerTable[Engine] = HandlerTable(
     on(NotificationFailed, Engine.on_notification_failed),
     on(NotificationHeld, Engine.on_notification_held),
     on(ConsentRevoked, Engine.on_consent_revoked),
+    on(DunningTaskAssigned, task_log.on_task_assigned),
+    on(DunningTaskSnoozed, task_log.on_task_snoozed),
+    on(DunningTaskCompleted, task_log.on_task_completed),
 )
 
 

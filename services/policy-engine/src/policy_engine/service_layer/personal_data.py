@@ -1,5 +1,6 @@
 """What the policy engine holds about one customer (GDPR Art. 15): its customer projection, the dunning cases
-of its invoices, the timeline of every decision about it, its contact attempts and its dunning blocks."""
+of its invoices, the timeline of every decision about it, its contact attempts, the calls collectors logged with it
+and its dunning blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from dunning_kit.personal_data import PersonalData, record
 from policy_engine.adapters import repository as repo
 
-SECTIONS = ("customer", "cases", "timeline", "contact_attempts", "blocks")
+SECTIONS = ("customer", "cases", "timeline", "contact_attempts", "calls", "blocks")
 
 
 async def collect(runtime: Any, tenant_id: str, customer_id: str) -> PersonalData:
@@ -37,6 +38,11 @@ async def collect(runtime: Any, tenant_id: str, customer_id: str) -> PersonalDat
             "WHERE tenant_id = $1 AND customer_id = $2 ORDER BY at, delivery_id, invoice_id",
             tenant_id, customer_id,
         )  # fmt: skip
+        calls = await apg.fetch(
+            "SELECT call_id, outcome, at, invoice_ids, note, logged_by, logged_at FROM calls "
+            "WHERE tenant_id = $1 AND customer_id = $2 ORDER BY at, call_id",
+            tenant_id, customer_id,
+        )  # fmt: skip
     blocks: list[dict[str, Any]] = [
         {"scope": "customer", "invoice_id": None, "reason": c["block_reason"]} for c in customer if c["blocked"]
     ] + [
@@ -51,6 +57,7 @@ async def collect(runtime: Any, tenant_id: str, customer_id: str) -> PersonalDat
             "cases": [record(r) for r in cases],
             "timeline": [record(r, json_columns=["detail"]) for r in timeline],
             "contact_attempts": [record(r) for r in contacts],
+            "calls": [record(r) for r in calls],
             "blocks": blocks,
         },
     )
