@@ -79,7 +79,9 @@ def test_the_links_in_messages_point_at_the_ingress_host(environment: str) -> No
 def test_the_routed_backends_are_services_on_their_http_port() -> None:
     documents = render(K8S / "overlays" / "prod")
     services = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Service"}
-    paths = [p for name in ("dunning", "workspace") for p in _ingress("prod", name)["spec"]["rules"][0]["http"]["paths"]]
+    paths = [
+        p for name in ("dunning", "workspace") for p in _ingress("prod", name)["spec"]["rules"][0]["http"]["paths"]
+    ]
     for path in paths:
         backend = path["backend"]["service"]
         assert backend["port"] == {"name": "http"}
