@@ -13,6 +13,13 @@ public one is ledger-sync's (it gathers the other three over the cluster network
 to backfill; dunning_kit.event_export). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
+
+The web applications (`WEB_APPLICATIONS`: the staff workspace) have no operation here: they serve HTML pages to
+people signed in with a session, not an API to clients with a key, so their pages are left out of their own OpenAPI
+document (`include_in_schema=False`) and only the kit's operations endpoints remain, which are not public. They
+have an Ingress host of their own (deploy/k8s/base/ingress/workspace.yaml). tests/test_openapi_document.py holds
+them to that: a JSON operation a web application adds shows up and fails the test until someone decides where it
+is published.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ PERSONAL_DATA = "/v1/customers/{customer_id}/personal-data"
 PUBLIC_PERSONAL_DATA = "ledger-sync"  # the one export that gathers every service's
 EVENTS_EXPORT = "/v1/exports/events"  # each publishing service's own: inside the cluster only
 SERVICE_KEY = "x-dunning-service"
+# Services that serve pages, not an API: no public operation of theirs is in the document (see the docstring).
+WEB_APPLICATIONS = frozenset({"workspace"})
 _REF = "#/components/schemas/"
 
 
@@ -126,10 +135,14 @@ def combine(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    document = combine(asyncio.run(service_documents()))
+def to_yaml(document: dict[str, Any]) -> str:
+    """The committed form of a combined document."""
     text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
     return text
+
+
+def render() -> str:
+    return to_yaml(combine(asyncio.run(service_documents())))
 
 
 def write(path: Path = DOCUMENT) -> None:
