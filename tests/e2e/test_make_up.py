@@ -30,7 +30,7 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
         assert stack.ready, "".join(stack.output)
         assert stack.startup_seconds < 90, f"ready after {stack.startup_seconds:.0f}s"
         urls = json.loads((tmp_path / "urls.json").read_text())
-        assert set(urls) == {"ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"}
+        assert set(urls) == {s.name for s in SERVICES}
         assert all(_ready(u) == 200 for u in urls.values())
         banner = "".join(stack.output)
         assert f"{'insights':<16} {urls['insights']}" in banner, "the figures' address is printed"

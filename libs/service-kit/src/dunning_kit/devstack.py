@@ -34,6 +34,8 @@ DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
 # The services whose personal-data piece ledger-sync's export gathers (its in-cluster default names the same three);
 # insights, a read model rebuilt from the stream, serves none.
 PERSONAL_DATA_PEERS = ("policy-engine", "notifier", "promise-tracker")
+# The services insights' backfill reads (their export APIs); the workspace, which exports nothing, is not one.
+EXPORTERS = ("ledger-sync", "policy-engine", "notifier", "promise-tracker")
 EMBEDDED_KAFKA_SECURITY = {
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     **{
@@ -179,9 +181,15 @@ class DevStack:
                 )
             if s.name == "insights":  # its backfill reads the others' export APIs, as tenant acme
                 env["INSIGHTS_EXPORT_URLS"] = ",".join(
-                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}"
+                    for n, p in enumerate(SERVICES)
+                    if p.name in EXPORTERS
                 )
                 env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
+            if s.name == "workspace":  # its pages read and act through the five others' APIs, on this stack's ports
+                env["WORKSPACE_SERVICE_URLS"] = ",".join(
+                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
+                )
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
