@@ -43,6 +43,8 @@ REAL_SECRETS = {
     # The workspace's: the admin key it calls the services with per tenant, its OIDC client's secret.
     "WORKSPACE_API_KEYS": "acme=a-real-production-key-4c1d",
     "WORKSPACE_OIDC_CLIENT_SECRET": "9f3c2b7e5a1d4c8e9b0a6f2d4e1c3b5a",
+    # The key it signs Dunning-Actor with (an Ed25519 private key, base64url of 32 bytes).
+    "WORKSPACE_ACTOR_SIGNING_KEY": "XKIBR_Ll7Hbmcs0bqPISWCQWX4Jr4lEuwQZG6Tmpjwk",
 }
 
 

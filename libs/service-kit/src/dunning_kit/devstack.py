@@ -186,10 +186,6 @@ class DevStack:
                     if p.name in EXPORTERS
                 )
                 env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
-            if s.name == "workspace":  # its pages read and act through the five others' APIs, on this stack's ports
-                env["WORKSPACE_SERVICE_URLS"] = ",".join(
-                    f"{p.name}=http://127.0.0.1:{self.ports.base + n}" for n, p in enumerate(SERVICES) if p is not s
-                )
             env.update(self.extra_env.get(s.name, {}))
             self.service_env[s.name] = env
             self.start_service(s.name)
