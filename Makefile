@@ -89,7 +89,7 @@ release-schemas: schemas ## snapshot the event schemas as released (libs/events/
 	$(PY) -m dunning_events.compat --release
 
 SBOM_DIR ?= build/sbom
-IMAGES := ledger-sync policy-engine notifier promise-tracker insights
+IMAGES := ledger-sync policy-engine notifier promise-tracker insights workspace
 sbom: $(UV) ## CycloneDX 1.5 SBOM of each image, from uv.lock, runtime dependencies only: $(SBOM_DIR)/<service>.cdx.json
 	@mkdir -p $(SBOM_DIR)
 	@for s in $(IMAGES); do \

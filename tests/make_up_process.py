@@ -79,6 +79,7 @@ def start_make_up(run_dir: Path) -> MakeUp:
         "DEV_KAFKA_PORT": free_port_block(1, taken),
         "DEV_SMTP_PORT": free_port_block(1, taken),
         "DEV_TWILIO_PORT": free_port_block(1, taken),
+        "DEV_IDP_PORT": free_port_block(1, taken),  # the workspace's development identity provider
     }
     env = {**os.environ, "DUNNING_RUN_DIR": str(run_dir), **{k: str(v) for k, v in ports.items()}}
     env.pop("DATABASE_URL", None)

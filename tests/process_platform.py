@@ -118,10 +118,15 @@ def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) ->
         "KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         **PLANTED_SECRETS,
     }
-    # The four APIs below the ephemeral range, as the `make up` tests choose them: base+3 from the ephemeral range
-    # was once taken by an outgoing connection between choosing and binding (promise-tracker, errno 98).
+    # Every service's port below the ephemeral range, as the `make up` tests choose them: base+3 from the ephemeral
+    # range was once taken by an outgoing connection between choosing and binding (promise-tracker, errno 98). One
+    # more after them: the workspace's development identity provider takes the port after the services'.
     ports = Ports(
-        postgres=free_port(), kafka=free_port(), smtp=free_port(), twilio=free_port(), base=free_port_block(4, set())
+        postgres=free_port(),
+        kafka=free_port(),
+        smtp=free_port(),
+        twilio=free_port(),
+        base=free_port_block(len(SERVICES) + 1, set()),
     )
     extra = {s.name: {**common, **platform_env.get(s.name, {})} for s in SERVICES}
     stack = DevStack(ports, extra_env=extra, run_dir=tmp_path)

@@ -40,6 +40,11 @@ REAL_SECRETS = {
     "DATA_ENCRYPTION_KEYS": REAL_DATA_KEYS,
     "TWILIO_AUTH_TOKEN": "c2f8e1a47d9b40e6a1f3b5d7c9e0a2b4",
     "API_KEYS": REAL_API_KEYS,
+    # The workspace's: the admin key it calls the services with per tenant, its OIDC client's secret.
+    "WORKSPACE_API_KEYS": "acme=a-real-production-key-4c1d",
+    "WORKSPACE_OIDC_CLIENT_SECRET": "9f3c2b7e5a1d4c8e9b0a6f2d4e1c3b5a",
+    # The key it signs Dunning-Actor with (an Ed25519 private key, base64url of 32 bytes).
+    "WORKSPACE_ACTOR_SIGNING_KEY": "XKIBR_Ll7Hbmcs0bqPISWCQWX4Jr4lEuwQZG6Tmpjwk",
 }
 
 
@@ -77,6 +82,8 @@ REFUSALS = {
     ),
     "promise-tracker": ({"API_KEYS": REAL_API_KEYS, "SELF_SERVICE_SIGNING_KEY": " "}, ["SELF_SERVICE_SIGNING_KEY"]),
     "insights": ({"API_KEYS": DEV_API_KEYS_ENTRY}, ["API_KEYS"]),  # its only secret: the tenants' API keys
+    # No key to call the services with, and the OIDC client secret left at its development default.
+    "workspace": ({"WORKSPACE_API_KEYS": " "}, ["WORKSPACE_API_KEYS", "WORKSPACE_OIDC_CLIENT_SECRET"]),
 }
 
 

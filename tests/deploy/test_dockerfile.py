@@ -250,7 +250,7 @@ def test_locked_packages_match_the_dockerfile(stages: list[Stage]) -> None:
     copied = {
         a.split()[0]
         for s in stages
-        if s.name == "workspace"
+        if s.name == "members"  # the uv workspace skeleton stage
         for i, a in s.instructions
         if i == "COPY" and a.split()[0].endswith("pyproject.toml")
     }

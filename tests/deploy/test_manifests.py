@@ -161,6 +161,10 @@ PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/
 SECRET_NAME = re.compile(r"(password|secret|token|api_key|signing_key|private_key|^api_keys$|^database_url$)")
 LINK_SIGNERS = {"notifier", "promise-tracker"}  # sign / verify customer links
 READ_MODELS = {"insights"}  # consume the topics, publish nothing (no outbox topic, no Write but for dead letters)
+# The staff web application: consumes no topic and publishes nothing (its Kafka user has no ACL), answers no API key
+# (staff sign in; its pages are its only routes), and calls the five other services' APIs and the OIDC provider.
+STAFF_APPS = {"workspace"}
+IDP_PORTS = {("TCP", 443)}  # the workspace only: the OpenID Connect provider's HTTPS endpoints
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
@@ -243,7 +247,7 @@ def secret_fields(service: ServiceFacts) -> dict[str, Any]:
     """Settings fields that hold credentials this service needs, with their defaults.
 
     Its own credential fields, plus the inherited ones it uses: the connection string and API keys (read by the
-    shared kit for every service) and the customer-link signing key (notifier and promise-tracker only: the
+    shared kit for every service but the workspace, which serves no API) and the customer-link signing key (notifier and promise-tracker only: the
     setting's own description says so; the other services must not hold it).
     """
     out = {}
@@ -251,6 +255,8 @@ def secret_fields(service: ServiceFacts) -> dict[str, Any]:
         if not SECRET_NAME.search(name) or (name.endswith(("_file", "_url", "_public_key")) and name != "database_url"):
             continue
         inherited = name in ServiceSettings.model_fields
+        if name == "api_keys" and service.name in STAFF_APPS:
+            continue  # no route of the workspace takes an API key: it must not hold the tenants' key hashes
         if not inherited or name in ("database_url", "api_keys") or service.name in LINK_SIGNERS:
             out[name] = info.default
     return out
@@ -559,7 +565,8 @@ def may_connect(
 def expected_egress(env: str, service: str) -> set[Reach]:
     """Everything a service may reach in `env`, peer by peer: DNS, PostgreSQL, the Kafka brokers, and its own
     outside world (ledger-sync: the ERPs and, for the personal-data export, the other services; notifier: its
-    providers; insights: the other services, whose export APIs its backfill reads)."""
+    providers; insights: the other services, whose export APIs its backfill reads; workspace: the five services'
+    APIs and the OIDC provider). Nobody reaches the workspace: it holds staff sessions, no customer's data."""
     dns = ("pods", _frozen({"kubernetes.io/metadata.name": "kube-system"}), _frozen({"k8s-app": "kube-dns"}))
     brokers = (
         "pods",
@@ -575,7 +582,8 @@ def expected_egress(env: str, service: str) -> set[Reach]:
     if service == "ledger-sync":
         out |= {(internet, p, n) for p, n in ERP_PORTS}
         for peer in SERVICES:
-            if peer.name != service and peer.name not in READ_MODELS:  # insights serves no personal-data piece
+            # insights serves no personal-data piece, the workspace holds none
+            if peer.name != service and peer.name not in READ_MODELS | STAFF_APPS:
                 labels = {"app.kubernetes.io/name": peer.name, "app.kubernetes.io/component": "service"}
                 out.add(
                     (("pods", _frozen({"kubernetes.io/metadata.name": "(own)"}), _frozen(labels)), "TCP", peer.port)
@@ -583,6 +591,14 @@ def expected_egress(env: str, service: str) -> set[Reach]:
     if service == "notifier":
         out |= {(internet, p, n) for p, n in PROVIDER_PORTS}
     if service == "insights":  # the backfill reads the others' export APIs; nothing outside the cluster
+        for peer in SERVICES:
+            if peer.name != service and peer.name not in STAFF_APPS:
+                labels = {"app.kubernetes.io/name": peer.name, "app.kubernetes.io/component": "service"}
+                out.add(
+                    (("pods", _frozen({"kubernetes.io/metadata.name": "(own)"}), _frozen(labels)), "TCP", peer.port)
+                )
+    if service in STAFF_APPS:  # every page reads or acts through the five services; sign-in needs the provider
+        out |= {(internet, p, n) for p, n in IDP_PORTS}
         for peer in SERVICES:
             if peer.name != service:
                 labels = {"app.kubernetes.io/name": peer.name, "app.kubernetes.io/component": "service"}
@@ -648,6 +664,18 @@ def service_pod(name: str) -> dict[str, Any]:
         ("insights", BROKER, 9093, True),
         ("insights", "10.20.0.7", 5432, True),
         ("policy-engine", service_pod("insights"), 8005, False),  # nothing depends on the read model
+        ("workspace", service_pod("insights"), 8005, True),  # the dashboard's figures
+        ("workspace", service_pod("policy-engine"), 8002, True),  # a case's timeline, pause, block
+        ("workspace", service_pod("ledger-sync"), 8002, False),
+        ("workspace", PUBLIC_IP, 443, True),  # the OIDC provider
+        ("workspace", PUBLIC_IP, 80, False),
+        ("workspace", PUBLIC_IP, 587, False),  # it sends no mail
+        ("workspace", "10.1.2.3", 443, False),  # the cluster or the VPC
+        ("workspace", "169.254.169.254", 80, False),  # the cloud's metadata service
+        ("workspace", BROKER, 9093, True),  # its producer connection (readiness); its KafkaUser has no ACL
+        ("workspace", "10.20.0.7", 5432, True),  # its sessions
+        ("ledger-sync", service_pod("workspace"), 8006, False),  # nothing depends on the staff application
+        ("insights", service_pod("workspace"), 8006, False),
     ],
 )
 def test_prod_egress_verdicts(source: str, to: str | dict[str, Any], port: int, allowed: bool) -> None:
@@ -795,6 +823,19 @@ def test_alert_runbook_links_point_at_readme_sections() -> None:
                     assert link.split("#", 1)[1] in anchors, f"{r['alert']}: {link} has no section"
 
 
+def test_the_service_down_alert_watches_every_service() -> None:
+    [rule] = [
+        r
+        for o in render(K8S / "overlays/prod/monitoring")
+        if o["kind"] == "PrometheusRule"
+        for g in o["spec"]["groups"]
+        for r in g["rules"]
+        if r["alert"] == "DunningServiceDown"
+    ]
+    [names] = re.findall(r'app_kubernetes_io_name=~"([^"]+)"', rule["expr"])
+    assert sorted(names.split("|")) == sorted(s.name for s in SERVICES), "a service whose pods all died would be silent"
+
+
 def test_pod_monitor_scrapes_every_service(services: list[ServiceFacts]) -> None:
     monitor = next(o for o in render(K8S / "overlays/prod/monitoring") if o["kind"] == "PodMonitor")
     prod = render(K8S / "overlays/prod")
@@ -857,9 +898,11 @@ def expected_acls(service: ServiceFacts) -> dict[tuple[str, str], set[str]]:
 
 def test_every_service_produces_the_topics_of_the_events_it_owns(services: list[ServiceFacts]) -> None:
     # The relay refuses any topic outside `produces`, so an empty or wrong list would stop the service's events.
-    owners = {s.name: set(s.produces) for s in services if s.name not in READ_MODELS}
+    owners = {s.name: set(s.produces) for s in services if s.name not in READ_MODELS | STAFF_APPS}
     assert all(owners.values()), owners
     assert all(not s.produces for s in services if s.name in READ_MODELS), "a read model publishes nothing"
+    staff_apps = [s for s in services if s.name in STAFF_APPS]
+    assert staff_apps and all(not s.produces and not s.consumers for s in staff_apps), "it acts through the APIs"
     produced = [t for topics in owners.values() for t in topics]
     assert sorted(produced) == sorted(topic_names.ALL_TOPICS), "each event topic has exactly one producer"
 

@@ -30,7 +30,7 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
         assert stack.ready, "".join(stack.output)
         assert stack.startup_seconds < 90, f"ready after {stack.startup_seconds:.0f}s"
         urls = json.loads((tmp_path / "urls.json").read_text())
-        assert set(urls) == {"ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"}
+        assert set(urls) == {s.name for s in SERVICES}
         assert all(_ready(u) == 200 for u in urls.values())
         banner = "".join(stack.output)
         assert f"{'insights':<16} {urls['insights']}" in banner, "the figures' address is printed"
@@ -41,7 +41,7 @@ def test_the_stack_comes_up_ready_within_90_seconds_and_stops_cleanly(tmp_path: 
     assert "stopped" in rest
     ports = stack.ports
     http_ports = [ports["DEV_HTTP_BASE_PORT"] + i for i in range(len(SERVICES))]
-    ours = [*http_ports, ports["DEV_PG_PORT"], ports["DEV_KAFKA_PORT"], ports["DEV_SMTP_PORT"]]
+    ours = [*http_ports, ports["DEV_PG_PORT"], ports["DEV_KAFKA_PORT"], ports["DEV_SMTP_PORT"], ports["DEV_IDP_PORT"]]
     # Sockets in teardown may take a moment to close.
     still_open = [p for p in ours if not wait_until_closed(p, timeout=10)]
     named = {p: name for name, p in ports.items()} | {p: "an API port" for p in http_ports}

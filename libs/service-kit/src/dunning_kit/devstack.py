@@ -36,6 +36,8 @@ DEMO_SEGMENT = "demo"  # the quick start's customer is in it (README)
 # The services whose personal-data piece ledger-sync's export gathers (its in-cluster default names the same three);
 # insights, a read model rebuilt from the stream, serves none.
 PERSONAL_DATA_PEERS = ("policy-engine", "notifier", "promise-tracker")
+# The services insights' backfill reads (their export APIs); the workspace, which exports nothing, is not one.
+EXPORTERS = ("ledger-sync", "policy-engine", "notifier", "promise-tracker")
 EMBEDDED_KAFKA_SECURITY = {
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     **{
@@ -192,7 +194,7 @@ class DevStack:
                 env["INSIGHTS_EXPORT_URLS"] = ",".join(
                     f"{p.name}=http://127.0.0.1:{self.ports.base + n}"
                     for n, p in enumerate(SERVICES)
-                    if p is not s and p.name != "workspace"  # the four that export; the workspace exports nothing
+                    if p.name in EXPORTERS
                 )
                 env["INSIGHTS_EXPORT_KEYS"] = "acme=dev-acme-key"
             if s.name == "workspace":  # staff sign in at the dev IdP; pages call the others with acme's admin key

@@ -17,6 +17,10 @@ read for the consumer groups it adds (`add_consumer`: group and topics) and the 
 
 Nothing else: no Create (Strimzi's Topic Operator owns every topic, the services run with KAFKA_CREATE_TOPICS=false),
 no wildcard or prefix, no cluster operation (no idempotent producer, no transactions: see dunning_events.kafka).
+
+A service that consumes and produces nothing (the workspace: it acts through the other services' APIs) still gets a
+KafkaUser, with no ACL at all: the runtime keeps a producer connection and readiness checks the broker, which needs
+authentication and metadata only.
 """
 
 from __future__ import annotations

@@ -14,6 +14,13 @@ to backfill; dunning_kit.event_export), and the dead letters of each consuming s
 the workspace reaches over the cluster network; dunning_kit.dead_letters_api). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
+
+The web applications (`WEB_APPLICATIONS`: the staff workspace) have no operation here: they serve HTML pages to
+people signed in with a session, not an API to clients with a key, so their pages are left out of their own OpenAPI
+document (`include_in_schema=False`) and only the kit's operations endpoints remain, which are not public. They
+have an Ingress host of their own (deploy/k8s/base/ingress/workspace.yaml). tests/test_openapi_document.py holds
+them to that: a JSON operation a web application adds shows up and fails the test until someone decides where it
+is published.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ EVENTS_EXPORT = "/v1/exports/events"  # each publishing service's own: inside th
 # cluster, as insights reaches the events exports.
 DEAD_LETTERS = ("/v1/dead-letters", "/v1/dead-letters/{group}/replay")
 SERVICE_KEY = "x-dunning-service"
+# Services that serve pages, not an API: no public operation of theirs is in the document (see the docstring).
+WEB_APPLICATIONS = frozenset({"workspace"})
 _REF = "#/components/schemas/"
 
 
@@ -130,10 +139,14 @@ def combine(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    document = combine(asyncio.run(service_documents()))
+def to_yaml(document: dict[str, Any]) -> str:
+    """The committed form of a combined document."""
     text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
     return text
+
+
+def render() -> str:
+    return to_yaml(combine(asyncio.run(service_documents())))
 
 
 def write(path: Path = DOCUMENT) -> None:
