@@ -25,8 +25,12 @@ DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_API_KEYS = {"dev-acme-key": ("acme", "api"), "dev-acme-admin": ("acme", "admin")}
 # The data-encryption key of `make up` (dunning_kit/data_keys.py): anything sealed under it is readable by anyone.
 DEV_DATA_ENCRYPTION_KEYS = "dev-only-do-not-use:G5WI66NDQQijBs1Q2tplVYASfMBZ1uSkgyNq2cpvVd8="
+# The workspace's Ed25519 key for `Dunning-Actor` (dunning_kit/actor.py) and its public half: whoever reads this
+# file can sign as any person, so outside DEV_MODE no service may trust the public half.
+DEV_ACTOR_SIGNING_KEY = "ZzshgFpd7x_aGW_5kj5aRKq0aolgUyv-9lGRqvsh-B8"
+DEV_ACTOR_VERIFY_KEY = "nYjp6HcJKmqbxlEpe0G30jcGoK-_1mCUy9H081CsgQE"
 SHIPPED_DEV_VALUES: frozenset[str] = frozenset(
-    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, *DEV_API_KEYS}
+    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, DEV_ACTOR_SIGNING_KEY, *DEV_API_KEYS}
 )
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong, a restart alone will not help
@@ -75,6 +79,7 @@ def _from_file(settings: ServiceSettings, name: str) -> tuple[str, Any] | None:
 EMPTY = "empty"
 DEV_VALUE = "shipped development value"
 DEV_API_KEY = "holds a shipped development API key"
+DEV_ACTOR_KEY = "trusts the shipped development actor key"
 
 
 def development_secrets(settings: ServiceSettings) -> dict[str, str]:
@@ -99,6 +104,8 @@ def development_secrets(settings: ServiceSettings) -> dict[str, str]:
         elif _is_dev_value(cls, name, value):
             problems[name.upper()] = DEV_VALUE
     problems.update(dict.fromkeys(_development_api_keys(settings), DEV_API_KEY))
+    if DEV_ACTOR_VERIFY_KEY in _entries(settings.actor_verify_keys):
+        problems["ACTOR_VERIFY_KEYS"] = DEV_ACTOR_KEY
     return problems
 
 
