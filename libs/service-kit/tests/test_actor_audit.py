@@ -82,7 +82,8 @@ class Kit:
             return [dict(r._mapping) for r in result]
 
     def acting(self, actor: Actor = COLIN, **kwargs: Any) -> dict[str, str]:
-        return acting_as(actor, self.clock, **kwargs)
+        header: dict[str, str] = acting_as(actor, self.clock, **kwargs)
+        return header
 
 
 @pytest_asyncio.fixture(scope="module")
