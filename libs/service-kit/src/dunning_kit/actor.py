@@ -196,6 +196,7 @@ class ActingRequest:
     targets: dict[str, str]  # the path's ids, e.g. {"customer_id": "C-1"}
     at: datetime
     recorded: bool = False  # its audit row was written in the transaction of the change
+    replay: bool = False  # an Idempotency-Key's stored answer: the first call made the change and was recorded
     status: int = field(default=0)
 
     @property
@@ -209,6 +210,14 @@ _acting: ContextVar[ActingRequest | None] = ContextVar("dunning_acting_request",
 def current_request() -> ActingRequest | None:
     """The call being served, when it was made for a person (None for a machine caller or outside a request)."""
     return _acting.get()
+
+
+def replaying() -> None:
+    """The call being served answers from an Idempotency-Key's stored answer (dunning_kit.idempotency.claim): it
+    changes nothing, whatever its transaction commits."""
+    acting = _acting.get()
+    if acting is not None:
+        acting.replay = True
 
 
 def _acting_person() -> Actor | None:
@@ -291,9 +300,8 @@ class ActorCheck:
         async def seen(message: Message) -> None:
             if message["type"] == "http.response.start":
                 acting.status = int(message["status"])
-                replayed = dict(message.get("headers") or ()).get(b"idempotent-replayed")
-                if replayed is not None:
-                    acting.recorded = True  # a replay changed nothing: the first call was recorded
+                if dict(message.get("headers") or ()).get(b"idempotent-replayed") is not None:
+                    acting.replay = True
             await send(message)
 
         reset = _acting.set(acting)

@@ -84,7 +84,9 @@ class AuditLog:
     def _with_the_change(self, conn: Connection) -> None:
         """Runs inside the commit, on its connection, before COMMIT is sent: the row joins the transaction."""
         acting = current_request()
-        if acting is None or acting.recorded or not acting.changes_state or acting.service != self.service:
+        if acting is None or acting.recorded or acting.replay or not acting.changes_state:
+            return
+        if acting.service != self.service:  # another service in this process (tests run several in one)
             return
         acting.recorded = True
         conn.execute(self.table.insert().values(**_row(acting, APPLIED, None)))
@@ -92,7 +94,7 @@ class AuditLog:
     async def after_response(self, acting: ActingRequest) -> None:
         """A call that committed nothing: record a refusal or a failure (a 2xx without a commit changed nothing)."""
         if acting.recorded or not acting.changes_state or acting.status < 400:
-            return
+            return  # recorded with the change, or a 2xx (a replay among them) that committed nothing
         outcome = REFUSED if acting.status < 500 else FAILED
         try:
             async with self.engine.begin() as conn:
