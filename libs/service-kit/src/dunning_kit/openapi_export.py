@@ -10,7 +10,8 @@ What is public: every operation but the kit's operations endpoints (health, read
 probes and Prometheus reach them inside the cluster), the per-service personal-data exports, of which the
 public one is ledger-sync's (it gathers the other three over the cluster network), and the events export
 (`GET /v1/exports/events`, served by several services at one path: insights reaches each over the cluster network
-to backfill; dunning_kit.event_export). Each operation names its
+to backfill; dunning_kit.event_export), and the audit log (`GET /v1/audit-log`, one per service at one path: the
+workspace reads each over the cluster network; dunning_kit.audit_api). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
 """
@@ -32,6 +33,7 @@ OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/quietz", "/metrics"})
 PERSONAL_DATA = "/v1/customers/{customer_id}/personal-data"
 PUBLIC_PERSONAL_DATA = "ledger-sync"  # the one export that gathers every service's
 EVENTS_EXPORT = "/v1/exports/events"  # each publishing service's own: inside the cluster only
+AUDIT_LOG = "/v1/audit-log"  # each service's own (dunning_kit.audit_api): the workspace reads each in the cluster
 SERVICE_KEY = "x-dunning-service"
 _REF = "#/components/schemas/"
 
@@ -59,7 +61,7 @@ async def service_documents() -> dict[str, dict[str, Any]]:
 
 
 def is_public(service: str, path: str) -> bool:
-    if path in OPERATIONS_PATHS or path == EVENTS_EXPORT:
+    if path in OPERATIONS_PATHS or path in (EVENTS_EXPORT, AUDIT_LOG):
         return False
     return path != PERSONAL_DATA or service == PUBLIC_PERSONAL_DATA
 

@@ -88,7 +88,7 @@ class TemplateListed(BaseModel):
 
 
 class VersionAuthor(BaseModel):
-    sub: str = Field(description="The identity provider's subject of the person who saved the version")
+    sub: str = Field(description="The identity provider's subject of the person who made the version")
     name: str
 
 

@@ -53,7 +53,7 @@ class PolicyValidated(BaseModel):
 
 
 class VersionAuthor(BaseModel):
-    sub: str = Field(description="The identity provider's subject of the person who published the version")
+    sub: str = Field(description="The identity provider's subject of the person who made the version")
     name: str
 
 
