@@ -64,6 +64,11 @@ async def delete_thing(thing_id: str, request: Request) -> dict[str, Any]:
     return {"id": thing_id}
 
 
+@router.post("/things/{thing_id}/boom")
+async def break_thing(thing_id: str) -> dict[str, Any]:
+    raise RuntimeError(f"{thing_id} broke")  # nothing committed: the kit answers 500
+
+
 @router.post("/things/{thing_id}/check")
 async def check_thing(thing_id: str) -> dict[str, Any]:
     return {"id": thing_id, "fine": True}  # a POST that changes nothing
@@ -196,8 +201,12 @@ async def test_a_change_made_for_a_person_is_audited_in_its_own_transaction_with
 async def test_a_refused_change_is_audited_as_refused_and_a_change_of_nothing_not_at_all(fresh: Kit) -> None:
     assert (await fresh.api.delete("/v1/things/T-9", headers=fresh.acting())).status_code == 404
     assert (await fresh.api.post("/v1/things/T-9/check", headers=fresh.acting())).status_code == 200
-    (row,) = await fresh.rows("audit_log")
-    assert (row["method"], row["outcome"], row["status"]) == ("DELETE", "refused", 404)
+    assert (await fresh.api.post("/v1/things/T-9/boom", headers=fresh.acting())).status_code == 500
+    rows = await fresh.rows("audit_log")
+    assert [(r["method"], r["route"], r["outcome"], r["status"]) for r in rows] == [
+        ("DELETE", "/v1/things/{thing_id}", "refused", 404),
+        ("POST", "/v1/things/{thing_id}/boom", "failed", 500),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -304,14 +304,20 @@ class ActorCheck:
                     acting.replay = True
             await send(message)
 
+        audit = getattr(state, "audit_log", None)
+        answered = False
         reset = _acting.set(acting)
         try:
             await self.app(scope, receive, seen)
+            answered = True
+        except Exception:
+            acting.status = acting.status or 500  # the kit's outer handler answers it as a 500 problem
+            answered = True
+            raise
         finally:
-            _acting.reset(reset)
-        audit = getattr(state, "audit_log", None)
-        if audit is not None:
-            await audit.after_response(acting)
+            _acting.reset(reset)  # the record below commits on its own, outside the request's audit
+            if answered and audit is not None:
+                await audit.after_response(acting)
 
 
 def keys_for(settings: Any) -> list[Ed25519PublicKey]:
