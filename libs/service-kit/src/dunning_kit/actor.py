@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_kit.app_routes import ApiRoute, api_routes
@@ -259,19 +261,16 @@ class ActorCheck:
     def __init__(self, app: ASGIApp, keys: list[Ed25519PublicKey]) -> None:
         self.app = app
         self.keys = keys
-        self._routes: list[ApiRoute] | None = None
+        self._routes: list[tuple[ApiRoute, re.Pattern[str]]] | None = None
 
     def _route_of(self, scope: Scope) -> tuple[str, dict[str, str]]:
+        """The path template the request matches and the ids in its path (what the audit log names)."""
         if self._routes is None:  # every route is declared by the first request
             fastapi: FastAPI = scope["app"]
-            self._routes = list(api_routes(fastapi))
-        from starlette.routing import compile_path
-
-        for route in self._routes:
-            if scope["method"] in route.methods:
-                found = compile_path(route.path)[0].match(scope["path"])
-                if found is not None:
-                    return route.path, {k: str(v) for k, v in found.groupdict().items()}
+            self._routes = [(r, compile_path(r.path)[0]) for r in api_routes(fastapi)]
+        for route, pattern in self._routes:
+            if scope["method"] in route.methods and (found := pattern.match(scope["path"])) is not None:
+                return route.path, {k: str(v) for k, v in found.groupdict().items()}
         return scope["path"], {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
