@@ -129,7 +129,8 @@ class ServiceSettings(KafkaClientSettings):
     """A secret setting is marked `json_schema_extra={"secret": True}`: outside DEV_MODE, dunning_kit/dev_secrets.py
     refuses to start with it empty or a shipped development value."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+    # A refused value is not echoed in the error: it may be a secret (a malformed signing key is still one).
+    model_config = SettingsConfigDict(extra="ignore", env_file=None, hide_input_in_errors=True)
 
     dev_mode: bool = Field(
         False,
