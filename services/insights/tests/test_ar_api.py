@@ -20,8 +20,10 @@ from dunning_kit.openapi_check import unserved_app, untyped_operations
 from dunning_kit.page_walk import assert_page_limits, walk_pages
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
+    MONA,
     PostgresBackend,
     RunningService,
+    acting_as,
     assert_common_problems,
     assert_problem,
     poll_until,
@@ -164,3 +166,22 @@ async def test_the_ar_gauges_are_refreshed_by_the_runtime_timer(insights: Runnin
 
 async def test_every_operation_declares_its_request_and_response_schemas() -> None:
     assert untyped_operations(await unserved_app("insights")) == []
+
+
+async def test_fx_rates_saved_for_a_person_are_audited_and_a_refused_person_saves_none(
+    insights: RunningService,
+) -> None:
+    """Who acted (`Dunning-Actor`): insights keeps the audit log like the other services."""
+    rates = {"reporting_currency": "EUR", "rates": [{"date": "2026-02-02", "currency": "GBP", "rate": "1.1"}]}
+    async with insights.client("acme-admin-key") as admin:
+        stale = acting_as(MONA, CLOCK, at=CLOCK.now() - timedelta(minutes=6))
+        assert problem_fields(assert_problem(await admin.put("/v1/fx-rates", json=rates, headers=stale), 401)) == [
+            "Dunning-Actor"
+        ]
+        assert "GBP" not in {r["currency"] for r in (await admin.get("/v1/fx-rates")).json()["items"]}
+        saved = await admin.put("/v1/fx-rates", json=rates, headers=acting_as(MONA, CLOCK))
+        assert saved.status_code == 200, saved.text
+        (entry,) = (await admin.get("/v1/audit-log", params={"person": "mona"})).json()["items"]
+    assert (entry["method"], entry["route"], entry["actor"]["name"], entry["outcome"]) == (
+        "PUT", "/v1/fx-rates", "Mona Manager", "applied",
+    )  # fmt: skip

@@ -17,13 +17,16 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from dunning_events import topics
+from dunning_kit.actor import HEADER as ACTOR_HEADER
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.event_testing import LedgerFeed, assert_exported, topic_events
 from dunning_kit.idempotency import HEADER as IDEMPOTENCY_KEY
 from dunning_kit.pytest_plugin import SIM_START
 from dunning_kit.testing import (
+    COLIN,
     PostgresBackend,
     RunningService,
+    acting_as,
     assert_common_problems,
     assert_problem,
     problem_fields,
@@ -134,3 +137,29 @@ async def test_an_event_the_tracker_published_comes_back_from_its_events_export(
     on_topic = await topic_events(tracker.runtime.settings.kafka_bootstrap_servers, topics.PROMISES)
     promised = [e for e in on_topic if e.type == "promise.created" and e.subject == created.json()["id"]]
     await assert_exported(tracker, promised, "acme-api-key", "globex-api-key")
+
+
+async def test_promises_recorded_for_a_person_are_audited_and_a_refused_person_records_nothing(
+    tracker: RunningService, invoices: list[str]
+) -> None:
+    """Who acted (`Dunning-Actor`): the audit log names the person; a retry replayed by its key is no second
+    change; an actor of another tenant than the key's is a 401 and records no promise."""
+    promise = promise_of(invoices[2])
+    async with tracker.client() as api, tracker.client("globex-api-key") as globex:
+        foreign = await globex.post("/v1/promises", json=promise, headers=acting_as(COLIN, CLOCK))
+        assert problem_fields(assert_problem(foreign, 401)) == [ACTOR_HEADER]
+        by_colin = {**acting_as(COLIN, CLOCK), IDEMPOTENCY_KEY: "colin-promise"}
+        created = await api.post("/v1/promises", json=promise, headers=by_colin)
+        assert created.status_code == 201, created.text
+        assert (await api.post("/v1/promises", json=promise, headers=by_colin)).status_code == 201  # replayed
+        cancel = f"/v1/promises/{created.json()['id']}/cancel"
+        assert (await api.post(cancel, headers=acting_as(COLIN, CLOCK))).status_code == 200
+        assert_problem(await api.post(cancel, headers=acting_as(COLIN, CLOCK)), 409)
+    async with tracker.client("acme-admin-key") as admin:
+        audit = (await admin.get("/v1/audit-log", params={"person": "colin"})).json()["items"]
+    assert [(e["route"], e["outcome"], e["status"], e["actor"]["name"]) for e in audit] == [
+        ("/v1/promises/{promise_id}/cancel", "refused", 409, "Colin Collector"),
+        ("/v1/promises/{promise_id}/cancel", "applied", None, "Colin Collector"),
+        ("/v1/promises", "applied", None, "Colin Collector"),
+    ]
+    assert audit[1]["targets"] == {"promise_id": created.json()["id"]}

@@ -13,7 +13,8 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from dunning_events.tracing import tracer
-from dunning_kit import dead_letters_api, event_export
+from dunning_kit import audit_api, dead_letters_api, event_export
+from dunning_kit.actor import ActorCheck, keys_for
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.idempotency import IdempotencyKeys
 from dunning_kit.input_guard import UnstorableInputGuard
@@ -82,6 +83,7 @@ def create_service_app(
         # A consuming service shows its tenant's admins their dead letters and replays them (the workspace).
         app.include_router(dead_letters_api.router)
     app.state.api_keys = ApiKeyRegistry.from_settings(settings.api_keys, settings.api_keys_file)
+    app.state.audit_log = runtime.audit_log
     install_problem_handlers(app)  # every error is application/problem+json (problem_handlers.py)
     operations = settings.rate_limit_operations_per_minute
     route_limits = [
@@ -92,6 +94,7 @@ def create_service_app(
     # Innermost to outermost (each add_middleware wraps what was added before):
     # - Idempotency-Key innermost: it sees only requests the edge let through, and holds a key's row while the
     #   route runs (dunning_kit.idempotency);
+    # - the Dunning-Actor check around it: a refused actor claims no key and writes nothing (dunning_kit.actor);
     # - the input guard reads JSON and form bodies: inside the request limits, which refuse a huge body
     #   before it is read (their BodyTooLarge, raised while the guard reads, is turned into a 413 by them);
     # - the request limits run inside the span middleware: a BaseHTTPMiddleware reads the body through a task
@@ -99,6 +102,7 @@ def create_service_app(
     # - at the very outside, an exception nothing handled becomes a 500 problem (a statement or lock timeout
     #   a 503), logged once.
     app.add_middleware(IdempotencyKeys)
+    app.add_middleware(ActorCheck, keys=keys_for(settings))
     app.add_middleware(UnstorableInputGuard)
     app.add_middleware(
         RequestLimits,
@@ -148,4 +152,6 @@ def create_service_app(
 
     for router in routers:
         app.include_router(router)
+    if runtime.audit_log is not None:
+        app.include_router(audit_api.router)
     return app

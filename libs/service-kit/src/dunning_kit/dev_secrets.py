@@ -34,8 +34,19 @@ DEV_IDP_USERS = {
     "mona": ("mona-dev", "manager"),
     "adam": ("adam-dev", "admin"),
 }
+# The workspace's Ed25519 key for `Dunning-Actor` (dunning_kit/actor.py) and its public half: whoever reads this
+# file can sign as any person, so outside DEV_MODE no service may trust the public half.
+DEV_ACTOR_SIGNING_KEY = "ZzshgFpd7x_aGW_5kj5aRKq0aolgUyv-9lGRqvsh-B8"
+DEV_ACTOR_VERIFY_KEY = "nYjp6HcJKmqbxlEpe0G30jcGoK-_1mCUy9H081CsgQE"
 SHIPPED_DEV_VALUES: frozenset[str] = frozenset(
-    {DEV_SIGNING_KEY, DEV_TWILIO_AUTH_TOKEN, DEV_DATA_ENCRYPTION_KEYS, *DEV_API_KEYS, DEV_OIDC_CLIENT_SECRET}
+    {
+        DEV_SIGNING_KEY,
+        DEV_TWILIO_AUTH_TOKEN,
+        DEV_DATA_ENCRYPTION_KEYS,
+        DEV_ACTOR_SIGNING_KEY,
+        *DEV_API_KEYS,
+        DEV_OIDC_CLIENT_SECRET,
+    }
     | {password for password, _role in DEV_IDP_USERS.values()}
 )
 
@@ -85,6 +96,7 @@ def _from_file(settings: ServiceSettings, name: str) -> tuple[str, Any] | None:
 EMPTY = "empty"
 DEV_VALUE = "shipped development value"
 DEV_API_KEY = "holds a shipped development API key"
+DEV_ACTOR_KEY = "trusts the shipped development actor key"
 
 
 def development_secrets(settings: ServiceSettings) -> dict[str, str]:
@@ -109,6 +121,8 @@ def development_secrets(settings: ServiceSettings) -> dict[str, str]:
         elif _is_dev_value(cls, name, value):
             problems[name.upper()] = DEV_VALUE
     problems.update(dict.fromkeys(_development_api_keys(settings), DEV_API_KEY))
+    if DEV_ACTOR_VERIFY_KEY in _entries(settings.actor_verify_keys):
+        problems["ACTOR_VERIFY_KEYS"] = DEV_ACTOR_KEY
     return problems
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dunning_kit.actor import replaying
 from dunning_kit.app_routes import ApiRoute, api_routes
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.problems import FieldError, invalid_input
@@ -120,6 +121,7 @@ async def claim(
     )
     if claimed is not None:
         return None
+    replaying()  # what this transaction commits now is no change to audit (dunning_kit.audit_log)
     row = (
         await db.execute(
             select(t.c.request_hash, t.c.status_code, t.c.response).where(t.c.tenant_id == tenant_id, t.c.key == key)

@@ -10,8 +10,9 @@ What is public: every operation but the kit's operations endpoints (health, read
 probes and Prometheus reach them inside the cluster), the per-service personal-data exports, of which the
 public one is ledger-sync's (it gathers the other three over the cluster network), and the events export
 (`GET /v1/exports/events`, served by several services at one path: insights reaches each over the cluster network
-to backfill; dunning_kit.event_export), and the dead letters of each consuming service (`/v1/dead-letters`, which
-the workspace reaches over the cluster network; dunning_kit.dead_letters_api). Each operation names its
+to backfill; dunning_kit.event_export), the dead letters of each consuming service (`/v1/dead-letters`) and the
+audit log of each service (`GET /v1/audit-log`), which the workspace reaches over the cluster network
+(dunning_kit.dead_letters_api, dunning_kit.audit_api). Each operation names its
 service (`x-dunning-service`). A component schema two services define differently is renamed with the
 service's prefix (`policy_engine.CustomerOut`); identical ones are shared.
 
@@ -43,6 +44,7 @@ EVENTS_EXPORT = "/v1/exports/events"  # each publishing service's own: inside th
 # Each consuming service's own dead letters (dunning_kit.dead_letters_api): the workspace reaches each inside the
 # cluster, as insights reaches the events exports.
 DEAD_LETTERS = ("/v1/dead-letters", "/v1/dead-letters/{group}/replay")
+AUDIT_LOG = "/v1/audit-log"  # each service's own (dunning_kit.audit_api): the workspace reads each in the cluster
 SERVICE_KEY = "x-dunning-service"
 # Services that serve pages, not an API: no public operation of theirs is in the document (see the docstring).
 WEB_APPLICATIONS = frozenset({"workspace"})
@@ -72,7 +74,7 @@ async def service_documents() -> dict[str, dict[str, Any]]:
 
 
 def is_public(service: str, path: str) -> bool:
-    if path in OPERATIONS_PATHS or path == EVENTS_EXPORT or path in DEAD_LETTERS:
+    if path in OPERATIONS_PATHS or path in (EVENTS_EXPORT, AUDIT_LOG) or path in DEAD_LETTERS:
         return False
     return path != PERSONAL_DATA or service == PUBLIC_PERSONAL_DATA
 

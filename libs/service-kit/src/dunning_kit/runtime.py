@@ -32,6 +32,8 @@ from dunning_events.lane import PriorityLane
 from dunning_events.outbox import OutboxRelay, OutboxWriter
 from dunning_events.tables import event_archive_table, inbox_table, outbox_table
 from dunning_events.topics import ALL_TOPICS, dead_letter_topic
+from dunning_kit.audit_log import TABLE as AUDIT_TABLE
+from dunning_kit.audit_log import AuditLog
 from dunning_kit.clock import Clock
 from dunning_kit.db import make_engine, make_sessions
 from dunning_kit.db_probe import PROBE_TIMEOUT_S, database_problem, probe_database
@@ -107,6 +109,9 @@ class ServiceRuntime(Generic[SettingsT, ObjectsT]):
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
         self.idempotency_table: Table | None = metadata.tables.get(IDEMPOTENCY_TABLE)
+        # Who changed what on behalf of a person: kept by a service whose metadata has the table.
+        audit = metadata.tables.get(AUDIT_TABLE)
+        self.audit_log: AuditLog | None = AuditLog(name, self.engine, audit) if audit is not None else None
         self.kafka_security = settings.kafka_security()
         # Why the broker cannot be used right now (None once it can): readiness is false meanwhile, and the
         # cause was logged once, naming the setting at fault.

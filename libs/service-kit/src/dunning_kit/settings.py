@@ -129,7 +129,8 @@ class ServiceSettings(KafkaClientSettings):
     """A secret setting is marked `json_schema_extra={"secret": True}`: outside DEV_MODE, dunning_kit/dev_secrets.py
     refuses to start with it empty or a shipped development value."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+    # A refused value is not echoed in the error: it may be a secret (a malformed signing key is still one).
+    model_config = SettingsConfigDict(extra="ignore", env_file=None, hide_input_in_errors=True)
 
     dev_mode: bool = Field(
         False,
@@ -174,6 +175,12 @@ class ServiceSettings(KafkaClientSettings):
         description="API keys: comma-separated `tenant:scope:sha256(key)` entries (scope api or admin)",
     )
     api_keys_file: Path | None = Field(None, description="File with one `tenant:scope:sha256(key)` entry per line")
+    actor_verify_keys: str = Field(
+        "",
+        description="Ed25519 public keys (base64url, comma-separated: several during a rotation) the `Dunning-Actor` "
+        "header of the workspace's calls is verified with; empty: a call naming a person is refused (in DEV_MODE "
+        "empty trusts the shipped development key). `python -m dunning_kit.actor` makes a pair",
+    )
     # 250, not more: a settlement the priority lane found waits for at most the batch being applied, and on a
     # busy 2-core host a batch of 1,000 bulk events held it ~0.4 s at p99 (250: ~0.27 s, and no more engine CPU).
     consumer_max_records: int = Field(
@@ -255,6 +262,14 @@ class ServiceSettings(KafkaClientSettings):
         description="Reverse proxies in front of the service that append to X-Forwarded-For: the rate limits "
         "count the address the outermost of them saw (0: the peer address)",
     )
+
+    @field_validator("actor_verify_keys")
+    @classmethod
+    def _actor_keys_readable(cls, value: str) -> str:
+        from dunning_kit.actor import verify_keys  # the actor module imports the app's auth, which imports these
+
+        verify_keys(value)
+        return value
 
     def optional_secrets(self) -> set[str]:
         """Secret settings this configuration can run without: checked at start only when set. Every other

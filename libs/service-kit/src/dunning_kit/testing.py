@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from dunning_events.handler_table import HandlerTable, table_problems, tables_read_by
+from dunning_kit.actor import Actor
 from dunning_kit.auth import hash_key
 from dunning_kit.clock import Clock, SystemClock
 from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
@@ -427,3 +429,21 @@ async def assert_tables_cover_their_topics(service: str, *tables: HandlerTable[A
     finally:
         await runtime.producer.stop()
         await runtime.engine.dispose()
+
+
+# People the services' tests act for (dunning_kit.actor), as the workspace would send them.
+COLIN = Actor(sub="colin", name="Colin Collector", email="colin@acme.test", role="collector", tenant="acme")
+MONA = Actor(sub="mona", name="Mona Manager", email="mona@acme.test", role="manager", tenant="acme")
+
+
+def acting_as(
+    actor: Actor, clock: Clock, *, at: datetime | None = None, lifetime: timedelta = timedelta(minutes=5),
+    key: str | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The `Dunning-Actor` header naming `actor`, signed at the service's clock with the shipped development key
+    (what a service in DEV_MODE trusts); `at`, `lifetime` and `key` make the tokens a test wants refused."""
+    from dunning_kit.actor import HEADER, sign, signing_key
+    from dunning_kit.dev_secrets import DEV_ACTOR_SIGNING_KEY
+
+    signer = signing_key(key or DEV_ACTOR_SIGNING_KEY)
+    return {HEADER: sign(actor, signer, at or clock.now(), lifetime)}

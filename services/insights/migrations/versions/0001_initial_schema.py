@@ -27,6 +27,24 @@ def upgrade() -> None:
     sa.Column('open_count', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('tenant_id', 'currency', 'due_date', 'on_date')
     )
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('actor_sub', sa.String(length=255), nullable=False),
+    sa.Column('actor_name', sa.String(length=300), nullable=False),
+    sa.Column('actor_email', sa.String(length=320), nullable=False),
+    sa.Column('actor_role', sa.String(length=30), nullable=False),
+    sa.Column('method', sa.String(length=10), nullable=False),
+    sa.Column('route', sa.String(length=300), nullable=False),
+    sa.Column('path', sa.String(length=2000), nullable=False),
+    sa.Column('targets', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
+    sa.Column('outcome', sa.String(length=10), nullable=False),
+    sa.Column('status', sa.Integer(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index('ix_audit_log_person', 'audit_log', ['tenant_id', 'actor_sub', 'id'], unique=False)
+    op.create_index('ix_audit_log_tenant', 'audit_log', ['tenant_id', 'id'], unique=False)
     op.create_table('backfills',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('source', sa.String(length=60), nullable=False),
@@ -351,5 +369,8 @@ def downgrade() -> None:
     op.drop_table('contact_holds')
     op.drop_table('consent_revocations')
     op.drop_table('backfills')
+    op.drop_index('ix_audit_log_tenant', table_name='audit_log')
+    op.drop_index('ix_audit_log_person', table_name='audit_log')
+    op.drop_table('audit_log')
     op.drop_table('ar_daily')
     # ### end Alembic commands ###

@@ -7,6 +7,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from dunning_kit.actor import signing_key
 from dunning_kit.app import create_service_app
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
@@ -42,6 +43,8 @@ def build_runtime(settings: Settings, clock: Clock) -> WorkspaceRuntime:
         parse_service_urls(settings.workspace_service_urls),
         parse_tenant_keys(settings.workspace_api_keys),
         timeout=settings.workspace_call_timeout_s,
+        actor_key=signing_key(settings.workspace_actor_signing_key),
+        clock=clock,
     )
     sessions = SessionBook(
         runtime.sessions, clock,

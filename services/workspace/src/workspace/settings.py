@@ -4,7 +4,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET
+from dunning_kit.actor import signing_key
+from dunning_kit.dev_secrets import DEV_ACTOR_SIGNING_KEY, DEV_OIDC_CLIENT_SECRET
 from dunning_kit.settings import ServiceSettings
 from workspace.adapters.platform import parse_service_urls, parse_tenant_keys
 from workspace.domain.identity import parse_role_map
@@ -25,7 +26,13 @@ def _check_role_map(value: str) -> str:
     return value
 
 
+def _check_signing_key(value: str) -> str:
+    signing_key(value)
+    return value
+
+
 ServiceUrls = Annotated[str, AfterValidator(_check_urls)]
+ActorSigningKey = Annotated[str, AfterValidator(_check_signing_key)]
 TenantKeys = Annotated[str, AfterValidator(_check_keys)]
 RoleMap = Annotated[str, AfterValidator(_check_role_map)]
 
@@ -82,6 +89,13 @@ class Settings(ServiceSettings):
     workspace_cookie_secure: bool = Field(
         True,
         description="Session cookie only over HTTPS (`__Host-` prefix); off only for plain-http development",
+    )
+    workspace_actor_signing_key: ActorSigningKey = Field(
+        DEV_ACTOR_SIGNING_KEY,
+        description="Ed25519 private key (base64url of 32 bytes) the workspace signs the `Dunning-Actor` header of its "
+        "calls with, naming the person; the services verify it with its public half in ACTOR_VERIFY_KEYS "
+        "(`python -m dunning_kit.actor` makes a pair)",
+        json_schema_extra={"secret": True},
     )
     workspace_call_timeout_s: float = Field(
         10.0, gt=0, description="Seconds a call to another service may take before the page shows it failed"

@@ -28,11 +28,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from dunning_kit.audit_log import audit_log_table
 from dunning_kit.runtime import plumbing_tables
 
 SCHEMA = "insights"
 metadata = MetaData()
 outbox, inbox = plumbing_tables(metadata)
+audit_log_table(metadata)  # who changed what on behalf of a person (dunning_kit.audit_log)
 
 AMOUNT = Numeric(24, 4)  # exact; four places cover every ISO 4217 exponent (CLF)
 RATE = Numeric(24, 10)

@@ -24,12 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from dunning_kit.audit_log import audit_log_table
 from dunning_kit.idempotency import TABLE as IDEMPOTENCY_TABLE
 from dunning_kit.runtime import plumbing_tables
 
 SCHEMA = "ledger_sync"
 metadata = MetaData()
 outbox, inbox = plumbing_tables(metadata)
+audit_log_table(metadata)  # who changed what on behalf of a person (dunning_kit.audit_log)
 
 customers = Table(
     "customers",

@@ -17,11 +17,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from dunning_kit.audit_log import audit_log_table
 from dunning_kit.runtime import plumbing_tables
 
 SCHEMA = "notifier"
 metadata = MetaData()
 outbox, inbox = plumbing_tables(metadata)
+audit_log_table(metadata)  # who changed what on behalf of a person (dunning_kit.audit_log)
 
 customers = Table(
     "customers",
@@ -135,6 +137,24 @@ tenant_settings = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Every saved version of a tenant's template, with its author: what changed, when and by whom.
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("template_id", String(100), primary_key=True),
+    Column("locale", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("body_text", Text, nullable=False),
+    Column("body_html", Text),
+    Column("sms", Text),
+    Column("voice", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("author_sub", String(255)),
+    Column("author_name", String(300)),
+)
+
 templates = Table(
     "templates",
     metadata,
@@ -147,6 +167,10 @@ templates = Table(
     Column("sms", Text),
     Column("voice", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The version in force (each save is the next one) and who saved it from the workspace (NULL: a key alone).
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("author_sub", String(255)),
+    Column("author_name", String(300)),
 )
 
 # Addresses and numbers that must not be contacted again (opt-out, STOP, hard bounce, complaint).

@@ -94,12 +94,33 @@ class TemplateListed(BaseModel):
     overridden: bool | None = Field(None, description="Shipped templates: the tenant has its own for this locale")
 
 
+class VersionAuthor(BaseModel):
+    sub: str = Field(description="The identity provider's subject of the person who made the version")
+    name: str
+
+
 class TemplateOut(BaseModel):
     template_id: str
     locale: str
     origin: str
     subject: str | None
     text: str | None
+    html: str | None
+    sms: str | None
+    voice: str | None
+    version: int | None = Field(None, description="The tenant's template: the version in force (null: shipped)")
+    author: VersionAuthor | None = Field(
+        None,
+        description="Who saved that version from the workspace (Dunning-Actor); null: an API key alone, or shipped",
+    )
+
+
+class TemplateVersionOut(BaseModel):
+    version: int
+    created_at: str
+    author: VersionAuthor | None = Field(description="Who saved it from the workspace; null: an API key alone")
+    subject: str
+    text: str
     html: str | None
     sms: str | None
     voice: str | None

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dunning_events.events import TaskOutcome
+from dunning_kit.actor import Acting, Actor
 from dunning_kit.auth import Tenant
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from notifier.entrypoints.deps import Runtime, not_found, unprocessable
@@ -78,27 +79,36 @@ async def list_tasks(
         )  # fmt: skip
 
 
+def _name(actor: Actor | None) -> str | None:
+    """The person the workspace acted for (Dunning-Actor), named on the task's events and its timeline entry."""
+    return actor.name if actor is not None else None
+
+
 @router.post("/tasks/{task_id}/assign", response_model=TaskOut, summary="Give a collector task to a person")
-async def assign_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskAssignment) -> Any:
+async def assign_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskAssignment, actor: Acting) -> Any:
     ident = _task_id(task_id)
     who = (body.assignee.sub, body.assignee.name) if body.assignee is not None else None
     try:
         async with runtime.sessions() as session, session.begin():
-            task = await tasks.assign(session, runtime.outbox, principal.tenant_id, ident, who, runtime.clock.now())
+            task = await tasks.assign(
+                session, runtime.outbox, principal.tenant_id, ident, who, runtime.clock.now(), actor_name=_name(actor)
+            )
     except tasks.TaskDone:
         raise DONE from None
     return _found(task)
 
 
 @router.post("/tasks/{task_id}/snooze", response_model=TaskOut, summary="Put a collector task aside until a date")
-async def snooze_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskSnooze) -> Any:
+async def snooze_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskSnooze, actor: Acting) -> Any:
     ident = _task_id(task_id)
     now = runtime.clock.now()
     if body.until <= now:
         return unprocessable([("until", f"must be in the future (now is {now.isoformat()})")])
     try:
         async with runtime.sessions() as session, session.begin():
-            task = await tasks.snooze(session, runtime.outbox, principal.tenant_id, ident, body.until, now)
+            task = await tasks.snooze(
+                session, runtime.outbox, principal.tenant_id, ident, body.until, now, actor_name=_name(actor)
+            )
     except tasks.TaskDone:
         raise DONE from None
     return _found(task)
@@ -107,10 +117,17 @@ async def snooze_task(principal: Tenant, runtime: Runtime, task_id: str, body: T
 @router.post(
     "/tasks/{task_id}/complete", response_model=TaskOut, summary="Mark a collector task done, with its outcome"
 )
-async def complete_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskCompletion) -> Any:
+async def complete_task(principal: Tenant, runtime: Runtime, task_id: str, body: TaskCompletion, actor: Acting) -> Any:
     ident = _task_id(task_id)
     async with runtime.sessions() as session, session.begin():
         task = await tasks.complete(
-            session, runtime.outbox, principal.tenant_id, ident, body.outcome, body.note, runtime.clock.now()
+            session,
+            runtime.outbox,
+            principal.tenant_id,
+            ident,
+            body.outcome,
+            body.note,
+            runtime.clock.now(),
+            actor_name=_name(actor),
         )
     return _found(task)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from dunning_events import topics
 from dunning_events.money import from_minor
+from dunning_kit.actor import Acting
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.idempotency import Idempotent
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
@@ -29,7 +30,7 @@ from notifier.domain.rendering import PARTS, RenderedMessage, Renderer, Template
 from notifier.domain.template_choice import choose_template
 from notifier.domain.tenant_config import TenantConfig
 from notifier.entrypoints.deps import Objects, Runtime, not_found, unprocessable
-from notifier.entrypoints.schemas import PreviewOut, TemplateListed, TemplateOut
+from notifier.entrypoints.schemas import PreviewOut, TemplateListed, TemplateOut, TemplateVersionOut
 from notifier.service_layer import queries
 from notifier.service_layer.channel_config import load_config
 from notifier.service_layer.objects import NotifierRuntime
@@ -75,7 +76,23 @@ async def get_template(principal: Tenant, runtime: Runtime, template_id: str, lo
     chosen = choose_template(own, template_id, locale)
     if chosen is None:
         raise not_found("template")
-    return _out(chosen)
+    if chosen.origin != "tenant":
+        return _out(chosen)
+    async with runtime.sessions() as session:
+        authorship = await queries.template_authorship(session, principal.tenant_id, template_id, chosen.locale)
+    return {**_out(chosen), **(authorship or {})}
+
+
+@router.get("/{template_id}/versions", response_model=Page[TemplateVersionOut], description=PAGE_CONTRACT,
+            summary="Every saved version of the tenant's template for a locale, oldest first, with its author")  # fmt: skip
+async def list_template_versions(
+    principal: Tenant, runtime: Runtime, template_id: str, locale: str, limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Any:  # fmt: skip
+    async with runtime.sessions() as session:
+        return await queries.template_versions(
+            session, principal.tenant_id, template_id, locale, limit=limit, cursor=cursor
+        )
 
 
 @router.put(
@@ -85,7 +102,7 @@ async def get_template(principal: Tenant, runtime: Runtime, template_id: str, lo
     dependencies=[Idempotent],
 )
 async def put_template(
-    principal: Admin, runtime: Runtime, notifier: Objects, template_id: str, body: TemplateIn
+    principal: Admin, runtime: Runtime, notifier: Objects, template_id: str, body: TemplateIn, actor: Acting
 ) -> Any:
     import re
 
@@ -120,8 +137,8 @@ async def put_template(
         "updated_at": runtime.clock.now(),
     }
     async with runtime.sessions() as session, session.begin():
-        await queries.save_template(session, principal.tenant_id, template_id, body.locale, values)
-    return _out(source)
+        version = await queries.save_template(session, principal.tenant_id, template_id, body.locale, values, actor)
+    return {**_out(source), "version": version, "author": actor.as_detail() if actor else None}
 
 
 @router.delete("/{template_id}", status_code=204, summary="Delete the tenant's template for a locale (admin)")

@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, literal, select, tuple_
+from sqlalchemy import delete, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_kit.actor import Actor
 from dunning_kit.pages import CursorCodec, Page
 from notifier.adapters import orm
 from notifier.adapters.templates import template_from_row
@@ -26,6 +27,7 @@ DELIVERIES = CursorCodec("notifier.deliveries")
 TASKS = CursorCodec("notifier.tasks")
 SUPPRESSIONS = CursorCodec("notifier.suppressions")
 TEMPLATES = CursorCodec("notifier.templates")
+TEMPLATE_VERSIONS = CursorCodec("notifier.template_versions")
 
 DELIVERY_COLUMNS = (
     "id", "customer_id", "step_id", "channel", "status", "provider", "recipient", "template_id", "locale",
@@ -193,13 +195,86 @@ async def templates(session: AsyncSession, tenant_id: str, *, limit: int, cursor
 
 
 async def save_template(
-    session: AsyncSession, tenant_id: str, template_id: str, locale: str, values: dict[str, Any]
-) -> None:
-    tp = orm.templates.c
-    stmt = insert(orm.templates).values(tenant_id=tenant_id, template_id=template_id, locale=locale, **values)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=[tp.tenant_id, tp.template_id, tp.locale], set_=values)
+    session: AsyncSession, tenant_id: str, template_id: str, locale: str, values: dict[str, Any],
+    author: Actor | None = None,
+) -> int:  # fmt: skip
+    """Save the template as its next version (kept in template_versions with its author); returns the version."""
+    tp, tv = orm.templates.c, orm.template_versions.c
+    authored = {"author_sub": author.sub if author else None, "author_name": author.name if author else None}
+    # A template deleted and saved again goes on from its history's last version, not from 1 again.
+    after_history = (
+        select(func.coalesce(func.max(tv.version), 0) + 1)
+        .where(tv.tenant_id == tenant_id, tv.template_id == template_id, tv.locale == locale)
+        .scalar_subquery()
     )
+    stmt = insert(orm.templates).values(
+        tenant_id=tenant_id, template_id=template_id, locale=locale, version=after_history, **values, **authored
+    )
+    version: int = (
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[tp.tenant_id, tp.template_id, tp.locale],
+                # the row's own count, read under its lock: two saves at once get two versions
+                set_={**values, **authored, "version": func.greatest(tp.version + 1, after_history)},
+            ).returning(tp.version)
+        )
+    ).scalar_one()
+    await session.execute(
+        insert(orm.template_versions).values(
+            tenant_id=tenant_id,
+            template_id=template_id,
+            locale=locale,
+            version=version,
+            subject=values["subject"],
+            body_text=values["body_text"],
+            body_html=values["body_html"],
+            sms=values["sms"],
+            voice=values["voice"],
+            created_at=values["updated_at"],
+            **authored,
+        )
+    )
+    return version
+
+
+def _author(sub: str | None, name: str | None) -> dict[str, str] | None:
+    return {"sub": sub, "name": name or ""} if sub else None
+
+
+async def template_authorship(
+    session: AsyncSession, tenant_id: str, template_id: str, locale: str
+) -> dict[str, Any] | None:
+    """The version in force of the tenant's template and who saved it (None: the tenant has none)."""
+    tp = orm.templates.c
+    row = (
+        await session.execute(
+            select(tp.version, tp.author_sub, tp.author_name).where(
+                tp.tenant_id == tenant_id, tp.template_id == template_id, tp.locale == locale
+            )
+        )
+    ).first()
+    return {"version": row.version, "author": _author(row.author_sub, row.author_name)} if row else None
+
+
+async def template_versions(
+    session: AsyncSession, tenant_id: str, template_id: str, locale: str, *, limit: int, cursor: str | None
+) -> Page[dict[str, Any]]:
+    """Every saved version of the tenant's template for a locale, oldest first, each with its author."""
+    after = TEMPLATE_VERSIONS.decode(cursor, 1)
+    tv = orm.template_versions.c
+    query = select(orm.template_versions).where(
+        tv.tenant_id == tenant_id, tv.template_id == template_id, tv.locale == locale
+    )
+    if after is not None:
+        query = query.where(tv.version > after[0])
+    rows = (await session.execute(query.order_by(tv.version).limit(limit + 1))).mappings().all()
+    return TEMPLATE_VERSIONS.page(
+        rows, limit, lambda r: (r["version"],),
+        lambda r: {"version": r["version"], "created_at": r["created_at"].isoformat(),
+                   "author": _author(r["author_sub"], r["author_name"]),
+                   **{part: r[column] for part, column in (("subject", "subject"), ("text", "body_text"),
+                      ("html", "body_html"), ("sms", "sms"), ("voice", "voice"))}},
+    )  # fmt: skip
 
 
 async def delete_template(session: AsyncSession, tenant_id: str, template_id: str, locale: str) -> bool:

@@ -19,12 +19,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from dunning_kit.audit_log import audit_log_table
 from dunning_kit.runtime import plumbing_tables
 from policy_engine.domain.closure import ClosureReason
 
 SCHEMA = "policy_engine"
 metadata = MetaData()
 outbox, inbox = plumbing_tables(metadata)
+audit_log_table(metadata)  # who changed what on behalf of a person (dunning_kit.audit_log)
 
 customers = Table(
     "customers",
@@ -59,6 +61,9 @@ policies = Table(
     Column("version", Integer, primary_key=True),
     Column("document", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Who published the version from the workspace (Dunning-Actor); NULL when an API key alone did.
+    Column("author_sub", String(255)),
+    Column("author_name", String(300)),
     # Set on every version when the policy is deleted: cases bound to it move to another policy.
     Column("retired_at", DateTime(timezone=True)),
 )

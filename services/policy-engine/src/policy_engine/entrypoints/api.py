@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from dunning_events import topics
+from dunning_kit.actor import Acting, Actor
 from dunning_kit.auth import Admin, Tenant
 from dunning_kit.idempotency import Idempotent
 from dunning_kit.input_guard import unstorable_values
@@ -96,31 +97,31 @@ async def validate(request: Request, principal: Admin) -> Any:
 
 @router.post("/policies", status_code=201, tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
              summary="Create a policy (version 1)", dependencies=[Idempotent])  # fmt: skip
-async def create_policy(request: Request, runtime: Runtime, principal: Admin) -> Any:
+async def create_policy(request: Request, runtime: Runtime, principal: Admin, actor: Acting) -> Any:
     try:
         doc = await _policy_body(request)
     except InvalidPolicy as exc:
         return _invalid(exc.errors)
-    return await _publish(runtime, principal.tenant_id, doc, must_be_new=True)
+    return await _publish(runtime, principal.tenant_id, doc, must_be_new=True, author=actor)
 
 
 @router.put("/policies/{policy_id}", tags=["policies"], response_model=PolicyPublished, openapi_extra=POLICY_BODY,
             responses={201: {"description": "The policy did not exist: version 1", "model": PolicyPublished}},
             summary="Publish a new version of a policy", dependencies=[Idempotent])  # fmt: skip
-async def put_policy(policy_id: str, request: Request, runtime: Runtime, principal: Admin) -> Any:
+async def put_policy(policy_id: str, request: Request, runtime: Runtime, principal: Admin, actor: Acting) -> Any:
     try:
         doc = await _policy_body(request, policy_id)
     except InvalidPolicy as exc:
         return _invalid(exc.errors)
-    return await _publish(runtime, principal.tenant_id, doc, must_be_new=False)
+    return await _publish(runtime, principal.tenant_id, doc, must_be_new=False, author=actor)
 
 
-async def _publish(runtime: EngineRuntime, tenant: str, doc: Any, *, must_be_new: bool) -> Any:
+async def _publish(runtime: EngineRuntime, tenant: str, doc: Any, *, must_be_new: bool, author: Actor | None) -> Any:
     async with runtime.sessions() as session, session.begin():
         apg = await repo.driver(session)
         try:
             version, replanned = await policy_admin.publish(
-                apg, tenant, doc, runtime.clock.now(), must_be_new=must_be_new
+                apg, tenant, doc, runtime.clock.now(), must_be_new=must_be_new, author=author
             )
         except policy_admin.PolicyConflict as exc:
             raise HTTPException(409, str(exc)) from None
@@ -259,9 +260,9 @@ async def list_assignments(
 # ---------------------------------------------------------------- dunning blocks
 
 
-def _engine(runtime: EngineRuntime, session: Any) -> Engine:
+def _engine(runtime: EngineRuntime, session: Any, actor: Actor | None = None) -> Engine:
     objects = runtime.objects
-    return Engine(session, runtime.outbox, runtime.clock, objects.config, objects.book)
+    return Engine(session, runtime.outbox, runtime.clock, objects.config, objects.book).acting_for(actor)
 
 
 async def _customer_known(session: Any, tenant: str, customer_id: str) -> bool:
@@ -274,11 +275,13 @@ async def _customer_known(session: Any, tenant: str, customer_id: str) -> bool:
     response_model=CustomerBlock,
     summary="Pause all dunning of a customer",
 )
-async def block_customer(customer_id: str, runtime: Runtime, principal: Tenant, body: BlockIn | None = None) -> Any:
+async def block_customer(
+    customer_id: str, runtime: Runtime, principal: Tenant, actor: Acting, body: BlockIn | None = None
+) -> Any:
     async with runtime.sessions() as session, session.begin():
         if not await _customer_known(session, principal.tenant_id, customer_id):
             raise HTTPException(404, f"no customer {customer_id}")
-        await _engine(runtime, session).set_customer_block(
+        await _engine(runtime, session, actor).set_customer_block(
             principal.tenant_id, customer_id, body.reason if body else None
         )
     return {"customer_id": customer_id, "blocked": True, "reason": body.reason if body else None}
@@ -290,11 +293,11 @@ async def block_customer(customer_id: str, runtime: Runtime, principal: Tenant, 
     response_model=CustomerBlock,
     summary="Resume dunning of a customer",
 )
-async def unblock_customer(customer_id: str, runtime: Runtime, principal: Tenant) -> Any:
+async def unblock_customer(customer_id: str, runtime: Runtime, principal: Tenant, actor: Acting) -> Any:
     async with runtime.sessions() as session, session.begin():
         if not await _customer_known(session, principal.tenant_id, customer_id):
             raise HTTPException(404, f"no customer {customer_id}")
-        await _engine(runtime, session).clear_customer_block(principal.tenant_id, customer_id)
+        await _engine(runtime, session, actor).clear_customer_block(principal.tenant_id, customer_id)
     return {"customer_id": customer_id, "blocked": False}
 
 
@@ -304,9 +307,11 @@ async def unblock_customer(customer_id: str, runtime: Runtime, principal: Tenant
     response_model=InvoiceBlock,
     summary="Pause dunning of one invoice",
 )
-async def block_invoice(invoice_id: str, runtime: Runtime, principal: Tenant, body: BlockIn | None = None) -> Any:
+async def block_invoice(
+    invoice_id: str, runtime: Runtime, principal: Tenant, actor: Acting, body: BlockIn | None = None
+) -> Any:
     async with runtime.sessions() as session, session.begin():
-        if not await _engine(runtime, session).set_invoice_block(
+        if not await _engine(runtime, session, actor).set_invoice_block(
             principal.tenant_id, invoice_id, body.reason if body else None
         ):
             raise HTTPException(404, f"no invoice {invoice_id}")
@@ -319,9 +324,9 @@ async def block_invoice(invoice_id: str, runtime: Runtime, principal: Tenant, bo
     response_model=InvoiceBlock,
     summary="Resume dunning of one invoice",
 )
-async def unblock_invoice(invoice_id: str, runtime: Runtime, principal: Tenant) -> Any:
+async def unblock_invoice(invoice_id: str, runtime: Runtime, principal: Tenant, actor: Acting) -> Any:
     async with runtime.sessions() as session, session.begin():
-        if not await _engine(runtime, session).clear_invoice_block(principal.tenant_id, invoice_id):
+        if not await _engine(runtime, session, actor).clear_invoice_block(principal.tenant_id, invoice_id):
             raise HTTPException(404, f"no invoice {invoice_id}")
     return {"invoice_id": invoice_id, "blocked": False}
 

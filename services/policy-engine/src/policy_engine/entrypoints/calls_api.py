@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 
+from dunning_kit.actor import Acting
 from dunning_kit.auth import Tenant
 from dunning_kit.idempotency import Idempotent
 from dunning_kit.problems import FieldError, invalid_input
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/customers/{customer_id}/calls", status_code=201, tags=["calls"], response_model=CallOut,
              dependencies=[Idempotent], summary="Log a telephone call with the debtor")  # fmt: skip
-async def log_call(customer_id: str, body: CallIn, runtime: Runtime, principal: Tenant) -> Any:
+async def log_call(customer_id: str, body: CallIn, runtime: Runtime, principal: Tenant, actor: Acting) -> Any:
     """The call lands on the timeline of each debt it was about, counts as a call attempt for the contact caps, and
     a conversation holds every call about those debts for 7 days (`dunning.step.held`, rule `conversation`)."""
     try:
@@ -27,6 +28,7 @@ async def log_call(customer_id: str, body: CallIn, runtime: Runtime, principal: 
             call = await calls.log_call(
                 session, runtime.outbox, principal.tenant_id, customer_id, outcome=body.outcome,
                 invoice_ids=body.invoice_ids, at=body.at, note=body.note, now=runtime.clock.now(),
+                actor_name=actor.name if actor is not None else None,
             )  # fmt: skip
     except calls.UnknownCustomer:
         raise HTTPException(404, f"no customer {customer_id}") from None

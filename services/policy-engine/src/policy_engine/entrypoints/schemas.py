@@ -52,10 +52,18 @@ class PolicyValidated(BaseModel):
     policy: PolicyDocument = Field(description="The document as it would be stored (defaults filled in)")
 
 
+class VersionAuthor(BaseModel):
+    sub: str = Field(description="The identity provider's subject of the person who made the version")
+    name: str
+
+
 class PolicyVersionOut(BaseModel):
     version: int
     created_at: str | None = Field(description="Null for the built-in default policy's version 1")
     retired_at: str | None
+    author: VersionAuthor | None = Field(
+        None, description="Who published it from the workspace (Dunning-Actor); null when an API key alone did"
+    )
     builtin: bool = False
     document: PolicyDocument
 

@@ -51,6 +51,7 @@ from dunning_events.handler_table import HandlerTable, on, on_run
 from dunning_events.money import to_minor
 from dunning_events.outbox import OutboxWriter
 from dunning_events.tracing import current_trace_headers
+from dunning_kit.actor import Actor
 from dunning_kit.clock import Clock
 from policy_engine.adapters.repository import PostgresRepository
 from policy_engine.domain import cases as rules
@@ -103,6 +104,16 @@ class Engine:
         self._cancels: list[_Cancel] = []
         # traceparent of each event's consumer span (bulk runs are applied outside the events' own spans)
         self.trace_of: dict[uuid.UUID, str | None] = {}
+        # The person an API call acts for (Dunning-Actor): every timeline entry it writes names them.
+        self.actor: Actor | None = None
+
+    def acting_for(self, actor: Actor | None) -> Engine:
+        self.actor = actor
+        return self
+
+    def _by(self) -> dict[str, Any]:
+        """The timeline detail naming the person who acted (nothing for the engine's own decisions)."""
+        return {"actor": self.actor.as_detail()} if self.actor is not None else {}
 
     @property
     def now(self) -> datetime:
@@ -160,6 +171,10 @@ class Engine:
 
     async def flush(self, cases: Iterable[Case], cause: Envelope[Any] | None = None) -> None:
         cases = list(cases)
+        if self.actor is not None:
+            for case in cases:
+                for note in case.notes:
+                    note.detail.update(self._by())
         await self.repo.save_cases(cases)
         await self.repo.write_notes(cases, self.now)
         if self._cancels:
@@ -590,13 +605,15 @@ class Engine:
     async def set_customer_block(self, tenant: str, customer: str, reason: str | None) -> None:
         await self.repo.set_block(tenant, customer, reason)
         cause = "customer dunning block set" + (f": {reason}" if reason else "")
-        await self.repo.write_customer_note(tenant, customer, self.now, "paused", cause)
+        await self.repo.write_customer_note(tenant, customer, self.now, "paused", cause, **self._by())
         ids = await self.repo.invoice_ids_of(tenant, customer)
         await self.pause(tenant, ids, add=("customer_block",), cause=cause)
 
     async def clear_customer_block(self, tenant: str, customer: str) -> None:
         await self.repo.clear_block(tenant, customer)
-        await self.repo.write_customer_note(tenant, customer, self.now, "resumed", "customer dunning block cleared")
+        await self.repo.write_customer_note(
+            tenant, customer, self.now, "resumed", "customer dunning block cleared", **self._by()
+        )
         ids = await self.repo.invoice_ids_of(tenant, customer)
         await self.pause(tenant, ids, remove=("customer_block",), cause="customer dunning block cleared")
 

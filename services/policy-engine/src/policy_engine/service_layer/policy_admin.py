@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from dunning_kit.actor import Actor
 from policy_engine.adapters.repository import flag_replan
 from policy_engine.domain.policy import DEFAULT_POLICY, DEFAULT_POLICY_ID, PolicyDocument
 
@@ -40,9 +41,11 @@ async def latest_version(apg: asyncpg.Connection, tenant: str, policy_id: str) -
 
 
 async def publish(
-    apg: asyncpg.Connection, tenant: str, doc: PolicyDocument, now: datetime, *, must_be_new: bool
-) -> tuple[int, int]:
-    """Store the document as the policy's next version; returns (version, open cases to re-plan)."""
+    apg: asyncpg.Connection, tenant: str, doc: PolicyDocument, now: datetime, *, must_be_new: bool,
+    author: Actor | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """Store the document as the policy's next version, with the person who published it (None: an API key
+    alone); returns (version, open cases to re-plan)."""
     await _lock(apg, tenant, doc.id)
     latest = await latest_version(apg, tenant, doc.id)
     if must_be_new and latest is not None and not latest[1]:
@@ -51,8 +54,10 @@ async def publish(
         )
     version = 1 if latest is None else latest[0] + 1
     await apg.execute(
-        "INSERT INTO policies (tenant_id, policy_id, version, document, created_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)",
+        "INSERT INTO policies (tenant_id, policy_id, version, document, created_at, author_sub, author_name) "
+        "VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7)",
         tenant, doc.id, version, json.dumps(doc.model_dump(mode="json")), now,
+        author.sub if author else None, author.name if author else None,
     )  # fmt: skip
     if latest is not None and latest[1]:
         await apg.execute(
@@ -78,7 +83,7 @@ async def retire(apg: asyncpg.Connection, tenant: str, policy_id: str, now: date
 
 async def versions(apg: asyncpg.Connection, tenant: str, policy_id: str) -> list[dict[str, Any]]:
     rows = await apg.fetch(
-        "SELECT version, created_at, retired_at, document::text AS document FROM policies "
+        "SELECT version, created_at, retired_at, author_sub, author_name, document::text AS document FROM policies "
         "WHERE tenant_id = $1 AND policy_id = $2 ORDER BY version",
         tenant,
         policy_id,
@@ -86,11 +91,12 @@ async def versions(apg: asyncpg.Connection, tenant: str, policy_id: str) -> list
     out = [
         {"version": r["version"], "created_at": r["created_at"].isoformat(),
          "retired_at": r["retired_at"].isoformat() if r["retired_at"] else None,
+         "author": {"sub": r["author_sub"], "name": r["author_name"]} if r["author_sub"] else None,
          "document": json.loads(r["document"])}
         for r in rows
     ]  # fmt: skip
     if policy_id == DEFAULT_POLICY_ID and not any(v["version"] == 1 for v in out):
-        out.insert(0, {"version": 1, "created_at": None, "retired_at": None, "builtin": True,
+        out.insert(0, {"version": 1, "created_at": None, "retired_at": None, "builtin": True, "author": None,
                        "document": DEFAULT_POLICY.doc.model_dump(mode="json")})  # fmt: skip
     return out
 

@@ -18,11 +18,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from dunning_kit.audit_log import audit_log_table
 from dunning_kit.runtime import plumbing_tables
 
 SCHEMA = "promise_tracker"
 metadata = MetaData()
 outbox, inbox = plumbing_tables(metadata)
+audit_log_table(metadata)  # who changed what on behalf of a person (dunning_kit.audit_log)
 
 # ---------------------------------------------------------------- projections of the ledger
 
