@@ -297,3 +297,35 @@ async def test_a_message_that_failed_is_on_the_worklist_with_its_reason(stack: P
         page = await browser.get("/worklist", params={"kind": "bounced"})
     item = page.text.split(f'data-key="{failed["id"]}"')[1].split("</li>")[0]
     assert '/customers/C-3"' in item and f"email to –: failed: {escape(failed['error'])}" in item
+
+
+async def test_a_collector_logs_a_conversation_with_a_promise_and_both_land(stack: PagesPlatform) -> None:
+    """The call goes to the policy engine (its timeline names the person: the actor header), the promise to
+    promise-tracker; a promise the tracker refuses comes back at its field with the call logged once, and sending
+    the corrected form again records the promise without logging the call twice."""
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    promised = (stack.clock.now().date() + timedelta(days=10)).isoformat()
+    form = {"csrf_token": signed.csrf_token, "outcome": "conversation", "invoice_ids": ["I-1", "I-2"],
+            "note": "will pay on the 12th", "idempotency_key": "call-test-1"}  # fmt: skip
+    async with browser:
+        wrong = await browser.post("/customers/C-1/call", data={**form, "outcome": "shouted"})
+        refused = await browser.post(
+            "/customers/C-1/call", data={**form, "promise_amount": "1.500,00", "promised_date": "2020-01-01"},
+            headers={"accept-language": "de"},
+        )  # fmt: skip
+        again = await browser.post(
+            "/customers/C-1/call", data={**form, "promise_amount": "1.500,00", "promised_date": promised},
+            headers={"accept-language": "de"}, follow_redirects=False,
+        )  # fmt: skip
+    assert wrong.status_code == 422 and "choose what came of the call" in wrong.text
+    assert refused.status_code == 422 and "Der Anruf ist erfasst" in refused.text
+    assert 'value="1.500,00"' in refused.text  # the input kept
+    assert again.status_code == 303 and again.headers["location"].endswith("?done=call#call")
+    await stack.quiet()
+    calls = [e for e in await api_items(stack, "policy-engine", "/v1/customers/C-1/timeline") if e["kind"] == "call"]
+    assert len({e["detail"].get("call_id") for e in calls}) == 1  # logged once, on each debt's timeline
+    assert all("Colin Collector" in str(e["detail"]) for e in calls)
+    promises = await api_items(stack, "promise-tracker", "/v1/promises", customer_id="C-1")
+    assert [(p["amount"], p["promised_date"]) for p in promises if p["promised_date"] == promised] == [
+        ("1500.00", promised)
+    ]

@@ -26,7 +26,7 @@ from workspace.service_layer.sessions import SignedIn
 
 router = APIRouter(include_in_schema=False)
 Collector = Depends(require(Role.collector))
-ACTIONS = ("pause", "resume", "promise", "plan", "dispute", "resolve")
+ACTIONS = ("call", "pause", "resume", "promise", "plan", "dispute", "resolve")
 INTERVALS = ("monthly", "fortnightly", "weekly")
 
 
@@ -60,6 +60,7 @@ async def show(
         values=values or {}, done=done if done in ACTIONS else None, intervals=INTERVALS,
         may_act=signed.person.may(Role.collector), new_key=secrets.token_urlsafe(16), label=labeller(t),
         totals=case_file.total_open(case.open_invoices), base=f"/customers/{quote(customer_id, safe='')}",
+        call_outcomes=case_file.CALL_OUTCOMES,
     )  # fmt: skip
 
 
@@ -98,6 +99,40 @@ async def act(
                           errors={"_form": message}, values=values)  # fmt: skip
     target = f"/customers/{quote(customer_id, safe='')}?done={action}#{action}"
     return RedirectResponse(target, status_code=303)
+
+
+@router.post("/customers/{customer_id}/call")
+async def log_call(
+    request: Request, customer_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Collector
+) -> Response:
+    """A call with the debtor, and what was promised in it: the call is logged first (policy engine), then the
+    promise (promise-tracker). The promise's fields are checked before anything is sent; a promise the tracker
+    still refuses comes back at its fields, the call being logged (the form says so and keeps the input)."""
+    language = language_of(request)
+
+    async def change(v: dict[str, Any]) -> None:
+        promised = bool(v.get("promise_amount", "").strip() or v.get("promised_date", "").strip())
+        chosen = v["invoice_ids"]
+        currency = None
+        if promised:
+            currency = case_file.currency_of(await _open_invoices(runtime, signed, customer_id), chosen)
+            amount = case_file.decimal_input(v.get("promise_amount", ""), language)
+        key = v.get("idempotency_key") or secrets.token_urlsafe(16)
+        await case_file.log_call(runtime.objects.platform, signed.person, customer_id, v.get("outcome", ""), chosen,
+                                 v.get("note", "").strip(), key)  # fmt: skip
+        if promised and currency is not None:
+            try:
+                await case_file.record_promise(
+                    runtime.objects.platform, signed.person, customer_id, chosen, currency, amount,
+                    v.get("promised_date", ""), v.get("note", "").strip(), key + "-promise",
+                )  # fmt: skip
+            except Refused as exc:
+                t = Translator(language)
+                errors = {("promise_amount" if k == "amount" else k): r for k, r in exc.errors.items()}
+                raise Refused(exc.service, exc.status, {**errors, "_form": t("case.call.logged_promise_refused")},
+                              exc.detail) from None  # fmt: skip
+
+    return await act(request, runtime, signed, customer_id, "call", form, change)
 
 
 @router.post("/customers/{customer_id}/pause")

@@ -99,6 +99,28 @@ def currency_of(case_invoices: list[dict[str, Any]], chosen: list[str]) -> str:
     return currencies.pop()
 
 
+CALL_OUTCOMES = ("conversation", "no_answer", "voicemail", "wrong_number", "refused_to_talk")
+
+
+async def log_call(
+    platform: PlatformClient, person: Person, customer_id: str, outcome: str, invoice_ids: list[str],
+    note: str | None, idempotency_key: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A telephone call with the debtor, logged with the policy engine: on the timeline, counted as a call attempt,
+    and after a conversation no call about those debts for 7 days (Reg F)."""
+    if outcome not in CALL_OUTCOMES:
+        raise Refused("workspace", 422, {"outcome": "choose what came of the call"}, "")
+    body = {"outcome": outcome, "invoice_ids": invoice_ids or None, "note": note or None}
+    try:
+        found: dict[str, Any] = await send(
+            platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/calls", body,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+    except Refused as exc:
+        raise _renamed(exc) from None
+    return found
+
+
 async def pause(platform: PlatformClient, person: Person, customer_id: str, reason: str | None) -> None:
     try:
         await send(platform, person, "PUT", "policy-engine", f"/v1/customers/{_path(customer_id)}/dunning-block",

@@ -125,6 +125,25 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Wählen Sie eine oder mehrere offene Rechnungen in einer Währung.",
     },
     "case.form.promise": {"en": "Record a promise to pay", "de": "Zahlungszusage erfassen"},
+    "case.form.call": {"en": "Log a call with the debtor", "de": "Telefonat mit dem Schuldner erfassen"},
+    "case.form.call.outcome": {"en": "What came of the call", "de": "Ergebnis des Anrufs"},
+    "case.call.conversation": {"en": "talked with them", "de": "Gespräch geführt"},
+    "case.call.no_answer": {"en": "no answer", "de": "nicht erreicht"},
+    "case.call.voicemail": {"en": "left a voicemail", "de": "auf Mailbox gesprochen"},
+    "case.call.wrong_number": {"en": "wrong number", "de": "falsche Nummer"},
+    "case.call.refused_to_talk": {"en": "refused to talk", "de": "Gespräch abgelehnt"},
+    "case.form.call.note": {"en": "What was said", "de": "Was besprochen wurde"},
+    "case.form.call.promise_hint": {
+        "en": "Promised to pay? Enter the amount and the date: the promise is recorded with the call, and dunning "
+        "pauses until then. After a conversation no further call about these debts is made for 7 days.",
+        "de": "Zahlung zugesagt? Betrag und Datum eintragen: die Zusage wird mit dem Anruf erfasst und das Mahnen "
+        "pausiert bis dahin. Nach einem Gespräch erfolgt 7 Tage lang kein weiterer Anruf zu diesen Forderungen.",
+    },
+    "case.form.call.submit": {"en": "Log the call", "de": "Anruf erfassen"},
+    "case.call.logged_promise_refused": {
+        "en": "The call is logged; the promise was not recorded: correct it and send the form again.",
+        "de": "Der Anruf ist erfasst; die Zusage wurde nicht gespeichert: korrigieren und erneut senden.",
+    },
     "case.form.amount": {"en": "Amount", "de": "Betrag"},
     "case.form.promised_date": {"en": "Pays by", "de": "Zahlt bis"},
     "case.form.note": {"en": "Note", "de": "Notiz"},
@@ -152,6 +171,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "case.form.resolve": {"en": "Resolve a dispute", "de": "Einwand klären"},
     "case.form.resolution": {"en": "Resolution", "de": "Klärung"},
     "case.form.resolve.submit": {"en": "Resolve dispute", "de": "Einwand klären"},
+    "case.done.call": {"en": "The call is logged.", "de": "Der Anruf ist erfasst."},
     "case.done.pause": {"en": "Dunning is paused.", "de": "Die Mahnungen sind pausiert."},
     "case.done.resume": {"en": "Dunning resumes.", "de": "Die Mahnungen laufen wieder."},
     "case.done.promise": {"en": "The promise is recorded.", "de": "Die Zahlungszusage ist erfasst."},
