@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down test test-fast fuzz bench lint migrate schemas release-schemas browser-deps tls-deps sbom pin-images clean
+.PHONY: install up down test test-fast fuzz screenshots bench lint migrate schemas release-schemas browser-deps tls-deps sbom pin-images clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -67,6 +67,9 @@ FUZZ_SECONDS ?= 300
 FUZZ_SEED ?= 20261205
 fuzz: install ## schemathesis against every service's OpenAPI, FUZZ_SECONDS each (make test: a fixed case count each)
 	DUNNING_FUZZ_SECONDS=$(FUZZ_SECONDS) DUNNING_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -m fuzz tests/fuzz --timeout=0
+
+screenshots: install browser-deps ## the workspace's main pages as docs/screenshots/*.png, taken by its browser test
+	WORKSPACE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/browser/test_workspace_day.py
 
 bench: install ## benchmarks: figures and ratios to raws measured in the same run, into .bench/results.json
 	$(PY) -m tests.bench.run

@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -105,6 +106,13 @@ def platform_env() -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def process_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) -> Iterator[ProcessPlatform]:
+    with running_platform(tmp_path, platform_env) as platform:
+        yield platform
+
+
+@contextmanager
+def running_platform(tmp_path: Path, platform_env: dict[str, dict[str, str]]) -> Iterator[ProcessPlatform]:
+    """The platform in processes for as long as the block runs (a module's fixture may hold one for all its tests)."""
     clock_file = tmp_path / "clock"
     set_file_clock(clock_file, SIM_START)
     common = {

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- quickstart:"
 FIGURES_MARKER = "<!-- quickstart-figures:"
+WORKSPACE_MARKER = "<!-- quickstart-workspace:"
 REMINDER_DEADLINE_S = 60.0  # the issue's promise to a newcomer: a reminder within one minute
 RECIPIENT = "ap@initech.example"
 
@@ -71,6 +72,7 @@ def test_the_readme_quick_start_shows_a_reminder_in_the_dev_outbox_within_a_minu
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((tmp_path / "logs").glob("*.log")))
         assert sent_reminders(page), f"no reminder in the dev outbox after {elapsed:.0f}s\n{shown}\n{page}\n{logs}"
         figures_shown(stack.env)
+        case_shown(stack.env)
     finally:
         stack.stop()
 
@@ -85,3 +87,14 @@ def figures_shown(env: dict[str, str]) -> None:
     aging = [line.split(",") for line in run.stdout.splitlines() if "4820" in line]
     assert aging and "1-30" in aging[0] and "EUR" in aging[0], shown
     assert "dso_standard" in run.stdout and "90.00" in run.stdout, shown
+
+
+def case_shown(env: dict[str, str]) -> None:
+    """The third block, run as written: signed in as colin through the development identity provider's form, the
+    case of C-1 shows the customer, the invoice and the sent reminder, and the collector's forms."""
+    block = quickstart_block(README.read_text(), WORKSPACE_MARKER)
+    run = subprocess.run(["bash", "-c", block], env=env, capture_output=True, text=True, timeout=60)
+    shown = f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+    assert run.returncode == 0, shown
+    for expected in ("Initech", "2026-0001", "4,820.00", "sent", "Log the call"):
+        assert expected in run.stdout, f"{expected!r} not on the case page\n{shown}"

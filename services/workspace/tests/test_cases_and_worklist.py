@@ -5,6 +5,8 @@ forms and a viewer's POST is refused with nothing done; the worklist ranks what 
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -305,27 +307,50 @@ async def test_a_collector_logs_a_conversation_with_a_promise_and_both_land(stac
     the corrected form again records the promise without logging the call twice."""
     browser, signed = await stack.browser(PEOPLE[Role.collector])
     promised = (stack.clock.now().date() + timedelta(days=10)).isoformat()
-    form = {"csrf_token": signed.csrf_token, "outcome": "conversation", "invoice_ids": ["I-1", "I-2"],
+    form = {"csrf_token": signed.csrf_token, "outcome": "conversation", "invoice_ids": ["I-4"],
             "note": "will pay on the 12th", "idempotency_key": "call-test-1"}  # fmt: skip
     async with browser:
-        wrong = await browser.post("/customers/C-1/call", data={**form, "outcome": "shouted"})
+        wrong = await browser.post("/customers/C-3/call", data={**form, "outcome": "shouted"})
         refused = await browser.post(
-            "/customers/C-1/call", data={**form, "promise_amount": "1.500,00", "promised_date": "2020-01-01"},
+            "/customers/C-3/call", data={**form, "promise_amount": "80,00", "promised_date": "2020-01-01"},
             headers={"accept-language": "de"},
         )  # fmt: skip
         again = await browser.post(
-            "/customers/C-1/call", data={**form, "promise_amount": "1.500,00", "promised_date": promised},
+            "/customers/C-3/call", data={**form, "promise_amount": "80,00", "promised_date": promised},
             headers={"accept-language": "de"}, follow_redirects=False,
         )  # fmt: skip
     assert wrong.status_code == 422 and "choose what came of the call" in wrong.text
     assert refused.status_code == 422 and "Der Anruf ist erfasst" in refused.text
-    assert 'value="1.500,00"' in refused.text  # the input kept
+    assert 'value="80,00"' in refused.text  # the input kept
     assert again.status_code == 303 and again.headers["location"].endswith("?done=call#call")
     await stack.quiet()
-    calls = [e for e in await api_items(stack, "policy-engine", "/v1/customers/C-1/timeline") if e["kind"] == "call"]
+    calls = [e for e in await api_items(stack, "policy-engine", "/v1/customers/C-3/timeline") if e["kind"] == "call"]
     assert len({e["detail"].get("call_id") for e in calls}) == 1  # logged once, on each debt's timeline
     assert all("Colin Collector" in str(e["detail"]) for e in calls)
-    promises = await api_items(stack, "promise-tracker", "/v1/promises", customer_id="C-1")
+    promises = await api_items(stack, "promise-tracker", "/v1/promises", customer_id="C-3")
     assert [(p["amount"], p["promised_date"]) for p in promises if p["promised_date"] == promised] == [
-        ("1500.00", promised)
+        ("80.00", promised)
     ]
+
+
+async def test_a_collector_takes_a_task_then_puts_it_aside_until_a_day(stack: PagesPlatform) -> None:
+    open_tasks = await api_items(stack, "notifier", "/v1/tasks", status="open")
+    assert open_tasks, "the seed makes a task per case"
+    task_id = open_tasks[0]["id"]
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    later = (stack.clock.now().date() + timedelta(days=3)).isoformat()
+    async with browser:
+        taken = await browser.post(f"/worklist/tasks/{task_id}/assign", data={"csrf_token": signed.csrf_token})
+        shown = await browser.get("/worklist", params={"kind": "task"})
+        past = await browser.post(f"/worklist/tasks/{task_id}/snooze",
+                                  data={"csrf_token": signed.csrf_token, "snooze_until": "2020-01-01"})  # fmt: skip
+        aside = await browser.post(f"/worklist/tasks/{task_id}/snooze",
+                                   data={"csrf_token": signed.csrf_token, "snooze_until": later})  # fmt: skip
+        after = await browser.get("/worklist", params={"kind": "task"})
+    assert taken.status_code == 303, re.findall(r'class="error[^"]*"[^>]*>[^<]*', taken.text)
+    assert "assigned to Colin Collector" in shown.text
+    assert past.status_code == 422 and 'value="2020-01-01"' in past.text  # the notifier's refusal, input kept
+    assert aside.status_code == 303
+    assert f'data-key="{task_id}"' not in after.text  # off the open list until that day
+    held = [t for t in await api_items(stack, "notifier", "/v1/tasks", include_snoozed="true") if t["id"] == task_id]
+    assert held and held[0]["assignee_name"] == "Colin Collector" and held[0]["snoozed_until"].startswith(later)

@@ -155,8 +155,10 @@ class DevStack:
         if "workspace" in all_urls and importlib.util.find_spec("workspace.dev_idp") is not None:
             # Before the workspace: staff sign in there. It registers the workspace's callback and signed-out page.
             idp_url = f"http://127.0.0.1:{idp_port}"
+            # On the workspace's clock (a simulation's CLOCK_FILE): its tokens are checked against that clock.
+            clock = {k: v for k, v in self.extra_env.get("workspace", {}).items() if k == "CLOCK_FILE"}
             self.spawn("dev-idp", ["-m", "workspace.dev_idp", "--port", str(idp_port),
-                                   "--workspace-url", all_urls["workspace"]], {})  # fmt: skip
+                                   "--workspace-url", all_urls["workspace"]], clock)  # fmt: skip
         urls: dict[str, str] = {}
         for offset, s in enumerate(SERVICES):
             port = self.ports.base + offset

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
-from dunning_kit.clock import SystemClock
+from dunning_kit.clock import clock_from_settings
 from dunning_kit.dev_secrets import DEV_OIDC_CLIENT_SECRET
 from workspace.dev_idp.provider import DevIdentityProvider, RegisteredClient
 from workspace.dev_idp.users import seeded
@@ -23,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     issuer = args.issuer or f"http://{args.host}:{args.port}"
     client = RegisteredClient.for_workspace(args.client_id, args.client_secret, args.workspace_url)
-    provider = DevIdentityProvider(issuer, [client], seeded(), SystemClock())
+    # The system's time, or a simulation's shared CLOCK_FILE (the workspace checks the tokens at its own clock).
+    provider = DevIdentityProvider(issuer, [client], seeded(), clock_from_settings(os.environ.get("CLOCK_FILE")))
     print(f"development identity provider at {issuer} (never use it in production); its people:", flush=True)
     for person in provider.people.values():
         print(f"  {person.username} / {person.password}: {', '.join(person.roles or [])}", flush=True)

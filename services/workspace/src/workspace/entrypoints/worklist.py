@@ -20,7 +20,7 @@ from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
 from workspace.entrypoints.web import Translator, language_of, render
 from workspace.service_layer.reads import Refused
 from workspace.service_layer.sessions import SignedIn
-from workspace.service_layer.worklist import complete_task, total_at_risk, worklist
+from workspace.service_layer.worklist import assign_task, complete_task, snooze_task, total_at_risk, worklist
 
 router = APIRouter(include_in_schema=False)
 CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -47,7 +47,7 @@ async def show(
         request, "worklist.html", 422 if errors else status, found=found, today=today, kinds=KINDS, fmt=formats,
         errors=errors, values={"currency": currency, "kind": kind}, task_errors=task_errors or {},
         totals=total_at_risk(found.items) if found else {}, may_act=signed.person.may(Role.collector),
-        done=request.query_params.get("done") == "complete", label=labeller(t),
+        done=request.query_params.get("done"), label=labeller(t),
     )  # fmt: skip
 
 
@@ -70,3 +70,49 @@ async def complete(
         errors = {"_form": Translator(language_of(request))("case.not_done", service=exc.service)}
         return await show(request, runtime, signed, status=503, task_errors={task_id: {"errors": errors, "note": note}})
     return RedirectResponse("/worklist?done=complete", status_code=303)
+
+
+async def _task_action(
+    request: Request, runtime: Runtime, signed: SignedIn, task_id: str, action: str, values: dict[str, str],
+    change: Any,
+) -> Response:  # fmt: skip
+    """One of a task's actions; what the notifier refuses comes back at the task's form, the input kept."""
+    try:
+        await change()
+    except Refused as exc:
+        errors = exc.errors or {"_form": exc.detail}
+        if "until" in errors:  # the notifier's field is the form's date
+            errors["snooze_until"] = errors.pop("until")
+        return await show(request, runtime, signed, status=422, task_errors={task_id: {"errors": errors, **values}})
+    except ServiceUnavailable as exc:
+        errors = {"_form": Translator(language_of(request))("case.not_done", service=exc.service)}
+        return await show(request, runtime, signed, status=503, task_errors={task_id: {"errors": errors, **values}})
+    return RedirectResponse(f"/worklist?done={action}", status_code=303)
+
+
+@router.post("/worklist/tasks/{task_id}/assign")
+async def assign(
+    request: Request, task_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Depends(require(Role.collector))
+) -> Response:  # fmt: skip
+    """The task becomes the signed-in person's (the notifier keeps who; the policy engine's timeline says it)."""
+
+    async def change() -> None:
+        await assign_task(runtime.objects.platform, signed.person, task_id)
+
+    return await _task_action(request, runtime, signed, task_id, "assign", {}, change)
+
+
+@router.post("/worklist/tasks/{task_id}/snooze")
+async def snooze(
+    request: Request, task_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Depends(require(Role.collector))
+) -> Response:  # fmt: skip
+    """Off the open list until a day (it comes back by itself then)."""
+    until = str(form.get("snooze_until") or "").strip()
+
+    async def change() -> None:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", until):
+            t = Translator(language_of(request))
+            raise Refused("workspace", 422, {"snooze_until": t("work.snooze_date")}, "")
+        await snooze_task(runtime.objects.platform, signed.person, task_id, until)
+
+    return await _task_action(request, runtime, signed, task_id, "snooze", {"snooze_until": until}, change)

@@ -66,7 +66,8 @@ async def tasks(platform: PlatformClient, person: Person, today: date) -> list[W
         details: dict[str, Any] = task.get("details") or {}
         out.append(WorkItem("task", task["id"], task["customer_id"], _day(task["created_at"], today),
                             as_decimal(details.get("total")), details.get("currency"),
-                            {"title": task["title"], "body": task["body"]}))  # fmt: skip
+                            {"title": task["title"], "body": task["body"],
+                             "assignee": task.get("assignee_name")}))  # fmt: skip
     return out
 
 
@@ -112,6 +113,18 @@ async def worklist(
         items = [i for i in items if i.kind == kind]
     unavailable = sorted({p.unavailable for p in found if p.unavailable})
     return Worklist(ranked(items, today), unavailable)
+
+
+async def assign_task(platform: PlatformClient, person: Person, task_id: str) -> None:
+    """notifier's `POST /v1/tasks/{id}/assign`: the task is the signed-in person's."""
+    body = {"assignee": {"sub": person.subject, "name": person.name}}
+    await send(platform, person, "POST", "notifier", f"/v1/tasks/{quote(task_id, safe='')}/assign", body)
+
+
+async def snooze_task(platform: PlatformClient, person: Person, task_id: str, until: str) -> None:
+    """notifier's `POST /v1/tasks/{id}/snooze`: off the open list until the start of that day (UTC)."""
+    body = {"until": f"{until}T00:00:00+00:00"}
+    await send(platform, person, "POST", "notifier", f"/v1/tasks/{quote(task_id, safe='')}/snooze", body)
 
 
 async def complete_task(platform: PlatformClient, person: Person, task_id: str, note: str | None) -> None:
