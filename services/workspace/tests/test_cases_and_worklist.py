@@ -6,11 +6,11 @@ forms and a viewer's POST is refused with nothing done; the worklist ranks what 
 from __future__ import annotations
 
 import re
-
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from markupsafe import escape
 
@@ -22,6 +22,9 @@ from workspace.domain.people import Role
 from workspace.testing import PEOPLE
 
 from .pages_platform import PagesPlatform, pages_platform, tables, unlabelled
+
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-cases_and_worklist")
 
 FIVE = ["ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights"]
 

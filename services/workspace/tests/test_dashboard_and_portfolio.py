@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from dunning_kit.testing import PostgresBackend
@@ -17,6 +18,9 @@ from workspace.domain.people import Role
 from workspace.testing import PEOPLE
 
 from .pages_platform import PagesPlatform, pages_platform, tables, unlabelled
+
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-dashboard_and_portfolio")
 
 
 @pytest_asyncio.fixture(scope="module")

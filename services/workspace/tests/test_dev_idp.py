@@ -29,6 +29,9 @@ from workspace.dev_idp.provider import DevIdentityProvider, RegisteredClient, s2
 from workspace.dev_idp.users import seeded
 from workspace.settings import Settings
 
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-dev_idp")
+
 WORKSPACE = "http://127.0.0.1:18006"
 CALLBACK = f"{WORKSPACE}/auth/callback"
 

@@ -19,6 +19,9 @@ from workspace.service_layer.sessions import SignedIn
 from workspace.testing import PEOPLE, session_cookie
 from workspace.texts import LANGUAGES, catalog
 
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-frame")
+
 
 def client(svc: RunningService, cookies: dict[str, str] | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=svc.base_url, cookies=cookies or {}, follow_redirects=False, timeout=30)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from dunning_events import topics
@@ -23,6 +24,9 @@ from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE, session_cookie
+
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-operations")
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from dunning_kit.clock import SimulatedClock
@@ -18,6 +19,9 @@ from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service, wait_until_quiet
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE, session_cookie
+
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-policies")
 
 
 @pytest_asyncio.fixture(scope="module")

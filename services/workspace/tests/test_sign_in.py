@@ -31,6 +31,9 @@ from workspace.entrypoints.people import cookie_name
 from workspace.service_layer.oidc import OidcSignIn, SignInFailed
 from workspace.settings import Settings
 
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-sign_in")
+
 # People the seeded four do not cover: no roles claim (the table gives rory one), no role at all, no tenant, and
 # a tenant this workspace has no API key for.
 EXTRA = [

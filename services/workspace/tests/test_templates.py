@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from dunning_kit.clock import SimulatedClock
@@ -16,6 +17,9 @@ from dunning_kit.services import spec
 from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service
 from workspace.domain.people import Role
 from workspace.testing import PEOPLE, session_cookie
+
+# One worker holds the module's platform (module-scoped) for all its tests, in file order.
+pytestmark = pytest.mark.xdist_group("workspace-templates")
 
 TEMPLATE = "due_date_notice"
 

@@ -38,7 +38,10 @@ class Point:
 def _frame(chart_id: str, title: str, description: str, width: int, height: int, body: str) -> Markup:
     cid = escape(chart_id)
     return Markup(
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
+        # Its own size as the largest it is drawn (a chart of three months is not blown up to the page's width,
+        # its text with it); narrower screens scale it down (CSS max-width).
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{cid}-title {cid}-desc" focusable="false">'
         f'<title id="{cid}-title">{escape(title)}</title><desc id="{cid}-desc">{escape(description)}</desc>'
         f"{body}</svg>"
