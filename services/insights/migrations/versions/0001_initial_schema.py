@@ -169,6 +169,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id', 'change_key')
     )
     op.create_index('ix_invoice_changes_date', 'invoice_changes', ['tenant_id', 'on_date'], unique=False)
+    op.create_index('ix_invoice_changes_write_off', 'invoice_changes', ['tenant_id', 'on_date'], unique=False, postgresql_where=sa.text("kind = 'write_off'"))
     op.create_table('invoices',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('invoice_id', sa.String(length=200), nullable=False),
@@ -194,6 +195,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_invoices_customer', 'invoices', ['tenant_id', 'customer_id', 'issue_date', 'invoice_id'], unique=False)
     op.create_index('ix_invoices_disputed', 'invoices', ['tenant_id', 'balance', 'invoice_id'], unique=False, postgresql_where=sa.text('disputed AND balance <> 0'))
+    op.create_index('ix_invoices_due', 'invoices', ['tenant_id', 'due_date'], unique=False)
     op.create_index('ix_invoices_issue', 'invoices', ['tenant_id', 'issue_date'], unique=False)
     op.create_index('ix_invoices_open_balance', 'invoices', ['tenant_id', 'balance', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
     op.create_index('ix_invoices_open_due', 'invoices', ['tenant_id', 'due_date', 'invoice_id'], unique=False, postgresql_where=sa.text('balance <> 0'))
@@ -345,9 +347,11 @@ def downgrade() -> None:
     op.drop_index('ix_invoices_open_due', table_name='invoices', postgresql_where=sa.text('balance <> 0'))
     op.drop_index('ix_invoices_open_balance', table_name='invoices', postgresql_where=sa.text('balance <> 0'))
     op.drop_index('ix_invoices_issue', table_name='invoices')
+    op.drop_index('ix_invoices_due', table_name='invoices')
     op.drop_index('ix_invoices_disputed', table_name='invoices', postgresql_where=sa.text('disputed AND balance <> 0'))
     op.drop_index('ix_invoices_customer', table_name='invoices')
     op.drop_table('invoices')
+    op.drop_index('ix_invoice_changes_write_off', table_name='invoice_changes', postgresql_where=sa.text("kind = 'write_off'"))
     op.drop_index('ix_invoice_changes_date', table_name='invoice_changes')
     op.drop_table('invoice_changes')
     op.drop_table('inbox')

@@ -106,6 +106,8 @@ invoices = Table(
     Index("ix_invoices_customer", "tenant_id", "customer_id", "issue_date", "invoice_id"),
     Index("ix_invoices_open_due", "tenant_id", "due_date", "invoice_id", postgresql_where=text("balance <> 0")),
     Index("ix_invoices_issue", "tenant_id", "issue_date"),
+    # What fell due in a period, paid or not (the collection figure).
+    Index("ix_invoices_due", "tenant_id", "due_date"),
     # The portfolio's default order (largest balance first) and the worklist's disputed invoices, at a million
     # open invoices without sorting them all.
     Index("ix_invoices_open_balance", "tenant_id", "balance", "invoice_id", postgresql_where=text("balance <> 0")),
@@ -130,6 +132,8 @@ invoice_changes = Table(
     Column("amount", AMOUNT, nullable=False),
     Column("open_delta", SmallInteger, nullable=False, server_default="0"),
     Index("ix_invoice_changes_date", "tenant_id", "on_date"),
+    # The write-offs of a period (few among the changes): the collection figure.
+    Index("ix_invoice_changes_write_off", "tenant_id", "on_date", postgresql_where=text("kind = 'write_off'")),
 )
 
 # Sum of invoice_changes per tenant, currency, due date and change date, maintained set-wise with them.

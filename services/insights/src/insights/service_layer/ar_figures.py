@@ -268,12 +268,22 @@ async def collections(session: AsyncSession, scope: Scope, periods: Iterable[Per
     amount), written off in it (positive), and the totals of invoices not void that fell due in it."""
     select, group_by, groups = _group_sql(scope)
     kinds = ", ".join(f"'{k}'" for k in SETTLING_KINDS)
-    flows = (
-        f"SELECT p.a, p.b, i.currency{select},"
-        f" -coalesce(sum(c.amount) FILTER (WHERE c.kind IN ({kinds}) AND i.due_date BETWEEN p.a AND p.b), 0)"
-        f" AS collected, -coalesce(sum(c.amount) FILTER (WHERE c.kind = 'write_off'), 0) AS written_off"
-        f" FROM {PERIODS} JOIN invoice_changes c ON c.tenant_id = :tenant AND c.on_date BETWEEN p.a AND p.b"
-        f" AND c.kind IN ({kinds}, 'write_off')"
+    # From the invoices that fell due in the period (ix_invoices_due) to their changes dated in it: a month of a
+    # million-invoice tenant holds far more changes (every invoice's) than invoices falling due in it.
+    # Each invoice's changes summed by a LATERAL lookup on its key: joined plainly, the planner (not knowing the
+    # periods' bounds) hashed every change of the period against a scan of the tenant's invoices (0.4 s at a
+    # million invoices, about 60 ms this way).
+    collected_sql = (
+        f"SELECT p.a, p.b, i.currency{select}, -coalesce(sum(pay.amount), 0) AS collected FROM {PERIODS}"
+        f" JOIN invoices i ON i.tenant_id = :tenant AND i.due_date BETWEEN p.a AND p.b{CUSTOMER_JOIN}"
+        f" CROSS JOIN LATERAL (SELECT sum(c.amount) AS amount FROM invoice_changes c WHERE c.tenant_id = i.tenant_id"
+        f" AND c.invoice_id = i.invoice_id AND c.on_date BETWEEN p.a AND p.b AND c.kind IN ({kinds})) pay"
+        f" WHERE pay.amount IS NOT NULL{_invoice_filters(scope)} GROUP BY p.a, p.b, i.currency{group_by}"
+    )
+    # Write-offs of invoices of any due date, few: ix_invoice_changes_write_off.
+    written_off_sql = (
+        f"SELECT p.a, p.b, i.currency{select}, -coalesce(sum(c.amount), 0) AS written_off FROM {PERIODS}"
+        f" JOIN invoice_changes c ON c.tenant_id = :tenant AND c.kind = 'write_off' AND c.on_date BETWEEN p.a AND p.b"
         f" JOIN invoices i ON i.tenant_id = c.tenant_id AND i.invoice_id = c.invoice_id{CUSTOMER_JOIN}"
         f" WHERE true{_invoice_filters(scope)} GROUP BY p.a, p.b, i.currency{group_by}"
     )
@@ -283,8 +293,8 @@ async def collections(session: AsyncSession, scope: Scope, periods: Iterable[Per
         f"{CUSTOMER_JOIN} WHERE true{_invoice_filters(scope)} GROUP BY p.a, p.b, i.currency{group_by}"
     )
     params = _params(scope, **_periods(periods))
-    collected, written_off = await _sums(session, flows, params, groups, lambda r: (r.a, r.b),
-                                         ("collected", "written_off"))  # fmt: skip
+    (collected,) = await _sums(session, collected_sql, params, groups, lambda r: (r.a, r.b), ("collected",))
+    (written_off,) = await _sums(session, written_off_sql, params, groups, lambda r: (r.a, r.b), ("written_off",))
     (fell_due,) = await _sums(session, due, params, groups, lambda r: (r.a, r.b), ("due",))
     return collected, written_off, fell_due
 
