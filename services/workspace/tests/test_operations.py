@@ -17,39 +17,23 @@ from dunning_events.codec import encode
 from dunning_events.events import PromiseCreated
 from dunning_events.examples import example_event
 from dunning_events.topics import dead_letter_topic, partition_key
-from dunning_kit.clock import SimulatedClock
 from dunning_kit.event_testing import start_producer
-from dunning_kit.pytest_plugin import SIM_START
-from dunning_kit.services import spec
-from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service
+from dunning_kit.testing import PostgresBackend
 from workspace.domain.people import Role
-from workspace.testing import PEOPLE, session_cookie
+from workspace.testing import PEOPLE
+
+from .pages_platform import PagesPlatform, pages_platform
 
 # One worker holds the module's platform (module-scoped) for all its tests, in file order.
 pytestmark = pytest.mark.xdist_group("workspace-operations")
 
 
 @pytest_asyncio.fixture(scope="module")
-async def platform(pg_backend: PostgresBackend) -> AsyncIterator[dict[str, RunningService]]:
-    broker = BrokerBackend.embedded()
-    clock = SimulatedClock(SIM_START)
-    database_url = pg_backend.fresh_database()
-    started: dict[str, RunningService] = {}
-    try:
-        started["promise-tracker"] = tracker = await start_service(
-            spec("promise-tracker"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers,
-            clock=clock,
-        )  # fmt: skip
-        urls = ",".join(
-            f"{name}={tracker.base_url if name == 'promise-tracker' else 'http://127.0.0.1:9'}"
-            for name in ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
-        )
-        started["workspace"] = await start_service(
-            spec("workspace"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
-            overrides={"workspace_cookie_secure": False, "workspace_api_keys": "acme=acme-admin-key",
-                       "workspace_service_urls": urls},
-        )  # fmt: skip
-        producer = await start_producer(broker.bootstrap_servers)
+async def platform(pg_backend: PostgresBackend) -> AsyncIterator[PagesPlatform]:
+    """promise-tracker with two dead letters of acme in its first group; the others do not answer."""
+    async with pages_platform(pg_backend, ["promise-tracker"]) as running:
+        tracker = running.services["promise-tracker"]
+        producer = await start_producer(tracker.runtime.settings.kafka_bootstrap_servers)
         group = tracker.runtime.consumers[0].group
         try:
             for error in ("KeyError: 'due_date'", "ValueError: bad amount"):
@@ -60,20 +44,16 @@ async def platform(pg_backend: PostgresBackend) -> AsyncIterator[dict[str, Runni
                 await producer.send_and_wait(dead_letter_topic(group), value, key=key, headers=headers)
         finally:
             await producer.stop()
-        yield started
-    finally:
-        for svc in started.values():
-            await svc.stop()
-        broker.stop()
+        yield running
 
 
-async def browser(platform: dict[str, RunningService], role: Role) -> tuple[httpx.AsyncClient, str]:
-    cookies, signed = await session_cookie(platform["workspace"].runtime, PEOPLE[role])
-    return httpx.AsyncClient(base_url=platform["workspace"].base_url, cookies=cookies, timeout=60), signed.csrf_token
+async def browser(platform: PagesPlatform, role: Role) -> tuple[httpx.AsyncClient, str]:
+    client, signed = await platform.browser(PEOPLE[role])
+    return client, signed.csrf_token
 
 
-async def test_an_admin_replays_dead_letters_one_then_all_each_once(platform: dict[str, RunningService]) -> None:
-    group = platform["promise-tracker"].runtime.consumers[0].group
+async def test_an_admin_replays_dead_letters_one_then_all_each_once(platform: PagesPlatform) -> None:
+    group = platform.services["promise-tracker"].runtime.consumers[0].group
     client, csrf = await browser(platform, Role.admin)
     async with client:
         page = await client.get("/operations")
@@ -97,7 +77,7 @@ async def test_an_admin_replays_dead_letters_one_then_all_each_once(platform: di
         assert bad.status_code == 422
 
 
-async def test_a_collector_may_not_open_operations(platform: dict[str, RunningService]) -> None:
+async def test_a_collector_may_not_open_operations(platform: PagesPlatform) -> None:
     client, csrf = await browser(platform, Role.collector)
     async with client:
         assert (await client.get("/operations")).status_code == 403

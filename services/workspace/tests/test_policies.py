@@ -12,54 +12,33 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from dunning_kit.clock import SimulatedClock
 from dunning_kit.event_testing import LedgerFeed, start_producer
-from dunning_kit.pytest_plugin import SIM_START
-from dunning_kit.services import spec
-from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service, wait_until_quiet
+from dunning_kit.testing import PostgresBackend
 from workspace.domain.people import Role
-from workspace.testing import PEOPLE, session_cookie
+from workspace.testing import PEOPLE
+
+from .pages_platform import PagesPlatform, pages_platform
 
 # One worker holds the module's platform (module-scoped) for all its tests, in file order.
 pytestmark = pytest.mark.xdist_group("workspace-policies")
 
 
 @pytest_asyncio.fixture(scope="module")
-async def platform(pg_backend: PostgresBackend) -> AsyncIterator[dict[str, RunningService]]:
+async def platform(pg_backend: PostgresBackend) -> AsyncIterator[PagesPlatform]:
     """The policy engine with one customer's invoice due in six days, and a workspace calling it."""
-    broker = BrokerBackend.embedded()
-    clock = SimulatedClock(SIM_START)
-    database_url = pg_backend.fresh_database()
-    started: dict[str, RunningService] = {}
-    try:
-        started["policy-engine"] = engine = await start_service(
-            spec("policy-engine"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock
-        )
-        urls = ",".join(
-            f"{name}={engine.base_url if name == 'policy-engine' else 'http://127.0.0.1:9'}"
-            for name in ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
-        )
-        started["workspace"] = await start_service(
-            spec("workspace"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
-            overrides={"workspace_cookie_secure": False, "workspace_api_keys": "acme=acme-admin-key",
-                       "workspace_service_urls": urls},
-        )  # fmt: skip
-        producer = await start_producer(broker.bootstrap_servers)
-        async with LedgerFeed(producer, clock) as feed:
+    async with pages_platform(pg_backend, ["policy-engine"]) as running:
+        engine = running.services["policy-engine"]
+        producer = await start_producer(engine.runtime.settings.kafka_bootstrap_servers)
+        async with LedgerFeed(producer, running.clock) as feed:
             await feed.customer("C-1")
             await feed.invoice("INV-1", "C-1", "250.00", due_in_days=6)
-        await wait_until_quiet([engine.runtime])
-        yield started
-    finally:
-        for svc in started.values():
-            await svc.stop()
-        broker.stop()
+        await running.quiet()
+        yield running
 
 
-async def browser(platform: dict[str, RunningService], role: Role) -> tuple[httpx.AsyncClient, str]:
-    workspace = platform["workspace"]
-    cookies, signed = await session_cookie(workspace.runtime, PEOPLE[role])
-    return httpx.AsyncClient(base_url=workspace.base_url, cookies=cookies, timeout=60), signed.csrf_token
+async def browser(platform: PagesPlatform, role: Role) -> tuple[httpx.AsyncClient, str]:
+    client, signed = await platform.browser(PEOPLE[role])
+    return client, signed.csrf_token
 
 
 def hidden(html: str, name: str) -> str:
@@ -79,7 +58,7 @@ def textarea(html: str) -> str:
 
 
 async def test_a_manager_sees_errors_at_their_lines_previews_the_draft_and_publishes_what_was_previewed(
-    platform: dict[str, RunningService],
+    platform: PagesPlatform,
 ) -> None:
     client, csrf = await browser(platform, Role.manager)
     async with client:
@@ -129,13 +108,13 @@ async def test_a_manager_sees_errors_at_their_lines_previews_the_draft_and_publi
         assert r.status_code == 303 and r.headers["location"] == "/policies/default?published=2"
         shown = await client.get(r.headers["location"])
         assert "Version 2 was published" in shown.text
-    async with platform["policy-engine"].client("acme-admin-key") as admin:
+    async with platform.api("policy-engine") as admin:
         in_force: dict[str, Any] = (await admin.get("/v1/policies/default")).json()
     assert in_force["version"] == 2
     assert next(s for s in in_force["steps"] if s["name"] == "due_date_notice")["offset_days"] == 2
 
 
-async def test_a_viewer_reads_a_policy_and_cannot_preview_or_publish(platform: dict[str, RunningService]) -> None:
+async def test_a_viewer_reads_a_policy_and_cannot_preview_or_publish(platform: PagesPlatform) -> None:
     client, csrf = await browser(platform, Role.viewer)
     async with client:
         page = await client.get("/policies/default")

@@ -11,12 +11,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from dunning_kit.clock import SimulatedClock
-from dunning_kit.pytest_plugin import SIM_START
-from dunning_kit.services import spec
-from dunning_kit.testing import BrokerBackend, PostgresBackend, RunningService, start_service
+from dunning_kit.testing import PostgresBackend
 from workspace.domain.people import Role
-from workspace.testing import PEOPLE, session_cookie
+from workspace.testing import PEOPLE
+
+from .pages_platform import PagesPlatform, pages_platform
 
 # One worker holds the module's platform (module-scoped) for all its tests, in file order.
 pytestmark = pytest.mark.xdist_group("workspace-templates")
@@ -25,34 +24,14 @@ TEMPLATE = "due_date_notice"
 
 
 @pytest_asyncio.fixture(scope="module")
-async def platform(pg_backend: PostgresBackend) -> AsyncIterator[dict[str, RunningService]]:
-    broker = BrokerBackend.embedded()
-    clock = SimulatedClock(SIM_START)
-    database_url = pg_backend.fresh_database()
-    started: dict[str, RunningService] = {}
-    try:
-        started["notifier"] = notifier = await start_service(
-            spec("notifier"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock
-        )
-        urls = ",".join(
-            f"{name}={notifier.base_url if name == 'notifier' else 'http://127.0.0.1:9'}"
-            for name in ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
-        )
-        started["workspace"] = await start_service(
-            spec("workspace"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
-            overrides={"workspace_cookie_secure": False, "workspace_api_keys": "acme=acme-admin-key",
-                       "workspace_service_urls": urls},
-        )  # fmt: skip
-        yield started
-    finally:
-        for svc in started.values():
-            await svc.stop()
-        broker.stop()
+async def platform(pg_backend: PostgresBackend) -> AsyncIterator[PagesPlatform]:
+    async with pages_platform(pg_backend, ["notifier"]) as running:
+        yield running
 
 
-async def browser(platform: dict[str, RunningService], role: Role) -> tuple[httpx.AsyncClient, str]:
-    cookies, signed = await session_cookie(platform["workspace"].runtime, PEOPLE[role])
-    return httpx.AsyncClient(base_url=platform["workspace"].base_url, cookies=cookies, timeout=60), signed.csrf_token
+async def browser(platform: PagesPlatform, role: Role) -> tuple[httpx.AsyncClient, str]:
+    client, signed = await platform.browser(PEOPLE[role])
+    return client, signed.csrf_token
 
 
 def field(page: str, name: str) -> str:
@@ -73,7 +52,7 @@ def subjects(page: str) -> dict[str, str]:
 
 
 async def test_a_draft_is_previewed_beside_the_other_languages_and_a_manager_saves_it(
-    platform: dict[str, RunningService],
+    platform: PagesPlatform,
 ) -> None:
     client, csrf = await browser(platform, Role.manager)
     async with client:
@@ -105,12 +84,12 @@ async def test_a_draft_is_previewed_beside_the_other_languages_and_a_manager_sav
         assert saved.status_code == 303
         shown = await client.get(saved.headers["location"])
         assert "Saved." in shown.text and field(shown.text, "subject") == draft["subject"]
-    async with platform["notifier"].client() as api:
+    async with platform.api("notifier", "acme-api-key") as api:
         stored = (await api.get(f"/v1/templates/{TEMPLATE}", params={"locale": "en"})).json()
     assert (stored["origin"], stored["subject"]) == ("tenant", draft["subject"])
 
 
-async def test_a_collector_previews_but_cannot_save(platform: dict[str, RunningService]) -> None:
+async def test_a_collector_previews_but_cannot_save(platform: PagesPlatform) -> None:
     client, csrf = await browser(platform, Role.collector)
     async with client:
         page = await client.get(f"/templates/{TEMPLATE}", params={"locale": "de"})

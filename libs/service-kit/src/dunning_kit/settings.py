@@ -276,3 +276,20 @@ class ServiceSettings(KafkaClientSettings):
         secret setting must be set to a real value outside DEV_MODE. A service names the secrets of features it
         does not use, or that are chosen per tenant at run time."""
         return set()
+
+
+def parse_pairs(text: str, what: str) -> dict[str, str]:
+    """A setting of `name=value` pairs, comma-separated (empty: none), such as `tenant=api-key` or
+    `service=url`. ValueError names the entry that is wrong (`what` says what an entry should look like)."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.split(","), start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not value:
+            raise ValueError(f"entry {n}: expected {what}")
+        if name in out:
+            raise ValueError(f"entry {n}: {name!r} is listed twice")
+        out[name] = value
+    return out

@@ -4,8 +4,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from dunning_kit.settings import ServiceSettings
-from insights.adapters.export_client import parse_export_urls, parse_pairs
+from dunning_kit.settings import ServiceSettings, parse_pairs
+from insights.adapters.export_client import parse_export_urls
 
 
 def _check_urls(value: str) -> str:

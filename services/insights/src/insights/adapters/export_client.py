@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from dunning_kit.settings import parse_pairs
+
 
 @dataclass(frozen=True)
 class ExportSource:
@@ -43,22 +45,6 @@ class ExportFailure(Exception):
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
         self.source = source
-
-
-def parse_pairs(text: str, what: str) -> dict[str, str]:
-    """`name=value,...` (empty: none). ValueError names the entry that is wrong."""
-    out: dict[str, str] = {}
-    for n, raw in enumerate(text.split(","), start=1):
-        entry = raw.strip()
-        if not entry:
-            continue
-        name, sep, value = (part.strip() for part in entry.partition("="))
-        if not sep or not name or not value:
-            raise ValueError(f"entry {n}: expected {what}")
-        if name in out:
-            raise ValueError(f"entry {n}: {name!r} is listed twice")
-        out[name] = value
-    return out
 
 
 def parse_export_urls(text: str) -> dict[str, str]:

@@ -32,6 +32,7 @@ from dunning_events.envelope import Envelope, EventData
 from dunning_events.events import EVENT_TYPES
 from dunning_kit.clock import Clock
 from dunning_kit.runtime import ServiceRuntime
+from dunning_kit.settings import parse_pairs
 from insights.adapters.apply_ledger import Turn, apply_ledger, set_customer_terms
 from insights.adapters.export_client import (
     INVOICES,
@@ -40,7 +41,6 @@ from insights.adapters.export_client import (
     ExportFailure,
     ExportSource,
     parse_export_urls,
-    parse_pairs,
 )
 from insights.domain import facts as f
 from insights.service_layer.handlers import FactBatch, gather_envelopes

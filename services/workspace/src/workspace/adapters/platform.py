@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dunning_kit.actor import HEADER as ACTOR_HEADER
 from dunning_kit.actor import Actor, sign
 from dunning_kit.clock import Clock
+from dunning_kit.settings import parse_pairs
 from workspace.domain.people import Person
 
 SERVICES = ("ledger-sync", "policy-engine", "notifier", "promise-tracker", "insights")
@@ -44,24 +45,9 @@ class ServiceUnavailable(Exception):
         self.reason = reason
 
 
-def _pairs(text: str, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for n, raw in enumerate(text.split(","), start=1):
-        entry = raw.strip()
-        if not entry:
-            continue
-        name, sep, value = (part.strip() for part in entry.partition("="))
-        if not sep or not name or not value:
-            raise ValueError(f"entry {n}: expected {what}")
-        if name in out:
-            raise ValueError(f"entry {n}: {name!r} is listed twice")
-        out[name] = value
-    return out
-
-
 def parse_service_urls(text: str) -> dict[str, str]:
     """`service=http(s)://host:port`, every one of SERVICES named once."""
-    urls = _pairs(text, "service=http(s)://host:port")
+    urls = parse_pairs(text, "service=http(s)://host:port")
     for name, url in urls.items():
         if name not in SERVICES:
             raise ValueError(f"{name!r} is not one of {', '.join(SERVICES)}")
@@ -76,7 +62,7 @@ def parse_service_urls(text: str) -> dict[str, str]:
 
 def parse_tenant_keys(text: str) -> dict[str, str]:
     """`tenant=api-key` pairs."""
-    return _pairs(text, "tenant=api-key")
+    return parse_pairs(text, "tenant=api-key")
 
 
 class PlatformClient:
