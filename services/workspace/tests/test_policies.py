@@ -141,3 +141,21 @@ def test_the_diff_shows_each_change_with_three_lines_around_it_and_counts_what_i
         ("skipped", "7", None, None),
     ]  # fmt: skip
     assert [d.kind for d in diff("a\nb", "a\nb")] == ["skipped"]  # nothing changed: everything hidden
+
+
+async def test_an_admin_sees_who_published_the_policy_and_a_manager_may_not(platform: PagesPlatform) -> None:
+    """The audit page merges the services' audit logs: the publication above, by Mona Manager (the actor header
+    the workspace signs), recorded by the policy engine with the change; the services that do not run say so."""
+    admin, _ = await browser(platform, Role.admin)
+    manager, _ = await browser(platform, Role.manager)
+    async with admin, manager:
+        page = await admin.get("/audit")
+        mine = await admin.get("/audit", params={"person": PEOPLE[Role.manager].subject})
+        nobody = await admin.get("/audit", params={"person": "sub-nobody"})
+        refused = await manager.get("/audit")
+    assert page.status_code == 200
+    row = re.search(r"<tr>\s*<td>[^<]+</td>\s*<td>Mona Manager.*?</tr>", page.text, re.S)
+    assert row and "PUT /v1/policies/default" in row.group(0) and "done" in row.group(0)
+    assert page.text.count("could not be loaded") == 4  # ledger-sync, notifier, promise-tracker, insights
+    assert "Mona Manager" in mine.text and "Mona Manager" not in nobody.text and "Nothing recorded yet" in nobody.text
+    assert refused.status_code == 403

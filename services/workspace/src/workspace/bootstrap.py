@@ -14,6 +14,7 @@ from dunning_kit.runtime import ServiceRuntime
 from workspace.adapters import orm
 from workspace.adapters.platform import PlatformClient, parse_service_urls, parse_tenant_keys
 from workspace.entrypoints import (
+    audit,
     cases,
     dashboard,
     home,
@@ -73,6 +74,7 @@ def create_app(runtime: WorkspaceRuntime) -> FastAPI:
             policies.router,
             templates_pages.router,
             operations.router,
+            audit.router,
         ],
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

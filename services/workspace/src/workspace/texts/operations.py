@@ -57,4 +57,23 @@ TEXTS: dict[str, dict[str, str]] = {
     "ops.col.opted_out": {"en": "Opted out", "de": "Abgemeldet"},
     "ops.col.failure_rate": {"en": "Failure rate", "de": "Fehlerquote"},
     "ops.no_deliveries": {"en": "Nothing was sent in this period.", "de": "In diesem Zeitraum wurde nichts gesendet."},
+    "nav.audit": {"en": "Audit", "de": "Protokoll"},
+    "audit.title": {"en": "Who changed what", "de": "Wer hat was geändert"},
+    "audit.help": {
+        "en": "Changes made in the workspace, as each service recorded them with the change (the latest {shown} "
+        "of each), newest first.",
+        "de": "Änderungen aus dem Arbeitsplatz, wie jeder Dienst sie mit der Änderung festgehalten hat (die "
+        "letzten {shown} je Dienst), neueste zuerst.",
+    },
+    "audit.person": {"en": "Only this person (subject)", "de": "Nur diese Person (Kennung)"},
+    "audit.show": {"en": "Show", "de": "Anzeigen"},
+    "audit.col.when": {"en": "When (UTC)", "de": "Wann (UTC)"},
+    "audit.col.who": {"en": "Who", "de": "Wer"},
+    "audit.col.service": {"en": "Service", "de": "Dienst"},
+    "audit.col.what": {"en": "What", "de": "Was"},
+    "audit.col.outcome": {"en": "Outcome", "de": "Ergebnis"},
+    "audit.outcome.applied": {"en": "done", "de": "ausgeführt"},
+    "audit.outcome.refused": {"en": "refused", "de": "abgelehnt"},
+    "audit.outcome.failed": {"en": "failed", "de": "fehlgeschlagen"},
+    "audit.none": {"en": "Nothing recorded yet.", "de": "Noch nichts festgehalten."},
 }
