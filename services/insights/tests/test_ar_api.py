@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
@@ -32,6 +33,9 @@ from dunning_kit.testing import (
 )
 
 from .ar_ledger import Ledger
+
+# One worker holds the module's service or database (module-scoped) for all its tests.
+pytestmark = pytest.mark.xdist_group("insights-ar_api")
 
 CLOCK = SimulatedClock(SIM_START)
 TODAY = SIM_START.date()
