@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 import pytest_asyncio
 from sqlalchemy import insert
 
@@ -24,9 +23,6 @@ from dunning_kit.testing import (
     service_for_problem_tests,
 )
 from insights.adapters import orm
-
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-activity_api")
 
 CLOCK = SimulatedClock(SIM_START)
 TODAY = SIM_START.date()

@@ -31,9 +31,6 @@ from insights.service_layer.activity_figures import (
     step_row,
 )
 
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-activity_figures")
-
 D = date(2026, 3, 2)  # a Monday: the day the steps go out
 NOON = time(12, 0)
 

@@ -24,9 +24,6 @@ from insights.service_layer.statistics import STALE_AFTER, analyze_stale
 
 from . import factories as fx
 
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-apply")
-
 READ_MODEL = [
     "customers", "invoices", "invoice_changes", "ar_daily", "sales_daily", "disputes", "promises", "plans",
     "steps", "step_invoices", "deliveries", "consent_revocations", "contact_holds",

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
@@ -33,9 +32,6 @@ from dunning_kit.testing import (
 )
 
 from .ar_ledger import Ledger
-
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-ar_api")
 
 CLOCK = SimulatedClock(SIM_START)
 TODAY = SIM_START.date()

@@ -20,9 +20,6 @@ from insights.service_layer.ar_figures import FigureRequest, Scope
 
 from .ar_ledger import Ledger, figures_db, seed
 
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-ar_figures")
-
 __all__ = ["figures_db"]
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -24,9 +24,6 @@ from insights.service_layer.handlers import apply_envelopes
 from . import factories as fx
 from .export_fakes import KEY, FakeExports, phase_one, phase_two
 
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-backfill")
-
 READ_MODEL = [
     "customers", "invoices", "invoice_changes", "ar_daily", "sales_daily", "disputes", "promises", "plans",
     "steps", "step_invoices", "deliveries", "consent_revocations", "contact_holds",

@@ -18,9 +18,6 @@ from insights.service_layer.portfolio import PortfolioFilter, Sort, due_dates_of
 
 from .ar_ledger import Ledger, figures_db, seed
 
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-portfolio")
-
 __all__ = ["figures_db"]
 
 Sessions = async_sessionmaker[AsyncSession]

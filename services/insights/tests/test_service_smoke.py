@@ -4,15 +4,11 @@ problems, and documents every operation with typed schemas."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 
 from dunning_kit.openapi_check import unserved_app, untyped_operations
 from dunning_kit.testing import RunningService, assert_problem
 from insights.adapters import orm
-
-# One worker holds the module's service or database (module-scoped) for all its tests.
-pytestmark = pytest.mark.xdist_group("insights-service_smoke")
 
 
 async def test_it_starts_ready_and_quiet_with_the_read_model_migrated(insights_module: RunningService) -> None:
