@@ -256,11 +256,20 @@ async def test_a_broken_promise_comes_onto_the_worklist_with_its_shortfall(stack
 async def test_the_dashboards_promise_and_contact_panels_are_insights_figures(stack: PagesPlatform) -> None:
     today = stack.clock.now().date()
     await stack.quiet()
-    async with stack.api("insights") as api:
-        promises = (await api.get("/v1/figures/promises", params={"to": today.isoformat()})).json()["rows"]
-        contacts = (await api.get("/v1/figures/contacts", params={"from": today.replace(day=1).isoformat(),
-                                                                  "to": today.isoformat(), "group_by": "channel"})).json()["rows"]  # fmt: skip
-    assert promises and contacts
+    figures: dict[str, list[dict[str, Any]]] = {}
+
+    async def applied() -> bool:
+        """insights has the promises and the contacts (it reads them from the stream, a moment after the rest)."""
+        async with stack.api("insights") as api:
+            figures["promises"] = (await api.get("/v1/figures/promises", params={"to": today.isoformat()})).json()[
+                "rows"
+            ]
+            figures["contacts"] = (await api.get("/v1/figures/contacts", params={"from": today.replace(day=1).isoformat(),
+                                                 "to": today.isoformat(), "group_by": "channel"})).json()["rows"]  # fmt: skip
+        return bool(figures["promises"] and figures["contacts"])
+
+    await poll_until(applied, timeout=60, what="insights to have the promises and the contacts")
+    promises, contacts = figures["promises"], figures["contacts"]
     browser, _ = await stack.browser(PEOPLE[Role.viewer])
     async with browser:
         page = await browser.get("/", headers={"accept-language": "de"})

@@ -144,8 +144,15 @@ def test_the_diff_shows_each_change_with_three_lines_around_it_and_counts_what_i
 
 
 async def test_an_admin_sees_who_published_the_policy_and_a_manager_may_not(platform: PagesPlatform) -> None:
-    """The audit page merges the services' audit logs: the publication above, by Mona Manager (the actor header
-    the workspace signs), recorded by the policy engine with the change; the services that do not run say so."""
+    """The audit page merges the services' audit logs: a policy published through the workspace's client for
+    Mona Manager (the actor header it signs), recorded by the policy engine with the change; the services that do
+    not run say so."""
+    async with platform.api("policy-engine") as api:
+        doc = {k: v for k, v in (await api.get("/v1/policies/default")).json().items() if k != "version"}
+    published = await platform.workspace.runtime.objects.platform.call(
+        PEOPLE[Role.manager], "PUT", "policy-engine", "/v1/policies/default", json=doc
+    )
+    assert published.status_code == 200, published.text
     admin, _ = await browser(platform, Role.admin)
     manager, _ = await browser(platform, Role.manager)
     async with admin, manager:
