@@ -24,9 +24,8 @@ import httpx
 from sqlalchemy import text
 
 from dunning_kit.db import make_engine
-from dunning_kit.testing import TEST_API_KEYS
 
-from .bench_insights import NOW, TENANT, TODAY, missing, not_available, serves
+from .bench_insights import ENV, NOW, TENANT, TODAY, missing, not_available, serves
 from .harness import BenchContext, Figure
 from .insights_seed import seed_open_book
 from .processes import ServiceReplicas
@@ -36,7 +35,6 @@ WARM_UP = 3
 PAGES = ("/", "/portfolio", "/worklist", "/policies/default")
 OTHERS = {"ledger-sync": "ledger_sync", "policy-engine": "policy_engine", "notifier": "notifier",
           "promise-tracker": "promise_tracker"}  # fmt: skip
-ENV = {"API_KEYS": TEST_API_KEYS, "LOG_LEVEL": "WARNING"}
 DISPUTED = 1_000
 
 

@@ -61,15 +61,11 @@ async def complete(
     request: Request, task_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Depends(require(Role.collector))
 ) -> Response:  # fmt: skip
     note = str(form.get("note") or "").strip()
-    try:
+
+    async def change() -> None:
         await complete_task(runtime.objects.platform, signed.person, task_id, note)
-    except Refused as exc:
-        errors = exc.errors or {"_form": exc.detail}
-        return await show(request, runtime, signed, status=422, task_errors={task_id: {"errors": errors, "note": note}})
-    except ServiceUnavailable as exc:
-        errors = {"_form": Translator(language_of(request))("case.not_done", service=exc.service)}
-        return await show(request, runtime, signed, status=503, task_errors={task_id: {"errors": errors, "note": note}})
-    return RedirectResponse("/worklist?done=complete", status_code=303)
+
+    return await _task_action(request, runtime, signed, task_id, "complete", {"note": note}, change)
 
 
 async def _task_action(
