@@ -3,17 +3,15 @@ exports served over real HTTP: admin only to start, 409 without an export key, 2
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest_asyncio
-import uvicorn
 from sqlalchemy import text
 
 from dunning_kit.clock import SimulatedClock
-from dunning_kit.embedded import free_port
+from dunning_kit.devfakes.asgi_server import AsgiServer
 from dunning_kit.services import spec
 from dunning_kit.testing import RunningService, assert_problem, poll_until, start_service
 
@@ -24,9 +22,9 @@ from .export_fakes import KEY, URLS, FakeExports, phase_one
 class ServedExports:
     """FakeExports over real HTTP: `/<fake host>/<path>` on one local port, one base URL per service."""
 
-    def __init__(self, fake: FakeExports) -> None:
+    def __init__(self, fake: FakeExports, port: int) -> None:
         self.fake = fake
-        self.port = free_port()
+        self.port = port
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -49,10 +47,9 @@ def urlsplit_host(url: str) -> str:
 
 @pytest_asyncio.fixture
 async def insights(database_url: str, broker: Any, clock: SimulatedClock) -> AsyncIterator[RunningService]:
-    served = ServedExports(FakeExports("acme", fx_tenant(phase_one(), "acme")))
-    server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=served.port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    await poll_until(lambda: _started(server), what="the fake exports to serve")
+    server = AsgiServer()
+    served = ServedExports(FakeExports("acme", fx_tenant(phase_one(), "acme")), server.port)
+    await server.start(served)
     svc = await start_service(
         spec("insights"), database_url=database_url, bootstrap_servers=broker.bootstrap_servers, clock=clock,
         overrides={"insights_export_urls": served.urls(), "insights_export_keys": f"acme={KEY}"},
@@ -61,12 +58,7 @@ async def insights(database_url: str, broker: Any, clock: SimulatedClock) -> Asy
         yield svc
     finally:
         await svc.stop()
-        server.should_exit = True
-        await task
-
-
-async def _started(server: uvicorn.Server) -> bool:
-    return bool(server.started)
+        await server.stop()
 
 
 def fx_tenant(envelopes: list[Any], tenant: str) -> list[Any]:

@@ -43,15 +43,14 @@ def clock() -> SimulatedClock:
 
 @pytest_asyncio.fixture(scope="module")
 async def idp(clock: SimulatedClock) -> AsyncIterator[DevIdentityProvider]:
-    port = free_port()
+    server = AsgiServer()  # its port, and so the issuer, is known before the provider is made
     provider = DevIdentityProvider(
-        f"http://127.0.0.1:{port}",
+        server.base_url,
         [RegisteredClient.for_workspace("workspace", DEV_OIDC_CLIENT_SECRET, WORKSPACE)],
         seeded(),
         clock,
     )
-    server = AsgiServer(provider.app, port=port)
-    await server.start()
+    await server.start(provider.app)
     try:
         yield provider
     finally:
@@ -234,25 +233,37 @@ def test_the_seeded_people_are_one_per_role_and_their_secrets_are_refused_in_pro
 
 
 async def test_python_m_workspace_dev_idp_serves_discovery_and_prints_the_people() -> None:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workspace.dev_idp", "--port", str(port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        async with httpx.AsyncClient(timeout=5) as http:
-
-            async def discovered() -> dict[str, Any] | None:
-                assert proc.returncode is None, "the dev IdP exited"
-                try:
-                    r = await http.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
-                except httpx.TransportError:
-                    return None
-                return r.json() if r.status_code == 200 else None
-
-            found = await poll_until(discovered, timeout=30, what="the dev IdP to serve discovery")
-        assert found["issuer"] == f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        printed, _ = await asyncio.wait_for(proc.communicate(), 10)
+    for _attempt in range(3):  # the free port may be taken by another worker before the provider binds it
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workspace.dev_idp", "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            found = await _discovery_of(proc, port)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            printed, _ = await asyncio.wait_for(proc.communicate(), 10)
+        if found is not None or b"address already in use" not in printed.lower():
+            break
+    assert found is not None, printed.decode()
+    assert found["issuer"] == f"http://127.0.0.1:{port}"
     assert "colin / colin-dev: collector" in printed.decode()
+
+
+async def _discovery_of(proc: asyncio.subprocess.Process, port: int) -> dict[str, Any] | None:
+    """The provider's discovery document once it serves it; None if the process ended first."""
+    async with httpx.AsyncClient(timeout=5) as http:
+
+        async def discovered() -> dict[str, Any] | str | None:
+            if proc.returncode is not None:
+                return "ended"  # the caller reads why from its output
+            try:
+                r = await http.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
+            except httpx.TransportError:
+                return None
+            return r.json() if r.status_code == 200 else None
+
+        found = await poll_until(discovered, timeout=30, what="the dev IdP to serve discovery")
+    return found if isinstance(found, dict) else None

@@ -49,12 +49,11 @@ PASSWORDS = {p.username: p.password for p in [*seeded(), *EXTRA]}
 async def idp(workspace: RunningService) -> AsyncIterator[DevIdentityProvider]:
     """The dev IdP in this process on the workspace's clock, and the workspace pointed at it (its port, and so
     the workspace's public URL, are known only once both listen)."""
-    port = free_port()
+    server = AsgiServer()  # its port, and so the issuer, is known before the provider is made
     clock = workspace.runtime.clock
     client = RegisteredClient.for_workspace("workspace", DEV_OIDC_CLIENT_SECRET, workspace.base_url)
-    provider = DevIdentityProvider(f"http://127.0.0.1:{port}", [client], [*seeded(), *EXTRA], clock)
-    server = AsgiServer(provider.app, port=port)
-    await server.start()
+    provider = DevIdentityProvider(server.base_url, [client], [*seeded(), *EXTRA], clock)
+    await server.start(provider.app)
     settings = workspace.runtime.settings
     settings.workspace_oidc_issuer = provider.issuer
     settings.workspace_public_url = workspace.base_url

@@ -255,8 +255,8 @@ def refusal(reason: str) -> ProblemResponse:
 
 class ActorCheck:
     """ASGI middleware: verifies `Dunning-Actor` before the route runs and keeps the person for the request
-    (see the module docstring); afterwards the audit log records a call that changed nothing in a transaction of
-    its own (a refusal, dunning_kit.audit_log). Requests without a valid API key pass on: the route answers 401."""
+    (see the module docstring); the audit log records a call that changed nothing in a transaction of its own
+    before its answer leaves (a refusal, dunning_kit.audit_log). Requests without a valid API key pass on: the route answers 401."""
 
     def __init__(self, app: ASGIApp, keys: list[Ed25519PublicKey]) -> None:
         self.app = app
@@ -296,14 +296,17 @@ class ActorCheck:
         acting = ActingRequest(service=runtime.name, actor=actor, tenant_id=principal.tenant_id,
                                method=scope["method"], path=scope["path"], route=route, targets=targets, at=now)  # fmt: skip
 
+        audit = getattr(state, "audit_log", None)
+
         async def seen(message: Message) -> None:
             if message["type"] == "http.response.start":
                 acting.status = int(message["status"])
                 if dict(message.get("headers") or ()).get(b"idempotent-replayed") is not None:
                     acting.replay = True
+                if audit is not None and acting.status >= 400:
+                    await audit.record_unchanged(acting)  # before the answer, which a reader of the log may follow
             await send(message)
 
-        audit = getattr(state, "audit_log", None)
         answered = False
         reset = _acting.set(acting)
         try:
@@ -316,7 +319,7 @@ class ActorCheck:
         finally:
             _acting.reset(reset)  # the record below commits on its own, outside the request's audit
             if answered and audit is not None:
-                await audit.after_response(acting)
+                await audit.record_unchanged(acting)  # a 500 raised through the route (a refusal is recorded)
 
 
 def keys_for(settings: Any) -> list[Ed25519PublicKey]:

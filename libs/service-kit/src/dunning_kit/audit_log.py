@@ -7,8 +7,9 @@ path's ids), when (the service's clock), and the outcome.
 * `applied`: the row is inserted by the engine's commit event into the first transaction the request commits,
   so the change and its row commit together or not at all, whichever route made the change and however it
   reaches the database (ORM, Core or the raw asyncpg driver). No route can forget it.
-* `refused` (4xx) or `failed` (5xx): the request committed nothing; the row is written after the answer in a
-  transaction of its own (who tried what, and the status they got).
+* `refused` (4xx) or `failed` (5xx): the request committed nothing; the row is written in a transaction of its
+  own (who tried what, and the status they got) before the answer leaves, so whoever reads the log after the
+  answer finds it. Only a 500 raised through the route is recorded after the kit's handler has answered.
 * A 2xx that committed nothing changed nothing (a validation, a preview, a replay of an Idempotency-Key) and
   leaves no row. A call without a person (an API key alone) leaves none either: machine callers have the
   services' own records (events, the timeline).
@@ -91,10 +92,11 @@ class AuditLog:
         acting.recorded = True
         conn.execute(self.table.insert().values(**_row(acting, APPLIED, None)))
 
-    async def after_response(self, acting: ActingRequest) -> None:
+    async def record_unchanged(self, acting: ActingRequest) -> None:
         """A call that committed nothing: record a refusal or a failure (a 2xx without a commit changed nothing)."""
         if acting.recorded or not acting.changes_state or acting.status < 400:
             return  # recorded with the change, or a 2xx (a replay among them) that committed nothing
+        acting.recorded = True  # this row is the call's record: the commit hook must not add an `applied` one
         outcome = REFUSED if acting.status < 500 else FAILED
         try:
             async with self.engine.begin() as conn:

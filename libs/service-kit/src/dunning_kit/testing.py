@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -25,7 +24,8 @@ from dunning_events.handler_table import HandlerTable, table_problems, tables_re
 from dunning_kit.actor import Actor
 from dunning_kit.auth import hash_key
 from dunning_kit.clock import Clock, SystemClock
-from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from dunning_kit.devfakes.asgi_server import AsgiServer
+from dunning_kit.embedded import EmbeddedBroker, EmbeddedPostgres
 from dunning_kit.migrations import upgrade
 from dunning_kit.outbound import LOOPBACK_NETWORKS
 from dunning_kit.runtime import QuietReport, ServiceRuntime
@@ -153,8 +153,7 @@ class RunningService:
     spec: ServiceSpec
     runtime: ServiceRuntime
     app: FastAPI
-    server: uvicorn.Server
-    task: asyncio.Task[None]
+    server: AsgiServer
     base_url: str
 
     def client(self, key: str | None = "acme-api-key", **kwargs: Any) -> httpx.AsyncClient:
@@ -162,8 +161,7 @@ class RunningService:
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
 
     async def stop(self) -> None:
-        self.server.should_exit = True
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self.server.stop()
 
 
 async def start_service(
@@ -179,7 +177,8 @@ async def start_service(
 
     `wait_for_broker=False`: return once HTTP is served, for tests of a broker the service cannot use."""
     module = spec.bootstrap()
-    port = free_port()
+    server = AsgiServer(host="127.0.0.1", lifespan="on")  # its port is reserved from here (asgi_server.py)
+    port = server.port
     settings = module.Settings(
         database_url=database_url,
         kafka_bootstrap_servers=bootstrap_servers,
@@ -197,16 +196,8 @@ async def start_service(
     )
     runtime: ServiceRuntime = module.build_runtime(settings, clock)
     app: FastAPI = module.create_app(runtime)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name=f"uvicorn-{spec.name}")
-    running = RunningService(spec, runtime, app, server, task, f"http://127.0.0.1:{port}")
-
-    async def up() -> bool:
-        if task.done():
-            task.result()  # surface a start-up failure
-        return bool(server.started)
-
-    await poll_until(up, timeout=30, what=f"{spec.name} to serve HTTP")
+    await server.start(app)
+    running = RunningService(spec, runtime, app, server, server.base_url)
     if wait_for_broker:
         await runtime.wait_started()
         await wait_for_assignment([runtime])
