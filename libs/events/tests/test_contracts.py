@@ -10,11 +10,13 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from dunning_events.acting import EventActor, person_acting
 from dunning_events.codec import PoisonEvent, UnknownEventType, decode, encode
 from dunning_events.consumer import DLQ_HEADERS
 from dunning_events.envelope import new_event
 from dunning_events.events import EVENT_TYPES, Allocation, PaymentApplied
 from dunning_events.money import Money, from_minor, round_money, to_minor
+from dunning_events.outbox import event_of_row, outbox_row
 from dunning_events.schema_export import SCHEMA_DIR, render_all
 from dunning_events.topics import ALL_TOPICS, partition_key
 
@@ -46,6 +48,29 @@ def test_an_event_round_trips_through_json_with_exact_decimals() -> None:
     assert back == ev
     assert back.data.amount == Decimal("100.10")
     assert back.subject == "P-1"
+
+
+def test_an_event_made_for_a_person_names_them_on_the_wire_and_through_the_outbox() -> None:
+    """dunning_events.acting: an event made while a request acts for a person carries ce_actorsub/ce_actorname;
+    through the outbox row (as the relay sends it) and back it is the same envelope; outside, nobody is named."""
+    colin = EventActor(sub="colin", name="Colin Collectör")
+    at = datetime(2026, 3, 3, tzinfo=UTC)
+    with person_acting(colin):
+        ev = new_event(payment(), tenant_id="acme", source="test", occurred_at=at)
+    assert ev.actor == colin
+    headers, raw = encode(ev)
+    assert ("ce_actorname", "Colin Collectör".encode()) in headers
+    assert decode(headers, raw) == ev
+    row = outbox_row(ev, {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    assert event_of_row(row) == ev and row["headers"]["ce_actorsub"] == "colin"
+
+    machine = new_event(payment(), tenant_id="acme", source="test", occurred_at=at)
+    assert machine.actor is None
+    machine_headers, _ = encode(machine)
+    assert not [h for h, _ in machine_headers if h.startswith("ce_actor")]
+    assert event_of_row(outbox_row(machine, {})).actor is None
+    with pytest.raises(PoisonEvent, match="ce_actorname"):
+        decode([(h, v) for h, v in headers if h != "ce_actorname"], raw)  # both or neither
 
 
 def test_the_partition_key_is_tenant_and_customer() -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from dunning_events.acting import EventActor, person_acting
+from dunning_events.events import DisputeOpened
 from dunning_kit.actor import HEADER
 from dunning_kit.testing import COLIN, MONA, acting_as
 
 from .conftest import EngineHarness
 from .test_api import POLICY_YAML
-from .test_pauses import start_overdue
+from .test_pauses import promise, start_overdue
 
 YAML = {"content-type": "application/yaml"}
 
@@ -65,3 +67,15 @@ async def test_changes_made_for_a_person_name_them_and_a_refused_person_changes_
             ("PUT", "/v1/customers/{customer_id}/dunning-block", "Colin Collector", "applied"),
         ]
         assert audit[1]["targets"] == {"invoice_id": "A"}
+
+    # An event a person's action made in another service (a promise recorded in the workspace travels with
+    # ce_actor* headers): the entry it causes names them; a fact from a machine (an ERP's dispute) names nobody.
+    with person_acting(EventActor(sub="colin", name="Colin Collector")):
+        await engine.publish(promise("P-1", "A"))
+    await engine.publish(DisputeOpened(customer_id="C-1", invoice_id="A", reason="wrong quantity"))
+    await engine.quiet()
+    entries = await engine.timeline("A")
+    by_promise = [e for e in entries if "promise to pay" in (e["reason"] or "")]
+    assert by_promise and by_promise[-1]["detail"]["actor"] == {"sub": "colin", "name": "Colin Collector"}, entries
+    by_erp = [e for e in entries if "dispute opened" in (e["reason"] or "")]
+    assert by_erp and "actor" not in by_erp[-1]["detail"], by_erp

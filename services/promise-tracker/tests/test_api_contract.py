@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from dunning_events import topics
+from dunning_events.acting import EventActor
 from dunning_kit.actor import HEADER as ACTOR_HEADER
 from dunning_kit.clock import SimulatedClock
 from dunning_kit.event_testing import LedgerFeed, assert_exported, topic_events
@@ -163,3 +164,12 @@ async def test_promises_recorded_for_a_person_are_audited_and_a_refused_person_r
         ("/v1/promises", "applied", None, "Colin Collector"),
     ]
     assert audit[1]["targets"] == {"promise_id": created.json()["id"]}
+    # The events it wrote name the person too (ce_actor*, dunning_events.acting), on the topic and in the export.
+    await wait_until_quiet([tracker.runtime])
+    on_topic = await topic_events(tracker.runtime.settings.kafka_bootstrap_servers, topics.PROMISES)
+    made = [e for e in on_topic if e.subject == created.json()["id"]]
+    assert [(e.type, e.actor) for e in made] == [
+        ("promise.created", EventActor(sub="colin", name="Colin Collector")),
+        ("promise.cancelled", EventActor(sub="colin", name="Colin Collector")),
+    ]
+    await assert_exported(tracker, made, "acme-api-key", "globex-api-key")

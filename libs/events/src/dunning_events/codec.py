@@ -15,6 +15,9 @@ every other attribute is one header `ce_<attribute>` whose value is the attribut
     ce_correlationid Envelope.correlation_id (extension: shared by every event of one business flow)
     ce_causationid   Envelope.causation_id   (extension; absent when the event was caused by no other)
 
+    ce_actorsub      Envelope.actor.sub      (extension; with ce_actorname, only when a person's action made it)
+    ce_actorname     Envelope.actor.name     (extension: the person's display name)
+
 Extension names are lowercase letters and digits only, as the CloudEvents spec requires. The record's key stays
 the partition key `tenant_id:customer_id`; the W3C `traceparent`/`tracestate` headers and the relay's
 `dunning-priority` mark travel beside these. The value is byte for byte what pydantic writes for the data model.
@@ -50,6 +53,8 @@ ATTRIBUTE_HEADERS: dict[str, str] = {
     "correlation_id": "ce_correlationid",
     "causation_id": "ce_causationid",
 }
+# The person an event was made for (dunning_events.acting): optional, both or neither.
+ACTOR_HEADERS: dict[str, str] = {"sub": "ce_actorsub", "name": "ce_actorname"}
 _REQUIRED = ("ce_specversion", *(h for h in ATTRIBUTE_HEADERS.values() if h != "ce_causationid"))
 _SPECVERSION_HEADER = ("ce_specversion", SPECVERSION.encode())
 _CONTENT_TYPE = (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode())
@@ -116,6 +121,14 @@ def attributes(event: Envelope[Any]) -> dict[str, str | None]:
     }
 
 
+def actor_attributes(event: Envelope[Any]) -> dict[str, str]:
+    """The ce_actor* headers of an event made for a person (none for a service's own events)."""
+    actor = event.actor
+    if actor is None:
+        return {}
+    return {ACTOR_HEADERS["sub"]: actor.sub, ACTOR_HEADERS["name"]: actor.name}
+
+
 def encode_data(event: Envelope[Any]) -> bytes:
     """The record's value: the event's data, as pydantic writes the data model (compact UTF-8 JSON)."""
     data: EventData = event.data
@@ -136,6 +149,7 @@ def encode(event: Envelope[Any]) -> tuple[Headers, bytes]:
         a["correlation_id"] or "",
         a["causation_id"],
     )
+    headers.extend((k, v.encode()) for k, v in actor_attributes(event).items())
     return headers, encode_data(event)
 
 
@@ -177,6 +191,8 @@ def decode(
     if not isinstance(data, dict):
         raise PoisonEvent("data: the record's value must be a JSON object")
     doc: dict[str, Any] = {name: found.get(header) for name, header in ATTRIBUTE_HEADERS.items()}
+    if any(header in found for header in ACTOR_HEADERS.values()):
+        doc["actor"] = {name: found.get(header) for name, header in ACTOR_HEADERS.items()}
     doc["data"] = data
     try:
         return Envelope[model].model_validate(doc)  # type: ignore[valid-type]
@@ -195,6 +211,8 @@ def _describe(exc: ValidationError) -> str:
         loc = [str(p) for p in err["loc"]]
         if loc and loc[0] in ATTRIBUTE_HEADERS:
             loc[0] = ATTRIBUTE_HEADERS[loc[0]]  # an attribute is named by its header
+        elif len(loc) > 1 and loc[0] == "actor" and loc[1] in ACTOR_HEADERS:
+            loc = [ACTOR_HEADERS[loc[1]]]
         where = ".".join(loc) or "(root)"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)

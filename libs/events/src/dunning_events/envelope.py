@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from dunning_events.acting import EventActor, acting_person
+
 # Tenant-wide facts (a finished ledger sync) have no customer; they use this in the partition key.
 TENANT_WIDE = "_tenant"
 
@@ -51,6 +53,9 @@ class Envelope(BaseModel, Generic[D]):
     subject: str = Field(min_length=1, description="The invoice, customer, step or promise id")
     correlation_id: uuid.UUID = Field(description="Id shared by every event of one business flow")
     causation_id: uuid.UUID | None = Field(default=None, description="Id of the event that caused this one")
+    actor: EventActor | None = Field(
+        default=None, description="The person whose action made the emitting service write it (none: the service's own)"
+    )
     data: D
 
     @property
@@ -66,8 +71,10 @@ def new_event(
     occurred_at: datetime,
     caused_by: Envelope[Any] | None = None,
     correlation_id: uuid.UUID | None = None,
+    actor: EventActor | None = None,
 ) -> Envelope[D]:
-    """Wrap a payload; an event caused by another inherits its correlation id."""
+    """Wrap a payload; an event caused by another inherits its correlation id. It names the person the current
+    request acts for (dunning_events.acting) unless `actor` is given."""
     if caused_by is not None:
         correlation = caused_by.correlation_id
         causation: uuid.UUID | None = caused_by.id
@@ -84,5 +91,6 @@ def new_event(
         subject=data.subject(),
         correlation_id=correlation,
         causation_id=causation,
+        actor=actor or acting_person(),
         data=data,
     )

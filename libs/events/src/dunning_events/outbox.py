@@ -66,7 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from dunning_events import metrics
 from dunning_events.bulk import raw_connection
-from dunning_events.codec import ce_headers, decode, encode_data, time_text
+from dunning_events.codec import ACTOR_HEADERS, actor_attributes, ce_headers, decode, encode_data, time_text
 from dunning_events.envelope import Envelope, EventData
 from dunning_events.topics import ALL_TOPICS, partition_key
 from dunning_events.tracing import current_trace_headers, to_kafka_headers
@@ -200,7 +200,9 @@ def outbox_row(event: Envelope[Any], trace_headers: Mapping[str, str]) -> dict[s
         "topic": event.data.topic,
         "key": partition_key(event.tenant_id, event.data.customer_id),
         "payload": encode_data(event),
-        "headers": trace_headers,
+        # The trace context and, for an event a person's action made, the ce_actor* attributes: headers the relay
+        # adds to the record as stored (it builds the other ce_* headers from the columns).
+        "headers": {**trace_headers, **actor_attributes(event)} if event.actor is not None else trace_headers,
         "source": event.source,
         "occurred_at": time_text(event.occurred_at),
         "subject": event.subject,
@@ -224,6 +226,10 @@ def event_of_row(row: Mapping[str, Any]) -> Envelope[EventData]:
         text("event_id"), text("event_type"), text("source"), text("occurred_at"), text("subject"),
         text("schema_version"), text("tenant_id"), text("correlation_id"), None if causation is None else str(causation),
     )  # fmt: skip
+    stored = row.get("headers") or {}
+    if isinstance(stored, str | bytes):
+        stored = orjson.loads(stored)
+    headers.extend((h, str(stored[h]).encode()) for h in ACTOR_HEADERS.values() if h in stored)
     return decode(headers, row["payload"])
 
 

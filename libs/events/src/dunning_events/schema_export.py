@@ -51,6 +51,13 @@ _CE_HEADERS: dict[str, dict[str, Any]] = {
         "format": "uuid",
         "description": "Extension: id of the event that caused this one (absent when none did)",
     },
+    "ce_actorsub": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Extension: the subject of the person whose action made the service write it (absent when "
+        "the service acted on its own; always with ce_actorname)",
+    },
+    "ce_actorname": {"type": "string", "minLength": 1, "description": "Extension: that person's display name"},
     CONTENT_TYPE_HEADER: {"type": "string", "const": CONTENT_TYPE, "description": "The value's media type"},
     "traceparent": {"type": "string", "description": "W3C trace context (when the write was traced)"},
     "tracestate": {"type": "string", "description": "W3C trace state"},

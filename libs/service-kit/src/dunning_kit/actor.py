@@ -36,6 +36,7 @@ from fastapi import Depends
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dunning_events.acting import EventActor, person_acting
 from dunning_kit.app_routes import ApiRoute, api_routes
 from dunning_kit.auth import ApiKeyRegistry
 from dunning_kit.problems import ProblemResponse
@@ -310,7 +311,8 @@ class ActorCheck:
         answered = False
         reset = _acting.set(acting)
         try:
-            await self.app(scope, receive, seen)
+            with person_acting(EventActor(sub=actor.sub[:255], name=actor.name[:300] or actor.sub[:300])):
+                await self.app(scope, receive, seen)  # the events it writes name the person (dunning_events.acting)
             answered = True
         except Exception:
             acting.status = acting.status or 500  # the kit's outer handler answers it as a 500 problem

@@ -22,6 +22,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
+from dunning_events.acting import EventActor
 from dunning_events.bulk import raw_connection
 from dunning_events.events import EVENT_TYPES
 from dunning_kit.auth import Tenant
@@ -36,7 +37,9 @@ Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
 # (the record's value, pydantic's JSON of the data model) embedded as it is.
 _COLUMNS = (
     "id, event_id::text AS event_id, event_type, schema_version, source, occurred_at, tenant_id, subject, "
-    "correlation_id::text AS correlation_id, causation_id::text AS causation_id, payload"
+    "correlation_id::text AS correlation_id, causation_id::text AS causation_id, payload, "
+    # The person an event was made for travels as the ce_actor* headers the row keeps (dunning_events.acting).
+    "headers->>'ce_actorsub' AS actor_sub, headers->>'ce_actorname' AS actor_name"
 )
 _FILTER = "tenant_id = $1 AND id > $2 AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))"
 # Each side ordered and limited by itself (the archive by its (tenant_id, id) index, the outbox, an hour of rows,
@@ -61,6 +64,9 @@ class ExportedEvent(BaseModel):
     subject: str
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None
+    actor: EventActor | None = Field(
+        description="The person whose action made the service write it (null: the service acted on its own)"
+    )
     data: dict[str, Any] = Field(description="The event's data, as the schema of its `type` describes it")
 
 
@@ -136,5 +142,6 @@ def _item(row: Any) -> dict[str, Any]:
         "subject": row["subject"],
         "correlation_id": row["correlation_id"],
         "causation_id": row["causation_id"],
+        "actor": None if row["actor_sub"] is None else {"sub": row["actor_sub"], "name": row["actor_name"]},
         "data": orjson.Fragment(row["payload"]),
     }

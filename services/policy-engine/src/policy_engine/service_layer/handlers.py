@@ -64,6 +64,7 @@ from policy_engine.service_layer import task_log
 from policy_engine.service_layer.freshness import stale_among
 from policy_engine.service_layer.policy_book import PolicyBook
 from policy_engine.service_layer.storage import DunningRepository, PlanningProfile
+from policy_engine.service_layer.task_log import by_person_of
 
 SOURCE = "policy-engine"
 
@@ -171,10 +172,13 @@ class Engine:
 
     async def flush(self, cases: Iterable[Case], cause: Envelope[Any] | None = None) -> None:
         cases = list(cases)
-        if self.actor is not None:
+        # The person who acted: through this service's API, or through another's whose event this is (a promise
+        # recorded in the workspace pauses the case in the promise-recorder's name).
+        by = self._by() or (by_person_of(cause) if cause is not None else {})
+        if by:
             for case in cases:
                 for note in case.notes:
-                    note.detail.update(self._by())
+                    note.detail.update(by)
         await self.repo.save_cases(cases)
         await self.repo.write_notes(cases, self.now)
         if self._cancels:

@@ -14,7 +14,13 @@ from dunning_events.events import DunningTaskAssigned, DunningTaskCompleted, Dun
 if TYPE_CHECKING:  # handlers.py lists these in its table: a runtime import would be circular
     from policy_engine.service_layer.handlers import Engine
 
+
 NOTE_KIND = "task"
+
+
+def by_person_of(env: Envelope[Any]) -> dict[str, Any]:
+    """The timeline detail naming the person an event was made for (dunning_events.acting), if any."""
+    return {"actor": env.actor.as_detail()} if env.actor is not None else {}
 
 
 def _by(by: str | None) -> str:
@@ -24,7 +30,7 @@ def _by(by: str | None) -> str:
 async def _note(engine: Engine, env: Envelope[Any], reason: str, **detail: Any) -> None:
     d = env.data
     tenant = env.tenant_id
-    detail = {"task_id": d.task_id, "step_id": d.step_id, "by": d.by, **detail}
+    detail = {"task_id": d.task_id, "step_id": d.step_id, "by": d.by, **detail, **by_person_of(env)}
     known = await engine.repo.cases(tenant, d.invoice_ids) if d.invoice_ids else {}
     for invoice_id in d.invoice_ids:
         if invoice_id not in known:

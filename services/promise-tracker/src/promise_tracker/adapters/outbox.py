@@ -18,25 +18,29 @@ from dunning_events.envelope import Envelope
 from dunning_events.outbox import OutboxWriter, outbox_row
 from dunning_events.tracing import current_trace_headers
 
-# The columns the set-wise insert fills, each from one array (OUTBOX_COLUMNS but the trace headers, one per call).
+# The columns the set-wise insert fills, each from one array (OUTBOX_COLUMNS; the headers are the call's trace
+# context and, for an event a person's action made, its ce_actor* attributes).
 _COLUMNS = [
     ("event_id", "uuid"), ("event_type", "text"), ("topic", "text"), ("key", "text"), ("payload", "bytea"),
-    ("source", "text"), ("occurred_at", "text"), ("subject", "text"), ("schema_version", "int4"),
-    ("tenant_id", "text"), ("correlation_id", "uuid"), ("causation_id", "uuid"),
+    ("headers", "jsonb"), ("source", "text"), ("occurred_at", "text"), ("subject", "text"),
+    ("schema_version", "int4"), ("tenant_id", "text"), ("correlation_id", "uuid"), ("causation_id", "uuid"),
 ]  # fmt: skip
 
 
 class SetwiseOutboxWriter(OutboxWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._insert = ArrayInsert(self.table.name, _COLUMNS, values={"headers": "$1::jsonb"}, scalars=1)
+        self._insert = ArrayInsert(self.table.name, _COLUMNS)
 
     async def add(self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         if not events:
             return
-        rows = [outbox_row(ev, {}) for ev in events]
+        trace = current_trace_headers()
+        rows = [outbox_row(ev, trace) for ev in events]
+        for row in rows:
+            row["headers"] = json.dumps(row["headers"])
         arrays = [[row[c] for row in rows] for c, _ in _COLUMNS]
-        await self._insert.execute(await raw_connection(session), arrays, json.dumps(current_trace_headers()))
+        await self._insert.execute(await raw_connection(session), arrays)
         self.wake_after_commit(session)
 
     async def copy_records(self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
