@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dunning_events.events import ConsentRevoked, NotificationSent
+from dunning_events.events import ConsentRevoked, CustomerErased, NotificationSent
 from dunning_kit.actor import Actor
 from policy_engine.service_layer import reminders
 
@@ -88,7 +88,7 @@ async def test_each_contact_rule_refuses_a_reminder_now_with_a_409_naming_it_and
         caps = [*base["contact_caps"], {"channel": "email", "max_attempts": 1, "per_days": 7, "per": "debtor"}]
         doc = {k: v for k, v in base.items() if k != "version"} | {"contact_caps": caps}
         assert (await admin.put("/v1/policies/default", json=doc)).status_code == 200
-    ids = ("PAUSED", "PAID", "OPTED", "CAPPED", "LATE")
+    ids = ("PAUSED", "PAID", "OPTED", "CAPPED", "ERASED", "LATE")
     await engine.publish(*(customer(c) for c in ids))
     await engine.publish(
         invoice("I-PAUSED", "PAUSED", due=engine.today - timedelta(days=5), disputed=True),
@@ -97,6 +97,7 @@ async def test_each_contact_rule_refuses_a_reminder_now_with_a_409_naming_it_and
     await engine.publish(
         payment("I-PAID", "1000.00", "0.00", cid="PAID"),
         ConsentRevoked(customer_id="OPTED", channel="email", reason="unsubscribe"),
+        CustomerErased(customer_id="ERASED", erased_at=engine.clock.now(), pseudonym="erased-1"),
         NotificationSent(customer_id="CAPPED", delivery_id="D-1", step_id="s", channel="email",
                          invoice_ids=["I-CAPPED"]),
     )  # fmt: skip
@@ -123,6 +124,8 @@ async def test_each_contact_rule_refuses_a_reminder_now_with_a_409_naming_it_and
     assert capped["errors"][0]["reason"].startswith("invoice N-I-CAPPED: email: contact cap reached (1 attempts")
     assert datetime.fromisoformat(capped["not_before"]) >= sent_at + timedelta(days=7)
     assert (await _remind(engine, "CAPPED", channel="letter")).status_code == 201  # the cap is the email one's
+    erased = await refused("ERASED")
+    assert erased["errors"][0]["field"] == "erased"
 
     # 21:30 in Berlin: quiet hours; the earliest moment is 08:00 the next business morning, the debtor's time.
     engine.clock.set(datetime(2026, 3, 2, 21, 30, tzinfo=BERLIN))
@@ -131,5 +134,5 @@ async def test_each_contact_rule_refuses_a_reminder_now_with_a_409_naming_it_and
     assert datetime.fromisoformat(late["not_before"]) == datetime(2026, 3, 3, 8, tzinfo=BERLIN)
     await engine.quiet()
     assert [s.customer_id for s in await _one_offs(engine)] == ["CAPPED"]
-    for cid in ("PAUSED", "PAID", "OPTED", "LATE"):
+    for cid in ("PAUSED", "PAID", "OPTED", "ERASED", "LATE"):
         assert all(e["step"] != reminders.ONE_OFF_STEP for e in await engine.timeline(f"I-{cid}"))
