@@ -768,30 +768,14 @@ def decide(
     held: list[ChannelHold] = []
     cap_frees: list[datetime] = []
     for channel in step.channels:
-        why_not = debtor.may_contact_on(channel)
-        rule = CONSENT_RULE
-        if why_not is None and channel in CALL_CHANNELS:
-            talked_at = caps.conversation(case)
-            until = no_call_until("conversation", talked_at) if talked_at is not None else None
-            if talked_at is not None and until is not None and until > now:
-                why_not, rule = hold_reason(channel, talked_at, until), CONVERSATION_RULE
-                cap_frees.append(until)
-        if why_not is None:
-            for cap in policy.cap_by_channel.get(channel, ()):
-                count, oldest = caps.attempts(case, cap)
-                if count >= cap.max_attempts:
-                    about = "this debt" if cap.per == "debt" else "this debtor"
-                    why_not = (f"{channel}: contact cap reached ({count} attempts about {about} in the last "
-                               f"{cap.per_days} days, at most {cap.max_attempts})")  # fmt: skip
-                    rule = CAP_RULE
-                    if oldest is not None:
-                        cap_frees.append(oldest + timedelta(days=cap.per_days))
-                    break
-        if why_not is None:
+        hold, frees_at = channel_hold(case, debtor, policy, channel, now, caps)
+        if frees_at is not None:
+            cap_frees.append(frees_at)
+        if hold is None:
             channels.append(channel)
         else:
-            dropped[channel] = why_not
-            held.append(ChannelHold(channel, rule, why_not))
+            dropped[channel] = hold.reason
+            held.append(hold)
     if not channels:
         if cap_frees:
             at = w.next_allowed(max(cap_frees))
@@ -810,6 +794,32 @@ def decide(
         case.holds.append(StepHold(step.name, policy.id, tuple(held), sent=True, moved_to=None))
     return Firing(case, step, policy, channels, dropped, late_by, w.window_end(now), w.window_start(now),
                   caught_up.why if caught_up is not None else None)  # fmt: skip
+
+
+def channel_hold(
+    case: Case, debtor: Debtor, policy: Policy, channel: str, now: datetime, caps: CapCheck
+) -> tuple[ChannelHold | None, datetime | None]:
+    """May the debtor be contacted about the case on `channel` now (consent, Reg F's conversation hold, the
+    policy's contact caps)? None, or the hold naming its rule; and, for a hold that ends by itself (a cap, a
+    conversation), the instant it ends. The timer asks it for each channel of a due step; a collector's one-off
+    reminder (service_layer.reminders) asks it for the channel chosen."""
+    why_not = debtor.may_contact_on(channel)
+    if why_not is not None:
+        return ChannelHold(channel, CONSENT_RULE, why_not), None
+    if channel in CALL_CHANNELS:
+        talked_at = caps.conversation(case)
+        until = no_call_until("conversation", talked_at) if talked_at is not None else None
+        if talked_at is not None and until is not None and until > now:
+            return ChannelHold(channel, CONVERSATION_RULE, hold_reason(channel, talked_at, until)), until
+    for cap in policy.cap_by_channel.get(channel, ()):
+        count, oldest = caps.attempts(case, cap)
+        if count >= cap.max_attempts:
+            about = "this debt" if cap.per == "debt" else "this debtor"
+            why_not = (f"{channel}: contact cap reached ({count} attempts about {about} in the last "
+                       f"{cap.per_days} days, at most {cap.max_attempts})")  # fmt: skip
+            frees_at = oldest + timedelta(days=cap.per_days) if oldest is not None else None
+            return ChannelHold(channel, CAP_RULE, why_not), frees_at
+    return None, None
 
 
 def mark_sent(

@@ -142,17 +142,23 @@ async def bind_policies(
     return bound
 
 
-async def cap_check(apg: asyncpg.Connection, cases: list[Case], bound: dict[int, Policy], now: datetime) -> CapCheck:
-    """Load the contact attempts the batch's capped channels need (none when no pending step uses one)."""
+async def cap_check(
+    apg: asyncpg.Connection, cases: list[Case], bound: dict[int, Policy], now: datetime, channel: str | None = None
+) -> CapCheck:
+    """Load the contact attempts the batch's capped channels need (none when no pending step uses one); with
+    `channel`, those of that one channel instead of the pending steps' (a collector's one-off reminder)."""
     channels: set[str] = set()
     longest = 0
     calls = False
     for case in cases:
         policy = bound[id(case)]
-        step = policy.step_by_name.get(case.next_step or "")
-        if step is None:
-            continue
-        for ch in step.channels:
+        wanted: Iterable[str] = (channel,) if channel is not None else ()
+        if channel is None:
+            step = policy.step_by_name.get(case.next_step or "")
+            if step is None:
+                continue
+            wanted = step.channels
+        for ch in wanted:
             calls = calls or ch in CALL_CHANNELS
             for cap in policy.cap_by_channel.get(ch, ()):
                 channels.add(ch)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 
 LANGUAGES = ("en", "de")
-PARTS = ("core", "auth", "pages", "policies", "operations", "templates")
+PARTS = ("core", "auth", "pages", "policies", "operations", "templates", "reminders")
 
 
 def catalog() -> dict[str, dict[str, str]]:
