@@ -43,7 +43,7 @@ async def remind_now(customer_id: str, body: ReminderIn, runtime: Runtime, objec
     except reminders.ReminderInvalid as exc:
         return invalid_input([FieldError(field, reason, "body") for field, reason in exc.errors])
     except reminders.ReminderRefused as exc:
-        extra = {"not_before": exc.not_before.isoformat()} if exc.not_before is not None else {}
+        extra: dict[str, Any] = {"not_before": exc.not_before.isoformat()} if exc.not_before is not None else {}
         return invalid_input([FieldError(exc.rule, exc.reason, "rule")], status=409, type=REFUSED,
                              detail=f"no reminder now: {exc.reason}", **extra)  # fmt: skip
     return JSONResponse(sent.to_json(), status_code=201)
