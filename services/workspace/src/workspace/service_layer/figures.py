@@ -75,7 +75,7 @@ async def dashboard(platform: PlatformClient, person: Person, filters: Filters, 
         found: list[dict[str, Any]] = answer["rows"]
         return found
 
-    async def contacts(params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def contacts_of(params: dict[str, Any]) -> list[dict[str, Any]]:
         return contacts_per_channel(await rows("/v1/figures/contacts", params))
 
     aging, dso, cei, month, promises, contacts = await asyncio.gather(
@@ -86,7 +86,7 @@ async def dashboard(platform: PlatformClient, person: Person, filters: Filters, 
         part(rows("/v1/figures/promises", {**scope, "to": today.isoformat()})),
         # Contacts are not per currency: only the segment narrows them. One interval for the month (insights'
         # default is a row per day), and the rows still summed per channel whatever the series holds.
-        part(contacts({**({"segment": filters.segment} if filters.segment else {}),
+        part(contacts_of({**({"segment": filters.segment} if filters.segment else {}),
                        **this_month, "group_by": "channel", "interval": "month"})),
     )  # fmt: skip
     return Dashboard(filters, today, aging, dso, cei, month, promises, contacts, refused)
