@@ -235,6 +235,7 @@ async def test_a_policy_edited_as_a_form_is_the_same_yaml_through_the_same_previ
         r = await post_form(client, [*fields, ("do", "preview")])
         assert r.status_code == 200, r.text[:2000]
         assert hidden(r.text, "draft") == yaml_text and '<tr class="added">' not in r.text
+        assert 'data-confirm="Publish this draft as version' in r.text  # the script asks before publishing
         # Two fields changed and the first step removed (a button, no JavaScript): the same policy otherwise, the
         # unshown fields (channel_mode) kept with their step.
         edited = with_values(fields, steps_1_offset_days="2", quiet_hours_end="20:00")
@@ -285,3 +286,29 @@ def test_an_engine_error_belongs_to_the_deepest_form_field_that_holds_it() -> No
     assert field_of("steps[10].name", fields) == "steps[10].name"
     assert field_of("quiet_hours.end", fields) == "quiet_hours.end"
     assert field_of("minimum_balance", fields) is None
+
+
+async def test_the_editors_check_answers_each_error_with_its_line_and_nothing_for_a_valid_draft(
+    platform: PagesPlatform,
+) -> None:
+    """What the editor's script asks as the person types (the policy engine's validation, no dry run)."""
+    client, csrf = await browser(platform, Role.manager)
+    viewer, viewer_csrf = await browser(platform, Role.viewer)
+    async with client, viewer:
+        text = textarea((await client.get("/policies/default")).text)
+        lines = text.splitlines()
+        at = next(n for n, line in enumerate(lines) if "offset_days:" in line)
+        wrong = "\n".join(lines[:at] + [lines[at].split("offset_days:")[0] + "offset_days: soon"] + lines[at + 1 :])
+        bad = await client.post("/policies/default/check", data={"csrf_token": csrf, "draft": wrong})
+        broken = await client.post("/policies/default/check", data={"csrf_token": csrf, "draft": "steps: ["})
+        good = await client.post("/policies/default/check", data={"csrf_token": csrf, "draft": text})
+        refused = await viewer.post("/policies/default/check", data={"csrf_token": viewer_csrf, "draft": text})
+    assert bad.status_code == 200 and bad.json()["errors"] == [{
+        "field": "steps[0].offset_days", "reason": "must be an integer", "line": at + 1,
+        "text": f"Line {at + 1}: steps[0].offset_days: must be an integer",
+    }]  # fmt: skip
+    assert [e["line"] for e in broken.json()["errors"]] == [1] and "not valid YAML" in broken.json()["errors"][0][
+        "text"
+    ]
+    assert good.json()["errors"] == [] and good.json()["ok_text"]
+    assert refused.status_code == 403

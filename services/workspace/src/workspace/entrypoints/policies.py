@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain.people import Role
@@ -158,6 +158,35 @@ async def preview_draft(
     if isinstance(answer, list):
         return await _editor_again(request, runtime, signed, policy_id, draft, answer, days)
     return answer
+
+
+@router.post("/{policy_id}/check")
+async def check_draft(
+    request: Request,
+    policy_id: str,
+    runtime: Runtime,
+    form: CheckedForm,
+    signed: SignedIn = Depends(require(Role.manager)),
+) -> Response:
+    """The draft's errors with their lines, as JSON, for the editor's script (validation as the person types):
+    a YAML syntax error found here, the rest by the policy engine's validation (nothing stored, no dry run)."""
+    t = Translator(language_of(request))
+    draft, _, errors = _form_text(form)
+    if not errors:
+        answer = await runtime.objects.platform.call(
+            signed.person, "POST", "policy-engine", "/v1/policies/validate", content=draft.encode(), headers=YAML
+        )
+        if answer.status_code == 422:
+            errors = located(draft, answer.json().get("errors", []))
+        elif answer.status_code != 200:
+            raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to the draft's validation")
+    shown = [
+        {"field": e.field, "reason": e.reason, "line": e.line,
+         "text": t("policy.error_at", line=e.line, field=e.field, reason=e.reason) if e.line
+         else t("policy.error", field=e.field, reason=e.reason)}
+        for e in errors if e.field != "days"
+    ]  # fmt: skip
+    return JSONResponse({"errors": shown, "ok_text": t("policy.check_ok")}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{policy_id}/edit", response_class=HTMLResponse)

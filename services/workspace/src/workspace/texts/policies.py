@@ -132,3 +132,19 @@ TEXTS |= {
     "pform.remove_cap": {"en": "Remove cap {number}", "de": "Grenze {number} entfernen"},
     "pform.add_cap": {"en": "Add a cap", "de": "Grenze hinzufügen"},
 }
+
+# What the page script (static/workspace.js) says: the texts are in the page, the script only shows them.
+TEXTS |= {
+    "policy.check_ok": {
+        "en": "No problems found so far (the preview checks it against the portfolio).",
+        "de": "Bisher keine Fehler gefunden (die Vorschau prüft ihn gegen den Bestand).",
+    },
+    "policy.confirm_publish": {
+        "en": "Publish this draft as version {version}? It is in force at once.",
+        "de": "Diesen Entwurf als Version {version} veröffentlichen? Er gilt sofort.",
+    },
+    "ops.confirm_replay_all": {
+        "en": "Send all {count} waiting dead letter(s) of {group} back to their topic?",
+        "de": "Alle {count} wartenden unzustellbaren Ereignisse von {group} an ihr Topic zurücksenden?",
+    },
+}
