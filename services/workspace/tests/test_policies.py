@@ -312,3 +312,21 @@ async def test_the_editors_check_answers_each_error_with_its_line_and_nothing_fo
     ]
     assert good.json()["errors"] == [] and good.json()["ok_text"]
     assert refused.status_code == 403
+
+
+async def test_a_yaml_draft_opens_as_a_form_and_the_form_goes_back_to_yaml_with_its_edits(
+    platform: PagesPlatform,
+) -> None:
+    client, csrf = await browser(platform, Role.manager)
+    async with client:
+        text = textarea((await client.get("/policies/default")).text)
+        draft = text.replace("end: '21:00'", "end: '19:30'", 1)
+        assert draft != text
+        opened = await client.post("/policies/default/form", data={"csrf_token": csrf, "draft": draft, "days": "14"})
+        assert opened.status_code == 200 and 'name="quiet_hours.end" type="time" value="19:30"' in opened.text
+        fields = with_values([("csrf_token", csrf), *form_fields(opened.text)], quiet_hours_end="19:00")
+        as_yaml_again = await post_form(client, [*fields, ("do", "yaml")])
+        broken = await client.post("/policies/default/form", data={"csrf_token": csrf, "draft": "steps: ["})
+    assert as_yaml_again.status_code == 200
+    assert textarea(as_yaml_again.text) == text.replace("end: '21:00'", "end: '19:00'", 1)
+    assert broken.status_code == 422 and "not valid YAML" in broken.text  # back in the YAML editor, at its line
