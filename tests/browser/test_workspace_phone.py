@@ -10,14 +10,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.test_workspace_day import chromium, platform, seeded  # noqa: F401 - the module's fixtures
+from tests.browser.test_workspace_day import CHROMIUM, chromium, platform, seeded  # noqa: F401 - its fixtures
 from tests.browser.workspace_browser import PHONE, accessible, signed_in
 from tests.process_platform import ProcessPlatform
 
-pytestmark = pytest.mark.browser
+# One worker runs the module's tests, on one stack (starting it is the expensive part).
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.xdist_group("workspace-phone"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"chromium is not installed at {CHROMIUM}"),
+]
 
 PAGES = {  # name: path (an admin sees every page and the widest navigation)
     "dashboard": "/", "worklist": "/worklist", "case": "/customers/C-1", "policy": "/policies/default",
