@@ -14,12 +14,10 @@ broker, the development identity provider) and a shared simulated clock:
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,14 +32,13 @@ from dunning_events.examples import example_event
 from dunning_events.topics import dead_letter_topic, partition_key
 from dunning_kit.event_testing import start_producer
 from dunning_kit.testing import poll_until
+from tests.browser.workspace_browser import accessible, signed_in
 from tests.process_platform import ProcessPlatform, running_platform
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 ADMIN_KEY = {"Authorization": "Bearer dev-acme-admin"}
-SHOTS = Path(os.environ["WORKSPACE_SCREENSHOTS"]) if os.environ.get("WORKSPACE_SCREENSHOTS") else None
-SERIOUS = ("serious", "critical")
 
 pytestmark = [
     pytest.mark.browser,
@@ -91,32 +88,6 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
-
-
-async def signed_in(chromium: Browser, platform: ProcessPlatform, user: str, path: str = "/") -> Page:
-    """A fresh browser of `user`, signed in through the identity provider's form, on `path`."""
-    context = await chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB", bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(platform.url("workspace") + path)
-    await page.fill("input[name=username]", user)
-    await page.fill("input[name=password]", f"{user}-dev")
-    async with page.expect_navigation():
-        await page.click("button[type=submit]")
-    assert page.url.startswith(platform.url("workspace") + path), page.url
-    return page
-
-
-async def accessible(page: Page, name: str) -> None:
-    """No axe-core violation of impact serious or critical on the page (and its screenshot, when asked for)."""
-    from axe_playwright_python.async_playwright import Axe
-
-    results = await Axe().run(page)
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-           for v in results.response["violations"] if v["impact"] in SERIOUS]  # fmt: skip
-    assert bad == [], f"{name}: {bad}"
-    if SHOTS is not None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def submit(page: Page, button: str) -> None:

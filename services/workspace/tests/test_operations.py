@@ -59,6 +59,7 @@ async def test_an_admin_replays_dead_letters_one_then_all_each_once(platform: Pa
         page = await client.get("/operations")
         assert page.status_code == 200
         assert f"promise-tracker: group {group} · 2 waiting" in page.text
+        assert f'data-confirm="Send all 2 waiting dead letter(s) of {group} back' in page.text  # the script asks
         assert "KeyError: &#39;due_date&#39;" in page.text and "ValueError: bad amount" in page.text
         # The parts whose service does not answer say so; the page still shows the rest.
         assert page.text.count("could not be loaded") == 5  # 3 dead-letter services, connectors, deliveries

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain.people import Role
@@ -21,6 +21,19 @@ from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.people import CheckedForm, SignedInPerson, named, require
 from workspace.entrypoints.web import Translator, language_of, render
 from workspace.service_layer.policy_drafts import DraftError, as_yaml, diff, fingerprint, located, syntax_error
+from workspace.service_layer.policy_form import (
+    ACTIONS,
+    CAP_SCOPES,
+    CHANNELS,
+    TONES,
+    NotAPolicy,
+    PolicyForm,
+    changed,
+    draft_of,
+    field_of,
+    form_from,
+    form_of,
+)
 from workspace.service_layer.sessions import SignedIn
 
 router = APIRouter(prefix="/policies", include_in_schema=False)
@@ -83,16 +96,20 @@ async def _editor_again(
     )  # fmt: skip
 
 
-def _form_text(form: Any) -> tuple[str, int, list[DraftError]]:
-    draft = str(form.get("draft") or "").replace("\r\n", "\n")
+def preview_days(form: Any) -> tuple[int, list[DraftError]]:
+    """The preview window the form asks for, or the default with an error naming `days`."""
     try:
         days = int(str(form.get("days") or DEFAULT_PREVIEW_DAYS))
     except ValueError:
         days = -1
-    errors: list[DraftError] = []
     if days not in PREVIEW_DAYS:
-        errors.append(DraftError("days", f"must be one of {', '.join(map(str, PREVIEW_DAYS))}", None))
-        days = DEFAULT_PREVIEW_DAYS
+        return DEFAULT_PREVIEW_DAYS, [DraftError("days", f"must be one of {', '.join(map(str, PREVIEW_DAYS))}", None)]
+    return days, []
+
+
+def _form_text(form: Any) -> tuple[str, int, list[DraftError]]:
+    draft = str(form.get("draft") or "").replace("\r\n", "\n")
+    days, errors = preview_days(form)
     if not draft.strip():
         errors.append(DraftError("draft", "the policy is empty", None))
     elif len(draft) > MAX_DRAFT_CHARS:
@@ -100,6 +117,30 @@ def _form_text(form: Any) -> tuple[str, int, list[DraftError]]:
     elif (wrong := syntax_error(draft)) is not None:
         errors.append(wrong)
     return draft, days, errors
+
+
+async def _previewed(
+    request: Request, runtime: Any, signed: SignedIn, policy_id: str, draft: str, days: int
+) -> Response | list[DraftError]:
+    """The preview page of a draft (the policy engine's dry run, the diff, the publish form), or the engine's
+    errors, each at its line in the draft: the one path of the YAML editor and of the form."""
+    now = runtime.clock.now()
+    window = {"from": now.isoformat(), "to": (now + timedelta(days=days)).isoformat()}
+    answer = await runtime.objects.platform.call(
+        signed.person, "POST", "policy-engine", f"{_path(policy_id)}/preview", params=window, content=draft.encode(),
+        headers=YAML,
+    )  # fmt: skip
+    if answer.status_code == 422:
+        return located(draft, answer.json().get("errors", []))
+    if answer.status_code != 200:
+        raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to the draft's preview")
+    result = answer.json()
+    in_force = await _in_force(runtime, signed, policy_id)
+    before = as_yaml(_document(in_force)) if in_force is not None else ""
+    return render(
+        request, "policy_preview.html", policy_id=policy_id, result=result, days=days, draft=draft,
+        previewed=fingerprint(draft), diff=diff(before, draft), in_force=in_force,
+    )  # fmt: skip
 
 
 @router.post("/{policy_id}/preview", response_class=HTMLResponse)
@@ -113,25 +154,39 @@ async def preview_draft(
     draft, days, errors = _form_text(form)
     if errors:
         return await _editor_again(request, runtime, signed, policy_id, draft, errors, days)
-    now = runtime.clock.now()
-    window = {"from": now.isoformat(), "to": (now + timedelta(days=days)).isoformat()}
-    answer = await runtime.objects.platform.call(
-        signed.person, "POST", "policy-engine", f"{_path(policy_id)}/preview", params=window, content=draft.encode(),
-        headers=YAML,
-    )  # fmt: skip
-    if answer.status_code == 422:
-        return await _editor_again(
-            request, runtime, signed, policy_id, draft, located(draft, answer.json().get("errors", [])), days
+    answer = await _previewed(request, runtime, signed, policy_id, draft, days)
+    if isinstance(answer, list):
+        return await _editor_again(request, runtime, signed, policy_id, draft, answer, days)
+    return answer
+
+
+@router.post("/{policy_id}/check")
+async def check_draft(
+    request: Request,
+    policy_id: str,
+    runtime: Runtime,
+    form: CheckedForm,
+    signed: SignedIn = Depends(require(Role.manager)),
+) -> Response:
+    """The draft's errors with their lines, as JSON, for the editor's script (validation as the person types):
+    a YAML syntax error found here, the rest by the policy engine's validation (nothing stored, no dry run)."""
+    t = Translator(language_of(request))
+    draft, _, errors = _form_text(form)
+    if not errors:
+        answer = await runtime.objects.platform.call(
+            signed.person, "POST", "policy-engine", "/v1/policies/validate", content=draft.encode(), headers=YAML
         )
-    if answer.status_code != 200:
-        raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to the draft's preview")
-    result = answer.json()
-    in_force = await _in_force(runtime, signed, policy_id)
-    before = as_yaml(_document(in_force)) if in_force is not None else ""
-    return render(
-        request, "policy_preview.html", policy_id=policy_id, result=result, days=days, draft=draft,
-        previewed=fingerprint(draft), diff=diff(before, draft), in_force=in_force,
-    )  # fmt: skip
+        if answer.status_code == 422:
+            errors = located(draft, answer.json().get("errors", []))
+        elif answer.status_code != 200:
+            raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to the draft's validation")
+    shown = [
+        {"field": e.field, "reason": e.reason, "line": e.line,
+         "text": t("policy.error_at", line=e.line, field=e.field, reason=e.reason) if e.line
+         else t("policy.error", field=e.field, reason=e.reason)}
+        for e in errors if e.field != "days"
+    ]  # fmt: skip
+    return JSONResponse({"errors": shown, "ok_text": t("policy.check_ok")}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{policy_id}/edit", response_class=HTMLResponse)
@@ -171,3 +226,84 @@ async def publish_draft(
         raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to the publication")
     version = answer.json()["version"]
     return RedirectResponse(f"/policies/{quote(policy_id, safe='')}?published={version}", status_code=303)
+
+
+# ---------------------------------------------------------------- the same draft, edited as a form
+
+
+def _form_page(
+    request: Request,
+    policy: dict[str, Any],
+    form: PolicyForm,
+    days: int,
+    errors: list[tuple[str, str]],
+    status: int = 200,
+) -> Response:
+    """The form with each error at its field; errors of parts the form does not show are listed above it."""
+    fields = form.fields()
+    at_fields: dict[str, str] = {}
+    elsewhere: list[tuple[str, str]] = []
+    for path, reason in errors:
+        name = field_of(path, fields)
+        if name is None:
+            elsewhere.append((path, reason))
+        else:
+            at_fields[name] = f"{at_fields[name]}; {reason}" if name in at_fields else reason
+    return render(
+        request, "policy_form.html", status, policy=policy, form=form, values=form.values(), errors=at_fields,
+        elsewhere=elsewhere, days=days, preview_days=PREVIEW_DAYS, channels=CHANNELS, actions=ACTIONS, tones=TONES,
+        cap_scopes=CAP_SCOPES,
+    )  # fmt: skip
+
+
+@router.get("/{policy_id}/form", response_class=HTMLResponse)
+async def show_policy_form(
+    request: Request, policy_id: str, runtime: Runtime, signed: SignedIn = Depends(require(Role.manager))
+) -> Response:
+    """The version in force as a form (a manager's editor, as the YAML one)."""
+    policy = await _in_force(runtime, signed, policy_id)
+    if policy is None:
+        t = Translator(language_of(request))
+        return render(request, "refused.html", 404, title=t("policy.unknown"), message=t("policy.unknown"))
+    return _form_page(request, policy, form_of(as_yaml(_document(policy))), DEFAULT_PREVIEW_DAYS, [])
+
+
+@router.post("/{policy_id}/form", response_class=HTMLResponse)
+async def submit_policy_form(
+    request: Request,
+    policy_id: str,
+    runtime: Runtime,
+    form: CheckedForm,
+    signed: SignedIn = Depends(require(Role.manager)),
+) -> Response:
+    """One form, several buttons (no JavaScript needed): add or remove a step or a cap (the form again), or
+    preview the draft it makes (the preview page, or the form with the engine's errors at their fields). Posted
+    with a YAML `draft` and no `base` (from the YAML editor or a preview), it opens that draft as a form."""
+    policy = await _in_force(runtime, signed, policy_id) or {"id": policy_id, "version": 0, "name": policy_id}
+    days, day_errors = preview_days(form)
+    if "base" not in form:
+        draft, days, errors = _form_text(form)
+        try:
+            opened = form_of(draft)
+        except NotAPolicy:
+            opened = None
+        if errors or opened is None:
+            return await _editor_again(request, runtime, signed, policy_id, draft, errors, days)
+        return _form_page(request, policy, opened, days, [])
+    try:
+        posted = form_from(form)
+        command = str(form.get("do") or "preview")
+        edited = changed(posted, command)
+        if edited is not None:
+            return _form_page(request, policy, edited, days, [])
+        draft = draft_of(posted)
+        if command == "yaml":  # the same draft in the YAML editor (for what the form does not show)
+            return await _editor_again(request, runtime, signed, policy_id, draft, [], days)
+    except NotAPolicy as exc:  # a base text that is not a policy: only a crafted post has one
+        return _form_page(request, policy, form_of("{}"), days, [("(policy)", str(exc))], 422)
+    if day_errors:
+        return _form_page(request, policy, posted, days, [(e.field, e.reason) for e in day_errors], 422)
+    answer = await _previewed(request, runtime, signed, policy_id, draft, days)
+    if isinstance(answer, list):
+        return _form_page(request, policy, posted, days, [(e.field, e.reason) for e in answer], 422)
+    return answer

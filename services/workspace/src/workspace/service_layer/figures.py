@@ -36,8 +36,21 @@ class Dashboard:
     cei: Part[list[dict[str, Any]]]  # monthly rows: from, to, currency, cei, ...
     month: Part[list[dict[str, Any]]]  # this month's collection rows: currency, collected, overdue, ...
     promises: Part[list[dict[str, Any]]]  # the last 90 days' promises: currency, kept_rate, made, kept, ...
-    contacts: Part[list[dict[str, Any]]]  # this month per channel: channel, sent, held
+    contacts: Part[list[dict[str, Any]]]  # this month, one row per channel: channel, sent, held
     refused: dict[str, str] = field(default_factory=dict)  # a filter insights does not know -> why
+
+
+def contacts_per_channel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per channel: insights' contact figure is a series (a row per period and channel, every period of
+    the query filled in, daily unless asked otherwise), so a month of it names each channel once a day. The
+    counts are whole numbers and are added exactly; the channels keep insights' order."""
+    summed: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        channel = str(row.get("channel") or "")
+        total = summed.setdefault(channel, {"channel": channel, "sent": 0, "held": 0})
+        total["sent"] += int(row.get("sent") or 0)
+        total["held"] += int(row.get("held") or 0)
+    return list(summed.values())
 
 
 def trend_start(today: date, months: int = TREND_MONTHS) -> date:
@@ -62,14 +75,18 @@ async def dashboard(platform: PlatformClient, person: Person, filters: Filters, 
         found: list[dict[str, Any]] = answer["rows"]
         return found
 
+    async def contacts_of(params: dict[str, Any]) -> list[dict[str, Any]]:
+        return contacts_per_channel(await rows("/v1/figures/contacts", params))
+
     aging, dso, cei, month, promises, contacts = await asyncio.gather(
         part(rows("/v1/figures/aging", {**scope, "as_of": today.isoformat()})),
         part(rows("/v1/figures/dso", {**scope, **trend})),
         part(rows("/v1/figures/cei", {**scope, **trend})),
         part(rows("/v1/figures/collection", {**scope, **this_month})),
         part(rows("/v1/figures/promises", {**scope, "to": today.isoformat()})),
-        # Contacts are not per currency: only the segment narrows them.
-        part(rows("/v1/figures/contacts", {**({"segment": filters.segment} if filters.segment else {}),
-                                           **this_month, "group_by": "channel"})),
+        # Contacts are not per currency: only the segment narrows them. One interval for the month (insights'
+        # default is a row per day), and the rows still summed per channel whatever the series holds.
+        part(contacts_of({**({"segment": filters.segment} if filters.segment else {}),
+                       **this_month, "group_by": "channel", "interval": "month"})),
     )  # fmt: skip
     return Dashboard(filters, today, aging, dso, cei, month, promises, contacts, refused)

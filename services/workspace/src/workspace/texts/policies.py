@@ -80,3 +80,71 @@ TEXTS: dict[str, dict[str, str]] = {
     "preview.publish": {"en": "Publish as version {version}", "de": "Als Version {version} veröffentlichen"},
     "preview.back": {"en": "Back to the editor", "de": "Zurück zum Editor"},
 }
+
+# The same draft as a form (policy_form.html).
+TEXTS |= {
+    "pform.title": {"en": "Policy {name} as a form", "de": "Richtlinie {name} als Formular"},
+    "pform.intro": {
+        "en": "The fields changed most often. Everything else of the policy stays as it is. Nothing changes until "
+        "you preview the draft and publish it.",
+        "de": "Die am häufigsten geänderten Felder. Alles andere der Richtlinie bleibt, wie es ist. Nichts ändert "
+        "sich, bevor Sie den Entwurf prüfen und veröffentlichen.",
+    },
+    "pform.open": {"en": "Edit as a form", "de": "Als Formular bearbeiten"},
+    "pform.open_draft": {"en": "Edit this draft as a form", "de": "Diesen Entwurf als Formular bearbeiten"},
+    "pform.back": {"en": "Back to the form", "de": "Zurück zum Formular"},
+    "pform.to_yaml": {"en": "Edit this draft as YAML", "de": "Diesen Entwurf als YAML bearbeiten"},
+    "pform.elsewhere": {
+        "en": "{field}: {reason} (not in this form: edit it as YAML)",
+        "de": "{field}: {reason} (nicht in diesem Formular: als YAML bearbeiten)",
+    },
+    "pform.policy": {"en": "The policy", "de": "Die Richtlinie"},
+    "pform.name": {"en": "Name", "de": "Name"},
+    "pform.time_zone": {"en": "Time zone", "de": "Zeitzone"},
+    "pform.time_zone_hint": {
+        "en": "“customer” (the debtor's own) or a zone such as Europe/Berlin",
+        "de": "„customer“ (die des Schuldners) oder eine Zone wie Europe/Berlin",
+    },
+    "pform.send_time": {"en": "Send time", "de": "Versandzeit"},
+    "pform.quiet_start": {"en": "Contact from", "de": "Kontakt ab"},
+    "pform.quiet_end": {"en": "Contact until", "de": "Kontakt bis"},
+    "pform.steps": {"en": "Steps, in order", "de": "Stufen, der Reihe nach"},
+    "pform.step": {"en": "Step {number}", "de": "Stufe {number}"},
+    "pform.step_name": {"en": "Name", "de": "Name"},
+    "pform.offset_days": {"en": "Days after the due date", "de": "Tage nach Fälligkeit"},
+    "pform.offset_hint": {"en": "negative: before it", "de": "negativ: davor"},
+    "pform.template": {"en": "Template", "de": "Vorlage"},
+    "pform.tone": {"en": "Tone", "de": "Ton"},
+    "pform.channels": {"en": "Channels", "de": "Kanäle"},
+    "pform.actions": {"en": "Actions", "de": "Aktionen"},
+    "pform.remove_step": {"en": "Remove step {number}", "de": "Stufe {number} entfernen"},
+    "pform.add_step": {"en": "Add a step", "de": "Stufe hinzufügen"},
+    "pform.caps": {"en": "Contact caps", "de": "Kontaktgrenzen"},
+    "pform.caps_hint": {
+        "en": "At most so many attempts on a channel in so many days, per debt or per debtor.",
+        "de": "Höchstens so viele Versuche auf einem Kanal in so vielen Tagen, je Forderung oder je Schuldner.",
+    },
+    "pform.cap": {"en": "Cap {number}", "de": "Grenze {number}"},
+    "pform.cap_channel": {"en": "Channel", "de": "Kanal"},
+    "pform.max_attempts": {"en": "At most (attempts)", "de": "Höchstens (Versuche)"},
+    "pform.per_days": {"en": "In (days)", "de": "In (Tagen)"},
+    "pform.per": {"en": "Per", "de": "Je"},
+    "pform.remove_cap": {"en": "Remove cap {number}", "de": "Grenze {number} entfernen"},
+    "pform.add_cap": {"en": "Add a cap", "de": "Grenze hinzufügen"},
+}
+
+# What the page script (static/workspace.js) says: the texts are in the page, the script only shows them.
+TEXTS |= {
+    "policy.check_ok": {
+        "en": "No problems found so far (the preview checks it against the portfolio).",
+        "de": "Bisher keine Fehler gefunden (die Vorschau prüft ihn gegen den Bestand).",
+    },
+    "policy.confirm_publish": {
+        "en": "Publish this draft as version {version}? It is in force at once.",
+        "de": "Diesen Entwurf als Version {version} veröffentlichen? Er gilt sofort.",
+    },
+    "ops.confirm_replay_all": {
+        "en": "Send all {count} waiting dead letter(s) of {group} back to their topic?",
+        "de": "Alle {count} wartenden unzustellbaren Ereignisse von {group} an ihr Topic zurücksenden?",
+    },
+}
