@@ -17,6 +17,7 @@ from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
 from policy_engine.entrypoints.calls_api import router as calls_router
 from policy_engine.service_layer import personal_data
+from policy_engine.service_layer.block_ends import block_end_stats, end_due_blocks
 from policy_engine.service_layer.firing import due_stats, fire_due
 from policy_engine.service_layer.handlers import HANDLERS, Engine, EngineConfig, commuting_layers, note_trace
 from policy_engine.service_layer.objects import EngineObjects, EngineRuntime
@@ -79,6 +80,17 @@ def build_runtime(settings: Settings, clock: Clock) -> EngineRuntime:
     # Several loops overlap one batch's database round trips with another's decisions; the per-customer
     # claim keeps them (and other replicas) on disjoint customers.
     runtime.add_timer("dunning-steps", fire, stats, workers=settings.step_timer_workers)
+
+    async def end_blocks(now: datetime) -> int:
+        async with runtime.sessions() as session, session.begin():
+            return await end_due_blocks(session, runtime.outbox, clock, config, book, now, settings.timer_batch_size)
+
+    async def block_stats(now: datetime) -> tuple[int, float]:
+        async with runtime.sessions() as session:
+            return await block_end_stats(session, now)
+
+    # Blocks with an end (PUT dunning-block {until}) lift by themselves: a timer of their own (block_ends).
+    runtime.add_timer("dunning-block-ends", end_blocks, block_stats)
     return runtime
 
 
