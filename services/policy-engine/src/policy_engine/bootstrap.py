@@ -16,6 +16,7 @@ from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
 from policy_engine.entrypoints.calls_api import router as calls_router
+from policy_engine.entrypoints.handoffs_api import router as handoffs_router
 from policy_engine.entrypoints.notes_api import router as notes_router
 from policy_engine.service_layer import personal_data
 from policy_engine.service_layer.block_ends import block_end_stats, end_due_blocks
@@ -105,6 +106,7 @@ def create_app(runtime: EngineRuntime) -> FastAPI:
             router,
             calls_router,
             notes_router,
+            handoffs_router,
             personal_data_router("policy-engine", personal_data.collect),
             event_export.router,
         ],

@@ -142,6 +142,31 @@ Index(
 )
 Index("ix_cases_customer", cases.c.tenant_id, cases.c.customer_id)
 Index("ix_cases_block_until", cases.c.block_until, postgresql_where=cases.c.block_until.isnot(None))
+# The hand-offs list (GET /v1/hand-offs): a tenant's handed-off cases in hand-off order, without the others.
+Index(
+    "ix_cases_handed_off",
+    cases.c.tenant_id,
+    cases.c.last_sent_at,
+    cases.c.invoice_id,
+    postgresql_where=cases.c.closure == ClosureReason.HANDED_OFF.value,
+)
+
+# A person completed a hand-off to collections (POST /v1/hand-offs/{invoice_id}/acknowledge): what they did with
+# the file. At most one per case (the primary key: a second is refused). Their note is on the timeline only
+# (detail.note, cut on erasure), never here.
+hand_off_acknowledgements = Table(
+    "hand_off_acknowledgements",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
+    Column("outcome", String(30), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_by_sub", String(255)),
+    Column("acknowledged_by_name", String(300)),
+    CheckConstraint(
+        "outcome IN ('sent_to_agency', 'kept_in_house', 'written_off_recommended')", name="ck_hand_off_outcome"
+    ),
+)
 
 contacts = Table(
     "contact_attempts",

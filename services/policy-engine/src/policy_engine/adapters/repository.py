@@ -349,11 +349,11 @@ async def redact_timeline(apg: asyncpg.Connection, tenant_id: str, customer_id: 
     changed = [(r["id"], redact_free_text(r["reason"])) for r in rows]
     if changed:
         await apg.executemany("UPDATE timeline SET reason = $2 WHERE id = $1", changed)
-    # A logged call's, a collector task's or a person's note (kind `note`) is free text too: kept in `detail` (and
-    # the call log), never in the reason, so it is cut here whole.
+    # The note of a logged call, a collector task, a completed hand-off or a person's note (kind `note`) is free
+    # text too: kept in `detail` (and the call log), never in the reason, so it is cut here whole.
     notes = await apg.fetchval(
         "WITH cut AS (UPDATE timeline SET detail = jsonb_set(detail, '{note}', to_jsonb($3::text)) "
-        "WHERE tenant_id = $1 AND customer_id = $2 AND kind IN ('call', 'task', 'note') AND detail->>'note' IS NOT NULL "
+        "WHERE tenant_id = $1 AND customer_id = $2 AND kind IN ('call', 'task', 'note', 'hand_off') AND detail->>'note' IS NOT NULL "
         "RETURNING 1) SELECT count(*) FROM cut",
         tenant_id, customer_id, ERASED_NOTE,
     )  # fmt: skip
