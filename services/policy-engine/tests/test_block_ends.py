@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .conftest import EngineHarness
+from dunning_kit.clock import SimulatedClock
+from dunning_kit.testing import BrokerBackend
+
+from .conftest import EngineHarness, start_engine
 from .test_pauses import start_overdue
 
 
 async def test_a_block_until_a_day_ends_by_itself_and_the_case_resumes_with_its_next_step_planned(
-    engine: EngineHarness,
+    engine: EngineHarness, database_url: str, broker: BrokerBackend, clock: SimulatedClock
 ) -> None:
     await start_overdue(engine, "A", "B")
     until = (engine.clock.now() + timedelta(days=10)).date()
@@ -47,9 +50,15 @@ async def test_a_block_until_a_day_ends_by_itself_and_the_case_resumes_with_its_
 
     await engine.next_moment("A")
     assert len(await engine.steps_due()) == sent_before + 1  # the planned step went out, once
-    await engine.advance(days=6)  # B's block ends too; nothing ends twice
+    # B's block ends while the engine is down: the end is in the database, the restarted engine ends it, once.
+    await engine.quiet()
+    await engine.svc.stop()
+    clock.advance(days=6)
+    engine.services[0] = await start_engine(database_url, broker, clock)
+    await engine.quiet()
     assert (await engine.state("B"))["paused_by"] == []
     assert len([e for e in await engine.timeline("A") if "block ended" in e["reason"]]) == 1
+    assert len([e for e in await engine.timeline("B") if "invoice dunning block ended" in e["reason"]]) == 1
 
 
 async def test_a_delete_before_the_end_ends_the_block_at_once_and_the_end_then_does_nothing(
