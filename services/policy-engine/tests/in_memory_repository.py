@@ -29,6 +29,7 @@ class StoredCustomer:
     revoked: list[str] = field(default_factory=list)
     blocked: bool = False
     block_reason: str | None = None
+    block_until: datetime | None = None
     broken_promise_count: int = 0
     erased_at: datetime | None = None
     erasure_reason: str | None = None
@@ -182,14 +183,14 @@ class InMemoryRepository:
         c = self._customer(tenant, customer)
         c.broken_promise_count = max(c.broken_promise_count, count)
 
-    async def set_block(self, tenant: str, customer: str, reason: str | None) -> None:
+    async def set_block(self, tenant: str, customer: str, reason: str | None, until: datetime | None = None) -> None:
         c = self._customer(tenant, customer)
-        c.blocked, c.block_reason = True, reason
+        c.blocked, c.block_reason, c.block_until = True, reason, until
 
     async def clear_block(self, tenant: str, customer: str) -> None:
         if (tenant, customer) in self.customers:
             c = self.customers[(tenant, customer)]
-            c.blocked, c.block_reason = False, None
+            c.blocked, c.block_reason, c.block_until = False, None, None
 
     async def revoke_channel(self, tenant: str, customer: str, channel: str) -> None:
         c = self._customer(tenant, customer)

@@ -19,7 +19,8 @@ DISPUTE_TEXT = "Anna Schmidt says the pallets arrived crushed"
 BLOCK_TEXT = "Anna Schmidt is in hospital until May"
 TAG = "contact-anna-schmidt"
 CALL_NOTE = "left a message for Anna Schmidt on her mobile"
-SECRETS = (DISPUTE_TEXT, BLOCK_TEXT, TAG, "Anna Schmidt", CALL_NOTE)
+CASE_NOTE = "Anna Schmidt's husband says she pays after the surgery"
+SECRETS = (DISPUTE_TEXT, BLOCK_TEXT, TAG, "Anna Schmidt", CALL_NOTE, CASE_NOTE)
 
 
 async def _export(engine: EngineHarness, key: str = "acme-admin-key") -> Any:
@@ -59,6 +60,9 @@ async def _holding_personal_text(engine: EngineHarness) -> None:
         assert r.status_code == 200, r.text
         r = await api.post("/v1/customers/C-1/calls", json={"outcome": "voicemail", "note": CALL_NOTE})
         assert r.status_code == 201, r.text
+        for where in (None, ["INV-1"]):  # a note on the customer's timeline, and one on an invoice's
+            r = await api.post("/v1/customers/C-1/notes", json={"text": CASE_NOTE, "invoice_ids": where})
+            assert r.status_code == 201, r.text
 
 
 async def test_the_export_shows_what_the_engine_holds_about_the_customer(engine: EngineHarness) -> None:

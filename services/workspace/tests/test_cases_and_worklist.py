@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -369,3 +369,106 @@ async def test_a_collector_takes_a_task_then_puts_it_aside_until_a_day(stack: Pa
     assert f'data-key="{task_id}"' not in after.text  # off the open list until that day
     held = [t for t in await api_items(stack, "notifier", "/v1/tasks", include_snoozed="true") if t["id"] == task_id]
     assert held and held[0]["assignee_name"] == "Colin Collector" and held[0]["snoozed_until"].startswith(later)
+
+
+async def test_a_collector_pauses_until_a_day_and_a_past_day_comes_back_at_its_field(stack: PagesPlatform) -> None:
+    later = (stack.clock.now().date() + timedelta(days=5)).isoformat()
+    browser, signed = await stack.browser(PEOPLE[Role.collector])
+    async with browser:
+        past = await browser.post("/customers/C-1/pause", data={"csrf_token": signed.csrf_token,
+                                                                "reason": "on holiday", "until": "2020-01-01"})  # fmt: skip
+        german = await browser.post("/customers/C-1/pause", headers={"accept-language": "de"},
+                                    data={"csrf_token": signed.csrf_token, "until": "morgen"})  # fmt: skip
+        paused = await browser.post("/customers/C-1/pause", data={"csrf_token": signed.csrf_token,
+                                                                  "reason": "on holiday", "until": later})  # fmt: skip
+        page = await browser.get(paused.headers.get("location", "/"))
+    pause_form = past.text.split('id="pause"')[1].split("</form>")[0]
+    assert past.status_code == 422 and 'id="f-pause-until-error"' in pause_form
+    assert "Choose a day after today." in pause_form
+    assert 'value="2020-01-01"' in pause_form and 'value="on holiday"' in pause_form
+    assert german.status_code == 422 and "Wählen Sie einen Tag nach heute." in german.text
+    assert paused.status_code == 303 and "done=pause" in paused.headers["location"]
+    async with stack.api("policy-engine") as api:
+        block = (await api.get("/v1/customers/C-1/dunning-block")).json()
+    assert block["blocked"] is True and block["until"] is not None
+    shown = page.text.split('id="paused"')[1].split("</dd>")[0]
+    assert f">paused until {formats.instant(block['until'], 'en')}: on holiday" in shown
+
+
+async def test_a_collector_adds_a_note_that_the_timeline_shows_with_their_name(stack: PagesPlatform) -> None:
+    collector, signed = await stack.browser(PEOPLE[Role.collector])
+    viewer, viewer_signed = await stack.browser(PEOPLE[Role.viewer])
+    async with collector, viewer:
+        empty = await collector.post("/customers/C-2/note", data={"csrf_token": signed.csrf_token, "text": "  ",
+                                                                  "invoice_ids": ["I-3"], "idempotency_key": "n-1"})  # fmt: skip
+        added = await collector.post("/customers/C-2/note", data={"csrf_token": signed.csrf_token,
+                                                                  "text": "CFO back on Monday", "idempotency_key": "n-2"})  # fmt: skip
+        page = await collector.get(added.headers.get("location", "/"))
+        german = await collector.get("/customers/C-2", headers={"accept-language": "de"})
+        seen = await viewer.get("/customers/C-2")
+        refused = await viewer.post("/customers/C-2/note", data={"csrf_token": viewer_signed.csrf_token,
+                                                                 "text": "a viewer's note"})  # fmt: skip
+    note_form = empty.text.split('id="note"')[1].split("</form>")[0]
+    assert empty.status_code == 422 and 'id="f-note-text-error"' in note_form and "Write the note." in note_form
+    assert 'value="I-3" checked' in note_form
+    assert added.status_code == 303 and "done=note" in added.headers["location"]
+    assert "The note is on the timeline." in page.text
+    row = next(r for r in tables(page.text, id="timeline")[0].body if r[1] == "note")
+    assert (row[4], row[5]) == ("CFO back on Monday", "Colin Collector")
+    assert "<td>Notiz</td>" in german.text and unlabelled(german.text) == []
+    assert 'action="/customers/C-2/note"' not in seen.text
+    assert refused.status_code == 403
+    notes = [e for e in await api_items(stack, "policy-engine", "/v1/customers/C-2/timeline") if e["kind"] == "note"]
+    assert [e["detail"]["note"] for e in notes] == ["CFO back on Monday"]
+
+
+async def test_a_hand_off_is_on_the_worklist_until_a_collector_completes_it_with_an_outcome(
+    stack: PagesPlatform,
+) -> None:
+    today = stack.clock.now().date()
+    async with stack.api("policy-engine") as admin:
+        base = (await admin.get("/v1/policies/default")).json()
+        agency = {"name": "agency", "offset_days": 0, "channels": ["task"], "template_id": "escalation_call",
+                  "tone": "final", "actions": ["hand_off_to_collections"]}  # fmt: skip
+        doc = {k: v for k, v in base.items() if k != "version"} | {
+            "id": "agency", "name": "Agency", "steps": [agency], "priority": 5001, "hand_off_requires_reminder": False,
+        }  # fmt: skip
+        assert (await admin.put("/v1/policies/agency", json=doc)).status_code in (200, 201)
+        assert (await admin.put("/v1/assignments/customers/C-4", json={"policy_id": "agency"})).status_code == 200
+    async with stack.api("ledger-sync") as api:
+        assert (await api.post("/v1/customers", json={"id": "C-4", "name": "Slow Pay AG"})).status_code == 201
+        body = {"id": "I-5", "customer_id": "C-4", "number": "RE-I-5", "currency": "EUR", "total": "900.00",
+                "issue_date": (today - timedelta(days=30)).isoformat(), "due_date": today.isoformat()}  # fmt: skip
+        assert (await api.post("/v1/invoices", json=body)).status_code == 201
+    await stack.quiet()
+
+    async def handed_off() -> list[dict[str, Any]]:
+        async with stack.api("policy-engine") as api:
+            state = (await api.get("/v1/invoices/I-5/dunning")).json()
+        if state.get("next_at"):  # move the clock to the hand-off step's moment
+            stack.clock.set(max(stack.clock.now(), datetime.fromisoformat(state["next_at"])))
+        return await api_items(stack, "policy-engine", "/v1/hand-offs")
+
+    (hand_off,) = await poll_until(handed_off, timeout=30, what="I-5 handed off to collections")
+    collector, signed = await stack.browser(PEOPLE[Role.collector])
+    viewer, _ = await stack.browser(PEOPLE[Role.viewer])
+    async with collector, viewer:
+        page = await collector.get("/worklist", params={"kind": "hand_off"})
+        seen = await viewer.get("/worklist", params={"kind": "hand_off"})
+        wrong = await collector.post("/worklist/hand-offs/I-5/complete", data={"csrf_token": signed.csrf_token,
+                                                                               "outcome": "lost", "note": "file 9"})  # fmt: skip
+        done = await collector.post("/worklist/hand-offs/I-5/complete", data={
+            "csrf_token": signed.csrf_token, "outcome": "sent_to_agency", "note": "agency file 9"})  # fmt: skip
+        twice = await collector.post("/worklist/hand-offs/I-5/complete", data={
+            "csrf_token": signed.csrf_token, "outcome": "kept_in_house"})  # fmt: skip
+        after = await collector.get("/worklist", params={"kind": "hand_off"})
+    item = page.text.split('data-key="I-5"')[1].split("</li>")[0]
+    assert "900.00\xa0EUR" in item and '/customers/C-4"' in item and 'action="/worklist/hand-offs/I-5/complete"' in item
+    assert "handed off by step agency" in item and hand_off["balance"] == "900.00"
+    assert 'data-key="I-5"' in seen.text and "/worklist/hand-offs/" not in seen.text  # a viewer completes nothing
+    assert wrong.status_code == 422 and "agency file 9" not in wrong.text and "file 9" in wrong.text
+    assert done.status_code == 303 and done.headers["location"] == "/worklist?done=hand_off"
+    assert twice.status_code == 422 and "already completed" in twice.text
+    assert 'data-key="I-5"' not in after.text
+    entry = (await api_items(stack, "policy-engine", "/v1/invoices/I-5/timeline", limit=500))[-1]
+    assert entry["kind"] == "hand_off" and entry["detail"]["actor"]["name"] == "Colin Collector"

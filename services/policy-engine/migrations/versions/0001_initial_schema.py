@@ -63,6 +63,7 @@ def upgrade() -> None:
     sa.Column('promise_ids', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
     sa.Column('plan_id', sa.String(length=200), nullable=True),
     sa.Column('block_reason', sa.Text(), nullable=True),
+    sa.Column('block_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('policy_id', sa.String(length=80), nullable=True),
     sa.Column('policy_version', sa.Integer(), nullable=True),
     sa.Column('next_step', sa.String(length=80), nullable=True),
@@ -88,7 +89,9 @@ def upgrade() -> None:
     sa.CheckConstraint("closure IN ('paid', 'credited', 'voided', 'written_off', 'handed_off', 'erased')", name='ck_cases_closure_known'),
     sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
     )
+    op.create_index('ix_cases_block_until', 'cases', ['block_until'], unique=False, postgresql_where=sa.text('block_until IS NOT NULL'))
     op.create_index('ix_cases_customer', 'cases', ['tenant_id', 'customer_id'], unique=False)
+    op.create_index('ix_cases_handed_off', 'cases', ['tenant_id', 'last_sent_at', 'invoice_id'], unique=False, postgresql_where=sa.text("closure = 'handed_off'"))
     op.create_index('ix_cases_next_at', 'cases', ['next_at', 'tenant_id', 'customer_id'], unique=False, postgresql_where=sa.text('next_at IS NOT NULL'))
     op.create_table('contact_attempts',
     sa.Column('delivery_id', sa.String(length=100), nullable=False),
@@ -113,11 +116,13 @@ def upgrade() -> None:
     sa.Column('revoked', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
     sa.Column('blocked', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('block_reason', sa.Text(), nullable=True),
+    sa.Column('block_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('broken_promise_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('erasure_reason', sa.String(length=40), nullable=True),
     sa.PrimaryKeyConstraint('tenant_id', 'customer_id')
     )
+    op.create_index('ix_customers_block_until', 'customers', ['block_until'], unique=False, postgresql_where=sa.text('block_until IS NOT NULL'))
     op.create_index('ix_customers_segment', 'customers', ['tenant_id', 'segment'], unique=False)
     op.create_table('event_archive',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -143,6 +148,16 @@ def upgrade() -> None:
     op.create_index('ix_event_archive_key', 'event_archive', ['key'], unique=False)
     op.create_index('ix_event_archive_published_at', 'event_archive', ['published_at'], unique=False)
     op.create_index('ix_event_archive_tenant', 'event_archive', ['tenant_id', 'id'], unique=False)
+    op.create_table('hand_off_acknowledgements',
+    sa.Column('tenant_id', sa.String(length=100), nullable=False),
+    sa.Column('invoice_id', sa.String(length=200), nullable=False),
+    sa.Column('outcome', sa.String(length=30), nullable=False),
+    sa.Column('acknowledged_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('acknowledged_by_sub', sa.String(length=255), nullable=True),
+    sa.Column('acknowledged_by_name', sa.String(length=300), nullable=True),
+    sa.CheckConstraint("outcome IN ('sent_to_agency', 'kept_in_house', 'written_off_recommended')", name='ck_hand_off_outcome'),
+    sa.PrimaryKeyConstraint('tenant_id', 'invoice_id')
+    )
     op.create_table('idempotency_keys',
     sa.Column('tenant_id', sa.String(length=100), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
@@ -273,16 +288,20 @@ def downgrade() -> None:
     op.drop_table('import_cadences')
     op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
     op.drop_table('idempotency_keys')
+    op.drop_table('hand_off_acknowledgements')
     op.drop_index('ix_event_archive_tenant', table_name='event_archive')
     op.drop_index('ix_event_archive_published_at', table_name='event_archive')
     op.drop_index('ix_event_archive_key', table_name='event_archive')
     op.drop_table('event_archive')
     op.drop_index('ix_customers_segment', table_name='customers')
+    op.drop_index('ix_customers_block_until', table_name='customers', postgresql_where=sa.text('block_until IS NOT NULL'))
     op.drop_table('customers')
     op.drop_index('ix_contacts_debtor', table_name='contact_attempts')
     op.drop_table('contact_attempts')
     op.drop_index('ix_cases_next_at', table_name='cases', postgresql_where=sa.text('next_at IS NOT NULL'))
+    op.drop_index('ix_cases_handed_off', table_name='cases', postgresql_where=sa.text("closure = 'handed_off'"))
     op.drop_index('ix_cases_customer', table_name='cases')
+    op.drop_index('ix_cases_block_until', table_name='cases', postgresql_where=sa.text('block_until IS NOT NULL'))
     op.drop_table('cases')
     op.drop_index('ix_calls_customer', table_name='calls')
     op.drop_table('calls')

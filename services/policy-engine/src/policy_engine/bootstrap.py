@@ -16,8 +16,11 @@ from dunning_kit.runtime import ServiceRuntime
 from policy_engine.adapters import orm
 from policy_engine.entrypoints.api import router
 from policy_engine.entrypoints.calls_api import router as calls_router
+from policy_engine.entrypoints.handoffs_api import router as handoffs_router
+from policy_engine.entrypoints.notes_api import router as notes_router
 from policy_engine.entrypoints.reminders_api import router as reminders_router
 from policy_engine.service_layer import personal_data
+from policy_engine.service_layer.block_ends import block_end_stats, end_due_blocks
 from policy_engine.service_layer.firing import due_stats, fire_due
 from policy_engine.service_layer.handlers import HANDLERS, Engine, EngineConfig, commuting_layers, note_trace
 from policy_engine.service_layer.objects import EngineObjects, EngineRuntime
@@ -80,6 +83,17 @@ def build_runtime(settings: Settings, clock: Clock) -> EngineRuntime:
     # Several loops overlap one batch's database round trips with another's decisions; the per-customer
     # claim keeps them (and other replicas) on disjoint customers.
     runtime.add_timer("dunning-steps", fire, stats, workers=settings.step_timer_workers)
+
+    async def end_blocks(now: datetime) -> int:
+        async with runtime.sessions() as session, session.begin():
+            return await end_due_blocks(session, runtime.outbox, clock, config, book, now, settings.timer_batch_size)
+
+    async def block_stats(now: datetime) -> tuple[int, float]:
+        async with runtime.sessions() as session:
+            return await block_end_stats(session, now)
+
+    # Blocks with an end (PUT dunning-block {until}) lift by themselves: a timer of their own (block_ends).
+    runtime.add_timer("dunning-block-ends", end_blocks, block_stats)
     return runtime
 
 
@@ -93,6 +107,8 @@ def create_app(runtime: EngineRuntime) -> FastAPI:
             router,
             calls_router,
             reminders_router,
+            notes_router,
+            handoffs_router,
             personal_data_router("policy-engine", personal_data.collect),
             event_export.router,
         ],

@@ -45,6 +45,8 @@ customers = Table(
     Column("revoked", ARRAY(Text), nullable=False, server_default="{}"),
     Column("blocked", Boolean, nullable=False, server_default=text("false")),
     Column("block_reason", Text),
+    # A block with an end (PUT dunning-block {until}): the block-end timer clears it then (service_layer.block_ends).
+    Column("block_until", DateTime(timezone=True)),
     Column("broken_promise_count", Integer, nullable=False, server_default="0"),
     # customer.erased applied (GDPR Art. 17): dunning for this customer has stopped for good; no later event
     # (a customer.upserted of the tombstoned ledger, a new or reopened invoice) starts it again.
@@ -52,6 +54,8 @@ customers = Table(
     Column("erasure_reason", String(40)),
 )
 Index("ix_customers_segment", customers.c.tenant_id, customers.c.segment)
+# The block-end timer's claim: only the few blocks with an end are in it.
+Index("ix_customers_block_until", customers.c.block_until, postgresql_where=customers.c.block_until.isnot(None))
 
 policies = Table(
     "policies",
@@ -94,6 +98,8 @@ cases = Table(
     Column("promise_ids", ARRAY(Text), nullable=False, server_default="{}"),
     Column("plan_id", String(200)),
     Column("block_reason", Text),
+    # The invoice block's end (Case.block_until): the block-end timer clears the block then.
+    Column("block_until", DateTime(timezone=True)),
     Column("policy_id", String(80)),
     Column("policy_version", Integer),
     Column("next_step", String(80)),
@@ -135,6 +141,32 @@ Index(
     postgresql_where=cases.c.next_at.isnot(None),
 )
 Index("ix_cases_customer", cases.c.tenant_id, cases.c.customer_id)
+Index("ix_cases_block_until", cases.c.block_until, postgresql_where=cases.c.block_until.isnot(None))
+# The hand-offs list (GET /v1/hand-offs): a tenant's handed-off cases in hand-off order, without the others.
+Index(
+    "ix_cases_handed_off",
+    cases.c.tenant_id,
+    cases.c.last_sent_at,
+    cases.c.invoice_id,
+    postgresql_where=cases.c.closure == ClosureReason.HANDED_OFF.value,
+)
+
+# A person completed a hand-off to collections (POST /v1/hand-offs/{invoice_id}/acknowledge): what they did with
+# the file. At most one per case (the primary key: a second is refused). Their note is on the timeline only
+# (detail.note, cut on erasure), never here.
+hand_off_acknowledgements = Table(
+    "hand_off_acknowledgements",
+    metadata,
+    Column("tenant_id", String(100), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True),
+    Column("outcome", String(30), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_by_sub", String(255)),
+    Column("acknowledged_by_name", String(300)),
+    CheckConstraint(
+        "outcome IN ('sent_to_agency', 'kept_in_house', 'written_off_recommended')", name="ck_hand_off_outcome"
+    ),
+)
 
 contacts = Table(
     "contact_attempts",

@@ -45,7 +45,7 @@ _PG_TYPES = {
     "tenant_id": "text", "invoice_id": "text", "customer_id": "text", "number": "text", "currency": "text",
     "total_minor": "int8", "balance_minor": "int8", "due_date": "date", "status": "text",
     "pause_reasons": "text", "promise_ids": "text", "plan_id": "text", "block_reason": "text",
-    "policy_id": "text", "policy_version": "int4", "next_step": "text", "planned_at": "timestamptz",
+    "block_until": "timestamptz", "policy_id": "text", "policy_version": "int4", "next_step": "text", "planned_at": "timestamptz",
     "next_at": "timestamptz", "shift_days": "int4", "done_steps": "text", "last_offset": "int4",
     "last_tone": "text", "last_sent_at": "timestamptz", "last_step_id": "text", "went_late": "bool",
     "in_default": "bool", "compensation_charged": "bool", "replan": "bool", "reminded_at": "timestamptz",
@@ -326,7 +326,7 @@ async def mark_erased(
     )
     await apg.execute(
         "UPDATE customers SET erased_at = COALESCE(erased_at, $3), erasure_reason = COALESCE(erasure_reason, $4), "
-        "tags = '{}', block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
+        "tags = '{}', block_reason = NULL, block_until = NULL WHERE tenant_id = $1 AND customer_id = $2",
         tenant_id, customer_id, erased_at, reason,
     )  # fmt: skip
     await apg.execute(
@@ -349,11 +349,11 @@ async def redact_timeline(apg: asyncpg.Connection, tenant_id: str, customer_id: 
     changed = [(r["id"], redact_free_text(r["reason"])) for r in rows]
     if changed:
         await apg.executemany("UPDATE timeline SET reason = $2 WHERE id = $1", changed)
-    # A logged call's or a collector task's note is free text too: kept in `detail` (and the call log), never in
-    # the reason, so it is cut here whole.
+    # The note of a logged call, a collector task, a completed hand-off or a person's note (kind `note`) is free
+    # text too: kept in `detail` (and the call log), never in the reason, so it is cut here whole.
     notes = await apg.fetchval(
         "WITH cut AS (UPDATE timeline SET detail = jsonb_set(detail, '{note}', to_jsonb($3::text)) "
-        "WHERE tenant_id = $1 AND customer_id = $2 AND kind IN ('call', 'task') AND detail->>'note' IS NOT NULL "
+        "WHERE tenant_id = $1 AND customer_id = $2 AND kind IN ('call', 'task', 'note', 'hand_off') AND detail->>'note' IS NOT NULL "
         "RETURNING 1) SELECT count(*) FROM cut",
         tenant_id, customer_id, ERASED_NOTE,
     )  # fmt: skip
@@ -547,19 +547,58 @@ async def count_broken_promises(apg: asyncpg.Connection, tenant_id: str, custome
     )  # fmt: skip
 
 
-async def set_block(apg: asyncpg.Connection, tenant_id: str, customer_id: str, reason: str | None) -> None:
+async def set_block(
+    apg: asyncpg.Connection, tenant_id: str, customer_id: str, reason: str | None, until: datetime | None = None
+) -> None:
     await ensure_customer(apg, tenant_id, customer_id)
     await apg.execute(
-        "UPDATE customers SET blocked = true, block_reason = $3 WHERE tenant_id = $1 AND customer_id = $2",
-        tenant_id, customer_id, reason,
+        "UPDATE customers SET blocked = true, block_reason = $3, block_until = $4 "
+        "WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id, reason, until,
     )  # fmt: skip
 
 
 async def clear_block(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> None:
     await apg.execute(
-        "UPDATE customers SET blocked = false, block_reason = NULL WHERE tenant_id = $1 AND customer_id = $2",
+        "UPDATE customers SET blocked = false, block_reason = NULL, block_until = NULL "
+        "WHERE tenant_id = $1 AND customer_id = $2",
         tenant_id, customer_id,
     )  # fmt: skip
+
+
+async def customer_block(apg: asyncpg.Connection, tenant_id: str, customer_id: str) -> asyncpg.Record | None:
+    """The customer's dunning block as set (blocked, reason, until); None if the engine does not know them."""
+    return await apg.fetchrow(
+        "SELECT blocked, block_reason, block_until FROM customers WHERE tenant_id = $1 AND customer_id = $2",
+        tenant_id, customer_id,
+    )  # fmt: skip
+
+
+async def claim_block_ends(apg: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Blocks whose end has come, customers' (invoice_id NULL) and invoices', locked FOR UPDATE SKIP LOCKED: two
+    replicas (or loops) never end the same block, and clearing it (block_until NULL) in the same transaction makes
+    the end happen exactly once."""
+    customers = await apg.fetch(
+        "SELECT tenant_id, customer_id, NULL::text AS invoice_id, block_until FROM customers "
+        "WHERE block_until <= $1 ORDER BY block_until LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now, limit,
+    )  # fmt: skip
+    invoices = await apg.fetch(
+        "SELECT tenant_id, customer_id, invoice_id, block_until FROM cases "
+        "WHERE block_until <= $1 ORDER BY block_until LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now, limit,
+    )  # fmt: skip
+    return [*customers, *invoices]
+
+
+async def block_end_stats(apg: asyncpg.Connection, now: datetime) -> tuple[int, float]:
+    row = await apg.fetchrow(
+        "SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM $1::timestamptz - min(u)), 0)::float8 AS oldest FROM "
+        "(SELECT block_until AS u FROM customers WHERE block_until <= $1 "
+        "UNION ALL SELECT block_until FROM cases WHERE block_until <= $1) AS due",
+        now,
+    )  # fmt: skip
+    return int(row["n"]), float(row["oldest"])
 
 
 async def revoke_channel(apg: asyncpg.Connection, tenant_id: str, customer_id: str, channel: str) -> None:
@@ -662,8 +701,8 @@ class PostgresRepository:
     async def count_broken_promises(self, tenant: str, customer: str, count: int) -> None:
         await count_broken_promises(await self.db(), tenant, customer, count)
 
-    async def set_block(self, tenant: str, customer: str, reason: str | None) -> None:
-        await set_block(await self.db(), tenant, customer, reason)
+    async def set_block(self, tenant: str, customer: str, reason: str | None, until: datetime | None = None) -> None:
+        await set_block(await self.db(), tenant, customer, reason, until)
 
     async def clear_block(self, tenant: str, customer: str) -> None:
         await clear_block(await self.db(), tenant, customer)

@@ -118,6 +118,7 @@ class Case:
     promise_ids: list[str] = field(default_factory=list)
     plan_id: str | None = None
     block_reason: str | None = None
+    block_until: datetime | None = None  # the invoice block ends by itself then (None: until cleared)
     policy_id: str | None = None
     policy_version: int | None = None
     next_step: str | None = None
@@ -635,6 +636,7 @@ def erase(case: Case, erasure_reason: str) -> str | None:
     """customer.erased: close the case for good (whatever its state) and drop the operator's free text.
     Returns the pending step that is cancelled, if any."""
     case.block_reason = None
+    case.block_until = None
     return close(case, ClosureReason.ERASED, erasure=erasure_reason)
 
 

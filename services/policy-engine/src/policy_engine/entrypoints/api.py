@@ -6,7 +6,7 @@ Another tenant's invoice or customer is 404, like one that does not exist.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,6 +21,7 @@ from dunning_kit.input_guard import unstorable_values
 from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from dunning_kit.problems import FieldError, invalid_input, read_projected
 from policy_engine.adapters import repository as repo
+from policy_engine.domain.blocks import block_end
 from policy_engine.domain.policy import (
     InvalidPolicy,
     Policy,
@@ -269,22 +270,49 @@ async def _customer_known(session: Any, tenant: str, customer_id: str) -> bool:
     return await queries.customer_known(await repo.driver(session), tenant, customer_id)
 
 
+def _until_refused(end: datetime | None, now: datetime) -> JSONResponse | None:
+    if end is not None and end <= now:
+        return invalid_input([FieldError("until", f"must be after now ({now.isoformat()})", "body")])
+    return None
+
+
 @router.put(
     "/customers/{customer_id}/dunning-block",
     tags=["blocks"],
     response_model=CustomerBlock,
-    summary="Pause all dunning of a customer",
+    summary="Pause all dunning of a customer (until cleared, or until `until`)",
 )
 async def block_customer(
     customer_id: str, runtime: Runtime, principal: Tenant, actor: Acting, body: BlockIn | None = None
 ) -> Any:
+    body = body or BlockIn()
     async with runtime.sessions() as session, session.begin():
         if not await _customer_known(session, principal.tenant_id, customer_id):
             raise HTTPException(404, f"no customer {customer_id}")
-        await _engine(runtime, session, actor).set_customer_block(
-            principal.tenant_id, customer_id, body.reason if body else None
-        )
-    return {"customer_id": customer_id, "blocked": True, "reason": body.reason if body else None}
+        engine = _engine(runtime, session, actor)
+        end = await _block_end(engine, principal.tenant_id, customer_id, body)
+        if (refused := _until_refused(end, engine.now)) is not None:
+            return refused
+        await engine.set_customer_block(principal.tenant_id, customer_id, body.reason, end)
+    return {"customer_id": customer_id, "blocked": True, "reason": body.reason, "until": _iso(end)}
+
+
+@router.get(
+    "/customers/{customer_id}/dunning-block",
+    tags=["blocks"],
+    response_model=CustomerBlock,
+    summary="The customer's dunning block: whether set, why, and until when",
+)
+async def customer_block(customer_id: str, runtime: Runtime, principal: Tenant) -> Any:
+    async with runtime.sessions() as session:
+        apg = await repo.driver(session)
+        row = await repo.customer_block(apg, principal.tenant_id, customer_id)
+        if row is None and not await queries.customer_known(apg, principal.tenant_id, customer_id):
+            raise HTTPException(404, f"no customer {customer_id}")
+    if row is None or not row["blocked"]:
+        return {"customer_id": customer_id, "blocked": False}
+    return {"customer_id": customer_id, "blocked": True, "reason": row["block_reason"],
+            "until": _iso(row["block_until"])}  # fmt: skip
 
 
 @router.delete(
@@ -305,17 +333,32 @@ async def unblock_customer(customer_id: str, runtime: Runtime, principal: Tenant
     "/invoices/{invoice_id}/dunning-block",
     tags=["blocks"],
     response_model=InvoiceBlock,
-    summary="Pause dunning of one invoice",
+    summary="Pause dunning of one invoice (until cleared, or until `until`)",
 )
 async def block_invoice(
     invoice_id: str, runtime: Runtime, principal: Tenant, actor: Acting, body: BlockIn | None = None
 ) -> Any:
+    body = body or BlockIn()
     async with runtime.sessions() as session, session.begin():
-        if not await _engine(runtime, session, actor).set_invoice_block(
-            principal.tenant_id, invoice_id, body.reason if body else None
-        ):
+        engine = _engine(runtime, session, actor)
+        case = (await engine.load(principal.tenant_id, [invoice_id])).get(invoice_id)
+        if case is None:
             raise HTTPException(404, f"no invoice {invoice_id}")
-    return {"invoice_id": invoice_id, "blocked": True, "reason": body.reason if body else None}
+        end = await _block_end(engine, principal.tenant_id, case.customer_id, body)
+        if (refused := _until_refused(end, engine.now)) is not None:
+            return refused
+        await engine.set_invoice_block(principal.tenant_id, invoice_id, body.reason, end)
+    return {"invoice_id": invoice_id, "blocked": True, "reason": body.reason, "until": _iso(end)}
+
+
+async def _block_end(engine: Engine, tenant: str, customer_id: str, body: BlockIn) -> datetime | None:
+    if body.until is None:
+        return None
+    return block_end(body.until, (await engine.debtor(tenant, customer_id)).time_zone)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 @router.delete(
@@ -378,11 +421,16 @@ async def customer_timeline(
 async def invoice_state(invoice_id: str, principal: Tenant, runtime: Runtime) -> dict[str, Any]:
     async def load() -> Any:
         async with runtime.sessions() as session:
-            found = await repo.load_cases(await repo.driver(session), principal.tenant_id, [invoice_id], lock=False)
-        return found.get(invoice_id)
+            apg = await repo.driver(session)
+            found = (await repo.load_cases(apg, principal.tenant_id, [invoice_id], lock=False)).get(invoice_id)
+            block = await repo.customer_block(apg, principal.tenant_id, found.customer_id) if found else None
+        return (found, block) if found else None
 
-    case = await read_projected(runtime, load, what=f"invoice {invoice_id}", topics=[topics.LEDGER])
+    case, block = await read_projected(runtime, load, what=f"invoice {invoice_id}", topics=[topics.LEDGER])
+    customer_until = block["block_until"] if block is not None and block["blocked"] else None
     return {
+        "block_reason": case.block_reason, "block_until": _iso(case.block_until),
+        "customer_block_until": _iso(customer_until),
         "invoice_id": case.invoice_id, "customer_id": case.customer_id, "status": case.status,
         "paused_by": case.pause_reasons, "policy_id": case.policy_id, "policy_version": case.policy_version,
         "next_step": case.next_step, "next_at": case.next_at.isoformat() if case.next_at else None,

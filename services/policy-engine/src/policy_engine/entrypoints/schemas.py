@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from policy_engine.domain.closure import ClosureReason
 from policy_engine.domain.policy import PolicyDocument
@@ -14,8 +15,36 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _until(value: Any) -> datetime | date:
+    """An aware instant, or a day (the block then lasts until that day begins where the debtor lives)."""
+    if isinstance(value, datetime | date):
+        parsed: datetime | date = value
+    elif isinstance(value, str) and len(value) == 10:
+        parsed = date.fromisoformat(value)
+    elif isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+    else:
+        raise ValueError("a date (YYYY-MM-DD) or a date-time with an offset")
+    if isinstance(parsed, datetime) and parsed.tzinfo is None:
+        raise ValueError("a date-time needs an offset (e.g. Z or +01:00)")
+    return parsed
+
+
+# One field error named `until` whatever is wrong (a union of two pydantic types would name each member).
+Until = Annotated[
+    datetime | date,
+    PlainValidator(_until),
+    WithJsonSchema({"type": "string", "description": "A date (YYYY-MM-DD) or a date-time with an offset"}),
+]
+
+
 class BlockIn(_In):
     reason: str | None = Field(None, max_length=500, description="Why dunning is blocked (shown in the timeline)")
+    until: Until | None = Field(
+        None,
+        description="When the block ends by itself (after now): a date-time with an offset, or a date (the block "
+        "lasts until that day begins in the customer's time zone, UTC when unknown). Absent: until DELETE.",
+    )
 
 
 class AssignmentIn(_In):
@@ -92,12 +121,14 @@ class CustomerBlock(BaseModel):
     customer_id: str
     blocked: bool
     reason: str | None = None
+    until: str | None = Field(None, description="When the block ends by itself; null: until it is cleared")
 
 
 class InvoiceBlock(BaseModel):
     invoice_id: str
     blocked: bool
     reason: str | None = None
+    until: str | None = Field(None, description="When the block ends by itself; null: until it is cleared")
 
 
 class TimelineEntry(BaseModel):
@@ -123,6 +154,11 @@ class DunningState(BaseModel):
     currency: str
     closed_reason: str | None = Field(description="Why the case closed, as a sentence (the timeline's words)")
     closure: ClosureReason | None = Field(description="Why the case closed, typed: what may reopen it")
+    block_reason: str | None = Field(None, description="The invoice's dunning block, if any: why")
+    block_until: str | None = Field(None, description="When the invoice's block ends by itself (null: when cleared)")
+    customer_block_until: str | None = Field(
+        None, description="When the customer's block ends by itself (null: not blocked, or until cleared)"
+    )
 
 
 class PreviewInvoice(BaseModel):

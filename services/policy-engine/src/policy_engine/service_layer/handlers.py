@@ -606,34 +606,59 @@ class Engine:
 
     # ------------------------------------------------------------------ operator actions (API)
 
-    async def set_customer_block(self, tenant: str, customer: str, reason: str | None) -> None:
-        await self.repo.set_block(tenant, customer, reason)
-        cause = "customer dunning block set" + (f": {reason}" if reason else "")
-        await self.repo.write_customer_note(tenant, customer, self.now, "paused", cause, **self._by())
+    async def set_customer_block(
+        self, tenant: str, customer: str, reason: str | None, until: datetime | None = None
+    ) -> None:
+        """Pause every invoice of the customer; with `until`, the block-end timer lifts it then."""
+        await self.repo.set_block(tenant, customer, reason, until)
+        cause = _block_set("customer", reason, until)
+        await self.repo.write_customer_note(tenant, customer, self.now, "paused", cause, **self._by(), **_until(until))
         ids = await self.repo.invoice_ids_of(tenant, customer)
         await self.pause(tenant, ids, add=("customer_block",), cause=cause)
 
-    async def clear_customer_block(self, tenant: str, customer: str) -> None:
+    async def clear_customer_block(self, tenant: str, customer: str, *, ended: datetime | None = None) -> None:
+        """Resume the customer's invoices (what no other pause holds): a DELETE, or the block's end (`ended`)."""
         await self.repo.clear_block(tenant, customer)
-        await self.repo.write_customer_note(
-            tenant, customer, self.now, "resumed", "customer dunning block cleared", **self._by()
-        )
+        cause = _block_cleared("customer", ended)
+        await self.repo.write_customer_note(tenant, customer, self.now, "resumed", cause, **self._by())
         ids = await self.repo.invoice_ids_of(tenant, customer)
-        await self.pause(tenant, ids, remove=("customer_block",), cause="customer dunning block cleared")
+        await self.pause(tenant, ids, remove=("customer_block",), cause=cause)
 
-    async def set_invoice_block(self, tenant: str, invoice_id: str, reason: str | None) -> bool:
+    async def set_invoice_block(
+        self, tenant: str, invoice_id: str, reason: str | None, until: datetime | None = None
+    ) -> bool:
         def note_reason(case: Case) -> None:
             case.block_reason = reason
+            case.block_until = until
 
-        cause = "invoice dunning block set" + (f": {reason}" if reason else "")
+        cause = _block_set("invoice", reason, until)
         return bool(await self.pause(tenant, [invoice_id], add=("invoice_block",), cause=cause, mutate=note_reason))
 
-    async def clear_invoice_block(self, tenant: str, invoice_id: str) -> bool:
+    async def clear_invoice_block(self, tenant: str, invoice_id: str, *, ended: datetime | None = None) -> bool:
         def clear(case: Case) -> None:
             case.block_reason = None
+            case.block_until = None
 
-        cause = "invoice dunning block cleared"
+        cause = _block_cleared("invoice", ended)
         return bool(await self.pause(tenant, [invoice_id], remove=("invoice_block",), cause=cause, mutate=clear))
+
+
+def _block_set(scope: str, reason: str | None, until: datetime | None) -> str:
+    # The operator's reason stays last, after "set: " (a FREE_TEXT_MARKER): erasure cuts it there.
+    return (
+        f"{scope} dunning block"
+        + (f" until {until.isoformat()}" if until else "")
+        + " set"
+        + (f": {reason}" if reason else "")
+    )
+
+
+def _block_cleared(scope: str, ended: datetime | None) -> str:
+    return f"{scope} dunning block " + (f"ended (until {ended.isoformat()})" if ended else "cleared")
+
+
+def _until(until: datetime | None) -> dict[str, str]:
+    return {"until": until.isoformat()} if until else {}
 
 
 def _accrued_interest(policy: Policy, case: Case, balance: Any, now: datetime) -> str | None:

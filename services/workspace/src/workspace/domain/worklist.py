@@ -13,7 +13,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-KINDS = ("broken_promise", "dispute", "task", "bounced", "quarantined")
+KINDS = ("broken_promise", "dispute", "hand_off", "task", "bounced", "quarantined")
+# What a person may answer when completing a hand-off to collections (policy-engine's acknowledge outcomes).
+HAND_OFF_OUTCOMES = ("sent_to_agency", "kept_in_house", "written_off_recommended")
 AGE_UNIT_DAYS = Decimal(30)
 
 

@@ -5,6 +5,7 @@ to its field; a change done redirects back to the case (303), which says what wa
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,8 +27,9 @@ from workspace.service_layer.sessions import SignedIn
 
 router = APIRouter(include_in_schema=False)
 Collector = Depends(require(Role.collector))
-ACTIONS = ("call", "pause", "resume", "promise", "plan", "dispute", "resolve")
+ACTIONS = ("call", "pause", "resume", "promise", "plan", "dispute", "resolve", "note")
 INTERVALS = ("monthly", "fortnightly", "weekly")
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # what a date input sends
 
 
 def labeller(t: Translator) -> Callable[[str, str], str]:
@@ -139,10 +141,40 @@ async def log_call(
 async def pause(
     request: Request, customer_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Collector
 ) -> Response:
+    """Pause dunning until cleared, or until a day (the optional date field): the policy engine lifts it then."""
+    t = Translator(language_of(request))
+
     async def change(v: dict[str, Any]) -> None:
-        await case_file.pause(runtime.objects.platform, signed.person, customer_id, v.get("reason", "").strip())
+        until = v.get("until", "").strip()
+        if until and not DAY.match(until):
+            raise Refused("workspace", 422, {"until": t("case.form.until_invalid")}, "")
+        try:
+            await case_file.pause(runtime.objects.platform, signed.person, customer_id, v.get("reason", "").strip(),
+                                  until or None)  # fmt: skip
+        except Refused as exc:
+            if "until" in exc.errors:  # the engine's words are English: the form says it in the UI's language
+                raise Refused(exc.service, exc.status, {**exc.errors, "until": t("case.form.until_invalid")},
+                              exc.detail) from None  # fmt: skip
+            raise
 
     return await act(request, runtime, signed, customer_id, "pause", form, change)
+
+
+@router.post("/customers/{customer_id}/note")
+async def add_note(
+    request: Request, customer_id: str, form: CheckedForm, runtime: Runtime, signed: SignedIn = Collector
+) -> Response:
+    """A note on the case's timeline with the person's name (policy engine); on the chosen invoices' if any."""
+    t = Translator(language_of(request))
+
+    async def change(v: dict[str, Any]) -> None:
+        text = v.get("text", "").strip()
+        if not text:
+            raise Refused("workspace", 422, {"text": t("case.form.note_empty")}, "")
+        await case_file.add_note(runtime.objects.platform, signed.person, customer_id, text, v["invoice_ids"],
+                                 v.get("idempotency_key") or secrets.token_urlsafe(16))  # fmt: skip
+
+    return await act(request, runtime, signed, customer_id, "note", form, change)
 
 
 @router.post("/customers/{customer_id}/resume")

@@ -1,6 +1,7 @@
 """The worklist (`/worklist`): what needs a person across the services, highest priority first (amount at risk
 weighted by age, `domain.worklist.priority`), each item linking to its case. A collector completes a collector task
-here with an outcome (a CSRF-checked POST form; notifier's task API)."""
+here with an outcome (a CSRF-checked POST form; notifier's task API), and a hand-off to collections with what was
+done with the file (policy-engine's hand-off API)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from workspace.adapters.platform import ServiceUnavailable
 from workspace.domain import formats
 from workspace.domain.people import Role
-from workspace.domain.worklist import KINDS
+from workspace.domain.worklist import HAND_OFF_OUTCOMES, KINDS
 from workspace.entrypoints.cases import labeller
 from workspace.entrypoints.deps import Runtime
 from workspace.entrypoints.people import CheckedForm, SignedInPerson, require
 from workspace.entrypoints.web import Translator, language_of, render
 from workspace.service_layer.reads import Refused
 from workspace.service_layer.sessions import SignedIn
-from workspace.service_layer.worklist import assign_task, complete_task, snooze_task, total_at_risk, worklist
+from workspace.service_layer.worklist import (
+    assign_task,
+    complete_hand_off,
+    complete_task,
+    snooze_task,
+    total_at_risk,
+    worklist,
+)
 
 router = APIRouter(include_in_schema=False)
 CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -47,7 +55,7 @@ async def show(
         request, "worklist.html", 422 if errors else status, found=found, today=today, kinds=KINDS, fmt=formats,
         errors=errors, values={"currency": currency, "kind": kind}, task_errors=task_errors or {},
         totals=total_at_risk(found.items) if found else {}, may_act=signed.person.may(Role.collector),
-        done=request.query_params.get("done"), label=labeller(t),
+        done=request.query_params.get("done"), label=labeller(t), hand_off_outcomes=HAND_OFF_OUTCOMES,
     )  # fmt: skip
 
 
@@ -112,3 +120,22 @@ async def snooze(
         await snooze_task(runtime.objects.platform, signed.person, task_id, until)
 
     return await _task_action(request, runtime, signed, task_id, "snooze", {"snooze_until": until}, change)
+
+
+@router.post("/worklist/hand-offs/{invoice_id}/complete")
+async def complete_hand_off_route(
+    request: Request, invoice_id: str, form: CheckedForm, runtime: Runtime,
+    signed: SignedIn = Depends(require(Role.collector)),
+) -> Response:  # fmt: skip
+    """Complete a hand-off to collections with an outcome (and a note): off the list, on the case's timeline."""
+    outcome = str(form.get("outcome") or "")
+    note = str(form.get("note") or "").strip()
+
+    async def change() -> None:
+        if outcome not in HAND_OFF_OUTCOMES:
+            t = Translator(language_of(request))
+            raise Refused("workspace", 422, {"outcome": t("work.hand_off.outcome")}, "")
+        await complete_hand_off(runtime.objects.platform, signed.person, invoice_id, outcome, note)
+
+    return await _task_action(request, runtime, signed, invoice_id, "hand_off", {"outcome": outcome, "note": note},
+                              change)  # fmt: skip

@@ -1,14 +1,14 @@
 """A customer's case as staff read it, from every service that knows a part of it, and the actions on it.
 
-Read: the customer and its invoices (ledger-sync), the timeline of dunning decisions (policy-engine), the
-deliveries with their outcomes (notifier), promises and payment plans (promise-tracker). Each part is read on its
+Read: the customer and its invoices (ledger-sync), the timeline of dunning decisions and notes and the customer's
+dunning block (policy-engine), the deliveries with their outcomes (notifier), promises and payment plans (promise-tracker). Each part is read on its
 own, so a service that fails blanks only its section. Act: each action is one call of the service that owns the
 change; what the service refuses comes back as `Refused` with its field errors, named as the form names them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +33,8 @@ class CaseFile:
     deliveries: Part[list[dict[str, Any]]]
     promises: Part[list[dict[str, Any]]]
     plans: Part[list[dict[str, Any]]]
+    # The customer's dunning block as policy-engine holds it: {blocked, reason, until}.
+    block: Part[dict[str, Any]] = field(default_factory=Part)
 
     @property
     def open_invoices(self) -> list[dict[str, Any]]:
@@ -61,14 +63,25 @@ async def read_case(platform: PlatformClient, person: Person, customer_id: str) 
         entries: list[dict[str, Any]] = page.json()["items"]
         return entries[::-1]
 
-    invoices, decisions, deliveries, promises, plans = await parts(
+    async def block() -> dict[str, Any]:
+        path = f"/v1/customers/{_path(customer_id)}/dunning-block"
+        answer = await platform.call(person, "GET", "policy-engine", path)
+        if answer.status_code == 404:  # not heard of yet: not blocked
+            return {"blocked": False}
+        if answer.status_code != 200:
+            raise ServiceUnavailable("policy-engine", f"answered {answer.status_code} to GET {path}")
+        found: dict[str, Any] = answer.json()
+        return found
+
+    invoices, decisions, deliveries, promises, plans, blocked = await parts(
         all_pages(platform, person, "ledger-sync", "/v1/invoices", by_customer, most=LIST_MOST),
         timeline(),
         all_pages(platform, person, "notifier", "/v1/deliveries", by_customer, most=LIST_MOST),
         all_pages(platform, person, "promise-tracker", "/v1/promises", by_customer, most=LIST_MOST),
         all_pages(platform, person, "promise-tracker", "/v1/plans", by_customer, most=LIST_MOST),
+        block(),
     )
-    return CaseFile(answer.json(), invoices, decisions, deliveries, promises, plans)
+    return CaseFile(answer.json(), invoices, decisions, deliveries, promises, plans, blocked)
 
 
 # ---------------------------------------------------------------- actions
@@ -121,12 +134,32 @@ async def log_call(
     return found
 
 
-async def pause(platform: PlatformClient, person: Person, customer_id: str, reason: str | None) -> None:
+async def pause(
+    platform: PlatformClient, person: Person, customer_id: str, reason: str | None, until: str | None = None
+) -> None:
+    """Block the customer's dunning; `until` (a day, YYYY-MM-DD as the date input sends it) ends it by itself when
+    that day begins where the debtor lives (policy-engine decides, and refuses a day not after today at `until`)."""
+    body = {"reason": reason or None, **({"until": until} if until else {})}
     try:
-        await send(platform, person, "PUT", "policy-engine", f"/v1/customers/{_path(customer_id)}/dunning-block",
-                   {"reason": reason or None})  # fmt: skip
+        await send(platform, person, "PUT", "policy-engine", f"/v1/customers/{_path(customer_id)}/dunning-block", body)
     except Refused as exc:
         raise _renamed(exc) from None
+
+
+async def add_note(
+    platform: PlatformClient, person: Person, customer_id: str, text: str, invoice_ids: list[str],
+    idempotency_key: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A note on the case's timeline (on the chosen invoices' if any), naming the person (policy-engine)."""
+    body = {"text": text, "invoice_ids": invoice_ids or None}
+    try:
+        found: dict[str, Any] = await send(
+            platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/notes", body,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+    except Refused as exc:
+        raise _renamed(exc) from None
+    return found
 
 
 async def resume(platform: PlatformClient, person: Person, customer_id: str) -> None:

@@ -5,8 +5,9 @@
   read model answers from an index, where ledger-sync's list would have to be scanned);
 - collector tasks (notifier `GET /v1/tasks`, open ones): the step's total is at risk;
 - bounced and failed messages (notifier `GET /v1/deliveries?status=bounced|failed`);
-- ERP records in quarantine (ledger-sync `GET /v1/connectors/{name}/quarantine` of every connector).
-Hand-offs to collections are not listed: policy-engine has no API that lists them.
+- ERP records in quarantine (ledger-sync `GET /v1/connectors/{name}/quarantine` of every connector);
+- hand-offs to collections a person has not completed yet (policy-engine `GET /v1/hand-offs`): the balance handed
+  off is at risk, aged from the hand-off.
 """
 
 from __future__ import annotations
@@ -101,10 +102,20 @@ async def quarantined(platform: PlatformClient, person: Person, today: date) -> 
     return out
 
 
+async def hand_offs(platform: PlatformClient, person: Person, today: date) -> list[WorkItem]:
+    found = await all_pages(platform, person, "policy-engine", "/v1/hand-offs", {}, most=SOURCE_MOST)
+    return [
+        WorkItem("hand_off", h["invoice_id"], h["customer_id"], _day(h.get("handed_off_at"), today),
+                 as_decimal(h["balance"]), h["currency"],
+                 {"invoice_id": h["invoice_id"], "step": h.get("step"), "policy_id": h.get("policy_id")})
+        for h in found
+    ]  # fmt: skip
+
+
 async def worklist(
     platform: PlatformClient, person: Person, today: date, *, currency: str | None = None, kind: str | None = None
 ) -> Worklist:
-    sources = (broken_promises, disputes, tasks, failed_messages, quarantined)
+    sources = (broken_promises, disputes, hand_offs, tasks, failed_messages, quarantined)
     found: list[Part[list[WorkItem]]] = await parts(*(source(platform, person, today) for source in sources))
     items = [i for p in found for i in p.value or []]
     if currency:
@@ -132,6 +143,15 @@ async def complete_task(platform: PlatformClient, person: Person, task_id: str, 
     await send(
         platform, person, "POST", "notifier", f"/v1/tasks/{quote(task_id, safe='')}/complete", {"note": note or None}
     )
+
+
+async def complete_hand_off(
+    platform: PlatformClient, person: Person, invoice_id: str, outcome: str, note: str | None
+) -> None:
+    """policy-engine's `POST /v1/hand-offs/{invoice_id}/acknowledge`: the timeline names the person; a hand-off
+    completed already is refused (409), as is an outcome it does not know (422 at `outcome`)."""
+    path = f"/v1/hand-offs/{quote(invoice_id, safe='')}/acknowledge"
+    await send(platform, person, "POST", "policy-engine", path, {"outcome": outcome, "note": note or None})
 
 
 def total_at_risk(items: list[WorkItem]) -> dict[str, Decimal]:
