@@ -128,7 +128,7 @@ async def test_a_refused_connection_makes_readiness_false_with_one_line_naming_t
     svc = await start_unready(database_url, clock, broker.bootstrap_servers, fault.settings(pki, sasl_files))
     try:
         await assert_one_clear_line(svc, caplog, fault.setting, *fault.cause)
-        assert svc.task.done() is False, "the service keeps serving (health, readiness) and retrying"
+        assert svc.server.serving, "the service keeps serving (health, readiness) and retrying"
     finally:
         await svc.stop()
 

@@ -64,3 +64,9 @@ async def test_handed_off_cases_wait_for_a_person_who_completes_each_once_with_a
     assert (entry["kind"], entry["reason"]) == ("hand_off", "hand-off completed: sent to the collection agency by "
                                                             "Colin Collector")  # fmt: skip
     assert entry["detail"]["note"] == "Agency file 77"
+    # Completing emits its event once, naming the person in the envelope (dunning_events.acting).
+    await engine.quiet()  # the outbox published
+    completed = await engine.events(type_="dunning.hand_off.completed")
+    assert [(e.data.invoice_id, e.data.outcome, e.actor and e.actor.name) for e in completed] == [
+        ("A", "sent_to_agency", "Colin Collector")
+    ]

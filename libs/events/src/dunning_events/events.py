@@ -374,6 +374,22 @@ class DunningCallLogged(EventData):
     logged_by: str | None = Field(default=None, description="The name of the person who logged it, when known")
 
 
+HandOffOutcome = Literal["sent_to_agency", "kept_in_house", "written_off_recommended"]
+
+
+class DunningHandOffCompleted(EventData):
+    event_type: ClassVar[str] = "dunning.hand_off.completed"
+    topic: ClassVar[str] = topics.STEPS
+    subject_field: ClassVar[str] = "invoice_id"
+    description: ClassVar[str] = (
+        "A person completed the hand-off of a debt to collections: what was done with the file (the case itself "
+        "was closed `handed_off` by its last step). Once per invoice; the envelope's actor names the person."
+    )
+
+    invoice_id: str
+    outcome: HandOffOutcome
+
+
 class DunningStepReplanned(EventData):
     event_type: ClassVar[str] = "dunning.step.replanned"
     topic: ClassVar[str] = topics.STEPS
@@ -635,6 +651,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CustomerUpserted, InvoiceCreated, InvoiceUpdated, InvoiceVoided, PaymentApplied, PaymentReversed,
         CreditNoteApplied, DisputeOpened, DisputeResolved, LedgerSynced, CustomerErased,
         DunningStepDue, DunningStepCancelled, DunningStepReplanned, DunningStepHeld, DunningCallLogged,
+        DunningHandOffCompleted,
         NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced,
         NotificationSkipped, NotificationHeld, ConsentRevoked, DunningTaskAssigned, DunningTaskSnoozed, DunningTaskCompleted,
         PromiseCreated, PromiseKept, PromiseBroken, PromiseCancelled, PlanCreated, PlanDefaulted,

@@ -60,6 +60,11 @@ class AsgiServer:
     def started(self) -> bool:
         return self._server is not None and self._server.started
 
+    @property
+    def serving(self) -> bool:
+        """Started and neither stopped nor failed since."""
+        return self._task is not None and not self._task.done()
+
     async def start(self, app: Any = None, timeout: float = 30) -> None:
         """Serve `app` (or the one given when made) and return once it accepts connections."""
         config = uvicorn.Config(app or self.app, log_level="warning", lifespan=self.lifespan)

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from dunning_events.envelope import new_event
+from dunning_events.events import DunningHandOffCompleted, HandOffOutcome
 from dunning_kit.actor import Acting
 from dunning_kit.auth import Tenant
 from dunning_kit.idempotency import Idempotent
@@ -14,6 +16,7 @@ from dunning_kit.pages import DEFAULT_LIMIT, PAGE_CONTRACT, Cursor, Limit, Page
 from policy_engine.adapters import repository as repo
 from policy_engine.entrypoints.deps import Runtime
 from policy_engine.service_layer import handoffs
+from policy_engine.service_layer.handlers import SOURCE
 
 router = APIRouter(prefix="/v1")
 
@@ -21,7 +24,7 @@ router = APIRouter(prefix="/v1")
 class AcknowledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: handoffs.HandOffOutcome = Field(description="What was done with the file")
+    outcome: HandOffOutcome = Field(description="What was done with the file")
     note: str | None = Field(None, max_length=2000, description="Free text for the timeline (cut on erasure)")
 
 
@@ -40,7 +43,7 @@ class HandOffOut(BaseModel):
     step: str | None = Field(description="The step that handed it off")
     acknowledged_at: str | None
     acknowledged_by: Person | None
-    outcome: handoffs.HandOffOutcome | None
+    outcome: HandOffOutcome | None
 
 
 @router.get("/hand-offs", tags=["hand-offs"], response_model=Page[HandOffOut], description=PAGE_CONTRACT,
@@ -58,13 +61,21 @@ async def list_hand_offs(
 @router.post("/hand-offs/{invoice_id}/acknowledge", tags=["hand-offs"], response_model=HandOffOut,
              dependencies=[Idempotent], summary="Complete a hand-off with what was done with the file")  # fmt: skip
 async def acknowledge(invoice_id: str, body: AcknowledgeIn, runtime: Runtime, principal: Tenant, actor: Acting) -> Any:
-    """A timeline entry naming the person; a second acknowledgement is 409, a case not handed off 404."""
+    """A timeline entry naming the person and a `dunning.hand_off.completed` event (its envelope names them too);
+    a second acknowledgement is 409, a case not handed off 404."""
+    now = runtime.clock.now()
     try:
         async with runtime.sessions() as session, session.begin():
-            return await handoffs.acknowledge(
+            done = await handoffs.acknowledge(
                 await repo.driver(session), principal.tenant_id, invoice_id, body.outcome,
-                (body.note or "").strip() or None, actor, runtime.clock.now(),
+                (body.note or "").strip() or None, actor, now,
             )  # fmt: skip
+            completed = DunningHandOffCompleted(
+                customer_id=done["customer_id"], invoice_id=invoice_id, outcome=body.outcome
+            )
+            await runtime.outbox.add(session, [new_event(completed, tenant_id=principal.tenant_id, source=SOURCE,
+                                                         occurred_at=now)])  # fmt: skip
+            return done
     except handoffs.NotHandedOff:
         raise HTTPException(404, f"invoice {invoice_id} is not handed off to collections") from None
     except handoffs.AlreadyAcknowledged:

@@ -1,5 +1,5 @@
 """Hand-offs to collections: the cases a step closed `handed_off`, waiting for a person to send the file to the
-agency (or to decide otherwise), and that person's acknowledgement.
+agency (or to decide otherwise), and that person's acknowledgement (event `dunning.hand_off.completed`).
 
 A case handed off is closed by the timer (domain.cases.mark_sent): nothing more is sent, but the file still has to
 reach someone. The list reads the closed cases themselves (partial index ix_cases_handed_off: only handed-off cases)
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
+from dunning_events.events import HandOffOutcome
 from dunning_events.money import minor_units
 from dunning_kit.actor import Actor
 from dunning_kit.pages import CursorCodec, Page
 from policy_engine.adapters import repository as repo
 from policy_engine.domain.closure import ClosureReason
 
-HandOffOutcome = Literal["sent_to_agency", "kept_in_house", "written_off_recommended"]
 NOTE_KIND = "hand_off"
 HAND_OFFS = CursorCodec("policy.hand_offs")
 _OUTCOME_TEXT = {
