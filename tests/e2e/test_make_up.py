@@ -64,24 +64,28 @@ def _upsert_customer(base_url: str) -> int:
 
 def test_a_schema_built_from_an_older_initial_migration_is_rebuilt_and_said(tmp_path: Path) -> None:
     """Before the first release each service's one migration is rewritten in place: `make up` on an old .run/
-    must rebuild that service's schema (saying so) instead of serving 500s on a missing table."""
+    must rebuild that schema (saying so) instead of serving 500s on a missing table, and with it every other
+    service's (their data is one history: the ledger's customer is new again, so its event reaches the rebuilt
+    policy engine)."""
     first = start_make_up(tmp_path)
     try:
         assert first.ready, "".join(first.output)
+        assert _upsert_customer(json.loads((tmp_path / "urls.json").read_text())["ledger-sync"]) == 201
     finally:
         first.stop()
     fingerprints = tmp_path / "schema-fingerprints.json"
     known = json.loads(fingerprints.read_text())
-    known["ledger-sync"] = "built-from-an-older-0001"
+    known["policy-engine"] = "built-from-an-older-0001"
     fingerprints.write_text(json.dumps(known))
     again = start_make_up(tmp_path)
     try:
         assert again.ready, "".join(again.output)
         said = "".join(again.output)
-        assert "ledger-sync: its migration changed since .run/ was made" in said
-        assert "policy-engine: its migration changed" not in said, "an unchanged schema keeps its data"
+        assert "policy-engine: migration changed since .run/ was made; every service's development data is reset" in (
+            said
+        ), said
         urls = json.loads((tmp_path / "urls.json").read_text())
-        assert _upsert_customer(urls["ledger-sync"]) in (200, 201)
+        assert _upsert_customer(urls["ledger-sync"]) == 201, "the ledger's data was reset with the engine's"
     finally:
         again.stop()
-    assert json.loads(fingerprints.read_text())["ledger-sync"] != "built-from-an-older-0001"
+    assert json.loads(fingerprints.read_text())["policy-engine"] != "built-from-an-older-0001"

@@ -37,10 +37,11 @@ from .factories import (
 )
 
 # Types that carry no fact of the read model: a sync's freshness signal, a held delivery's new window.
-# Issue 16's calls and collector tasks: not read by insights yet (the policy engine's timeline shows them).
+# Issue 16's calls, collector tasks and completed hand-offs: not read by insights yet (the policy engine's timeline
+# shows them).
 NO_FACT = {
     "ledger.synced", "dunning.step.replanned", "dunning.call.logged", "dunning.task.assigned", "dunning.task.snoozed",
-    "dunning.task.completed",
+    "dunning.task.completed", "dunning.hand_off.completed",
 }  # fmt: skip
 
 

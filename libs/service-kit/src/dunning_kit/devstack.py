@@ -101,16 +101,24 @@ class DevStack:
         """Until the first release each service keeps ONE initial migration, rewritten when its tables change;
         alembic sees the same revision and would leave an old development schema as it is (every request then
         fails on a missing table). So the embedded database remembers what each schema was built from, and a
-        schema built from another version of the migrations is dropped and rebuilt, saying so."""
+        schema built from another version of the migrations is dropped and rebuilt, saying so.
+
+        The services' data is one history (each learnt the others' facts from events, and the embedded broker keeps
+        none across runs), so when one schema is rebuilt every schema is: a policy engine that lost its cases next
+        to a ledger that kept its invoices would never hear of them again (a repeated create is no change, so no
+        event)."""
         assert self.pg is not None
         known_file = self.run_dir / "schema-fingerprints.json"
         known: dict[str, str] = json.loads(known_file.read_text()) if known_file.exists() else {}
         existing = set(self.pg.psql("dunning", "SELECT nspname FROM pg_namespace").split())
         now = {s.name: migrations_fingerprint(s.migrations_dir) for s in SERVICES}
-        for s in SERVICES:
-            if s.schema in existing and known.get(s.name) != now[s.name]:
-                _say(f"{s.name}: its migration changed since .run/ was made; its development data is reset")
-                self.pg.psql("dunning", f'DROP SCHEMA "{s.schema}" CASCADE')
+        changed = [s.name for s in SERVICES if s.schema in existing and known.get(s.name) != now[s.name]]
+        if changed:
+            _say(f"{', '.join(changed)}: migration changed since .run/ was made; every service's development data is "
+                 "reset (they share one history)")  # fmt: skip
+            for s in SERVICES:
+                if s.schema in existing:
+                    self.pg.psql("dunning", f'DROP SCHEMA "{s.schema}" CASCADE')
         known_file.write_text(json.dumps(now, indent=2))
 
     def bootstrap_servers(self) -> str:
