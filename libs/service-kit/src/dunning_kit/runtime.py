@@ -202,14 +202,16 @@ class ServiceRuntime(Generic[SettingsT, ObjectsT]):
         for c in self.consumers:
             c.producer = self.producer
 
-    def add_timer(self, name: str, fire_due: FireDue, due_stats: DueStats, *, workers: int = 1) -> list[TimerLoop]:
+    def add_timer(
+        self, name: str, fire_due: FireDue, due_stats: DueStats, *, workers: int = 1, poll_interval: float | None = None
+    ) -> list[TimerLoop]:
         """A durable-timer loop; with `workers` > 1 that many loops (`name`, `name-1`, ...) overlap one batch's
         database round trips with another's work, kept on disjoint rows by their claims (SKIP LOCKED), exactly
-        as replicas are."""
+        as replicas are. `poll_interval`: how long an idle loop waits at most (default TIMER_POLL_INTERVAL; a
+        simulated clock wakes it whenever it moves)."""
+        interval = poll_interval if poll_interval is not None else self.settings.timer_poll_interval
         loops = [
-            TimerLoop(
-                name if n == 0 else f"{name}-{n}", self.clock, fire_due, due_stats, self.settings.timer_poll_interval
-            )
+            TimerLoop(name if n == 0 else f"{name}-{n}", self.clock, fire_due, due_stats, interval)
             for n in range(max(1, workers))
         ]
         self.timers.extend(loops)

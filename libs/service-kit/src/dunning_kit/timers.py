@@ -38,14 +38,20 @@ class TimerLoop:
         self.poll_interval = poll_interval
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._idle = False  # waiting in clock.tick, no batch in hand
 
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"timers-{self.name}")
 
     async def stop(self) -> None:
-        # Let the batch in hand finish (its transaction commits or rolls back whole), then stop.
+        # Let the batch in hand finish (its transaction commits or rolls back whole), then stop. A loop waiting
+        # for time to pass holds no batch: it stops at once, not after its poll interval.
         self._stopping = True
+        if self._task is not None and self._idle:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=self.poll_interval + 10)
@@ -76,7 +82,11 @@ class TimerLoop:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if fired == 0:
-                await self.clock.tick(self.poll_interval)
+                self._idle = True
+                try:
+                    await self.clock.tick(self.poll_interval)
+                finally:
+                    self._idle = False
 
     async def due_now(self) -> int:
         count, oldest = await self.due_stats(self.clock.now())
