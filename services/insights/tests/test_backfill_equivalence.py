@@ -77,9 +77,10 @@ async def post(platform: Platform, service: str, path: str, body: dict[str, Any]
 
 
 async def at(platform: Platform, instant: datetime) -> None:
-    await platform.wait_until_quiet()
+    # Five services digest each step of the story; on the loaded parallel suite that took over 30 s once.
+    await platform.wait_until_quiet(timeout=90)
     platform.clock.set(instant)
-    await platform.wait_until_quiet()
+    await platform.wait_until_quiet(timeout=90)
 
 
 def invoice(iid: str, total: str, issue: str, due: str) -> dict[str, Any]:

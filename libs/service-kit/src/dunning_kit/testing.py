@@ -158,6 +158,9 @@ class RunningService:
 
     def client(self, key: str | None = "acme-api-key", **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # Idle connections are dropped before uvicorn's 5 s keep-alive ends them: a request sent on a connection
+        # the server is closing at that moment fails with ReadError (seen under the loaded parallel suite).
+        kwargs.setdefault("limits", httpx.Limits(keepalive_expiry=2.0))
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
 
     async def stop(self) -> None:
