@@ -498,13 +498,6 @@ class SyncService:
         return int(row[0]) + self._notices_in_flight, (now - row[1]).total_seconds() if row[1] else 0.0
 
     async def process_notices(self, now: datetime) -> int:
-        self._notices_in_flight += 1
-        try:
-            return await self._process_notices(now)
-        finally:
-            self._notices_in_flight -= 1
-
-    async def _process_notices(self, now: datetime) -> int:
         """Claim due notices (SKIP LOCKED, a lease), fetch each object once, apply, mark processed."""
         w = orm.webhook_notices.c
         async with self.sessions() as session, session.begin():
@@ -527,11 +520,17 @@ class SyncService:
             ).all()
         if not claimed:
             return 0
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for row in sorted(claimed, key=lambda r: r.id):
-            groups.setdefault((row.tenant_id, row.connector), []).append(row)
-        for (tenant_id, name), rows in groups.items():
-            await self._process_group(tenant_id, name, rows, now)
+        # Leased (due again in 5 min), so no longer counted as due: in hand until processed. Counted only once
+        # claimed: an idle round counted as work made the platform look busy to whoever waits for it to be quiet.
+        self._notices_in_flight += 1
+        try:
+            groups: dict[tuple[str, str], list[Any]] = {}
+            for row in sorted(claimed, key=lambda r: r.id):
+                groups.setdefault((row.tenant_id, row.connector), []).append(row)
+            for (tenant_id, name), rows in groups.items():
+                await self._process_group(tenant_id, name, rows, now)
+        finally:
+            self._notices_in_flight -= 1
         return len(claimed)
 
     async def _process_group(self, tenant_id: str, name: str, rows: list[Any], now: datetime) -> None:
@@ -602,13 +601,6 @@ class SyncService:
         return int(row[0]) + self._syncs_in_flight, (now - row[1]).total_seconds() if row[1] else 0.0
 
     async def fire_due_syncs(self, now: datetime) -> int:
-        self._syncs_in_flight += 1
-        try:
-            return await self._fire_due_syncs(now)
-        finally:
-            self._syncs_in_flight -= 1
-
-    async def _fire_due_syncs(self, now: datetime) -> int:
         """Run every connector whose sync (or daily reconciliation) is due; the next time is leased first."""
         c = orm.connections.c
         async with self.sessions() as session, session.begin():
@@ -630,16 +622,25 @@ class SyncService:
                     )
                 ).scalar()
                 claimed.append((tenant_id, name, reconcile is not None and reconcile <= now))
-        for tenant_id, name, reconcile in claimed:
-            await self.run_sync(tenant_id, name)
-            if reconcile:
-                async with self.sessions() as session, session.begin():
-                    await session.execute(
-                        update(orm.connections)
-                        .where(c.tenant_id == tenant_id, c.connector == name)
-                        .values(next_reconcile_at=now + func.make_interval(0, 0, 0, 0, 0, 0, c.reconcile_interval_s))
-                    )
-                await self.reconcile(tenant_id, name)
+        if not claimed:
+            return 0
+        # Leased (next_sync_at moved on), so no longer counted as due: in hand until run (as the notices).
+        self._syncs_in_flight += 1
+        try:
+            for tenant_id, name, reconcile in claimed:
+                await self.run_sync(tenant_id, name)
+                if reconcile:
+                    async with self.sessions() as session, session.begin():
+                        await session.execute(
+                            update(orm.connections)
+                            .where(c.tenant_id == tenant_id, c.connector == name)
+                            .values(
+                                next_reconcile_at=now + func.make_interval(0, 0, 0, 0, 0, 0, c.reconcile_interval_s)
+                            )
+                        )
+                    await self.reconcile(tenant_id, name)
+        finally:
+            self._syncs_in_flight -= 1
         return len(claimed)
 
 
