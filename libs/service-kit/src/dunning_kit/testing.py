@@ -189,13 +189,18 @@ async def start_service(
         http_port=port,
         api_keys=TEST_API_KEYS,
         public_base_url=f"http://127.0.0.1:{port}",
-        timer_poll_interval=0.2,
-        outbox_poll_interval=0.05,
-        kafka_session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
         # The fakes of ERPs and webhook receivers listen on loopback: the outbound guard lets them through here
         # (a test of the guard itself overrides this with ""). DEV_MODE as under `make up`: the harness runs on
-        # the development secrets (a test of production behaviour overrides it with False).
-        **{"outbound_allowed_networks": LOOPBACK_NETWORKS, "dev_mode": True, **(overrides or {})},
+        # the development secrets (a test of production behaviour overrides it with False). A test may override
+        # any of these.
+        **{
+            "timer_poll_interval": 0.2,
+            "outbox_poll_interval": 0.05,
+            "kafka_session_timeout_ms": TEST_SESSION_TIMEOUT_MS,
+            "outbound_allowed_networks": LOOPBACK_NETWORKS,
+            "dev_mode": True,
+            **(overrides or {}),
+        },
     )
     runtime: ServiceRuntime = module.build_runtime(settings, clock)
     app: FastAPI = module.create_app(runtime)
