@@ -50,10 +50,11 @@ CONCURRENCY = 8  # requests in flight against ledger-sync at once (one stop's fa
 # The consumers work through ~32,000 events after the bulk import, at a speed the machine's load decides: a wait
 # goes on while the work left shrinks, and fails when it did not shrink for this long (a stuck consumer).
 QUIET_STALL_S = 60.0
-# The three services share the test's event loop, which also builds and posts 2,000-row payment files: under the
-# parallel suite on 2 cores it stalled for more than the suite's 2 s consumer session, the broker evicted the
-# member, its batch's commit failed and the batch was applied again (idempotently), so a consumer's lag stopped
-# shrinking (CI, stop 22). This platform keeps the production session (10 s; its groups join ~4 s slower, once).
+# The three services share the test's event loop, which also builds and posts 2,000-row payment files. A stall of
+# that loop beyond the suite's 2 s consumer session gets a member evicted; its batch's commit then fails and the
+# batch is applied again (idempotently). That is the likeliest reading of CI at stop 22, where a consumer's lag
+# stopped shrinking while the platform was built twice at once on 2 cores (a split xdist group, root conftest).
+# This platform keeps the production session (10 s; its groups join ~4 s slower, once).
 SESSION = {"kafka_session_timeout_ms": 10_000}
 PAGE = 500
 # ledger-sync imports a payments file in one transaction (each row's allocations depend on the rows before it):
