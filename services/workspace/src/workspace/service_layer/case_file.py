@@ -97,6 +97,17 @@ def _renamed(exc: Refused, names: dict[str, str] | None = None) -> Refused:
     return Refused(exc.service, exc.status, errors, exc.detail)
 
 
+async def _act(
+    platform: PlatformClient, person: Person, method: str, service: str, path: str, body: Any,
+    *, idempotency_key: str | None = None, names: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
+    """One action's call; what the service refuses comes back with its fields named as the form names them."""
+    try:
+        return await send(platform, person, method, service, path, body, idempotency_key=idempotency_key)
+    except Refused as exc:
+        raise _renamed(exc, names) from None
+
+
 def decimal_input(text: str, language: str) -> str:
     """An amount as typed: `1.234,56` in German, `1,234.56` in English, to the decimal string the APIs take."""
     cleaned = text.strip().replace(" ", "").replace("\xa0", "")
@@ -124,13 +135,10 @@ async def log_call(
     if outcome not in CALL_OUTCOMES:
         raise Refused("workspace", 422, {"outcome": "choose what came of the call"}, "")
     body = {"outcome": outcome, "invoice_ids": invoice_ids or None, "note": note or None}
-    try:
-        found: dict[str, Any] = await send(
-            platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/calls", body,
-            idempotency_key=idempotency_key,
-        )  # fmt: skip
-    except Refused as exc:
-        raise _renamed(exc) from None
+    found: dict[str, Any] = await _act(
+        platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/calls", body,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
     return found
 
 
@@ -140,10 +148,7 @@ async def pause(
     """Block the customer's dunning; `until` (a day, YYYY-MM-DD as the date input sends it) ends it by itself when
     that day begins where the debtor lives (policy-engine decides, and refuses a day not after today at `until`)."""
     body = {"reason": reason or None, **({"until": until} if until else {})}
-    try:
-        await send(platform, person, "PUT", "policy-engine", f"/v1/customers/{_path(customer_id)}/dunning-block", body)
-    except Refused as exc:
-        raise _renamed(exc) from None
+    await _act(platform, person, "PUT", "policy-engine", f"/v1/customers/{_path(customer_id)}/dunning-block", body)
 
 
 async def add_note(
@@ -152,13 +157,10 @@ async def add_note(
 ) -> dict[str, Any]:  # fmt: skip
     """A note on the case's timeline (on the chosen invoices' if any), naming the person (policy-engine)."""
     body = {"text": text, "invoice_ids": invoice_ids or None}
-    try:
-        found: dict[str, Any] = await send(
-            platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/notes", body,
-            idempotency_key=idempotency_key,
-        )  # fmt: skip
-    except Refused as exc:
-        raise _renamed(exc) from None
+    found: dict[str, Any] = await _act(
+        platform, person, "POST", "policy-engine", f"/v1/customers/{_path(customer_id)}/notes", body,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
     return found
 
 
@@ -172,12 +174,9 @@ async def record_promise(
 ) -> dict[str, Any]:  # fmt: skip
     body = {"customer_id": customer_id, "invoice_ids": invoice_ids, "currency": currency, "amount": amount,
             "promised_date": promised_date, "recorded_by": "collector", "note": note or None}  # fmt: skip
-    try:
-        found: dict[str, Any] = await send(
-            platform, person, "POST", "promise-tracker", "/v1/promises", body, idempotency_key=idempotency_key
-        )
-    except Refused as exc:
-        raise _renamed(exc) from None
+    found: dict[str, Any] = await _act(
+        platform, person, "POST", "promise-tracker", "/v1/promises", body, idempotency_key=idempotency_key
+    )
     return found
 
 
@@ -189,12 +188,9 @@ async def create_plan(
     body = {"customer_id": customer_id, "invoice_ids": invoice_ids, "currency": currency, "total": total or None,
             "instalment_count": instalment_count, "first_due_date": first_due_date, "interval": interval,
             "recorded_by": "collector", "note": note or None}  # fmt: skip
-    try:
-        found: dict[str, Any] = await send(
-            platform, person, "POST", "promise-tracker", "/v1/plans", body, idempotency_key=idempotency_key
-        )
-    except Refused as exc:
-        raise _renamed(exc) from None
+    found: dict[str, Any] = await _act(
+        platform, person, "POST", "promise-tracker", "/v1/plans", body, idempotency_key=idempotency_key
+    )
     return found
 
 
@@ -203,11 +199,8 @@ async def dispute(
 ) -> None:
     path = f"/v1/invoices/{_path(invoice_id)}/dispute" + ("" if open_ else "/resolve")
     body = {"reason": reason or None} if open_ else {"resolution": reason or None}
-    try:
-        await send(platform, person, "POST", "ledger-sync", path, body)
-    except Refused as exc:
-        # ledger-sync names the invoice `id` (404) and the text `reason` / `resolution`: the form's `invoice_id`, `reason`.
-        raise _renamed(exc, {"id": "invoice_id", "resolution": "reason"}) from None
+    # ledger-sync names the invoice `id` (404) and the text `reason` / `resolution`: the form's `invoice_id`, `reason`.
+    await _act(platform, person, "POST", "ledger-sync", path, body, names={"id": "invoice_id", "resolution": "reason"})
 
 
 def total_open(invoices: list[dict[str, Any]]) -> dict[str, Decimal]:
